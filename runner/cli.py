@@ -1,0 +1,329 @@
+"""`vigie` command line: validate, run, replay, alerts, decide, pause/resume, purge, audit, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import __version__
+from runner.alerts import FOLLOW_UPS, REJECT_REASONS
+from runner.errors import UsageError, VigieError
+
+log = logging.getLogger("vigie")
+
+
+def _db_default() -> str:
+    return os.environ.get("VIGIE_DB", "var/vigie.db")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigie", description="Vigie augmented video-protection runner.")
+    parser.add_argument("--version", action="version", version=f"vigie {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--db", default=_db_default(), help="alert register (SQLite); default $VIGIE_DB or var/vigie.db")
+        p.add_argument("--media-dir", default=None, help="snapshot folder; default: media/ beside the register")
+        return p
+
+    p = sub.add_parser("validate", help="check a site config; one line per problem")
+    p.add_argument("config")
+
+    p = with_db(sub.add_parser("run", help="run the service on every enabled camera (SIGTERM stops cleanly)"))
+    p.add_argument("config")
+    p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
+    p.add_argument("--fast", action="store_true", help="read file sources as fast as possible instead of at their frame rate")
+
+    p = with_db(sub.add_parser("replay", help="process a recorded clip through one camera's config, as fast as possible"))
+    p.add_argument("config")
+    p.add_argument("--camera", required=True, help="camera whose zones and rules apply")
+    p.add_argument("--source", help="clip to replay (default: the camera's source)")
+    p.add_argument("--json", action="store_true", help="one JSON object per alert on stdout")
+
+    p = with_db(sub.add_parser("alerts", help="list stored alerts"))
+    p.add_argument("--status", choices=["pending", "confirmed", "rejected"])
+    p.add_argument("--camera")
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=_positive_int, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = with_db(sub.add_parser("decide", help="record an operator's decision on an alert"))
+    p.add_argument("alert_id", type=_positive_int)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--confirm", action="store_true", help="the event is real")
+    group.add_argument("--reject", choices=REJECT_REASONS, metavar="REASON", help=f"false alert: {', '.join(REJECT_REASONS)}")
+    p.add_argument("--follow-up", required=True, choices=FOLLOW_UPS, help=f"one of {', '.join(FOLLOW_UPS)}")
+    p.add_argument("--operator", required=True, help="identity of the authorised operator")
+    p.add_argument("--note", default=None)
+
+    for name in ("pause", "resume"):
+        p = with_db(sub.add_parser(name, help=f"{name} analysis of one camera or of everything (honoured within a second)"))
+        p.add_argument("--camera", help="camera id (default: every camera)")
+        p.add_argument("--operator", default=os.environ.get("VIGIE_OPERATOR"), help="identity (default $VIGIE_OPERATOR)")
+
+    p = with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits)"))
+    p.add_argument("--config", help="site config whose retention applies (default: the last one run, else the legal caps)")
+
+    p = sub.add_parser("audit", help="audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    with_db(audit_sub.add_parser("verify", help="check the hash chain; exit 1 and the first broken row if tampered"))
+    q = with_db(audit_sub.add_parser("show", help="print the latest audit rows"))
+    q.add_argument("--limit", type=_positive_int, default=50)
+
+    p = sub.add_parser("status", help="camera health and pause state")
+    with_db(p)
+
+    p = sub.add_parser("models", help="configured models")
+    models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models_sub.add_parser("list", help="resolve every model of a config").add_argument("config")
+    models_sub.add_parser("verify", help="check sha256 and load every model of a config").add_argument("config")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 1 or more")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else (logging.INFO if args.command == "run" else logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args) or 0
+    except VigieError as exc:
+        print(f"vigie: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    from runner.config.loading import load_config
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    rules = sum(len(c.rules) for c in cfg.cameras)
+    print(f"{args.config}: valid (site {cfg.site}, revision {cfg.revision}, phase {cfg.phase}, "
+          f"{len(cfg.cameras)} camera(s), {rules} rule(s), sha256 {loaded.sha256[:12]})")
+    return 0
+
+
+def _register(args, create: bool = True):
+    from runner.store import Register
+
+    return Register(args.db, args.media_dir, create=create)
+
+
+def cmd_run(args) -> int:
+    from runner.config.loading import load_config
+    from runner.service import Runner, RunOptions
+
+    loaded = load_config(args.config)
+    with _register(args) as register:
+        runner = Runner(loaded, register, RunOptions(mode="live", camera_ids=args.cameras, realtime=not args.fast),
+                        on_alert=lambda a: log.warning("ALERT %s", _one_line(a.record, a.stored)))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: runner.stop())
+        summary = runner.run()
+        log.info("stopped (%s): %d alert(s), frames %s", summary.stop_reason, len(summary.alerts), summary.frames)
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from runner.config.loading import load_config
+    from runner.service import Runner, RunOptions
+
+    loaded = load_config(args.config)
+    printed = []
+
+    def on_alert(raised) -> None:
+        if args.json:
+            print(json.dumps(_alert_json(raised.record, raised.stored, register)), flush=True)
+        printed.append(raised)
+
+    with _register(args) as register:
+        runner = Runner(loaded, register, RunOptions(mode="replay", camera_ids=[args.camera], source_override=args.source),
+                        on_alert=on_alert)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        summary = runner.run()
+        if summary.camera_errors:
+            raise UsageError(next(iter(summary.camera_errors.values())))
+        frames = sum(summary.frames.values())
+        out = sys.stderr if args.json else sys.stdout
+        if not args.json:
+            rows = [register.alert(r.stored.id) for r in printed if r.stored]
+            print(_alerts_table(rows), file=out)
+        fps = frames / summary.wall_s if summary.wall_s else 0.0
+        print(f"{len(printed)} alert(s) on {frames} processed frame(s) in {summary.wall_s:.1f} s ({fps:.1f} fps); "
+              f"all marked as tests", file=out)
+        print(f"register: {Path(args.db).resolve()}   snapshots: {register.media_dir.resolve()}", file=out)
+    return 0
+
+
+def cmd_alerts(args) -> int:
+    with _register(args, create=False) as register:
+        rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
+        if args.limit:
+            rows = rows[-args.limit:]
+        if args.json:
+            for row in rows:
+                print(json.dumps(row, default=str))
+        else:
+            print(_alerts_table(rows))
+    return 0
+
+
+def cmd_decide(args) -> int:
+    with _register(args, create=False) as register:
+        decision = "confirmed" if args.confirm else "rejected"
+        row = register.decide(args.alert_id, decision, operator=args.operator, follow_up=args.follow_up,
+                              reason=args.reject, note=args.note)
+        print(f"alert {args.alert_id}: {decision}" + (f" ({row['reason']})" if row["reason"] else "")
+              + f", follow-up {row['follow_up']}, by {row['operator']} at {row['decided_utc']}")
+    return 0
+
+
+def _pause(args, paused: bool) -> int:
+    if not args.operator:
+        raise UsageError("--operator is required (or set VIGIE_OPERATOR): every pause and resume is attributed")
+    scope = args.camera or "*"
+    with _register(args) as register:
+        audit_id = register.set_paused(scope, paused, args.operator)
+        what = f"camera {args.camera}" if args.camera else "all cameras"
+        print(f"{what}: {'paused' if paused else 'resumed'} by {args.operator} (audit row {audit_id}); "
+              "a running service applies it within a second")
+    return 0
+
+
+def cmd_pause(args) -> int:
+    return _pause(args, True)
+
+
+def cmd_resume(args) -> int:
+    return _pause(args, False)
+
+
+def cmd_purge(args) -> int:
+    from runner.config.loading import load_config
+    from runner.retention import effective_retention, run_purge
+
+    with _register(args, create=False) as register:
+        retention = effective_retention(register, load_config(args.config).config.retention if args.config else None)
+        counts = run_purge(register, retention, actor=os.environ.get("VIGIE_OPERATOR") or "cli")
+        print(f"purged (media > {retention.media_days} d, records > {retention.alert_days} d): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    with _register(args, create=False) as register:
+        if args.audit_command == "show":
+            for row in register.audit_rows(limit=args.limit):
+                print(f"{row['id']:>6} {row['ts_utc']} {row['event']:<18} {row['actor']:<12} "
+                      f"{row['camera_id'] or '-':<10} {row['details']}")
+            return 0
+        report = register.verify()
+        if report.ok:
+            print(f"audit chain intact: {report.rows_checked} row(s), {report.alerts_checked} alert(s) checked")
+            return 0
+        print(f"audit chain BROKEN at row {report.first_bad_row}: {report.problem}" if report.first_bad_row
+              else f"audit chain BROKEN: {report.problem}")
+        return 1
+
+
+def cmd_status(args) -> int:
+    with _register(args, create=False) as register:
+        control = register.control_state()
+        print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
+        print("paused: " + (", ".join(s if s != "*" else "ALL" for s, r in control.items() if r["paused"]) or "nothing"))
+        for row in register.health():
+            print(f"  {row['camera_id']:<16} {row['status']:<9} {row['updated_utc']}  {row['detail']}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from runner.config.loading import load_config
+    from runner.detect import load_detector
+    from runner.modelref import resolve_weights
+
+    loaded = load_config(args.config)
+    failures = 0
+    for name, spec in loaded.config.models.items():
+        try:
+            resolved = resolve_weights(name, spec, loaded.base_dir, verify=args.models_command == "verify")
+        except VigieError as exc:
+            failures += 1
+            print(f"{name:<12} ERROR {exc}")
+            continue
+        pinned = "pinned" if spec.sha256 else "not pinned"
+        line = f"{name:<12} {resolved.backend:<9} {resolved.found_by:<10} sha256 {resolved.sha256[:16]}... ({pinned})  {resolved.path}"
+        if args.models_command == "verify":
+            try:
+                detector = load_detector(name, spec, resolved)
+                line += f"  OK, {len(detector.names)} classes"
+            except VigieError as exc:
+                failures += 1
+                line += f"  ERROR {exc}"
+        print(line)
+    return 1 if failures else 0
+
+
+COMMANDS = {
+    "validate": cmd_validate, "run": cmd_run, "replay": cmd_replay, "alerts": cmd_alerts, "decide": cmd_decide,
+    "pause": cmd_pause, "resume": cmd_resume, "purge": cmd_purge, "audit": cmd_audit, "status": cmd_status,
+    "models": cmd_models,
+}
+
+
+# -- formatting ------------------------------------------------------------------------------------
+def _alert_json(record, stored, register) -> dict:
+    snapshot = None
+    if stored is not None and stored.snapshot:
+        snapshot = str((register.media_dir / stored.snapshot).resolve())
+    return {
+        "id": stored.id if stored else None, "kind": record.kind, "rule_id": record.rule_id, "camera": record.camera_id,
+        "t_s": record.t_s, "ts_utc": record.ts_utc, "track_id": record.track_id, "subject": record.subject,
+        "score": record.score, "bbox": record.bbox, "snapshot": snapshot, "config_revision": record.config_revision,
+        "config_sha256": record.config_sha256, "is_test": record.is_test, "details": record.details,
+    }
+
+
+def _one_line(record, stored) -> str:
+    return (f"#{stored.id if stored else '-'} {record.kind} rule={record.rule_id} camera={record.camera_id} "
+            f"t={record.t_s:.1f}s subject={record.subject} score={record.score:.2f}")
+
+
+def _alerts_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no alerts)"
+    header = ["id", "time (UTC)", "t_s", "camera", "kind", "rule", "subject", "score", "status", "test", "details"]
+    body = []
+    for r in rows:
+        details = ", ".join(f"{k}={v}" for k, v in r["details"].items() if k not in ("zone", "line"))
+        body.append([str(r["id"]), r["ts_utc"][:19].replace("T", " "), f"{r['t_s']:.1f}", r["camera_id"], r["kind"],
+                     r["rule_id"], r["subject"], f"{r['score']:.2f}", r["status"], "yes" if r["is_test"] else "no",
+                     details[:60]])
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

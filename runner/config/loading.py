@@ -1,0 +1,188 @@
+"""Load, validate, hash and dump site config files.
+
+Every problem becomes one line `FILE: field.path[i].name: message`, so that the agent who drew
+the zones can find the offending field without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from runner.config.base import ConfigProblems
+from runner.config.migrations import MigrationError, migrate
+from runner.config.site import SiteConfig
+from runner.errors import ConfigError
+from runner.rules.registry import RULES
+
+MAX_CONFIG_BYTES = 5_000_000
+_ENV_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: SiteConfig
+    path: Path
+    sha256: str  # of the file's bytes: what an alert records as its config hash
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), ["is a directory, not a YAML file"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), [f"file is larger than {MAX_CONFIG_BYTES} bytes"])
+    config = parse_config(data, str(path))
+    return LoadedConfig(config=config, path=path, sha256=hashlib.sha256(data).hexdigest())
+
+
+def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
+    try:
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(name, [f"{where}invalid YAML: {problem}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, ["not a UTF-8 text file"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(name, ["top level must be a mapping (schema_version, site, cameras...)"])
+    try:
+        raw = migrate(raw)
+    except MigrationError as exc:
+        raise ConfigError(name, [str(exc)]) from None
+    try:
+        return SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(name, format_validation_errors(exc)) from None
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for every error in a pydantic ValidationError."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        path = _format_loc(error["loc"])
+        nested = (error.get("ctx") or {}).get("error")
+        if isinstance(nested, ConfigProblems):
+            for rel, message in nested.problems:
+                problems.append((_join(path, rel), message))
+            continue
+        problems.append((path, _message(error)))
+    return problems
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    lines, seen = [], set()
+    for path, message in validation_problems(exc):
+        line = f"{path}: {message}" if path else message
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return lines
+
+
+def _join(prefix: str, rel: str) -> str:
+    if not rel:
+        return prefix
+    if not prefix:
+        return rel
+    return f"{prefix}{rel}" if rel.startswith("[") else f"{prefix}.{rel}"
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # Discriminated unions insert the tag ('zone_intrusion') after the list index: not a field.
+        if part in RULES and i >= 2 and loc[i - 2] == "rules" and isinstance(loc[i - 1], int):
+            continue
+        if part in ("function-after[_parse_hhmm(), time]",):
+            continue
+        out = _join(out, str(part))
+    return out
+
+
+_PATTERN_HINTS = {
+    "^[a-z0-9][a-z0-9_-]{0,62}$": "must be an identifier: lower-case letters, digits, '-' or '_' (at most 63 characters)",
+    "^[0-9a-f]{64}$": "must be 64 lower-case hexadecimal digits (a sha256)",
+}
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        bound = next(iter(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")))
+        return f"must be {op} {bound:g}" if isinstance(bound, (int, float)) else f"must be {op} {bound}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx['multiple_of']}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_HINTS.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}")
+    if kind == "union_tag_invalid":
+        return f"unknown rule kind {ctx.get('tag')!r} (known: {', '.join(RULES)})"
+    if kind == "union_tag_not_found":
+        return f"kind: required (one of {', '.join(RULES)})"
+    if kind == "timezone_aware":
+        return "must include a time zone offset, e.g. 2025-05-13T08:00:00+02:00"
+    if kind in ("too_short", "too_long"):
+        limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        word = "at least" if kind == "too_short" else "at most"
+        return f"must have {word} {limit} item(s)" if error.get("input") is not None and not isinstance(
+            error.get("input"), str
+        ) else f"must have {word} {limit} character(s)"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message.replace("Input should be", "must be").replace("Input should have", "must have")
+
+
+def expand_env(text: str, field: str) -> str:
+    """Replace ${VAR} placeholders from the environment; the error names the variable, never a value."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1))
+        if value is None:
+            raise ConfigError(field, [f"environment variable {match.group(1)} is not set"])
+        return value
+
+    return _ENV_PLACEHOLDER.sub(substitute, text)
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?::[^@/\s]*)?@")
+_SECRET_PARAMS = re.compile(r"(?i)\b(password|passwd|pwd|token|key|secret|auth)=([^&\s]+)")
+
+
+def redact(text: str) -> str:
+    """Hide credentials embedded in a source or weights reference before it is logged or stored."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@" if m.group("user") else m.group(0), text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+def dump_config(config: SiteConfig) -> str:
+    """YAML text of a config, keys in model order, ready to be re-read by `parse_config`."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)

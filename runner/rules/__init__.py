@@ -1,0 +1,1 @@
+"""Event rules: one module per kind behind `runner.rules.base.Rule`, listed in `registry.RULES`."""

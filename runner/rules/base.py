@@ -1,0 +1,149 @@
+"""The one small interface every event rule implements, and the data it sees each frame.
+
+A rule owns no model, tracker, drawing or I/O: it reads a `FrameContext` (detections with track
+ids, bounded track history, frame timestamp) and returns `AlertCandidate`s. Time comes only from
+`FrameContext.t_s` (stream time), never from the wall clock, so replay and live behave alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import supervision as sv
+from pydantic import Field
+
+from runner.config.base import Frozen, Slug
+from runner.geometry import bottom_centres, points_in_polygon
+
+if TYPE_CHECKING:
+    from runner.config.site import Camera
+    from runner.tracking import TrackHistory
+
+
+class RuleConfig(Frozen):
+    """Fields every rule has. Subclasses add `kind: Literal[...]` and their own thresholds."""
+
+    kind: str
+    id: Slug
+    enabled: bool = Field(True, description="A disabled rule is kept in the config but not evaluated.")
+    cooldown_s: float = Field(
+        30.0, ge=0.0, le=86400.0,
+        description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
+    )
+
+    def zone_refs(self) -> dict[str, str]:
+        """Field name -> zone id, for every zone this rule reads (checked against the camera)."""
+        zone = getattr(self, "zone", None)
+        return {"zone": zone} if zone else {}
+
+    def line_refs(self) -> dict[str, str]:
+        line = getattr(self, "line", None)
+        return {"line": line} if line else {}
+
+    def required_labels(self) -> frozenset[str]:
+        """Detector class names this rule needs; the runner loads the models that provide them."""
+        return frozenset(getattr(self, "labels", ()))
+
+    def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:
+        """Checks that need the camera (a zone's direction, a calibration): (field, message) pairs."""
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCandidate:
+    """What a rule reports; the pipeline adds camera, times, snapshot and provenance."""
+
+    rule_id: str
+    kind: str
+    subject: str  # "track:12" or "zone:lawn": the unit of cooldown and dedup
+    score: float
+    t_s: float
+    bbox: tuple[float, float, float, float] | None = None  # normalised xyxy
+    track_id: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FrameContext:
+    """Everything a rule may read about one processed frame of one camera."""
+
+    camera_id: str
+    t_s: float
+    frame_index: int
+    wall_time: datetime  # aware, in the site's time zone (for active hours); never used as rule time
+    width: int
+    height: int
+    detections: sv.Detections  # pixel xyxy, `tracker_id` (-1 when untracked), data["class_name"]
+    tracks: TrackHistory
+    ended_track_ids: frozenset[int] = frozenset()
+    image: np.ndarray | None = None  # BGR, privacy masks already applied
+
+    @cached_property
+    def anchors(self) -> np.ndarray:
+        """Normalised bottom-centre of every detection, shape (N, 2)."""
+        if len(self.detections) == 0:
+            return np.empty((0, 2))
+        return bottom_centres(self.detections.xyxy) / np.array([self.width, self.height], dtype=float)
+
+    @cached_property
+    def class_names(self) -> np.ndarray:
+        names = self.detections.data.get("class_name") if self.detections.data else None
+        return np.asarray(names if names is not None else [""] * len(self.detections), dtype=str)
+
+    @cached_property
+    def track_ids(self) -> np.ndarray:
+        ids = self.detections.tracker_id
+        return np.asarray(ids if ids is not None else [-1] * len(self.detections), dtype=int)
+
+    @cached_property
+    def confidences(self) -> np.ndarray:
+        conf = self.detections.confidence
+        return np.asarray(conf if conf is not None else [1.0] * len(self.detections), dtype=float)
+
+    def select(self, labels: frozenset[str] | set[str], min_confidence: float = 0.0) -> np.ndarray:
+        """Boolean mask of detections whose class is in `labels` with at least that confidence."""
+        if len(self.detections) == 0:
+            return np.zeros(0, dtype=bool)
+        return np.isin(self.class_names, list(labels)) & (self.confidences >= min_confidence)
+
+    def in_polygon(self, polygon) -> np.ndarray:
+        """Boolean mask of detections whose anchor lies inside the normalised polygon."""
+        if len(self.detections) == 0:
+            return np.zeros(0, dtype=bool)
+        return points_in_polygon(self.anchors, polygon)
+
+    def box_norm(self, index: int) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = (float(v) for v in self.detections.xyxy[index])
+        return (x1 / self.width, y1 / self.height, x2 / self.width, y2 / self.height)
+
+
+class Rule(ABC):
+    """One event kind. Instances hold only bounded per-track / per-zone state."""
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[RuleConfig]]
+
+    def __init__(self, config: RuleConfig, camera: Camera):
+        self.config = config
+        self.camera = camera
+
+    @abstractmethod
+    def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Advance the rule by one processed frame; return the alerts raised on it."""
+
+    @abstractmethod
+    def state_size(self) -> int:
+        """Number of per-track / per-zone entries held (returns to 0 once tracks end)."""
+
+    def reset(self) -> None:
+        """Forget everything (the stream restarted: a reconnect or a looped file)."""
+        self.__init__(self.config, self.camera)  # type: ignore[misc]
+
+    def candidate(self, *, subject: str, score: float, t_s: float, **kwargs: Any) -> AlertCandidate:
+        return AlertCandidate(rule_id=self.config.id, kind=self.kind, subject=subject, score=score, t_s=t_s, **kwargs)

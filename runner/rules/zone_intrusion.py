@@ -1,0 +1,176 @@
+"""Forbidden-zone intrusion: an object of the given labels stays inside a polygon, or crosses a tripwire.
+
+Zone mode raises one alert per *intrusion episode*: the episode starts when a tracked object's
+anchor (bottom-centre) has stayed inside for `min_dwell_s`, and ends once the zone has been empty
+for `clear_s`. A track-id switch or a second person during an episode therefore does not re-alert
+(operators see one alert per intrusion, with the head count in its details).
+
+Line mode raises one alert per crossing of the tripwire in the forbidden direction, with a small
+distance margin so that an anchor jittering on the line does not count as crossings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from runner.config.base import Labels
+from runner.geometry import segments_intersect, side_of_line
+from runner.rules._time_windows import TimeWindow, is_active
+from runner.rules.base import AlertCandidate, FrameContext, Rule, RuleConfig
+
+
+class ZoneIntrusionConfig(RuleConfig):
+    kind: Literal["zone_intrusion"]
+    zone: str | None = Field(None, description="Forbidden zone (polygon id). Give either a zone or a line.")
+    line: str | None = Field(None, description="Tripwire (line id). Give either a zone or a line.")
+    labels: Labels = Field(["person"], description="Detector classes that count as intruders (e.g. person, car).")
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
+    min_dwell_s: float = Field(
+        1.0, ge=0.0, le=3600.0, description="How long an object must stay inside the zone before the alert (seconds)."
+    )
+    clear_s: float = Field(
+        2.0, ge=0.0, le=600.0,
+        description="The zone must stay empty this long (seconds) before a new intrusion can alert; bridges missed detections.",
+    )
+    crossing: Literal["any", "left_to_right", "right_to_left"] = Field(
+        "any", description="Forbidden crossing direction of the line, as seen walking from its start to its end."
+    )
+    crossing_margin_frac: float = Field(
+        0.01, ge=0.0, le=0.2,
+        description="An anchor closer than this to the line (fraction of the image) keeps its previous side (anti-jitter).",
+    )
+    active_hours: list[TimeWindow] = Field(
+        [], max_length=24, description="Daily windows (site local time) when the rule is active; empty = always."
+    )
+
+    @model_validator(mode="after")
+    def _zone_xor_line(self) -> ZoneIntrusionConfig:
+        if (self.zone is None) == (self.line is None):
+            raise ValueError("give exactly one of 'zone' or 'line'")
+        return self
+
+
+@dataclass
+class _Presence:
+    first_inside_s: float
+    last_inside_s: float
+
+
+@dataclass
+class _LineSide:
+    side: int  # -1 left, +1 right
+    point: tuple[float, float]
+
+
+class ZoneIntrusionRule(Rule):
+    kind = "zone_intrusion"
+    config_model = ZoneIntrusionConfig
+    config: ZoneIntrusionConfig
+
+    def __init__(self, config: ZoneIntrusionConfig, camera):
+        super().__init__(config, camera)
+        self._presence: dict[int, _Presence] = {}
+        self._episode_active = False
+        self._last_occupied_s: float | None = None
+        self._sides: dict[int, _LineSide] = {}
+        if config.zone:
+            self._polygon = camera.zone(config.zone).polygon
+        else:
+            line = camera.line(config.line)
+            self._line = (tuple(line.start), tuple(line.end))
+
+    def state_size(self) -> int:
+        return len(self._presence) + len(self._sides)
+
+    def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        for track_id in ctx.ended_track_ids:
+            self._presence.pop(track_id, None)
+            self._sides.pop(track_id, None)
+        if not is_active(self.config.active_hours, ctx.wall_time):
+            self._presence.clear()
+            self._sides.clear()
+            self._episode_active = False
+            return []
+        mask = ctx.select(self.config.labels, self.config.min_confidence) & (ctx.track_ids >= 0)
+        if self.config.zone:
+            return self._update_zone(ctx, mask)
+        return self._update_line(ctx, mask)
+
+    def _update_zone(self, ctx: FrameContext, mask) -> list[AlertCandidate]:
+        inside = mask & ctx.in_polygon(self._polygon)
+        t = ctx.t_s
+        for i in inside.nonzero()[0]:
+            track_id = int(ctx.track_ids[i])
+            presence = self._presence.get(track_id)
+            if presence is None:
+                self._presence[track_id] = _Presence(first_inside_s=t, last_inside_s=t)
+            else:
+                presence.last_inside_s = t
+        # A track that left (or was missed) for longer than clear_s starts its dwell again.
+        for track_id in [k for k, p in self._presence.items() if t - p.last_inside_s > self.config.clear_s]:
+            del self._presence[track_id]
+        if inside.any():
+            self._last_occupied_s = t
+        elif self._episode_active and self._last_occupied_s is not None and t - self._last_occupied_s > self.config.clear_s:
+            self._episode_active = False
+        if self._episode_active:
+            return []
+        dwellers = [
+            i for i in inside.nonzero()[0]
+            if t - self._presence[int(ctx.track_ids[i])].first_inside_s >= self.config.min_dwell_s
+        ]
+        if not dwellers:
+            return []
+        self._episode_active = True
+        best = max(dwellers, key=lambda i: ctx.confidences[i])
+        track_id = int(ctx.track_ids[best])
+        return [
+            self.candidate(
+                subject=f"zone:{self.config.zone}",
+                score=float(ctx.confidences[best]),
+                t_s=t,
+                bbox=ctx.box_norm(best),
+                track_id=track_id,
+                details={
+                    "zone": self.config.zone,
+                    "label": str(ctx.class_names[best]),
+                    "dwell_s": round(t - self._presence[track_id].first_inside_s, 2),
+                    "count_inside": int(inside.sum()),
+                },
+            )
+        ]
+
+    def _update_line(self, ctx: FrameContext, mask) -> list[AlertCandidate]:
+        start, end = self._line
+        length = max(1e-9, ((end[0] - start[0]) ** 2 + (end[1] - start[1]) ** 2) ** 0.5)
+        alerts = []
+        for i in mask.nonzero()[0]:
+            track_id = int(ctx.track_ids[i])
+            point = (float(ctx.anchors[i, 0]), float(ctx.anchors[i, 1]))
+            distance = side_of_line(point, start, end) / length
+            if abs(distance) <= self.config.crossing_margin_frac:
+                continue
+            side = 1 if distance > 0 else -1
+            previous = self._sides.get(track_id)
+            self._sides[track_id] = _LineSide(side=side, point=point)
+            if previous is None or previous.side == side:
+                continue
+            if not segments_intersect(previous.point, point, start, end):
+                continue  # changed side beyond the tripwire's ends
+            direction = "left_to_right" if previous.side < 0 else "right_to_left"
+            if self.config.crossing not in ("any", direction):
+                continue
+            alerts.append(
+                self.candidate(
+                    subject=f"track:{track_id}",
+                    score=float(ctx.confidences[i]),
+                    t_s=ctx.t_s,
+                    bbox=ctx.box_norm(i),
+                    track_id=track_id,
+                    details={"line": self.config.line, "direction": direction, "label": str(ctx.class_names[i])},
+                )
+            )
+        return alerts

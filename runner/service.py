@@ -1,0 +1,323 @@
+"""The multi-camera runner: capture threads, one analysis loop, pause control, authorisation window,
+retention schedule. Used by `vigie run` (live service) and `vigie replay` (a clip, as fast as possible).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from runner.capture import Frame, VideoSource, resolve_source
+from runner.config.loading import LoadedConfig, expand_env, redact
+from runner.config.site import Camera
+from runner.detect import ModelPool
+from runner.errors import AuthorizationError, ConfigError, SourceError, UsageError, VigieError
+from runner.pipeline import CameraPipeline, RaisedAlert
+from runner.retention import start_retention
+from runner.store import Register, iso, utc_now
+
+log = logging.getLogger(__name__)
+ACTOR = "runner"
+
+
+@dataclass
+class RunOptions:
+    mode: str = "live"  # live: the service; replay: recorded clips, alerts always tests
+    camera_ids: list[str] | None = None
+    source_override: str | None = None  # replay one clip through one camera's config
+    realtime: bool | None = None  # pace file sources at their frame rate (default: live yes, replay no)
+    control_poll_s: float = 0.5
+    retention: bool | None = None  # run the purge schedule (default: live only)
+
+
+@dataclass
+class RunSummary:
+    frames: dict[str, int] = field(default_factory=dict)
+    alerts: list[RaisedAlert] = field(default_factory=list)
+    camera_errors: dict[str, str] = field(default_factory=dict)
+    stop_reason: str = "finished"
+    wall_s: float = 0.0
+
+
+class _FrameSlot:
+    """Frames handed from a capture thread to the analysis loop.
+
+    Live: keep only the newest frames (a slow analysis must not lag behind the stream).
+    Replay: a small bounded queue that blocks the reader, so no frame of the clip is lost.
+    """
+
+    def __init__(self, live: bool, wakeup: threading.Event):
+        self.live = live
+        self.frames: deque[Frame] = deque(maxlen=2 if live else None)
+        self.capacity = 2 if live else 8
+        self.cond = threading.Condition()
+        self.wakeup = wakeup
+        self.dropped = 0
+        self.finished = False
+        self.error: str | None = None
+
+    def put(self, frame: Frame, stop: threading.Event) -> None:
+        with self.cond:
+            if self.live:
+                if len(self.frames) == self.frames.maxlen:
+                    self.dropped += 1
+                self.frames.append(frame)
+            else:
+                while len(self.frames) >= self.capacity and not stop.is_set():
+                    self.cond.wait(0.1)
+                self.frames.append(frame)
+        self.wakeup.set()
+
+    def take(self) -> Frame | None:
+        with self.cond:
+            frame = self.frames.popleft() if self.frames else None
+            self.cond.notify_all()
+            return frame
+
+    def drain(self) -> int:
+        with self.cond:
+            count = len(self.frames)
+            self.frames.clear()
+            self.cond.notify_all()
+            return count
+
+    def finish(self, error: str | None = None) -> None:
+        with self.cond:
+            self.finished, self.error = True, error
+        self.wakeup.set()
+
+
+class Runner:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        register: Register,
+        options: RunOptions | None = None,
+        *,
+        pool: ModelPool | None = None,
+        on_alert: Callable[[RaisedAlert], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ):
+        self.loaded = loaded
+        self.config = loaded.config
+        self.register = register
+        self.options = options or RunOptions()
+        self.live = self.options.mode == "live"
+        self.pool = pool or ModelPool(self.config, loaded.base_dir)
+        self.on_alert = on_alert
+        self.clock = clock
+        self.summary = RunSummary()
+        self._stop = threading.Event()
+        self._paused: dict[str, bool] = {}
+
+    # -- checks ----------------------------------------------------------------------------------
+    def cameras(self) -> list[Camera]:
+        wanted = self.options.camera_ids
+        if wanted:
+            known = {c.id for c in self.config.cameras}
+            unknown = [c for c in wanted if c not in known]
+            if unknown:
+                raise UsageError(f"unknown camera {', '.join(unknown)} (cameras: {', '.join(sorted(known))})")
+            return [self.config.camera(c) for c in wanted]
+        return [c for c in self.config.cameras if c.enabled]
+
+    def check_authorization(self) -> None:
+        """Operational live analysis only inside the prefectoral authorisation window."""
+        if not self.live or self.config.phase != "operational":
+            return
+        auth = self.config.authorization
+        now = self.clock()
+        if auth is None or not auth.covers(now):
+            window = f"{auth.valid_from.isoformat()} to {auth.valid_to.isoformat()}" if auth else "none"
+            raise AuthorizationError(
+                f"operational phase: authorisation {auth.order_ref if auth else '(missing)'} is valid from {window}; "
+                f"now is {iso(now)}: refusing to analyse"
+            )
+
+    # -- main ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> RunSummary:
+        started = time.monotonic()
+        self.check_authorization()
+        cameras = self.cameras()
+        self.register.audit("config_loaded", ACTOR, None, {
+            "site": self.config.site, "revision": self.config.revision, "sha256": self.loaded.sha256,
+            "path": str(self.loaded.path), "phase": self.config.phase, "mode": self.options.mode,
+            "cameras": [c.id for c in cameras],
+        })
+        pipelines, sources = self._build(cameras)
+        if not pipelines:
+            self.register.audit("runner_stopped", ACTOR, None, {"reason": "no camera could start"})
+            raise SourceError("no camera could start: " + "; ".join(self.summary.camera_errors.values()))
+        scheduler = None
+        if self.options.retention if self.options.retention is not None else self.live:
+            scheduler = start_retention(self.register, self.config.retention)
+        wakeup = threading.Event()
+        slots = {cid: _FrameSlot(self.live, wakeup) for cid in pipelines}
+        threads = [
+            threading.Thread(target=self._capture, args=(sources[cid], slots[cid]), name=f"capture-{cid}", daemon=True)
+            for cid in pipelines
+        ]
+        self.register.audit("runner_started", ACTOR, None, {"cameras": list(pipelines), "mode": self.options.mode})
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop(pipelines, slots, sources, wakeup)
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join(timeout=5.0)
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
+            self.summary.wall_s = time.monotonic() - started
+            self.register.audit("runner_stopped", ACTOR, None, {
+                "reason": self.summary.stop_reason, "frames": self.summary.frames,
+                "alerts": len(self.summary.alerts), "dropped_frames": {c: s.dropped for c, s in slots.items()},
+            })
+        return self.summary
+
+    def _build(self, cameras: list[Camera]) -> tuple[dict[str, CameraPipeline], dict[str, VideoSource]]:
+        pipelines, sources = {}, {}
+        realtime = self.options.realtime if self.options.realtime is not None else self.live
+        for camera in cameras:
+            raw_source = self.options.source_override or camera.source
+            try:
+                uri = expand_env(raw_source, f"cameras[{camera.id}].source")
+                uri = resolve_source(uri, self.loaded.base_dir)
+                pipeline = CameraPipeline(
+                    self.loaded, camera, self.pool, self.register,
+                    mode=self.options.mode, source_label=raw_source, on_alert=self._record_alert,
+                )
+            except (ConfigError, SourceError) as exc:
+                self._camera_failed(camera.id, str(exc))
+                continue
+            sources[camera.id] = VideoSource(
+                camera.id, uri, camera.process_fps, realtime=realtime,
+                loop=camera.loop and self.live, on_event=self._event_callback(camera.id),
+            )
+            pipelines[camera.id] = pipeline
+        return pipelines, sources
+
+    def _record_alert(self, raised: RaisedAlert) -> None:
+        self.summary.alerts.append(raised)
+        if self.on_alert is not None:
+            self.on_alert(raised)
+
+    def _camera_failed(self, camera_id: str, message: str) -> None:
+        log.error("%s", message)
+        self.summary.camera_errors[camera_id] = message
+        self.register.audit("camera_error", ACTOR, camera_id, {"error": redact(message)[:500]})
+        self.register.set_health(camera_id, "error", redact(message)[:500])
+
+    def _event_callback(self, camera_id: str):
+        def on_event(kind: str, details: dict) -> None:
+            # Called from capture threads; the register is thread-safe.
+            try:
+                self.register.audit(kind, ACTOR, camera_id, details)
+                status = {"camera_degraded": "degraded", "camera_recovered": "ok", "source_ended": "ended"}.get(kind)
+                if status:
+                    self.register.set_health(camera_id, status, details.get("reason", ""))
+            except VigieError as exc:
+                log.error("camera %s: cannot log %s: %s", camera_id, kind, exc)
+
+        return on_event
+
+    def _capture(self, source: VideoSource, slot: _FrameSlot) -> None:
+        restarts = 0
+        try:
+            for frame in source.frames(self._stop):
+                if source.restarts != restarts:  # reconnect or loop: tell the pipeline to reset
+                    restarts = source.restarts
+                    slot.put(_RESTART, self._stop)
+                slot.put(frame, self._stop)
+            slot.finish()
+        except SourceError as exc:
+            self._camera_failed(source.camera_id, str(exc))
+            slot.finish(str(exc))
+        except Exception as exc:  # a decoder crash in one camera must not stop the others
+            log.exception("camera %s: capture crashed", source.camera_id)
+            self._camera_failed(source.camera_id, f"camera {source.camera_id}: capture failed: {type(exc).__name__}: {exc}")
+            slot.finish(str(exc))
+
+    def _loop(self, pipelines, slots, sources, wakeup: threading.Event) -> None:
+        next_poll = 0.0
+        self.register.set_meta("runner_heartbeat_utc", iso(self.clock()))
+        for cid in pipelines:
+            self.register.set_health(cid, "ok", "running")
+        while not self._stop.is_set():
+            now_mono = time.monotonic()
+            if now_mono >= next_poll:
+                next_poll = now_mono + self.options.control_poll_s
+                if self._authorization_ended():
+                    return
+                self._apply_control(pipelines, slots)
+            worked = False
+            for cid, pipeline in pipelines.items():
+                frame = slots[cid].take()
+                if frame is None:
+                    continue
+                worked = True
+                if frame is _RESTART:
+                    pipeline.reset()
+                    continue
+                if self._paused.get(cid):
+                    continue  # paused: the frame is dropped unseen
+                try:
+                    pipeline.process(frame)
+                except VigieError as exc:
+                    log.error("camera %s: %s", cid, exc)
+                    self.register.audit("camera_error", ACTOR, cid, {"error": redact(str(exc))[:500]})
+                except Exception as exc:  # one camera's bad frame never stops the others
+                    log.exception("camera %s: analysis failed on frame %d", cid, frame.index)
+                    self.register.audit("camera_error", ACTOR, cid, {"error": f"{type(exc).__name__}: {exc}"[:500]})
+            if not worked:
+                if all(s.finished and not s.frames for s in slots.values()):
+                    self.summary.stop_reason = "sources ended"
+                    return
+                wakeup.wait(0.05)
+                wakeup.clear()
+        self.summary.stop_reason = "stopped"
+
+    def _authorization_ended(self) -> bool:
+        if not self.live or self.config.phase != "operational" or self.config.authorization is None:
+            return False
+        if self.clock() < self.config.authorization.valid_to:
+            return False
+        self.summary.stop_reason = "authorization expired"
+        self.register.audit("authorization_expired", ACTOR, None, {
+            "order_ref": self.config.authorization.order_ref, "valid_to": self.config.authorization.valid_to.isoformat(),
+        })
+        log.warning("authorisation %s expired: stopping", self.config.authorization.order_ref)
+        return True
+
+    def _apply_control(self, pipelines, slots) -> None:
+        if not self.live:
+            return
+        state = self.register.control_state()
+        self.register.set_meta("runner_heartbeat_utc", iso(self.clock()))
+        for cid in pipelines:
+            paused = self.register.is_paused(cid, state)
+            if paused != self._paused.get(cid, False):
+                self._paused[cid] = paused
+                dropped = slots[cid].drain()
+                requested = max(
+                    (state[s]["changed_utc"] for s in ("*", cid) if s in state), default=iso(self.clock())
+                )
+                latency_s = max(0.0, (self.clock() - datetime.fromisoformat(requested)).total_seconds())
+                self.register.audit("pause_applied" if paused else "resume_applied", ACTOR, cid,
+                                    {"latency_s": round(latency_s, 3), "frames_dropped": dropped})
+                if paused:
+                    pipelines[cid].reset()
+                log.info("camera %s %s", cid, "paused" if paused else "resumed")
+
+
+_RESTART = Frame("", -1, -1.0, datetime.min, None)  # type: ignore[arg-type]
+
