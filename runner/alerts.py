@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.rules.base import AlertCandidate
+from runner.rules.base import TIME_EPSILON_S, AlertCandidate
 
 DECISIONS = ("confirmed", "rejected")
 REJECT_REASONS = ("fixture", "reflection", "shadow", "wrong_class", "duplicate", "other")
@@ -70,14 +70,14 @@ class AlertGate:
         for candidate in candidates:
             key = (candidate.rule_id, candidate.subject)
             last = self._last_s.get(key)
-            if last is not None and t_s - last < self.cooldowns_s.get(candidate.rule_id, 0.0):
+            if last is not None and t_s - last < self.cooldowns_s.get(candidate.rule_id, 0.0) - TIME_EPSILON_S:
                 continue
             self._last_s[key] = t_s
             admitted.append(candidate)
         return admitted
 
     def _sweep(self, t_s: float) -> None:
-        expired = [k for k, last in self._last_s.items() if t_s - last >= self.cooldowns_s.get(k[0], 0.0) or t_s < last]
+        expired = [k for k, last in self._last_s.items() if t_s - last >= self.cooldowns_s.get(k[0], 0.0) - TIME_EPSILON_S or t_s < last]
         for key in expired:
             del self._last_s[key]
 

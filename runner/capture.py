@@ -26,6 +26,7 @@ from runner.errors import SourceError
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 EventCallback = Callable[[str, dict], None]
+_DUE_TOLERANCE_S = 1e-3  # a frame due "now" is not skipped for a rounding error in its time stamp
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class VideoSource:
         backoff: Backoff | None = None,
         stall_timeout_s: float = 10.0,
         start_wall_time: datetime | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.camera_id = camera_id
         self.uri = uri
@@ -108,6 +110,7 @@ class VideoSource:
         self.backoff = backoff or Backoff()
         self.stall_timeout_s = stall_timeout_s
         self.start_wall_time = start_wall_time
+        self.monotonic = monotonic  # injectable: tests drive stream time and backoff without sleeping
         self.frames_read = 0
         self.frames_bad = 0
         self.restarts = 0  # loops of a file / reconnects of a stream: the pipeline resets its state
@@ -129,25 +132,29 @@ class VideoSource:
 
     def _mark_degraded(self, reason: str) -> None:
         if self._degraded_since is None:
-            self._degraded_since = time.monotonic()
+            self._degraded_since = self.monotonic()
             self.on_event("camera_degraded", {"reason": reason, "source": self.safe_uri})
 
     def _mark_recovered(self) -> None:
         if self._degraded_since is not None:
-            downtime_s = time.monotonic() - self._degraded_since
+            downtime_s = self.monotonic() - self._degraded_since
             self._degraded_since = None
             self.on_event("camera_recovered", {"downtime_s": round(downtime_s, 2)})
 
     def _open_stream(self, stop: threading.Event):
         while not stop.is_set():
-            cap = self.opener(self.uri, True)
-            if cap is not None and cap.isOpened():
-                return cap
+            cap, reason = None, "cannot open stream"
+            try:
+                cap = self.opener(self.uri, True)
+                if cap is not None and cap.isOpened():
+                    return cap
+            except Exception as exc:  # an opener that raises is one more failed attempt, never a crash
+                reason = f"cannot open stream ({type(exc).__name__})"
             if cap is not None:
                 cap.release()
-            self._mark_degraded("cannot open stream")
+            self._mark_degraded(reason)
             delay = self.backoff.next_delay()
-            log.warning("camera %s: cannot open %s, retrying in %.0f s", self.camera_id, self.safe_uri, delay)
+            log.warning("camera %s: %s %s, retrying in %.2f s", self.camera_id, reason, self.safe_uri, delay)
             stop.wait(delay)
         return None
 
@@ -161,7 +168,7 @@ class VideoSource:
 
     def _file_frames(self, stop: threading.Event) -> Iterator[Frame]:
         start_wall = self.start_wall_time or datetime.now(UTC)
-        start_mono = time.monotonic()
+        start_mono = self.monotonic()
         t_offset_s, index_offset = 0.0, 0
         while not stop.is_set():
             cap = self._open_file()
@@ -184,12 +191,14 @@ class VideoSource:
                         self.frames_bad += 1
                         continue
                     if self.realtime:
-                        delay = t_s - (time.monotonic() - start_mono)
+                        delay = t_s - (self.monotonic() - start_mono)
                         if delay > 0 and stop.wait(delay):
                             return
                     yield Frame(self.camera_id, index_offset + frame_no, t_s, start_wall + timedelta(seconds=t_s), image)
             finally:
                 cap.release()
+            if stop.is_set():
+                return  # stopped by the runner: the source did not end
             if frame_no < 0 and self.frames_read == 0:
                 raise SourceError(f"camera {self.camera_id}: no frame could be read from {self.safe_uri}")
             if not self.loop or frame_no < 0:
@@ -200,22 +209,27 @@ class VideoSource:
             index_offset += frame_no + 1
 
     def _stream_frames(self, stop: threading.Event) -> Iterator[Frame]:
-        clock_origin = time.monotonic()
+        clock_origin = self.monotonic()
         last_t = -math.inf
-        next_due_s = 0.0
+        next_due_s = -math.inf
         index = -1
         while not stop.is_set():
             cap = self._open_stream(stop)
             if cap is None:
                 return
             pts_offset = None
-            last_frame_mono = time.monotonic()
+            last_frame_mono = self.monotonic()
             try:
                 while not stop.is_set():
-                    if not cap.grab():
+                    try:
+                        grabbed = cap.grab()
+                    except Exception as exc:  # a decoder error is an outage like any other
+                        grabbed, reason = False, f"read error ({type(exc).__name__})"
+                    else:
                         reason = "stream ended or stalled"
+                    if not grabbed:
                         break
-                    now = time.monotonic()
+                    now = self.monotonic()
                     self._mark_recovered()
                     self.backoff.reset()
                     index += 1
@@ -232,9 +246,11 @@ class VideoSource:
                     if now - last_frame_mono > self.stall_timeout_s:
                         log.warning("camera %s: %.1f s without frames", self.camera_id, now - last_frame_mono)
                     last_frame_mono = now
-                    if t_s < next_due_s:
+                    if t_s < next_due_s - _DUE_TOLERANCE_S:
                         continue
-                    next_due_s = max(next_due_s + self.period_s, t_s)
+                    # Keep the average rate; after a gap (first frame, outage) restart the schedule here.
+                    late = t_s - next_due_s > self.period_s
+                    next_due_s = t_s + self.period_s if late else next_due_s + self.period_s
                     ok, image = cap.retrieve()
                     if not ok or image is None or image.size == 0:
                         self.frames_bad += 1

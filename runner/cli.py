@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner import __version__
 from runner.alerts import FOLLOW_UPS, REJECT_REASONS
-from runner.errors import UsageError, VigieError
+from runner.errors import ConfigError, SourceError, UsageError, VigieError
 
 log = logging.getLogger("vigie")
 
@@ -104,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = COMMANDS[args.command]
     try:
         return handler(args) or 0
+    except ConfigError as exc:
+        # One line per problem, each already `FILE: field.path: message` (like a compiler's output).
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
     except VigieError as exc:
-        print(f"vigie: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        print(f"vigie: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -162,7 +166,7 @@ def cmd_replay(args) -> int:
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         summary = runner.run()
         if summary.camera_errors:
-            raise UsageError(next(iter(summary.camera_errors.values())))
+            raise SourceError(next(iter(summary.camera_errors.values())))
         frames = sum(summary.frames.values())
         out = sys.stderr if args.json else sys.stdout
         if not args.json:
@@ -202,7 +206,7 @@ def _pause(args, paused: bool) -> int:
     if not args.operator:
         raise UsageError("--operator is required (or set VIGIE_OPERATOR): every pause and resume is attributed")
     scope = args.camera or "*"
-    with _register(args) as register:
+    with _register(args, create=False) as register:
         audit_id = register.set_paused(scope, paused, args.operator)
         what = f"camera {args.camera}" if args.camera else "all cameras"
         print(f"{what}: {'paused' if paused else 'resumed'} by {args.operator} (audit row {audit_id}); "

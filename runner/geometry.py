@@ -17,6 +17,16 @@ def bottom_centres(xyxy: np.ndarray) -> np.ndarray:
     return np.column_stack(((xyxy[:, 0] + xyxy[:, 2]) / 2.0, xyxy[:, 3]))
 
 
+def normalised_anchors(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bottom-centre anchors in normalised coordinates, kept strictly inside the image.
+
+    A box clipped by the frame's bottom edge has its anchor exactly on y = 1.0, which an even-odd
+    test counts as outside a zone drawn up to that edge: nudging it inside keeps such people in.
+    """
+    anchors = bottom_centres(xyxy) / np.array([width, height], dtype=float)
+    return np.clip(anchors, 0.0, 1.0 - 1e-6)
+
+
 def points_in_polygon(points: np.ndarray, polygon: Sequence[Point]) -> np.ndarray:
     """Vectorised even-odd ray casting: a boolean per point (points on an edge may fall either way)."""
     pts = np.asarray(points, dtype=float).reshape(-1, 2)

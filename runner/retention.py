@@ -18,7 +18,10 @@ def effective_retention(register: Register, retention: Retention | None) -> Rete
         return retention
     media, alerts = register.get_meta("retention_media_days"), register.get_meta("retention_alert_days")
     if media and alerts:
-        return Retention(media_days=int(media), alert_days=int(alerts))
+        try:
+            return Retention(media_days=int(media), alert_days=int(alerts))
+        except ValueError:  # not a number, or beyond the legal caps (pydantic's error is a ValueError)
+            log.warning("register records an invalid retention (%s / %s days): using the legal caps", media, alerts)
     return Retention(media_days=MAX_MEDIA_DAYS, alert_days=MAX_ALERT_DAYS)
 
 

@@ -53,7 +53,7 @@ class _FrameSlot:
 
     def __init__(self, live: bool, wakeup: threading.Event):
         self.live = live
-        self.frames: deque[Frame] = deque(maxlen=2 if live else None)
+        self.frames: deque[Frame] = deque()
         self.capacity = 2 if live else 8
         self.cond = threading.Condition()
         self.wakeup = wakeup
@@ -64,7 +64,13 @@ class _FrameSlot:
     def put(self, frame: Frame, stop: threading.Event) -> None:
         with self.cond:
             if self.live:
-                if len(self.frames) == self.frames.maxlen:
+                if frame is _RESTART:
+                    # Frames from before a reconnect / loop are stale; the reset marker itself must
+                    # never be pushed out by newer frames, or tracks would span two streams.
+                    self.dropped += self._real_count()
+                    self.frames.clear()
+                elif self._real_count() >= self.capacity:
+                    del self.frames[1 if self.frames[0] is _RESTART else 0]
                     self.dropped += 1
                 self.frames.append(frame)
             else:
@@ -79,9 +85,12 @@ class _FrameSlot:
             self.cond.notify_all()
             return frame
 
+    def _real_count(self) -> int:
+        return sum(1 for f in self.frames if f is not _RESTART)
+
     def drain(self) -> int:
         with self.cond:
-            count = len(self.frames)
+            count = self._real_count()
             self.frames.clear()
             self.cond.notify_all()
             return count
@@ -114,6 +123,7 @@ class Runner:
         self.summary = RunSummary()
         self._stop = threading.Event()
         self._paused: dict[str, bool] = {}
+        self._errors: dict[str, int] = {}
 
     # -- checks ----------------------------------------------------------------------------------
     def cameras(self) -> list[Camera]:
@@ -126,18 +136,28 @@ class Runner:
             return [self.config.camera(c) for c in wanted]
         return [c for c in self.config.cameras if c.enabled]
 
-    def check_authorization(self) -> None:
-        """Operational live analysis only inside the prefectoral authorisation window."""
+    def check_authorization(self, cameras: list[Camera] | None = None) -> None:
+        """Operational live analysis only inside the prefectoral authorisation window, and only of
+        the cameras it covers. A refusal is logged in the audit log before it is raised."""
         if not self.live or self.config.phase != "operational":
             return
         auth = self.config.authorization
         now = self.clock()
+        message = None
         if auth is None or not auth.covers(now):
             window = f"{auth.valid_from.isoformat()} to {auth.valid_to.isoformat()}" if auth else "none"
-            raise AuthorizationError(
-                f"operational phase: authorisation {auth.order_ref if auth else '(missing)'} is valid from {window}; "
-                f"now is {iso(now)}: refusing to analyse"
-            )
+            message = (f"operational phase: authorisation {auth.order_ref if auth else '(missing)'} is valid from {window}; "
+                       f"now is {iso(now)}: refusing to analyse")
+        elif auth.cameras:
+            uncovered = [c.id for c in (cameras if cameras is not None else self.cameras()) if c.id not in auth.cameras]
+            if uncovered:
+                message = (f"operational phase: authorisation {auth.order_ref} does not cover camera(s) "
+                           f"{', '.join(uncovered)}: refusing to analyse")
+        if message:
+            self.register.audit("authorization_refused", ACTOR, None, {
+                "order_ref": auth.order_ref if auth else None, "now": iso(now), "reason": message,
+            })
+            raise AuthorizationError(message)
 
     # -- main ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -145,8 +165,8 @@ class Runner:
 
     def run(self) -> RunSummary:
         started = time.monotonic()
-        self.check_authorization()
         cameras = self.cameras()
+        self.check_authorization(cameras)
         self.register.audit("config_loaded", ACTOR, None, {
             "site": self.config.site, "revision": self.config.revision, "sha256": self.loaded.sha256,
             "path": str(self.loaded.path), "phase": self.config.phase, "mode": self.options.mode,
@@ -166,6 +186,8 @@ class Runner:
             for cid in pipelines
         ]
         self.register.audit("runner_started", ACTOR, None, {"cameras": list(pipelines), "mode": self.options.mode})
+        for cid in pipelines:  # before the capture threads start, so that their own reports win
+            self.register.set_health(cid, "ok", "running")
         for thread in threads:
             thread.start()
         try:
@@ -187,10 +209,11 @@ class Runner:
     def _build(self, cameras: list[Camera]) -> tuple[dict[str, CameraPipeline], dict[str, VideoSource]]:
         pipelines, sources = {}, {}
         realtime = self.options.realtime if self.options.realtime is not None else self.live
+        index_of = {c.id: i for i, c in enumerate(self.config.cameras)}
         for camera in cameras:
             raw_source = self.options.source_override or camera.source
             try:
-                uri = expand_env(raw_source, f"cameras[{camera.id}].source")
+                uri = expand_env(raw_source, f"cameras[{index_of[camera.id]}].source")
                 uri = resolve_source(uri, self.loaded.base_dir)
                 pipeline = CameraPipeline(
                     self.loaded, camera, self.pool, self.register,
@@ -249,9 +272,7 @@ class Runner:
 
     def _loop(self, pipelines, slots, sources, wakeup: threading.Event) -> None:
         next_poll = 0.0
-        self.register.set_meta("runner_heartbeat_utc", iso(self.clock()))
-        for cid in pipelines:
-            self.register.set_health(cid, "ok", "running")
+        self.register.set_meta("runner_heartbeat_utc", iso(utc_now()))
         while not self._stop.is_set():
             now_mono = time.monotonic()
             if now_mono >= next_poll:
@@ -272,12 +293,8 @@ class Runner:
                     continue  # paused: the frame is dropped unseen
                 try:
                     pipeline.process(frame)
-                except VigieError as exc:
-                    log.error("camera %s: %s", cid, exc)
-                    self.register.audit("camera_error", ACTOR, cid, {"error": redact(str(exc))[:500]})
                 except Exception as exc:  # one camera's bad frame never stops the others
-                    log.exception("camera %s: analysis failed on frame %d", cid, frame.index)
-                    self.register.audit("camera_error", ACTOR, cid, {"error": f"{type(exc).__name__}: {exc}"[:500]})
+                    self._analysis_failed(cid, frame, exc)
             if not worked:
                 if all(s.finished and not s.frames for s in slots.values()):
                     self.summary.stop_reason = "sources ended"
@@ -285,6 +302,20 @@ class Runner:
                 wakeup.wait(0.05)
                 wakeup.clear()
         self.summary.stop_reason = "stopped"
+
+    def _analysis_failed(self, camera_id: str, frame: Frame, exc: Exception) -> None:
+        """Logged on the first failure and then every 1000th, so a broken camera cannot flood the audit log."""
+        count = self._errors[camera_id] = self._errors.get(camera_id, 0) + 1
+        text = str(exc) if isinstance(exc, VigieError) else f"{type(exc).__name__}: {exc}"
+        if count == 1 or count % 1000 == 0:
+            if isinstance(exc, VigieError):
+                log.error("camera %s: %s", camera_id, exc)
+            else:
+                log.exception("camera %s: analysis failed on frame %d", camera_id, frame.index)
+            try:
+                self.register.audit("camera_error", ACTOR, camera_id, {"error": redact(text)[:500], "count": count})
+            except VigieError as store_exc:
+                log.error("camera %s: cannot log the error: %s", camera_id, store_exc)
 
     def _authorization_ended(self) -> bool:
         if not self.live or self.config.phase != "operational" or self.config.authorization is None:
@@ -302,16 +333,16 @@ class Runner:
         if not self.live:
             return
         state = self.register.control_state()
-        self.register.set_meta("runner_heartbeat_utc", iso(self.clock()))
+        self.register.set_meta("runner_heartbeat_utc", iso(utc_now()))
         for cid in pipelines:
             paused = self.register.is_paused(cid, state)
             if paused != self._paused.get(cid, False):
                 self._paused[cid] = paused
                 dropped = slots[cid].drain()
-                requested = max(
-                    (state[s]["changed_utc"] for s in ("*", cid) if s in state), default=iso(self.clock())
-                )
-                latency_s = max(0.0, (self.clock() - datetime.fromisoformat(requested)).total_seconds())
+                # Latency against the wall clock the request was stamped with (not the injectable clock).
+                now = utc_now()
+                requested = max((state[s]["changed_utc"] for s in ("*", cid) if s in state), default=iso(now))
+                latency_s = max(0.0, (now - datetime.fromisoformat(requested)).total_seconds())
                 self.register.audit("pause_applied" if paused else "resume_applied", ACTOR, cid,
                                     {"latency_s": round(latency_s, 3), "frames_dropped": dropped})
                 if paused:

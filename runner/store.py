@@ -3,6 +3,11 @@
 Durability rules: a snapshot is written (temp file + fsync + rename) *before* its alert row; an
 alert row and its audit row commit in one transaction; a snapshot that cannot be written never
 prevents the alert from being stored (the row says why there is no image).
+
+Integrity: every alert and decision is recorded (with its content digest) in the hash-chained audit
+log; `verify()` checks the chain from the retention anchor, every alert and decision against its
+record (content, status, snapshot file), and that a record whose alert is gone was removed by a
+logged purge (each purge row lists the alert ids it deleted and the anchor it set).
 """
 
 from __future__ import annotations
@@ -83,12 +88,7 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-WHEN OLD.id > CAST((SELECT value FROM meta WHERE key = 'audit_purge_upto') AS INTEGER)
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TABLE IF NOT EXISTS control (
+%(triggers)sCREATE TABLE IF NOT EXISTS control (
     scope TEXT PRIMARY KEY,
     paused INTEGER NOT NULL,
     actor TEXT NOT NULL,
@@ -101,7 +101,17 @@ CREATE TABLE IF NOT EXISTS health (
     detail TEXT NOT NULL,
     updated_utc TEXT NOT NULL
 );
-""" % {"genesis": GENESIS_HASH}
+"""
+
+# Recreated on every open, so that a trigger dropped by hand does not stay dropped.
+_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+WHEN OLD.id > CAST((SELECT value FROM meta WHERE key = 'audit_purge_upto') AS INTEGER)
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+_SCHEMA = _SCHEMA % {"genesis": GENESIS_HASH, "triggers": _TRIGGERS}
 
 # Columns of an alert that its digest covers: everything but id, status (changes on decision) and digest.
 _ALERT_DIGEST_FIELDS = (
@@ -165,6 +175,11 @@ class Register:
             if version < SCHEMA_VERSION:
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif self._conn.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('audit_no_update', 'audit_no_delete')"
+            ).fetchone()[0] < 2:
+                log.warning("register %s: audit triggers were missing; restored", self.db_path)
+                self._conn.executescript(_TRIGGERS)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"register {self.db_path}: {exc}") from None
         except OSError as exc:
@@ -250,50 +265,106 @@ class Register:
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def verify(self) -> VerifyReport:
-        """Recompute the audit chain, then every alert and decision against its audit record."""
+        """Recompute the audit chain, then check every alert and decision against its audit record.
+
+        The chain is read from the retention anchor (the hash of the last purged row) up to the
+        newest row and stops at its first break; alerts and decisions are then compared with the
+        records of the intact part. Among all problems found, the one on the earliest audit row is
+        reported (a row inserted outside Vigie has no audit row and comes last).
+        """
         with self._lock:
             conn = self._conn
-            prev = self._meta(conn, "audit_anchor_hash")
-            expected_id = int(self._meta(conn, "audit_purge_upto") or 0) + 1
-            records: dict[tuple[str, int], tuple[int, str]] = {}
-            checked = 0
+            anchor = self._meta(conn, "audit_anchor_hash")
+            purge_upto = int(self._meta(conn, "audit_purge_upto") or 0)
+            prev, expected_id = anchor, purge_upto + 1
+            alert_records: dict[int, tuple[int, str]] = {}  # alert id -> (audit row, digest)
+            decision_records: dict[int, tuple[int, str, str]] = {}  # alert id -> (audit row, digest, decision)
+            purged_alerts: set[int] = set()
+            last_anchor_purge: tuple[int, dict] | None = None
+            problems: list[tuple[int | None, str]] = []
+            checked, chain_broken = 0, False
             for row in conn.execute("SELECT * FROM audit ORDER BY id"):
                 checked += 1
                 rid = row["id"]
                 if rid != expected_id:
-                    return VerifyReport(False, checked, 0, rid, f"audit row {expected_id} is missing (next row is {rid})")
+                    problems.append((expected_id, f"audit row {expected_id} is missing (next row is {rid})"))
+                    chain_broken = True
+                    break
                 if row["prev_hash"] != prev:
-                    return VerifyReport(False, checked, 0, rid, f"audit row {rid}: previous-hash link broken (row removed or replaced)")
+                    problems.append((rid, f"audit row {rid}: previous-hash link broken (row removed or replaced)"))
+                    chain_broken = True
+                    break
                 recomputed = audit_hash(prev, rid, row["ts_utc"], row["event"], row["actor"], row["camera_id"], row["details"])
                 if recomputed != row["hash"]:
-                    return VerifyReport(False, checked, 0, rid, f"audit row {rid} ({row['event']}): content altered")
+                    problems.append((rid, f"audit row {rid} ({row['event']}): content altered"))
+                    chain_broken = True
+                    break
                 prev = row["hash"]
                 expected_id += 1
-                if row["event"] in ("alert_created", "decision"):
-                    try:
-                        info = json.loads(row["details"])
-                        key = ("alert" if row["event"] == "alert_created" else "decision", int(info["alert_id"]))
-                        records[key] = (rid, info["digest"])
-                    except (ValueError, KeyError, TypeError):
-                        return VerifyReport(False, checked, 0, rid, f"audit row {rid}: unreadable details")
+                if row["event"] not in ("alert_created", "decision", "purge"):
+                    continue
+                try:
+                    info = json.loads(row["details"])
+                    if row["event"] == "alert_created":
+                        alert_records[int(info["alert_id"])] = (rid, info["digest"])
+                    elif row["event"] == "decision":
+                        decision_records[int(info["alert_id"])] = (rid, info["digest"], info["decision"])
+                    else:
+                        purged_alerts.update(_expand_ranges(info.get("deleted_alert_ids") or []))
+                        if info.get("audit_anchor_upto") is not None:
+                            last_anchor_purge = (rid, info)
+                except (ValueError, KeyError, TypeError):
+                    problems.append((rid, f"audit row {rid}: unreadable details"))
+            # The anchor must be the one the latest purge set (and logged in the chain).
+            if purge_upto and not chain_broken:
+                logged = last_anchor_purge[1] if last_anchor_purge else {}
+                if logged.get("audit_anchor_upto") != purge_upto or logged.get("audit_anchor_hash", anchor) != anchor:
+                    problems.append((purge_upto + 1, f"rows up to {purge_upto} are gone but no purge recorded removing them"))
+
             alerts_checked = 0
+            alive: set[int] = set()
             for alert in conn.execute("SELECT * FROM alerts ORDER BY id"):
                 alerts_checked += 1
-                record = records.get(("alert", alert["id"]))
+                alert_id = alert["id"]
+                alive.add(alert_id)
+                record = alert_records.get(alert_id)
                 if record is None:
-                    return VerifyReport(False, checked, alerts_checked, None, f"alert {alert['id']} has no audit record (inserted outside Vigie)")
+                    if not chain_broken:  # a broken chain hides records: only the break is reported
+                        problems.append((None, f"alert {alert_id} has no audit record (inserted outside Vigie)"))
+                    continue
                 if _row_digest(alert, _ALERT_DIGEST_FIELDS) != record[1] or alert["digest"] != record[1]:
-                    return VerifyReport(False, checked, alerts_checked, record[0], f"alert {alert['id']} differs from its audit record (row {record[0]})")
+                    problems.append((record[0], f"alert {alert_id} differs from its audit record (row {record[0]})"))
+                    continue
+                decided = decision_records.get(alert_id)
+                expected_status = decided[2] if decided else "pending"
+                if alert["status"] != expected_status and (decided or not chain_broken):
+                    row_no = decided[0] if decided else record[0]
+                    problems.append((row_no, f"alert {alert_id} status '{alert['status']}' does not match its audit "
+                                             f"record ('{expected_status}', row {row_no})"))
                 problem = self._snapshot_problem(alert)
                 if problem:
-                    return VerifyReport(False, checked, alerts_checked, record[0], f"alert {alert['id']}: {problem}")
+                    problems.append((record[0], f"alert {alert_id}: {problem}"))
+            for alert_id, (rid, _digest) in alert_records.items():
+                if not chain_broken and alert_id not in alive and alert_id not in purged_alerts:
+                    problems.append((rid, f"alert {alert_id} was deleted outside the retention purge (row {rid})"))
+            decided_rows: set[int] = set()
             for decision in conn.execute("SELECT * FROM decisions ORDER BY id"):
-                record = records.get(("decision", decision["alert_id"]))
+                alert_id = decision["alert_id"]
+                decided_rows.add(alert_id)
+                record = decision_records.get(alert_id)
+                if record is None and chain_broken:
+                    continue
                 if record is None or _row_digest(decision, _DECISION_DIGEST_FIELDS) != record[1]:
                     where = f" (row {record[0]})" if record else ""
-                    return VerifyReport(False, checked, alerts_checked, record[0] if record else None,
-                                        f"decision on alert {decision['alert_id']} differs from its audit record{where}")
-            return VerifyReport(True, checked, alerts_checked)
+                    problems.append((record[0] if record else None,
+                                     f"decision on alert {alert_id} differs from its audit record{where}"))
+            for alert_id, (rid, _digest, _decision) in decision_records.items():
+                if not chain_broken and alert_id in alive and alert_id not in decided_rows:
+                    problems.append((rid, f"decision on alert {alert_id} is missing (recorded in row {rid})"))
+            if not problems:
+                return VerifyReport(True, checked, alerts_checked)
+            first_row, problem = min(problems, key=lambda p: (p[0] is None, p[0] or 0))
+            return VerifyReport(False, checked, alerts_checked, first_row, problem)
 
     def _snapshot_problem(self, alert: sqlite3.Row) -> str | None:
         if not alert["snapshot"] or alert["media_purged_utc"]:
@@ -324,7 +395,8 @@ class Register:
             os.fsync(handle.fileno())
         os.replace(temp, target)
 
-    def add_alert(self, record: AlertRecord, snapshot_jpeg: bytes | None = None) -> StoredAlert:
+    def add_alert(self, record: AlertRecord, snapshot_jpeg: bytes | None = None, snapshot_note: str | None = None) -> StoredAlert:
+        """Store an alert (and its snapshot first). `snapshot_note` says why there is no image, when none is given."""
         snapshot = snapshot_sha = note = None
         if snapshot_jpeg is not None:
             relative = self._snapshot_path(record)
@@ -335,7 +407,7 @@ class Register:
                 note = f"snapshot not saved: {exc.strerror or exc}"
                 log.error("camera %s: %s", record.camera_id, note)
         else:
-            note = "no snapshot requested"
+            note = snapshot_note or "no snapshot requested"
         row = record.as_row()
         row.update(
             bbox=json.dumps(record.bbox) if record.bbox is not None else None,
@@ -473,35 +545,53 @@ class Register:
 
     # -- retention -----------------------------------------------------------------------------
     def purge(self, *, media_days: int, alert_days: int, actor: str = "retention", now: datetime | None = None) -> dict[str, int]:
-        """Delete snapshots older than media_days, alerts / decisions / audit rows older than alert_days."""
+        """Delete snapshots older than media_days, alerts / decisions / audit rows older than alert_days.
+
+        An image never outlives its record: media are kept at most min(media_days, alert_days).
+        Alerts go when their time is past the cutoff *or* when their audit records do (so the
+        register always verifies), and the purge's own audit row lists the deleted alert ids.
+        """
         now = now or utc_now()
+        media_days = min(media_days, alert_days)
         media_cutoff, alert_cutoff = iso(now - timedelta(days=media_days)), iso(now - timedelta(days=alert_days))
         counts = {"media_files": 0, "alerts": 0, "decisions": 0, "audit_rows": 0}
-        with self._lock:
-            old_media = self._query(
-                "SELECT id, snapshot FROM alerts WHERE snapshot IS NOT NULL AND media_purged_utc IS NULL AND ts_utc < ?",
-                (media_cutoff,),
-            )
+        old_media = self._query(
+            "SELECT id, snapshot FROM alerts WHERE snapshot IS NOT NULL AND media_purged_utc IS NULL AND ts_utc < ?",
+            (media_cutoff,),
+        )
         # Files first (a crash leaves a row pointing to a missing file, which the next purge fixes).
+        purged_ids = []
         for row in old_media:
             path = self.media_dir / row["snapshot"]
             try:
-                path.unlink(missing_ok=True)
+                path.unlink()
                 counts["media_files"] += 1
+            except FileNotFoundError:
+                pass  # already gone (a previous purge crashed before its commit)
             except OSError as exc:
-                log.error("purge: cannot delete %s: %s", path, exc)
+                log.error("purge: cannot delete %s: %s", path, exc.strerror or exc)
+                continue  # still there: not marked as purged, retried next time
+            purged_ids.append(row["id"])
         counts["media_files"] += self._sweep_orphan_media(now - timedelta(days=media_days))
         with self._transaction() as conn:
             # The snapshot columns stay (the digest covers them): media_purged_utc says the file is gone.
-            purged_ids = [r["id"] for r in old_media]
             conn.executemany(
                 "UPDATE alerts SET media_purged_utc = ? WHERE id = ?", [(iso(now), i) for i in purged_ids]
             )
-            counts["decisions"] = conn.execute(
-                "DELETE FROM decisions WHERE alert_id IN (SELECT id FROM alerts WHERE ts_utc < ?)", (alert_cutoff,)
-            ).rowcount
-            counts["alerts"] = conn.execute("DELETE FROM alerts WHERE ts_utc < ?", (alert_cutoff,)).rowcount
             last_old = conn.execute("SELECT MAX(id) FROM audit WHERE ts_utc < ?", (alert_cutoff,)).fetchone()[0]
+            doomed_rows = conn.execute(
+                "SELECT id, snapshot, media_purged_utc FROM alerts WHERE ts_utc < ? OR id IN ("
+                " SELECT CAST(json_extract(details, '$.alert_id') AS INTEGER) FROM audit"
+                " WHERE id <= ? AND event IN ('alert_created', 'decision'))",
+                (alert_cutoff, last_old if last_old is not None else -1),
+            ).fetchall()
+            doomed = [r["id"] for r in doomed_rows]
+            for chunk in range(0, len(doomed), 500):
+                ids = doomed[chunk:chunk + 500]
+                marks = ",".join("?" * len(ids))
+                counts["decisions"] += conn.execute(f"DELETE FROM decisions WHERE alert_id IN ({marks})", ids).rowcount
+                counts["alerts"] += conn.execute(f"DELETE FROM alerts WHERE id IN ({marks})", ids).rowcount
+            anchor = None
             if last_old is not None:
                 anchor = conn.execute("SELECT hash FROM audit WHERE id = ?", (last_old,)).fetchone()[0]
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_purge_upto'", (str(last_old),))
@@ -510,8 +600,18 @@ class Register:
             self._append_audit(
                 conn, "purge", actor, None,
                 {**counts, "media_days": media_days, "alert_days": alert_days,
-                 "media_purged_alert_ids": purged_ids[:1000], "audit_anchor_upto": last_old},
+                 "media_purged_alert_ids": _id_ranges(purged_ids), "deleted_alert_ids": _id_ranges(doomed),
+                 "audit_anchor_upto": last_old, "audit_anchor_hash": anchor},
             )
+        # Images of records deleted before their media cutoff (their audit records expired) go too.
+        for row in doomed_rows:
+            if row["snapshot"] and not row["media_purged_utc"] and row["id"] not in purged_ids:
+                try:
+                    (self.media_dir / row["snapshot"]).unlink()
+                    counts["media_files"] += 1
+                except OSError:
+                    pass  # missing, or left for the orphan sweep of the next purge
+        self._remove_empty_media_folders()
         return counts
 
     def _sweep_orphan_media(self, cutoff: datetime) -> int:
@@ -533,6 +633,31 @@ class Register:
             except OSError:
                 continue
         return removed
+
+
+    def _remove_empty_media_folders(self) -> None:
+        if not self.media_dir.is_dir():
+            return
+        for folder in sorted((p for p in self.media_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()  # only succeeds when empty
+            except OSError:
+                continue
+
+
+def _id_ranges(ids: list[int]) -> list[list[int]]:
+    """[1, 2, 3, 7] -> [[1, 3], [7, 7]]: compact list of deleted ids for the purge's audit row."""
+    ranges: list[list[int]] = []
+    for i in sorted(ids):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return ranges
+
+
+def _expand_ranges(ranges: list[list[int]]) -> set[int]:
+    return {i for start, end in ranges for i in range(int(start), int(end) + 1)}
 
 
 def _row_digest(row: sqlite3.Row, fields: tuple[str, ...]) -> str:

@@ -10,7 +10,9 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from runner.geometry import bottom_centres
+from runner.geometry import normalised_anchors
+
+TIME_EPSILON_S = 1e-6  # timestamps closer than this are the same instant (float noise on frame times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class TrackHistory:
         if len(detections) and detections.tracker_id is not None:
             scale = np.array([width, height, width, height], dtype=float)
             boxes = detections.xyxy / scale
-            anchors = bottom_centres(detections.xyxy) / scale[:2]
+            anchors = normalised_anchors(detections.xyxy, width, height)
             names = detections.data.get("class_name", [""] * len(detections))
             conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
             for i, track_id in enumerate(detections.tracker_id):
@@ -73,19 +75,24 @@ class TrackHistory:
                     confidence=float(conf[i]),
                 )
                 self._points.setdefault(int(track_id), deque(maxlen=self.max_points)).append(point)
-        ended = [tid for tid, pts in self._points.items() if t_s - pts[-1].t_s > self.expiry_s]
+        ended = [tid for tid, pts in self._points.items() if t_s - pts[-1].t_s > self.expiry_s + TIME_EPSILON_S]
         for tid in ended:
             del self._points[tid]
         return frozenset(ended)
 
     def point_before(self, track_id: int, t_s: float) -> TrackPoint | None:
-        """The latest point at or before `t_s` (or the oldest kept, if all are later)."""
+        """The latest point at or before `t_s` (or the oldest kept, if all are later).
+
+        `t_s` is usually "now - window", computed in floating point: a frame within a microsecond of
+        it counts as "at" it, so 1.4 - 0.6 = 0.7999999999999999 still selects the frame at 0.8.
+        """
         pts = self._points.get(track_id)
         if not pts:
             return None
+        limit = t_s + TIME_EPSILON_S
         chosen = pts[0]
         for point in pts:
-            if point.t_s > t_s:
+            if point.t_s > limit:
                 break
             chosen = point
         return chosen

@@ -23,9 +23,14 @@ Labels = Annotated[
 
 
 class Frozen(BaseModel):
-    """Immutable, strict config node: unknown keys are errors, instances are hashable values."""
+    """Immutable, strict config node: unknown keys are errors, attributes cannot be reassigned.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    Equality is by value. (Not hashable in general: list and dict fields are not.)
+    """
+
+    # allow_inf_nan=False: YAML's .nan / .inf would slip through bounds-free fields (a zone's direction,
+    # calibration metres) and poison the geometry downstream.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ConfigProblems(ValueError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from runner.config.base import ConfigProblems
 from runner.config.migrations import MigrationError, migrate
@@ -53,9 +53,38 @@ def load_config(path: str | Path) -> LoadedConfig:
     return LoadedConfig(config=config, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by explicit keys
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: let the default constructor report it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (each key may appear once per mapping)", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
     try:
-        raw = yaml.safe_load(data)
+        raw = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.reader.ReaderError as exc:
+        if isinstance(exc.character, int) and exc.encoding:  # bytes that do not decode
+            raise ConfigError(name, [f"not a UTF-8 text file (byte #x{exc.character:02x} at offset {exc.position})"]) from None
+        raise ConfigError(name, [f"invalid YAML: {exc.reason} (character at offset {exc.position})"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
@@ -63,6 +92,8 @@ def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
         raise ConfigError(name, [f"{where}invalid YAML: {problem}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(name, ["not a UTF-8 text file"]) from None
+    if raw is None:
+        raise ConfigError(name, ["the file is empty (expected a mapping: schema_version, site, cameras...)"])
     if not isinstance(raw, dict):
         raise ConfigError(name, ["top level must be a mapping (schema_version, site, cameras...)"])
     try:
@@ -116,7 +147,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         # Discriminated unions insert the tag ('zone_intrusion') after the list index: not a field.
         if part in RULES and i >= 2 and loc[i - 2] == "rules" and isinstance(loc[i - 1], int):
             continue
-        if part in ("function-after[_parse_hhmm(), time]",):
+        if part in ("function-after[_parse_hhmm(), time]", "[key]"):
             continue
         out = _join(out, str(part))
     return out
@@ -138,6 +169,8 @@ def _message(error: dict[str, Any]) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")))
         return f"must be {op} {bound:g}" if isinstance(bound, (int, float)) else f"must be {op} {bound}"
+    if kind == "finite_number":
+        return "must be a finite number (not .nan or .inf)"
     if kind == "multiple_of":
         return f"must be a multiple of {ctx['multiple_of']}"
     if kind == "string_pattern_mismatch":
@@ -146,8 +179,15 @@ def _message(error: dict[str, Any]) -> str:
         return f"unknown rule kind {ctx.get('tag')!r} (known: {', '.join(RULES)})"
     if kind == "union_tag_not_found":
         return f"kind: required (one of {', '.join(RULES)})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping (key: value pairs)"
+    if kind in ("string_too_short", "string_too_long"):
+        word, limit = ("at least", ctx.get("min_length")) if kind == "string_too_short" else ("at most", ctx.get("max_length"))
+        return f"must have {word} {limit} character(s)"
     if kind == "timezone_aware":
         return "must include a time zone offset, e.g. 2025-05-13T08:00:00+02:00"
+    if kind.startswith("datetime_"):  # datetime_parsing, datetime_from_date_parsing, datetime_type...
+        return "must be a date and time with a time zone offset, e.g. 2025-05-13T08:00:00+02:00"
     if kind in ("too_short", "too_long"):
         limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         word = "at least" if kind == "too_short" else "at most"
@@ -172,17 +212,54 @@ def expand_env(text: str, field: str) -> str:
     return _ENV_PLACEHOLDER.sub(substitute, text)
 
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?::[^@/\s]*)?@")
-_SECRET_PARAMS = re.compile(r"(?i)\b(password|passwd|pwd|token|key|secret|auth)=([^&\s]+)")
+# userinfo of a URL: `user:password@` (the password may itself hold '@' or '/': up to the last '@' of the word).
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?P<password>:\S*)?@(?=[^@\s]*(?:\s|$))")
+# query / fragment parameters whose name says secret: token=, api_key=, access_token=, password=...
+_SECRET_PARAMS = re.compile(
+    r"(?i)(?P<name>(?<![a-z0-9])[a-z0-9_.-]*(?:password|passwd|pwd|token|key|secret|auth|signature|sig|credentials?))"
+    r"=(?P<value>[^&;#\s]+)"
+)
 
 
 def redact(text: str) -> str:
-    """Hide credentials embedded in a source or weights reference before it is logged or stored."""
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@" if m.group("user") else m.group(0), text)
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=***", text)
+    """Hide credentials embedded in a source or weights reference before it is logged or stored.
+
+    `rtsp://user:pass@host/` -> `rtsp://user:***@host/`; a bare `token@host` userinfo -> `***@host`;
+    `?token=abc&api_key=xyz` -> `?token=***&api_key=***`.
+    """
+
+    def userinfo(m: re.Match[str]) -> str:
+        if m.group("password") is not None:
+            return f"{m.group('scheme')}{m.group('user')}:***@"
+        return f"{m.group('scheme')}***@"  # a lone userinfo is often a token: hide it too
+
+    text = _URL_USERINFO.sub(userinfo, text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m.group('name')}=***", text)
 
 
 def dump_config(config: SiteConfig) -> str:
-    """YAML text of a config, keys in model order, ready to be re-read by `parse_config`."""
-    data = config.model_dump(mode="json", exclude_none=True)
+    """YAML text of a config, keys in model order, ready to be re-read by `parse_config` into an equal model.
+
+    A `None` is left out only where it is the field's default: an explicit `null` that overrides a
+    non-null default (crowd_density's `max_per_m2: null`) must survive the round trip.
+    """
+    data = config.model_dump(mode="json")
+    _drop_default_nones(config, data)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+
+
+def _drop_default_nones(value: Any, data: Any) -> None:
+    if isinstance(value, BaseModel) and isinstance(data, dict):
+        for name, field in type(value).model_fields.items():
+            item = getattr(value, name)
+            if item is None and field.default is None and name in data:
+                del data[name]
+            elif name in data:
+                _drop_default_nones(item, data[name])
+    elif isinstance(value, (list, tuple)) and isinstance(data, list):
+        for item, dumped in zip(value, data):
+            _drop_default_nones(item, dumped)
+    elif isinstance(value, dict) and isinstance(data, dict):
+        for key, item in value.items():
+            if key in data:
+                _drop_default_nones(item, data[key])

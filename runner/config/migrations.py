@@ -6,6 +6,7 @@ the mechanism (and its test) is here so that the first format change has a place
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,11 @@ def migrate(raw: dict[str, Any], current: int = CURRENT_SCHEMA_VERSION) -> dict[
     while version < current:
         if version not in MIGRATIONS:
             raise MigrationError(f"schema_version: no migration from version {version}")
-        raw = MIGRATIONS[version](dict(raw))
+        # A deep copy: a migration may edit nested mappings without touching the caller's data.
+        upgraded = MIGRATIONS[version](copy.deepcopy(raw))
+        if not isinstance(upgraded, dict):
+            raise MigrationError(f"schema_version: migration from version {version} returned no mapping")
+        raw = upgraded
         version += 1
         raw["schema_version"] = version
     return raw

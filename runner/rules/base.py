@@ -19,11 +19,15 @@ import supervision as sv
 from pydantic import Field
 
 from runner.config.base import Frozen, Slug
-from runner.geometry import bottom_centres, points_in_polygon
+from runner.geometry import normalised_anchors, points_in_polygon
 
 if TYPE_CHECKING:
     from runner.config.site import Camera
     from runner.tracking import TrackHistory
+
+TIME_EPSILON_S = 1e-6
+"""Durations compared against thresholds get this slack: frame times are i / fps in floating point, and
+1.8 + 1.0 = 2.8 must count as a dwell of 1.0 s, not 0.9999999999999998 s (one frame late)."""
 
 
 class RuleConfig(Frozen):
@@ -33,7 +37,7 @@ class RuleConfig(Frozen):
     id: Slug
     enabled: bool = Field(True, description="A disabled rule is kept in the config but not evaluated.")
     cooldown_s: float = Field(
-        30.0, ge=0.0, le=86400.0,
+        10.0, ge=0.0, le=86400.0,
         description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
     )
 
@@ -89,7 +93,7 @@ class FrameContext:
         """Normalised bottom-centre of every detection, shape (N, 2)."""
         if len(self.detections) == 0:
             return np.empty((0, 2))
-        return bottom_centres(self.detections.xyxy) / np.array([self.width, self.height], dtype=float)
+        return normalised_anchors(self.detections.xyxy, self.width, self.height)
 
     @cached_property
     def class_names(self) -> np.ndarray:

@@ -4,9 +4,12 @@ With a ground calibration (four image points with their positions in metres), th
 area gives persons per m²; the alert fires when the median over `sustain_s` exceeds
 `max_per_m2` (crowd-safety literature: flow degrades past ~2 p/m², danger from ~4-5 p/m²).
 Without calibration, or in addition, `max_count` is a plain head-count threshold. Counting uses
-every detection (tracked or not) whose anchor is in the zone; the median over the window absorbs
-detector flicker. One alert per episode; the episode clears when the median falls below
-`rearm_ratio` x the threshold.
+every detection (tracked or not) whose anchor is in the zone. Each frame's count is held for one
+more frame (max with the previous frame's count: a person missed on one frame is still there),
+then the median over the window rejects spikes and the remaining flicker. Without the hold, a
+detector dropping people on every other frame makes the median sit halfway between the two
+levels, or toggle with the parity of the window, alerting and re-arming again and again. One
+alert per episode; the episode clears when the median falls below `rearm_ratio` x the threshold.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from runner.config.base import Labels
+from runner.config.base import ConfigProblems, Labels
 from runner.geometry import ground_area_m2, ground_homography
-from runner.rules.base import AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
 
 
 class CrowdDensityConfig(RuleConfig):
@@ -42,7 +45,7 @@ class CrowdDensityConfig(RuleConfig):
     @model_validator(mode="after")
     def _some_threshold(self) -> CrowdDensityConfig:
         if self.max_per_m2 is None and self.max_count is None:
-            raise ValueError("set max_per_m2 (with a calibration) or max_count")
+            raise ConfigProblems([("max_count", "set max_per_m2 (with a calibration) or max_count")])
         return self
 
     def camera_problems(self, camera) -> list[tuple[str, str]]:
@@ -59,11 +62,13 @@ class CrowdDensityRule(Rule):
     def __init__(self, config: CrowdDensityConfig, camera):
         super().__init__(config, camera)
         self._polygon = camera.zone(config.zone).polygon
+        xs, ys = [p[0] for p in self._polygon], [p[1] for p in self._polygon]
+        self._zone_box = (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
         self._area_m2: float | None = None
         if camera.calibration is not None and config.max_per_m2 is not None:
             homography = ground_homography(camera.calibration.image, camera.calibration.world_m)
             self._area_m2 = ground_area_m2(self._polygon, homography)
-        self._counts: deque[tuple[float, int]] = deque()
+        self._counts: deque[tuple[float, int, int]] = deque()  # (t_s, raw count, held count)
         self._alerting = False
 
     def state_size(self) -> int:
@@ -82,17 +87,18 @@ class CrowdDensityRule(Rule):
         cfg = self.config
         inside = ctx.select(cfg.labels, cfg.min_confidence) & ctx.in_polygon(self._polygon)
         count = int(inside.sum())
-        self._counts.append((ctx.t_s, count))
-        while self._counts and ctx.t_s - self._counts[0][0] > cfg.sustain_s:
+        while self._counts and ctx.t_s - self._counts[0][0] > cfg.sustain_s + TIME_EPSILON_S:
             self._counts.popleft()
+        held = max(count, self._counts[-1][1]) if self._counts else count
+        self._counts.append((ctx.t_s, count, held))
         covered_s = ctx.t_s - self._counts[0][0]
-        level = median(c for _, c in self._counts)
+        level = median(h for _, _, h in self._counts)
         limit = self.threshold_count()
         if self._alerting:
             if level < cfg.rearm_ratio * limit:
                 self._alerting = False
             return []
-        if covered_s < 0.9 * cfg.sustain_s or level <= limit:
+        if covered_s < 0.9 * cfg.sustain_s - TIME_EPSILON_S or level <= limit:
             return []
         self._alerting = True
         details = {"zone": cfg.zone, "count": count, "median_count": level, "method": "detections"}
@@ -104,7 +110,8 @@ class CrowdDensityRule(Rule):
                 subject=f"zone:{cfg.zone}",
                 score=float(score),
                 t_s=ctx.t_s,
-                bbox=_union_box(ctx, inside),
+                # On a frame where the detector missed everyone (flicker), point at the zone itself.
+                bbox=_union_box(ctx, inside) or self._zone_box,
                 details=details,
             )
         ]

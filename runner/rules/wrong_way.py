@@ -3,8 +3,10 @@
 The displacement of the track's anchor over `window_s` (measured in pixels, so the image aspect
 ratio does not bend angles) must be long enough to be real movement, and point more than
 `max_angle_deg` away from the zone's arrow. The condition must hold for `sustain_s`; once it holds,
-it is only cleared when the angle drops below `max_angle_deg - hysteresis_deg` or movement stops,
-so box jitter around the threshold neither raises nor cancels an alert. One alert per track.
+it is only cleared when the angle drops below `max_angle_deg - hysteresis_deg`, movement stops or the
+track is seen outside the zone, so box jitter around the threshold neither raises nor cancels an
+alert. The alert is raised on a frame past the threshold, once the period has lasted `sustain_s`.
+One alert per track.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from runner.config.base import Labels
+from runner.config.base import ConfigProblems, Labels
 from runner.geometry import angle_between_deg
-from runner.rules.base import AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
 
 
 class WrongWayConfig(RuleConfig):
@@ -42,7 +44,7 @@ class WrongWayConfig(RuleConfig):
     @model_validator(mode="after")
     def _hysteresis_below_threshold(self) -> WrongWayConfig:
         if self.hysteresis_deg >= self.max_angle_deg:
-            raise ValueError("hysteresis_deg must be smaller than max_angle_deg")
+            raise ConfigProblems([("hysteresis_deg", "must be smaller than max_angle_deg")])
         return self
 
     def camera_problems(self, camera) -> list[tuple[str, str]]:
@@ -73,7 +75,12 @@ class WrongWayRule(Rule):
             self._against_since.pop(track_id, None)
             self._alerted.discard(track_id)
         cfg = self.config
-        mask = ctx.select(cfg.labels, cfg.min_confidence) & (ctx.track_ids >= 0) & ctx.in_polygon(self._polygon)
+        tracked = ctx.select(cfg.labels, cfg.min_confidence) & (ctx.track_ids >= 0)
+        in_zone = ctx.in_polygon(self._polygon)
+        for i in (tracked & ~in_zone).nonzero()[0]:
+            # Seen outside the zone: the wrong-way run is broken (a missed detection is not).
+            self._against_since.pop(int(ctx.track_ids[i]), None)
+        mask = tracked & in_zone
         allowed_px = (self._direction[0] * ctx.width, self._direction[1] * ctx.height)
         diagonal_px = math.hypot(ctx.width, ctx.height)
         alerts = []
@@ -92,10 +99,10 @@ class WrongWayRule(Rule):
                 self._against_since.pop(track_id, None)
                 continue
             else:
-                since = self._against_since.get(track_id)
-                if since is None:
-                    continue
-            if ctx.t_s - since < cfg.sustain_s:
+                # Inside the hysteresis band: a running wrong-way period goes on, but the alert itself is
+                # only raised on a frame that is past the threshold (its details then say so).
+                continue
+            if ctx.t_s - since < cfg.sustain_s - TIME_EPSILON_S:
                 continue
             self._alerted.add(track_id)
             self._against_since.pop(track_id, None)
@@ -124,7 +131,7 @@ class WrongWayRule(Rule):
         if now is None or then is None:
             return None
         elapsed_s = now.t_s - then.t_s
-        if elapsed_s < 0.5 * self.config.window_s:
+        if elapsed_s < 0.5 * self.config.window_s - TIME_EPSILON_S:
             return None
         dx_px = (now.anchor[0] - then.anchor[0]) * ctx.width
         dy_px = (now.anchor[1] - then.anchor[1]) * ctx.height

@@ -3,7 +3,9 @@
 Zone mode raises one alert per *intrusion episode*: the episode starts when a tracked object's
 anchor (bottom-centre) has stayed inside for `min_dwell_s`, and ends once the zone has been empty
 for `clear_s`. A track-id switch or a second person during an episode therefore does not re-alert
-(operators see one alert per intrusion, with the head count in its details).
+(operators see one alert per intrusion, with the head count in its details). A track-id switch
+*before* the alert does not restart the dwell either: a track born inside the zone next to where
+another track was lost less than `clear_s` earlier takes over that track's dwell.
 
 Line mode raises one alert per crossing of the tripwire in the forbidden direction, with a small
 distance margin so that an anchor jittering on the line does not count as crossings.
@@ -11,15 +13,16 @@ distance margin so that an anchor jittering on the line does not count as crossi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from runner.config.base import Labels
+from runner.config.base import ConfigProblems, Labels
 from runner.geometry import segments_intersect, side_of_line
 from runner.rules._time_windows import TimeWindow, is_active
-from runner.rules.base import AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
 
 
 class ZoneIntrusionConfig(RuleConfig):
@@ -35,6 +38,11 @@ class ZoneIntrusionConfig(RuleConfig):
         2.0, ge=0.0, le=600.0,
         description="The zone must stay empty this long (seconds) before a new intrusion can alert; bridges missed detections.",
     )
+    handover_radius_frac: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="A track appearing inside the zone this close (fraction of the image diagonal) to where another "
+        "track was lost less than clear_s earlier continues its dwell (tracker id switch); 0 disables.",
+    )
     crossing: Literal["any", "left_to_right", "right_to_left"] = Field(
         "any", description="Forbidden crossing direction of the line, as seen walking from its start to its end."
     )
@@ -49,7 +57,7 @@ class ZoneIntrusionConfig(RuleConfig):
     @model_validator(mode="after")
     def _zone_xor_line(self) -> ZoneIntrusionConfig:
         if (self.zone is None) == (self.line is None):
-            raise ValueError("give exactly one of 'zone' or 'line'")
+            raise ConfigProblems([("zone" if self.zone is None else "line", "give exactly one of 'zone' or 'line'")])
         return self
 
 
@@ -57,6 +65,7 @@ class ZoneIntrusionConfig(RuleConfig):
 class _Presence:
     first_inside_s: float
     last_inside_s: float
+    anchor: tuple[float, float]  # normalised, where it was last seen inside
 
 
 @dataclass
@@ -102,25 +111,31 @@ class ZoneIntrusionRule(Rule):
     def _update_zone(self, ctx: FrameContext, mask) -> list[AlertCandidate]:
         inside = mask & ctx.in_polygon(self._polygon)
         t = ctx.t_s
+        seen_ids = {int(v) for v in ctx.track_ids if v >= 0}
         for i in inside.nonzero()[0]:
             track_id = int(ctx.track_ids[i])
+            anchor = (float(ctx.anchors[i, 0]), float(ctx.anchors[i, 1]))
             presence = self._presence.get(track_id)
             if presence is None:
-                self._presence[track_id] = _Presence(first_inside_s=t, last_inside_s=t)
+                first_s = self._take_over(ctx, track_id, anchor, seen_ids)
+                self._presence[track_id] = _Presence(first_inside_s=t if first_s is None else first_s,
+                                                     last_inside_s=t, anchor=anchor)
             else:
                 presence.last_inside_s = t
+                presence.anchor = anchor
         # A track that left (or was missed) for longer than clear_s starts its dwell again.
-        for track_id in [k for k, p in self._presence.items() if t - p.last_inside_s > self.config.clear_s]:
+        clear_s = self.config.clear_s + TIME_EPSILON_S
+        for track_id in [k for k, p in self._presence.items() if t - p.last_inside_s > clear_s]:
             del self._presence[track_id]
         if inside.any():
             self._last_occupied_s = t
-        elif self._episode_active and self._last_occupied_s is not None and t - self._last_occupied_s > self.config.clear_s:
+        elif self._episode_active and self._last_occupied_s is not None and t - self._last_occupied_s > clear_s:
             self._episode_active = False
         if self._episode_active:
             return []
         dwellers = [
             i for i in inside.nonzero()[0]
-            if t - self._presence[int(ctx.track_ids[i])].first_inside_s >= self.config.min_dwell_s
+            if t - self._presence[int(ctx.track_ids[i])].first_inside_s >= self.config.min_dwell_s - TIME_EPSILON_S
         ]
         if not dwellers:
             return []
@@ -142,6 +157,29 @@ class ZoneIntrusionRule(Rule):
                 },
             )
         ]
+
+    def _take_over(self, ctx: FrameContext, track_id: int, anchor: tuple[float, float], seen_ids: set[int]) -> float | None:
+        """When `track_id` is a new track that replaces one lost nearby inside the zone, remove the lost
+        track's presence and return its entry time (the dwell continues across the id switch)."""
+        radius = self.config.handover_radius_frac
+        if radius <= 0.0:
+            return None
+        points = ctx.tracks.points(track_id)
+        born_s = points[0].t_s if points else ctx.t_s
+        diagonal = math.hypot(ctx.width, ctx.height)
+        best: tuple[float, int] | None = None
+        for other_id, presence in self._presence.items():
+            if other_id in seen_ids or ctx.t_s - presence.last_inside_s > self.config.clear_s + TIME_EPSILON_S:
+                continue  # still tracked, or lost too long ago
+            if born_s <= presence.last_inside_s + TIME_EPSILON_S:
+                continue  # the new track already existed while the other was seen: two people
+            distance = math.hypot((anchor[0] - presence.anchor[0]) * ctx.width,
+                                  (anchor[1] - presence.anchor[1]) * ctx.height) / diagonal
+            if distance <= radius and (best is None or distance < best[0]):
+                best = (distance, other_id)
+        if best is None:
+            return None
+        return self._presence.pop(best[1]).first_inside_s
 
     def _update_line(self, ctx: FrameContext, mask) -> list[AlertCandidate]:
         start, end = self._line

