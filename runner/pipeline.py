@@ -171,9 +171,15 @@ class CameraPipeline:
         """(JPEG, None), or (None, why) when the image could not be made: that never costs the alert."""
         try:
             rule_cfg = next(r for r in self.camera.rules if r.id == candidate.rule_id)
-            polygons = [self.camera.zone(z).polygon for z in rule_cfg.zone_refs().values()]
+            zones = [self.camera.zone(z) for z in rule_cfg.zone_refs().values()]
             lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
-            return render_snapshot(image, candidate.bbox, f"{candidate.kind} {candidate.score:.2f}", polygons, lines), None
+            arrows = [(_centroid(z.polygon), z.direction) for z in zones if z.direction is not None]
+            label = f"{candidate.kind} {candidate.score:.2f}"
+            return render_snapshot(image, candidate.bbox, label, [z.polygon for z in zones], lines, arrows), None
         except Exception as exc:
             log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
             return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def _centroid(polygon: list[tuple[float, float]]) -> tuple[float, float]:
+    return (sum(p[0] for p in polygon) / len(polygon), sum(p[1] for p in polygon) / len(polygon))

@@ -17,6 +17,7 @@ def render_snapshot(
     label: str,
     polygons: list[list[tuple[float, float]]] = (),  # type: ignore[assignment]
     lines: list[tuple[tuple[float, float], tuple[float, float]]] = (),  # type: ignore[assignment]
+    arrows: list[tuple[tuple[float, float], tuple[float, float]]] = (),  # type: ignore[assignment]
     jpeg_quality: int = 85,
     max_width_px: int = 1280,
 ) -> bytes:
@@ -29,6 +30,13 @@ def render_snapshot(
     for start, end in lines:
         (x1, y1), (x2, y2) = to_pixels([start, end], width, height).astype(int)
         cv2.line(canvas, (int(x1), int(y1)), (int(x2), int(y2)), ZONE_COLOUR, thickness)
+    for origin, direction in arrows:  # a zone's allowed direction, drawn from its centre
+        (ox, oy), = to_pixels([origin], width, height)
+        length = 0.08 * (width ** 2 + height ** 2) ** 0.5
+        dx, dy = direction[0] * width, direction[1] * height
+        norm = max(1e-9, (dx ** 2 + dy ** 2) ** 0.5)
+        tip = (int(ox + dx / norm * length), int(oy + dy / norm * length))
+        cv2.arrowedLine(canvas, (int(ox), int(oy)), tip, ZONE_COLOUR, thickness + 1, tipLength=0.3)
     if bbox is not None:
         x1, y1, x2, y2 = (int(round(v)) for v in (bbox[0] * width, bbox[1] * height, bbox[2] * width, bbox[3] * height))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), ALERT_COLOUR, thickness + 1)

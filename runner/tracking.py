@@ -121,7 +121,9 @@ class CameraTracker:
     def _new(self) -> ByteTrackTracker:
         s = self.settings
         return ByteTrackTracker(
-            lost_track_buffer=max(1, math.ceil(s.lost_s * s.process_fps)),
+            # `trackers` turns the buffer into a time budget as buffer / 30 s whatever frame_rate is
+            # (it is "frames at 30 fps"), so express lost_s that way or tracks die after one gap.
+            lost_track_buffer=max(1, math.ceil(s.lost_s * 30.0)),
             frame_rate=s.process_fps,
             track_activation_threshold=s.activation_conf,
             minimum_consecutive_frames=s.min_consecutive_frames,

@@ -138,3 +138,31 @@ def test_camera_tracker_marks_unconfirmed_detections_as_untracked():
     tracked = tracker.update(detections, 0.0)
     assert tracked.tracker_id is not None
     assert np.all((tracked.tracker_id == -1) | (tracked.tracker_id >= 0))
+
+
+def _walk(tracker: CameraTracker, fps: float, seconds: float, missing: tuple[float, float] = (-1.0, -1.0)) -> list[list[int]]:
+    ids = []
+    for i in range(int(seconds * fps) + 1):
+        t = i / fps
+        objects = [] if missing[0] <= t < missing[1] else [Obj(-1, box_at(0.2 + 0.02 * t, 0.8))]
+        detections = detections_from(objects)
+        detections.tracker_id = None
+        ids.append(sorted(int(v) for v in tracker.update(detections, t).tracker_id if v >= 0))
+    return ids
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 3.0, 5.0, 10.0])
+def test_tracks_are_confirmed_at_any_processing_rate(fps):
+    # `trackers` reads its lost-track buffer as frames at 30 fps: at low rates a wrong buffer
+    # pruned every track between two processed frames, so nothing was ever confirmed.
+    ids = _walk(CameraTracker(TrackerSettings(process_fps=fps)), fps, 4.0)
+    settled = [frame_ids for frame_ids in ids[3:]]
+    assert settled and all(frame_ids == settled[0] and len(frame_ids) == 1 for frame_ids in settled)
+
+
+@pytest.mark.parametrize(("gap_s", "same_id"), [(1.0, True), (3.0, False)])
+def test_a_track_survives_gaps_shorter_than_lost_s(gap_s, same_id):
+    ids = _walk(CameraTracker(TrackerSettings(process_fps=5.0, lost_s=2.0)), 5.0, 8.0, missing=(2.0, 2.0 + gap_s))
+    before, after = ids[8], ids[-1]
+    assert before and after
+    assert (before == after) is same_id
