@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -19,7 +20,9 @@ from runner.alerts import AlertGate, AlertRecord
 from runner.capture import Frame
 from runner.config.loading import LoadedConfig, redact
 from runner.config.site import Camera
-from runner.detect import Detector, ModelPool, merge_detections
+from runner.config.site import ModelSpec
+from runner.crops import boxes_to_frame, make_crop, points_to_frame
+from runner.detect import Detector, ModelPool, empty_detections, merge_detections
 from runner.privacy import PrivacyMasker
 from runner.rules.base import AlertCandidate, FrameContext, Rule
 from runner.rules.registry import build_rule
@@ -28,6 +31,39 @@ from runner.store import Register, StoredAlert, iso
 from runner.tracking import CameraTracker, TrackerSettings, TrackHistory
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedModel:
+    """A model a camera runs, the labels it is asked for, and its cadence."""
+
+    detector: Detector
+    labels: frozenset[str]
+    spec: ModelSpec
+    next_due_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.detector.name
+
+    def is_due(self, t_s: float) -> bool:
+        return self.next_due_s is None or t_s >= self.next_due_s - 1e-6
+
+    def mark_run(self, t_s: float) -> None:
+        if self.spec.max_fps is None:
+            return
+        period_s = 1.0 / self.spec.max_fps
+        # Keep to the schedule (0, 0.5, 1.0 ... at 2 fps) rather than to the last run, which would
+        # drift to a lower rate whenever frames do not fall exactly on it; restart after a gap.
+        due = (self.next_due_s if self.next_due_s is not None else t_s) + period_s
+        self.next_due_s = due if due > t_s else t_s + period_s
+
+
+@dataclass
+class FrameDetections:
+    to_track: sv.Detections  # from models whose objects are tracked (people, vehicles, bags)
+    untracked: sv.Detections  # regions that bypass the tracker (fire, smoke)
+    models_run: frozenset[str]
 
 
 @dataclass
@@ -59,10 +95,11 @@ class CameraPipeline:
         self.on_alert = on_alert
         self.timezone = ZoneInfo(self.site.timezone)
         self.rules: list[Rule] = [build_rule(r, camera) for r in camera.rules if r.enabled]
-        self.detectors: list[tuple[Detector, frozenset[str]]] = [
-            (pool.get(name), labels) for name, labels in pool.plan(camera.required_labels()).items()
+        self.models = [
+            PlannedModel(pool.get(name), labels, self.site.models[name])
+            for name, labels in pool.plan(camera.required_labels(), camera.optional_labels()).items()
         ]
-        self.models_info = [d.resolved.describe() for d, _ in self.detectors]
+        self.models_info = [m.detector.resolved.describe() for m in self.models]
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.tracker = CameraTracker(
             TrackerSettings(
@@ -81,13 +118,32 @@ class CameraPipeline:
         """Privacy masks applied before anything else sees the pixels."""
         return self.masker.apply(frame.image)
 
-    def detect(self, image: np.ndarray) -> sv.Detections:
-        return merge_detections([d.detect([image], labels)[0] for d, labels in self.detectors])
+    def due_models(self, t_s: float) -> list[PlannedModel]:
+        """The models to run on the frame at `t_s` (those with `max_fps` skip frames)."""
+        return [m for m in self.models if m.is_due(t_s)]
 
-    def analyse(self, frame: Frame, image: np.ndarray, detections: sv.Detections) -> list[RaisedAlert]:
+    def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
+        ran = self.due_models(t_s)
+        outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in ran}
+        return self.combine(outputs, t_s)
+
+    def combine(self, outputs: dict[str, sv.Detections], t_s: float) -> FrameDetections:
+        """Group per-model outputs into what goes through the tracker and what bypasses it."""
+        for model in self.models:
+            if model.name in outputs:
+                model.mark_run(t_s)
+        by_track = {True: [], False: []}
+        for model in self.models:
+            if model.name in outputs:
+                by_track[model.spec.track].append(outputs[model.name])
+        return FrameDetections(merge_detections(by_track[True]), merge_detections(by_track[False]), frozenset(outputs))
+
+    def analyse(self, frame: Frame, image: np.ndarray, detected: FrameDetections) -> list[RaisedAlert]:
         height, width = image.shape[:2]
-        tracked = self.tracker.update(detections, frame.t_s)
+        tracked = self.tracker.update(detected.to_track, frame.t_s)
         ended = self.history.update(tracked, frame.t_s, width, height)
+        untracked = detected.untracked
+        untracked.tracker_id = np.full(len(untracked), -1, dtype=int)
         ctx = FrameContext(
             camera_id=self.camera.id,
             t_s=frame.t_s,
@@ -95,10 +151,12 @@ class CameraPipeline:
             wall_time=frame.wall_time.astimezone(self.timezone),
             width=width,
             height=height,
-            detections=tracked,
+            detections=merge_detections([tracked, untracked]),
             tracks=self.history,
             ended_track_ids=ended,
             image=image,
+            models_run=detected.models_run,
+            redetect=partial(self._redetect, image),
         )
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
@@ -108,7 +166,23 @@ class CameraPipeline:
 
     def process(self, frame: Frame) -> list[RaisedAlert]:
         image = self.prepare(frame)
-        return self.analyse(frame, image, self.detect(image))
+        return self.analyse(frame, image, self.detect(image, frame.t_s))
+
+    def _redetect(self, image: np.ndarray, label: str, box, *, rotate_deg: int = 0, pad_frac: float = 0.5) -> sv.Detections:
+        """Run the model that provides `label` on a (rotated) crop around `box`; full-frame pixel boxes."""
+        model = next((m for m in self.models if label in m.labels), None)
+        crop = make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) if model is not None else None
+        if crop is None:
+            return empty_detections()
+        found = model.detector.detect([crop.image], {label})[0]
+        if len(found):
+            found.xyxy = boxes_to_frame(found.xyxy, crop)
+            if "keypoints" in found.data:
+                keypoints = np.array(found.data["keypoints"], dtype=np.float32)
+                keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
+                found.data["keypoints"] = keypoints
+        found.tracker_id = np.full(len(found), -1, dtype=int)
+        return found
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
@@ -116,6 +190,8 @@ class CameraPipeline:
         self.history.clear()
         for rule in self.rules:
             rule.reset()
+        for model in self.models:
+            model.next_due_s = None
 
     def state_size(self) -> int:
         return len(self.history) + sum(r.state_size() for r in self.rules)

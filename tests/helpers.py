@@ -196,7 +196,7 @@ class FakePool:
     def get(self, name: str) -> ScriptedDetector:
         return self.detector
 
-    def plan(self, labels: frozenset[str]) -> dict[str, frozenset[str]]:
+    def plan(self, labels: frozenset[str], optional: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
         return {self.detector.name: frozenset(labels)} if labels else {}
 
 

@@ -65,6 +65,29 @@ class ModelSpec(Frozen):
     task: Literal["detect", "pose", "segment", "obb"] | None = Field(
         None, description="Ultralytics task; needed only for exported models without metadata."
     )
+    classes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=1000,
+        description="Class names the model provides: lets the runner choose a camera's models without loading "
+        "the others (checked when the model loads).",
+    )
+    track: bool = Field(
+        True, description="Send this model's detections through the tracker (false for regions such as fire or smoke)."
+    )
+    max_fps: float | None = Field(
+        None, gt=0.0, le=30.0,
+        description="Run this model at most this many times per second (only for untracked models, e.g. fire).",
+    )
+    custom_layers: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        None,
+        description="Python file defining custom layer classes the weights were pickled with (path or "
+        "package:<module>/<file>); loaded standalone, without importing its package, before the weights.",
+    )
+
+    @model_validator(mode="after")
+    def _cadence_only_untracked(self) -> ModelSpec:
+        if self.max_fps is not None and self.track:
+            raise ConfigProblems([("max_fps", "only untracked models (track: false) may run below the camera's rate")])
+        return self
 
 
 class Zone(Frozen):
@@ -164,6 +187,14 @@ class Camera(Frozen):
             if rule.enabled:
                 labels |= rule.required_labels()
         return frozenset(labels)
+
+    def optional_labels(self) -> frozenset[str]:
+        """Labels some rule uses when a configured model provides them (e.g. a fall model's cue)."""
+        labels: set[str] = set()
+        for rule in self.rules:
+            if rule.enabled:
+                labels |= rule.optional_labels()
+        return frozenset(labels) - self.required_labels()
 
     @model_validator(mode="after")
     def _references(self) -> Camera:

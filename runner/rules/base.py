@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import supervision as sv
@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 TIME_EPSILON_S = 1e-6
 """Durations compared against thresholds get this slack: frame times are i / fps in floating point, and
 1.8 + 1.0 = 2.8 must count as a dwell of 1.0 s, not 0.9999999999999998 s (one frame late)."""
+
+
+class Redetect(Protocol):
+    """Runs the camera's model for `label` on a crop around `box` (normalised xyxy), enlarged by
+    `pad_frac` of its size on each side and rotated by `rotate_deg` (0, 90, 180, 270) before
+    inference; returns detections in full-frame pixel coordinates (untracked)."""
+
+    def __call__(self, label: str, box: tuple[float, float, float, float], *, rotate_deg: int = 0,
+                 pad_frac: float = 0.5) -> sv.Detections: ...
 
 
 class RuleConfig(Frozen):
@@ -53,6 +62,10 @@ class RuleConfig(Frozen):
     def required_labels(self) -> frozenset[str]:
         """Detector class names this rule needs; the runner loads the models that provide them."""
         return frozenset(getattr(self, "labels", ()))
+
+    def optional_labels(self) -> frozenset[str]:
+        """Labels used when some configured model provides them, ignored otherwise."""
+        return frozenset()
 
     def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:
         """Checks that need the camera (a zone's direction, a calibration): (field, message) pairs."""
@@ -87,6 +100,18 @@ class FrameContext:
     tracks: TrackHistory
     ended_track_ids: frozenset[int] = frozenset()
     image: np.ndarray | None = None  # BGR, privacy masks already applied
+    # Models that ran on this frame: a model with `max_fps` skips frames, and a rule voting over
+    # frames (fire, weapon) must only count the frames its model actually looked at.
+    models_run: frozenset[str] = frozenset()
+    # Re-detection around a region (e.g. a person lost while lying down): see `Redetect`.
+    redetect: Redetect | None = None
+
+    @cached_property
+    def keypoints(self) -> np.ndarray | None:
+        """(N, K, 3) pixel keypoints (x, y, confidence) from a pose model, NaN rows for other models."""
+        if not self.detections.data or "keypoints" not in self.detections.data:
+            return None
+        return np.asarray(self.detections.data["keypoints"], dtype=float)
 
     @cached_property
     def anchors(self) -> np.ndarray:
