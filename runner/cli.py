@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="clip to replay (default: the camera's source)")
     p.add_argument("--json", action="store_true", help="one JSON object per alert on stdout")
 
+    p = sub.add_parser("eval", help="replay labelled clips through evaluation sites and score each event kind")
+    p.add_argument("sites", nargs="+", help="evaluation site configs (e.g. zones/eval*/site.yaml)")
+    p.add_argument("--labels", default=None,
+                   help="events CSV (default: $VIGIE_SHARED_DATA/labels/events.csv)")
+    p.add_argument("--extra-labels", action="append", default=[], help="more label CSVs of the same format")
+    p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
+    p.add_argument("--tolerance-s", type=float, default=1.0, help="slack around labelled windows (default 1 s)")
+    p.add_argument("--details", action="store_true", help="one line per clip and kind")
+    p.add_argument("--json", action="store_true", help="machine-readable results")
+    p.add_argument("--db", default=None, help="register for the replays (default: a temporary one)")
+
     p = with_db(sub.add_parser("alerts", help="list stored alerts"))
     p.add_argument("--status", choices=["pending", "confirmed", "rejected"])
     p.add_argument("--camera")
@@ -179,6 +190,39 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    import tempfile
+
+    from runner.config.loading import load_config
+    from runner.evaluation import evaluate_site, format_details, format_summary, load_labels, summarise
+    from runner.store import Register
+
+    labels_path = args.labels or os.path.join(os.environ.get("VIGIE_SHARED_DATA", "../shared/data"), "labels", "events.csv")
+    if not Path(labels_path).is_file():
+        raise UsageError(f"labels file not found: {labels_path} (set VIGIE_SHARED_DATA or pass --labels)")
+    labels = load_labels(labels_path) + [e for extra in args.extra_labels for e in load_labels(extra)]
+    sites = [load_config(path) for path in args.sites]
+    with tempfile.TemporaryDirectory(prefix="vigie-eval-") as scratch:
+        with Register(args.db or Path(scratch) / "eval.db") as register:
+            results = []
+            for loaded in sites:
+                results += evaluate_site(loaded, labels, register, args.cameras, args.tolerance_s,
+                                         progress=lambda text: print(f"replaying {text}", file=sys.stderr, flush=True))
+    summaries = summarise(results)
+    if args.json:
+        print(json.dumps({"kinds": [dict(vars(s), false_per_hour=s.false_per_hour) for s in summaries],
+                          "clips": [{"site": r.site, "camera": r.camera_id, "clip": r.clip, "kind": r.kind,
+                                     "alerts_t_s": r.alert_times_s, "found": len(r.score.found),
+                                     "missed": len(r.score.missed), "false_t_s": r.score.false_alert_times_s,
+                                     "duration_s": r.duration_s} for r in results]}, indent=1))
+        return 0
+    if args.details:
+        print(format_details(results))
+        print()
+    print(format_summary(summaries))
+    return 0
+
+
 def cmd_alerts(args) -> int:
     with _register(args, create=False) as register:
         rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
@@ -288,7 +332,7 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {
-    "validate": cmd_validate, "run": cmd_run, "replay": cmd_replay, "alerts": cmd_alerts, "decide": cmd_decide,
+    "validate": cmd_validate, "run": cmd_run, "replay": cmd_replay, "eval": cmd_eval, "alerts": cmd_alerts, "decide": cmd_decide,
     "pause": cmd_pause, "resume": cmd_resume, "purge": cmd_purge, "audit": cmd_audit, "status": cmd_status,
     "models": cmd_models,
 }

@@ -71,3 +71,105 @@ def score_clip(alert_times_s: list[float], events: list[LabelledEvent], toleranc
     score.found = [e for i, e in enumerate(positives) if i in matched]
     score.missed = [e for i, e in enumerate(positives) if i not in matched]
     return score
+
+
+# -- replaying evaluation sites ---------------------------------------------------------------------
+@dataclass
+class ClipResult:
+    site: str
+    camera_id: str
+    clip: str
+    kind: str
+    duration_s: float
+    alert_times_s: list[float]
+    score: EventScore
+    labelled: bool  # the clip has label rows for this kind (else every alert is false)
+
+
+@dataclass
+class KindSummary:
+    kind: str
+    clips: int = 0
+    events: int = 0
+    found: int = 0
+    missed: int = 0
+    false_alerts: int = 0
+    footage_s: float = 0.0
+
+    @property
+    def false_per_hour(self) -> float:
+        return self.false_alerts / (self.footage_s / 3600.0) if self.footage_s else 0.0
+
+
+def clip_duration_s(path: str) -> float:
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    try:
+        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return frames / fps if fps and frames > 0 else 0.0
+
+
+def evaluate_site(loaded, labels: list[LabelledEvent], register, camera_ids: list[str] | None = None,
+                  tolerance_s: float = 1.0, progress=None) -> list[ClipResult]:
+    """Replay every (selected) camera of an evaluation site and score each rule kind on its clip."""
+    from runner.config.loading import expand_env
+    from runner.capture import resolve_source
+    from runner.detect import ModelPool
+    from runner.service import Runner, RunOptions
+
+    pool = ModelPool(loaded.config, loaded.base_dir)  # models loaded once for the whole site
+    results = []
+    for camera in loaded.config.cameras:
+        if camera_ids and camera.id not in camera_ids:
+            continue
+        source = resolve_source(expand_env(camera.source, f"cameras[{camera.id}].source"), loaded.base_dir)
+        clip = Path(source).name
+        if progress is not None:
+            progress(f"{loaded.config.site}/{camera.id}: {clip}")
+        summary = Runner(loaded, register, RunOptions(mode="replay", camera_ids=[camera.id]), pool=pool).run()
+        if summary.camera_errors:
+            raise RuntimeError(next(iter(summary.camera_errors.values())))
+        duration = clip_duration_s(source)
+        for kind in sorted({r.kind for r in camera.rules if r.enabled}):
+            events = [e for e in labels if e.clip == clip and e.kind == kind]
+            times = [a.record.t_s for a in summary.alerts if a.record.kind == kind]
+            results.append(ClipResult(loaded.config.site, camera.id, clip, kind, duration, times,
+                                      score_clip(times, events, tolerance_s), bool(events)))
+    return results
+
+
+def summarise(results: list[ClipResult]) -> list[KindSummary]:
+    by_kind: dict[str, KindSummary] = {}
+    for result in results:
+        summary = by_kind.setdefault(result.kind, KindSummary(result.kind))
+        summary.clips += 1
+        summary.events += len(result.score.found) + len(result.score.missed)
+        summary.found += len(result.score.found)
+        summary.missed += len(result.score.missed)
+        summary.false_alerts += len(result.score.false_alert_times_s)
+        summary.footage_s += result.duration_s
+    return sorted(by_kind.values(), key=lambda s: s.kind)
+
+
+def format_summary(summaries: list[KindSummary]) -> str:
+    header = f"{'kind':<18}{'clips':>6}{'events':>8}{'found':>7}{'missed':>8}{'false':>7}{'false/h':>9}{'footage':>10}"
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        lines.append(f"{s.kind:<18}{s.clips:>6}{s.events:>8}{s.found:>7}{s.missed:>8}{s.false_alerts:>7}"
+                     f"{s.false_per_hour:>9.1f}{s.footage_s / 60:>8.1f} m")
+    return "\n".join(lines)
+
+
+def format_details(results: list[ClipResult]) -> str:
+    lines = []
+    for r in results:
+        missed = ", ".join(f"{e.start_s:g}-{e.end_s:g}s" for e in r.score.missed)
+        false = ", ".join(f"{t:g}s" for t in r.score.false_alert_times_s)
+        lines.append(f"{r.site}/{r.camera_id} {r.kind}: {len(r.alert_times_s)} alert(s), found "
+                     f"{len(r.score.found)}/{len(r.score.found) + len(r.score.missed)}"
+                     + (f", missed {missed}" if missed else "") + (f", false at {false}" if false else "")
+                     + ("" if r.labelled else " (no label rows: every alert counts as false)"))
+    return "\n".join(lines)
