@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vigie-installed
 # Real sample clip shipped by Debian's opencv-doc package (PETS 2009 S2.L1 pedestrians).
 VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
+# Debian's chromium drives the workbench's browser tests (Playwright uses it; never `playwright install`).
+CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Ultralytics offline and with a private settings folder (see runner/_env.py for the same defaults).
 export YOLO_OFFLINE ?= 1
@@ -17,6 +19,7 @@ DEMO_DB := var/demo/vigie.db
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   run the whole test suite"
+	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL)"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,12 +33,20 @@ $(VTEST):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq opencv-doc
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 demo: $(STAMP) $(VTEST)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
 
-test: $(STAMP) $(VTEST)
+test: $(STAMP) $(VTEST) $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# WORKBENCH_ARGS, e.g. "--port 8870" or "--ip 0.0.0.0" (needs VIGIE_TOKEN); see python -m workbench.serve --help.
+workbench: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m workbench.serve $(WORKBENCH_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not data"

@@ -119,8 +119,9 @@ class CameraPipeline:
         return self.masker.apply(frame.image)
 
     def due_models(self, t_s: float) -> list[PlannedModel]:
-        """The models to run on the frame at `t_s` (those with `max_fps` skip frames)."""
-        return [m for m in self.models if m.is_due(t_s)]
+        """The models to run on the frame at `t_s` (those with `max_fps` skip frames, `on_demand` ones
+        run only through re-detection)."""
+        return [m for m in self.models if not m.spec.on_demand and m.is_due(t_s)]
 
     def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
         ran = self.due_models(t_s)

@@ -82,6 +82,11 @@ class ModelSpec(Frozen):
         description="Python file defining custom layer classes the weights were pickled with (path or "
         "package:<module>/<file>); loaded standalone, without importing its package, before the weights.",
     )
+    on_demand: bool = Field(
+        False,
+        description="Never run on every frame: only when a rule asks for a re-detection (e.g. a fall model consulted "
+        "only around a person who just vanished).",
+    )
 
     @model_validator(mode="after")
     def _cadence_only_untracked(self) -> ModelSpec:

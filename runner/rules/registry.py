@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from runner.rules.abandoned_object import AbandonedObjectRule
 from runner.rules.base import Rule
 from runner.rules.crowd_density import CrowdDensityRule
+from runner.rules.crowd_movement import CrowdMovementRule
+from runner.rules.fire import FireRule
+from runner.rules.person_down import PersonDownRule
+from runner.rules.weapon import WeaponRule
 from runner.rules.wrong_way import WrongWayRule
 from runner.rules.zone_intrusion import ZoneIntrusionRule
 
@@ -13,6 +18,11 @@ RULES: dict[str, type[Rule]] = {
         ZoneIntrusionRule,
         WrongWayRule,
         CrowdDensityRule,
+        CrowdMovementRule,
+        AbandonedObjectRule,
+        FireRule,
+        WeaponRule,
+        PersonDownRule,
     )
 }
 

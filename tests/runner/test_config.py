@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from runner.config import migrations
+from runner.rules.registry import RULES
 from runner.config.loading import dump_config, expand_env, load_config, parse_config, redact
 from runner.config.site import SiteConfig
 from runner.errors import ConfigError
@@ -132,6 +133,9 @@ def test_yaml_merge_keys_and_sexagesimal_hours_are_accepted() -> None:
 
 
 # -- bad configs: exact one-line messages ----------------------------------------------------------
+KNOWN_KINDS = ", ".join(RULES)  # the registry's order, e.g. "zone_intrusion, wrong_way, ..."
+assert {"zone_intrusion", "wrong_way", "crowd_density"} <= set(RULES)
+
 BAD = [
     # (id, rules, mutation, expected problems)
     ("negative-dwell", [ZI, dict(ZI, id="r2", min_dwell_s=-1)], nothing,
@@ -141,9 +145,9 @@ BAD = [
     ("unknown-rule-key", [dict(ZI, colour="red")], nothing, ["cameras[0].rules[0].colour: unknown key"]),
     ("unknown-model-key", [], at("models.person.device", "cuda"), ["models.person.device: unknown key"]),
     ("unknown-rule-kind", [{"kind": "loitering", "id": "x"}], nothing,
-     ["cameras[0].rules[0]: unknown rule kind 'loitering' (known: zone_intrusion, wrong_way, crowd_density)"]),
+     [f"cameras[0].rules[0]: unknown rule kind 'loitering' (known: {KNOWN_KINDS})"]),
     ("rule-without-kind", [{"id": "x", "zone": "lawn"}], nothing,
-     ["cameras[0].rules[0]: kind: required (one of zone_intrusion, wrong_way, crowd_density)"]),
+     [f"cameras[0].rules[0]: kind: required (one of {KNOWN_KINDS})"]),
     ("rule-not-mapping", [], at("cameras.0.rules", ["zone_intrusion"]),
      ["cameras[0].rules[0]: must be a mapping (key: value pairs)"]),
     ("camera-not-mapping", [], at("cameras", ["cam-01"]), ["cameras[0]: must be a mapping (key: value pairs)"]),

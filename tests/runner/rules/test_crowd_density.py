@@ -171,3 +171,195 @@ def test_zone_level_memory_is_bounded_by_the_window():
     h = harness(rule(sustain_s=2.0))
     h.run(crowd(8), 120.0)
     assert 0 < len(h.rule._counts) <= 2.0 * FPS + 1  # a window's worth of frames, not the whole stream
+
+
+# -- tiled counting --------------------------------------------------------------------------------
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import supervision as sv  # noqa: E402
+
+from runner.crowd_calibrate import fit_coefficient  # noqa: E402
+from runner.rules.base import FrameContext  # noqa: E402
+from tests.helpers import HEIGHT, WIDTH, detections_from  # noqa: E402
+
+START = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
+
+
+def small_people(n: int, area=(0.52, 0.55, 0.98, 0.98), first_id: int = 1) -> list[Obj]:
+    return crowd(n, area=area, first_id=first_id)(0.0)
+
+
+class TileDetector:
+    """Stands in for the pipeline's re-detection: on a crop, finds every scripted person lying in it."""
+
+    def __init__(self, people: list[Obj]):
+        self.people = people
+        self.calls: list[tuple[float, tuple[float, float, float, float]]] = []
+        self.t = 0.0
+
+    def __call__(self, label, box, *, rotate_deg=0, pad_frac=0.5):
+        assert (label, rotate_deg, pad_frac) == ("person", 0, 0.0)
+        self.calls.append((self.t, box))
+        inside = [o for o in self.people if box[0] <= o.box[0] and box[1] <= o.box[1] and o.box[2] <= box[2] and o.box[3] <= box[3]]
+        found = detections_from(inside)
+        found.tracker_id = np.full(len(found), -1, dtype=int)
+        return found
+
+
+def step(h, t: float, objects, *, redetect=None, image=None):
+    detections = detections_from(objects)
+    ended = h.history.update(detections, t, WIDTH, HEIGHT)
+    ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=int(round(t * FPS)), wall_time=START + timedelta(seconds=t),
+                       width=WIDTH, height=HEIGHT, detections=detections, tracks=h.history, ended_track_ids=ended,
+                       image=image, redetect=redetect)
+    return h.rule.update(ctx)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "visible", "expected_s", "method"),
+    [
+        # 20 small people in the lawn, the full-frame pass sees 4 of them: only the tiles reach 10.
+        pytest.param({"tiled_every_s": 2.0}, 4, [2.8], "tiled", id="tiles-find-the-small-people"),
+        pytest.param({}, 4, [], None, id="without-tiles-4-are-not-above-10"),
+        pytest.param({"tiled_every_s": 2.0}, 12, [2.8], "detections", id="full-frame-already-above"),
+        pytest.param({"tiled_every_s": 2.0, "tile_scale": 1.0}, 4, [2.8], "tiled", id="one-tile"),
+    ],
+)
+def test_tiled_counting(overrides, visible, expected_s, method):
+    people = small_people(20)
+    full = people[:visible]  # what the full-frame pass sees
+    tiles = TileDetector(people if method != "detections" else full)
+    h = harness(rule(**{"max_count": 10, "tile_scale": 4.0, **overrides}))
+    alerts = []
+    for i in range(int(10 * FPS) + 1):
+        tiles.t = i / FPS
+        alerts += step(h, i / FPS, full, redetect=tiles)
+    assert [a.t_s for a in alerts] == pytest.approx(expected_s)
+    for alert in alerts:
+        assert alert.details["method"] == method
+        assert alert.details["method_counts"]["detections"] == visible
+    if "tiled_every_s" in overrides:
+        pass_times = sorted({t for t, _ in tiles.calls})
+        assert pass_times == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 10.0])  # every 2 s, not every frame
+        tiles_per_pass = len(tiles.calls) / len(pass_times)
+        assert tiles_per_pass == (1 if overrides.get("tile_scale") == 1.0 else 6)
+    else:
+        assert tiles.calls == []
+    if method == "tiled":
+        assert alerts[0].details["method_counts"]["tiled"] == 20  # duplicates across overlapping tiles merged
+
+
+def test_tiled_count_holds_between_passes_and_expires_without_them():
+    people = small_people(20)
+    tiles = TileDetector(people)
+    h = harness(rule(max_count=10, tiled_every_s=2.0, sustain_s=1.0, tile_scale=4.0))
+    for i in range(6):  # 0.0 .. 1.0 s: one pass at 0
+        step(h, i / FPS, people[:4], redetect=tiles)
+    assert h.rule._levels()["tiled"] == 20
+    # The re-detection hook disappears (e.g. the model was removed): the last pass expires after
+    # 1.5 x tiled_every_s and only the detections remain.
+    for i in range(6, 30):
+        step(h, i / FPS, people[:4], redetect=None)
+    assert "tiled" not in h.rule._levels()
+
+
+# -- foreground estimate ---------------------------------------------------------------------------
+RNG = np.random.default_rng(3)
+NOISE = RNG.integers(0, 255, size=(HEIGHT, WIDTH * 2), dtype=np.uint8)
+STATIC = cv2.GaussianBlur(RNG.integers(60, 120, size=(HEIGHT, WIDTH), dtype=np.uint8), (9, 9), 0)
+
+
+def scene(t: float, crowd_from_s: float | None, moving: bool = True) -> np.ndarray:
+    """A still textured scene; from `crowd_from_s` a textured 'packed crowd' fills the lawn (and moves)."""
+    image = STATIC.copy()
+    if crowd_from_s is not None and t >= crowd_from_s:
+        shift = int(t * 40) % WIDTH if moving else 0
+        image[HEIGHT // 2:, WIDTH // 2:] = NOISE[HEIGHT // 2:, shift:shift + WIDTH // 2]
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "crowd_from_s", "moving", "expected", "method"),
+    [
+        # The lawn (a quarter of the image) holds 0.25 / (0.4 x 0.2²) = ~16 person-sized areas (a little
+    # more is counted: the person scale is applied per row of the small frame).
+        # It appears at 5 s: the median over sustain_s (2 s) follows once half the window sees it.
+        pytest.param({}, 5.0, True, (5.8, 6.4), "foreground", id="packed-moving-crowd"),
+        pytest.param({}, 5.0, False, (5.8, 6.4), "foreground", id="packed-crowd-standing-still"),
+        pytest.param({}, None, True, None, None, id="empty-scene"),
+        pytest.param({"foreground_coef": 0.3}, 5.0, True, None, None, id="calibrated-coefficient-scales-it"),
+        pytest.param({"foreground": False}, 5.0, True, None, None, id="foreground-off"),
+    ],
+)
+def test_foreground_estimate(overrides, crowd_from_s, moving, expected, method):
+    config = rule(max_count=8, foreground=True, person_height_frac=0.2, sustain_s=2.0)
+    config.update(overrides)
+    h = harness(config)
+    few = small_people(2)  # the detector sees 2 people in the packed crowd
+    alerts = []
+    for i in range(int(12 * FPS) + 1):
+        t = i / FPS
+        alerts += step(h, t, few, image=scene(t, crowd_from_s, moving))
+    if expected is None:
+        assert alerts == [], [dict(a.details) for a in alerts]
+        return
+    (alert,) = alerts
+    assert expected[0] <= alert.t_s <= expected[1]
+    assert alert.details["method"] == method
+    assert alert.details["method_counts"]["detections"] == 2
+    assert 10.0 <= alert.details["median_count"] <= 25.0
+
+
+def test_foreground_scale_comes_from_the_detections():
+    """Without person_height_frac the perspective is fitted on the detected boxes (0.2 of the image here)."""
+    h = harness(rule(max_count=8, foreground=True, sustain_s=2.0))
+    people = [Obj(k + 1, box_at(0.05 + 0.07 * k, 0.25 + 0.04 * k, 0.2, 0.06)) for k in range(6)]  # outside the lawn
+    alerts = []
+    for i in range(int(12 * FPS) + 1):
+        t = i / FPS
+        alerts += step(h, t, people, image=scene(t, 5.0))
+    assert len(alerts) == 1 and alerts[0].details["method"] == "foreground"
+    assert h.rule._scale.height_frac(np.array([0.5]))[0] == pytest.approx(0.2, rel=0.05)
+    assert h.rule.last_measure["count"] == 0 and h.rule.last_measure["cover"] > 0.5
+
+
+def test_foreground_waits_for_a_scale():
+    h = harness(rule(max_count=8, foreground=True))
+    for i in range(int(10 * FPS) + 1):
+        t = i / FPS
+        assert step(h, t, [], image=scene(t, 2.0)) == []
+    assert "foreground" not in h.rule._levels()
+
+
+def test_new_fields_are_optional_and_validated():
+    h = harness(rule())
+    cfg = h.rule.config
+    assert (cfg.tiled_every_s, cfg.foreground, cfg.foreground_coef, cfg.person_height_frac) == (None, False, 1.0, None)
+    from runner.config.loading import parse_config
+    from runner.errors import ConfigError
+    import yaml
+    from tests.helpers import config_dict
+
+    with pytest.raises(ConfigError, match="tiled_every_s"):
+        parse_config(yaml.safe_dump(config_dict([rule(tiled_every_s=0.1)])))
+    with pytest.raises(ConfigError, match="foreground_coef"):
+        parse_config(yaml.safe_dump(config_dict([rule(foreground_coef=0.0)])))
+
+
+@pytest.mark.parametrize(
+    ("counts", "people_eq", "expected"),
+    [
+        ([4, 8, 12], [10.0, 20.0, 30.0], (0.4, 0.0)),
+        ([5, 5], [10.0, 10.0], (0.5, 0.0)),
+        ([], [], None),
+        ([3], [0.0], None),
+    ],
+)
+def test_calibration_fit_through_the_origin(counts, people_eq, expected):
+    fit = fit_coefficient(counts, people_eq)
+    if expected is None:
+        assert fit is None
+    else:
+        assert fit == pytest.approx(expected)

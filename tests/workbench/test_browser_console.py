@@ -1,0 +1,159 @@
+"""The apps in a real browser (Debian's chromium via Playwright) against `python -m workbench.serve`.
+
+One Voilà server serves the whole session (conftest.workbench_server); each page load starts its own
+kernel, as a user's would. Selectors are the CSS classes the apps put on their widgets, so the tests
+do not depend on the interface language.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from runner.alerts import FOLLOW_UPS
+from runner.store import Register
+from tests.workbench.conftest import ROOT, add_alert
+from workbench import serve
+
+OPERATOR = "agent-browser-7"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect to the login page is an answer here, not something to follow
+
+
+def status_of(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=60) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", "")
+
+
+def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    return predicate()
+
+
+# -- serving: the token, the address ------------------------------------------------------------------
+def test_token_is_required(workbench_server):
+    notebook = "03_operator_console.ipynb"
+    code, location = status_of(workbench_server.url(notebook, token=False))
+    assert code in (302, 403) and (code == 403 or "/login" in location)
+    code, location = status_of(workbench_server.url(notebook, token=False) + "?token=wrong-token-123456789")
+    assert code in (302, 403)
+    code, _ = status_of(f"{workbench_server.base_url}/")  # the list of notebooks
+    assert code in (302, 403)
+    code, body = status_of(workbench_server.url(notebook))
+    assert code == 200 and "voila" in body.lower()
+
+
+@pytest.mark.parametrize("ip", ["0.0.0.0", "192.168.1.20", "::", "example.org"])
+def test_serve_refuses_a_non_loopback_address_without_a_token(ip, capsys):
+    assert serve.main(["--ip", ip, "--dry-run"], environ={}) == 2
+    assert "without a token" in capsys.readouterr().err
+    assert serve.main(["--ip", ip, "--dry-run"], environ={"VIGIE_TOKEN": "x" * 32}) == 0
+
+
+def test_serve_prints_the_url_with_a_generated_token_and_keeps_it_off_the_command_line(capsys):
+    assert serve.main(["--dry-run", "--port", "8870"], environ={}) == 0
+    out = capsys.readouterr().out
+    token = re.search(r"http://127\.0\.0\.1:8870/\?token=(\S+)", out).group(1)
+    assert len(token) >= serve.MIN_TOKEN_CHARS
+    assert f"/voila/render/03_operator_console.ipynb?token={token}" in out
+    command_line = out.strip().splitlines()[-1]
+    assert "voila" in command_line and token not in command_line
+    env = serve.server_environment({"VIGIE_TOKEN": "t" * 20, "VIGIE_DB": "var/x.db"}, "t" * 20)
+    assert env["JUPYTER_TOKEN"] == "t" * 20 and "VIGIE_TOKEN" not in env
+    assert Path(env["VIGIE_DB"]).is_absolute() and env["VIGIE_DB"].endswith("/var/x.db")  # kernels run in notebooks/
+    assert serve.main(["--dry-run"], environ={"VIGIE_TOKEN": "short"}) == 2
+
+
+def test_make_workbench_runs_the_same_command_as_the_tests():
+    result = subprocess.run(["make", "-n", "workbench"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    recipe = result.stdout.strip().splitlines()[-1]
+    assert recipe.startswith(".venv/bin/python -m workbench.serve")  # what the server fixture runs
+
+
+# -- the operator console -----------------------------------------------------------------------
+def open_console(page, workbench_server):
+    page.goto(workbench_server.url("03_operator_console.ipynb"))
+    page.wait_for_selector(".vigie-console")
+    page.fill(".vigie-operator-input input", OPERATOR)
+    page.click(".vigie-operator-start")
+    page.wait_for_selector(".vigie-operator-shown")
+
+
+def test_confirm_an_alert_in_the_browser(page, workbench_server, screenshot):
+    alert_id = workbench_server.ids["first"]
+    open_console(page, workbench_server)
+    assert OPERATOR in page.inner_text(".vigie-operator-shown")
+    listed = page.inner_text(".vigie-alert-list select").replace("\xa0", " ")  # option labels keep their spaces
+    assert "[TEST]" in listed and f"#{alert_id} " in listed
+    assert f"#{workbench_server.ids['decided']} " not in listed  # already decided: not pending
+
+    option = page.locator(".vigie-alert-list option", has_text=re.compile(rf"#{alert_id}\s"))
+    page.select_option(".vigie-alert-list select", option.get_attribute("value"))
+    page.wait_for_selector("img.vigie-snapshot")
+    page.select_option(".vigie-follow-up select", index=1 + FOLLOW_UPS.index("field_check"))
+    page.fill(".vigie-note input", "checked on site")
+    screenshot(page, "workbench_console.png")
+    page.click(".vigie-confirm")
+
+    with Register(workbench_server.db_path, create=False) as register:
+        stored = wait_for(lambda: register.alert(alert_id)["status"] != "pending" and register.alert(alert_id))
+        assert (stored["decision"], stored["operator"], stored["follow_up"], stored["note"]) == (
+            "confirmed", OPERATOR, "field_check", "checked on site")
+        assert any(r["event"] == "decision" and r["actor"] == OPERATOR for r in register.audit_rows())
+    page.wait_for_function(
+        f"() => !document.querySelector('.vigie-alert-list select').innerText.match(/#{alert_id}\\s/)")
+
+
+def test_console_shows_new_alerts_within_seconds_and_pauses(page, workbench_server):
+    open_console(page, workbench_server)
+    with Register(workbench_server.db_path, create=False) as register:
+        new_id = add_alert(register, minutes=30, is_test=False, camera_id="cam-03", subject="zone:gate")
+    page.wait_for_function(
+        f"() => document.querySelector('.vigie-alert-list select').innerText.match(/#{new_id}\\s/)", timeout=15_000)
+
+    page.select_option(".vigie-scope select", "cam-03")
+    page.click(".vigie-pause")
+    page.wait_for_selector(f".vigie-control-state span[data-scope='cam-03'] b:has-text('{OPERATOR}')")
+    with Register(workbench_server.db_path, create=False) as register:
+        assert register.is_paused("cam-03") and not register.is_paused("cam-01")
+        assert register.control_state()["cam-03"]["actor"] == OPERATOR
+        page.click(".vigie-resume")
+        assert wait_for(lambda: not register.is_paused("cam-03"))
+
+
+# -- the dashboards -----------------------------------------------------------------------------
+def test_analysis_dashboard_shows_its_plots(page, workbench_server, screenshot):
+    page.goto(workbench_server.url("04_analysis.ipynb"))
+    page.wait_for_selector(".vigie-analysis")
+    plot = page.wait_for_selector("img.vigie-plot")
+    assert page.evaluate("(img) => img.naturalWidth", plot) > 100
+    assert page.locator("table.vigie-table").count() >= 3
+    screenshot(page, "workbench_analysis.png")
+
+
+def test_social_dashboard_shows_the_example(page, workbench_server, screenshot):
+    page.goto(workbench_server.url("05_social_acceptability.ipynb"))
+    page.wait_for_selector(".vigie-social")
+    page.click(".vigie-load-example")
+    plot = page.wait_for_selector("img.vigie-plot")
+    assert page.evaluate("(img) => img.naturalWidth", plot) > 100
+    assert page.locator("table.vigie-survey-table tbody tr").count() == 5
+    screenshot(page, "workbench_social.png")

@@ -1,0 +1,616 @@
+"""Operator console (operational phase): pending alerts in real time, human decisions, pause / resume.
+
+`ConsoleModel` holds the logic and talks to the register through `runner.store.Register` only, so
+that every decision and every pause is validated and audited by the same code as the CLI's; the
+widgets of `OperatorConsole` only collect what the operator chose and show the model's state.
+The operator's identity is asked once per session and goes with every decision and pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import ipywidgets as widgets
+
+from runner.alerts import FOLLOW_UPS, REJECT_REASONS
+from runner.errors import StoreError, UsageError
+from runner.store import Register, iso
+from workbench.i18n import add_messages, t
+from workbench.register_data import (
+    DEFAULT_TIMEZONE, latest_alert_id, media_dir, register_path, site_timezone, value_label, zones_dir,
+)
+
+POLL_INTERVAL_S = 1.0
+SEQUENCE_WINDOW_S = 600.0  # earlier alerts on the same subject shown as a sequence: at most 10 min back
+SEQUENCE_MAX_IMAGES = 8
+MAX_OPERATOR_CHARS = 64
+MAX_NOTE_CHARS = 500
+ALL_CAMERAS = "*"
+NOT_CHOSEN = ""  # a dropdown's placeholder (ipywidgets shows a None option as a blank)
+
+add_messages({
+    "fr": {
+        "console.title": "Console opérateur — alertes en attente de validation",
+        "console.operator_prompt": "Votre identité (nom ou matricule) :",
+        "console.operator_start": "Commencer",
+        "console.operator_change": "Changer d'opérateur",
+        "console.operator_shown": "Opérateur : <b>{name}</b>",
+        "console.operator_required": "Indiquez votre identité avant de décider ou de suspendre.",
+        "console.operator_invalid": "Identité invalide : 1 à {max} caractères imprimables.",
+        "console.hide_tests": "Masquer les alertes de test",
+        "console.pending_count": "{count} alerte(s) en attente",
+        "console.new_count": " — {count} nouvelle(s)",
+        "console.none_pending": "Aucune alerte en attente.",
+        "console.test_badge": "TEST — ne pas intervenir",
+        "console.no_snapshot": "Pas d'image : {why}",
+        "console.sequence": "Séquence du même sujet ({count} images)",
+        "console.reason": "Motif du rejet",
+        "console.reason_placeholder": "— motif (si rejet) —",
+        "console.follow_up": "Suite donnée",
+        "console.follow_up_placeholder": "— suite donnée —",
+        "console.note": "Note",
+        "console.note_placeholder": "Note facultative",
+        "console.confirm": "Confirmer",
+        "console.reject": "Rejeter",
+        "console.reason_needed": "Choisissez le motif du rejet.",
+        "console.reason_not_for_confirm": "Un motif ne s'indique qu'en cas de rejet.",
+        "console.follow_up_needed": "Choisissez la suite donnée à l'alerte confirmée.",
+        "console.note_too_long": "La note dépasse {max} caractères.",
+        "console.decided": "Alerte {id} {decision} par {operator}.",
+        "console.control_title": "Suspension de l'analyse",
+        "console.scope": "Portée",
+        "console.all_cameras": "Toutes les caméras",
+        "console.pause": "Suspendre",
+        "console.resume": "Reprendre",
+        "console.state_running": "en service",
+        "console.state_paused": "SUSPENDU (par {actor}, {when})",
+        "console.state_all": "Ensemble",
+        "console.paused_done": "{scope} : suspension demandée.",
+        "console.resumed_done": "{scope} : reprise demandée.",
+        "console.health.ok": "flux OK", "console.health.degraded": "flux dégradé",
+        "console.health.error": "flux en erreur", "console.health.ended": "flux terminé",
+        "console.register_missing": "Registre introuvable : {error}",
+        "console.field.time": "Heure", "console.field.camera": "Caméra", "console.field.kind": "Événement",
+        "console.field.rule": "Règle", "console.field.subject": "Sujet", "console.field.score": "Score",
+        "console.field.revision": "Révision de la config",
+    },
+    "en": {
+        "console.title": "Operator console — alerts awaiting validation",
+        "console.operator_prompt": "Your identity (name or badge number):",
+        "console.operator_start": "Start",
+        "console.operator_change": "Change operator",
+        "console.operator_shown": "Operator: <b>{name}</b>",
+        "console.operator_required": "Give your identity before deciding or pausing.",
+        "console.operator_invalid": "Invalid identity: 1 to {max} printable characters.",
+        "console.hide_tests": "Hide test alerts",
+        "console.pending_count": "{count} pending alert(s)",
+        "console.new_count": " — {count} new",
+        "console.none_pending": "No pending alert.",
+        "console.test_badge": "TEST — do not intervene",
+        "console.no_snapshot": "No image: {why}",
+        "console.sequence": "Sequence of the same subject ({count} images)",
+        "console.reason": "Rejection reason",
+        "console.reason_placeholder": "— reason (if rejecting) —",
+        "console.follow_up": "Follow-up",
+        "console.follow_up_placeholder": "— follow-up —",
+        "console.note": "Note",
+        "console.note_placeholder": "Optional note",
+        "console.confirm": "Confirm",
+        "console.reject": "Reject",
+        "console.reason_needed": "Choose the reason for rejecting.",
+        "console.reason_not_for_confirm": "A reason is only given when rejecting.",
+        "console.follow_up_needed": "Choose the follow-up of the confirmed alert.",
+        "console.note_too_long": "The note is longer than {max} characters.",
+        "console.decided": "Alert {id} {decision} by {operator}.",
+        "console.control_title": "Pausing the analysis",
+        "console.scope": "Scope",
+        "console.all_cameras": "All cameras",
+        "console.pause": "Pause",
+        "console.resume": "Resume",
+        "console.state_running": "running",
+        "console.state_paused": "PAUSED (by {actor}, {when})",
+        "console.state_all": "Everything",
+        "console.paused_done": "{scope}: pause requested.",
+        "console.resumed_done": "{scope}: resume requested.",
+        "console.health.ok": "stream OK", "console.health.degraded": "stream degraded",
+        "console.health.error": "stream error", "console.health.ended": "stream ended",
+        "console.register_missing": "Register not found: {error}",
+        "console.field.time": "Time", "console.field.camera": "Camera", "console.field.kind": "Event",
+        "console.field.rule": "Rule", "console.field.subject": "Subject", "console.field.score": "Score",
+        "console.field.revision": "Config revision",
+    },
+})
+
+
+# -- pure logic ---------------------------------------------------------------------------------
+def clean_operator(name: str) -> str:
+    """The identity recorded with decisions: trimmed, printable, bounded (it lands in the audit log)."""
+    name = (name or "").strip()
+    printable = all(unicodedata.category(ch)[0] != "C" for ch in name)
+    if not name or len(name) > MAX_OPERATOR_CHARS or not printable:
+        raise ValueError(t("console.operator_invalid", max=MAX_OPERATOR_CHARS))
+    return name
+
+
+def decision_request(decision: str, reason: str | None, follow_up: str | None, note: str | None) -> dict:
+    """What the form says, checked and shaped for `Register.decide` (which checks it again).
+
+    A rejection without a chosen follow-up records "none" (nothing was done about a false alert);
+    a confirmation must say what was done, so its follow-up has to be chosen.
+    """
+    reason, follow_up = reason or None, follow_up or None  # NOT_CHOSEN -> None
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE_CHARS:
+        raise ValueError(t("console.note_too_long", max=MAX_NOTE_CHARS))
+    if decision == "rejected":
+        if reason not in REJECT_REASONS:
+            raise ValueError(t("console.reason_needed"))
+        follow_up = follow_up or "none"
+    elif decision == "confirmed":
+        if reason:
+            raise ValueError(t("console.reason_not_for_confirm"))
+        if follow_up not in FOLLOW_UPS:
+            raise ValueError(t("console.follow_up_needed"))
+    else:
+        raise ValueError(f"decision must be 'confirmed' or 'rejected', not {decision!r}")
+    return {"decision": decision, "reason": reason if decision == "rejected" else None,
+            "follow_up": follow_up, "note": note}
+
+
+@dataclass
+class PollResult:
+    new_ids: list[int] = field(default_factory=list)  # pending alerts that appeared
+    gone_ids: list[int] = field(default_factory=list)  # no longer pending (decided here or elsewhere, purged)
+    error: str | None = None
+
+
+class ConsoleModel:
+    """Pending alerts, decisions and pauses over one register, for one operator at a time."""
+
+    def __init__(self, db_path: Path | str, media: Path | str | None = None, zones: Path | None = None):
+        self.db_path = Path(db_path)
+        self.media_dir = Path(media) if media else media_dir(self.db_path)
+        self.zones_dir = zones
+        self.operator: str | None = None
+        self.pending: dict[int, dict] = {}  # alert id -> alert, in id order
+        self.last_id = 0
+        self._register: Register | None = None
+        self._config_signature: tuple = ()
+        self._config_camera_ids: set[str] = set()
+
+    @property
+    def register(self) -> Register:
+        """Opened on first use and never created: a wrong VIGIE_DB must not look like a quiet night."""
+        if self._register is None:
+            self._register = Register(self.db_path, self.media_dir, create=False)
+        return self._register
+
+    def close(self) -> None:
+        if self._register is not None:
+            self._register.close()
+            self._register = None
+
+    def set_operator(self, name: str) -> str:
+        self.operator = clean_operator(name)
+        return self.operator
+
+    def _require_operator(self) -> str:
+        if not self.operator:
+            raise ValueError(t("console.operator_required"))
+        return self.operator
+
+    # reading
+    def poll(self) -> PollResult:
+        """New alerts since the last poll (after_id), and the pending ones that were decided meanwhile.
+
+        The first poll reads the pending alerts only and starts after the newest alert, so that a
+        register holding months of decided alerts is not read in full when a console opens.
+        """
+        result = PollResult()
+        try:
+            if self.last_id == 0 and not self.pending:
+                self.last_id = latest_alert_id(self.db_path)
+                fresh = self.register.alerts(status="pending")
+            else:
+                fresh = self.register.alerts(after_id=self.last_id)
+            for alert in fresh:
+                self.last_id = max(self.last_id, alert["id"])
+                if alert["status"] == "pending":
+                    self.pending[alert["id"]] = alert
+                    result.new_ids.append(alert["id"])
+            still_pending = {a["id"] for a in self.register.alerts(status="pending")} if self.pending else set()
+        except StoreError as exc:
+            result.error = t("console.register_missing", error=str(exc))
+            return result
+        result.gone_ids = [i for i in self.pending if i not in still_pending]
+        for alert_id in result.gone_ids:
+            del self.pending[alert_id]
+        return result
+
+    def visible_pending(self, hide_tests: bool) -> list[dict]:
+        return [a for a in self.pending.values() if not (hide_tests and a["is_test"])]
+
+    def image_sequence(self, alert: dict) -> list[Path]:
+        """Snapshots of this alert's subject on its camera, oldest first, ending with the alert's own."""
+        since = datetime.fromisoformat(alert["ts_utc"]) - timedelta(seconds=SEQUENCE_WINDOW_S)
+        earlier = [
+            a for a in self.register.alerts(camera_id=alert["camera_id"], since_utc=iso(since))
+            if a["subject"] == alert["subject"] and a["id"] <= alert["id"]
+        ]
+        paths = [self.register.snapshot_file(a) for a in earlier[-SEQUENCE_MAX_IMAGES:]]
+        return [p for p in paths if p is not None and p.is_file()]
+
+    def cameras(self) -> list[str]:
+        """Every camera the operator may want to pause: in site configs, alerts, health or pause state."""
+        found = set(self.register.control_state()) | {h["camera_id"] for h in self.register.health()}
+        found |= {a["camera_id"] for a in self.pending.values()}
+        found |= self._config_cameras()
+        found.discard(ALL_CAMERAS)
+        return sorted(found)
+
+    def _config_cameras(self) -> set[str]:
+        """Cameras of the site configs, re-read only when a config file changes (this runs every second)."""
+        paths = sorted(Path(self.zones_dir or zones_dir()).glob("*/site.yaml"))
+        signature = tuple((p, p.stat().st_mtime_ns) for p in paths if p.is_file())
+        if signature != self._config_signature:
+            self._config_signature, self._config_camera_ids = signature, _config_cameras(paths)
+        return self._config_camera_ids
+
+    def control_state(self) -> dict[str, dict]:
+        return self.register.control_state()
+
+    def health(self) -> list[dict]:
+        return self.register.health()
+
+    # writing (through the register, which validates and audits)
+    def decide(self, alert_id: int, decision: str, *, reason: str | None = None, follow_up: str | None = None,
+               note: str | None = None) -> dict:
+        operator = self._require_operator()
+        request = decision_request(decision, reason, follow_up, note)
+        row = self.register.decide(alert_id, operator=operator, **request)
+        self.pending.pop(alert_id, None)
+        return row
+
+    def set_paused(self, scope: str, paused: bool) -> int:
+        return self.register.set_paused(scope, paused, self._require_operator())
+
+
+def _config_cameras(paths: list[Path]) -> set[str]:
+    from runner.config.loading import load_config
+
+    cameras: set[str] = set()
+    for path in paths:
+        try:
+            cameras |= {c.id for c in load_config(path).config.cameras}
+        except Exception:  # an invalid config belongs to the setup app; the console still works
+            continue
+    return cameras
+
+
+def _health_label(status: str) -> str:
+    key = f"console.health.{status}"
+    text = t(key)
+    return status if text == key else text
+
+
+def local_time(ts_utc: str, timezone: str) -> str:
+    return datetime.fromisoformat(ts_utc).astimezone(ZoneInfo(timezone)).strftime("%d/%m %H:%M:%S")
+
+
+def alert_label(alert: dict, timezone: str) -> str:
+    test = "[TEST] " if alert["is_test"] else ""
+    return (f"{test}#{alert['id']}  {local_time(alert['ts_utc'], timezone)}  {alert['camera_id']}  "
+            f"{value_label('kind', alert['kind'])}")
+
+
+# -- widgets ------------------------------------------------------------------------------------
+def _button(label: str, css: str, style: str = "", icon: str = "") -> widgets.Button:
+    button = widgets.Button(description=label, button_style=style, icon=icon)
+    button.add_class(css)
+    return button
+
+
+class OperatorConsole:
+    """The console's widgets over a `ConsoleModel`; `start()` polls the register every second."""
+
+    def __init__(self, model: ConsoleModel):
+        self.model = model
+        self._timezones: dict[str, str] = {}
+        self._shown_id: int | None = None
+        self._updating_list = False
+        self._sequence: list[bytes] = []
+        self._new_since_view = 0
+        self._task: asyncio.Task | None = None
+        self._build_operator_bar()
+        self._build_alert_list()
+        self._build_detail()
+        self._build_control()
+        self.message = widgets.HTML(_dom_classes=["vigie-console-message"])
+        self.widget = widgets.VBox(
+            [widgets.HTML(f"<h2>{html.escape(t('console.title'))}</h2>"), self.operator_bar, self.message,
+             widgets.HBox([self.list_box, self.detail_box]), self.control_box],
+            _dom_classes=["vigie-console"],
+        )
+        self._set_operator_enabled(False)
+        self.refresh()
+
+    # construction
+    def _build_operator_bar(self) -> None:
+        self.operator_input = widgets.Text(placeholder="", description=t("console.operator_prompt"),
+                                           style={"description_width": "initial"})
+        self.operator_input.add_class("vigie-operator-input")
+        self.operator_start = _button(t("console.operator_start"), "vigie-operator-start", "primary")
+        self.operator_shown = widgets.HTML(_dom_classes=["vigie-operator-shown"])
+        self.operator_change = _button(t("console.operator_change"), "vigie-operator-change")
+        self.operator_start.on_click(lambda _: self._start_session())
+        self.operator_input.on_submit(lambda _: self._start_session())
+        self.operator_change.on_click(lambda _: self._end_session())
+        self.operator_bar = widgets.HBox([self.operator_input, self.operator_start])
+
+    def _build_alert_list(self) -> None:
+        self.hide_tests = widgets.Checkbox(value=False, description=t("console.hide_tests"), indent=False)
+        self.hide_tests.add_class("vigie-hide-tests")
+        self.hide_tests.observe(lambda _: self.refresh(), "value")
+        self.counter = widgets.HTML(_dom_classes=["vigie-pending-count"])
+        self.alert_list = widgets.Select(options=[], rows=16, layout=widgets.Layout(width="380px"))
+        self.alert_list.add_class("vigie-alert-list")
+        self.alert_list.observe(lambda _: self._show_selected(), "value")
+        self.list_box = widgets.VBox([self.counter, self.hide_tests, self.alert_list])
+
+    def _build_detail(self) -> None:
+        self.badge = widgets.HTML(_dom_classes=["vigie-test-badge"])
+        self.image = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="640px"))
+        self.image.add_class("vigie-snapshot")
+        self.no_image = widgets.HTML()
+        self.sequence_caption = widgets.HTML()
+        self.sequence_play = widgets.Play(interval=700, min=0, max=0, step=1)
+        self.sequence_slider = widgets.IntSlider(min=0, max=0, readout=False)
+        widgets.jslink((self.sequence_play, "value"), (self.sequence_slider, "value"))
+        self.sequence_slider.observe(lambda change: self._show_frame(change["new"]), "value")
+        self.sequence_box = widgets.HBox([self.sequence_caption, self.sequence_play, self.sequence_slider])
+        self.info = widgets.HTML(_dom_classes=["vigie-alert-info"])
+        self.reason = widgets.Dropdown(
+            options=[(t("console.reason_placeholder"), NOT_CHOSEN)] + [(value_label("reason", r), r) for r in REJECT_REASONS],
+            description=t("console.reason"), style={"description_width": "initial"},
+        )
+        self.reason.add_class("vigie-reason")
+        self.follow_up = widgets.Dropdown(
+            options=[(t("console.follow_up_placeholder"), NOT_CHOSEN)] + [(value_label("follow_up", f), f) for f in FOLLOW_UPS],
+            description=t("console.follow_up"), style={"description_width": "initial"},
+        )
+        self.follow_up.add_class("vigie-follow-up")
+        self.note = widgets.Text(placeholder=t("console.note_placeholder"), description=t("console.note"))
+        self.note.add_class("vigie-note")
+        self.confirm_button = _button(t("console.confirm"), "vigie-confirm", "success", "check")
+        self.reject_button = _button(t("console.reject"), "vigie-reject", "danger", "times")
+        self.confirm_button.on_click(lambda _: self._decide("confirmed"))
+        self.reject_button.on_click(lambda _: self._decide("rejected"))
+        self.form = widgets.VBox([self.reason, self.follow_up, self.note,
+                                  widgets.HBox([self.confirm_button, self.reject_button])])
+        self.detail_box = widgets.VBox([self.badge, self.image, self.no_image, self.sequence_box, self.info, self.form],
+                                       layout=widgets.Layout(margin="0 0 0 16px"))
+
+    def _build_control(self) -> None:
+        self.scope = widgets.Dropdown(options=[(t("console.all_cameras"), ALL_CAMERAS)], description=t("console.scope"))
+        self.scope.add_class("vigie-scope")
+        self.pause_button = _button(t("console.pause"), "vigie-pause", "warning", "pause")
+        self.resume_button = _button(t("console.resume"), "vigie-resume", "", "play")
+        self.pause_button.on_click(lambda _: self._set_paused(True))
+        self.resume_button.on_click(lambda _: self._set_paused(False))
+        self.control_state = widgets.HTML(_dom_classes=["vigie-control-state"])
+        self.control_box = widgets.VBox([
+            widgets.HTML(f"<h3>{html.escape(t('console.control_title'))}</h3>"),
+            widgets.HBox([self.scope, self.pause_button, self.resume_button]), self.control_state,
+        ])
+
+    # operator session
+    def _start_session(self) -> None:
+        try:
+            name = self.model.set_operator(self.operator_input.value)
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return
+        self.operator_shown.value = t("console.operator_shown", name=html.escape(name))
+        self.operator_bar.children = [self.operator_shown, self.operator_change]
+        self._set_operator_enabled(True)
+        self._say("")
+
+    def _end_session(self) -> None:
+        self.model.operator = None
+        self.operator_input.value = ""
+        self.operator_bar.children = [self.operator_input, self.operator_start]
+        self._set_operator_enabled(False)
+
+    def _set_operator_enabled(self, enabled: bool) -> None:
+        for control in (self.confirm_button, self.reject_button, self.pause_button, self.resume_button):
+            control.disabled = not enabled
+
+    # refreshing
+    def refresh(self) -> PollResult:
+        """One poll of the register, then the list, the detail and the pause state are brought up to date."""
+        result = self.model.poll()
+        if result.error:
+            self._say(result.error, error=True)
+            return result
+        visible = {a["id"] for a in self.model.visible_pending(self.hide_tests.value)}
+        self._new_since_view += len(visible.intersection(result.new_ids))
+        self._refresh_list()
+        self._refresh_control()
+        return result
+
+    def _timezone(self, site: str) -> str:
+        if site not in self._timezones:
+            self._timezones[site] = site_timezone(site, self.model.zones_dir)
+        return self._timezones[site]
+
+    def _refresh_list(self) -> None:
+        alerts = self.model.visible_pending(self.hide_tests.value)
+        options = [(alert_label(a, self._timezone(a["site"])), a["id"]) for a in reversed(alerts)]  # newest first
+        if list(self.alert_list.options) != options:
+            selected = self.alert_list.value
+            self._updating_list = True  # ipywidgets clears the value while options change: not a new selection
+            try:
+                self.alert_list.options = options
+                ids = [i for _, i in options]
+                self.alert_list.value = selected if selected in ids else (ids[0] if ids else None)
+            finally:
+                self._updating_list = False
+        count = t("console.pending_count", count=len(alerts)) if alerts else t("console.none_pending")
+        if self._new_since_view and alerts:
+            count += t("console.new_count", count=self._new_since_view)
+        self.counter.value = f"<b>{html.escape(count)}</b>"
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        alert_id = self.alert_list.value
+        if alert_id == self._shown_id or self._updating_list:
+            return
+        self._shown_id = alert_id
+        self._new_since_view = 0
+        alert = self.model.pending.get(alert_id) if alert_id is not None else None
+        self.detail_box.layout.visibility = "visible" if alert else "hidden"
+        if alert is None:
+            return
+        self.reason.value, self.follow_up.value, self.note.value = NOT_CHOSEN, NOT_CHOSEN, ""
+        self.badge.value = (f"<span style='background:#e67e00;color:white;padding:2px 8px;font-weight:bold'>"
+                            f"{html.escape(t('console.test_badge'))}</span>") if alert["is_test"] else ""
+        self.info.value = self._info_html(alert)
+        self._load_sequence(alert)
+
+    def _info_html(self, alert: dict) -> str:
+        rows = [
+            ("console.field.time", local_time(alert["ts_utc"], self._timezone(alert["site"]))),
+            ("console.field.camera", alert["camera_id"]),
+            ("console.field.kind", value_label("kind", alert["kind"])),
+            ("console.field.rule", alert["rule_id"]),
+            ("console.field.subject", alert["subject"]),
+            ("console.field.score", f"{alert['score']:.2f}"),
+            ("console.field.revision", str(alert["config_revision"])),
+        ]
+        cells = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(t(k))}</th>"
+                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{cells}</table>"
+
+    def _load_sequence(self, alert: dict) -> None:
+        paths = self.model.image_sequence(alert)
+        self._sequence = [p.read_bytes() for p in paths]
+        if not self._sequence:
+            self.image.layout.display = "none"
+            self.no_image.value = html.escape(t("console.no_snapshot", why=alert.get("snapshot_note") or "?"))
+            self.sequence_box.layout.display = "none"
+            return
+        self.image.layout.display = ""
+        self.no_image.value = ""
+        last = len(self._sequence) - 1
+        self.sequence_box.layout.display = "" if last > 0 else "none"
+        self.sequence_caption.value = html.escape(t("console.sequence", count=len(self._sequence)))
+        self.sequence_play.max = self.sequence_slider.max = last
+        self.sequence_slider.value = last  # the alert's own image first
+        self._show_frame(last)
+
+    def _show_frame(self, index: int) -> None:
+        if 0 <= index < len(self._sequence):
+            self.image.value = self._sequence[index]
+
+    def _refresh_control(self) -> None:
+        cameras = self.model.cameras()
+        options = [(t("console.all_cameras"), ALL_CAMERAS)] + [(c, c) for c in cameras]
+        if list(self.scope.options) != options:
+            selected = self.scope.value
+            self.scope.options = options
+            self.scope.value = selected if selected in dict(options).values() else ALL_CAMERAS
+        state = self.model.control_state()
+        health = {h["camera_id"]: h["status"] for h in self.model.health()}
+        chips = [self._scope_state(t("console.state_all"), state.get(ALL_CAMERAS))]
+        chips += [self._scope_state(c, state.get(c), health.get(c)) for c in cameras]
+        html_text = "<div style='display:flex;flex-wrap:wrap;gap:4px 8px'>" + "".join(chips) + "</div>"
+        if self.control_state.value != html_text:
+            self.control_state.value = html_text
+
+    def _scope_state(self, name: str, row: dict | None, health: str | None = None) -> str:
+        """One camera (or everything) as a chip: running or paused (by whom, when), and its health."""
+        paused = bool(row and row["paused"])
+        if paused:
+            when = local_time(row["changed_utc"], DEFAULT_TIMEZONE)
+            status = f"<b>{html.escape(t('console.state_paused', actor=row['actor'], when=when))}</b>"
+        else:
+            status = html.escape(t("console.state_running"))
+        suffix = f" · {html.escape(_health_label(health))}" if health else ""
+        colours = "background:#fdecea;border-color:#c0392b;color:#c0392b" if paused else "background:#f4f6f8"
+        return (f"<span data-scope='{html.escape(name)}' style='border:1px solid #ccd;border-radius:4px;"
+                f"padding:1px 8px;{colours}'>{html.escape(name)} : {status}{suffix}</span>")
+
+    # actions
+    def _decide(self, decision: str) -> None:
+        alert_id = self.alert_list.value
+        if alert_id is None:
+            return
+        try:
+            row = self.model.decide(alert_id, decision, reason=self.reason.value,
+                                    follow_up=self.follow_up.value, note=self.note.value)
+        except (ValueError, UsageError, StoreError) as exc:
+            self._say(str(exc), error=True)
+            return
+        self._say(t("console.decided", id=alert_id, decision=value_label("status", decision).lower(),
+                    operator=row["operator"]))
+        self.refresh()
+
+    def _set_paused(self, paused: bool) -> None:
+        scope = self.scope.value
+        try:
+            self.model.set_paused(scope, paused)
+        except (ValueError, UsageError, StoreError) as exc:
+            self._say(str(exc), error=True)
+            return
+        name = t("console.all_cameras") if scope == ALL_CAMERAS else scope
+        self._say(t("console.paused_done" if paused else "console.resumed_done", scope=name))
+        self._refresh_control()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#c0392b" if error else "#1e7e34"
+        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>" if text else ""
+
+    # real time
+    def start(self, interval_s: float = POLL_INTERVAL_S) -> None:
+        """Poll on the kernel's event loop (the widgets' thread), so callbacks and polls never interleave."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = asyncio.get_event_loop()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._poll_forever(interval_s))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _poll_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.refresh()
+            except Exception as exc:  # keep polling: one bad read must not freeze the console
+                self._say(f"{type(exc).__name__}: {exc}", error=True)
+
+
+def operator_console(db_path: str | Path | None = None, media: str | Path | None = None,
+                     *, poll: bool = True) -> OperatorConsole:
+    """The console over VIGIE_DB (or `db_path`), polling every second when a kernel loop runs."""
+    console = OperatorConsole(ConsoleModel(db_path or register_path(), media))
+    if poll:
+        console.start()
+    return console
+
+
+def show() -> None:
+    """The notebook's single call."""
+    from IPython.display import display
+
+    display(operator_console().widget)

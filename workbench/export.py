@@ -1,0 +1,356 @@
+"""Export of a site config drawn in the workbench: diff, revision bump, files, sha256, audit row.
+
+Layout of one site folder (`zones/<site>/`):
+
+    site.yaml                 the current revision, what the runner loads
+    revisions/site.r0003.yaml every revision ever exported (also a hand-written one found in site.yaml)
+    revisions/SHA256SUMS      `<sha256>  site.r0003.yaml` lines (`sha256sum -c SHA256SUMS` checks them)
+
+An export validates the draft with the runner's own models, writes the exact bytes the runner will
+read back, and logs `config_exported` (site, revision, sha256, actor) in the register's audit log.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from runner.config.loading import LoadedConfig, dump_config, load_config, parse_config, validation_problems
+from runner.config.site import SiteConfig
+from runner.errors import ConfigError
+from runner.store import Register
+from workbench.i18n import t
+
+CURRENT_FILE = "site.yaml"
+REVISIONS_DIR = "revisions"
+SUMS_FILE = "SHA256SUMS"
+AUDIT_EVENT = "config_exported"
+MAX_ACTOR_CHARS = 200
+_REVISION_FILE = re.compile(r"^site\.r(\d{4,})\.yaml$")
+
+
+class ExportError(Exception):
+    """The draft cannot be exported. `problems` holds (field path, message) pairs; str() is one line."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
+        self.problems = problems or []
+        super().__init__(message)
+
+
+# -- diff -------------------------------------------------------------------------------------------
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str  # cameras[pets].zones[lawn].polygon: list items with an id are named by it
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        if self.old is MISSING:
+            return f"+ {self.path}: {_short(self.new)}"
+        if self.new is MISSING:
+            return f"- {self.path}: {_short(self.old)}"
+        return f"~ {self.path}: {_short(self.old)} -> {_short(self.new)}"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True).strip()
+    text = text.removesuffix("\n...").removesuffix("...").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def field_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[FieldChange]:
+    """Field-level changes between two configs as plain data (`model_dump(mode="json")`).
+
+    Lists whose items all have an `id` (cameras, zones, lines, rules) are compared item by item,
+    matched by id, so that inserting a zone does not show every later zone as changed. Other lists
+    (a polygon, labels) are compared as whole values.
+    """
+    changes: list[FieldChange] = []
+    _diff_value("", old if old is not None else {}, new, changes)
+    return changes
+
+
+def _diff_value(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in list(old) + [k for k in new if k not in old]:
+            child = f"{path}.{key}" if path else str(key)
+            _diff_value(child, old.get(key, MISSING), new.get(key, MISSING), out)
+    elif _is_id_list(old) and _is_id_list(new):
+        old_by_id, new_by_id = {i["id"]: i for i in old}, {i["id"]: i for i in new}
+        for item_id in list(old_by_id) + [k for k in new_by_id if k not in old_by_id]:
+            _diff_value(f"{path}[{item_id}]", old_by_id.get(item_id, MISSING), new_by_id.get(item_id, MISSING), out)
+    elif old != new:
+        out.append(FieldChange(path, old, new))
+
+
+def _is_id_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, Mapping) and "id" in i for i in value)
+
+
+def yaml_diff(old_text: str, new_text: str, old_name: str, new_name: str) -> str:
+    """Unified diff of two YAML texts ('' when equal)."""
+    lines = difflib.unified_diff(
+        old_text.splitlines(keepends=True), new_text.splitlines(keepends=True), old_name, new_name, n=2
+    )
+    return "".join(lines)
+
+
+# -- one site's folder ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    path: Path
+    sha256: str | None  # as listed in SHA256SUMS (None: the file is not listed there)
+
+
+class SiteFolder:
+    """zones/<site>/: the current config and every exported revision."""
+
+    def __init__(self, zones_dir: Path, site: str):
+        self.site = site
+        self.dir = Path(zones_dir) / site
+        self.current_path = self.dir / CURRENT_FILE
+        self.revisions_dir = self.dir / REVISIONS_DIR
+        self.sums_path = self.revisions_dir / SUMS_FILE
+
+    def current(self) -> LoadedConfig | None:
+        """The current site.yaml, or None for a site never exported (raises ConfigError when invalid)."""
+        return load_config(self.current_path) if self.current_path.exists() else None
+
+    def revision_path(self, number: int) -> Path:
+        return self.revisions_dir / f"site.r{number:04d}.yaml"
+
+    def listed_sums(self) -> dict[str, str]:
+        """File name -> sha256 from SHA256SUMS."""
+        if not self.sums_path.exists():
+            return {}
+        sums = {}
+        for line in self.sums_path.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            if name:
+                sums[name.strip()] = digest.strip()
+        return sums
+
+    def revisions(self) -> list[Revision]:
+        if not self.revisions_dir.is_dir():
+            return []
+        sums = self.listed_sums()
+        found = []
+        for path in self.revisions_dir.iterdir():
+            match = _REVISION_FILE.match(path.name)
+            if match:
+                found.append(Revision(int(match.group(1)), path, sums.get(path.name)))
+        return sorted(found, key=lambda r: r.number)
+
+    def next_revision(self, current: LoadedConfig | None) -> int:
+        """One above both the current file's revision and every archived one (never reused)."""
+        highest = max([r.number for r in self.revisions()] + [current.config.revision if current else 0])
+        return highest + 1
+
+    def verify(self) -> list[str]:
+        """Revision files whose bytes no longer match SHA256SUMS (or that it does not list)."""
+        problems = []
+        for revision in self.revisions():
+            actual = sha256_of(revision.path.read_bytes())
+            if revision.sha256 is None:
+                problems.append(f"{revision.path.name}: not listed in {SUMS_FILE}")
+            elif actual != revision.sha256:
+                problems.append(f"{revision.path.name}: sha256 {actual} differs from {SUMS_FILE} ({revision.sha256})")
+        return problems
+
+
+def list_sites(zones_dir: Path) -> list[str]:
+    """Site folders that hold a site.yaml, sorted."""
+    zones_dir = Path(zones_dir)
+    if not zones_dir.is_dir():
+        return []
+    return sorted(p.name for p in zones_dir.iterdir() if (p / CURRENT_FILE).is_file())
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- export -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export would write; shown to the agent before they confirm."""
+
+    site: str
+    revision: int
+    previous_revision: int | None
+    previous_sha256: str | None
+    text: str  # the exact YAML that will be written
+    sha256: str
+    changes: list[FieldChange]
+    unified_diff: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    site: str
+    revision: int
+    sha256: str
+    current_path: Path
+    revision_path: Path
+    audit_id: int
+    actor: str
+    changes: list[FieldChange]
+
+
+def validate_draft(draft: Mapping[str, Any] | SiteConfig) -> SiteConfig:
+    """The runner's own validation; raises ExportError with every (field path, message)."""
+    if isinstance(draft, SiteConfig):
+        return draft
+    try:
+        return SiteConfig.model_validate(dict(draft))
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        raise ExportError(t("export.invalid", count=len(problems), first=_problem_line(problems[0])), problems) from None
+
+
+def _problem_line(problem: tuple[str, str]) -> str:
+    path, message = problem
+    return f"{path}: {message}" if path else message
+
+
+class ConfigExporter:
+    """Exports drafts of the sites under `zones_dir`, logging each export in the register."""
+
+    def __init__(self, zones_dir: Path, register: Register | Callable[[], Register]):
+        self.zones_dir = Path(zones_dir)
+        self._register = register
+
+
+    def plan(self, draft: Mapping[str, Any] | SiteConfig) -> ExportPlan:
+        """Validate the draft, number its revision and compute the diff; writes nothing."""
+        config = validate_draft(draft)
+        folder = SiteFolder(self.zones_dir, config.site)
+        current = self._current(folder)
+        revision = folder.next_revision(current)
+        config = config.model_copy(update={"revision": revision})
+        text = dump_config(config)
+        try:  # what the runner will read back must be this config: refuse anything it would reject
+            reread = parse_config(text, f"{config.site}/{CURRENT_FILE}")
+        except ConfigError as exc:
+            problems = [("", p) for p in exc.problems]
+            raise ExportError(t("export.invalid", count=len(problems), first=exc.problems[0]), problems) from None
+        old_data = current.config.model_dump(mode="json") if current else None
+        # Both sides as the runner dumps them: a hand-written file's layout and comments would
+        # otherwise drown the changed values.
+        old_text = dump_config(current.config) if current else ""
+        return ExportPlan(
+            site=config.site,
+            revision=revision,
+            previous_revision=current.config.revision if current else None,
+            previous_sha256=current.sha256 if current else None,
+            text=text,
+            sha256=sha256_of(text.encode("utf-8")),
+            changes=field_diff(old_data, reread.model_dump(mode="json")),
+            unified_diff=yaml_diff(old_text, text, f"r{current.config.revision}" if current else "(none)", f"r{revision}"),
+        )
+
+    def export(self, draft: Mapping[str, Any] | SiteConfig, actor: str) -> ExportResult:
+        actor = (actor or "").strip()
+        if not actor:
+            raise ExportError(t("export.actor_required"))
+        if len(actor) > MAX_ACTOR_CHARS:
+            raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))
+        plan = self.plan(draft)
+        # Opened before any file is written: a register that cannot be opened stops the export.
+        if isinstance(self._register, Register):
+            return self._write(plan, actor, self._register)
+        with self._register() as register:
+            return self._write(plan, actor, register)
+
+    def _write(self, plan: ExportPlan, actor: str, register: Register) -> ExportResult:
+        folder = SiteFolder(self.zones_dir, plan.site)
+        data = plan.text.encode("utf-8")
+        folder.revisions_dir.mkdir(parents=True, exist_ok=True)
+        self._archive_current(folder)
+        revision_path = folder.revision_path(plan.revision)
+        _write_new_file(revision_path, data)
+        _append_sum(folder, revision_path.name, plan.sha256)
+        # Audit before site.yaml changes: whatever the runner loads from now on was logged first.
+        audit_id = register.audit(AUDIT_EVENT, actor, None, {
+            "site": plan.site, "revision": plan.revision, "sha256": plan.sha256,
+            "path": str(folder.current_path), "revision_file": revision_path.name,
+            "previous_revision": plan.previous_revision, "previous_sha256": plan.previous_sha256,
+            "changes": len(plan.changes),
+        })
+        _replace_file(folder.current_path, data)
+        return ExportResult(plan.site, plan.revision, plan.sha256, folder.current_path, revision_path,
+                            audit_id, actor, plan.changes)
+
+    @staticmethod
+    def _current(folder: SiteFolder) -> LoadedConfig | None:
+        try:
+            return folder.current()
+        except ConfigError:
+            return None  # an unreadable current file is replaced; its bytes are archived first
+
+    @staticmethod
+    def _archive_current(folder: SiteFolder) -> None:
+        """Keep the bytes of a current site.yaml that no revision file holds yet (written by hand)."""
+        if not folder.current_path.exists():
+            return
+        data = folder.current_path.read_bytes()
+        digest = sha256_of(data)
+        if digest in folder.listed_sums().values():
+            return
+        try:
+            number = parse_config(data, CURRENT_FILE).revision
+        except ConfigError:
+            number = None
+        path = folder.revision_path(number) if number is not None else None
+        if path is None or path.exists():  # an edit by hand that kept its revision number
+            path = folder.revisions_dir / f"site.unexported-{digest[:12]}.yaml"
+            if path.exists():
+                return
+        _write_new_file(path, data)
+        _append_sum(folder, path.name, digest)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create `path` (never overwrite: two exports racing for one revision number fail, not merge)."""
+    try:
+        with open(path, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except FileExistsError:
+        raise ExportError(t("export.revision_exists", path=path)) from None
+
+
+def _append_sum(folder: SiteFolder, name: str, digest: str) -> None:
+    with open(folder.sums_path, "a", encoding="utf-8") as handle:
+        handle.write(f"{digest}  {name}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Atomic replace (temp file + fsync + rename): the runner never reads a half-written config."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)

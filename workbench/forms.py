@@ -1,0 +1,387 @@
+"""Forms generated from pydantic config models: every rule kind the registry lists gets one.
+
+`field_specs(model)` reads the model's JSON schema (types, bounds, enums, descriptions); nothing
+here knows a rule kind by name. A field is shown as a zone or line picker when its JSON schema
+says `"x-vigie-ref": "zone" | "line"` or, failing that, by the config's naming convention
+(`zone`, `line`, `*_zone`, `*_line`, and `zones` / `*_zones` / `lines` / `*_lines` for lists).
+
+`ModelForm` is the state of one form (values in, config data out) and is tested without a
+browser; `ModelFormView` is its thin ipywidgets face. Widgets never clamp or reject a value:
+the runner's validation decides, and its message is shown next to the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+import yaml
+from pydantic import BaseModel
+
+from runner.rules.registry import RULES
+from workbench.i18n import t
+
+NUMBER, INTEGER, BOOLEAN, CHOICE, TEXT, TAGS, YAML = "number", "integer", "boolean", "choice", "text", "tags", "yaml"
+ZONE, LINE, ZONES, LINES = "zone", "line", "zones", "lines"
+NONE_LABEL = "—"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a form, as the model's JSON schema describes it."""
+
+    name: str
+    widget: str
+    description: str = ""
+    required: bool = False
+    nullable: bool = False
+    default: Any = MISSING
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    multiple_of: float | None = None
+    choices: tuple[Any, ...] = ()
+    min_items: int | None = None
+    max_items: int | None = None
+
+    def bounds_text(self) -> str:
+        """'0 ≤ … ≤ 3600', '> 0', '≤ 10' or ''."""
+        low = f"{_num(self.minimum)} ≤ " if self.minimum is not None else (
+            f"{_num(self.exclusive_minimum)} < " if self.exclusive_minimum is not None else "")
+        high = f" ≤ {_num(self.maximum)}" if self.maximum is not None else (
+            f" < {_num(self.exclusive_maximum)}" if self.exclusive_maximum is not None else "")
+        if not low and not high:
+            return ""
+        if low and high:
+            return f"{low}…{high}"
+        return f"≥ {_num(self.minimum)}" if self.minimum is not None else (
+            f"> {_num(self.exclusive_minimum)}" if low else high.strip())
+
+    def help_text(self) -> str:
+        parts = [self.description] if self.description else []
+        if self.bounds_text():
+            parts.append(f"[{self.bounds_text()}]")
+        if self.nullable:
+            parts.append(t("form.empty_is_none"))
+        return " ".join(parts)
+
+
+def _num(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+# -- schema -> specs --------------------------------------------------------------------------------
+def field_specs(model: type[BaseModel], exclude: Iterable[str] = ()) -> list[FieldSpec]:
+    """Specs of the model's fields in declaration order; `const` fields (a rule's `kind`) are left out."""
+    schema = model.model_json_schema()
+    definitions = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    excluded = set(exclude)
+    specs = []
+    for name, prop in schema.get("properties", {}).items():
+        if name in excluded or "const" in prop:
+            continue
+        specs.append(_spec(name, prop, name in required, definitions))
+    return specs
+
+
+def _resolve(prop: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict[str, Any]:
+    ref = prop.get("$ref")
+    if ref:
+        resolved = dict(definitions.get(ref.rsplit("/", 1)[-1], {}))
+        resolved.update({k: v for k, v in prop.items() if k != "$ref"})
+        return resolved
+    return dict(prop)
+
+
+def _spec(name: str, prop: Mapping[str, Any], required: bool, definitions: Mapping[str, Any]) -> FieldSpec:
+    nullable = False
+    body = _resolve(prop, definitions)
+    options = body.get("anyOf") or body.get("oneOf")
+    if options:
+        kept = [_resolve(o, definitions) for o in options if o.get("type") != "null"]
+        nullable = len(kept) < len(options)
+        if len(kept) == 1:  # X | None: describe X, keep the outer description, default, bounds
+            body = {**kept[0], **{k: v for k, v in body.items() if k not in ("anyOf", "oneOf")}}
+    return FieldSpec(
+        name=name,
+        widget=_widget_for(name, body),
+        description=str(body.get("description", "")),
+        required=required,
+        nullable=nullable,
+        default=body.get("default", MISSING),
+        minimum=body.get("minimum"),
+        maximum=body.get("maximum"),
+        exclusive_minimum=body.get("exclusiveMinimum"),
+        exclusive_maximum=body.get("exclusiveMaximum"),
+        multiple_of=body.get("multipleOf"),
+        choices=tuple(body.get("enum", ())),
+        min_items=body.get("minItems"),
+        max_items=body.get("maxItems"),
+    )
+
+
+def _widget_for(name: str, body: Mapping[str, Any]) -> str:
+    ref = body.get("x-vigie-ref")
+    kind = body.get("type")
+    if kind == "array":
+        items = body.get("items", {})
+        ref = ref or items.get("x-vigie-ref")
+        if ref in (ZONE, LINE) or (items.get("type") == "string" and re.search(r"(^|_)(zones|lines)$", name)):
+            return ZONES if (ref == ZONE or name.endswith("zones")) else LINES
+        if items.get("type") == "string" and "enum" not in items:
+            return TAGS
+        return YAML
+    if "enum" in body:
+        return CHOICE
+    if ref in (ZONE, LINE):
+        return ref
+    if kind == "string" and re.search(r"(^|_)(zone|line)$", name):
+        return ZONE if name.endswith("zone") else LINE
+    return {"number": NUMBER, "integer": INTEGER, "boolean": BOOLEAN, "string": TEXT}.get(kind, YAML)
+
+
+# -- rules ------------------------------------------------------------------------------------------
+def rule_models() -> dict[str, type[BaseModel]]:
+    """kind -> config model, for every rule the registry lists (new kinds appear here by themselves)."""
+    return {kind: rule.config_model for kind, rule in RULES.items()}
+
+
+def new_rule(kind: str, rule_id: str, zone: str | None = None, line: str | None = None) -> dict[str, Any]:
+    """A rule of `kind` with every default filled in, attached to `zone` or `line` when the rule has such a field."""
+    models = rule_models()
+    if kind not in models:
+        raise ValueError(t("form.unknown_kind", kind=kind, kinds=", ".join(models)))
+    rule: dict[str, Any] = {"kind": kind, "id": rule_id}
+    # The target goes into the first zone (or line) field; a rule taking either gets the one given.
+    target = {ZONE: zone, LINE: line if zone is None else None}
+    for spec in field_specs(models[kind]):
+        if spec.name == "id":
+            continue
+        if target.get(spec.widget) is not None:
+            rule[spec.name] = target.pop(spec.widget)
+        elif spec.default is not MISSING:
+            rule[spec.name] = spec.default
+        else:
+            rule[spec.name] = _blank(spec)
+    return rule
+
+
+def _blank(spec: FieldSpec) -> Any:
+    """The value of a required field nobody filled in yet: validation will name it."""
+    return {TAGS: [], ZONES: [], LINES: [], BOOLEAN: False}.get(spec.widget, None if spec.widget != TEXT else "")
+
+
+# -- form state -------------------------------------------------------------------------------------
+@dataclass
+class ModelForm:
+    """Values of one config node being edited; `values` is what goes into the config."""
+
+    model: type[BaseModel]
+    values: dict[str, Any]
+    exclude: tuple[str, ...] = ()
+    specs: list[FieldSpec] = field(init=False)
+    input_errors: dict[str, str] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.values = dict(self.values)
+        self.specs = field_specs(self.model, self.exclude)
+
+    def spec(self, name: str) -> FieldSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def set(self, name: str, raw: Any) -> None:
+        """Store what the widget holds, converted to config data where it can be; anything else is
+        stored as typed so that the validation message says what is wrong with it."""
+        spec = self.spec(name)
+        self.input_errors.pop(name, None)
+        if spec.widget == YAML:
+            try:
+                self.values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (line {mark.line + 1})" if mark else ""
+                self.input_errors[name] = t("form.bad_yaml", where=where)
+            return
+        if spec.widget in (NUMBER, INTEGER) and isinstance(raw, str):
+            self.values[name] = _parse_number(raw, spec)
+            return
+        if spec.widget in (TAGS, ZONES, LINES):
+            self.values[name] = [str(v) for v in raw or []]
+            return
+        if spec.nullable and raw in ("", None):
+            self.values[name] = None
+            return
+        self.values[name] = raw
+
+    def display_value(self, name: str) -> Any:
+        value = self.values.get(name)
+        spec = self.spec(name)
+        if spec.widget == YAML:
+            return "" if value is None else yaml.safe_dump(value, default_flow_style=True, width=80, sort_keys=False).strip()
+        if spec.widget in (NUMBER, INTEGER) and not _plain_number_widget(spec, value):
+            return "" if value is None else str(value)
+        return value
+
+
+def _parse_number(raw: str, spec: FieldSpec) -> Any:
+    text = raw.strip().replace(",", ".")  # French decimal comma
+    if text == "":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return raw  # pydantic: "must be a valid number"
+    if spec.widget == INTEGER:
+        return int(number) if number.is_integer() else number
+    return number
+
+
+def _plain_number_widget(spec: FieldSpec, value: Any) -> bool:
+    """FloatText / IntText only hold numbers: optional or not yet filled fields use a text box."""
+    return not spec.nullable and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[dict[str, str], list[str]]:
+    """Split (path, message) problems under `prefix` into {field: message} and node-level messages.
+
+    `cameras[0].rules[1].active_hours[0].start` under `cameras[0].rules[1]` belongs to `active_hours`.
+    """
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for path, message in problems:
+        if path == prefix:
+            general.append(message)
+            continue
+        if prefix and not path.startswith(prefix + "."):
+            continue
+        rest = path[len(prefix) + 1:] if prefix else path
+        name = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        detail = rest[len(name):].lstrip(".")
+        text = f"{detail}: {message}" if detail else message
+        by_field[name] = f"{by_field[name]}; {text}" if name in by_field else text
+    return by_field, general
+
+
+# -- the widgets ------------------------------------------------------------------------------------
+def on_user_change(control: widgets.Widget, callback: Callable[[Any], None]) -> None:
+    """Call `callback(new value)` when the value changes, except while `replace_options` runs."""
+
+    def handler(change: Mapping[str, Any]) -> None:
+        if not getattr(change["owner"], "_vigie_muted", False):
+            callback(change["new"])
+
+    control.observe(handler, names="value")
+
+
+def replace_options(control: widgets.Widget, options: list, value: Any) -> None:
+    """New choices and value for a selection widget, without the intermediate values (the first
+    option, None) reaching its observers as if the user had picked them."""
+    control._vigie_muted = True
+    try:
+        control.options = options
+        control.value = value
+    finally:
+        control._vigie_muted = False
+
+
+RefOptions = Callable[[str], list[str]]  # "zone" | "line" -> ids currently drawn
+
+
+class ModelFormView:
+    """ipywidgets rows for a ModelForm: label, input, help text (description + bounds), error."""
+
+    def __init__(self, form: ModelForm, on_change: Callable[[], None], ref_options: RefOptions | None = None):
+        self.form = form
+        self.on_change = on_change
+        self.ref_options = ref_options or (lambda kind: [])
+        self.inputs: dict[str, widgets.Widget] = {}
+        self.errors: dict[str, widgets.HTML] = {}
+        self.general = widgets.HTML()
+        rows = [self._row(spec) for spec in form.specs]
+        self.widget = widgets.VBox([self.general, *rows], layout=widgets.Layout(width="100%"))
+
+    def _row(self, spec: FieldSpec) -> widgets.Widget:
+        control = self._control(spec)
+        control.add_class(f"vigie-field-{spec.name}")
+        self.inputs[spec.name] = control
+        on_user_change(control, lambda value, name=spec.name: self._changed(name, value))
+        self.errors[spec.name] = error = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
+        error.add_class("vigie-field-error")
+        label = widgets.HTML(f"<code>{spec.name}</code>", layout=widgets.Layout(width="170px"))
+        help_text = widgets.HTML(f"<small style='color:#666'>{_escape(spec.help_text())}</small>",
+                                 layout=widgets.Layout(margin="0 0 0 170px"))
+        # flex 0 0 auto: inside a height-limited scrolling box, rows must scroll, not shrink to nothing.
+        return widgets.VBox([widgets.HBox([label, control, error], layout=widgets.Layout(flex="0 0 auto")), help_text],
+                            layout=widgets.Layout(margin="0 0 4px 0", flex="0 0 auto"))
+
+    def _control(self, spec: FieldSpec) -> widgets.Widget:
+        value = self.form.display_value(spec.name)
+        width = widgets.Layout(width="260px")
+        if spec.widget == BOOLEAN:
+            return widgets.Checkbox(value=bool(value), indent=False, layout=width)
+        if spec.widget == CHOICE:
+            options = ([(NONE_LABEL, None)] if spec.nullable else []) + [(str(c), c) for c in spec.choices]
+            return widgets.Dropdown(options=options, value=value if value in dict(options).values() else None, layout=width)
+        if spec.widget in (ZONE, LINE):
+            return widgets.Dropdown(options=self._ref_choices(spec, value), value=value, layout=width)
+        if spec.widget in (TAGS, ZONES, LINES):
+            allowed = self.ref_options(ZONE if spec.widget == ZONES else LINE) if spec.widget != TAGS else []
+            return widgets.TagsInput(value=list(value or []), allowed_tags=allowed, allow_duplicates=False, layout=width)
+        if spec.widget == NUMBER and _plain_number_widget(spec, value):
+            return widgets.FloatText(value=value, step=spec.multiple_of or 0.1, layout=width)
+        if spec.widget == INTEGER and _plain_number_widget(spec, value):
+            return widgets.IntText(value=value, step=int(spec.multiple_of or 1), layout=width)
+        if spec.widget == YAML:
+            return widgets.Textarea(value=value, rows=2, layout=width)
+        return widgets.Text(value="" if value is None else str(value),
+                            placeholder=t("form.empty_placeholder") if spec.nullable else "", layout=width)
+
+    def _ref_choices(self, spec: FieldSpec, value: Any) -> list[tuple[str, Any]]:
+        ids = self.ref_options(spec.widget)
+        choices: list[tuple[str, Any]] = [(NONE_LABEL, None)] if spec.nullable or value is None else []
+        choices += [(i, i) for i in ids]
+        if value is not None and value not in ids:  # keep a dangling reference visible: its error says why
+            choices.append((f"{value} (?)", value))
+        return choices
+
+    def refresh_refs(self) -> None:
+        """Zones or lines were drawn, renamed or deleted: update the pickers' choices."""
+        for spec in self.form.specs:
+            control = self.inputs[spec.name]
+            value = self.form.values.get(spec.name)
+            if spec.widget in (ZONE, LINE):
+                replace_options(control, self._ref_choices(spec, value), value)
+            elif spec.widget in (ZONES, LINES):
+                control.allowed_tags = self.ref_options(ZONE if spec.widget == ZONES else LINE)
+
+    def _changed(self, name: str, value: Any) -> None:
+        self.form.set(name, value)
+        self.on_change()
+
+    def show_problems(self, by_field: Mapping[str, str], general: Iterable[str] = ()) -> None:
+        merged = {**by_field, **self.form.input_errors}
+        for name, label in self.errors.items():
+            message = merged.get(name, "")
+            label.value = f"<span style='color:#c62828'>⚠ {_escape(message)}</span>" if message else ""
+        general = list(general)
+        self.general.value = "".join(f"<div style='color:#c62828'>⚠ {_escape(m)}</div>" for m in general)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

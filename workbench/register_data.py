@@ -1,0 +1,365 @@
+"""The register as polars DataFrames, read-only, and the aggregates of the analysis dashboards.
+
+The SQLite file is opened with `mode=ro`, so an analyst's dashboard can never write to the evidence
+(decisions and pauses go through `runner.store.Register`, from the operator console only).
+Times are parsed to UTC datetimes; the hour of day is taken in the site's time zone, because
+"alerts at 23:00" means local time to the people who read the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import polars as pl
+
+from runner.errors import StoreError
+from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
+from workbench.i18n import add_messages, t
+from workbench.stats import wilson_interval
+
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+# Columns of the joined alerts frame, with their dtypes, so that an empty register has the same shape.
+_ALERT_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64, "site": pl.String, "camera_id": pl.String, "rule_id": pl.String, "kind": pl.String,
+    "ts_utc": pl.String, "created_utc": pl.String, "t_s": pl.Float64, "subject": pl.String,
+    "track_id": pl.Int64, "score": pl.Float64, "bbox": pl.String, "details": pl.String, "is_test": pl.Boolean,
+    "phase": pl.String, "mode": pl.String, "config_revision": pl.Int64, "config_sha256": pl.String,
+    "snapshot": pl.String, "snapshot_note": pl.String, "media_purged_utc": pl.String, "status": pl.String,
+    "decision": pl.String, "reason": pl.String, "follow_up": pl.String, "operator": pl.String,
+    "note": pl.String, "decided_utc": pl.String,
+}
+_AUDIT_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64, "ts_utc": pl.String, "event": pl.String, "actor": pl.String,
+    "camera_id": pl.String, "details": pl.String,
+}
+_TIME_COLUMNS = ("ts_utc", "created_utc", "decided_utc", "media_purged_utc")
+
+
+# The register's vocabulary as the apps show it (the values themselves stay the runner's identifiers).
+add_messages({
+    "fr": {
+        "register.kind.abandoned_object": "Objet abandonné", "register.kind.weapon": "Arme",
+        "register.kind.wrong_way": "Contresens", "register.kind.zone_intrusion": "Intrusion en zone interdite",
+        "register.kind.person_down": "Personne au sol", "register.kind.crowd_movement": "Mouvement de foule",
+        "register.kind.crowd_density": "Densité excessive", "register.kind.fire": "Départ de feu",
+        "register.reason.fixture": "Élément fixe (mobilier, décor)", "register.reason.reflection": "Reflet",
+        "register.reason.shadow": "Ombre", "register.reason.wrong_class": "Mauvais type d'objet",
+        "register.reason.duplicate": "Doublon", "register.reason.other": "Autre",
+        "register.follow_up.none": "Aucune suite", "register.follow_up.field_check": "Vérification sur place",
+        "register.follow_up.intervention": "Intervention",
+        "register.follow_up.transmitted_to_police": "Transmis à la police nationale",
+        "register.follow_up.other": "Autre suite",
+        "register.status.pending": "En attente", "register.status.confirmed": "Confirmée",
+        "register.status.rejected": "Rejetée",
+    },
+    "en": {
+        "register.kind.abandoned_object": "Abandoned object", "register.kind.weapon": "Weapon",
+        "register.kind.wrong_way": "Wrong way", "register.kind.zone_intrusion": "Forbidden zone",
+        "register.kind.person_down": "Person on the ground", "register.kind.crowd_movement": "Crowd movement",
+        "register.kind.crowd_density": "Excessive density", "register.kind.fire": "Fire start",
+        "register.reason.fixture": "Fixture (furniture, scenery)", "register.reason.reflection": "Reflection",
+        "register.reason.shadow": "Shadow", "register.reason.wrong_class": "Wrong kind of object",
+        "register.reason.duplicate": "Duplicate", "register.reason.other": "Other",
+        "register.follow_up.none": "No follow-up", "register.follow_up.field_check": "Field check",
+        "register.follow_up.intervention": "Intervention",
+        "register.follow_up.transmitted_to_police": "Transmitted to the national police",
+        "register.follow_up.other": "Other follow-up",
+        "register.status.pending": "Pending", "register.status.confirmed": "Confirmed",
+        "register.status.rejected": "Rejected",
+    },
+})
+
+
+def value_label(field: str, value: object) -> str:
+    """How the apps show a register value (kind, reason, follow_up, status); unknown values as they are."""
+    if value is None:
+        return ""
+    key = f"register.{field}.{value}"
+    text = t(key)
+    return str(value) if text == key else text
+
+
+# -- where things are (the register and zones dir come from workbench._setup_paths) ----------
+def media_dir(db_path: Path) -> Path:
+    """Snapshots folder: $VIGIE_MEDIA_DIR, else `media/` beside the register (the runner's default)."""
+    return Path(os.environ.get("VIGIE_MEDIA_DIR") or Path(db_path).parent / "media")
+
+
+def export_root() -> Path:
+    """Where dashboard exports go (VIGIE_EXPORT_DIR, default var/exports/): no export lands outside it."""
+    value = os.environ.get("VIGIE_EXPORT_DIR", "").strip()
+    return Path(value).expanduser() if value else PROJECT_ROOT / "var" / "exports"
+
+
+def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
+    """A read-only connection; a missing register is a one-line error, not an empty file created by mistake."""
+    path = Path(db_path).resolve()
+    if not path.is_file():
+        raise StoreError(f"register {db_path}: no such file (start the runner first, or set VIGIE_DB)")
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("SELECT 1 FROM alerts LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"register {db_path}: {exc}") from None
+    return conn
+
+
+def latest_alert_id(db_path: str | Path) -> int:
+    """The newest alert's id (0 for none): where a console starts polling with after_id."""
+    conn = connect_readonly(db_path)
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"register {db_path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+# -- loading ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RegisterFrames:
+    alerts: pl.DataFrame  # one row per alert, with its decision (null while pending)
+    audit: pl.DataFrame
+
+
+def load_register(db_path: str | Path | None = None) -> RegisterFrames:
+    conn = connect_readonly(db_path or register_path())
+    try:
+        return RegisterFrames(alerts=_load_alerts(conn), audit=_load_audit(conn))
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"register {db_path or register_path()}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _load_alerts(conn: sqlite3.Connection) -> pl.DataFrame:
+    rows = conn.execute(
+        "SELECT a.id, a.site, a.camera_id, a.rule_id, a.kind, a.ts_utc, a.created_utc, a.t_s, a.subject, "
+        "a.track_id, a.score, a.bbox, a.details, a.is_test, a.phase, a.mode, a.config_revision, a.config_sha256, "
+        "a.snapshot, a.snapshot_note, a.media_purged_utc, a.status, d.decision, d.reason, d.follow_up, "
+        "d.operator, d.note, d.decided_utc FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.id ORDER BY a.id"
+    ).fetchall()
+    frame = pl.DataFrame([dict(r) for r in rows], schema=_ALERT_SCHEMA, orient="row")
+    boxes = [_bbox(text) for text in frame["bbox"].to_list()]
+    frame = frame.with_columns(
+        *(pl.col(c).str.to_datetime(time_zone="UTC", time_unit="ms") for c in _TIME_COLUMNS),
+        pl.Series("x0", [b[0] for b in boxes], dtype=pl.Float64),
+        pl.Series("y0", [b[1] for b in boxes], dtype=pl.Float64),
+        pl.Series("x1", [b[2] for b in boxes], dtype=pl.Float64),
+        pl.Series("y1", [b[3] for b in boxes], dtype=pl.Float64),
+    ).drop("bbox")
+    return frame.with_columns(
+        ((pl.col("x0") + pl.col("x1")) / 2).alias("cx"),
+        ((pl.col("y0") + pl.col("y1")) / 2).alias("cy"),
+        # Time to decision: from the alert being stored (shown to operators) to the decision.
+        ((pl.col("decided_utc") - pl.col("created_utc")).dt.total_milliseconds() / 1000.0).alias("decision_delay_s"),
+    )
+
+
+def _bbox(text: str | None) -> tuple[float | None, ...]:
+    if not text:
+        return (None, None, None, None)
+    values = json.loads(text)
+    return tuple(float(v) for v in values) if len(values) == 4 else (None, None, None, None)
+
+
+def _load_audit(conn: sqlite3.Connection) -> pl.DataFrame:
+    rows = conn.execute("SELECT id, ts_utc, event, actor, camera_id, details FROM audit ORDER BY id").fetchall()
+    frame = pl.DataFrame([dict(r) for r in rows], schema=_AUDIT_SCHEMA, orient="row")
+    return frame.with_columns(pl.col("ts_utc").str.to_datetime(time_zone="UTC", time_unit="ms"))
+
+
+def site_timezone(site: str | None, zones: Path | None = None) -> str:
+    """The `timezone` of zones/<site>/site.yaml, else Europe/Paris (the default of every site config)."""
+    if not site:
+        return DEFAULT_TIMEZONE
+    path = (zones or zones_dir()) / site / "site.yaml"
+    try:
+        from runner.config.loading import load_config
+
+        return load_config(path).config.timezone
+    except Exception:  # a missing or invalid config must not stop an analysis of past alerts
+        return DEFAULT_TIMEZONE
+
+
+# -- filters ------------------------------------------------------------------------------------
+def filter_alerts(
+    alerts: pl.DataFrame, *, include_tests: bool = True, cameras: list[str] | None = None,
+    kinds: list[str] | None = None, revisions: list[int] | None = None,
+) -> pl.DataFrame:
+    if not include_tests:
+        alerts = alerts.filter(~pl.col("is_test"))
+    if cameras:
+        alerts = alerts.filter(pl.col("camera_id").is_in(cameras))
+    if kinds:
+        alerts = alerts.filter(pl.col("kind").is_in(kinds))
+    if revisions:
+        alerts = alerts.filter(pl.col("config_revision").is_in(revisions))
+    return alerts
+
+
+# -- aggregates ---------------------------------------------------------------------------------
+def _as_list(by: str | list[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def with_local_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
+    return alerts.with_columns(pl.col("ts_utc").dt.convert_time_zone(timezone).dt.hour().alias("hour"))
+
+
+def alert_counts(alerts: pl.DataFrame, by: str | list[str]) -> pl.DataFrame:
+    """Number of alerts per group, largest first (ties in group order)."""
+    keys = _as_list(by)
+    return alerts.group_by(keys).agg(pl.len().alias("alerts")).sort(["alerts", *keys], descending=[True] + [False] * len(keys))
+
+
+def alerts_per_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
+    """Alerts per local hour of day, all 24 hours listed (zeros included) so the profile reads at a glance."""
+    counts = with_local_hour(alerts, timezone).group_by("hour").agg(pl.len().alias("alerts"))
+    hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": counts.schema["hour"]})
+    return hours.join(counts, on="hour", how="left").with_columns(pl.col("alerts").fill_null(0).cast(pl.UInt32))
+
+
+def validation_stats(alerts: pl.DataFrame, by: str | list[str], confidence: float = 0.95) -> pl.DataFrame:
+    """Per group: alerts, confirmed, rejected, pending, validation rate = confirmed / decided, with its Wilson interval."""
+    keys = _as_list(by)
+    table = alerts.group_by(keys).agg(
+        pl.len().alias("alerts"),
+        (pl.col("status") == "confirmed").sum().alias("confirmed"),
+        (pl.col("status") == "rejected").sum().alias("rejected"),
+        (pl.col("status") == "pending").sum().alias("pending"),
+        pl.col("decision_delay_s").median().alias("median_delay_s"),
+    ).sort(keys)
+    estimates = [
+        wilson_interval(c, c + r, confidence)
+        for c, r in zip(table["confirmed"].to_list(), table["rejected"].to_list(), strict=True)
+    ]
+    return table.with_columns(
+        pl.Series("validation_rate", [e.value for e in estimates], dtype=pl.Float64),
+        pl.Series("rate_low", [e.low for e in estimates], dtype=pl.Float64),
+        pl.Series("rate_high", [e.high for e in estimates], dtype=pl.Float64),
+    )
+
+
+def rejection_causes(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
+    """False alerts (rejected) per group and reason, with each reason's share of the group's rejections."""
+    keys = _as_list(by)
+    rejected = alerts.filter(pl.col("status") == "rejected")
+    return (
+        rejected.group_by([*keys, "reason"]).agg(pl.len().alias("rejected"))
+        .with_columns((pl.col("rejected") / pl.col("rejected").sum().over(keys)).alias("share"))
+        .sort([*keys, "rejected", "reason"], descending=[False] * len(keys) + [True, False])
+    )
+
+
+def follow_up_counts(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
+    keys = _as_list(by)
+    decided = alerts.filter(pl.col("decision").is_not_null())
+    return decided.group_by([*keys, "follow_up"]).agg(pl.len().alias("decisions")).sort(
+        [*keys, "decisions", "follow_up"], descending=[False] * len(keys) + [True, False]
+    )
+
+
+def decision_delays(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
+    """Time to decision (seconds from the alert being stored to the operator's decision) per group."""
+    keys = _as_list(by)
+    decided = alerts.filter(pl.col("decision_delay_s").is_not_null())
+    return decided.group_by(keys).agg(
+        pl.len().alias("decisions"),
+        pl.col("decision_delay_s").median().alias("median_s"),
+        pl.col("decision_delay_s").mean().alias("mean_s"),
+        pl.col("decision_delay_s").quantile(0.9, interpolation="nearest").alias("p90_s"),
+        pl.col("decision_delay_s").max().alias("max_s"),
+    ).sort(keys)
+
+
+def revision_comparison(alerts: pl.DataFrame, by: str | list[str] = "config_revision") -> pl.DataFrame:
+    """Each config revision side by side: volume, period covered, validation rate and time to decision."""
+    keys = _as_list(by)
+    periods = alerts.group_by(keys).agg(
+        pl.col("ts_utc").min().alias("first_utc"), pl.col("ts_utc").max().alias("last_utc"),
+    )
+    return validation_stats(alerts, keys).join(periods, on=keys, how="left").sort(keys)
+
+
+def timeline(alerts: pl.DataFrame, every: str = "1h", by: str = "kind") -> pl.DataFrame:
+    """Alerts per time bucket (`every`: a polars duration such as "1h" or "1d") and group."""
+    if alerts.is_empty():
+        return pl.DataFrame(schema={"bucket": alerts.schema["ts_utc"], by: pl.String, "alerts": pl.UInt32})
+    return (
+        alerts.with_columns(pl.col("ts_utc").dt.truncate(every).alias("bucket"))
+        .group_by(["bucket", by]).agg(pl.len().alias("alerts")).sort(["bucket", by])
+    )
+
+
+def heatmap_counts(alerts: pl.DataFrame, bins_x: int = 32, bins_y: int = 18) -> np.ndarray:
+    """Counts of alert box centres on a grid over the image (rows top to bottom), coordinates being 0-1."""
+    centres = alerts.filter(pl.col("cx").is_not_null() & pl.col("cy").is_not_null())
+    grid, _, _ = np.histogram2d(
+        centres["cy"].to_numpy(), centres["cx"].to_numpy(), bins=(bins_y, bins_x), range=((0.0, 1.0), (0.0, 1.0)),
+    )
+    return grid.astype(int)
+
+
+def latest_snapshot(alerts: pl.DataFrame, camera_id: str, media: Path) -> Path | None:
+    """The newest snapshot still on disk for a camera (the background of its heatmap)."""
+    candidates = alerts.filter(
+        (pl.col("camera_id") == camera_id) & pl.col("snapshot").is_not_null() & pl.col("media_purged_utc").is_null()
+    ).sort("id", descending=True)
+    for relative in candidates["snapshot"].to_list():
+        path = confined_path(media, relative)
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+# -- export -------------------------------------------------------------------------------------
+EXPORT_FORMATS = ("csv", "parquet")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def confined_path(root: Path, relative: str) -> Path | None:
+    """root / relative, or None when it would leave root (absolute path, '..', symlink out)."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    return target if target == root or target.is_relative_to(root) else None
+
+
+def export_folder(root: Path, name: str) -> Path:
+    """The folder an export goes to: a plain name (or sub/name) under the export root, never outside it."""
+    name = name.strip()
+    if not name or Path(name).is_absolute() or any(part in ("..", "") for part in Path(name).parts):
+        raise ValueError(f"export folder {name!r}: give a relative folder name inside {root}")
+    target = confined_path(root, name)
+    if target is None or target == Path(root).resolve():
+        raise ValueError(f"export folder {name!r}: must stay inside {root}")
+    return target
+
+
+def export_tables(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt: str) -> list[Path]:
+    """Write each table as <folder>/<name>.<fmt> under the export root; returns the files written."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    target = export_folder(root, folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in tables.items():
+        if not _SAFE_NAME.match(name):
+            raise ValueError(f"table name {name!r}: letters, digits, '_', '-' and '.' only")
+        path = target / f"{name}.{fmt}"
+        if fmt == "csv":
+            table.write_csv(path)
+        else:
+            table.write_parquet(path)
+        written.append(path)
+    return written

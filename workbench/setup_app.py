@@ -1,0 +1,649 @@
+"""App 1, camera setup (design phase): snapshot, zones / lines / directions / masks / calibration
+drawn with the mouse, rules attached with generated forms, validation next to each field, export.
+
+`CameraSetup` is the whole editing state as plain Python (config data in, config data out) and is
+what the tests drive; `CameraSetupApp` lays ipywidgets over it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import ipywidgets as widgets
+import numpy as np
+from pydantic import ValidationError
+
+from runner.capture import VideoSource, resolve_source
+from runner.config.loading import expand_env, load_config, redact, validation_problems
+from runner.config.site import Camera, Retention, SiteConfig
+from runner.errors import ConfigError, SourceError, VigieError
+from runner.privacy import PrivacyMasker
+from runner.store import Register
+from workbench import _setup_paths as paths
+from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
+from workbench.export import ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder, list_sites
+from workbench.forms import (
+    LINE,
+    LINES,
+    ZONE,
+    ZONES,
+    ModelForm,
+    ModelFormView,
+    field_problems,
+    new_rule,
+    on_user_change,
+    replace_options,
+    rule_models,
+)
+from workbench.i18n import t
+
+GEOMETRY_FIELDS = ("zones", "lines", "privacy_masks", "calibration", "rules")
+SITE_FORM_EXCLUDE = ("revision", "retention", "models", "cameras")
+Problem = tuple[str, str]  # (field path, message), as runner.config.loading.validation_problems gives
+
+
+# -- snapshot ---------------------------------------------------------------------------------------
+def grab_frame(source: str, base_dir: Path, *, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
+    """One BGR image from a camera source (file or stream) through the runner's own capture.
+
+    A stream that never answers would be retried forever by VideoSource (that is what a live
+    camera needs): here the attempt is bounded by `timeout_s`.
+    """
+    uri = resolve_source(expand_env(source, "source"), base_dir)
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            for frame in VideoSource("snapshot", uri, process_fps=30.0).frames(stop):
+                if frame.t_s + 1e-6 >= at_s:
+                    outcome["image"] = frame.image
+                    return
+        except Exception as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=read, name="snapshot", daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    stop.set()
+    if "image" in outcome:
+        return outcome["image"]
+    if "error" in outcome:
+        error = outcome["error"]
+        raise error if isinstance(error, VigieError) else SourceError(f"{redact(uri)}: {error}")
+    if reader.is_alive():
+        raise SourceError(t("setup.snapshot_timeout", source=redact(uri), seconds=f"{timeout_s:g}"))
+    raise SourceError(t("setup.snapshot_too_short", source=redact(uri), at_s=f"{at_s:g}"))
+
+
+def jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise SourceError(t("setup.snapshot_encode"))
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")
+
+
+# -- the editing state ------------------------------------------------------------------------------
+class CameraSetup:
+    """A site config being edited, one camera at a time.
+
+    `site` is plain config data (what `SiteConfig.model_dump(mode="json")` gives); the camera being
+    edited lives in the canvas (geometry), `rules` (one form per rule), `camera_form`, `world_m`
+    (calibration metres) until `draft()` writes it back.
+    """
+
+    def __init__(self, site: Mapping[str, Any], camera_id: str | None = None, base_dir: Path | None = None):
+        self.canvas = CanvasModel()
+        self._reset(site, camera_id, base_dir)
+
+    def _reset(self, site: Mapping[str, Any], camera_id: str | None, base_dir: Path | None) -> None:
+        """Start editing `site` (the canvas object is kept: the app's widgets listen to it)."""
+        self.site: dict[str, Any] = copy.deepcopy(dict(site))
+        self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        self.snapshot: np.ndarray | None = None
+        site_fields = [name for name in SiteConfig.model_fields if name not in SITE_FORM_EXCLUDE]
+        self.site_form = ModelForm(SiteConfig, {k: self.site[k] for k in site_fields if k in self.site},
+                                   exclude=SITE_FORM_EXCLUDE)
+        self.retention_form = ModelForm(Retention, self.site.get("retention") or {})
+        self.camera_index = -1
+        if not self.site.get("cameras"):
+            raise ConfigError(str(self.site.get("site", "site")), [t("setup.no_camera")])
+        self._load_camera(self._index_of(camera_id) if camera_id else 0)
+
+    @classmethod
+    def from_site_folder(cls, zones_dir: Path, site: str, camera_id: str | None = None) -> CameraSetup:
+        folder = SiteFolder(zones_dir, site)
+        loaded = load_config(folder.current_path)
+        return cls(loaded.config.model_dump(mode="json"), camera_id, base_dir=folder.dir)
+
+    # -- cameras ---------------------------------------------------------------------------------
+    @property
+    def camera_ids(self) -> list[str]:
+        return [c["id"] for c in self.site["cameras"]]
+
+    @property
+    def camera_id(self) -> str:
+        return self.camera_form.values.get("id") or self.site["cameras"][self.camera_index]["id"]
+
+    @property
+    def camera_prefix(self) -> str:
+        return f"cameras[{self.camera_index}]"
+
+    def _index_of(self, camera_id: str) -> int:
+        for index, camera in enumerate(self.site["cameras"]):
+            if camera["id"] == camera_id:
+                return index
+        raise KeyError(t("setup.unknown_camera", camera=camera_id, cameras=", ".join(self.camera_ids)))
+
+    def select_camera(self, camera_id: str) -> None:
+        index = self._index_of(camera_id)
+        self._commit()
+        self._load_camera(index)
+
+    def add_camera(self, camera_id: str, source: str) -> None:
+        """A new camera with no geometry yet; its id and source are checked by the validation."""
+        self._commit()
+        self.site["cameras"].append({"id": camera_id, "source": source})
+        self._load_camera(len(self.site["cameras"]) - 1)
+
+    def _load_camera(self, index: int) -> None:
+        self.camera_index = index
+        camera = self.site["cameras"][index]
+        self.canvas.load_camera(camera)
+        models = rule_models()
+        self.rules = [ModelForm(models[r["kind"]], r) for r in camera.get("rules") or []]
+        self.camera_form = ModelForm(Camera, {k: v for k, v in camera.items() if k not in GEOMETRY_FIELDS},
+                                     exclude=GEOMETRY_FIELDS)
+        calibration = camera.get("calibration") or {}
+        self.world_m: list[list[float | None]] = [list(p) for p in calibration.get("world_m") or []] or \
+            [[None, None] for _ in range(4)]
+        self.snapshot = None
+
+    # -- rules -----------------------------------------------------------------------------------
+    def add_rule(self, kind: str, target: str | None = None) -> ModelForm:
+        """A rule of `kind` with its defaults, attached to `target` (a zone or line id) or to the
+        shape selected on the canvas."""
+        target = target or self.canvas.selected
+        shape = self.canvas.find(target)
+        zone = target if shape is not None and shape.kind == "zone" else None
+        line = target if shape is not None and shape.kind == "line" else None
+        rule_id = self._free_rule_id(f"{target}-{kind}" if (zone or line) else kind)
+        form = ModelForm(rule_models()[kind], new_rule(kind, rule_id, zone=zone, line=line))
+        self.rules.append(form)
+        return form
+
+    def _free_rule_id(self, base: str) -> str:
+        base = base.replace("_", "-")[:58]
+        taken = {f.values.get("id") for f in self.rules}
+        number, candidate = 1, base
+        while candidate in taken:
+            number += 1
+            candidate = f"{base}-{number}"
+        return candidate
+
+    def remove_rule(self, index: int) -> None:
+        del self.rules[index]
+
+    def rename_shape(self, key: str, new_key: str) -> None:
+        """Rename a zone or line and every rule field that refers to it."""
+        kind = self.canvas.shape(key).kind
+        self.canvas.rename(key, new_key)
+        ref_widgets = {"zone": (ZONE, ZONES), "line": (LINE, LINES)}.get(kind, ())
+        for form in self.rules:
+            for spec in form.specs:
+                value = form.values.get(spec.name)
+                if spec.widget in ref_widgets[:1] and value == key:
+                    form.values[spec.name] = new_key
+                elif spec.widget in ref_widgets[1:] and isinstance(value, list):
+                    form.values[spec.name] = [new_key if v == key else v for v in value]
+
+    # -- calibration -----------------------------------------------------------------------------
+    def set_world_point(self, index: int, x_m: float | None, y_m: float | None) -> None:
+        self.world_m[index] = [x_m, y_m]
+
+    def _calibration(self, image_points: list | None) -> dict[str, Any] | None:
+        if image_points is None and all(p == [None, None] for p in self.world_m):
+            return None
+        return {"image": image_points or [], "world_m": [list(p) for p in self.world_m]}
+
+    # -- draft and validation --------------------------------------------------------------------
+    def _commit(self) -> None:
+        """Write the camera being edited back into `site`."""
+        if self.camera_index < 0:
+            return
+        geometry = self.canvas.geometry()
+        camera = dict(self.camera_form.values)
+        camera.update(zones=geometry["zones"], lines=geometry["lines"], privacy_masks=geometry["privacy_masks"],
+                      calibration=self._calibration(geometry["calibration_image"]),
+                      rules=[dict(f.values) for f in self.rules])
+        self.site["cameras"][self.camera_index] = camera
+        self.site.update(self.site_form.values)
+        self.site["retention"] = dict(self.retention_form.values)
+
+    def draft(self) -> dict[str, Any]:
+        """The whole site config as plain data, with the current edits."""
+        self._commit()
+        return copy.deepcopy(self.site)
+
+    def problems(self) -> list[Problem]:
+        """Every problem of the draft, from the runner's own models, plus unreadable form inputs."""
+        problems: list[Problem] = []
+        for prefix, form in self._forms():
+            problems += [(f"{prefix}.{name}" if prefix else name, message) for name, message in form.input_errors.items()]
+        try:
+            SiteConfig.model_validate(self.draft())
+        except ValidationError as exc:
+            problems += validation_problems(exc)
+        return problems
+
+    def _forms(self) -> list[tuple[str, ModelForm]]:
+        return [("", self.site_form), ("retention", self.retention_form), (self.camera_prefix, self.camera_form)] + [
+            (f"{self.camera_prefix}.rules[{i}]", form) for i, form in enumerate(self.rules)
+        ]
+
+    def config(self) -> SiteConfig:
+        """The validated draft; raises ExportError (with every problem) when it is not valid."""
+        problems = self.problems()
+        if problems:
+            raise ExportError(t("export.invalid", count=len(problems), first=_line(problems[0])), problems)
+        return SiteConfig.model_validate(self.draft())
+
+    def rule_problems(self, index: int, problems: list[Problem] | None = None) -> tuple[dict[str, str], list[str]]:
+        problems = self.problems() if problems is None else problems
+        return field_problems(problems, f"{self.camera_prefix}.rules[{index}]")
+
+    def shape_problems(self, problems: list[Problem] | None = None) -> dict[str, list[str]]:
+        """Problems of the drawn geometry, by shape key (zone / line id, mask-N, calibration)."""
+        problems = self.problems() if problems is None else problems
+        keys = {"zones": [s.key for s in self.canvas.of_kind("zone")], "lines": [s.key for s in self.canvas.of_kind("line")],
+                "privacy_masks": [s.key for s in self.canvas.of_kind("mask")]}
+        found: dict[str, list[str]] = {}
+        for group, shape_keys in keys.items():
+            for index, key in enumerate(shape_keys):
+                by_field, general = field_problems(problems, f"{self.camera_prefix}.{group}[{index}]")
+                found.setdefault(key, []).extend(general + [f"{name}: {m}" for name, m in by_field.items()])
+        by_field, general = field_problems(problems, f"{self.camera_prefix}.calibration")
+        found.setdefault(CALIBRATION_KEY, []).extend(general + [f"{name}: {m}" for name, m in by_field.items()])
+        return {key: messages for key, messages in found.items() if messages}
+
+    # -- snapshot --------------------------------------------------------------------------------
+    def grab_snapshot(self, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
+        source = self.camera_form.values.get("source") or ""
+        image = grab_frame(source, self.base_dir, at_s=at_s, timeout_s=timeout_s)
+        self.set_snapshot(image)
+        return image
+
+    def set_snapshot(self, image: np.ndarray) -> None:
+        self.snapshot = image
+        self.canvas.set_image_size(image.shape[1], image.shape[0])
+
+    def preview(self, masks_applied: bool) -> np.ndarray | None:
+        """The snapshot, with the privacy masks blanked by the runner's own masker when asked."""
+        if self.snapshot is None:
+            return None
+        image = self.snapshot.copy()
+        if masks_applied:
+            polygons = [s.points for s in self.canvas.of_kind("mask") if len(s.points) >= 3]
+            PrivacyMasker(polygons).apply(image)
+        return image
+
+    # -- export ----------------------------------------------------------------------------------
+    def plan_export(self, exporter: ConfigExporter) -> ExportPlan:
+        self.config()  # form inputs the config cannot hold (bad YAML) also block an export
+        return exporter.plan(self.draft())
+
+    def export(self, exporter: ConfigExporter, actor: str) -> ExportResult:
+        self.config()
+        result = exporter.export(self.draft(), actor)
+        exported = load_config(result.current_path).config.model_dump(mode="json")
+        camera_id = self.camera_id
+        snapshot = self.snapshot
+        self._reset(exported, camera_id, result.current_path.parent)  # the draft now is the new revision
+        if snapshot is not None:
+            self.set_snapshot(snapshot)
+        return result
+
+
+def _line(problem: Problem) -> str:
+    return f"{problem[0]}: {problem[1]}" if problem[0] else problem[1]
+
+
+# -- the app ----------------------------------------------------------------------------------------
+class CameraSetupApp:
+    """ipywidgets over CameraSetup: the notebook does `CameraSetupApp.from_env().display()`."""
+
+    def __init__(self, zones_dir: Path, register_path: Path, site: str | None = None):
+        self.zones_dir = Path(zones_dir)
+        self.register_path = Path(register_path)
+        self.exporter = ConfigExporter(self.zones_dir, lambda: Register(self.register_path))
+        self.setup: CameraSetup | None = None
+        self.rule_views: list[ModelFormView] = []
+        self._form_views: dict[int, ModelFormView] = {}
+        self._build_widgets()
+        sites = list_sites(self.zones_dir)
+        if sites:
+            chosen = site if site in sites else sites[0]
+            replace_options(self.site_picker, sites, chosen)
+            self._open_site(chosen)
+        else:
+            self._status(t("setup.no_site", zones=self.zones_dir), error=True)
+
+    @classmethod
+    def from_env(cls) -> CameraSetupApp:
+        return cls(paths.zones_dir(), paths.register_path(), os.environ.get("VIGIE_SITE") or None)
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.site_picker = widgets.Dropdown(description=t("setup.site"))
+        self.site_picker.add_class("vigie-site")
+        self.camera_picker = widgets.Dropdown(description=t("setup.camera"))
+        self.at_s = widgets.FloatText(value=0.0, description=t("setup.at_s"), layout=widgets.Layout(width="170px"))
+        self.grab_button = widgets.Button(description=t("setup.grab"), icon="camera")
+        self.grab_button.add_class("vigie-grab")
+        self.mask_preview = widgets.Checkbox(value=False, description=t("setup.preview_masks"), indent=False)
+        self.status = widgets.HTML()
+        self.status.add_class("vigie-status")
+        self.canvas_widget = CanvasWidget(CanvasModel(), on_error=lambda m: self._status(m, error=True), display_width=760)
+        self.tool_picker = widgets.ToggleButtons(options=[(t(f"canvas.tool.{tool}"), tool) for tool in TOOLS],
+                                                 value="edit", style={"button_width": "auto"})
+        self.tool_picker.add_class("vigie-tools")
+        self.finish_button = widgets.Button(description=t("setup.finish_shape"), icon="check")
+        self.undo_button = widgets.Button(description=t("setup.undo"), icon="undo")
+        self.undo_button.add_class("vigie-undo")
+        self.delete_button = widgets.Button(description=t("setup.delete_shape"), icon="trash")
+        self.shape_list = widgets.Select(rows=8, layout=widgets.Layout(width="100%"))
+        self.shape_list.add_class("vigie-shapes")
+        self.rename_text = widgets.Text(description=t("setup.new_id"))
+        self.rename_button = widgets.Button(description=t("setup.rename"))
+        self.clear_direction_button = widgets.Button(description=t("setup.clear_direction"),
+                                                     layout=widgets.Layout(width="auto"))
+        self.shape_problems = widgets.HTML()
+        self.world_inputs = [(widgets.Text(placeholder="x (m)", layout=widgets.Layout(width="90px")),
+                              widgets.Text(placeholder="y (m)", layout=widgets.Layout(width="90px"))) for _ in range(4)]
+        self.camera_box = widgets.VBox()
+        self.site_box = widgets.VBox()
+        self.rule_kind = widgets.Dropdown(options=list(rule_models()), description=t("setup.rule_kind"))
+        self.add_rule_button = widgets.Button(description=t("setup.add_rule"), icon="plus")
+        self.rules_box = widgets.VBox()
+        self.new_camera_id = widgets.Text(description=t("setup.new_camera_id"))
+        self.new_camera_source = widgets.Text(description=t("setup.new_camera_source"))
+        self.add_camera_button = widgets.Button(description=t("setup.add_camera"), icon="plus")
+        self.actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
+        self.actor.add_class("vigie-export-actor")
+        self.diff_button = widgets.Button(description=t("export.show_diff"), icon="eye")
+        self.export_button = widgets.Button(description=t("export.export"), icon="save", button_style="primary")
+        self.export_button.add_class("vigie-export-button")
+        self.export_output = widgets.HTML()
+        self.export_output.add_class("vigie-export-output")
+        self.problems_html = widgets.HTML()
+        self.problems_html.add_class("vigie-problems")
+        self._wire()
+        self.widget = self._layout()
+
+    def _layout(self) -> widgets.Widget:
+        world_rows = [widgets.HBox([widgets.HTML(f"<b>{i + 1}</b>", layout=widgets.Layout(width="20px")), x, y])
+                      for i, (x, y) in enumerate(self.world_inputs)]
+        tabs = widgets.Tab(children=[
+            widgets.VBox([self.shape_list, widgets.HBox([self.rename_text, self.rename_button]),
+                          self.clear_direction_button, self.shape_problems]),
+            widgets.VBox([self.rule_kind, self.add_rule_button, self.rules_box]),
+            widgets.VBox([widgets.HTML(t("setup.calibration_help")), *world_rows]),
+            widgets.VBox([self.camera_box, widgets.HTML(f"<b>{t('setup.add_camera')}</b>"),
+                          self.new_camera_id, self.new_camera_source, self.add_camera_button]),
+            self.site_box,
+            widgets.VBox([self.actor, widgets.HBox([self.diff_button, self.export_button]), self.export_output]),
+        ], layout=widgets.Layout(width="560px"))
+        for index, title in enumerate(("shapes", "rules", "calibration", "camera", "site", "export")):
+            tabs.set_title(index, t(f"setup.tab.{title}"))
+        self.tabs = tabs
+        header = widgets.HBox([self.site_picker, self.camera_picker, self.at_s, self.grab_button, self.mask_preview])
+        left = widgets.VBox([self.tool_picker, widgets.HBox([self.finish_button, self.undo_button, self.delete_button]),
+                             self.canvas_widget, widgets.HTML(f"<small>{t('setup.mouse_help')}</small>"),
+                             self.problems_html])
+        root = widgets.VBox([widgets.HTML(f"<h2>{t('setup.title')}</h2>"), header, self.status,
+                             widgets.HBox([left, tabs])])
+        root.add_class("vigie-setup")
+        return root
+
+    def _wire(self) -> None:
+        on_user_change(self.site_picker, self._open_site)
+        on_user_change(self.camera_picker, self._open_camera)
+        self.grab_button.on_click(lambda _: self._grab())
+        self.mask_preview.observe(lambda _: self._show_image(), names="value")
+        self.tool_picker.observe(lambda c: self._guard(lambda: self.canvas_widget.model.set_tool(c["new"])), names="value")
+        self.finish_button.on_click(lambda _: self._guard(self.canvas_widget.model.finish))
+        self.undo_button.on_click(lambda _: self._guard(self.canvas_widget.model.undo))
+        self.delete_button.on_click(lambda _: self._guard(self._delete_selected))
+        on_user_change(self.shape_list, self._select_shape)
+        self.rename_button.on_click(lambda _: self._guard(self._rename))
+        self.clear_direction_button.on_click(lambda _: self._guard(self._clear_direction))
+        for index, (x, y) in enumerate(self.world_inputs):
+            for box in (x, y):
+                box.observe(lambda _c, i=index: self._world_changed(i), names="value")
+        self.add_rule_button.on_click(lambda _: self._guard(self._add_rule))
+        self.add_camera_button.on_click(lambda _: self._guard(self._add_camera))
+        self.diff_button.on_click(lambda _: self._show_diff())
+        self.export_button.on_click(lambda _: self._export())
+
+    # -- actions ---------------------------------------------------------------------------------
+    def _guard(self, action) -> None:
+        try:
+            action()
+        except (EditError, KeyError, ValueError, VigieError) as exc:
+            self._status(str(exc).strip("'\""), error=True)
+
+    def _status(self, message: str, error: bool = False) -> None:
+        color = "#c62828" if error else "#2e7d32"
+        self.status.value = f"<span style='color:{color}'>{html.escape(message)}</span>" if message else ""
+
+    def _open_site(self, site: str | None) -> None:
+        if not site:
+            return
+        try:
+            setup = CameraSetup.from_site_folder(self.zones_dir, site)
+            self._status(t("setup.site_loaded", site=site, revision=setup.site.get("revision")))
+            self._attach(setup)  # after the status line: a snapshot error must stay visible
+        except VigieError as exc:
+            self._status(str(exc), error=True)
+
+    def _attach(self, setup: CameraSetup, grab: bool = True) -> None:
+        if self.setup is None or setup.canvas is not self.setup.canvas:
+            setup.canvas.on_change(self.canvas_widget.refresh)
+            setup.canvas.on_change(self._refresh)
+        self.setup = setup
+        self.canvas_widget.model = setup.canvas
+        setup.canvas.set_tool(self.tool_picker.value)
+        replace_options(self.camera_picker, setup.camera_ids, setup.camera_id)
+        self._camera_loaded(grab)
+
+    def _open_camera(self, camera_id: str | None) -> None:
+        if self.setup and camera_id and camera_id != self.setup.camera_id:
+            self._guard(lambda: self.setup.select_camera(camera_id))
+            self._camera_loaded()
+
+    def _camera_loaded(self, grab: bool = True) -> None:
+        setup = self.setup
+        self._form_views = {}
+        self.site_box.children = [
+            widgets.HTML(f"<b>{t('setup.tab.site')}</b>"),
+            self._view(setup.site_form).widget,
+            widgets.HTML(f"<b>{t('setup.retention')}</b>"),
+            self._view(setup.retention_form).widget,
+        ]
+        self.camera_box.children = [self._view(setup.camera_form).widget]
+        for (x, y), (x_m, y_m) in zip(self.world_inputs, setup.world_m, strict=True):
+            x.value, y.value = ("" if x_m is None else f"{x_m:g}"), ("" if y_m is None else f"{y_m:g}")
+        self._rebuild_rules()
+        if grab:
+            self._grab(quiet=True)
+        self._refresh()
+
+    def _view(self, form: ModelForm) -> ModelFormView:
+        view = ModelFormView(form, self._refresh, self._ref_options)
+        self._form_views[id(form)] = view
+        return view
+
+    def _ref_options(self, kind: str) -> list[str]:
+        return [s.key for s in self.setup.canvas.of_kind(kind)] if self.setup else []
+
+    def _rebuild_rules(self) -> None:
+        self.rule_views = [ModelFormView(form, self._refresh, self._ref_options) for form in self.setup.rules]
+        boxes = []
+        for index, view in enumerate(self.rule_views):
+            remove = widgets.Button(description=t("setup.remove_rule"), icon="trash", button_style="danger")
+            remove.on_click(lambda _b, i=index: self._remove_rule(i))
+            form = self.setup.rules[index]
+            title = widgets.HTML(f"<b>{html.escape(str(form.values.get('id')))}</b> — <code>{form.values['kind']}</code>")
+            boxes.append(widgets.VBox([widgets.HBox([title, remove]), view.widget],
+                                      layout=widgets.Layout(border="1px solid #ddd", padding="4px", margin="4px 0")))
+        self.rules_box.children = boxes
+
+    def _grab(self, quiet: bool = False) -> None:
+        if not self.setup:
+            return
+        try:
+            self.setup.grab_snapshot(at_s=self.at_s.value or 0.0)
+            self._show_image()
+            if not quiet:
+                self._status(t("setup.snapshot_ok", camera=self.setup.camera_id))
+        except VigieError as exc:
+            self._status(str(exc), error=True)
+
+    def _show_image(self) -> None:
+        image = self.setup.preview(self.mask_preview.value) if self.setup else None
+        if image is not None:
+            self.canvas_widget.set_image(jpeg_data_url(image), image.shape[1], image.shape[0])
+
+    def _delete_selected(self) -> None:
+        key = self.setup.canvas.selected
+        if key is None:
+            raise EditError(t("setup.select_shape_first"))
+        self.setup.canvas.delete_shape(key)
+
+    def _select_shape(self, key: str | None) -> None:
+        if self.setup and key and key != self.setup.canvas.selected and self.setup.canvas.find(key):
+            self.setup.canvas.select(key)
+
+    def _rename(self) -> None:
+        key = self.setup.canvas.selected
+        if key is None:
+            raise EditError(t("setup.select_shape_first"))
+        self.setup.rename_shape(key, self.rename_text.value.strip())
+        self._rebuild_rules()
+        self._refresh()
+
+    def _clear_direction(self) -> None:
+        key = self.setup.canvas.selected
+        if key is None:
+            raise EditError(t("setup.select_shape_first"))
+        self.setup.canvas.clear_direction(key)
+
+    def _world_changed(self, index: int) -> None:
+        if self.setup:
+            x, y = self.world_inputs[index]
+            self.setup.set_world_point(index, _metres(x.value), _metres(y.value))
+            self._refresh()
+
+    def _add_rule(self) -> None:
+        self.setup.add_rule(self.rule_kind.value)
+        self._rebuild_rules()
+        self._refresh()
+
+    def _remove_rule(self, index: int) -> None:
+        self.setup.remove_rule(index)
+        self._rebuild_rules()
+        self._refresh()
+
+    def _add_camera(self) -> None:
+        self.setup.add_camera(self.new_camera_id.value.strip(), self.new_camera_source.value.strip())
+        replace_options(self.camera_picker, self.setup.camera_ids, self.setup.camera_ids[-1])
+        self._camera_loaded()
+
+    # -- refresh after every edit ----------------------------------------------------------------
+    def _refresh(self) -> None:
+        if not self.setup:
+            return
+        problems = self.setup.problems()
+        canvas = self.setup.canvas
+        replace_options(self.shape_list, [(f"{s.key} ({t(f'canvas.kind.{s.kind}')})", s.key) for s in canvas.shapes],
+                        canvas.selected if canvas.find(canvas.selected) else None)
+        shape_problems = self.setup.shape_problems(problems)
+        self.shape_problems.value = "".join(
+            f"<div style='color:#c62828'>⚠ <b>{html.escape(k)}</b>: {html.escape('; '.join(v))}</div>"
+            for k, v in shape_problems.items())
+        for index, view in enumerate(self.rule_views):
+            view.refresh_refs()
+            view.show_problems(*self.setup.rule_problems(index, problems))
+        for prefix, form in (("", self.setup.site_form), ("retention", self.setup.retention_form),
+                             (self.setup.camera_prefix, self.setup.camera_form)):
+            view = self._form_views.get(id(form))
+            if view:
+                view.show_problems(*field_problems(problems, prefix))
+        self.problems_html.value = _problems_html(problems)
+        self.export_button.disabled = bool(problems)
+
+    def _show_diff(self) -> None:
+        try:
+            plan = self.setup.plan_export(self.exporter)
+        except (ExportError, VigieError) as exc:
+            self.export_output.value = _error_html(exc)
+            return
+        changes = "\n".join(c.describe() for c in plan.changes) or t("export.no_change")
+        self.export_output.value = (
+            f"<b>{t('export.plan', site=plan.site, revision=plan.revision, previous=plan.previous_revision or '—')}</b>"
+            f"<pre style='max-height:320px;overflow:auto'>{html.escape(changes)}</pre>"
+            f"<details><summary>YAML</summary><pre style='max-height:320px;overflow:auto'>"
+            f"{html.escape(plan.unified_diff)}</pre></details>")
+
+    def _export(self) -> None:
+        try:
+            result = self.setup.export(self.exporter, self.actor.value)
+        except (ExportError, VigieError) as exc:
+            self.export_output.value = _error_html(exc)
+            return
+        done = t("export.done", site=result.site, revision=result.revision, path=result.revision_path,
+                 sha256=result.sha256, actor=result.actor)
+        self.export_output.value = f"<span style='color:#2e7d32'>✔ {html.escape(done)}</span>"
+        self._status(t("setup.site_loaded", site=result.site, revision=result.revision))
+        self._attach(self.setup, grab=False)
+        self._show_image()
+
+
+def _metres(text: str) -> float | str | None:
+    text = (text or "").strip().replace(",", ".")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the validation says "must be a valid number" next to the calibration
+
+
+def _problems_html(problems: list[Problem]) -> str:
+    if not problems:
+        return f"<div style='color:#2e7d32'>✔ {t('setup.valid')}</div>"
+    items = "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(m)}</li>" for p, m in problems[:30])
+    more = f"<li>… {len(problems) - 30}</li>" if len(problems) > 30 else ""
+    return f"<div style='color:#c62828'><b>{t('setup.problems', count=len(problems))}</b><ul>{items}{more}</ul></div>"
+
+
+def _error_html(exc: Exception) -> str:
+    problems = getattr(exc, "problems", None) or []
+    items = "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(m)}</li>" for p, m in problems[:30])
+    return f"<div style='color:#c62828'>⚠ {html.escape(str(exc))}<ul>{items}</ul></div>"

@@ -1,0 +1,718 @@
+"""App 2, tuning by replay: a recorded clip through the production pipeline (runner.service.Runner
+in replay mode), the alert timeline over the clip, found / missed / false against expected events,
+thresholds changed in a generated form and rerun, two runs (two revisions) compared side by side.
+
+`ReplayJob` runs one replay in a background thread with progress and cancel; `TuningSession` keeps
+the runs of a session; `timeline_svg` and `comparison_html` draw them. `TuningApp` is the thin
+ipywidgets layer.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import ipywidgets as widgets
+from pydantic import ValidationError
+
+from runner.config.loading import dump_config, load_config, validation_problems
+from runner.config.site import SiteConfig
+from runner.detect import ModelPool
+from runner.errors import SourceError, VigieError
+from runner.evaluation import EventScore, LabelledEvent, load_labels, score_clip
+from runner.pipeline import RaisedAlert
+from runner.service import Runner, RunOptions
+from runner.store import Register
+from workbench import _setup_paths as paths
+from workbench.export import SiteFolder, field_diff, list_sites
+from workbench.forms import ModelForm, ModelFormView, field_problems, on_user_change, replace_options, rule_models
+from workbench.i18n import t
+
+PoolFactory = Callable[[SiteConfig, Path], Any]  # (config, folder its relative paths start from) -> ModelPool
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts")
+LABEL_TOLERANCE_S = 1.0  # the labels' own precision is ±0.5-1 s (runner.evaluation)
+_UPDATE_EVERY_S = 0.2  # progress callbacks to the UI at most this often
+TIMELINE_WIDTH = 620  # pixels, the width of the app's right column
+
+
+# -- clips ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipInfo:
+    path: Path
+    frames: int
+    fps: float
+    duration_s: float
+
+
+def clip_info(path: Path) -> ClipInfo:
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(t("tuning.clip_missing", path=path))
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise SourceError(t("tuning.clip_unreadable", path=path))
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    fps = fps if 1.0 <= fps <= 1000.0 else 25.0  # the same fallback as runner.capture
+    return ClipInfo(path, frames, fps, frames / fps if frames > 0 else 0.0)
+
+
+def list_clips(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+# -- one replay -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlertPoint:
+    t_s: float
+    kind: str
+    rule_id: str
+    score: float
+    subject: str
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    config: SiteConfig
+    camera_id: str
+    clip: Path
+    rule_id: str | None = None  # None: every enabled rule of the camera
+    label: str = ""
+    base_dir: Path = Path(".")  # the site folder: relative model paths are resolved from there
+
+
+@dataclass
+class ReplayResult:
+    number: int
+    request: ReplayRequest
+    clip: ClipInfo
+    state: str = "pending"  # pending | running | done | cancelled | failed
+    alerts: list[AlertPoint] = field(default_factory=list)
+    frames: int = 0
+    expected_frames: int = 0
+    stop_reason: str = ""
+    error: str | None = None
+    wall_s: float = 0.0
+    events: list[LabelledEvent] = field(default_factory=list)  # expected events of this clip
+    scores: dict[str, EventScore] = field(default_factory=dict)  # by rule kind, when events are given
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number} {self.request.label}".strip()
+
+    @property
+    def progress(self) -> float:
+        if self.state in ("done", "cancelled", "failed"):
+            return 1.0 if self.state == "done" else min(1.0, self.frames / max(1, self.expected_frames))
+        return min(0.99, self.frames / max(1, self.expected_frames))
+
+    def kinds(self) -> list[str]:
+        """Rule kinds this run evaluated: the chosen rule's, or those of every enabled rule."""
+        camera = self.request.config.camera(self.request.camera_id)
+        rule_id = self.request.rule_id
+        return sorted({r.kind for r in camera.rules if (r.id == rule_id if rule_id else r.enabled)})
+
+
+def focus_on_rule(config: SiteConfig, camera_id: str, rule_id: str | None) -> SiteConfig:
+    """The config with only `rule_id` enabled on that camera (every rule when None)."""
+    if rule_id is None:
+        return config
+    camera = config.camera(camera_id)
+    if rule_id not in [r.id for r in camera.rules]:
+        raise KeyError(t("tuning.unknown_rule", rule=rule_id, camera=camera_id))
+    rules = [r.model_copy(update={"enabled": r.id == rule_id}) for r in camera.rules]
+    cameras = [c.model_copy(update={"rules": rules}) if c.id == camera_id else c for c in config.cameras]
+    return config.model_copy(update={"cameras": cameras})
+
+
+def expected_processed_frames(clip: ClipInfo, process_fps: float) -> int:
+    """About how many frames the capture will hand to the pipeline (one every 1/process_fps s)."""
+    if clip.frames <= 0:
+        return 1
+    return max(1, min(clip.frames, math.ceil(clip.duration_s * min(process_fps, clip.fps))))
+
+
+class _ProgressPool:
+    """Wraps the model pool to count processed frames: every processed frame goes through a
+    detector once, with the same image for each of the camera's models. (The Runner reports no
+    per-frame progress of its own.)"""
+
+    def __init__(self, pool: Any, on_frame: Callable[[], None]):
+        self._pool = pool
+        self._on_frame = on_frame
+        self._last_image: Any = None
+
+    def get(self, name: str) -> Any:
+        return _CountingDetector(self._pool.get(name), self._seen)
+
+    def _seen(self, images: list) -> None:
+        for image in images:
+            if image is not self._last_image:
+                self._last_image = image
+                self._on_frame()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+class _CountingDetector:
+    def __init__(self, detector: Any, seen: Callable[[list], None]):
+        self._detector = detector
+        self._seen = seen
+
+    def detect(self, images: list, *args: Any, **kwargs: Any) -> Any:
+        self._seen(images)
+        return self._detector.detect(images, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._detector, name)
+
+
+class ReplayJob:
+    """One replay in a background thread; `cancel()` stops the Runner within a frame or two."""
+
+    def __init__(self, result: ReplayResult, register: Register, work_dir: Path, pool: Any,
+                 on_update: Callable[[ReplayResult], None] | None = None,
+                 on_finished: Callable[[ReplayResult], None] | None = None):
+        self.result = result
+        self.register = register
+        self.work_dir = Path(work_dir)
+        self.pool = pool
+        self.on_update = on_update or (lambda result: None)
+        self.on_finished = on_finished or (lambda result: None)
+        self._lock = threading.Lock()
+        self._runner: Runner | None = None
+        self._cancelled = False
+        self._last_update = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"replay-{result.number}", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> ReplayJob:
+        self.result.state = "running"
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._runner is not None:
+                self._runner.stop()
+
+    def wait(self, timeout_s: float | None = None) -> ReplayResult:
+        self._thread.join(timeout_s)
+        return self.result
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            summary = self._make_runner().run()
+            self.result.stop_reason = summary.stop_reason
+            error = summary.camera_errors.get(self.result.request.camera_id)
+            self.result.state = "failed" if error else "cancelled" if self._cancelled else "done"
+            self.result.error = error
+        except VigieError as exc:
+            self.result.state, self.result.error = "failed", str(exc)
+        except Exception as exc:  # shown in the app rather than lost in the thread
+            self.result.state, self.result.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.result.wall_s = time.monotonic() - started
+            self.result.scores = score_result(self.result)
+            self.on_update(self.result)
+            self.on_finished(self.result)
+
+    def _make_runner(self) -> Runner:
+        request = self.result.request
+        config = focus_on_rule(request.config, request.camera_id, request.rule_id)
+        # The replayed config is written and read back like any config, so that its sha256 in the
+        # register is the hash of real bytes (and a draft that the runner rejects fails here).
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = self.work_dir / f"{config.site}-run{self.result.number:03d}.yaml"
+        path.write_text(dump_config(config), encoding="utf-8")
+        options = RunOptions(mode="replay", camera_ids=[request.camera_id],
+                             source_override=str(Path(request.clip).resolve()), retention=False)
+        runner = Runner(load_config(path), self.register, options,
+                        pool=_ProgressPool(self.pool, self._frame_done), on_alert=self._alert)
+        with self._lock:
+            self._runner = runner
+            if self._cancelled:
+                runner.stop()
+        return runner
+
+    def _frame_done(self) -> None:
+        self.result.frames += 1
+        now = time.monotonic()
+        if now - self._last_update >= _UPDATE_EVERY_S:
+            self._last_update = now
+            self.on_update(self.result)
+
+    def _alert(self, raised: RaisedAlert) -> None:
+        record = raised.record
+        self.result.alerts.append(AlertPoint(record.t_s, record.kind, record.rule_id, record.score, record.subject))
+
+
+def score_result(result: ReplayResult, tolerance_s: float = LABEL_TOLERANCE_S) -> dict[str, EventScore]:
+    """found / missed / false per rule kind of the run, when the clip has expected events."""
+    if not result.events:
+        return {}
+    scores = {}
+    for kind in result.kinds():
+        events = [e for e in result.events if e.kind == kind]
+        times = [a.t_s for a in result.alerts if a.kind == kind]
+        scores[kind] = score_clip(times, events, tolerance_s)
+    return scores
+
+
+# -- a session of runs ------------------------------------------------------------------------------
+def default_pool_factory(config: SiteConfig, base_dir: Path) -> ModelPool:
+    return ModelPool(config, base_dir)
+
+
+class TuningSession:
+    """The runs of one tuning session; models are loaded once per distinct `models:` section."""
+
+    def __init__(self, register: Register, work_dir: Path, pool_factory: PoolFactory = default_pool_factory):
+        self.register = register
+        self.work_dir = Path(work_dir)
+        self.pool_factory = pool_factory
+        self.results: list[ReplayResult] = []
+        self._pools: dict[tuple[str, str], Any] = {}
+        self._job: ReplayJob | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None and self._job.running
+
+    def start(self, request: ReplayRequest, events: list[LabelledEvent] | None = None,
+              on_update: Callable[[ReplayResult], None] | None = None,
+              on_finished: Callable[[ReplayResult], None] | None = None) -> ReplayJob:
+        if self.busy:
+            raise RuntimeError(t("tuning.busy"))
+        request.config.camera(request.camera_id)  # KeyError on an unknown camera, before any thread
+        info = clip_info(request.clip)
+        process_fps = request.config.camera(request.camera_id).process_fps
+        clip_events = [e for e in events or [] if e.clip == Path(request.clip).name]
+        result = ReplayResult(len(self.results) + 1, request, info, events=clip_events,
+                              expected_frames=expected_processed_frames(info, process_fps))
+        self.results.append(result)
+        self._job = ReplayJob(result, self.register, self.work_dir, self._pool(request), on_update, on_finished)
+        return self._job.start()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _pool(self, request: ReplayRequest) -> Any:
+        key = (repr(sorted(request.config.model_dump(mode="json")["models"].items())), str(request.base_dir))
+        if key not in self._pools:
+            self._pools[key] = self.pool_factory(request.config, Path(request.base_dir))
+        return self._pools[key]
+
+    def result(self, number: int) -> ReplayResult:
+        return next(r for r in self.results if r.number == number)
+
+
+def read_labels(path: Path | None) -> list[LabelledEvent]:
+    """Expected events from a CSV (clip,event_type,polarity,start_s,end_s); a clear error when unreadable."""
+    if path is None or not str(path).strip():
+        return []
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(t("tuning.labels_missing", path=path))
+    try:
+        return load_labels(path)
+    except (KeyError, ValueError) as exc:
+        raise SourceError(t("tuning.labels_bad", path=path, error=exc)) from None
+
+
+# -- drawing ----------------------------------------------------------------------------------------
+_ROW_H, _LEFT, _PAD = 26, 120, 8
+_EVENT_COLORS = {"positive": "#a5d6a7", "negative": "#e0e0e0", "uncertain": "#fff59d"}
+
+
+def alert_verdict(alert: AlertPoint, events: list[LabelledEvent], tolerance_s: float = LABEL_TOLERANCE_S) -> str:
+    """found | false | uncertain for an alert against the events of its kind; 'unlabelled' without any."""
+    mine = [e for e in events if e.kind == alert.kind]
+    if not events:
+        return "unlabelled"
+    def near(e: LabelledEvent) -> bool:
+        return e.start_s - tolerance_s <= alert.t_s <= e.end_s + tolerance_s
+    if any(near(e) for e in mine if e.polarity == "positive"):
+        return "found"
+    if any(near(e) for e in mine if e.polarity == "uncertain"):
+        return "uncertain"
+    return "false"
+
+
+_VERDICT_COLORS = {"found": "#2e7d32", "false": "#c62828", "uncertain": "#f9a825", "unlabelled": "#1565c0"}
+
+
+def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
+    """One row of expected events (when any), then one row of alert ticks per run, over the clip."""
+    if not results:
+        return ""
+    duration = max([r.clip.duration_s for r in results] + [max((a.t_s for r in results for a in r.alerts), default=0)]
+                   + [e.end_s for r in results for e in r.events] + [1.0])
+    span = width - _LEFT - _PAD
+
+    def x(t_s: float) -> float:
+        return _LEFT + span * min(max(t_s, 0.0), duration) / duration
+
+    kinds = {kind for r in results for kind in r.kinds()}
+    events = [e for e in results[0].events if e.kind in kinds]
+    rows = 1 + len(results) if events else len(results)
+    height = rows * _ROW_H + 24
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='vigie-timeline' width='{width}' height='{height}' "
+             f"font-family='sans-serif' font-size='11'>"]
+    row = 0
+    if events:
+        parts.append(_row_label(row, t("tuning.expected")))
+        parts += [_event_rect(event, x(event.start_s), x(event.end_s), row * _ROW_H) for event in events]
+        row += 1
+    for result in results:
+        parts.append(_row_label(row, result.label))
+        y = row * _ROW_H
+        middle = y + _ROW_H / 2
+        parts.append(f"<line x1='{_LEFT}' x2='{width - _PAD}' y1='{middle}' y2='{middle}' stroke='#ccc'/>")
+        parts += [_alert_tick(alert, alert_verdict(alert, result.events), x(alert.t_s), y) for alert in result.alerts]
+        row += 1
+    axis_y = rows * _ROW_H + 4
+    step = _nice_step(duration)
+    tick = 0.0
+    while tick <= duration + 1e-9:
+        parts.append(f"<line x1='{x(tick):.1f}' x2='{x(tick):.1f}' y1='{axis_y - 4}' y2='{axis_y}' stroke='#666'/>"
+                     f"<text x='{x(tick):.1f}' y='{axis_y + 12}' text-anchor='middle' fill='#444'>{tick:g} s</text>")
+        tick += step
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _event_rect(event: LabelledEvent, x0: float, x1: float, top: float) -> str:
+    tip = html.escape(f"{event.kind} {event.polarity} {event.start_s:g}–{event.end_s:g} s")
+    return (f"<rect class='event {event.polarity}' x='{x0:.1f}' y='{top + 4}' width='{max(2.0, x1 - x0):.1f}' "
+            f"height='{_ROW_H - 8}' fill='{_EVENT_COLORS.get(event.polarity, '#eee')}'><title>{tip}</title></rect>")
+
+
+def _alert_tick(alert: AlertPoint, verdict: str, x: float, top: float) -> str:
+    tip = html.escape(f"{alert.t_s:.1f} s · {alert.rule_id} · {alert.kind} · {alert.score:.2f} · "
+                      f"{t(f'tuning.verdict.{verdict}')}")
+    return (f"<rect class='alert {verdict}' data-t='{alert.t_s:.2f}' x='{x - 1.5:.1f}' y='{top + 3}' width='3' "
+            f"height='{_ROW_H - 6}' fill='{_VERDICT_COLORS[verdict]}'><title>{tip}</title></rect>")
+
+
+def _row_label(row: int, text: str) -> str:
+    return (f"<text x='4' y='{row * _ROW_H + _ROW_H / 2 + 4}' fill='#222'>"
+            f"{html.escape(text if len(text) <= 18 else text[:17] + '…')}</text>")
+
+
+def _nice_step(duration: float) -> float:
+    raw = duration / 8
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+
+def scores_html(result: ReplayResult) -> str:
+    head = (f"<b>{html.escape(result.label)}</b> — {t(f'tuning.state.{result.state}')}, "
+            f"{t('tuning.summary', alerts=len(result.alerts), frames=result.frames, seconds=f'{result.wall_s:.1f}')}")
+    if result.error:
+        head += f"<div style='color:#c62828'>⚠ {html.escape(result.error)}</div>"
+    if not result.scores:
+        note = t("tuning.no_labels") if not result.events else ""
+        return f"<div>{head}<div><small>{note}</small></div></div>"
+    rows = "".join(
+        f"<tr><td><code>{kind}</code></td><td>{len(s.found)}</td><td>{len(s.missed)}</td><td>{len(s.false_alert_times_s)}</td></tr>"
+        for kind, s in result.scores.items())
+    return (f"<div>{head}<table class='vigie-scores' style='border-collapse:collapse' border='1' cellpadding='3'>"
+            f"<tr><th>{t('tuning.kind')}</th><th>{t('tuning.found')}</th><th>{t('tuning.missed')}</th>"
+            f"<th>{t('tuning.false')}</th></tr>{rows}</table></div>")
+
+
+def camera_changes(a: ReplayResult, b: ReplayResult) -> list[str]:
+    """What differs between the two runs' configs of the camera (thresholds, zones...)."""
+    camera_a = a.request.config.camera(a.request.camera_id).model_dump(mode="json")
+    camera_b = b.request.config.camera(b.request.camera_id).model_dump(mode="json")
+    changes = [c.describe() for c in field_diff(camera_a, camera_b)]
+    if a.request.config.revision != b.request.config.revision:
+        changes.insert(0, f"~ revision: {a.request.config.revision} -> {b.request.config.revision}")
+    return changes
+
+
+def comparison_html(a: ReplayResult, b: ReplayResult, width: int = 760) -> str:
+    """Alerts of run A and run B on one timeline, their counts side by side ("A → B"), and what differs."""
+    warning = "" if Path(a.request.clip).name == Path(b.request.clip).name else \
+        f"<div style='color:#c62828'>⚠ {t('tuning.different_clips')}</div>"
+    changes = camera_changes(a, b)
+    change_text = html.escape("\n".join(changes) if changes else t("tuning.same_config"))
+    return (f"<div class='vigie-comparison'>{warning}{timeline_svg([a, b], width)}{_side_by_side(a, b)}"
+            f"<b>{t('tuning.config_changes')}</b><pre>{change_text}</pre></div>")
+
+
+def _side_by_side(a: ReplayResult, b: ReplayResult) -> str:
+    def counts(result: ReplayResult, kind: str) -> list[str]:
+        alerts = str(sum(1 for alert in result.alerts if alert.kind == kind))
+        score = result.scores.get(kind)
+        if score is None:
+            return [alerts, "–", "–", "–"]
+        return [alerts, str(len(score.found)), str(len(score.missed)), str(len(score.false_alert_times_s))]
+
+    header = "".join(f"<th>{t(k)}</th>" for k in ("tuning.kind", "tuning.alerts", "tuning.found", "tuning.missed",
+                                                    "tuning.false"))
+    rows = ""
+    for kind in sorted(set(a.kinds()) | set(b.kinds())):
+        cells = "".join(f"<td>{x} → {y}</td>" for x, y in zip(counts(a, kind), counts(b, kind), strict=True))
+        rows += f"<tr><td><code>{kind}</code></td>{cells}</tr>"
+    return (f"<p><b>A</b> = {html.escape(a.label)} · <b>B</b> = {html.escape(b.label)}</p>"
+            f"<table class='vigie-compare-table' style='border-collapse:collapse' border='1' cellpadding='3'>"
+            f"<tr>{header}</tr>{rows}</table>")
+
+
+# -- the app ----------------------------------------------------------------------------------------
+class TuningApp:
+    """ipywidgets over TuningSession: the notebook does `TuningApp.from_env().display()`."""
+
+    def __init__(self, zones_dir: Path, register_path: Path, clips_dir: Path, labels_path: Path | None,
+                 work_dir: Path, pool_factory: PoolFactory = default_pool_factory, site: str | None = None):
+        self.zones_dir = Path(zones_dir)
+        self.clips_dir = Path(clips_dir)
+        self.session = TuningSession(Register(register_path), work_dir, pool_factory)
+        self.config: SiteConfig | None = None  # the revision chosen as the starting point
+        self.base_dir = self.zones_dir
+        self.rule_form: ModelForm | None = None
+        self.rule_view: ModelFormView | None = None
+        self._build_widgets(labels_path)
+        sites = list_sites(self.zones_dir)
+        if sites:
+            chosen = site if site in sites else sites[0]
+            replace_options(self.site_picker, sites, chosen)
+            self._open_site(chosen)
+        else:
+            self._status(t("setup.no_site", zones=self.zones_dir), error=True)
+
+    @classmethod
+    def from_env(cls) -> TuningApp:
+        labels = paths.labels_csv()
+        return cls(paths.zones_dir(), paths.tuning_register_path(), paths.clips_dir(),
+                   labels if labels.is_file() else None, paths.tuning_register_path().parent / "tuning",
+                   site=os.environ.get("VIGIE_SITE") or None)
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def _build_widgets(self, labels_path: Path | None) -> None:
+        wide = widgets.Layout(width="580px")
+        self.site_picker = widgets.Dropdown(description=t("setup.site"))
+        self.site_picker.add_class("vigie-site")
+        self.revision_picker = widgets.Dropdown(description=t("tuning.revision"))
+        self.camera_picker = widgets.Dropdown(description=t("setup.camera"))
+        self.rule_picker = widgets.Dropdown(description=t("tuning.rule"))
+        self.clip_picker = widgets.Combobox(description=t("tuning.clip"), ensure_option=False, layout=wide,
+                                            placeholder=t("tuning.clip_placeholder"), style={"description_width": "110px"})
+        self.clip_picker.add_class("vigie-clip")
+        self.labels_path = widgets.Text(value=str(labels_path or ""), description=t("tuning.labels"), layout=wide,
+                                        style={"description_width": "110px"})
+        self.labels_path.add_class("vigie-labels")
+        self.run_button = widgets.Button(description=t("tuning.run"), icon="play", button_style="primary")
+        self.run_button.add_class("vigie-run")
+        self.cancel_button = widgets.Button(description=t("tuning.cancel"), icon="stop", disabled=True)
+        self.cancel_button.add_class("vigie-cancel")
+        self.progress = widgets.FloatProgress(min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="300px"))
+        self.status = widgets.HTML()
+        # The thresholds scroll in their own box, so that the run controls and results stay in view.
+        self.form_box = widgets.VBox(layout=widgets.Layout(max_height="430px", overflow_y="auto", width="600px"))
+        self.timeline = widgets.HTML()
+        self.timeline.add_class("vigie-timeline-box")
+        self.scores = widgets.HTML()
+        self.scores.add_class("vigie-scores-box")
+        self.run_a = widgets.Dropdown(description="A")
+        self.run_b = widgets.Dropdown(description="B")
+        self.compare_button = widgets.Button(description=t("tuning.compare"), icon="columns")
+        self.compare_button.add_class("vigie-compare")
+        self.comparison = widgets.HTML()
+        on_user_change(self.site_picker, self._open_site)
+        on_user_change(self.revision_picker, self._open_revision)
+        on_user_change(self.camera_picker, self._open_camera)
+        on_user_change(self.rule_picker, self._open_rule)
+        self.run_button.on_click(lambda _: self._run())
+        self.cancel_button.on_click(lambda _: self.session.cancel())
+        self.compare_button.on_click(lambda _: self._compare())
+        narrow = widgets.Layout(width="290px")
+        for picker in (self.site_picker, self.revision_picker, self.camera_picker, self.rule_picker):
+            picker.layout = narrow
+        left = widgets.VBox([
+            widgets.HBox([self.site_picker, self.revision_picker]),
+            widgets.HBox([self.camera_picker, self.rule_picker]),
+            self.clip_picker, self.labels_path,
+            widgets.HTML(f"<b>{t('tuning.thresholds')}</b>"), self.form_box,
+        ], layout=widgets.Layout(width="610px"))
+        right = widgets.VBox([
+            widgets.HBox([self.run_button, self.cancel_button, self.progress]), self.status,
+            self.timeline, self.scores,
+            widgets.HTML(f"<h3>{t('tuning.comparison')}</h3>"),
+            widgets.HBox([self.run_a, self.run_b, self.compare_button]), self.comparison,
+        ], layout=widgets.Layout(width="640px", margin="0 0 0 16px"))
+        for picker in (self.run_a, self.run_b):
+            picker.layout = widgets.Layout(width="240px")
+        self.widget = widgets.VBox([widgets.HTML(f"<h2>{t('tuning.title')}</h2>"), widgets.HBox([left, right])])
+        self.widget.add_class("vigie-tuning")
+
+    def _status(self, message: str, error: bool = False) -> None:
+        color = "#c62828" if error else "#2e7d32"
+        self.status.value = f"<span style='color:{color}'>{html.escape(message)}</span>" if message else ""
+
+    # -- choices ---------------------------------------------------------------------------------
+    def _open_site(self, site: str | None) -> None:
+        if not site:
+            return
+        folder = SiteFolder(self.zones_dir, site)
+        self.base_dir = folder.dir
+        options = [(t("tuning.current", revision="?"), folder.current_path)]
+        try:
+            current = folder.current()
+            options = [(t("tuning.current", revision=current.config.revision), folder.current_path)]
+        except VigieError as exc:
+            self._status(str(exc), error=True)
+        options += [(r.path.name, r.path) for r in reversed(folder.revisions())]
+        replace_options(self.revision_picker, options, folder.current_path)
+        self._open_revision(folder.current_path)
+
+    def _open_revision(self, path: Path | None) -> None:
+        if path is None:
+            return
+        try:
+            self.config = load_config(path).config
+        except VigieError as exc:
+            self._status(str(exc), error=True)
+            return
+        cameras = [c.id for c in self.config.cameras]
+        keep = self.camera_picker.value if self.camera_picker.value in cameras else cameras[0]
+        replace_options(self.camera_picker, cameras, keep)
+        self._open_camera(keep)
+
+    def _open_camera(self, camera_id: str | None) -> None:
+        if not camera_id or self.config is None:
+            return
+        camera = self.config.camera(camera_id)
+        rules = [(t("tuning.all_rules"), None)] + [(f"{r.id} ({r.kind})", r.id) for r in camera.rules]
+        keep = self.rule_picker.value if self.rule_picker.value in [r.id for r in camera.rules] else (
+            camera.rules[0].id if camera.rules else None)
+        replace_options(self.rule_picker, rules, keep)
+        clips = [str(p) for p in list_clips(self.clips_dir)]
+        source = self.base_dir / camera.source
+        if "${" not in camera.source and source.is_file():
+            clips.insert(0, str(source))
+        self.clip_picker.options = clips
+        if not self.clip_picker.value and clips:
+            self.clip_picker.value = clips[0]
+        self._open_rule(keep)
+
+    def _open_rule(self, rule_id: str | None) -> None:
+        if self.config is None or self.camera_picker.value is None:
+            return
+        camera = self.config.camera(self.camera_picker.value)
+        rule = next((r for r in camera.rules if r.id == rule_id), None)
+        if rule is None:
+            self.rule_form, self.rule_view = None, None
+            self.form_box.children = [widgets.HTML(f"<small>{t('tuning.pick_rule')}</small>")]
+            return
+        self.rule_form = ModelForm(rule_models()[rule.kind], rule.model_dump(mode="json"))
+        shapes = {"zone": [z.id for z in camera.zones], "line": [ln.id for ln in camera.lines]}
+        self.rule_view = ModelFormView(self.rule_form, self._form_changed, lambda kind: shapes.get(kind, []))
+        self.form_box.children = [self.rule_view.widget]
+        self._form_changed()
+
+    # -- runs ------------------------------------------------------------------------------------
+    def draft(self) -> tuple[SiteConfig | None, list[tuple[str, str]]]:
+        """The chosen revision with the rule form's values; (None, problems) when invalid."""
+        if self.config is None:
+            return None, [("", t("tuning.no_config"))]
+        if self.rule_form is None:
+            return self.config, []
+        data = self.config.model_dump(mode="json")
+        camera_index, rule_index = self._rule_position()
+        data["cameras"][camera_index]["rules"][rule_index] = dict(self.rule_form.values)
+        problems = [(f"{self._rule_prefix()}.{name}", m) for name, m in self.rule_form.input_errors.items()]
+        try:
+            config = SiteConfig.model_validate(data)
+        except ValidationError as exc:
+            return None, problems + validation_problems(exc)
+        return (None if problems else config), problems
+
+    def _rule_position(self) -> tuple[int, int]:
+        camera_index = [c.id for c in self.config.cameras].index(self.camera_picker.value)
+        rule_ids = [r.id for r in self.config.cameras[camera_index].rules]
+        return camera_index, rule_ids.index(self.rule_picker.value)
+
+    def _rule_prefix(self) -> str:
+        camera_index, rule_index = self._rule_position()
+        return f"cameras[{camera_index}].rules[{rule_index}]"
+
+    def _form_changed(self) -> None:
+        config, problems = self.draft()
+        if self.rule_view is not None:
+            self.rule_view.show_problems(*field_problems(problems, self._rule_prefix()))
+        self.run_button.disabled = config is None or self.session.busy
+
+    def _run(self) -> None:
+        config, problems = self.draft()
+        if config is None:
+            self._status(problems[0][1] if problems else t("tuning.no_config"), error=True)
+            return
+        try:
+            events = read_labels(Path(self.labels_path.value) if self.labels_path.value.strip() else None)
+            edited = config != self.config
+            label = f"r{config.revision}{'*' if edited else ''} {self.rule_picker.value or t('tuning.all_rules')}"
+            request = ReplayRequest(config, self.camera_picker.value, Path(self.clip_picker.value.strip()),
+                                    self.rule_picker.value, label, self.base_dir)
+            self.session.start(request, events, on_update=self._update, on_finished=self._finished)
+        except (VigieError, KeyError, RuntimeError, ValueError) as exc:
+            self._status(str(exc).strip("'\""), error=True)
+            return
+        self.run_button.disabled, self.cancel_button.disabled = True, False
+        self.progress.value = 0.0
+        self._status(t("tuning.running", clip=Path(self.clip_picker.value).name))
+
+    def _update(self, result: ReplayResult) -> None:  # called from the replay thread
+        self.progress.value = result.progress
+        self.status.value = html.escape(t("tuning.progress", frames=result.frames, expected=result.expected_frames,
+                                          alerts=len(result.alerts)))
+
+    def _finished(self, result: ReplayResult) -> None:  # called from the replay thread
+        self.run_button.disabled, self.cancel_button.disabled = False, True
+        self._status(t(f"tuning.state.{result.state}") + (f": {result.error}" if result.error else ""),
+                     error=result.state == "failed")
+        self.timeline.value = timeline_svg([result], width=TIMELINE_WIDTH)
+        self.scores.value = scores_html(result)
+        options = [(r.label, r.number) for r in self.session.results if r.state in ("done", "cancelled")]
+        values = [number for _, number in options]
+        for picker, fallback in ((self.run_a, values[-2:-1]), (self.run_b, values[-1:])):
+            # The newest two runs by default: the usual question is "did my last change help?"
+            replace_options(picker, options, fallback[0] if fallback else None)
+
+    def _compare(self) -> None:
+        if self.run_a.value is None or self.run_b.value is None:
+            self.comparison.value = f"<small>{t('tuning.pick_two')}</small>"
+            return
+        self.comparison.value = comparison_html(self.session.result(self.run_a.value),
+                                                self.session.result(self.run_b.value), TIMELINE_WIDTH)
