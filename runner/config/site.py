@@ -119,8 +119,8 @@ class Zone(Frozen):
 
 class Line(Frozen):
     id: Slug
-    start: NormPoint
-    end: NormPoint
+    start: NormPoint = Field(description="First end of the tripwire (normalised); crossing sides are seen from here.")
+    end: NormPoint = Field(description="Second end of the tripwire (normalised).")
 
     @model_validator(mode="after")
     def _distinct(self) -> Line:
@@ -159,17 +159,19 @@ class Camera(Frozen):
     source: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
         description="Video file path or rtsp:// URL. ${ENV} placeholders keep credentials out of the file."
     )
-    enabled: bool = True
+    enabled: bool = Field(True, description="A disabled camera is kept in the config but not analysed.")
     process_fps: float = Field(5.0, ge=0.2, le=30.0, description="Frames analysed per second (the rest are skipped undecoded).")
     loop: bool = Field(False, description="Replay a file source from the start when it ends (tests, demos).")
     privacy_masks: list[Polygon] = Field(
         [], max_length=64, description="Polygons blanked before analysis and in every stored image (windows, doorways)."
     )
-    calibration: Calibration | None = None
-    tracking: Tracking = Tracking()
-    zones: list[Zone] = Field([], max_length=64)
-    lines: list[Line] = Field([], max_length=64)
-    rules: list[RuleConfig] = Field([], max_length=64)
+    calibration: Calibration | None = Field(
+        None, description="Ground-plane calibration (four image points and their positions in metres), for densities."
+    )
+    tracking: Tracking = Field(Tracking(), description="Tracker settings.")
+    zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")
+    lines: list[Line] = Field([], max_length=64, description="Tripwires the rules refer to by id.")
+    rules: list[RuleConfig] = Field([], max_length=64, description="The event rules evaluated on this camera.")
 
     def find_zone(self, zone_id: str) -> Zone | None:
         return next((z for z in self.zones if z.id == zone_id), None)
@@ -233,10 +235,12 @@ class SiteConfig(Frozen):
         description="design: alerts are tests and reach nobody; operational: needs an authorisation."
     )
     timezone: str = Field("Europe/Paris", description="Site time zone (IANA name), for active hours and reports.")
-    authorization: Authorization | None = None
-    retention: Retention = Retention()
+    authorization: Authorization | None = Field(
+        None, description="Prefectoral authorisation; required in the operational phase."
+    )
+    retention: Retention = Field(Retention(), description="How long images and records are kept (legal caps 30 / 365 days).")
     models: dict[Slug, ModelSpec] = Field(min_length=1, max_length=16, description="Detectors by name.")
-    cameras: list[Camera] = Field(min_length=1, max_length=256)
+    cameras: list[Camera] = Field(min_length=1, max_length=256, description="The site's cameras.")
 
     @field_validator("timezone")
     @classmethod

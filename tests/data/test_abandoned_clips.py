@@ -2,7 +2,7 @@
 
 Site: zones/eval-abandoned/site.yaml (COCO YOLO11n INT8 OpenVINO, abandon_s = 10 s so that an
 abandonment fits in the clips, every other threshold at its default). The ABODA clip has no row in
-the shared events.csv; its window comes from zones/eval-abandoned/labels.csv (how it was established
+the shared events.csv; its window comes from bench/labels/extra_events.csv (how it was established
 is written there).
 """
 
@@ -20,7 +20,7 @@ from runner.store import Register
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "zones" / "eval-abandoned" / "site.yaml"
-EXTRA_LABELS = ROOT / "zones" / "eval-abandoned" / "labels.csv"
+EXTRA_LABELS = ROOT / "bench" / "labels" / "extra_events.csv"
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 

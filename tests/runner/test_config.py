@@ -440,3 +440,14 @@ def test_redact(text, expected) -> None:
     assert redact(text) == expected
     for secret in ("s3cr3t", "p@ss", "pa/ss", "ghp_abcdef", "abc123", "K1", "T2", "S3", "pw2"):
         assert secret not in redact(text)
+
+
+def test_the_config_reference_in_docs_is_current() -> None:
+    # docs/config_reference.md is generated from the models: regenerate it when a field changes
+    # (python -m runner.config.reference > docs/config_reference.md).
+    from pathlib import Path
+
+    from runner.config.reference import render
+
+    reference = Path(__file__).resolve().parents[2] / "docs" / "config_reference.md"
+    assert reference.read_text(encoding="utf-8") == render()

@@ -57,3 +57,10 @@ def test_eval_without_labels_is_a_clear_error(tmp_path, capsys):
     code = main(["eval", "zones/eval/site.yaml", "--labels", str(tmp_path / "none.csv")])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"vigie: labels file not found: {tmp_path / 'none.csv'} (set VIGIE_SHARED_DATA or pass --labels)"
+
+
+def test_touching_windows_are_one_event():
+    # UR Fall labels the falling transition (2.73-3.70 s) and the lying phase (3.73-5.30 s) apart.
+    score = score_clip([4.8], [ev(2.73, 3.70), ev(3.73, 5.30), ev(24.3, 24.8)], tolerance_s=1.0)
+    assert [(e.start_s, e.end_s) for e in score.found] == [(2.73, 5.30)]
+    assert [(e.start_s, e.end_s) for e in score.missed] == [(24.3, 24.8)]
