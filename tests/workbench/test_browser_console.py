@@ -83,7 +83,9 @@ def test_serve_prints_the_url_with_a_generated_token_and_keeps_it_off_the_comman
 
 
 def test_make_workbench_runs_the_same_command_as_the_tests():
-    result = subprocess.run(["make", "-n", "workbench"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # --no-print-directory: under `make test` this make is nested and would add "Leaving directory" lines.
+    result = subprocess.run(["make", "-n", "--no-print-directory", "workbench"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
     recipe = result.stdout.strip().splitlines()[-1]
     assert recipe.startswith(".venv/bin/python -m workbench.serve")  # what the server fixture runs
 
