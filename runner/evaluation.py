@@ -133,6 +133,7 @@ def evaluate_site(loaded, labels: list[LabelledEvent], register, camera_ids: lis
     from runner.config.loading import expand_env
     from runner.capture import resolve_source
     from runner.detect import ModelPool
+    from runner.errors import SourceError
     from runner.service import Runner, RunOptions
 
     pool = ModelPool(loaded.config, loaded.base_dir)  # models loaded once for the whole site
@@ -146,7 +147,7 @@ def evaluate_site(loaded, labels: list[LabelledEvent], register, camera_ids: lis
             progress(f"{loaded.config.site}/{camera.id}: {clip}")
         summary = Runner(loaded, register, RunOptions(mode="replay", camera_ids=[camera.id]), pool=pool).run()
         if summary.camera_errors:
-            raise RuntimeError(next(iter(summary.camera_errors.values())))
+            raise SourceError(next(iter(summary.camera_errors.values())))
         duration = clip_duration_s(source)
         for kind in sorted({r.kind for r in camera.rules if r.enabled}):
             events = [e for e in labels if e.clip == clip and e.kind == kind]

@@ -248,7 +248,8 @@ class CameraPipeline:
         """(JPEG, None), or (None, why) when the image could not be made: that never costs the alert."""
         try:
             rule_cfg = next(r for r in self.camera.rules if r.id == candidate.rule_id)
-            zones = [self.camera.zone(z) for z in rule_cfg.zone_refs().values()]
+            # The zone the rule watches, not its exclusion zones, is drawn around the alert.
+            zones = [self.camera.zone(z) for field, z in rule_cfg.zone_refs().items() if not field.startswith("exclude")]
             lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
             arrows = [(_centroid(z.polygon), z.direction) for z in zones if z.direction is not None]
             label = f"{candidate.kind} {candidate.score:.2f}"

@@ -150,11 +150,6 @@ class AbandonedObjectConfig(RuleConfig):
             raise ConfigProblems(problems)
         return self
 
-    def zone_refs(self) -> dict[str, str]:
-        refs = {"zone": self.zone} if self.zone else {}
-        refs.update({f"exclude_zones[{i}]": z for i, z in enumerate(self.exclude_zones)})
-        return refs
-
     def required_labels(self) -> frozenset[str]:
         return frozenset(self.labels) | frozenset(self.person_labels)
 

@@ -51,9 +51,12 @@ class RuleConfig(Frozen):
     )
 
     def zone_refs(self) -> dict[str, str]:
-        """Field name -> zone id, for every zone this rule reads (checked against the camera)."""
+        """Field path -> zone id, for every zone this rule reads (`zone`, `exclude_zones[i]`), checked
+        against the camera's zones."""
         zone = getattr(self, "zone", None)
-        return {"zone": zone} if zone else {}
+        refs = {"zone": zone} if zone else {}
+        refs.update({f"exclude_zones[{i}]": z for i, z in enumerate(getattr(self, "exclude_zones", None) or ())})
+        return refs
 
     def line_refs(self) -> dict[str, str]:
         line = getattr(self, "line", None)

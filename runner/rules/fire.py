@@ -113,11 +113,6 @@ class FireConfig(RuleConfig):
             raise ConfigProblems([("min_hit_frames", f"must be at most window_frames ({self.window_frames})")])
         return self
 
-    def zone_refs(self) -> dict[str, str]:
-        refs = {"zone": self.zone} if self.zone else {}
-        refs.update({f"exclude_zones[{i}]": z for i, z in enumerate(self.exclude_zones)})
-        return refs
-
     def required_labels(self) -> frozenset[str]:
         return frozenset(self.labels) | (frozenset(self.smoke_labels) if self.smoke else frozenset())
 

@@ -64,3 +64,14 @@ def test_touching_windows_are_one_event():
     score = score_clip([4.8], [ev(2.73, 3.70), ev(3.73, 5.30), ev(24.3, 24.8)], tolerance_s=1.0)
     assert [(e.start_s, e.end_s) for e in score.found] == [(2.73, 5.30)]
     assert [(e.start_s, e.end_s) for e in score.missed] == [(24.3, 24.8)]
+
+
+def test_eval_with_a_missing_clip_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    labels = tmp_path / "events.csv"
+    labels.write_text("clip,event_type,polarity,start_s,end_s,gt_source,notes\n")
+    monkeypatch.setenv("VIGIE_SHARED_DATA", str(tmp_path / "absent"))
+    # The fall site's models come from wheels, so the first thing missing is the clip itself.
+    code = main(["eval", "zones/eval-fall/site.yaml", "--camera", "room", "--labels", str(labels)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 4
+    assert err == f"vigie: camera room: source file not found: {tmp_path}/absent/clips/fall_eikesan_video_sit_then_fall_room.mp4"
