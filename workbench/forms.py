@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from runner.rules.registry import RULES
+from workbench.export import list_sites
 from workbench.i18n import t
 
 NUMBER, INTEGER, BOOLEAN, CHOICE, TEXT, TAGS, YAML = "number", "integer", "boolean", "choice", "text", "tags", "yaml"
@@ -385,3 +386,15 @@ class ModelFormView:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def open_first_site(app: Any, zones_dir, site: str | None) -> None:
+    """Fill `app.site_picker` with the sites of `zones_dir` and open `site` (else the first one);
+    with no site at all, say so in the app's status line. Shared by the setup and tuning apps."""
+    sites = list_sites(zones_dir)
+    if not sites:
+        app._status(t("setup.no_site", zones=zones_dir), error=True)
+        return
+    chosen = site if site in sites else sites[0]
+    replace_options(app.site_picker, sites, chosen)
+    app._open_site(chosen)

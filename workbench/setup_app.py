@@ -29,7 +29,7 @@ from runner.privacy import PrivacyMasker
 from runner.store import Register
 from workbench import _setup_paths as paths
 from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
-from workbench.export import ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder, list_sites
+from workbench.export import ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder
 from workbench.forms import (
     LINE,
     LINES,
@@ -40,6 +40,7 @@ from workbench.forms import (
     field_problems,
     new_rule,
     on_user_change,
+    open_first_site,
     replace_options,
     rule_models,
 )
@@ -328,13 +329,7 @@ class CameraSetupApp:
         self.rule_views: list[ModelFormView] = []
         self._form_views: dict[int, ModelFormView] = {}
         self._build_widgets()
-        sites = list_sites(self.zones_dir)
-        if sites:
-            chosen = site if site in sites else sites[0]
-            replace_options(self.site_picker, sites, chosen)
-            self._open_site(chosen)
-        else:
-            self._status(t("setup.no_site", zones=self.zones_dir), error=True)
+        open_first_site(self, self.zones_dir, site)
 
     @classmethod
     def from_env(cls) -> CameraSetupApp:

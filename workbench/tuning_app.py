@@ -32,8 +32,8 @@ from runner.pipeline import RaisedAlert
 from runner.service import Runner, RunOptions
 from runner.store import Register
 from workbench import _setup_paths as paths
-from workbench.export import SiteFolder, field_diff, list_sites
-from workbench.forms import ModelForm, ModelFormView, field_problems, on_user_change, replace_options, rule_models
+from workbench.export import SiteFolder, field_diff
+from workbench.forms import ModelForm, ModelFormView, field_problems, on_user_change, open_first_site, replace_options, rule_models
 from workbench.i18n import t
 
 PoolFactory = Callable[[SiteConfig, Path], Any]  # (config, folder its relative paths start from) -> ModelPool
@@ -496,13 +496,7 @@ class TuningApp:
         self.rule_form: ModelForm | None = None
         self.rule_view: ModelFormView | None = None
         self._build_widgets(labels_path)
-        sites = list_sites(self.zones_dir)
-        if sites:
-            chosen = site if site in sites else sites[0]
-            replace_options(self.site_picker, sites, chosen)
-            self._open_site(chosen)
-        else:
-            self._status(t("setup.no_site", zones=self.zones_dir), error=True)
+        open_first_site(self, self.zones_dir, site)
 
     @classmethod
     def from_env(cls) -> TuningApp:
