@@ -36,6 +36,9 @@ class Frame:
     t_s: float  # stream time, seconds, monotonic for the camera
     wall_time: datetime  # aware UTC time the frame stands for
     image: np.ndarray  # BGR
+    # When the frame came out of the source (time.monotonic), for the alert latency: set at construction,
+    # which the capture loop does right after retrieving the image.
+    read_mono: float = field(default_factory=time.monotonic, compare=False, repr=False)
 
 
 def is_stream(uri: str) -> bool:
@@ -113,6 +116,7 @@ class VideoSource:
         self.monotonic = monotonic  # injectable: tests drive stream time and backoff without sleeping
         self.frames_read = 0
         self.frames_bad = 0
+        self.decode_s = 0.0  # cumulative grab + retrieve time (for a stream it includes waiting for frames)
         self.restarts = 0  # loops of a file / reconnects of a stream: the pipeline resets its state
         self._degraded_since: float | None = None
 
@@ -159,6 +163,13 @@ class VideoSource:
         return None
 
     # -- reading -------------------------------------------------------------------------------
+    def _timed(self, call):
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.decode_s += time.perf_counter() - started
+
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
         stop = stop or threading.Event()
         if self.stream:
@@ -177,7 +188,7 @@ class VideoSource:
             next_due_s, frame_no, last_t = t_offset_s, -1, t_offset_s
             try:
                 while not stop.is_set():
-                    if not cap.grab():
+                    if not self._timed(cap.grab):
                         break
                     frame_no += 1
                     self.frames_read += 1
@@ -186,7 +197,7 @@ class VideoSource:
                     if t_s < next_due_s - 0.5 / fps:
                         continue
                     next_due_s = max(next_due_s + self.period_s, t_s + 0.5 / fps)
-                    ok, image = cap.retrieve()
+                    ok, image = self._timed(cap.retrieve)
                     if not ok or image is None or image.size == 0:
                         self.frames_bad += 1
                         continue
@@ -222,7 +233,7 @@ class VideoSource:
             try:
                 while not stop.is_set():
                     try:
-                        grabbed = cap.grab()
+                        grabbed = self._timed(cap.grab)
                     except Exception as exc:  # a decoder error is an outage like any other
                         grabbed, reason = False, f"read error ({type(exc).__name__})"
                     else:
@@ -230,6 +241,12 @@ class VideoSource:
                     if not grabbed:
                         break
                     now = self.monotonic()
+                    if now - last_frame_mono > self.stall_timeout_s:
+                        # FFmpeg's read timeout fired inside grab(), which may still hand back a frame its
+                        # decoder held; the connection is dead by then: reconnect now rather than after
+                        # two or three more timeouts.
+                        reason = f"stream stalled ({now - last_frame_mono:.1f} s without frames)"
+                        break
                     self._mark_recovered()
                     self.backoff.reset()
                     index += 1
@@ -243,15 +260,13 @@ class VideoSource:
                         pts_offset += last_t - t_s + 1e-3
                         t_s = last_t + 1e-3
                     last_t = t_s
-                    if now - last_frame_mono > self.stall_timeout_s:
-                        log.warning("camera %s: %.1f s without frames", self.camera_id, now - last_frame_mono)
                     last_frame_mono = now
                     if t_s < next_due_s - _DUE_TOLERANCE_S:
                         continue
                     # Keep the average rate; after a gap (first frame, outage) restart the schedule here.
                     late = t_s - next_due_s > self.period_s
                     next_due_s = t_s + self.period_s if late else next_due_s + self.period_s
-                    ok, image = cap.retrieve()
+                    ok, image = self._timed(cap.retrieve)
                     if not ok or image is None or image.size == 0:
                         self.frames_bad += 1
                         continue
@@ -262,5 +277,6 @@ class VideoSource:
                 cap.release()
             self.restarts += 1
             self._mark_degraded(reason)
-            log.warning("camera %s: %s, reconnecting", self.camera_id, reason)
-            stop.wait(self.backoff.next_delay())
+            delay = self.backoff.next_delay()
+            log.warning("camera %s: %s, reconnecting in %.2f s", self.camera_id, reason, delay)
+            stop.wait(delay)

@@ -16,22 +16,22 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
+from runner.accelerate import (
+    Runtime, choose_runtime, forget, inference_threads, openvino_config, quiet_ultralytics, recompile_openvino,
+)
 from runner.config.site import ModelSpec, SiteConfig
 from runner.errors import ModelError
 from runner.modelref import PACKAGE_PREFIX, ResolvedModel, package_file, resolve_weights
 
 log = logging.getLogger(__name__)
-_torch_threads_set = False
 
 
 def _use_all_cores() -> None:
-    # Ultralytics sets torch to one thread on a 2-core machine (~1.7-2x slower): undo that once.
-    global _torch_threads_set
-    if not _torch_threads_set:
-        import torch
+    # Ultralytics sets torch to one thread on a 2-core machine (~1.7-2x slower): undo that (every core,
+    # or $VIGIE_INFER_THREADS). Set on each load: importing Ultralytics again could have reset it.
+    import torch
 
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
-        _torch_threads_set = True
+    torch.set_num_threads(inference_threads())
 
 
 @dataclass
@@ -42,29 +42,71 @@ class Detector:
     model: object
     names: dict[int, str]
     device: str = "cpu"
+    runtime: Runtime | None = None  # None: the weights as resolved, fp32
+    max_batch: int = 16  # frames per inference call in detect_many
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # Ultralytics predictors are not thread-safe
+        self._threads_restored = False
 
     @property
     def has_keypoints(self) -> bool:
         return getattr(self.model, "task", None) == "pose"
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.backend if self.runtime else self.resolved.backend
 
     def class_ids(self, labels: Iterable[str]) -> list[int]:
         wanted = set(labels)
         return [i for i, n in self.names.items() if n in wanted]
 
     def detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
-        classes = self.class_ids(labels) if labels is not None else None
-        if classes is not None and not classes:
-            return [empty_detections() for _ in images]
+        """Detections of `labels` (all classes when None) in each image."""
+        labels = None if labels is None else frozenset(labels)
+        return self.detect_many(images, [labels] * len(images))
+
+    def detect_many(self, images: list[np.ndarray], labels_per_image: list[Iterable[str] | None]) -> list[sv.Detections]:
+        """Detections for frames of several cameras, each filtered to its own labels (None = all classes).
+
+        Frames of the same shape go through one batched inference (at most `max_batch` per call), so each
+        keeps its smallest letterbox rectangle (Ultralytics squares a batch of mixed shapes); frames whose
+        labels this model does not provide are not run at all. Returns one `sv.Detections` per image, in
+        order. Thread-safe (one inference at a time per model). On 2 CPU cores a batch costs about the
+        same per frame as single calls; on a GPU batching is what scales to many cameras.
+        """
+        if len(images) != len(labels_per_image):
+            raise ValueError("detect_many: one labels entry per image")
+        wanted = [None if labels is None else set(self.class_ids(labels)) for labels in labels_per_image]
+        out: list[sv.Detections] = [empty_detections() for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, (image, ids) in enumerate(zip(images, wanted)):
+            if ids is None or ids:
+                groups.setdefault(image.shape, []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start:start + self.max_batch]
+                chunk_ids = [wanted[i] for i in chunk]
+                classes = None if any(ids is None for ids in chunk_ids) else sorted(set().union(*chunk_ids))
+                for index, result in zip(chunk, self._predict([images[i] for i in chunk], classes)):
+                    out[index] = self._to_detections(result, wanted[index])
+        return out
+
+    def _predict(self, images: list[np.ndarray], classes: list[int] | None) -> list:
+        options = {"half": True} if self.runtime and self.runtime.half else {}
         with self._lock:
             results = self.model.predict(  # type: ignore[attr-defined]
-                images, imgsz=self.spec.imgsz, conf=self.spec.conf, classes=classes, device=self.device, verbose=False
+                images, imgsz=self.spec.imgsz, conf=self.spec.conf, classes=classes, device=self.device, verbose=False,
+                **options,
             )
-        return [self._to_detections(r) for r in results]
+            if not self._threads_restored:
+                # The first predict builds Ultralytics' predictor, whose select_device() sets torch back to
+                # cpu_count-1 threads (1 here): restore ours once it has.
+                _use_all_cores()
+                self._threads_restored = True
+            return results
 
-    def _to_detections(self, result) -> sv.Detections:
+    def _to_detections(self, result, class_ids: set[int] | None = None) -> sv.Detections:
         detections = sv.Detections.from_ultralytics(result)
         detections.data["model"] = np.full(len(detections), self.name, dtype=object)
         keypoints = getattr(result, "keypoints", None)
@@ -72,6 +114,8 @@ class Detector:
             detections.data["keypoints"] = keypoints.data.cpu().numpy().astype(np.float32)
         if "class_name" not in detections.data:
             detections.data["class_name"] = np.array([self.names[int(c)] for c in detections.class_id], dtype=object)
+        if class_ids is not None and len(detections):
+            detections = detections[np.isin(detections.class_id, sorted(class_ids))]
         return detections
 
 
@@ -127,23 +171,47 @@ def load_custom_layers(name: str, reference: str, base_dir=None) -> None:
 
 
 def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str = "cpu", base_dir=None) -> Detector:
+    """Load a model once, in the runtime `choose_runtime` picks (see runner/accelerate.py)."""
     _use_all_cores()
-    from ultralytics import YOLO
-
-    if spec.custom_layers:
+    if spec.custom_layers:  # before any unpickling, the export included
         load_custom_layers(name, spec.custom_layers, base_dir)
+    runtime = choose_runtime(name, spec, resolved, device)
     try:
-        model = YOLO(str(resolved.path), task=spec.task) if spec.task else YOLO(str(resolved.path))
-        names = {int(k): str(v) for k, v in dict(model.names).items()}
-    except Exception as exc:  # Ultralytics raises many types; the user needs one line
-        raise ModelError(f"model '{name}': cannot load {resolved.path.name} ({type(exc).__name__}: {exc})") from None
+        model, names = _load(name, spec, runtime.path, device)
+    except ModelError:
+        if runtime.path == resolved.path:
+            raise
+        # A cache entry that will not load is dropped (rebuilt next start); this start runs the weights as given.
+        log.warning("model %s: cannot load %s: dropped from the cache, running %s as given", name, runtime.path, resolved.path.name)
+        forget(runtime.path)
+        runtime = Runtime(resolved.path, resolved.backend, half=runtime.half, how="as given (cache entry unusable)")
+        model, names = _load(name, spec, resolved.path, device)
+    compile_options = openvino_config(spec, inference_threads())
+    if runtime.backend == "openvino" and compile_options:
+        recompile_openvino(model, runtime.path, compile_options)
     if spec.classes is not None and set(spec.classes) != set(names.values()):
         raise ModelError(
             f"model '{name}': models.{name}.classes says {sorted(spec.classes)[:6]} but the weights provide "
             f"{sorted(set(names.values()))[:6]}"
         )
-    log.info("loaded model %s (%s, %d classes) from %s", name, resolved.backend, len(names), resolved.found_by)
-    return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device)
+    log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, runtime.how)
+    return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device, runtime=runtime)
+
+
+def _load(name: str, spec: ModelSpec, path: Path, device: str) -> tuple[object, dict[int, str]]:
+    from ultralytics import YOLO
+
+    try:
+        with quiet_ultralytics():
+            model = YOLO(str(path), task=spec.task) if spec.task else YOLO(str(path))
+            if not str(path).endswith(".pt"):
+                # An exported model is compiled by its first predict; `model.names` would compile a throw-away
+                # copy first. One blank frame with the same device sets up the predictor that detect() reuses.
+                model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=spec.imgsz, device=device, verbose=False)
+            names = {int(k): str(v) for k, v in dict(model.names).items()}
+    except Exception as exc:  # Ultralytics raises many types; the user needs one line
+        raise ModelError(f"model '{name}': cannot load {path.name} ({type(exc).__name__}: {exc})") from None
+    return model, names
 
 
 class ModelPool:

@@ -1,16 +1,22 @@
-"""One camera's analysis chain: mask -> detect -> track -> history -> rules -> gate -> register.
+"""One camera's analysis chain: mask -> motion gate -> detect -> track -> history -> rules -> gate -> register.
 
-`process(frame)` does the whole chain; `detect()` and `analyse()` are separate so that a
-scheduler can batch the detection of several cameras and keep everything else per camera.
+`process(frame)` does the whole chain; `prepare()`, `plan()`, `combine()` and `analyse()` are
+separate so that the runner can batch the detection of several cameras (one inference per model for
+all of them) and keep everything else per camera. With a `writer` attached, snapshots and register
+writes leave the analysis thread (alerts then reach `on_alert` once committed); without one, as
+when tests or the workbench call `process()`, they are done in line.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -23,6 +29,7 @@ from runner.config.site import Camera
 from runner.config.site import ModelSpec
 from runner.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.detect import Detector, ModelPool, empty_detections, merge_detections
+from runner.motion import MotionGate
 from runner.privacy import PrivacyMasker
 from runner.rules.base import AlertCandidate, FrameContext, Rule
 from runner.rules.registry import build_rule
@@ -60,10 +67,26 @@ class PlannedModel:
 
 
 @dataclass
+class DetectionPlan:
+    """What one frame needs from the detectors: the models to run on it, and the last outputs that the
+    motion gate lets it reuse instead of running the tracked models (nothing moved since)."""
+
+    run: list[PlannedModel]
+    reused: dict[str, sv.Detections] = field(default_factory=dict)
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.reused)
+
+
+@dataclass
 class FrameDetections:
     to_track: sv.Detections  # from models whose objects are tracked (people, vehicles, bags)
     untracked: sv.Detections  # regions that bypass the tracker (fire, smoke)
+    # Models whose output stands for this frame: those that ran, and those whose last output the motion
+    # gate reused (the detector would have seen the same: nothing moved).
     models_run: frozenset[str]
+    gated: bool = False
 
 
 @dataclass
@@ -71,6 +94,16 @@ class RaisedAlert:
     record: AlertRecord
     stored: StoredAlert | None
     snapshot_jpeg: bytes | None = field(repr=False, default=None)
+    latency_s: float | None = None  # from the frame leaving the source to the row committed
+
+
+class AlertSink(Protocol):
+    """Where a pipeline hands the storing of an alert when it is not done in line (see runner.service)."""
+
+    def submit(self, camera_id: str, job: Callable[[], object]) -> None: ...
+
+
+STAGES = ("detect", "track", "rules", "store")
 
 
 class CameraPipeline:
@@ -112,6 +145,10 @@ class CameraPipeline:
         self.gate = AlertGate({r.id: r.cooldown_s for r in camera.rules})
         self._rule_errors: dict[str, int] = {}
         self.frames_processed = 0
+        self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # cumulative seconds (perf_counter)
+        self.writer: AlertSink | None = None
+        self.motion = self._motion_gate()
+        self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
 
     # -- stages ----------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
@@ -123,26 +160,57 @@ class CameraPipeline:
         run only through re-detection)."""
         return [m for m in self.models if not m.spec.on_demand and m.is_due(t_s)]
 
-    def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
-        ran = self.due_models(t_s)
-        outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in ran}
-        return self.combine(outputs, t_s)
+    def plan(self, image: np.ndarray, t_s: float) -> DetectionPlan:
+        """The due models, less the tracked ones when the motion gate says nothing moved (their last
+        outputs are reused). Untracked (fire) and on-demand models are never gated."""
+        due = self.due_models(t_s)
+        gated = [m for m in due if m.spec.track]
+        if self.motion is None or not gated:
+            return DetectionPlan(due)
+        have_outputs = all(m.name in self._last_outputs for m in gated)
+        if self.motion.wants_detection(image, t_s, force=not have_outputs):
+            return DetectionPlan(due)
+        reused = {m.name: copy.deepcopy(self._last_outputs[m.name]) for m in gated}
+        return DetectionPlan([m for m in due if not m.spec.track], reused)
 
-    def combine(self, outputs: dict[str, sv.Detections], t_s: float) -> FrameDetections:
-        """Group per-model outputs into what goes through the tracker and what bypasses it."""
+    def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
+        started = time.perf_counter()
+        plan = self.plan(image, t_s)
+        outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in plan.run}
+        self.stage_s["detect"] += time.perf_counter() - started
+        return self.combine(outputs, t_s, plan)
+
+    def combine(self, outputs: dict[str, sv.Detections], t_s: float, plan: DetectionPlan | None = None) -> FrameDetections:
+        """Group per-model outputs (plus those the plan reuses) into what goes through the tracker and
+        what bypasses it."""
         for model in self.models:
             if model.name in outputs:
                 model.mark_run(t_s)
+                if self.motion is not None and model.spec.track:
+                    # A pristine copy: the tracker and the rules may annotate what they are given.
+                    self._last_outputs[model.name] = copy.deepcopy(outputs[model.name])
+        reused = plan.reused if plan is not None else {}
+        everything = {**outputs, **reused}
         by_track = {True: [], False: []}
         for model in self.models:
-            if model.name in outputs:
-                by_track[model.spec.track].append(outputs[model.name])
-        return FrameDetections(merge_detections(by_track[True]), merge_detections(by_track[False]), frozenset(outputs))
+            if model.name in everything:
+                by_track[model.spec.track].append(everything[model.name])
+        return FrameDetections(merge_detections(by_track[True]), merge_detections(by_track[False]),
+                               frozenset(everything), gated=bool(reused))
+
+    @property
+    def frames_gated(self) -> int:
+        return self.motion.frames_gated if self.motion is not None else 0
 
     def analyse(self, frame: Frame, image: np.ndarray, detected: FrameDetections) -> list[RaisedAlert]:
+        """Track, run the rules, raise the admitted alerts. Returns the alerts stored in line (none when
+        a writer stores them: they reach `on_alert` once committed)."""
+        started = time.perf_counter()
         height, width = image.shape[:2]
         tracked = self.tracker.update(detected.to_track, frame.t_s)
         ended = self.history.update(tracked, frame.t_s, width, height)
+        rules_started = time.perf_counter()
+        self.stage_s["track"] += rules_started - started
         untracked = detected.untracked
         untracked.tracker_id = np.full(len(untracked), -1, dtype=int)
         ctx = FrameContext(
@@ -162,11 +230,24 @@ class CameraPipeline:
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
             candidates += self._run_rule(rule, ctx)
+        admitted = self.gate.admit(candidates, frame.t_s)
         self.frames_processed += 1
-        return [self._raise(frame, image, c) for c in self.gate.admit(candidates, frame.t_s)]
+        self.stage_s["rules"] += time.perf_counter() - rules_started
+        if not admitted:
+            return []
+        if self.writer is not None:
+            # The writer encodes later, while the capture buffer may already hold the next frame.
+            evidence = image.copy()
+            for candidate in admitted:
+                self.writer.submit(self.camera.id, partial(self._store, self._record(frame, candidate), evidence,
+                                                           candidate, frame.read_mono))
+            return []
+        return [self._store(self._record(frame, c), image, c, frame.read_mono) for c in admitted]
 
     def process(self, frame: Frame) -> list[RaisedAlert]:
+        started = time.perf_counter()
         image = self.prepare(frame)
+        self.stage_s["detect"] += time.perf_counter() - started  # masks count with detection
         return self.analyse(frame, image, self.detect(image, frame.t_s))
 
     def _redetect(self, image: np.ndarray, label: str, box, *, rotate_deg: int = 0, pad_frac: float = 0.5) -> sv.Detections:
@@ -193,6 +274,10 @@ class CameraPipeline:
             rule.reset()
         for model in self.models:
             model.next_due_s = None
+        # The gate's reference frame and the reused detections belong to the old stream: detect at once.
+        self._last_outputs.clear()
+        if self.motion is not None:
+            self.motion.reset()
 
     def state_size(self) -> int:
         return len(self.history) + sum(r.state_size() for r in self.rules)
@@ -214,8 +299,25 @@ class CameraPipeline:
                     )
             return []
 
-    def _raise(self, frame: Frame, image: np.ndarray, candidate: AlertCandidate) -> RaisedAlert:
-        record = AlertRecord(
+    def _motion_gate(self) -> MotionGate | None:
+        """A gate over the zones of the rules that use the gated (tracked, every-frame) models' labels;
+        the whole frame when one of them watches no zone (a tripwire, a whole-image rule)."""
+        gated_labels = frozenset().union(*(m.labels for m in self.models if m.spec.track and not m.spec.on_demand))
+        if not self.camera.motion_gate.enabled or not gated_labels:
+            return None
+        polygons: list | None = []
+        for rule in self.camera.rules:
+            if not rule.enabled or not (rule.required_labels() | rule.optional_labels()) & gated_labels:
+                continue
+            zones = [z for name, z in rule.zone_refs().items() if not name.startswith("exclude")]
+            if not zones:
+                polygons = None
+                break
+            polygons += [self.camera.zone(z).polygon for z in zones]
+        return MotionGate(self.camera.motion_gate, polygons or None)
+
+    def _record(self, frame: Frame, candidate: AlertCandidate) -> AlertRecord:
+        return AlertRecord(
             uid=uuid.uuid4().hex,
             site=self.site.site,
             camera_id=self.camera.id,
@@ -237,9 +339,14 @@ class CameraPipeline:
             config_sha256=self.loaded.sha256,
             models=self.models_info,
         )
+
+    def _store(self, record: AlertRecord, image: np.ndarray, candidate: AlertCandidate, read_mono: float) -> RaisedAlert:
+        """Snapshot and register row (in line, or on the writer's thread)."""
+        started = time.perf_counter()
         snapshot, note = self._snapshot(image, candidate)
         stored = self.register.add_alert(record, snapshot, note) if self.register is not None else None
-        raised = RaisedAlert(record, stored, snapshot)
+        self.stage_s["store"] += time.perf_counter() - started
+        raised = RaisedAlert(record, stored, snapshot, latency_s=time.monotonic() - read_mono)
         if self.on_alert is not None:
             self.on_alert(raised)
         return raised

@@ -1,10 +1,16 @@
 """The multi-camera runner: capture threads, one analysis loop, pause control, authorisation window,
 retention schedule. Used by `vigie run` (live service) and `vigie replay` (a clip, as fast as possible).
+
+The analysis loop works in rounds: it takes the next frame of every camera that has one, plans each
+camera's detection (privacy masks, motion gate), runs each model once on the images of all the
+cameras that need it (one batched inference instead of one per camera), then tracks and runs the
+rules camera by camera. Alert snapshots and register rows are written by a writer thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -12,12 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+import supervision as sv
+
 from runner.capture import Frame, VideoSource, resolve_source
 from runner.config.loading import LoadedConfig, expand_env, redact
 from runner.config.site import Camera
 from runner.detect import ModelPool
-from runner.errors import AuthorizationError, ConfigError, SourceError, UsageError, VigieError
-from runner.pipeline import CameraPipeline, RaisedAlert
+from runner.errors import AuthorizationError, ConfigError, SourceError, StoreError, UsageError, VigieError
+from runner.pipeline import STAGES, CameraPipeline, DetectionPlan, PlannedModel, RaisedAlert
 from runner.retention import start_retention
 from runner.store import Register, iso, utc_now
 
@@ -33,6 +42,8 @@ class RunOptions:
     realtime: bool | None = None  # pace file sources at their frame rate (default: live yes, replay no)
     control_poll_s: float = 0.5
     retention: bool | None = None  # run the purge schedule (default: live only)
+    # Called on the analysis thread after each analysed frame (camera id, frame): progress bars.
+    on_frame: Callable[[str, Frame], None] | None = None
 
 
 @dataclass
@@ -42,6 +53,111 @@ class RunSummary:
     camera_errors: dict[str, str] = field(default_factory=dict)
     stop_reason: str = "finished"
     wall_s: float = 0.0
+    # Cumulative seconds per stage, all cameras: decode (capture threads' grab + retrieve), detect (masks,
+    # motion gate, inference), track, rules, store (snapshot + register row, on the writer thread).
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", *STAGES), 0.0))
+    # For each alert, seconds from its frame leaving the source to its register row committed.
+    alert_latency_s: list[float] = field(default_factory=list)
+    frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
+
+
+class AlertWriter:
+    """Stores alerts (snapshot JPEG + register row) on its own thread, in the order they were raised.
+
+    The queue is bounded; when it is full the analysis waits for room (alerts are evidence: never
+    dropped) and a warning says the register is slow. An alert the register refuses (disk full, read
+    only) is kept and retried every `retry_s` (at most `max_retained`: each holds its frame; beyond
+    that the oldest is given up, counted in `given_up`). `close()` stores everything it can."""
+
+    def __init__(self, on_error: Callable[[str, Exception], None], capacity: int = 64, warn_after_s: float = 5.0,
+                 *, retry_s: float = 2.0, max_retained: int = 32):
+        self.on_error = on_error
+        self.warn_after_s = warn_after_s
+        self.retry_s = retry_s
+        self.waits = 0  # times the analysis found the queue full
+        self.given_up = 0  # alerts dropped after the register refused them and the retry buffer overflowed
+        self._retained: deque[tuple[str, Callable[[], object]]] = deque()
+        self._max_retained = max_retained
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._work, name="alert-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def retained(self) -> int:
+        return len(self._retained)
+
+    def submit(self, camera_id: str, job: Callable[[], object]) -> None:
+        try:
+            self._queue.put_nowait((camera_id, job))
+            return
+        except queue.Full:
+            self.waits += 1
+        while True:
+            try:
+                self._queue.put((camera_id, job), timeout=self.warn_after_s)
+                return
+            except queue.Full:
+                log.warning("alert writer: queue full for %.0f s (register slow?): analysis waits", self.warn_after_s)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.retry_s if self._retained else None)
+            except queue.Empty:
+                self._retry()
+                continue
+            if item is None:
+                self._retry()  # a last attempt; what the register still refuses was reported
+                return
+            if self._retained:
+                self._retry()
+            self._store(*item)
+
+    def _store(self, camera_id: str, job: Callable[[], object]) -> bool:
+        try:
+            job()
+            return True
+        except StoreError as exc:  # the register refuses writes for now: keep the alert for a retry
+            self._retain(camera_id, job)
+            self.on_error(camera_id, exc)
+        except Exception as exc:  # a failed write is reported; the writer goes on with the next alert
+            self.on_error(camera_id, exc)
+        return False
+
+    def _retain(self, camera_id: str, job: Callable[[], object]) -> None:
+        self._retained.append((camera_id, job))
+        if len(self._retained) > self._max_retained:
+            lost_camera, _ = self._retained.popleft()
+            self.given_up += 1
+            log.error("alert writer: register unwritable, %d alert(s) given up (camera %s)", self.given_up, lost_camera)
+
+    def _retry(self) -> None:
+        """In order; stops at the first alert still refused (the others would be refused too)."""
+        for _ in range(len(self._retained)):
+            camera_id, job = self._retained.popleft()
+            try:
+                job()
+            except StoreError:
+                self._retained.appendleft((camera_id, job))
+                return
+            except Exception as exc:
+                self.on_error(camera_id, exc)
+
+
+@dataclass
+class _Job:
+    """One camera's frame in an analysis round."""
+
+    pipeline: CameraPipeline
+    frame: Frame
+    image: np.ndarray
+    plan: DetectionPlan
+    outputs: dict[str, sv.Detections] = field(default_factory=dict)
+    error: Exception | None = None
 
 
 class _FrameSlot:
@@ -124,6 +240,7 @@ class Runner:
         self._stop = threading.Event()
         self._paused: dict[str, bool] = {}
         self._errors: dict[str, int] = {}
+        self._errors_lock = threading.Lock()  # the writer thread reports failures too
 
     # -- checks ----------------------------------------------------------------------------------
     def cameras(self) -> list[Camera]:
@@ -188,21 +305,27 @@ class Runner:
         self.register.audit("runner_started", ACTOR, None, {"cameras": list(pipelines), "mode": self.options.mode})
         for cid in pipelines:  # before the capture threads start, so that their own reports win
             self.register.set_health(cid, "ok", "running")
+        writer = AlertWriter(self._store_failed)
+        for pipeline in pipelines.values():
+            pipeline.writer = writer
         for thread in threads:
             thread.start()
         try:
             self._loop(pipelines, slots, sources, wakeup)
         finally:
             self._stop.set()
+            writer.close()  # every alert raised is stored before the runner says it stopped
             for thread in threads:
                 thread.join(timeout=5.0)
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
-            self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
+            self._summarise(pipelines, sources)
             self.summary.wall_s = time.monotonic() - started
             self.register.audit("runner_stopped", ACTOR, None, {
                 "reason": self.summary.stop_reason, "frames": self.summary.frames,
                 "alerts": len(self.summary.alerts), "dropped_frames": {c: s.dropped for c, s in slots.items()},
+                # Raised but never stored: the register refused them (disk full, read only) to the end.
+                "alerts_unstored": writer.given_up + writer.retained,
             })
         return self.summary
 
@@ -229,16 +352,30 @@ class Runner:
             pipelines[camera.id] = pipeline
         return pipelines, sources
 
+    def _summarise(self, pipelines: dict[str, CameraPipeline], sources: dict[str, VideoSource]) -> None:
+        self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
+        self.summary.frames_gated = {cid: p.frames_gated for cid, p in pipelines.items()}
+        stage_s = dict.fromkeys(("decode", *STAGES), 0.0)
+        stage_s["decode"] = sum(s.decode_s for s in sources.values())
+        for pipeline in pipelines.values():
+            for stage in STAGES:
+                stage_s[stage] += pipeline.stage_s[stage]
+        self.summary.stage_s = stage_s
+
     def _record_alert(self, raised: RaisedAlert) -> None:
+        # On the writer thread, once the row is committed.
         self.summary.alerts.append(raised)
+        if raised.latency_s is not None:
+            self.summary.alert_latency_s.append(raised.latency_s)
         if self.on_alert is not None:
             self.on_alert(raised)
 
     def _camera_failed(self, camera_id: str, message: str) -> None:
+        message = redact(message)  # before the log and the summary too: `vigie replay` prints the summary's errors
         log.error("%s", message)
         self.summary.camera_errors[camera_id] = message
-        self.register.audit("camera_error", ACTOR, camera_id, {"error": redact(message)[:500]})
-        self.register.set_health(camera_id, "error", redact(message)[:500])
+        self.register.audit("camera_error", ACTOR, camera_id, {"error": message[:500]})
+        self.register.set_health(camera_id, "error", message[:500])
 
     def _event_callback(self, camera_id: str):
         def on_event(kind: str, details: dict) -> None:
@@ -280,21 +417,9 @@ class Runner:
                 if self._authorization_ended():
                     return
                 self._apply_control(pipelines, slots)
-            worked = False
-            for cid, pipeline in pipelines.items():
-                frame = slots[cid].take()
-                if frame is None:
-                    continue
-                worked = True
-                if frame is _RESTART:
-                    pipeline.reset()
-                    continue
-                if self._paused.get(cid):
-                    continue  # paused: the frame is dropped unseen
-                try:
-                    pipeline.process(frame)
-                except Exception as exc:  # one camera's bad frame never stops the others
-                    self._analysis_failed(cid, frame, exc)
+            ready, worked = self._collect(pipelines, slots)
+            if ready:
+                self._analyse_round(ready)
             if not worked:
                 if all(s.finished and not s.frames for s in slots.values()):
                     self.summary.stop_reason = "sources ended"
@@ -303,15 +428,96 @@ class Runner:
                 wakeup.clear()
         self.summary.stop_reason = "stopped"
 
+    def _collect(self, pipelines, slots) -> tuple[list[tuple[CameraPipeline, Frame]], bool]:
+        """The next frame of every camera that has one (at most one each, in order: nothing is skipped in
+        replay); restart markers reset their camera on the way, a paused camera's frames are dropped unseen."""
+        ready, worked = [], False
+        for cid, pipeline in pipelines.items():
+            while (frame := slots[cid].take()) is not None:
+                worked = True
+                if frame is _RESTART:
+                    pipeline.reset()
+                elif not self._paused.get(cid):
+                    ready.append((pipeline, frame))
+                    break
+        return ready, worked
+
+    def _analyse_round(self, ready: list[tuple[CameraPipeline, Frame]]) -> None:
+        jobs = []
+        for pipeline, frame in ready:
+            try:  # one camera's bad frame never stops the others
+                started = time.perf_counter()
+                image = pipeline.prepare(frame)
+                jobs.append(_Job(pipeline, frame, image, pipeline.plan(image, frame.t_s)))
+                pipeline.stage_s["detect"] += time.perf_counter() - started
+            except Exception as exc:
+                self._analysis_failed(pipeline.camera.id, frame, exc)
+        self._detect_batched(jobs)
+        for job in jobs:
+            try:
+                if job.error is not None:
+                    raise job.error
+                detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
+                job.pipeline.analyse(job.frame, job.image, detected)
+                if self.options.on_frame is not None:
+                    self.options.on_frame(job.pipeline.camera.id, job.frame)
+            except Exception as exc:
+                self._analysis_failed(job.pipeline.camera.id, job.frame, exc)
+
+    def _detect_batched(self, jobs: list[_Job]) -> None:
+        """One inference per model over the images of every camera that runs it this round, asked for
+        the union of their labels; each camera then keeps only its own labels."""
+        by_model: dict[str, list[tuple[_Job, PlannedModel]]] = {}
+        for job in jobs:
+            for model in job.plan.run:
+                by_model.setdefault(model.name, []).append((job, model))
+        for name, members in by_model.items():
+            members = [(job, model) for job, model in members if job.error is None]
+            if not members:
+                continue
+            labels = frozenset().union(*(model.labels for _, model in members))
+            started = time.perf_counter()
+            try:
+                outputs = members[0][1].detector.detect([job.image for job, _ in members], labels)
+                if len(outputs) != len(members):
+                    raise RuntimeError(f"model {name} returned {len(outputs)} results for {len(members)} images")
+            except Exception as exc:
+                if len(members) == 1:
+                    members[0][0].error = exc
+                    outputs = [None]
+                else:  # find whose frame the model refuses: one call per camera keeps the error with it
+                    outputs = [self._detect_alone(job, model) for job, model in members]
+            share_s = (time.perf_counter() - started) / len(members)
+            for (job, model), output in zip(members, outputs):
+                job.pipeline.stage_s["detect"] += share_s
+                if output is not None:
+                    job.outputs[name] = output if model.labels == labels else only_labels(output, model.labels)
+
+    @staticmethod
+    def _detect_alone(job: _Job, model: PlannedModel) -> sv.Detections | None:
+        try:
+            return model.detector.detect([job.image], model.labels)[0]
+        except Exception as exc:
+            job.error = exc
+            return None
+
+    def _store_failed(self, camera_id: str, exc: Exception) -> None:
+        """A snapshot or register write failed on the writer thread (the frame is long gone)."""
+        self._report_error(camera_id, exc, "storing an alert failed")
+
     def _analysis_failed(self, camera_id: str, frame: Frame, exc: Exception) -> None:
+        self._report_error(camera_id, exc, f"analysis failed on frame {frame.index}")
+
+    def _report_error(self, camera_id: str, exc: Exception, what: str) -> None:
         """Logged on the first failure and then every 1000th, so a broken camera cannot flood the audit log."""
-        count = self._errors[camera_id] = self._errors.get(camera_id, 0) + 1
+        with self._errors_lock:
+            count = self._errors[camera_id] = self._errors.get(camera_id, 0) + 1
         text = str(exc) if isinstance(exc, VigieError) else f"{type(exc).__name__}: {exc}"
         if count == 1 or count % 1000 == 0:
             if isinstance(exc, VigieError):
                 log.error("camera %s: %s", camera_id, exc)
             else:
-                log.exception("camera %s: analysis failed on frame %d", camera_id, frame.index)
+                log.error("camera %s: %s", camera_id, what, exc_info=exc)
             try:
                 self.register.audit("camera_error", ACTOR, camera_id, {"error": redact(text)[:500], "count": count})
             except VigieError as store_exc:
@@ -351,4 +557,12 @@ class Runner:
 
 
 _RESTART = Frame("", -1, -1.0, datetime.min, None)  # type: ignore[arg-type]
+
+
+def only_labels(detections: sv.Detections, labels: frozenset[str]) -> sv.Detections:
+    """The detections whose class is one of `labels` (a batched call asked for several cameras' labels)."""
+    names = detections.data.get("class_name") if detections.data else None
+    if names is None or len(detections) == 0:
+        return detections
+    return detections[np.array([str(n) in labels for n in names], dtype=bool)]
 

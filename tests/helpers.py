@@ -43,6 +43,8 @@ BASE_CONFIG: dict[str, Any] = {
             ],
             "lines": [{"id": "gate", "start": [0.3, 0.0], "end": [0.3, 1.0]}],
             "rules": [],
+            # Scripted detections change on unchanging synthetic images: the motion gate would skip them.
+            "motion_gate": {"enabled": False},
         }
     ],
 }

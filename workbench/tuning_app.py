@@ -23,6 +23,7 @@ import cv2
 import ipywidgets as widgets
 from pydantic import ValidationError
 
+from runner.capture import Frame
 from runner.config.loading import dump_config, load_config, validation_problems
 from runner.config.site import SiteConfig
 from runner.detect import ModelPool
@@ -146,42 +147,6 @@ def expected_processed_frames(clip: ClipInfo, process_fps: float) -> int:
     return max(1, min(clip.frames, math.ceil(clip.duration_s * min(process_fps, clip.fps))))
 
 
-class _ProgressPool:
-    """Wraps the model pool to count processed frames: every processed frame goes through a
-    detector once, with the same image for each of the camera's models. (The Runner reports no
-    per-frame progress of its own.)"""
-
-    def __init__(self, pool: Any, on_frame: Callable[[], None]):
-        self._pool = pool
-        self._on_frame = on_frame
-        self._last_image: Any = None
-
-    def get(self, name: str) -> Any:
-        return _CountingDetector(self._pool.get(name), self._seen)
-
-    def _seen(self, images: list) -> None:
-        for image in images:
-            if image is not self._last_image:
-                self._last_image = image
-                self._on_frame()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-
-class _CountingDetector:
-    def __init__(self, detector: Any, seen: Callable[[list], None]):
-        self._detector = detector
-        self._seen = seen
-
-    def detect(self, images: list, *args: Any, **kwargs: Any) -> Any:
-        self._seen(images)
-        return self._detector.detect(images, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._detector, name)
-
-
 class ReplayJob:
     """One replay in a background thread; `cancel()` stops the Runner within a frame or two."""
 
@@ -245,17 +210,16 @@ class ReplayJob:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / f"{config.site}-run{self.result.number:03d}.yaml"
         path.write_text(dump_config(config), encoding="utf-8")
-        options = RunOptions(mode="replay", camera_ids=[request.camera_id],
-                             source_override=str(Path(request.clip).resolve()), retention=False)
-        runner = Runner(load_config(path), self.register, options,
-                        pool=_ProgressPool(self.pool, self._frame_done), on_alert=self._alert)
+        options = RunOptions(mode="replay", camera_ids=[request.camera_id], source_override=str(Path(request.clip).resolve()),
+                             retention=False, on_frame=self._frame_done)
+        runner = Runner(load_config(path), self.register, options, pool=self.pool, on_alert=self._alert)
         with self._lock:
             self._runner = runner
             if self._cancelled:
                 runner.stop()
         return runner
 
-    def _frame_done(self) -> None:
+    def _frame_done(self, camera_id: str, frame: Frame) -> None:
         self.result.frames += 1
         now = time.monotonic()
         if now - self._last_update >= _UPDATE_EVERY_S:

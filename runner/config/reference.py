@@ -12,7 +12,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from runner.config.site import Authorization, Calibration, Camera, Line, ModelSpec, Retention, SiteConfig, Tracking, Zone
+from runner.config.site import (
+    Authorization, Calibration, Camera, Line, ModelSpec, MotionGate, Retention, SiteConfig, Tracking, Zone,
+)
 from runner.rules.registry import RULES
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -25,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cameras[].lines[]", Line),
     ("cameras[].calibration", Calibration),
     ("cameras[].tracking", Tracking),
+    ("cameras[].motion_gate", MotionGate),
 ]
 
 

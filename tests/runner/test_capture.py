@@ -266,3 +266,31 @@ def test_stream_stops_while_retrying():
     assert collect(source, stop=StopAfter(world)) == []
     assert world.waits == pytest.approx([0.01, 0.02, 0.04, 0.04, 0.04, 0.04])
     assert [k for k, _ in events] == ["camera_degraded"]  # one event per outage, not per attempt
+
+
+class StallingCap(FakeCap):
+    """Delivers frames, then one grab that returns only after `stall_s` (FFmpeg's read timeout fired,
+    yet its decoder still hands back a buffered frame)."""
+
+    def __init__(self, world, pts_ms, value, stall_after: int, stall_s: float):
+        super().__init__(world, pts_ms, value)
+        self.stall_after, self.stall_s, self.grabs = stall_after, stall_s, 0
+
+    def grab(self):
+        self.grabs += 1
+        if self.grabs == self.stall_after + 1:
+            self.world.now += self.stall_s - self.interval
+        return super().grab()
+
+
+def test_a_grab_slower_than_the_stall_timeout_is_an_outage():
+    world, events = World(), []
+    stalled = StallingCap(world, [0, 200, 400, 600, 800, 1000], value=1, stall_after=3, stall_s=12.0)
+    fresh = FakeCap(world, [0, 200, 400], value=2)
+    source, opener = stream_source(world, [stalled, fresh], events, stall_timeout_s=10.0)
+    frames = collect(source, n=6, stop=Stop(world))
+    # the late frame and what followed on the dead connection are dropped; the reconnect delivers
+    assert [int(f.image[0, 0, 0]) for f in frames] == [1, 1, 1, 2, 2, 2]
+    assert [k for k, _ in events] == ["camera_degraded", "camera_recovered"]
+    assert events[0][1]["reason"] == "stream stalled (12.0 s without frames)"
+    assert len(opener.calls) == 2 and stalled.released and source.restarts == 1

@@ -129,6 +129,32 @@ def test_without_register(tmp_path):
     assert raised.stored is None and raised.snapshot_jpeg
 
 
+def test_with_a_writer_the_alert_is_stored_later_from_a_copy_of_the_frame(tmp_path):
+    # The runner's writer stores alerts off the analysis thread; the capture may reuse the frame's
+    # buffer meanwhile, so the snapshot must come from a copy taken when the alert was raised.
+    pipe, _, reg, _ = build(tmp_path, [INTRUSION], lambda i: [PERSON_IN_LAWN])
+    jobs, delivered = [], []
+
+    class HeldWriter:
+        def submit(self, camera_id, job):
+            jobs.append((camera_id, job))
+
+    pipe.writer, pipe.on_alert = HeldWriter(), delivered.append
+    raised = []
+    for i in range(10):
+        image = frame(i)
+        raised += pipe.process(image)
+        image.image[:] = 0  # the buffer is overwritten by the next frame
+    assert raised == [] and len(jobs) == 1 and not reg.alerts() and not delivered
+    camera_id, job = jobs[0]
+    job()
+    (alert,) = delivered
+    assert camera_id == "cam-01" and alert.stored is not None and alert.latency_s >= 0
+    snapshot = cv2.imdecode(np.frombuffer(alert.snapshot_jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.median(snapshot) > 235  # the white frame, not the zeroed buffer
+    assert len(reg.alerts()) == 1 and pipe.stage_s["store"] > 0
+
+
 RULE_SETS = {
     "zone_intrusion": [INTRUSION],
     "all three": [

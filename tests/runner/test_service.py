@@ -19,10 +19,12 @@ import cv2
 import numpy as np
 import pytest
 
+from runner.access import Principal
 from runner.capture import Frame
 from runner.config.loading import load_config
 from runner.errors import AuthorizationError, UsageError
-from runner.service import _RESTART, Runner, RunOptions, _FrameSlot
+from runner.errors import StoreError
+from runner.service import _RESTART, AlertWriter, Runner, RunOptions, _FrameSlot
 from runner.store import Register
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
@@ -164,8 +166,8 @@ def test_a_failing_camera_is_logged_once_not_per_frame(tmp_path, monkeypatch):
     site = Site(tmp_path, two_cameras(), clips={"clip.avi": (30, (640, 480)), "clip2.avi": (30, (320, 240))})
 
     class HalfBroken(ScriptedDetector):
-        def detect(self, images, labels=None):
-            if images[0].shape[1] == 320:
+        def detect(self, images, labels=None):  # a batch holding cam-02's frame fails as a whole
+            if any(image.shape[1] == 320 for image in images):
                 raise RuntimeError("decoder produced garbage")
             return super().detect(images, labels)
 
@@ -202,13 +204,13 @@ def test_global_pause_is_honoured_within_a_second(tmp_path):
     try:
         wait_for(lambda: detector.calls >= 3, what="frames analysed")
         with Register(site.register.db_path) as operator:  # as `vigie pause` would, from another process
-            operator.set_paused("*", True, "alice")
+            operator.set_paused("*", True, Principal("alice", "operator"))
             applied = wait_for(lambda: _applied(site, "pause_applied", "cam-01"), what="pause_applied")
             assert applied["details"]["latency_s"] < 1.0
             frozen = detector.calls
             time.sleep(0.8)  # several frame periods and control polls
             assert detector.calls == frozen, "frames were analysed while paused"
-            operator.set_paused("*", False, "alice")
+            operator.set_paused("*", False, Principal("alice", "operator"))
             resumed = wait_for(lambda: _applied(site, "resume_applied", "cam-01"), what="resume_applied")
             assert resumed["details"]["latency_s"] < 1.0
             wait_for(lambda: detector.calls > frozen, what="analysis after resume")
@@ -227,7 +229,7 @@ def test_camera_pause_leaves_the_other_running(tmp_path):
     background = Background(site.runner(detector, mode="live", realtime=True, retention=False))
     try:
         wait_for(lambda: min(detector.by_width.get(320, 0), detector.by_width.get(160, 0)) >= 2, what="both cameras")
-        site.register.set_paused("cam-02", True, "bob")
+        site.register.set_paused("cam-02", True, Principal("bob", "operator"))
         applied = wait_for(lambda: _applied(site, "pause_applied", "cam-02"), what="pause_applied")
         assert applied["details"]["latency_s"] < 1.0
         frozen, running = detector.by_width[160], detector.by_width[320]
@@ -235,7 +237,7 @@ def test_camera_pause_leaves_the_other_running(tmp_path):
         assert detector.by_width[160] == frozen
         assert not site.events("pause_applied", "cam-01")
         assert site.register.is_paused("cam-02") and not site.register.is_paused("cam-01")
-        site.register.set_paused("cam-02", False, "bob")
+        site.register.set_paused("cam-02", False, Principal("bob", "operator"))
         wait_for(lambda: detector.by_width[160] > frozen, what="cam-02 resumed")
     finally:
         background.stop()
@@ -336,6 +338,203 @@ def test_replay_slot_keeps_every_frame_in_order():
     slot.put(_RESTART, stop)
     slot.put(_frame(1), stop)
     assert _drain(slot) == [0, "RESTART", 1] and slot.dropped == 0
+
+
+# -- batching across cameras ---------------------------------------------------------------------------
+class BatchRecorder(ScriptedDetector):
+    """Records the image widths and labels of every call; finds a person and a car in every image."""
+
+    def __init__(self, fail_width: int | None = None):
+        super().__init__(lambda i: [PERSON_IN_LAWN, (box_at(0.6, 0.8), "car", 0.9)], names={0: "person", 1: "car"})
+        self.batches: list[tuple[list[int], frozenset]] = []
+        self.fail_width = fail_width
+
+    def detect(self, images, labels=None):
+        self.batches.append(([image.shape[1] for image in images], frozenset(labels)))
+        if any(image.shape[1] == self.fail_width for image in images):
+            raise RuntimeError("cannot read this frame")
+        return super().detect(images, labels)
+
+
+def three_cameras(tmp_path, detector, rules=None):
+    """cam-01 (640 px wide) and cam-02 (320) watch people, cam-03 (160) cars."""
+    data = two_cameras()
+    third = copy.deepcopy(data["cameras"][0])
+    third.update(id="cam-03", source="clip3.avi", rules=[dict(INTRUSION, id="lawn-cars", labels=["car"])])
+    data["cameras"].append(third)
+    site = Site(tmp_path, data, clips={"clip.avi": (30, (640, 480)), "clip2.avi": (30, (320, 240)),
+                                       "clip3.avi": (30, (160, 120))})
+
+    class LabelPool(FakePool):  # each camera asks the one model for its own rules' labels
+        def plan(self, labels, optional=frozenset()):
+            return {self.detector.name: frozenset(labels)}
+
+    runner = Runner(site.loaded, site.register, RunOptions(mode="replay"), pool=LabelPool(detector))
+    return site, runner
+
+
+def _rounds(runner, pipelines, n, first=0, widths=(640, 320, 160)):
+    seen = {cid: [] for cid in pipelines}
+    for pipeline in pipelines.values():  # what each camera's rules were given, after the tracker
+        original = pipeline.analyse
+
+        def spy(frame, image, detected, original=original, cid=pipeline.camera.id):
+            seen[cid].append(sorted(set(detected.to_track.data["class_name"])))
+            return original(frame, image, detected)
+
+        pipeline.analyse = spy
+    for i in range(first, first + n):
+        ready = [(p, Frame(cid, i, i / 5, INSIDE + timedelta(seconds=i / 5), np.full((w * 3 // 4, w, 3), 90, np.uint8)))
+                 for (cid, p), w in zip(pipelines.items(), widths)]
+        runner._analyse_round(ready)
+    return seen
+
+
+def test_one_inference_per_model_per_round_and_each_camera_keeps_its_labels(tmp_path):
+    detector = BatchRecorder()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    seen = _rounds(runner, pipelines, 4)
+    assert detector.batches == [([640, 320, 160], frozenset({"person", "car"}))] * 4
+    assert seen == {"cam-01": [["person"]] * 4, "cam-02": [["person"]] * 4, "cam-03": [["car"]] * 4}
+    assert {cid: p.frames_processed for cid, p in pipelines.items()} == {"cam-01": 4, "cam-02": 4, "cam-03": 4}
+
+
+def test_a_frame_the_model_refuses_costs_only_its_camera(tmp_path):
+    detector = BatchRecorder(fail_width=320)
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    seen = _rounds(runner, pipelines, 3)
+    # The batch fails, then each camera alone: the error stays with cam-02.
+    assert detector.batches[:4] == [([640, 320, 160], frozenset({"person", "car"})), ([640], frozenset({"person"})),
+                                    ([320], frozenset({"person"})), ([160], frozenset({"car"}))]
+    assert seen == {"cam-01": [["person"]] * 3, "cam-02": [], "cam-03": [["car"]] * 3}
+    (error,) = site.events("camera_error")
+    assert error["camera_id"] == "cam-02" and "cannot read this frame" in error["details"]["error"]
+
+    broken = pipelines["cam-01"]
+    broken.prepare = lambda frame: (_ for _ in ()).throw(ValueError("bad frame"))  # a failure before detection
+    detector.batches.clear()
+    seen = _rounds(runner, pipelines, 1, first=3)
+    assert detector.batches[0] == ([320, 160], frozenset({"person", "car"}))
+    assert seen["cam-03"] == [["car"]]
+    assert [e["camera_id"] for e in site.events("camera_error")] == ["cam-02", "cam-01"]
+
+
+def test_three_cameras_replay_every_frame_with_batched_inference(tmp_path):
+    detector = BatchRecorder()
+    site, runner = three_cameras(tmp_path, detector)
+    summary = runner.run()
+    assert summary.frames == {"cam-01": 15, "cam-02": 15, "cam-03": 15} and summary.camera_errors == {}
+    assert sum(len(widths) for widths, _ in detector.batches) == 45  # every frame once
+    assert len(detector.batches) < 45  # and some rounds shared one call
+    assert sorted(a.record.camera_id for a in summary.alerts) == ["cam-01", "cam-02", "cam-03"]
+    assert set(summary.stage_s) == {"decode", "detect", "track", "rules", "store"}
+    assert all(v > 0 for v in summary.stage_s.values()), summary.stage_s
+    assert summary.frames_gated == {"cam-01": 0, "cam-02": 0, "cam-03": 0}
+
+
+def test_replay_counts_the_frames_the_motion_gate_skipped(tmp_path):
+    # make_video's square moves along y = 0.5..0.7 of the image, across the lawn's top edge; a zone far
+    # from it sees nothing move: the detector runs once a second (process_fps 5 -> 3 runs in 3 s).
+    data = config_dict([dict(INTRUSION, zone="corner")], motion_gate={"enabled": True, "max_skip_s": 1.0})
+    data["cameras"][0]["zones"].append({"id": "corner", "polygon": [[0.0, 0.8], [0.2, 0.8], [0.2, 1.0], [0.0, 1.0]]})
+    site = Site(tmp_path, data)
+    detector = ScriptedDetector(lambda i: [])
+    summary = site.runner(detector, mode="replay").run()
+    assert summary.frames == {"cam-01": 15} and summary.frames_gated == {"cam-01": 12} and detector.calls == 3
+
+
+# -- alert writer --------------------------------------------------------------------------------------
+def test_writer_commits_in_order_and_reports_failures_without_stopping():
+    done, errors = [], []
+    writer = AlertWriter(on_error=lambda cid, exc: errors.append((cid, str(exc))), capacity=4)
+    for i in range(50):
+        writer.submit("cam-01", (lambda i=i: done.append(i)) if i != 7 else (lambda: 1 / 0))
+    writer.close()
+    assert done == [i for i in range(50) if i != 7]
+    assert errors == [("cam-01", "division by zero")]
+
+
+def test_writer_keeps_alerts_the_register_refuses_and_stores_them_when_it_accepts_again():
+    disk_full, done, errors = threading.Event(), [], []
+    disk_full.set()
+
+    def store(i):
+        if disk_full.is_set():
+            raise StoreError("register var/vigie.db: cannot write (database or disk is full)")
+        done.append(i)
+
+    writer = AlertWriter(on_error=lambda cid, exc: errors.append(str(exc)), retry_s=0.05)
+    for i in range(3):
+        writer.submit("cam-01", lambda i=i: store(i))
+    deadline = time.monotonic() + 5
+    while writer.retained < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.retained == 3 and done == [] and len(errors) == 3
+    disk_full.clear()  # space is back: the retry stores them, in order, without a new alert to push them
+    while done != [0, 1, 2] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.submit("cam-01", lambda: store(3))
+    writer.close()
+    assert done == [0, 1, 2, 3] and writer.retained == 0 and writer.given_up == 0
+
+
+def test_writer_retry_buffer_is_bounded():
+    def refused():
+        raise StoreError("register: cannot write (disk I/O error)")
+
+    writer = AlertWriter(on_error=lambda cid, exc: None, retry_s=60, max_retained=4)
+    for _ in range(10):
+        writer.submit("cam-01", refused)
+    writer.close()
+    assert writer.retained == 4 and writer.given_up == 6
+
+
+def test_writer_queue_is_bounded_and_blocks_rather_than_drops():
+    release, started, done = threading.Event(), threading.Event(), []
+
+    def slow():
+        started.set()
+        release.wait(10)
+        done.append("slow")
+
+    writer = AlertWriter(on_error=lambda cid, exc: None, capacity=2)
+    writer.submit("cam-01", slow)
+    started.wait(5)
+    writer.submit("cam-01", lambda: done.append(1))
+    writer.submit("cam-01", lambda: done.append(2))  # the queue is now full
+    third = threading.Thread(target=writer.submit, args=("cam-01", lambda: done.append(3)))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive() and writer.waits == 1  # the analysis waits for room
+    release.set()
+    third.join(5)
+    writer.close()
+    assert done == ["slow", 1, 2, 3]
+
+
+def test_alerts_are_drained_before_runner_stopped_and_their_latency_recorded(tmp_path, monkeypatch):
+    site = Site(tmp_path, two_cameras(), clips={"clip.avi": (30, (640, 480)), "clip2.avi": (30, (320, 240))})
+    add_alert = Register.add_alert
+
+    def slow_add_alert(self, *args, **kwargs):
+        time.sleep(0.3)  # a slow disk: the writer is still busy when the sources end
+        return add_alert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Register, "add_alert", slow_add_alert)
+    seen = []
+    runner = site.runner(ScriptedDetector(person_from(0)), mode="replay")
+    runner.on_alert = lambda raised: seen.append((raised.stored.id, threading.current_thread().name))
+    started = time.monotonic()
+    summary = runner.run()
+    assert len(summary.alerts) == 2 and len(site.register.alerts()) == 2
+    assert [name for _, name in seen] == ["alert-writer"] * 2 and all(stored for stored, _ in seen)
+    events = [e["event"] for e in site.events() if e["event"] != "source_ended"]
+    assert events[-3:] == ["alert_created", "alert_created", "runner_stopped"]
+    assert len(summary.alert_latency_s) == 2
+    assert all(0.3 <= latency_s <= time.monotonic() - started for latency_s in summary.alert_latency_s)
+    assert summary.stage_s["store"] >= 0.6
 
 
 # -- the real command under SIGTERM --------------------------------------------------------------------
