@@ -8,6 +8,10 @@ STAMP := $(VENV)/.vigie-installed
 VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
 # Debian's chromium drives the workbench's browser tests (Playwright uses it; never `playwright install`).
 CHROMIUM := /usr/bin/chromium
+# Debian's GStreamer RTSP server, run by the system python3 (python3-gi), serves real clips on loopback
+# to the RTSP fault tests (tests/faults/rtsp_server.py).
+GST_RTSP_SERVER := /usr/lib/$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')/girepository-1.0/GstRtspServer-1.0.typelib
+GST_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Ultralytics offline and with a private settings folder (see runner/_env.py for the same defaults).
 export YOLO_OFFLINE ?= 1
@@ -18,12 +22,14 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo test test-fast workbench eval lock clean help
+.PHONY: demo test test-fast workbench eval bench soak lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   run the whole test suite"
-	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL)"
+	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind"
+	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
+	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600)"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,19 +47,33 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
+$(GST_RTSP_SERVER):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(GST_PACKAGES)
+
 demo: $(STAMP) $(VTEST)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
 
-test: $(STAMP) $(VTEST) $(CHROMIUM)
+test: $(STAMP) $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER)
 	$(BIN)/python -m pytest
 
-# WORKBENCH_ARGS, e.g. "--port 8870" or "--ip 0.0.0.0" (needs VIGIE_TOKEN); see python -m workbench.serve --help.
+# One server per role, each with its own token: ROLE=design (zones, thresholds, config export; the default),
+# ROLE=operator (alert console, pause) or ROLE=analyst (dashboards, statistics). WORKBENCH_ARGS, e.g.
+# "--port 8870" or "--ip 0.0.0.0" (needs VIGIE_TOKEN); see python -m workbench.serve --help.
+ROLE ?= $(or $(VIGIE_ROLE),design)
 workbench: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m workbench.serve $(WORKBENCH_ARGS)
+	$(BIN)/python -m workbench.serve --role $(ROLE) $(WORKBENCH_ARGS)
 
 eval: $(STAMP)
 	$(BIN)/vigie eval zones/eval/site.yaml zones/eval-*/site.yaml --extra-labels bench/labels/extra_events.csv --details
+
+# BENCH_ARGS, e.g. "--quick" or "--runs 5 --model coco"; see .venv/bin/python bench/perf.py --help.
+bench: $(STAMP)
+	$(BIN)/python bench/perf.py $(BENCH_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not data"

@@ -22,6 +22,28 @@ def _db_default() -> str:
     return os.environ.get("VIGIE_DB", "var/vigie.db")
 
 
+def _with_identity(p: argparse.ArgumentParser, user_required: bool = False) -> argparse.ArgumentParser:
+    """--user and --role: who acts, and in which role (the register refuses a role without the right)."""
+    if user_required:  # a decision names its operator explicitly, never from the environment
+        p.add_argument("--user", "--operator", dest="user", required=True, help="identity of the authorised operator")
+    else:
+        p.add_argument("--user", "--operator", dest="user", default=os.environ.get("VIGIE_USER") or os.environ.get("VIGIE_OPERATOR"),
+                       help="your identity (default $VIGIE_USER)")
+    p.add_argument("--role", default=os.environ.get("VIGIE_ROLE"),
+                   help="role you act in: operator, analyst, design or runner (default $VIGIE_ROLE)")
+    return p
+
+
+def _principal(args, what: str):
+    from runner.access import Principal
+
+    if not args.user or not args.user.strip():
+        raise UsageError(f"--user is required (or set VIGIE_USER): every {what} is attributed")
+    if not args.role:
+        raise UsageError(f"--role is required (or set VIGIE_ROLE): every {what} records the role it was done in")
+    return Principal(args.user, args.role)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigie", description="Vigie augmented video-protection runner.")
     parser.add_argument("--version", action="version", version=f"vigie {__version__}")
@@ -71,15 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--confirm", action="store_true", help="the event is real")
     group.add_argument("--reject", choices=REJECT_REASONS, metavar="REASON", help=f"false alert: {', '.join(REJECT_REASONS)}")
     p.add_argument("--follow-up", required=True, choices=FOLLOW_UPS, help=f"one of {', '.join(FOLLOW_UPS)}")
-    p.add_argument("--operator", required=True, help="identity of the authorised operator")
+    _with_identity(p, user_required=True)
     p.add_argument("--note", default=None)
 
     for name in ("pause", "resume"):
         p = with_db(sub.add_parser(name, help=f"{name} analysis of one camera or of everything (honoured within a second)"))
         p.add_argument("--camera", help="camera id (default: every camera)")
-        p.add_argument("--operator", default=os.environ.get("VIGIE_OPERATOR"), help="identity (default $VIGIE_OPERATOR)")
+        _with_identity(p)
 
-    p = with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits)"))
+    p = _with_identity(with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits; runner role)")))
     p.add_argument("--config", help="site config whose retention applies (default: the last one run, else the legal caps)")
 
     p = sub.add_parser("audit", help="audit log")
@@ -138,10 +160,11 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _register(args, create: bool = True):
+def _register(args, create: bool = True, read_only: bool = False):
+    """Commands that only read open the register read-only: they work on a read-only copy or disk."""
     from runner.store import Register
 
-    return Register(args.db, args.media_dir, create=create)
+    return Register(args.db, args.media_dir, create=create, read_only=read_only)
 
 
 def cmd_run(args) -> int:
@@ -224,7 +247,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_alerts(args) -> int:
-    with _register(args, create=False) as register:
+    with _register(args, create=False, read_only=True) as register:
         rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
         if args.limit:
             rows = rows[-args.limit:]
@@ -239,7 +262,7 @@ def cmd_alerts(args) -> int:
 def cmd_decide(args) -> int:
     with _register(args, create=False) as register:
         decision = "confirmed" if args.confirm else "rejected"
-        row = register.decide(args.alert_id, decision, operator=args.operator, follow_up=args.follow_up,
+        row = register.decide(args.alert_id, decision, by=_principal(args, "decision"), follow_up=args.follow_up,
                               reason=args.reject, note=args.note)
         print(f"alert {args.alert_id}: {decision}" + (f" ({row['reason']})" if row["reason"] else "")
               + f", follow-up {row['follow_up']}, by {row['operator']} at {row['decided_utc']}")
@@ -247,13 +270,12 @@ def cmd_decide(args) -> int:
 
 
 def _pause(args, paused: bool) -> int:
-    if not args.operator:
-        raise UsageError("--operator is required (or set VIGIE_OPERATOR): every pause and resume is attributed")
+    principal = _principal(args, "pause and resume")
     scope = args.camera or "*"
     with _register(args, create=False) as register:
-        audit_id = register.set_paused(scope, paused, args.operator)
+        audit_id = register.set_paused(scope, paused, principal)
         what = f"camera {args.camera}" if args.camera else "all cameras"
-        print(f"{what}: {'paused' if paused else 'resumed'} by {args.operator} (audit row {audit_id}); "
+        print(f"{what}: {'paused' if paused else 'resumed'} by {principal.user} (audit row {audit_id}); "
               "a running service applies it within a second")
     return 0
 
@@ -270,16 +292,17 @@ def cmd_purge(args) -> int:
     from runner.config.loading import load_config
     from runner.retention import effective_retention, run_purge
 
+    principal = _principal(args, "purge")
     with _register(args, create=False) as register:
         retention = effective_retention(register, load_config(args.config).config.retention if args.config else None)
-        counts = run_purge(register, retention, actor=os.environ.get("VIGIE_OPERATOR") or "cli")
+        counts = run_purge(register, retention, by=principal)
         print(f"purged (media > {retention.media_days} d, records > {retention.alert_days} d): "
               + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 
 def cmd_audit(args) -> int:
-    with _register(args, create=False) as register:
+    with _register(args, create=False, read_only=True) as register:
         if args.audit_command == "show":
             for row in register.audit_rows(limit=args.limit):
                 print(f"{row['id']:>6} {row['ts_utc']} {row['event']:<18} {row['actor']:<12} "
@@ -295,7 +318,7 @@ def cmd_audit(args) -> int:
 
 
 def cmd_status(args) -> int:
-    with _register(args, create=False) as register:
+    with _register(args, create=False, read_only=True) as register:
         control = register.control_state()
         print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
         print("paused: " + (", ".join(s if s != "*" else "ALL" for s, r in control.items() if r["paused"]) or "nothing"))

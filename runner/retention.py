@@ -6,6 +6,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from runner.access import RETENTION_SCHEDULE, Principal
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention
 from runner.store import Register
 
@@ -25,8 +26,9 @@ def effective_retention(register: Register, retention: Retention | None) -> Rete
     return Retention(media_days=MAX_MEDIA_DAYS, alert_days=MAX_ALERT_DAYS)
 
 
-def run_purge(register: Register, retention: Retention, actor: str = "retention") -> dict[str, int]:
-    counts = register.purge(media_days=retention.media_days, alert_days=retention.alert_days, actor=actor)
+def run_purge(register: Register, retention: Retention, by: Principal = RETENTION_SCHEDULE) -> dict[str, int]:
+    """Apply the retention now; only the service's role may (`by`, the runner itself by default)."""
+    counts = register.purge(media_days=retention.media_days, alert_days=retention.alert_days, by=by)
     log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -23,14 +24,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from runner.access import RETENTION_SCHEDULE, Action, Principal, require
 from runner.alerts import DECISIONS, FOLLOW_UPS, REJECT_REASONS, AlertRecord, canonical_json, content_digest
+from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS
 from runner.errors import StoreError, UsageError
 
 log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("var/vigie.db")
+# Health rows that are not cameras: the database itself, and the snapshot folder.
+REGISTER_HEALTH, STORAGE_HEALTH = "register", "storage"
+STORAGE_HEALTH_KEYS = (REGISTER_HEALTH, STORAGE_HEALTH)
+# A camera id, day or uid used as a snapshot path part: no separator, no '..', no NUL, not hidden.
+_SAFE_FILE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,6 +139,51 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def anchor_path_for(db_path: Path) -> Path:
+    """The register's anchor file: `<db>.anchor`, beside it (copy both together)."""
+    return db_path.with_name(db_path.name + ".anchor")
+
+
+def read_anchor(path: Path) -> tuple[int, str] | None:
+    """(row id, hash) of the newest audit row the anchor file witnesses, or None (no file, no line).
+
+    Lines are `<row id> <sha256>`; a torn last line (crash while appending) is skipped. Writers in
+    several processes may append out of order, hence the largest id rather than the last line.
+    """
+    newest: tuple[int, str] | None = None
+    try:
+        with open(path, "rb") as handle:
+            for raw_line in handle:
+                parts = raw_line.split()
+                if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 64:
+                    continue
+                row_id = int(parts[0])
+                if newest is None or row_id > newest[0]:
+                    newest = (row_id, parts[1].decode("ascii", "replace"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"anchor file {path}: {exc.strerror or exc}") from None
+    return newest
+
+
+def _write_blocker(db_path: Path) -> str | None:
+    """Why the register at db_path cannot be written (read-only file system, permissions), or None."""
+    folder = db_path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        return None
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        return "no write permission on the file"
+    if not os.access(folder, os.W_OK):
+        return f"no write permission on the folder {folder}"
+    return None
+
+
 def audit_hash(prev_hash: str, row_id: int, ts_utc: str, event: str, actor: str, camera_id: str | None, details: str) -> str:
     payload = canonical_json([row_id, ts_utc, event, actor, camera_id, details])
     return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
@@ -155,39 +209,146 @@ class VerifyReport:
 class Register:
     """One SQLite file (WAL) plus a media folder for snapshots. Thread-safe (one lock)."""
 
-    def __init__(self, db_path: str | Path = DEFAULT_DB, media_dir: str | Path | None = None, *, create: bool = True):
+    def __init__(
+        self, db_path: str | Path = DEFAULT_DB, media_dir: str | Path | None = None, *, create: bool = True,
+        read_only: bool = False,
+    ):
+        """Open (or create) the register. `read_only` opens an existing one for reading only (listing,
+        verifying), which also works on a read-only file or file system. A damaged file is never
+        modified: opening it fails with a one-line StoreError."""
         self.db_path = Path(db_path)
         self.media_dir = Path(media_dir) if media_dir else self.db_path.parent / "media"
+        self.anchor_path = anchor_path_for(self.db_path)
+        self.read_only = read_only
         self._lock = threading.RLock()
-        if not create and not self.db_path.exists():
+        self._anchor_fd: int | None = None
+        self._anchor_pending: tuple[int, str] | None = None  # newest audit row of the open transaction
+        self._storage_state: dict[str, tuple[str, str]] = {}  # health key -> (status, detail), as last known
+        self._unrecorded_health: dict[str, dict] = {}  # storage health rows the register could not take
+        if (read_only or not create) and not self.db_path.exists():
             raise StoreError(f"register {self.db_path}: no such file (run the runner first, or pass --db)")
+        if not read_only:
+            self._refuse_unwritable()
+            self._refuse_replaced_register()
         try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA busy_timeout = 30000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            self._conn = self._connect_read_only() if read_only else self._connect()
+            # One statement, one snapshot: a register being created by another process is seen empty or whole.
+            version, objects = self._conn.execute(
+                "SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master)"
+            ).fetchone()
             if version > SCHEMA_VERSION:
                 raise StoreError(f"register {self.db_path}: schema {version} is newer than this Vigie ({SCHEMA_VERSION})")
-            if version < SCHEMA_VERSION:
-                self._conn.executescript(_SCHEMA)
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif self._conn.execute(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('audit_no_update', 'audit_no_delete')"
-            ).fetchone()[0] < 2:
-                log.warning("register %s: audit triggers were missing; restored", self.db_path)
-                self._conn.executescript(_TRIGGERS)
+            if version < SCHEMA_VERSION and objects:
+                raise StoreError(f"register {self.db_path}: an SQLite file but not a Vigie register; left untouched "
+                                 "(pass another --db)")
+            if not read_only:
+                self._prepare_for_writing(version)
+            elif version < SCHEMA_VERSION:
+                raise StoreError(f"register {self.db_path}: empty file, not a Vigie register")
+            self._storage_state = {
+                r["camera_id"]: (r["status"], r["detail"])
+                for r in self._conn.execute("SELECT * FROM health WHERE camera_id IN (?, ?)", STORAGE_HEALTH_KEYS)
+            }
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"register {self.db_path}: {exc}") from None
+            self._close_quietly()
+            raise StoreError(self._open_problem(exc)) from None
         except OSError as exc:
+            self._close_quietly()
             raise StoreError(f"register {self.db_path}: {exc.strerror or exc}") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _prepare_for_writing(self, version: int) -> None:
+        """WAL and full sync; the schema on a new file, the audit triggers restored on an old one.
+        Only called once the file is known to be a register or empty: this may rewrite its header."""
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:  # in one transaction, so that no reader ever sees half a schema
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('audit_no_update', 'audit_no_delete')"
+        ).fetchone()[0] < 2:
+            log.warning("register %s: audit triggers were missing; restored", self.db_path)
+            conn.executescript(_TRIGGERS)
+        # From this row on, the anchor file witnesses the newest audit row (see verify()).
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('anchor_from_row', "
+            "(SELECT COALESCE(MAX(id), CAST((SELECT value FROM meta WHERE key = 'audit_purge_upto') AS INTEGER)) + 1"
+            " FROM audit))"
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._conn = conn
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """mode=ro; on a read-only folder or file system a WAL register cannot get its shared-memory
+        file, so it is then opened as immutable (nobody can be writing to it there)."""
+        uri = "file:" + quote(str(self.db_path.resolve()))
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if _write_blocker(self.db_path) is None:
+                raise  # writable after all: the failure is something else, and a writer may be active
+            conn = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        self._conn = conn
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _refuse_unwritable(self) -> None:
+        """A register the service cannot write is refused up front, with the reason, not at the first alert."""
+        reason = _write_blocker(self.db_path)
+        if reason:
+            raise StoreError(f"register {self.db_path} is read-only ({reason}): cannot record alerts; "
+                             "listing and `vigie audit verify` still work")
+
+    def _refuse_replaced_register(self) -> None:
+        """An empty or missing register whose anchor file records audit rows was truncated or replaced:
+        starting a fresh one there would hide the loss."""
+        if self.db_path.exists() and self.db_path.stat().st_size > 0:
+            return
+        witnessed = read_anchor(self.anchor_path)
+        if witnessed is not None:
+            raise StoreError(
+                f"register {self.db_path} is {'empty' if self.db_path.exists() else 'missing'} but {self.anchor_path.name} "
+                f"records audit rows up to {witnessed[0]}: the register was truncated or replaced; restore it from a "
+                "backup (nothing was overwritten), or move both files aside to start a new one"
+            )
+
+    def _open_problem(self, exc: sqlite3.DatabaseError) -> str:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return (f"register {self.db_path}: {text} (damaged, or not a register); the file is left untouched: "
+                    "restore it from a backup or move it aside")
+        if "readonly" in text or "unable to open" in text:
+            reason = _write_blocker(self.db_path) or text
+            return f"register {self.db_path}: cannot open ({reason})"
+        return f"register {self.db_path}: {text}"
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._anchor_fd is not None:
+                os.close(self._anchor_fd)
+                self._anchor_fd = None
 
     def __enter__(self) -> Register:
         return self
@@ -197,22 +358,67 @@ class Register:
 
     @contextmanager
     def _transaction(self):
+        """One write transaction. A failed write (disk full, I/O error, read-only file) is rolled back
+        and raised as a one-line StoreError, and the register's health entry says so."""
         with self._lock:
+            self._anchor_pending = None
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
-                raise StoreError(f"register {self.db_path}: {exc}") from None
+                raise self._write_failed(exc) from None
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._anchor_pending = None
                 try:
-                    self._conn.execute("COMMIT")
-                except sqlite3.DatabaseError as exc:
                     self._conn.execute("ROLLBACK")
-                    raise StoreError(f"register {self.db_path}: {exc}") from None
+                except sqlite3.DatabaseError:
+                    pass  # SQLite already rolled back (disk full, I/O error)
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._write_failed(exc) from None
+                raise
+            if self._anchor_pending is not None:
+                self._write_anchor(*self._anchor_pending)
+            if self._storage_state.get(REGISTER_HEALTH, ("ok",))[0] != "ok":
+                self._set_storage_health(REGISTER_HEALTH, "ok", "writing again")
+
+    def _write_failed(self, exc: sqlite3.DatabaseError) -> StoreError:
+        message = f"register {self.db_path}: cannot write ({exc})"
+        log.error("%s", message)
+        self._set_storage_health(REGISTER_HEALTH, "error", message)
+        return StoreError(message)
+
+    def _set_storage_health(self, key: str, status: str, detail: str) -> None:
+        """Storage health, written only when it changes; kept in memory when the register itself cannot
+        take it (disk full), so that this process still reports it."""
+        if self._storage_state.get(key) == (status, detail) and key not in self._unrecorded_health:
+            return
+        self._storage_state[key] = (status, detail)
+        row = {"camera_id": key, "status": status, "detail": detail[:500], "updated_utc": iso(utc_now())}
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO health(camera_id, status, detail, updated_utc) "
+                "VALUES (:camera_id, :status, :detail, :updated_utc)", row,
+            )
+            self._unrecorded_health.pop(key, None)
+        except sqlite3.DatabaseError as exc:
+            if key not in self._unrecorded_health:
+                log.error("register %s: cannot record %s health: %s", self.db_path, key, exc)
+            self._unrecorded_health[key] = row  # health() still shows it; retried on the next report
+
+    # -- anchor: an append-only witness of the newest audit row, outside the database -----------
+    def _write_anchor(self, row_id: int, row_hash: str) -> None:
+        """Appended after the commit, so a line never names a row that was rolled back; fsynced, so
+        that a crash cannot keep a row yet lose the line that names it more than once in a while."""
+        try:
+            if self._anchor_fd is None:
+                self._anchor_fd = os.open(self.anchor_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._anchor_fd, f"{row_id} {row_hash}\n".encode("ascii"))
+            os.fsync(self._anchor_fd)
+        except OSError as exc:
+            self._set_storage_health(REGISTER_HEALTH, "degraded",
+                                     f"anchor file {self.anchor_path} not written: {exc.strerror or exc}")
 
     def _query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -235,6 +441,7 @@ class Register:
             "INSERT INTO audit(id, ts_utc, event, actor, camera_id, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
             (next_id, ts, event, actor, camera_id, text, prev_hash, digest),
         )
+        self._anchor_pending = (next_id, digest)
         return next_id
 
     def audit(self, event: str, actor: str, camera_id: str | None = None, details: dict | None = None) -> int:
@@ -265,6 +472,51 @@ class Register:
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def verify(self) -> VerifyReport:
+        """The database file's own integrity (SQLite quick_check), the audit chain and every record
+        against it (`_verify_records`), then the anchor file: a chain whose newest rows were cut off
+        is still a valid chain, only the anchor file beside the register tells that rows are missing.
+        """
+        with self._lock:
+            try:
+                damage = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if damage != "ok":  # e.g. "*** in database main ***\nPage 86: btreeInitPage() returns error code 11"
+                    damage = " ".join(damage.replace("*** in database main ***", "").split())
+                    return VerifyReport(False, 0, 0, None, f"database file damaged: {damage}")
+                report = self._verify_records()
+                tail = self._anchor_problem()
+            except sqlite3.DatabaseError as exc:
+                return VerifyReport(False, 0, 0, None, f"database file damaged: {exc}")
+        if tail is not None and (report.ok or report.first_bad_row is None or tail[0] < report.first_bad_row):
+            return VerifyReport(False, report.rows_checked, report.alerts_checked, tail[0], tail[1])
+        return report
+
+    def _anchor_problem(self) -> tuple[int, str] | None:
+        """(first bad row, problem) when the audit log does not reach, or does not match, the newest
+        row the anchor file witnessed; None when it does (rows after it are fine: the line of the
+        newest commit may have been lost in a crash)."""
+        conn = self._conn
+        newest = conn.execute("SELECT MAX(id) FROM audit").fetchone()[0]
+        purge_upto = int(self._meta(conn, "audit_purge_upto") or 0)
+        witnessed = read_anchor(self.anchor_path)
+        if witnessed is None:
+            since = self._meta(conn, "anchor_from_row")
+            if since and newest is not None and newest >= int(since):
+                return int(since), (f"anchor file {self.anchor_path.name} is missing (it witnesses the audit log since "
+                                    f"row {since}; keep it beside the register)")
+            return None
+        row_id, row_hash = witnessed
+        if row_id <= purge_upto:
+            return None
+        row = conn.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            first_missing = (newest if newest is not None else purge_upto) + 1
+            return first_missing, (f"audit rows {first_missing} to {row_id} are missing: {self.anchor_path.name} "
+                                   f"witnessed row {row_id} (newest rows removed, or an older copy of the register)")
+        if row["hash"] != row_hash:
+            return row_id, f"audit row {row_id} differs from the one {self.anchor_path.name} witnessed (log rewritten)"
+        return None
+
+    def _verify_records(self) -> VerifyReport:
         """Recompute the audit chain, then check every alert and decision against its audit record.
 
         The chain is read from the retention anchor (the hash of the last purged row) up to the
@@ -366,10 +618,23 @@ class Register:
             first_row, problem = min(problems, key=lambda p: (p[0] is None, p[0] or 0))
             return VerifyReport(False, checked, alerts_checked, first_row, problem)
 
+    def media_path(self, relative: str) -> Path | None:
+        """media_dir / relative, or None when it would lead outside the media folder ('..', absolute,
+        NUL, a symlink out): a snapshot column edited in the database must not make the purge delete,
+        nor the apps show, a file elsewhere."""
+        try:
+            root = self.media_dir.resolve()
+            target = (self.media_dir / relative).resolve()
+        except (OSError, ValueError):  # ValueError: embedded NUL
+            return None
+        return self.media_dir / relative if target.is_relative_to(root) and target != root else None
+
     def _snapshot_problem(self, alert: sqlite3.Row) -> str | None:
         if not alert["snapshot"] or alert["media_purged_utc"]:
             return None
-        path = self.media_dir / alert["snapshot"]
+        path = self.media_path(alert["snapshot"])
+        if path is None:
+            return f"snapshot path {alert['snapshot'][:80]!r} leads outside the media folder"
         try:
             data = path.read_bytes()
         except OSError:
@@ -380,32 +645,53 @@ class Register:
 
     # -- alerts --------------------------------------------------------------------------------
     def _snapshot_path(self, record: AlertRecord) -> Path:
-        day = record.ts_utc[:10]
-        return Path(record.camera_id) / day / f"{record.uid}.jpg"
+        """media/<camera>/<day>/<uid>.jpg; every part a plain name, so none can lead out of the media folder."""
+        parts = (record.camera_id, record.ts_utc[:10], record.uid)
+        for label, part in zip(("camera id", "alert day", "alert uid"), parts, strict=True):
+            if not isinstance(part, str) or not _SAFE_FILE_PART.fullmatch(part):
+                raise OSError(f"unsafe {label} for a file name: {str(part)[:60]!r}")
+        return Path(parts[0]) / parts[1] / f"{parts[2]}.jpg"
 
     def _write_snapshot(self, relative: Path, data: bytes) -> None:
         target = (self.media_dir / relative).resolve()
         if self.media_dir.resolve() not in target.parents:
             raise OSError(f"snapshot path escapes the media folder: {relative}")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)  # also recreates a media folder deleted meanwhile
         temp = target.with_suffix(".tmp")
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        except OSError:
+            temp.unlink(missing_ok=True)  # a partial file on a full disk only takes more room
+            raise
+        # The rename is durable only once its folder is: the alert row that names the file comes next.
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def add_alert(self, record: AlertRecord, snapshot_jpeg: bytes | None = None, snapshot_note: str | None = None) -> StoredAlert:
         """Store an alert (and its snapshot first). `snapshot_note` says why there is no image, when none is given."""
         snapshot = snapshot_sha = note = None
         if snapshot_jpeg is not None:
-            relative = self._snapshot_path(record)
             try:
+                relative = self._snapshot_path(record)
                 self._write_snapshot(relative, snapshot_jpeg)
                 snapshot, snapshot_sha = relative.as_posix(), hashlib.sha256(snapshot_jpeg).hexdigest()
             except OSError as exc:
+                # The alert is stored all the same; its row and the storage health entry say why.
                 note = f"snapshot not saved: {exc.strerror or exc}"
                 log.error("camera %s: %s", record.camera_id, note)
+                with self._lock:
+                    self._set_storage_health(STORAGE_HEALTH, "error", f"{self.media_dir}: {note}")
+            else:
+                if self._storage_state.get(STORAGE_HEALTH, ("ok",))[0] != "ok":
+                    with self._lock:
+                        self._set_storage_health(STORAGE_HEALTH, "ok", "snapshots saved again")
         else:
             note = snapshot_note or "no snapshot requested"
         row = record.as_row()
@@ -421,17 +707,25 @@ class Register:
         )
         row["digest"] = content_digest({k: row[k] for k in _ALERT_DIGEST_FIELDS})
         columns = list(row)
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                f"INSERT INTO alerts({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [row[c] for c in columns],
-            )
-            alert_id = int(cursor.lastrowid)
-            self._append_audit(
-                conn, "alert_created", "runner", record.camera_id,
-                {"alert_id": alert_id, "uid": record.uid, "kind": record.kind, "rule_id": record.rule_id,
-                 "is_test": record.is_test, "digest": row["digest"]},
-            )
+        try:
+            with self._transaction() as conn:
+                cursor = conn.execute(
+                    f"INSERT INTO alerts({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [row[c] for c in columns],
+                )
+                alert_id = int(cursor.lastrowid)
+                self._append_audit(
+                    conn, "alert_created", "runner", record.camera_id,
+                    {"alert_id": alert_id, "uid": record.uid, "kind": record.kind, "rule_id": record.rule_id,
+                     "is_test": record.is_test, "digest": row["digest"]},
+                )
+        except StoreError:
+            if snapshot is not None:  # no row names it: give the room back (a full disk is the usual cause)
+                try:
+                    (self.media_dir / snapshot).unlink(missing_ok=True)
+                except OSError:
+                    pass  # left for the orphan sweep of the retention purge
+            raise
         return StoredAlert(alert_id, record.uid, snapshot, note)
 
     def alert(self, alert_id: int) -> dict | None:
@@ -469,17 +763,17 @@ class Register:
         """Path of the alert's image, or None when it was never saved or has been purged."""
         if not alert.get("snapshot") or alert.get("media_purged_utc"):
             return None
-        return self.media_dir / alert["snapshot"]
+        return self.media_path(alert["snapshot"])
 
     # -- decisions -----------------------------------------------------------------------------
     def decide(
-        self, alert_id: int, decision: str, *, operator: str, follow_up: str = "none",
+        self, alert_id: int, decision: str, *, by: Principal, follow_up: str = "none",
         reason: str | None = None, note: str | None = None,
     ) -> dict:
+        """Record an operator's decision. `by` must hold the operator role (else PermissionDenied)."""
+        require(by, Action.DECIDE)
         if decision not in DECISIONS:
             raise UsageError(f"decision must be one of {', '.join(DECISIONS)}")
-        if not operator or not operator.strip():
-            raise UsageError("an operator identity is required for every decision")
         if decision == "rejected" and reason not in REJECT_REASONS:
             raise UsageError(f"a rejection needs a reason among: {', '.join(REJECT_REASONS)}")
         if decision == "confirmed" and reason is not None:
@@ -497,7 +791,7 @@ class Register:
                     + (f" (by {existing['operator']} at {existing['decided_utc']})" if existing else "")
                 )
             row = {"alert_id": alert_id, "decision": decision, "reason": reason, "follow_up": follow_up,
-                   "operator": operator.strip(), "note": note, "decided_utc": iso(utc_now())}
+                   "operator": by.user, "note": note, "decided_utc": iso(utc_now())}
             row["digest"] = content_digest({k: row[k] for k in _DECISION_DIGEST_FIELDS})
             conn.execute(
                 "INSERT INTO decisions(alert_id, decision, reason, follow_up, operator, note, decided_utc, digest) "
@@ -506,22 +800,23 @@ class Register:
             conn.execute("UPDATE alerts SET status = ? WHERE id = ?", (decision, alert_id))
             self._append_audit(
                 conn, "decision", row["operator"], alert["camera_id"],
-                {"alert_id": alert_id, "decision": decision, "reason": reason, "follow_up": follow_up, "digest": row["digest"]},
+                {"alert_id": alert_id, "decision": decision, "reason": reason, "follow_up": follow_up, "digest": row["digest"],
+                 **by.audit_details()},
             )
         return row
 
     # -- pause / resume ------------------------------------------------------------------------
-    def set_paused(self, scope: str, paused: bool, actor: str) -> int:
-        """scope is '*' (everything) or a camera id. Returns the audit row id."""
-        if not actor or not actor.strip():
-            raise UsageError("an operator identity is required to pause or resume")
+    def set_paused(self, scope: str, paused: bool, by: Principal) -> int:
+        """scope is '*' (everything) or a camera id; `by` must hold the operator role. Returns the audit row id."""
+        require(by, Action.PAUSE)
         with self._transaction() as conn:
             audit_id = self._append_audit(
-                conn, "pause" if paused else "resume", actor.strip(), None if scope == "*" else scope, {"scope": scope}
+                conn, "pause" if paused else "resume", by.user, None if scope == "*" else scope,
+                {"scope": scope, **by.audit_details()},
             )
             conn.execute(
                 "INSERT OR REPLACE INTO control(scope, paused, actor, changed_utc, audit_id) VALUES (?,?,?,?,?)",
-                (scope, int(paused), actor.strip(), iso(utc_now()), audit_id),
+                (scope, int(paused), by.user, iso(utc_now()), audit_id),
             )
         return audit_id
 
@@ -541,16 +836,29 @@ class Register:
             )
 
     def health(self) -> list[dict]:
-        return [dict(r) for r in self._query("SELECT * FROM health ORDER BY camera_id")]
+        """Every health row; a storage entry this process could not write (full disk) is shown as well."""
+        rows = {r["camera_id"]: dict(r) for r in self._query("SELECT * FROM health ORDER BY camera_id")}
+        with self._lock:
+            rows.update({key: dict(row) for key, row in self._unrecorded_health.items()})
+        return [rows[key] for key in sorted(rows)]
 
     # -- retention -----------------------------------------------------------------------------
-    def purge(self, *, media_days: int, alert_days: int, actor: str = "retention", now: datetime | None = None) -> dict[str, int]:
+    def purge(
+        self, *, media_days: int, alert_days: int, by: Principal = RETENTION_SCHEDULE, now: datetime | None = None,
+    ) -> dict[str, int]:
         """Delete snapshots older than media_days, alerts / decisions / audit rows older than alert_days.
+
+        Only the service's role purges (`by`, the runner's own identity by default): nobody else
+        deletes records, and the retention schedule is the only way they go.
 
         An image never outlives its record: media are kept at most min(media_days, alert_days).
         Alerts go when their time is past the cutoff *or* when their audit records do (so the
         register always verifies), and the purge's own audit row lists the deleted alert ids.
         """
+        require(by, Action.PURGE)
+        for name, days, cap in (("media_days", media_days, MAX_MEDIA_DAYS), ("alert_days", alert_days, MAX_ALERT_DAYS)):
+            if not isinstance(days, int) or not 1 <= days <= cap:  # a longer retention is not lawful
+                raise UsageError(f"purge: {name} must be a whole number from 1 to {cap} (legal cap), not {days!r}")
         now = now or utc_now()
         media_days = min(media_days, alert_days)
         media_cutoff, alert_cutoff = iso(now - timedelta(days=media_days)), iso(now - timedelta(days=alert_days))
@@ -562,7 +870,11 @@ class Register:
         # Files first (a crash leaves a row pointing to a missing file, which the next purge fixes).
         purged_ids = []
         for row in old_media:
-            path = self.media_dir / row["snapshot"]
+            path = self.media_path(row["snapshot"])
+            if path is None:  # never delete outside the media folder; the row's image is unusable anyway
+                log.error("purge: alert %s names a snapshot outside the media folder; not deleted", row["id"])
+                purged_ids.append(row["id"])
+                continue
             try:
                 path.unlink()
                 counts["media_files"] += 1
@@ -598,16 +910,19 @@ class Register:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_anchor_hash'", (anchor,))
                 counts["audit_rows"] = conn.execute("DELETE FROM audit WHERE id <= ?", (last_old,)).rowcount
             self._append_audit(
-                conn, "purge", actor, None,
-                {**counts, "media_days": media_days, "alert_days": alert_days,
+                conn, "purge", by.user, None,
+                {**counts, **by.audit_details(), "media_days": media_days, "alert_days": alert_days,
                  "media_purged_alert_ids": _id_ranges(purged_ids), "deleted_alert_ids": _id_ranges(doomed),
                  "audit_anchor_upto": last_old, "audit_anchor_hash": anchor},
             )
         # Images of records deleted before their media cutoff (their audit records expired) go too.
         for row in doomed_rows:
             if row["snapshot"] and not row["media_purged_utc"] and row["id"] not in purged_ids:
+                path = self.media_path(row["snapshot"])
+                if path is None:
+                    continue
                 try:
-                    (self.media_dir / row["snapshot"]).unlink()
+                    path.unlink()
                     counts["media_files"] += 1
                 except OSError:
                     pass  # missing, or left for the orphan sweep of the next purge
@@ -619,6 +934,8 @@ class Register:
         if not self.media_dir.exists():
             return 0
         referenced = {r["snapshot"] for r in self._query("SELECT snapshot FROM alerts WHERE snapshot IS NOT NULL")}
+        # A temp file is never referenced: one an hour old was left by a killed writer, whatever the retention.
+        temp_cutoff = max(cutoff, utc_now() - timedelta(hours=1))
         removed = 0
         for path in self.media_dir.rglob("*"):
             if not path.is_file():
@@ -627,7 +944,7 @@ class Register:
             if relative in referenced:
                 continue
             try:
-                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < cutoff:
+                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < (temp_cutoff if path.suffix == ".tmp" else cutoff):
                     path.unlink()
                     removed += 1
             except OSError:

@@ -6,8 +6,10 @@ this module only lays them out: HTML tables, matplotlib plots rendered to PNG, C
 
 from __future__ import annotations
 
+import getpass
 import html
 import io
+import os
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from runner.errors import StoreError  # noqa: E402
+from runner.access import PermissionDenied, Principal, role_from_env  # noqa: E402
+from runner.errors import StoreError, VigieError  # noqa: E402
 from workbench import register_data as rd  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
@@ -434,14 +437,23 @@ class AnalysisDashboard:
         self.revisions_panel.children = children
 
     # export
+    def principal(self) -> Principal:
+        """Who exports: $VIGIE_USER (serve --user, by default whoever started the server) in $VIGIE_ROLE."""
+        role = role_from_env()
+        if role is None:
+            raise PermissionDenied("this dashboard was started without a role "
+                                   "(python -m workbench.serve --role analyst): exports are refused")
+        return Principal(os.environ.get("VIGIE_USER", "").strip() or getpass.getuser(), role)
+
     def export(self) -> list[Path]:
         if self.frames is None:
             return []
         alerts = self.filtered()
         tables = {"alerts": alerts, "audit": self.frames.audit, **summary_tables(alerts, self.timezone)}
         try:
-            written = rd.export_tables(tables, self.export_root, self.export_folder.value, self.export_format.value)
-        except (ValueError, OSError) as exc:
+            written = rd.export_statistics(tables, self.export_root, self.export_folder.value, self.export_format.value,
+                                           by=self.principal(), db_path=self.db_path, media=self.media_dir)
+        except (ValueError, OSError, VigieError) as exc:
             self.export_result.value = f"<span style='color:#c0392b'>{html.escape(str(exc))}</span>"
             return []
         folder = written[0].parent if written else self.export_root

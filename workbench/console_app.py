@@ -3,7 +3,9 @@
 `ConsoleModel` holds the logic and talks to the register through `runner.store.Register` only, so
 that every decision and every pause is validated and audited by the same code as the CLI's; the
 widgets of `OperatorConsole` only collect what the operator chose and show the model's state.
-The operator's identity is asked once per session and goes with every decision and pause.
+The operator's identity is asked once per session and goes with every decision and pause, with
+the role the server was started for ($VIGIE_ROLE, `python -m workbench.serve --role operator`):
+the register refuses a decision or a pause from any other role.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from zoneinfo import ZoneInfo
 import ipywidgets as widgets
 
 from runner.alerts import FOLLOW_UPS, REJECT_REASONS
-from runner.errors import StoreError, UsageError
-from runner.store import Register, iso
+from runner.access import PermissionDenied, Principal, Role, parse_role, role_from_env
+from runner.errors import StoreError, VigieError
+from runner.store import STORAGE_HEALTH_KEYS, Register, iso
 from workbench.i18n import add_messages, t
 from workbench.register_data import (
     DEFAULT_TIMEZONE, latest_alert_id, media_dir, register_path, site_timezone, value_label, zones_dir,
@@ -63,6 +66,8 @@ add_messages({
         "console.follow_up_needed": "Choisissez la suite donnée à l'alerte confirmée.",
         "console.note_too_long": "La note dépasse {max} caractères.",
         "console.decided": "Alerte {id} {decision} par {operator}.",
+        "console.wrong_role": "Ce serveur n'est pas celui des opérateurs (rôle : {role}) : consultation seule, "
+                              "décisions et suspensions refusées.",
         "console.control_title": "Suspension de l'analyse",
         "console.scope": "Portée",
         "console.all_cameras": "Toutes les caméras",
@@ -108,6 +113,8 @@ add_messages({
         "console.follow_up_needed": "Choose the follow-up of the confirmed alert.",
         "console.note_too_long": "The note is longer than {max} characters.",
         "console.decided": "Alert {id} {decision} by {operator}.",
+        "console.wrong_role": "This server is not the operators' one (role: {role}): read only, decisions and "
+                              "pauses are refused.",
         "console.control_title": "Pausing the analysis",
         "console.scope": "Scope",
         "console.all_cameras": "All cameras",
@@ -173,8 +180,11 @@ class PollResult:
 class ConsoleModel:
     """Pending alerts, decisions and pauses over one register, for one operator at a time."""
 
-    def __init__(self, db_path: Path | str, media: Path | str | None = None, zones: Path | None = None):
+    def __init__(self, db_path: Path | str, media: Path | str | None = None, zones: Path | None = None,
+                 role: Role | str | None = None):
         self.db_path = Path(db_path)
+        # The server's role, not something the person at the browser chooses; None refuses every write.
+        self.role: Role | None = parse_role(role) if role else role_from_env()
         self.media_dir = Path(media) if media else media_dir(self.db_path)
         self.zones_dir = zones
         self.operator: str | None = None
@@ -204,6 +214,14 @@ class ConsoleModel:
         if not self.operator:
             raise ValueError(t("console.operator_required"))
         return self.operator
+
+    def principal(self) -> Principal:
+        """Who acts: the identity typed in, in the server's role (the register checks the role)."""
+        name = self._require_operator()
+        if self.role is None:
+            raise PermissionDenied(f"{name}: this console was started without a role "
+                                   "(python -m workbench.serve --role operator): decisions and pauses are refused")
+        return Principal(name, self.role)
 
     # reading
     def poll(self) -> PollResult:
@@ -252,6 +270,7 @@ class ConsoleModel:
         found |= {a["camera_id"] for a in self.pending.values()}
         found |= self._config_cameras()
         found.discard(ALL_CAMERAS)
+        found.difference_update(STORAGE_HEALTH_KEYS)  # the register's own health rows are no cameras
         return sorted(found)
 
     def _config_cameras(self) -> set[str]:
@@ -271,14 +290,14 @@ class ConsoleModel:
     # writing (through the register, which validates and audits)
     def decide(self, alert_id: int, decision: str, *, reason: str | None = None, follow_up: str | None = None,
                note: str | None = None) -> dict:
-        operator = self._require_operator()
+        principal = self.principal()
         request = decision_request(decision, reason, follow_up, note)
-        row = self.register.decide(alert_id, operator=operator, **request)
+        row = self.register.decide(alert_id, by=principal, **request)
         self.pending.pop(alert_id, None)
         return row
 
     def set_paused(self, scope: str, paused: bool) -> int:
-        return self.register.set_paused(scope, paused, self._require_operator())
+        return self.register.set_paused(scope, paused, self.principal())
 
 
 def _config_cameras(paths: list[Path]) -> set[str]:
@@ -338,6 +357,8 @@ class OperatorConsole:
             _dom_classes=["vigie-console"],
         )
         self._set_operator_enabled(False)
+        if self.model.role is not Role.OPERATOR:
+            self._say(t("console.wrong_role", role=self.model.role.value if self.model.role else "-"), error=True)
         self.refresh()
 
     # construction
@@ -419,7 +440,8 @@ class OperatorConsole:
         self.operator_shown.value = t("console.operator_shown", name=html.escape(name))
         self.operator_bar.children = [self.operator_shown, self.operator_change]
         self._set_operator_enabled(True)
-        self._say("")
+        if self.model.role is Role.OPERATOR:
+            self._say("")
 
     def _end_session(self) -> None:
         self.model.operator = None
@@ -428,6 +450,7 @@ class OperatorConsole:
         self._set_operator_enabled(False)
 
     def _set_operator_enabled(self, enabled: bool) -> None:
+        enabled = enabled and self.model.role is Role.OPERATOR  # the register would refuse anyway
         for control in (self.confirm_button, self.reject_button, self.pause_button, self.resume_button):
             control.disabled = not enabled
 
@@ -554,7 +577,7 @@ class OperatorConsole:
         try:
             row = self.model.decide(alert_id, decision, reason=self.reason.value,
                                     follow_up=self.follow_up.value, note=self.note.value)
-        except (ValueError, UsageError, StoreError) as exc:
+        except (ValueError, VigieError) as exc:
             self._say(str(exc), error=True)
             return
         self._say(t("console.decided", id=alert_id, decision=value_label("status", decision).lower(),
@@ -565,7 +588,7 @@ class OperatorConsole:
         scope = self.scope.value
         try:
             self.model.set_paused(scope, paused)
-        except (ValueError, UsageError, StoreError) as exc:
+        except (ValueError, VigieError) as exc:
             self._say(str(exc), error=True)
             return
         name = t("console.all_cameras") if scope == ALL_CAMERAS else scope

@@ -7,7 +7,9 @@ Layout of one site folder (`zones/<site>/`):
     revisions/SHA256SUMS      `<sha256>  site.r0003.yaml` lines (`sha256sum -c SHA256SUMS` checks them)
 
 An export validates the draft with the runner's own models, writes the exact bytes the runner will
-read back, and logs `config_exported` (site, revision, sha256, actor) in the register's audit log.
+read back, and logs `config_exported` (site, revision, sha256, actor and role) in the register's
+audit log. Only the design role exports (`runner.access`); every file it writes stays under
+`zones_dir/<site>/` (a site name that is not a plain folder name is refused).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from runner.config.loading import LoadedConfig, dump_config, load_config, parse_config, validation_problems
+from runner.access import Action, Principal, require
 from runner.config.site import SiteConfig
 from runner.errors import ConfigError
 from runner.store import Register
@@ -124,6 +127,8 @@ class SiteFolder:
     """zones/<site>/: the current config and every exported revision."""
 
     def __init__(self, zones_dir: Path, site: str):
+        if not _is_plain_name(site):
+            raise ExportError(f"site {str(site)[:60]!r}: not a plain folder name (no '/', '..' or control characters)")
         self.site = site
         self.dir = Path(zones_dir) / site
         self.current_path = self.dir / CURRENT_FILE
@@ -174,6 +179,11 @@ class SiteFolder:
             elif actual != revision.sha256:
                 problems.append(f"{revision.path.name}: sha256 {actual} differs from {SUMS_FILE} ({revision.sha256})")
         return problems
+
+
+def _is_plain_name(name: object) -> bool:
+    return (isinstance(name, str) and bool(name) and name not in (".", "..") and name.isprintable()
+            and not any(sep in name for sep in ("/", "\\")))
 
 
 def list_sites(zones_dir: Path) -> list[str]:
@@ -267,21 +277,23 @@ class ConfigExporter:
             unified_diff=yaml_diff(old_text, text, f"r{current.config.revision}" if current else "(none)", f"r{revision}"),
         )
 
-    def export(self, draft: Mapping[str, Any] | SiteConfig, actor: str) -> ExportResult:
-        actor = (actor or "").strip()
-        if not actor:
-            raise ExportError(t("export.actor_required"))
-        if len(actor) > MAX_ACTOR_CHARS:
+    def export(self, draft: Mapping[str, Any] | SiteConfig, by: Principal) -> ExportResult:
+        """Write the draft as the site's next revision; `by` must hold the design role."""
+        require(by, Action.EXPORT_CONFIG)
+        if len(by.user) > MAX_ACTOR_CHARS:
             raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))
         plan = self.plan(draft)
         # Opened before any file is written: a register that cannot be opened stops the export.
         if isinstance(self._register, Register):
-            return self._write(plan, actor, self._register)
+            return self._write(plan, by, self._register)
         with self._register() as register:
-            return self._write(plan, actor, register)
+            return self._write(plan, by, register)
 
-    def _write(self, plan: ExportPlan, actor: str, register: Register) -> ExportResult:
+    def _write(self, plan: ExportPlan, by: Principal, register: Register) -> ExportResult:
         folder = SiteFolder(self.zones_dir, plan.site)
+        zones = self.zones_dir.resolve()
+        if not folder.dir.resolve().is_relative_to(zones) or folder.dir.resolve() == zones:  # e.g. a symlinked site folder
+            raise ExportError(f"site folder {folder.dir} leads outside {self.zones_dir}")
         data = plan.text.encode("utf-8")
         folder.revisions_dir.mkdir(parents=True, exist_ok=True)
         self._archive_current(folder)
@@ -289,7 +301,8 @@ class ConfigExporter:
         _write_new_file(revision_path, data)
         _append_sum(folder, revision_path.name, plan.sha256)
         # Audit before site.yaml changes: whatever the runner loads from now on was logged first.
-        audit_id = register.audit(AUDIT_EVENT, actor, None, {
+        audit_id = register.audit(AUDIT_EVENT, by.user, None, {
+            **by.audit_details(),
             "site": plan.site, "revision": plan.revision, "sha256": plan.sha256,
             "path": str(folder.current_path), "revision_file": revision_path.name,
             "previous_revision": plan.previous_revision, "previous_sha256": plan.previous_sha256,
@@ -297,7 +310,7 @@ class ConfigExporter:
         })
         _replace_file(folder.current_path, data)
         return ExportResult(plan.site, plan.revision, plan.sha256, folder.current_path, revision_path,
-                            audit_id, actor, plan.changes)
+                            audit_id, by.user, plan.changes)
 
     @staticmethod
     def _current(folder: SiteFolder) -> LoadedConfig | None:

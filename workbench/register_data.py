@@ -1,7 +1,8 @@
 """The register as polars DataFrames, read-only, and the aggregates of the analysis dashboards.
 
 The SQLite file is opened with `mode=ro`, so an analyst's dashboard can never write to the evidence
-(decisions and pauses go through `runner.store.Register`, from the operator console only).
+(decisions and pauses go through `runner.store.Register`, from the operator console only; a
+statistics export, by the analyst role only, appends one `statistics_exported` audit row).
 Times are parsed to UTC datetimes; the hour of day is taken in the site's time zone, because
 "alerts at 23:00" means local time to the people who read the dashboard.
 """
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import numpy as np
 import polars as pl
 
+from runner.access import Action, Principal, require
 from runner.errors import StoreError
 from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
 from workbench.i18n import add_messages, t
@@ -344,6 +346,27 @@ def export_folder(root: Path, name: str) -> Path:
     if target is None or target == Path(root).resolve():
         raise ValueError(f"export folder {name!r}: must stay inside {root}")
     return target
+
+
+def export_statistics(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt: str, *, by: Principal,
+                      db_path: Path, media: Path | None = None) -> list[Path]:
+    """An analyst's export: role checked, files written under the export root, then one audit row
+    (user, role, folder, format, tables and row counts). Files whose export cannot be logged are removed."""
+    from runner.store import Register
+
+    require(by, Action.EXPORT_STATISTICS)
+    with Register(db_path, media, create=False) as register:  # opened first: no unlogged export
+        written = export_tables(tables, root, folder, fmt)
+        try:
+            register.audit("statistics_exported", by.user, None, {
+                **by.audit_details(), "folder": written[0].parent.relative_to(Path(root).resolve()).as_posix()
+                if written else folder, "format": fmt, "rows": {name: table.height for name, table in tables.items()},
+            })
+        except StoreError:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+    return written
 
 
 def export_tables(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt: str) -> list[Path]:

@@ -1,12 +1,19 @@
 """Serve the workbench notebooks with Voilà, on the loopback interface and behind a token.
 
-    python -m workbench.serve [--ip 127.0.0.1] [--port 8866] [--notebooks notebooks] [--dry-run]
+    python -m workbench.serve --role operator|analyst|design [--user NAME] [--ip 127.0.0.1] [--port 8866]
+                              [--notebooks notebooks] [--dry-run]
 
 `make workbench` runs this, and so do the browser tests, so what is tested is what is served.
-The token is $VIGIE_TOKEN, or a random one generated here; it reaches Voilà through the
-environment (JUPYTER_TOKEN), never through the command line, where `ps` would show it to every
-local user. A non-loopback address is refused unless VIGIE_TOKEN is set: someone chose to open
+The token is $VIGIE_TOKEN (never printed), or a random one generated here and printed once in the
+URLs; it reaches Voilà through the environment (JUPYTER_TOKEN), never through the command line,
+where `ps` would show it to every local user. A non-loopback address is refused unless VIGIE_TOKEN is set: someone chose to open
 the dashboards to the network and to hand out that token.
+
+One server per role, each with its own token (and port): the role ($VIGIE_ROLE or --role) is
+fixed by whoever starts the server and reaches the apps through their kernels' environment, so the
+person at the browser cannot choose it; the register and the exports refuse what the role may not
+do (runner/access.py). The server's user ($VIGIE_USER or --user, by default the login that starts
+it) is recorded with analysts' exports; operators and designers type their own name in the app.
 
 Paths (VIGIE_DB, VIGIE_ZONES_DIR, VIGIE_MEDIA_DIR, VIGIE_EXPORT_DIR) are made absolute before
 Voilà starts, because its kernels run in the notebooks' folder.
@@ -15,12 +22,15 @@ Voilà starts, because its kernels run in the notebooks' folder.
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
 import os
 import secrets
 import sys
 from pathlib import Path
 
+from runner.access import Principal, Role
+from runner.errors import VigieError
 from workbench._setup_paths import PROJECT_ROOT
 
 DEFAULT_IP = "127.0.0.1"
@@ -28,6 +38,15 @@ DEFAULT_PORT = 8866
 MIN_TOKEN_CHARS = 16
 PATH_VARIABLES = ("VIGIE_DB", "VIGIE_ZONES_DIR", "VIGIE_MEDIA_DIR", "VIGIE_EXPORT_DIR", "VIGIE_TUNING_DB",
                   "VIGIE_CLIPS_DIR", "VIGIE_LABELS", "VIGIE_SHARED_DATA")
+
+
+SERVED_ROLES = (Role.OPERATOR, Role.ANALYST, Role.DESIGN)  # the runner role is the service's, not a person's
+# The apps each role works in (listed first); the others still open, read only: their writes are refused.
+ROLE_NOTEBOOKS = {
+    Role.OPERATOR: ("03_operator_console.ipynb",),
+    Role.ANALYST: ("04_analysis.ipynb", "05_social_acceptability.ipynb"),
+    Role.DESIGN: ("01_camera_setup.ipynb", "02_tuning.ipynb"),
+}
 
 
 class ServeError(ValueError):
@@ -55,8 +74,26 @@ def choose_token(ip: str, environ: dict[str, str]) -> str:
     return token or secrets.token_urlsafe(32)
 
 
-def server_environment(environ: dict[str, str], token: str) -> dict[str, str]:
+def choose_principal(role: str | None, user: str | None, environ: dict[str, str]) -> Principal:
+    """The role the server is for (--role, else VIGIE_ROLE; required) and its user (--user, VIGIE_USER, login)."""
+    role = (role or environ.get("VIGIE_ROLE", "")).strip()
+    if not role:
+        raise ServeError(f"choose the role this server is for: --role {'|'.join(r.value for r in SERVED_ROLES)} "
+                         "(or set VIGIE_ROLE); run one server per role, each with its own token")
+    try:
+        principal = Principal((user or environ.get("VIGIE_USER", "")).strip() or getpass.getuser(), role)
+    except VigieError as exc:
+        raise ServeError(str(exc)) from None
+    if principal.role not in SERVED_ROLES:
+        raise ServeError(f"--role {principal.role.value}: the service's role is not served to browsers "
+                         f"(choose {', '.join(r.value for r in SERVED_ROLES)})")
+    return principal
+
+
+def server_environment(environ: dict[str, str], token: str, principal: Principal | None = None) -> dict[str, str]:
     env = dict(environ)
+    if principal is not None:  # the apps read who they serve from here (runner.access.role_from_env)
+        env["VIGIE_ROLE"], env["VIGIE_USER"] = principal.role.value, principal.user
     for name in PATH_VARIABLES:
         if env.get(name, "").strip():
             env[name] = str(Path(env[name]).expanduser().resolve())
@@ -78,16 +115,23 @@ def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
     ]
 
 
-def app_urls(ip: str, port: int, token: str, notebooks: Path) -> list[str]:
+def app_urls(ip: str, port: int, token: str, notebooks: Path, role: Role | None = None) -> list[str]:
+    """The server's URL, then its role's apps first, then the others (read only for this role)."""
     host = f"[{ip}]" if ":" in ip else ip
     base = f"http://{host}:{port}"
     urls = [f"{base}/?token={token}"]
-    urls += [f"{base}/voila/render/{p.name}?token={token}" for p in sorted(notebooks.glob("*.ipynb"))]
+    names = sorted(p.name for p in notebooks.glob("*.ipynb"))
+    own = ROLE_NOTEBOOKS.get(role, ()) if role else ()
+    names = [n for n in names if n in own] + [n for n in names if n not in own]
+    urls += [f"{base}/voila/render/{name}?token={token}" for name in names]
     return urls
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m workbench.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--role", choices=[r.value for r in SERVED_ROLES], default=None,
+                        help="role this server is for (default $VIGIE_ROLE; required): one server per role")
+    parser.add_argument("--user", default=None, help="the server's user (default $VIGIE_USER, else your login)")
     parser.add_argument("--ip", default=DEFAULT_IP, help=f"address to listen on (default {DEFAULT_IP})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--notebooks", type=Path, default=PROJECT_ROOT / "notebooks", help="folder of notebooks")
@@ -104,6 +148,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
             raise ServeError(f"{args.notebooks}: no such folder of notebooks")
         if not 0 < args.port < 65536:
             raise ServeError(f"--port {args.port}: must be between 1 and 65535")
+        principal = choose_principal(args.role, args.user, environ)
         token = choose_token(args.ip, environ)
     except ServeError as exc:
         print(f"workbench.serve: {exc}", file=sys.stderr)
@@ -112,13 +157,16 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     if not is_loopback(args.ip):
         print("warning: plain HTTP beyond this machine: the token can be read on the network; "
               "put a TLS reverse proxy in front", file=sys.stderr)
-    print("Vigie workbench (Voilà) — open:", *(f"  {u}" for u in app_urls(args.ip, args.port, token, notebooks)),
-          sep="\n", flush=True)
+    # A token chosen in VIGIE_TOKEN is never printed (this output often ends in a service's log): its
+    # holders know it. A generated one has no other way to reach the person who started the server.
+    shown = "$VIGIE_TOKEN" if environ.get("VIGIE_TOKEN", "").strip() else token
+    print(f"Vigie workbench (Voilà) for the {principal.role.value} role, user {principal.user} — open:",
+          *(f"  {u}" for u in app_urls(args.ip, args.port, shown, notebooks, principal.role)), sep="\n", flush=True)
     if args.dry_run:
         print(" ".join(command))
         return 0
     # exec: Voilà becomes this process, so a SIGTERM to it (or to its group) stops it and its kernels cleanly.
-    os.execve(sys.executable, command, server_environment(environ, token))
+    os.execve(sys.executable, command, server_environment(environ, token, principal))
     return 0  # not reached
 
 

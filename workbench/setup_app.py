@@ -21,6 +21,7 @@ import ipywidgets as widgets
 import numpy as np
 from pydantic import ValidationError
 
+from runner.access import PermissionDenied, Principal, Role, role_from_env
 from runner.capture import VideoSource, resolve_source
 from runner.config.loading import expand_env, load_config, redact, validation_problems
 from runner.config.site import Camera, Retention, SiteConfig
@@ -29,7 +30,7 @@ from runner.privacy import PrivacyMasker
 from runner.store import Register
 from workbench import _setup_paths as paths
 from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
-from workbench.export import ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder
+from workbench.export import MAX_ACTOR_CHARS, ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder
 from workbench.forms import (
     LINE,
     LINES,
@@ -301,9 +302,9 @@ class CameraSetup:
         self.config()  # form inputs the config cannot hold (bad YAML) also block an export
         return exporter.plan(self.draft())
 
-    def export(self, exporter: ConfigExporter, actor: str) -> ExportResult:
+    def export(self, exporter: ConfigExporter, by: Principal) -> ExportResult:
         self.config()
-        result = exporter.export(self.draft(), actor)
+        result = exporter.export(self.draft(), by)
         exported = load_config(result.current_path).config.model_dump(mode="json")
         camera_id = self.camera_id
         snapshot = self.snapshot
@@ -311,6 +312,19 @@ class CameraSetup:
         if snapshot is not None:
             self.set_snapshot(snapshot)
         return result
+
+
+def export_principal(actor: str, role: Role | None) -> Principal:
+    """The agent who exports (the identity typed in) in the server's role ($VIGIE_ROLE, serve --role design)."""
+    actor = (actor or "").strip()
+    if not actor:
+        raise ExportError(t("export.actor_required"))
+    if len(actor) > MAX_ACTOR_CHARS:
+        raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))
+    if role is None:
+        raise PermissionDenied(f"{actor}: this workbench was started without a role "
+                               "(python -m workbench.serve --role design): exports are refused")
+    return Principal(actor, role)
 
 
 def _line(problem: Problem) -> str:
@@ -608,7 +622,7 @@ class CameraSetupApp:
 
     def _export(self) -> None:
         try:
-            result = self.setup.export(self.exporter, self.actor.value)
+            result = self.setup.export(self.exporter, export_principal(self.actor.value, role_from_env()))
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return

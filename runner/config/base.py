@@ -4,9 +4,24 @@ Coordinates are normalised to the image (0..1, origin top-left, y down) so that 
 a snapshot stays valid when the stream's resolution changes.
 """
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+# C0/C1 control characters (NUL, tab, line breaks, ESC...) and the invisible bidi overrides: in a path
+# they make open() raise ValueError at run time; in a name or label they forge lines in logs and messages.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def _no_control_characters(text: str) -> str:
+    if _CONTROL_CHARACTERS.search(text):
+        raise ValueError("must not contain control characters (NUL, tab, line break, escape, bidi override...)")
+    return text
+
+
+NoControlCharacters = AfterValidator(_no_control_characters)
+"""Add to every free-text field: `Annotated[str, StringConstraints(...), NoControlCharacters]`."""
 
 NormCoord = Annotated[float, Field(ge=0.0, le=1.0)]
 NormPoint = tuple[NormCoord, NormCoord]
@@ -16,8 +31,9 @@ Slug = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
     Field(description="Identifier: lower-case letters, digits, '-' and '_' (at most 63 characters)."),
 ]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64), NoControlCharacters]
 Labels = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+    list[Label],
     Field(min_length=1, max_length=64),
 ]
 

@@ -26,6 +26,27 @@ MAX_CONFIG_BYTES = 5_000_000
 _ENV_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# Control characters (and invisible bidi overrides) echoed from the file: escaped, so that every problem
+# stays one line and nothing in a config can forge terminal output or log lines.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (`\\n`, `\\x00`, `\\u202e`)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+MAX_PROBLEMS_SHOWN = 40  # a list of 10**8 aliased points must not print 10**8 lines
+
+
+def config_error(path: str, problems: list[str]) -> ConfigError:
+    """A ConfigError whose file name and problems are printable, one line each, at most MAX_PROBLEMS_SHOWN + 1."""
+    shown = [printable(problem) for problem in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        shown.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problem(s)")
+    return ConfigError(printable(path), shown)
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     config: SiteConfig
@@ -42,19 +63,65 @@ def load_config(path: str | Path) -> LoadedConfig:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(str(path), ["no such file"]) from None
+        raise config_error(str(path), ["no such file"]) from None
     except IsADirectoryError:
-        raise ConfigError(str(path), ["is a directory, not a YAML file"]) from None
+        raise config_error(str(path), ["is a directory, not a YAML file"]) from None
     except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+        raise config_error(str(path), [f"cannot read: {exc.strerror}"]) from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(str(path), [f"file is larger than {MAX_CONFIG_BYTES} bytes"])
+        raise config_error(str(path), [f"file is larger than {MAX_CONFIG_BYTES} bytes"])
     config = parse_config(data, str(path))
     return LoadedConfig(config=config, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
+MAX_NESTING_DEPTH = 64  # a real config nests ~8 levels (cameras[0].zones[0].polygon[0][0])
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, field: str, mark: yaml.Mark):
+        self.field, self.mark = field, mark
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last one)
+    and nesting deeper than MAX_NESTING_DEPTH: PyYAML's composer recurses once per level, so a few
+    thousand `[` would otherwise end in a RecursionError instead of a one-line message."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        path = self.__dict__.setdefault("_field_path", [])
+        if isinstance(index, int):
+            path.append(f"[{index}]")
+        elif isinstance(index, yaml.ScalarNode):
+            path.append(f".{index.value}")
+        else:  # the document itself, or a mapping key
+            path.append("" if parent is None else ".(key)")
+        try:
+            if len(path) > MAX_NESTING_DEPTH:
+                shown = "".join(path[:8]).lstrip(".") + "..."  # where it starts going deep is what helps
+                raise _TooDeep(shown, self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            path.pop()
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's scalar constructors raise plain exceptions on values their resolver accepted:
+        # `2025-02-30` (ValueError), an int of 5000 digits (ValueError), `!!bool maybe` (KeyError)...
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            kind = node.tag.rsplit(":", 1)[-1]
+            value = node.value if isinstance(node.value, str) else ""
+            shown = f"{value[:40]}..." if len(value) > 40 else value
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown!r} as {kind} ({_first_line(exc)})", node.start_mark
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).split("\n")[0] or type(exc).__name__
+    return text[:120]
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -82,28 +149,67 @@ def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
     try:
         raw = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.reader.ReaderError as exc:
+        if isinstance(exc.character, int) and exc.encoding == "unicode":  # decoded, but NUL, ESC... in the text
+            raise config_error(name, [f"control character #x{exc.character:02x} at offset {exc.position}: not allowed "
+                                      "in a YAML file"]) from None
         if isinstance(exc.character, int) and exc.encoding:  # bytes that do not decode
-            raise ConfigError(name, [f"not a UTF-8 text file (byte #x{exc.character:02x} at offset {exc.position})"]) from None
-        raise ConfigError(name, [f"invalid YAML: {exc.reason} (character at offset {exc.position})"]) from None
+            raise config_error(name, [f"not a UTF-8 text file (byte #x{exc.character:02x} at offset {exc.position})"]) from None
+        raise config_error(name, [f"invalid YAML: {exc.reason} (character at offset {exc.position})"]) from None
+    except _TooDeep as exc:
+        where = f"line {exc.mark.line + 1} column {exc.mark.column + 1}"
+        raise config_error(name, [f"{exc.field}: nested deeper than {MAX_NESTING_DEPTH} levels ({where})"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(name, [f"{where}invalid YAML: {problem}"]) from None
+        raise config_error(name, [f"{where}invalid YAML: {problem}"]) from None
     except UnicodeDecodeError:
-        raise ConfigError(name, ["not a UTF-8 text file"]) from None
+        raise config_error(name, ["not a UTF-8 text file"]) from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:  # a constructor outside construct_object
+        raise config_error(name, [f"invalid YAML: {_first_line(exc)}"]) from None
     if raw is None:
-        raise ConfigError(name, ["the file is empty (expected a mapping: schema_version, site, cameras...)"])
+        raise config_error(name, ["the file is empty (expected a mapping: schema_version, site, cameras...)"])
     if not isinstance(raw, dict):
-        raise ConfigError(name, ["top level must be a mapping (schema_version, site, cameras...)"])
+        raise config_error(name, ["top level must be a mapping (schema_version, site, cameras...)"])
+    if huge := _huge_integers(raw):
+        raise config_error(name, huge)
     try:
         raw = migrate(raw)
     except MigrationError as exc:
-        raise ConfigError(name, [str(exc)]) from None
+        raise config_error(name, [str(exc)]) from None
     try:
         return SiteConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(name, format_validation_errors(exc)) from None
+        raise config_error(name, format_validation_errors(exc)) from None
+
+
+MAX_INTEGER_BITS = 128  # ~38 digits: more is never a setting, and str() of a 5000-digit int raises ValueError
+
+
+def _huge_integers(node: Any, path: str = "", seen: set[int] | None = None) -> list[str]:
+    """`path: ...` for every integer too large for any field, found before pydantic formats it in a message.
+
+    Each list or mapping is visited once: YAML aliases share them, and `[*a, *a, ...]` nested eight deep
+    (a "billion laughs") would otherwise take 10**8 steps."""
+    if isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > MAX_INTEGER_BITS:
+        digits = int(node.bit_length() * 0.30103) + 1
+        return [f"{path or '(top level)'}: must be a number of reasonable size (got an integer of about {digits} digits)"]
+    seen = set() if seen is None else seen
+    if not isinstance(node, (dict, list)) or id(node) in seen:
+        return []
+    seen.add(id(node))
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    problems: list[str] = []
+    for key, child in items:
+        if isinstance(node, list):
+            where = f"{path}[{key}]"
+        else:
+            huge_key = isinstance(key, int) and not isinstance(key, bool) and key.bit_length() > MAX_INTEGER_BITS
+            where = _join(path, "(huge number)" if huge_key else str(key))
+            if huge_key:
+                problems.append(f"{where}: a key must not be a huge number")
+        problems += _huge_integers(child, where, seen)
+    return problems
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
@@ -169,6 +275,9 @@ def _message(error: dict[str, Any]) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")))
         return f"must be {op} {bound:g}" if isinstance(bound, (int, float)) else f"must be {op} {bound}"
+    if kind == "float_type" and isinstance(error.get("input"), int) and not isinstance(error.get("input"), bool):
+        digits = int(error["input"].bit_length() * 0.30103) + 1  # str() of a 5000-digit int raises ValueError
+        return f"must be a number of reasonable size (got an integer of about {digits} digits)"
     if kind == "finite_number":
         return "must be a finite number (not .nan or .inf)"
     if kind == "multiple_of":
@@ -206,7 +315,7 @@ def expand_env(text: str, field: str) -> str:
     def substitute(match: re.Match[str]) -> str:
         value = os.environ.get(match.group(1))
         if value is None:
-            raise ConfigError(field, [f"environment variable {match.group(1)} is not set"])
+            raise config_error(field, [f"environment variable {match.group(1)} is not set"])
         return value
 
     return _ENV_PLACEHOLDER.sub(substitute, text)
@@ -221,12 +330,28 @@ _SECRET_PARAMS = re.compile(
 )
 
 
+# Environment variables whose value is a credential, by name (VIGIE_TOKEN, CAM1_PASSWORD, STREAM_KEY...).
+_SECRET_ENV_NAME = re.compile(r"(?i)(password|passwd|pwd|pass|token|secret|key|auth|credential|cred|signature|sig)")
+_MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text everywhere
+
+
+def _secret_env_values() -> list[tuple[str, str]]:
+    """(value, name) of every secret-named environment variable, longest value first."""
+    found = [(value, name) for name, value in os.environ.items()
+             if len(value) >= _MIN_SECRET_CHARS and _SECRET_ENV_NAME.search(name)]
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
 def redact(text: str) -> str:
     """Hide credentials embedded in a source or weights reference before it is logged or stored.
 
     `rtsp://user:pass@host/` -> `rtsp://user:***@host/`; a bare `token@host` userinfo -> `***@host`;
-    `?token=abc&api_key=xyz` -> `?token=***&api_key=***`.
+    `?token=abc&api_key=xyz` -> `?token=***&api_key=***`; and the value of a secret-named environment
+    variable (`${CAM_PASSWORD}`, `${VIGIE_TOKEN}`...) put back as its placeholder wherever ${ENV}
+    expansion put it: in a path or a query no pattern would recognise it as a credential.
     """
+    for value, name in _secret_env_values():
+        text = text.replace(value, f"${{{name}}}")
 
     def userinfo(m: re.Match[str]) -> str:
         if m.group("password") is not None:

@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
 from runner.background import BackgroundSettings, DualBackground
-from runner.config.base import ConfigProblems, Labels, Slug
+from runner.config.base import ConfigProblems, Label, Labels, Slug
 from runner.geometry import points_in_polygon
 from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
 
@@ -132,7 +132,7 @@ class AbandonedObjectConfig(RuleConfig):
         "at most this long before (seconds): objects are brought by someone, ghosts and lighting changes are not. "
         "Empty = no such check.",
     )
-    static_ignore_labels: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+    static_ignore_labels: list[Label] = Field(
         ["car", "truck", "bus", "train", "motorcycle", "bicycle", "bench", "chair", "couch", "potted plant", "dining table"],
         max_length=64,
         description="Static regions over detections of these classes (vehicles, furniture) are not left objects; "

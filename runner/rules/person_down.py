@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from runner.config.base import ConfigProblems, Labels, Slug
+from runner.config.base import ConfigProblems, Label, Labels, Slug
 from runner.geometry import points_in_polygon
 from runner.rules._person_down_pose import PoseObservation, Thresholds, observe
 from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
@@ -115,7 +115,7 @@ class PersonDownConfig(RuleConfig):
         description="At most this many re-detections per second on a crop rotated by 90 degrees around a vanished "
         "person (each costs one pose inference); 0 disables.",
     )
-    fall_labels: list[str] = Field(
+    fall_labels: list[Label] = Field(
         ["Fall"], max_length=8,
         description="Classes of an optional fall model used as a second cue around a vanished person (loaded only "
         "when a configured model provides them; best with `on_demand: true`); empty disables.",

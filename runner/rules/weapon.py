@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from runner.config.base import ConfigProblems, Labels
+from runner.config.base import ConfigProblems, Label, Labels
 from runner.geometry import points_in_polygon
 from runner.rules._fire_regions import (
     ModelFrames, RegionVoter, box_area_fracs, box_centres, clip_box, expand, hits_of,
@@ -45,7 +45,7 @@ class WeaponConfig(RuleConfig):
     labels: Labels = Field(
         ["knife"], description="Weapon classes, at least one of which a configured model must provide (COCO: knife).",
     )
-    extra_labels: list[str] = Field(
+    extra_labels: list[Label] = Field(
         DEFAULT_EXTRA_LABELS, max_length=64,
         description="More weapon classes, used when a configured model provides them (a dedicated weapon model).",
     )

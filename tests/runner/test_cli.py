@@ -56,6 +56,8 @@ def with_alerts(db):
 @pytest.fixture(autouse=True)
 def _no_operator_from_env(monkeypatch):
     monkeypatch.delenv("VIGIE_OPERATOR", raising=False)
+    monkeypatch.delenv("VIGIE_USER", raising=False)
+    monkeypatch.setenv("VIGIE_ROLE", "operator")  # the role these commands are run in (tests/security covers the others)
     monkeypatch.delenv("VIGIE_DB", raising=False)
 
 
@@ -196,7 +198,7 @@ def test_decide_reject_with_reason_and_note(db, with_alerts, capsys) -> None:
         pytest.param(["99", "--confirm", "--follow-up", "none", "--operator", "alice"], "vigie: no alert with id 99",
                      id="unknown-id"),
         pytest.param(["1", "--confirm", "--follow-up", "none", "--operator", "  "],
-                     "vigie: an operator identity is required for every decision", id="blank-operator"),
+                     "vigie: --user is required (or set VIGIE_USER): every decision is attributed", id="blank-operator"),
     ],
 )
 def test_decide_refused(db, with_alerts, capsys, args, message) -> None:
@@ -214,7 +216,7 @@ def test_decide_refused(db, with_alerts, capsys, args, message) -> None:
                      id="reject-without-reason"),
         pytest.param(["1", "--reject", "bored", "--follow-up", "none", "--operator", "alice"],
                      "argument --reject: invalid choice: 'bored'", id="unknown-reason"),
-        pytest.param(["1", "--confirm", "--follow-up", "none"], "the following arguments are required: --operator",
+        pytest.param(["1", "--confirm", "--follow-up", "none"], "the following arguments are required: --user/--operator",
                      id="no-operator"),
         pytest.param(["1", "--follow-up", "none", "--operator", "alice"], "one of the arguments --confirm --reject is required",
                      id="no-decision"),
@@ -240,7 +242,7 @@ def test_decide_usage_errors(db, with_alerts, capsys, args, message) -> None:
 def test_pause_requires_an_operator(db, capsys) -> None:
     code, out, err = run(capsys, "pause", "--db", db)
     assert (code, out) == (2, "")
-    assert err == "vigie: --operator is required (or set VIGIE_OPERATOR): every pause and resume is attributed\n"
+    assert err == "vigie: --user is required (or set VIGIE_USER): every pause and resume is attributed\n"
     assert not db.exists() or audit_events(db) == []
 
 
@@ -279,6 +281,9 @@ def test_status_on_a_missing_register(db, capsys) -> None:
 
 
 # -- purge -----------------------------------------------------------------------------------------
+AS_SERVICE = ("--user", "cron", "--role", "runner")  # a purge runs in the service's role
+
+
 def test_purge_applies_the_config_retention(tmp_path, db, with_alerts, capsys) -> None:
     data = config_dict()
     data["retention"] = {"media_days": 7, "alert_days": 30}
@@ -286,7 +291,7 @@ def test_purge_applies_the_config_retention(tmp_path, db, with_alerts, capsys) -
     fresh, old_media, old_record = with_alerts(
         alert_record("fresh", age_days=1), alert_record("media", age_days=10), alert_record("record", age_days=40)
     )
-    code, out, err = run(capsys, "purge", "--config", config, "--db", db)
+    code, out, err = run(capsys, "purge", "--config", config, "--db", db, *AS_SERVICE)
     assert (code, err) == (0, "")
     assert out == "purged (media > 7 d, records > 30 d): media_files 2, alerts 1, decisions 0, audit_rows 0\n"
     with Register(db, create=False) as register:
@@ -301,7 +306,7 @@ def test_purge_applies_the_config_retention(tmp_path, db, with_alerts, capsys) -
 
 def test_purge_without_config_uses_the_legal_caps(db, with_alerts, capsys) -> None:
     with_alerts(alert_record("recent", age_days=20), alert_record("media", age_days=31))
-    code, out, _ = run(capsys, "purge", "--db", db)
+    code, out, _ = run(capsys, "purge", "--db", db, *AS_SERVICE)
     assert code == 0
     assert out == "purged (media > 30 d, records > 365 d): media_files 1, alerts 0, decisions 0, audit_rows 0\n"
 
@@ -311,7 +316,7 @@ def test_purge_with_a_bad_config(tmp_path, db, capsys) -> None:
     data = config_dict()
     data["retention"] = {"media_days": 90}
     config = write_config(tmp_path / "site.yaml", data)
-    code, out, err = run(capsys, "purge", "--config", config, "--db", db)
+    code, out, err = run(capsys, "purge", "--config", config, "--db", db, *AS_SERVICE)
     assert (code, out, err) == (2, "", f"{config}: retention.media_days: must be <= 30\n")
     assert "purge" not in [e for e, _, _ in audit_events(db)]
 

@@ -11,6 +11,7 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 import runner.store as store
+from runner.access import Principal
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention
 from runner.retention import effective_retention, run_purge, start_retention
 from runner.store import Register, iso
@@ -53,11 +54,11 @@ def set_mtime(path, moment: datetime) -> None:
 def test_purge_media_records_and_audit(register, clock):
     day = timedelta(days=1)
     a = add(register, T0)
-    register.decide(a.id, "confirmed", operator="alice", follow_up="intervention")
+    register.decide(a.id, "confirmed", by=Principal("alice", "operator"), follow_up="intervention")
     b = add(register, T0 + 100 * day)  # created at T0: its audit record expires before its time stamp does
     clock.now = T0 + 300 * day
     c = add(register, T0 + 300 * day)
-    register.decide(c.id, "rejected", operator="alice", reason="shadow")
+    register.decide(c.id, "rejected", by=Principal("alice", "operator"), reason="shadow")
     clock.now = T0 + 380 * day
     d = add(register, T0 + 380 * day)
     media = register.media_dir
@@ -141,7 +142,7 @@ def test_undeletable_media_is_not_marked_purged(register, clock):
 def test_run_purge_uses_the_retention(register, clock):
     add(register, T0)
     clock.now = T0 + timedelta(days=20)
-    counts = run_purge(register, Retention(media_days=10, alert_days=15), actor="cli")
+    counts = run_purge(register, Retention(media_days=10, alert_days=15), by=Principal("cli", "runner"))
     assert counts["alerts"] == 1
     assert register.audit_rows(event="purge")[-1]["actor"] == "cli"
 

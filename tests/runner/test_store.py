@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from runner.access import Principal
 from runner.alerts import canonical_json, content_digest
 from runner.errors import StoreError, UsageError
 from runner.store import GENESIS_HASH, Register, audit_hash
 from tests.helpers import alert_record, tiny_jpeg
+
+ALICE, BOB = Principal("alice", "operator"), Principal("bob", "operator")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,12 +95,16 @@ def test_alert_row_and_audit_row_commit_together(register, monkeypatch):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(Register, "_append_audit", broken_audit)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match=r"cannot write \(disk I/O error\)$"):
         register.add_alert(alert_record(), tiny_jpeg())
     monkeypatch.undo()
     assert register.alerts() == []  # the alert insert was rolled back with the failed audit row
     assert register.audit_rows() == []
+    assert not list(register.media_dir.rglob("*.jpg"))  # the snapshot no row names was removed
+    assert {h["camera_id"]: h["status"] for h in register.health()} == {"register": "error"}
     assert register.verify().ok
+    register.add_alert(alert_record(), None)  # writing again clears the health entry
+    assert {h["camera_id"]: h["status"] for h in register.health()} == {"register": "ok"}
 
 
 @pytest.mark.parametrize("obstacle", ["media_dir_is_a_file", "camera_folder_is_a_file"])
@@ -126,7 +135,7 @@ def test_alert_without_snapshot(register):
 def test_alert_filters(register):
     a = register.add_alert(alert_record(camera_id="cam-01", is_test=True), None)
     b = register.add_alert(alert_record(camera_id="cam-02", kind="wrong_way", is_test=False), None)
-    register.decide(a.id, "confirmed", operator="alice", follow_up="field_check")
+    register.decide(a.id, "confirmed", by=ALICE, follow_up="field_check")
     assert [r["id"] for r in register.alerts(camera_id="cam-02")] == [b.id]
     assert [r["id"] for r in register.alerts(kind="wrong_way")] == [b.id]
     assert [r["id"] for r in register.alerts(include_tests=False)] == [b.id]
@@ -145,14 +154,12 @@ def test_missing_register_without_create(tmp_path):
 # -- decisions -----------------------------------------------------------------------------------------
 DECISION_ERRORS = [
     # (kwargs, message fragment)
-    (dict(decision="rejected", operator="alice"), "needs a reason"),
-    (dict(decision="rejected", operator="alice", reason="ugly"), "needs a reason"),
-    (dict(decision="confirmed", operator="alice", reason="shadow"), "only given when rejecting"),
-    (dict(decision="maybe", operator="alice"), "decision must be one of"),
-    (dict(decision="confirmed", operator=""), "operator identity is required"),
-    (dict(decision="confirmed", operator="   "), "operator identity is required"),
-    (dict(decision="confirmed", operator="alice", follow_up="shrug"), "follow-up must be one of"),
-    (dict(decision="confirmed", operator="alice", alert_id=999), "no alert with id 999"),
+    (dict(decision="rejected", by=ALICE), "needs a reason"),
+    (dict(decision="rejected", by=ALICE, reason="ugly"), "needs a reason"),
+    (dict(decision="confirmed", by=ALICE, reason="shadow"), "only given when rejecting"),
+    (dict(decision="maybe", by=ALICE), "decision must be one of"),
+    (dict(decision="confirmed", by=ALICE, follow_up="shrug"), "follow-up must be one of"),
+    (dict(decision="confirmed", by=ALICE, alert_id=999), "no alert with id 999"),
 ]
 
 
@@ -175,14 +182,14 @@ def test_decide_refuses(register, kwargs, message):
 ])
 def test_decide_records_and_refuses_a_second_decision(register, decision, reason, follow_up):
     stored = register.add_alert(alert_record(), None)
-    row = register.decide(stored.id, decision, operator=" alice ", reason=reason, follow_up=follow_up, note="seen")
+    row = register.decide(stored.id, decision, by=Principal(" alice ", "operator"), reason=reason, follow_up=follow_up, note="seen")
     assert row["operator"] == "alice"
     alert = register.alert(stored.id)
     assert (alert["status"], alert["decision"], alert["reason"], alert["follow_up"]) == (decision, decision, reason, follow_up)
     (audit,) = register.audit_rows(event="decision")
     assert audit["actor"] == "alice" and json.loads(audit["details"])["decision"] == decision
     with pytest.raises(UsageError, match=rf"already {decision} \(by alice at "):
-        register.decide(stored.id, "confirmed", operator="bob")
+        register.decide(stored.id, "confirmed", by=Principal("bob", "operator"))
     assert register.alert(stored.id)["operator"] == "alice"
     assert register.verify().ok
 
@@ -229,9 +236,9 @@ def test_chain_links(register):
 def _populate(reg: Register) -> dict[str, int]:
     """Audit rows: 1-3 alert_created (alerts 1-3), 4 decision on alert 2, 5 pause, 6 resume."""
     ids = [reg.add_alert(alert_record(), tiny_jpeg(10 * (i + 1))).id for i in range(3)]
-    reg.decide(ids[1], "rejected", operator="alice", reason="shadow", follow_up="none")
-    reg.set_paused("*", True, "bob")
-    reg.set_paused("*", False, "bob")
+    reg.decide(ids[1], "rejected", by=ALICE, reason="shadow", follow_up="none")
+    reg.set_paused("*", True, BOB)
+    reg.set_paused("*", False, BOB)
     assert ids == [1, 2, 3]
     return {"rows": 6}
 
@@ -327,6 +334,7 @@ def test_chain_continues_across_instances(tmp_path):
 
 _WRITER = """
 import sys
+import time
 from runner.store import Register
 from tests.helpers import alert_record
 with Register(sys.argv[1]) as reg:
@@ -356,18 +364,18 @@ def test_chain_continues_across_processes(tmp_path):
 # -- pause control and health --------------------------------------------------------------------------
 def test_pause_control(register):
     assert not register.is_paused("cam-01")
-    audit_id = register.set_paused("cam-01", True, "alice")
+    audit_id = register.set_paused("cam-01", True, ALICE)
     assert register.is_paused("cam-01") and not register.is_paused("cam-02")
-    register.set_paused("*", True, "bob")
+    register.set_paused("*", True, BOB)
     assert register.is_paused("cam-02")
-    register.set_paused("*", False, "bob")
+    register.set_paused("*", False, BOB)
     assert register.is_paused("cam-01") and not register.is_paused("cam-02")
     state = register.control_state()
     assert state["cam-01"]["audit_id"] == audit_id and state["cam-01"]["actor"] == "alice"
     events = [(r["event"], r["actor"], r["camera_id"]) for r in register.audit_rows()]
     assert events == [("pause", "alice", "cam-01"), ("pause", "bob", None), ("resume", "bob", None)]
-    with pytest.raises(UsageError, match="operator identity"):
-        register.set_paused("*", True, " ")
+    with pytest.raises(UsageError, match="user identity is required"):
+        register.set_paused("*", True, Principal(" ", "operator"))
 
 
 def test_health(register):
@@ -375,3 +383,47 @@ def test_health(register):
     register.set_health("cam-01", "ok", "running")
     register.set_health("cam-02", "ok", "")
     assert [(h["camera_id"], h["status"]) for h in register.health()] == [("cam-01", "ok"), ("cam-02", "ok")]
+
+
+# -- durability helpers: read-only opening, the anchor file, crash leftovers -------------------------------
+def test_read_only_register_reads_but_never_writes(tmp_path):
+    db = tmp_path / "vigie.db"
+    with Register(db) as writer:
+        stored = writer.add_alert(alert_record(), tiny_jpeg())
+    evidence = ("vigie.db", "vigie.db.anchor")  # SQLite's own -wal / -shm working files may come and go
+    before = {name: (tmp_path / name).read_bytes() for name in evidence}
+    with Register(db, read_only=True) as reader:
+        assert [a["id"] for a in reader.alerts()] == [stored.id] and reader.verify().ok
+        with pytest.raises(StoreError, match="cannot write"):
+            reader.audit("test", "mallory", None, {})
+    assert {name: (tmp_path / name).read_bytes() for name in evidence} == before
+    with pytest.raises(StoreError, match="no such file"):
+        Register(tmp_path / "absent.db", read_only=True)
+
+
+def test_anchor_file_gets_one_line_per_committed_write(tmp_path):
+    db = tmp_path / "vigie.db"
+    with Register(db) as register:
+        register.audit("a", "runner", None, {})
+        register.add_alert(alert_record(), None)  # alert row and audit row: one commit, one line
+        register.set_health("cam-01", "ok", "running")  # no audit row, no line
+        with pytest.raises(UsageError):
+            with register._transaction() as conn:
+                register._append_audit(conn, "rolled_back", "runner", None, {})
+                raise UsageError("changed my mind")
+        rows = register.audit_rows()
+    lines = (tmp_path / "vigie.db.anchor").read_text().splitlines()
+    assert lines == [f"{r['id']} {r['hash']}" for r in rows] and len(lines) == 2
+
+
+def test_purge_sweeps_temp_files_left_by_a_killed_writer(register):
+    stored = register.add_alert(alert_record(), tiny_jpeg())
+    folder = (register.media_dir / stored.snapshot).parent
+    old_temp, fresh_temp = folder / "killed-long-ago.tmp", folder / "being-written.tmp"
+    old_temp.write_bytes(b"partial")
+    fresh_temp.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_temp, (two_hours_ago, two_hours_ago))
+    register.purge(media_days=7, alert_days=30)
+    assert not old_temp.exists() and fresh_temp.exists()
+    assert (register.media_dir / stored.snapshot).exists() and register.verify().ok

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runner.access import Principal
 from runner.store import Register
 from tests.helpers import alert_record
 
@@ -95,6 +96,8 @@ def workbench_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VIGIE_EXPORT_DIR", str(tmp_path / "exports"))
     monkeypatch.delenv("VIGIE_MEDIA_DIR", raising=False)
     monkeypatch.delenv("VIGIE_LANG", raising=False)
+    monkeypatch.setenv("VIGIE_ROLE", "operator")  # the role a workbench server hands its apps (serve --role)
+    monkeypatch.delenv("VIGIE_USER", raising=False)
     return tmp_path
 
 
@@ -146,11 +149,22 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def workbench_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkbenchServer]:
-    root = tmp_path_factory.mktemp("workbench")
+    """The operators' server (`--role operator`): console, and the dashboards read only."""
+    yield from _serve(tmp_path_factory, "operator")
+
+
+@pytest.fixture(scope="session")
+def design_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkbenchServer]:
+    """The design phase's server (`--role design`, its own token): camera setup and tuning."""
+    yield from _serve(tmp_path_factory, "design")
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, role: str) -> Iterator[WorkbenchServer]:
+    root = tmp_path_factory.mktemp(f"workbench-{role}")
     db_path = root / "var" / "vigie.db"
     with Register(db_path) as reg:
         ids = fill_console_register(reg)
-        reg.decide(ids["decided"], "rejected", operator="agent-setup", reason="shadow")
+        reg.decide(ids["decided"], "rejected", by=Principal("agent-setup", "operator"), reason="shadow")
     (root / "zones").mkdir()
     token = secrets.token_urlsafe(24)
     port = free_port()
@@ -158,10 +172,11 @@ def workbench_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workb
            "VIGIE_EXPORT_DIR": str(root / "exports"), "VIGIE_TOKEN": token, "VIGIE_LANG": "fr",
            "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"), "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime")}
     env.pop("VIGIE_MEDIA_DIR", None)
+    env.pop("VIGIE_ROLE", None)  # the role comes from --role, as `make workbench WORKBENCH_ARGS="--role ..."` gives it
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.serve", "--port", str(port)],
+            [sys.executable, "-m", "workbench.serve", "--role", role, "--user", f"test-{role}", "--port", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     base_url = f"http://127.0.0.1:{port}"

@@ -63,13 +63,13 @@ def test_token_is_required(workbench_server):
 
 @pytest.mark.parametrize("ip", ["0.0.0.0", "192.168.1.20", "::", "example.org"])
 def test_serve_refuses_a_non_loopback_address_without_a_token(ip, capsys):
-    assert serve.main(["--ip", ip, "--dry-run"], environ={}) == 2
+    assert serve.main(["--ip", ip, "--dry-run", "--role", "operator"], environ={}) == 2
     assert "without a token" in capsys.readouterr().err
-    assert serve.main(["--ip", ip, "--dry-run"], environ={"VIGIE_TOKEN": "x" * 32}) == 0
+    assert serve.main(["--ip", ip, "--dry-run", "--role", "operator"], environ={"VIGIE_TOKEN": "x" * 32}) == 0
 
 
 def test_serve_prints_the_url_with_a_generated_token_and_keeps_it_off_the_command_line(capsys):
-    assert serve.main(["--dry-run", "--port", "8870"], environ={}) == 0
+    assert serve.main(["--dry-run", "--port", "8870", "--role", "operator"], environ={}) == 0
     out = capsys.readouterr().out
     token = re.search(r"http://127\.0\.0\.1:8870/\?token=(\S+)", out).group(1)
     assert len(token) >= serve.MIN_TOKEN_CHARS
@@ -79,7 +79,7 @@ def test_serve_prints_the_url_with_a_generated_token_and_keeps_it_off_the_comman
     env = serve.server_environment({"VIGIE_TOKEN": "t" * 20, "VIGIE_DB": "var/x.db"}, "t" * 20)
     assert env["JUPYTER_TOKEN"] == "t" * 20 and "VIGIE_TOKEN" not in env
     assert Path(env["VIGIE_DB"]).is_absolute() and env["VIGIE_DB"].endswith("/var/x.db")  # kernels run in notebooks/
-    assert serve.main(["--dry-run"], environ={"VIGIE_TOKEN": "short"}) == 2
+    assert serve.main(["--dry-run", "--role", "operator"], environ={"VIGIE_TOKEN": "short"}) == 2
 
 
 def test_make_workbench_runs_the_same_command_as_the_tests():
@@ -159,3 +159,13 @@ def test_social_dashboard_shows_the_example(page, workbench_server, screenshot):
     assert page.evaluate("(img) => img.naturalWidth", plot) > 100
     assert page.locator("table.vigie-survey-table tbody tr").count() == 5
     screenshot(page, "workbench_social.png")
+
+
+def test_the_token_is_in_no_log_register_or_export_of_the_session(workbench_server):
+    """Last of the session: the server's log (Voilà's and ours) and every file it wrote hold no token."""
+    assert status_of(workbench_server.url("03_operator_console.ipynb"))[0] == 200  # the token works
+    root = workbench_server.db_path.parent.parent
+    files = [p for p in root.rglob("*") if p.is_file() and "jupyter-runtime" not in p.parts]
+    assert workbench_server.log_path in files and workbench_server.db_path in files
+    for path in files:
+        assert workbench_server.token.encode() not in path.read_bytes(), path

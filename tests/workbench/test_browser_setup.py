@@ -58,12 +58,12 @@ def open_app(page, server, notebook: str, site: str) -> None:
         site_select.select_option(label=site)
 
 
-def test_draw_a_polygon_on_the_snapshot_export_it_and_find_the_revision_on_disk(page, workbench_server, screenshot):
-    zones = zones_dir_of(workbench_server)
+def test_draw_a_polygon_on_the_snapshot_export_it_and_find_the_revision_on_disk(page, design_server, screenshot):
+    zones = zones_dir_of(design_server)
     source = PETS if PETS.is_file() else make_video(zones.parent / "setup-clip.avi", 10)
     folder = write_site(zones, SETUP_SITE, source)
 
-    open_app(page, workbench_server, "01_camera_setup.ipynb", SETUP_SITE)
+    open_app(page, design_server, "01_camera_setup.ipynb", SETUP_SITE)
     page.locator(".vigie-shapes option", has_text="lawn").wait_for()  # the demo's zones are loaded
     page.locator(".vigie-tools button", has_text=re.compile(r"^\s*Zone\s*$")).click()
     canvas = page.locator("canvas.vigie-canvas")
@@ -86,23 +86,23 @@ def test_draw_a_polygon_on_the_snapshot_export_it_and_find_the_revision_on_disk(
     expected = [(0.55, 0.12), (0.85, 0.12), (0.85, 0.30), (0.55, 0.30)]
     assert len(drawn) == 4
     assert all(abs(a - b) < 0.01 for p, q in zip(drawn, expected, strict=True) for a, b in zip(p, q, strict=True))
-    with Register(workbench_server.db_path) as register:
+    with Register(design_server.db_path) as register:
         rows = [r for r in register.audit_rows(event="config_exported") if json.loads(r["details"])["site"] == SETUP_SITE]
     assert [(r["actor"], json.loads(r["details"])["sha256"]) for r in rows] == [(ACTOR, revision.sha256)]
 
 
 @pytest.mark.slow
-def test_replay_a_clip_rerun_with_a_new_threshold_and_compare_in_the_tuning_app(page, workbench_server, screenshot,
+def test_replay_a_clip_rerun_with_a_new_threshold_and_compare_in_the_tuning_app(page, design_server, screenshot,
                                                                                tmp_path):
     if not PETS.is_file():
         pytest.skip(f"{PETS} not found (make test installs Debian's opencv-doc)")
-    zones = zones_dir_of(workbench_server)
+    zones = zones_dir_of(design_server)
     write_site(zones, TUNING_SITE, PETS, imgsz=640)  # the person crossing the lawn is big: 640 px find them
     clip = cut(PETS, tmp_path / "pets_47s.avi", first_frame=470, frames=90)  # 9 s where someone crosses the lawn
     labels = tmp_path / "events.csv"
     labels.write_text("clip,event_type,polarity,start_s,end_s\npets_47s.avi,intrusion,positive,4.0,6.5\n")
 
-    open_app(page, workbench_server, "02_tuning.ipynb", TUNING_SITE)
+    open_app(page, design_server, "02_tuning.ipynb", TUNING_SITE)
     page.locator(".vigie-clip input").fill(str(clip))
     page.locator(".vigie-labels input").fill(str(labels))
     page.locator(".vigie-labels input").press("Enter")

@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from runner.access import Principal
 from runner.alerts import FOLLOW_UPS
 from runner.errors import StoreError
 from runner.store import Register
@@ -73,7 +74,7 @@ def test_pending_alerts_listed_newest_first_with_tests_marked_and_hideable(regis
     real = add_alert(register, minutes=0, is_test=False)
     test = add_alert(register, minutes=1, is_test=True)
     decided = add_alert(register, minutes=2, is_test=False)
-    register.decide(decided, "rejected", operator="someone", reason="shadow")
+    register.decide(decided, "rejected", by=Principal("someone", "operator"), reason="shadow")
     console = console_for(register)
 
     assert listed_ids(console) == [test, real]
@@ -158,7 +159,7 @@ def test_poll_adds_new_alerts_and_drops_those_decided_elsewhere(register, workbe
     assert listed_ids(console) == [second, first]
     assert t("console.new_count", count=1) in console.counter.value
 
-    register.decide(first, "confirmed", operator="colleague", follow_up="none")  # from another console or the CLI
+    register.decide(first, "confirmed", by=Principal("colleague", "operator"), follow_up="none")  # from another console or the CLI
     result = console.refresh()
     assert result.gone_ids == [first]
     assert listed_ids(console) == [second]
@@ -168,7 +169,7 @@ def test_deciding_an_alert_already_decided_elsewhere_says_so(register, workbench
     alert_id = add_alert(register, minutes=0)
     console = console_for(register)
     start_session(console)
-    register.decide(alert_id, "confirmed", operator="colleague", follow_up="none")
+    register.decide(alert_id, "confirmed", by=Principal("colleague", "operator"), follow_up="none")
     console.reason.value = "duplicate"
     console.reject_button.click()
     assert "already confirmed" in console.message.value and "colleague" in console.message.value

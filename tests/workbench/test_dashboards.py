@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from runner.access import Principal
 from runner.errors import StoreError
 from tests.workbench.conftest import add_alert
 from workbench import register_data as rd
@@ -51,12 +52,13 @@ def known(register):
     ids.append(add_alert(register, minutes=90, camera_id="cam-02", kind="fire", config_revision=2,
                          bbox=box(0.5, 0.5), is_test=True))
     decide = register.decide
-    decide(ids[0], "confirmed", operator="a", follow_up="intervention")
-    decide(ids[1], "rejected", operator="a", reason="shadow")
-    decide(ids[2], "rejected", operator="b", reason="shadow")
-    decide(ids[3], "confirmed", operator="b", follow_up="field_check")
-    decide(ids[4], "rejected", operator="b", reason="reflection")
-    decide(ids[7], "confirmed", operator="a", follow_up="none")
+    A, B = Principal("a", "operator"), Principal("b", "operator")
+    decide(ids[0], "confirmed", by=A, follow_up="intervention")
+    decide(ids[1], "rejected", by=A, reason="shadow")
+    decide(ids[2], "rejected", by=B, reason="shadow")
+    decide(ids[3], "confirmed", by=B, follow_up="field_check")
+    decide(ids[4], "rejected", by=B, reason="reflection")
+    decide(ids[7], "confirmed", by=A, follow_up="none")
     return rd.load_register(register.db_path)
 
 
@@ -243,7 +245,9 @@ def test_dashboard_over_a_design_phase_register_includes_tests(register, workben
     assert dashboard.filtered().height == 1
 
 
-def test_dashboard_export_button(known, register, workbench_env):
+def test_dashboard_export_button(known, register, workbench_env, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "analyst")
+    monkeypatch.setenv("VIGIE_USER", "analyste-3")
     dashboard = AnalysisDashboard(register.db_path, export_root=workbench_env / "exports")
     dashboard.export_folder.value = "after-festival"
     dashboard.export_format.value = "parquet"

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from runner.access import PermissionDenied, Principal
 from runner.config.loading import load_config
 from runner.store import Register
 from tests.helpers import config_dict, write_config
@@ -16,6 +17,7 @@ from workbench.export import ConfigExporter, ExportError, SiteFolder, field_diff
 
 INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 1.0}
 ACTOR = "Agent Martin (préfecture)"
+DESIGNER = Principal(ACTOR, "design")
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_export_bumps_the_revision_and_writes_site_yaml_revision_file_and_checks
     exporter, folder, register = site
     hand_written = folder.current_path.read_bytes()
 
-    result = exporter.export(edited(), ACTOR)
+    result = exporter.export(edited(), DESIGNER)
 
     assert result.revision == 2
     current = load_config(folder.current_path)
@@ -57,10 +59,10 @@ def test_export_bumps_the_revision_and_writes_site_yaml_revision_file_and_checks
 
 def test_export_logs_who_exported_which_revision_in_the_hash_chained_audit_log(site):
     exporter, folder, register = site
-    result = exporter.export(edited(), f"  {ACTOR} ")
+    result = exporter.export(edited(), Principal(f"  {ACTOR} ", "design"))
     (row,) = register.audit_rows(event="config_exported")
     details = json.loads(row["details"])
-    assert row["actor"] == ACTOR and row["id"] == result.audit_id
+    assert row["actor"] == ACTOR and row["id"] == result.audit_id and details["role"] == "design"
     assert (details["site"], details["revision"], details["sha256"]) == ("test-site", 2, result.sha256)
     assert details["previous_revision"] == 1 and details["changes"] == len(result.changes) > 0
     assert register.verify().ok
@@ -68,10 +70,10 @@ def test_export_logs_who_exported_which_revision_in_the_hash_chained_audit_log(s
 
 def test_each_export_takes_the_next_number_and_numbers_are_never_reused(site):
     exporter, folder, _ = site
-    exporter.export(edited(2.0), ACTOR)
-    exporter.export(edited(3.0), ACTOR)
+    exporter.export(edited(2.0), DESIGNER)
+    exporter.export(edited(3.0), DESIGNER)
     folder.current_path.write_text(folder.revision_path(1).read_text())  # someone restores r1 by hand
-    assert exporter.export(edited(4.0), ACTOR).revision == 4
+    assert exporter.export(edited(4.0), DESIGNER).revision == 4
     assert [r.number for r in folder.revisions()] == [1, 2, 3, 4]
 
 
@@ -102,7 +104,7 @@ def test_an_invalid_config_is_refused_with_its_field_path_and_nothing_is_written
     bad = edited(-1.0)
     bad["cameras"][0]["rules"].append({"kind": "wrong_way", "id": "lawn-wrong-way", "zone": "lawn"})
     with pytest.raises(ExportError) as caught:
-        exporter.export(bad, ACTOR)
+        exporter.export(bad, DESIGNER)
     assert ("cameras[0].rules[0].min_dwell_s", "must be >= 0") in caught.value.problems
     assert "cameras[0].rules[0].min_dwell_s: must be >= 0" in str(caught.value)
     assert folder.current_path.read_bytes() == before and not folder.revisions_dir.exists()
@@ -116,34 +118,37 @@ def test_an_invalid_config_is_refused_with_its_field_path_and_nothing_is_written
 def test_retention_above_the_legal_caps_is_never_exported(site, field, days, message):
     exporter, folder, _ = site
     with pytest.raises(ExportError) as caught:
-        exporter.export(edited(retention={field: days}), ACTOR)
+        exporter.export(edited(retention={field: days}), DESIGNER)
     assert caught.value.problems == [(f"retention.{field}", message)]
     assert load_config(folder.current_path).config.revision == 1
 
 
-def test_an_export_needs_an_identity(site):
+def test_an_export_needs_an_identity_in_the_design_role(site):
     exporter, folder, register = site
-    for actor in ("", "   "):
-        with pytest.raises(ExportError):
+    for actor in ("", "   ", ACTOR):  # a bare name (the API before roles) carries no role
+        with pytest.raises(TypeError, match="Principal"):
             exporter.export(edited(), actor)
+    for role in ("operator", "analyst", "runner"):
+        with pytest.raises(PermissionDenied, match=f"role {role}"):
+            exporter.export(edited(), Principal(ACTOR, role))
     assert register.audit_rows(event="config_exported") == [] and not folder.revisions_dir.exists()
 
 
 def test_an_export_that_lost_the_race_for_its_revision_number_writes_nothing(site, monkeypatch):
     exporter, folder, register = site
     plan = exporter.plan(edited(2.5))  # numbered r2 ...
-    ConfigExporter(folder.dir.parent, register).export(edited(3.0), "someone else")  # ... which another export takes
+    ConfigExporter(folder.dir.parent, register).export(edited(3.0), Principal("someone else", "design"))  # ... which another export takes
     winner = folder.current_path.read_bytes()
     monkeypatch.setattr(exporter, "plan", lambda draft: plan)
     with pytest.raises(ExportError, match="site.r0002.yaml"):
-        exporter.export(edited(2.5), ACTOR)
+        exporter.export(edited(2.5), DESIGNER)
     assert folder.current_path.read_bytes() == winner
     assert [r["actor"] for r in register.audit_rows(event="config_exported")] == ["someone else"]
 
 
 def test_verify_reports_a_revision_file_changed_after_export(site):
     exporter, folder, _ = site
-    exporter.export(edited(), ACTOR)
+    exporter.export(edited(), DESIGNER)
     path = folder.revision_path(2)
     path.write_text(path.read_text().replace("min_dwell_s: 2.5", "min_dwell_s: 9.0"))
     (problem,) = folder.verify()
@@ -152,6 +157,6 @@ def test_verify_reports_a_revision_file_changed_after_export(site):
 
 def test_a_new_site_gets_its_folder_and_revision_1(tmp_path):
     exporter = ConfigExporter(tmp_path / "zones", Register(tmp_path / "vigie.db"))
-    result = exporter.export(edited(site="new-site", revision=7), ACTOR)
+    result = exporter.export(edited(site="new-site", revision=7), DESIGNER)
     assert result.revision == 1
     assert load_config(tmp_path / "zones" / "new-site" / "site.yaml").config.revision == 1

@@ -344,7 +344,8 @@ def test_an_unreachable_stream_gives_up_after_the_timeout_without_leaking_the_pa
 
 
 # -- the widgets over the state ------------------------------------------------------------------------------
-def test_the_app_draws_a_zone_from_browser_clicks_and_exports_it(tmp_path):
+def test_the_app_draws_a_zone_from_browser_clicks_and_exports_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "design")  # as `python -m workbench.serve --role design` hands it to the app
     site_dir = tmp_path / "zones" / "test-site"
     site_dir.mkdir(parents=True)
     make_video(site_dir / "clip.avi", 10)
