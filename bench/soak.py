@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / "var" / "ultralytics"))
+os.environ.setdefault("VIGIE_VAR_DIR", str(ROOT / "var"))
+import runner._env  # noqa: E402,F401  Ultralytics offline, private settings (before any ultralytics import)
+
 os.environ.setdefault("VIGIE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
 
 GROWTH_TARGET_PCT = 5.0
@@ -105,7 +105,7 @@ def soak(args) -> int:
             while thread.is_alive():
                 elapsed = time.monotonic() - started
                 samples.append((elapsed, rss_mb()))
-                print(f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={len(runner.summary.alerts)}", flush=True)
+                print(f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={runner.summary.alerts_total}", flush=True)
                 if elapsed >= args.duration_s:
                     break
                 thread.join(timeout=min(args.every_s, max(0.0, args.duration_s - elapsed)))
@@ -119,7 +119,7 @@ def soak(args) -> int:
     wanted = len(site.clips) * BENCH_PROCESS_FPS * summary.wall_s
     print(f"processed {frames} frames in {summary.wall_s:.0f} s ({frames / max(summary.wall_s, 1e-9):.1f} fps; "
           f"~{wanted:.0f} at {BENCH_PROCESS_FPS:g} fps per camera: fewer means the machine could not keep up), "
-          f"{len(summary.alerts)} alerts, stop: {summary.stop_reason}")
+          f"{summary.alerts_total} alerts, stop: {summary.stop_reason}")
     print(latency_line(getattr(summary, "alert_latency_s", None)))
     verdict = "within" if growth < GROWTH_TARGET_PCT else "ABOVE"
     print(f"RSS peak first {window_s:g} s: {base:.1f} MB; last {window_s:g} s: {final:.1f} MB; "

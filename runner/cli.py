@@ -84,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["pending", "confirmed", "rejected"])
     p.add_argument("--camera")
     p.add_argument("--kind")
-    p.add_argument("--limit", type=_positive_int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--json", action="store_true")
 
     p = with_db(sub.add_parser("decide", help="record an operator's decision on an alert"))
-    p.add_argument("alert_id", type=_positive_int)
+    p.add_argument("alert_id", type=positive_int)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--confirm", action="store_true", help="the event is real")
     group.add_argument("--reject", choices=REJECT_REASONS, metavar="REASON", help=f"false alert: {', '.join(REJECT_REASONS)}")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     with_db(audit_sub.add_parser("verify", help="check the hash chain; exit 1 and the first broken row if tampered"))
     q = with_db(audit_sub.add_parser("show", help="print the latest audit rows"))
-    q.add_argument("--limit", type=_positive_int, default=50)
+    q.add_argument("--limit", type=positive_int, default=50)
 
     p = sub.add_parser("status", help="camera health and pause state")
     with_db(p)
@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, or a one-line usage error."""
     try:
         value = int(text)
     except ValueError:
@@ -178,7 +179,7 @@ def cmd_run(args) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
         summary = runner.run()
-        log.info("stopped (%s): %d alert(s), frames %s", summary.stop_reason, len(summary.alerts), summary.frames)
+        log.info("stopped (%s): %d alert(s), frames %s", summary.stop_reason, summary.alerts_total, summary.frames)
     return 0
 
 

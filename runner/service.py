@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -32,6 +32,7 @@ from runner.store import Register, iso, utc_now
 
 log = logging.getLogger(__name__)
 ACTOR = "runner"
+LIVE_SUMMARY_ALERTS = 1000  # alerts (and latencies) a live run's summary keeps in memory, newest first to go
 
 
 @dataclass
@@ -58,6 +59,7 @@ class RunSummary:
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", *STAGES), 0.0))
     # For each alert, seconds from its frame leaving the source to its register row committed.
     alert_latency_s: list[float] = field(default_factory=list)
+    alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
     frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
 
 
@@ -323,7 +325,7 @@ class Runner:
             self.summary.wall_s = time.monotonic() - started
             self.register.audit("runner_stopped", ACTOR, None, {
                 "reason": self.summary.stop_reason, "frames": self.summary.frames,
-                "alerts": len(self.summary.alerts), "dropped_frames": {c: s.dropped for c, s in slots.items()},
+                "alerts": self.summary.alerts_total, "dropped_frames": {c: s.dropped for c, s in slots.items()},
                 # Raised but never stored: the register refused them (disk full, read only) to the end.
                 "alerts_unstored": writer.given_up + writer.retained,
             })
@@ -364,11 +366,18 @@ class Runner:
 
     def _record_alert(self, raised: RaisedAlert) -> None:
         # On the writer thread, once the row is committed.
-        self.summary.alerts.append(raised)
-        if raised.latency_s is not None:
-            self.summary.alert_latency_s.append(raised.latency_s)
         if self.on_alert is not None:
             self.on_alert(raised)
+        summary = self.summary
+        summary.alerts_total += 1
+        # The image is in the media folder: the summary keeps the record only, and a live service only the
+        # newest ones, so that twelve days of alerts do not accumulate in memory.
+        summary.alerts.append(replace(raised, snapshot_jpeg=None))
+        if raised.latency_s is not None:
+            summary.alert_latency_s.append(raised.latency_s)
+        if self.live and len(summary.alerts) > 2 * LIVE_SUMMARY_ALERTS:
+            del summary.alerts[:-LIVE_SUMMARY_ALERTS]
+            del summary.alert_latency_s[:-LIVE_SUMMARY_ALERTS]
 
     def _camera_failed(self, camera_id: str, message: str) -> None:
         message = redact(message)  # before the log and the summary too: `vigie replay` prints the summary's errors

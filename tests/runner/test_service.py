@@ -22,11 +22,11 @@ import pytest
 from runner.access import Principal
 from runner.capture import Frame
 from runner.config.loading import load_config
-from runner.errors import AuthorizationError, UsageError
-from runner.errors import StoreError
+from runner.errors import AuthorizationError, StoreError, UsageError
+from runner.pipeline import RaisedAlert
 from runner.service import _RESTART, AlertWriter, Runner, RunOptions, _FrameSlot
 from runner.store import Register
-from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
+from tests.helpers import FakePool, ScriptedDetector, alert_record, box_at, config_dict, make_video, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON_IN_LAWN = (box_at(0.75, 0.9), "person", 0.9)
@@ -512,6 +512,25 @@ def test_writer_queue_is_bounded_and_blocks_rather_than_drops():
     third.join(5)
     writer.close()
     assert done == ["slow", 1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["live", "replay"])
+def test_the_summary_keeps_records_without_images_and_a_live_run_only_the_newest(tmp_path, monkeypatch, mode):
+    monkeypatch.setattr("runner.service.LIVE_SUMMARY_ALERTS", 3)
+    delivered = []
+    runner = Site(tmp_path, config_dict([INTRUSION])).runner(ScriptedDetector(lambda i: []), mode=mode)
+    runner.on_alert = delivered.append
+    for i in range(10):
+        runner._record_alert(RaisedAlert(alert_record(t_s=float(i)), None, b"\xff\xd8jpeg", latency_s=0.1 * i))
+    summary = runner.summary
+    assert summary.alerts_total == 10 and all(a.snapshot_jpeg for a in delivered)  # callbacks see the image
+    assert all(a.snapshot_jpeg is None for a in summary.alerts)
+    kept = [a.record.t_s for a in summary.alerts]
+    if mode == "live":  # bounded: between 3 and 6 of the newest, in order
+        assert 3 <= len(kept) <= 6 and kept == [float(i) for i in range(10 - len(kept), 10)]
+        assert len(summary.alert_latency_s) == len(kept)
+    else:  # a replay's summary is what `vigie eval` scores: every alert
+        assert kept == [float(i) for i in range(10)] and len(summary.alert_latency_s) == 10
 
 
 def test_alerts_are_drained_before_runner_stopped_and_their_latency_recorded(tmp_path, monkeypatch):
