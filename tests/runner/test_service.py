@@ -117,7 +117,8 @@ def test_replay_stores_one_test_alert_with_provenance(tmp_path):
     summary = runner.run()
 
     assert summary.stop_reason == "sources ended" and summary.frames == {"cam-01": 15} and summary.camera_errors == {}
-    assert len(summary.alerts) == 1 and seen == summary.alerts
+    assert len(summary.alerts) == 1 and [a.record for a in seen] == [a.record for a in summary.alerts]
+    assert seen[0].snapshot_jpeg and summary.alerts[0].snapshot_jpeg is None  # the image is on disk, not in memory
     (row,) = site.register.alerts()
     assert (row["kind"], row["rule_id"], row["camera_id"], row["subject"]) == ("zone_intrusion", "lawn-intrusion", "cam-01", "zone:lawn")
     assert row["is_test"] is True and row["mode"] == "replay" and row["phase"] == "design"
