@@ -108,9 +108,9 @@ def runner_worker(job: dict) -> dict:
     """Replay the job's clips at once through the runner; models loaded and warmed up first."""
     import threading
 
-    import numpy as np
-
     from bench.sites import build_site, without_levers, write_site
+    from runner.capture import resolve_source
+    from runner.config.loading import expand_env
     from runner.detect import ModelPool
     from runner.service import Runner, RunOptions
     from runner.store import Register
@@ -119,8 +119,9 @@ def runner_worker(job: dict) -> dict:
     site = without_levers(build_site(job["clips"], job["model"]), job.get("without", ()))
     loaded = write_site(site, scratch / "site")
     pool = ModelPool(loaded.config, loaded.base_dir, device=job["device"])
+    shapes = [frame_shape(resolve_source(expand_env(c.source, "source"), loaded.base_dir)) for c in loaded.config.cameras]
     for name in loaded.config.models:
-        pool.get(name).detect([np.zeros((480, 640, 3), dtype=np.uint8)])
+        pool.get(name).warm_up(shapes)
     with Register(scratch / "bench.db") as register:
         # live: paced at the clips' frame rate like cameras (newest frames kept when analysis lags behind)
         options = RunOptions(mode="live", realtime=True, retention=False) if job.get("live") else RunOptions(mode="replay")
@@ -138,6 +139,7 @@ def runner_worker(job: dict) -> dict:
         "frames": summary.frames, "frames_total": frames, "wall_s": summary.wall_s,
         "fps": frames / summary.wall_s if summary.wall_s else 0.0,
         "stage_s": getattr(summary, "stage_s", None),
+        "rule_s": getattr(summary, "rule_s", None),
         "alert_latency_s": getattr(summary, "alert_latency_s", None),
         "frames_gated": getattr(summary, "frames_gated", None),
         "alerts": [[a.record.camera_id, a.record.kind, a.record.t_s] for a in summary.alerts],
@@ -146,6 +148,18 @@ def runner_worker(job: dict) -> dict:
         "weights": {n: weights_text(d) for n, d in detectors.items()},
         "peak_rss_mb": peak_rss_mb(), "device": job["device"], "live": bool(job.get("live")),
     }
+
+
+def frame_shape(source: str) -> tuple[int, int]:
+    """(height, width) of a clip's frames, to compile the models for it before the clock starts."""
+    import cv2
+
+    capture = cv2.VideoCapture(source)
+    try:
+        height, width = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    finally:
+        capture.release()
+    return (height, width) if height > 0 and width > 0 else (480, 640)
 
 
 def weights_text(detector) -> str:
@@ -165,6 +179,7 @@ def naive_worker(job: dict) -> dict:
     from bench.sites import build_site, write_site
     from runner.config.loading import expand_env
     from runner.capture import resolve_source
+    from runner.config.loading import expand_env
     from runner.modelref import resolve_weights
 
     scratch = Path(job["scratch"])
@@ -250,6 +265,14 @@ def stage_lines(stage_s: dict | None, frames: int) -> list[str]:
     return ["per-stage time (summed over cameras; decode runs in capture threads, in parallel):"] + lines
 
 
+def rule_line(rule_s: dict | None, frames: int) -> str:
+    """The rules stage split by rule kind, costliest first (ms per processed frame, all cameras)."""
+    if not rule_s:
+        return "rules by kind: n/a"
+    parts = [f"{kind} {seconds / max(frames, 1) * 1000:.1f}" for kind, seconds in sorted(rule_s.items(), key=lambda kv: -kv[1])]
+    return "rules by kind (ms/frame): " + ", ".join(parts)
+
+
 def gated_text(gated: dict | int | None, frames: int) -> str:
     """Frames whose detection the motion gate skipped: a count, or a count per camera."""
     if gated is None:
@@ -266,6 +289,7 @@ def runner_lines(result: dict) -> list[str]:
     ]
     lines.append(f"frames gated (no detection, motion gate): {gated_text(result.get('frames_gated'), result['frames_total'])}")
     lines += stage_lines(result.get("stage_s"), result["frames_total"])
+    lines.append(rule_line(result.get("rule_s"), result["frames_total"]))
     latency = latency_line(result.get("alert_latency_s"))
     if not result.get("live"):
         latency += " [replay: includes the wait in the replay queue; see the latency run]"

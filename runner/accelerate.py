@@ -13,6 +13,11 @@
 - `openvino`: like `auto`, but a failed export of a `.pt` is an error instead of a fallback.
 - `torch`: no conversion: a `.pt` runs in PyTorch, any other format as given.
 
+What runs an OpenVINO model (an export from the cache, or a folder given by the user): for YOLO detect
+and pose models on the CPU, `runner.ov_engine` (static per-frame-shape compiles, so even a static INT8
+folder gets rectangles; parallel requests for the frames of several cameras); anything else, and every
+model on a GPU, Ultralytics' predictor. The dynamic reshape below is then only the predictor's fallback.
+
 Threads: one inference uses `$VIGIE_INFER_THREADS` threads (default: every core), in PyTorch and OpenVINO.
 
 Cache: `$VIGIE_CACHE_DIR` or `var/models-cache`, one folder per

@@ -17,8 +17,9 @@ import numpy as np
 import supervision as sv
 
 from runner.accelerate import (
-    Runtime, choose_runtime, forget, inference_threads, openvino_config, quiet_ultralytics, recompile_openvino,
+    Runtime, choose_runtime, forget, inference_threads, is_gpu, openvino_config, quiet_ultralytics, recompile_openvino,
 )
+from runner import ov_engine
 from runner.config.site import ModelSpec, SiteConfig
 from runner.errors import ModelError
 from runner.modelref import PACKAGE_PREFIX, ResolvedModel, package_file, resolve_weights
@@ -43,7 +44,7 @@ class Detector:
     names: dict[int, str]
     device: str = "cpu"
     runtime: Runtime | None = None  # None: the weights as resolved, fp32
-    max_batch: int = 16  # frames per inference call in detect_many
+    max_batch: int = 16  # frames per inference call in detect_many (Ultralytics' predictor)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # Ultralytics predictors are not thread-safe
@@ -54,12 +55,26 @@ class Detector:
         return getattr(self.model, "task", None) == "pose"
 
     @property
+    def direct(self) -> bool:
+        """True when the model runs in runner.ov_engine rather than Ultralytics' predictor."""
+        return isinstance(self.model, ov_engine.OpenVinoEngine)
+
+    @property
     def backend(self) -> str:
         return self.runtime.backend if self.runtime else self.resolved.backend
 
     def class_ids(self, labels: Iterable[str]) -> list[int]:
         wanted = set(labels)
         return [i for i, n in self.names.items() if n in wanted]
+
+    def warm_up(self, shapes: Iterable[tuple[int, int]]) -> None:
+        """Compile for each frame size (height, width) ahead of the first frames: the OpenVINO engine builds
+        one model per input shape (about a second each); Ultralytics' predictor only needs one call."""
+        for height, width in sorted(set(shapes)):
+            if self.direct:
+                self.model.warm_up(height, width)  # type: ignore[attr-defined]
+            else:
+                self.detect([np.zeros((height, width, 3), np.uint8)])
 
     def detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
         """Detections of `labels` (all classes when None) in each image."""
@@ -82,10 +97,13 @@ class Detector:
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, (image, ids) in enumerate(zip(images, wanted)):
             if ids is None or ids:
-                groups.setdefault(image.shape, []).append(index)
+                # The OpenVINO engine groups frames by letterboxed input shape itself (frames of different
+                # cameras often share one, e.g. 640x384 for every 16:9 size): one call for all.
+                groups.setdefault(() if self.direct else image.shape, []).append(index)
         for indices in groups.values():
-            for start in range(0, len(indices), self.max_batch):
-                chunk = indices[start:start + self.max_batch]
+            step = len(indices) if self.direct else self.max_batch
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
                 chunk_ids = [wanted[i] for i in chunk]
                 classes = None if any(ids is None for ids in chunk_ids) else sorted(set().union(*chunk_ids))
                 for index, result in zip(chunk, self._predict([images[i] for i in chunk], classes)):
@@ -93,6 +111,8 @@ class Detector:
         return out
 
     def _predict(self, images: list[np.ndarray], classes: list[int] | None) -> list:
+        if self.direct:
+            return self.model.predict(images, conf=self.spec.conf, classes=classes)  # type: ignore[attr-defined]
         options = {"half": True} if self.runtime and self.runtime.half else {}
         with self._lock:
             results = self.model.predict(  # type: ignore[attr-defined]
@@ -107,6 +127,8 @@ class Detector:
             return results
 
     def _to_detections(self, result, class_ids: set[int] | None = None) -> sv.Detections:
+        if isinstance(result, ov_engine.Prediction):
+            return self._prediction_to_detections(result, class_ids)
         detections = sv.Detections.from_ultralytics(result)
         detections.data["model"] = np.full(len(detections), self.name, dtype=object)
         keypoints = getattr(result, "keypoints", None)
@@ -117,6 +139,19 @@ class Detector:
         if class_ids is not None and len(detections):
             detections = detections[np.isin(detections.class_id, sorted(class_ids))]
         return detections
+
+    def _prediction_to_detections(self, prediction: ov_engine.Prediction, class_ids: set[int] | None) -> sv.Detections:
+        keep = np.ones(len(prediction.class_id), bool) if class_ids is None else np.isin(prediction.class_id, sorted(class_ids))
+        if not keep.any():
+            return empty_detections()
+        class_id = prediction.class_id[keep]
+        data = {
+            "class_name": np.array([self.names[int(c)] for c in class_id], dtype=object),
+            "model": np.full(len(class_id), self.name, dtype=object),
+        }
+        if prediction.keypoints is not None:
+            data["keypoints"] = prediction.keypoints[keep]
+        return sv.Detections(xyxy=prediction.xyxy[keep], confidence=prediction.confidence[keep], class_id=class_id, data=data)
 
 
 def empty_detections() -> sv.Detections:
@@ -175,6 +210,9 @@ def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: s
     _use_all_cores()
     if spec.custom_layers:  # before any unpickling, the export included
         load_custom_layers(name, spec.custom_layers, base_dir)
+    engine = _direct_engine(name, spec, resolved, device)
+    if engine is not None:
+        return engine
     runtime = choose_runtime(name, spec, resolved, device)
     try:
         model, names = _load(name, spec, runtime.path, device)
@@ -196,6 +234,39 @@ def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: s
         )
     log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, runtime.how)
     return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device, runtime=runtime)
+
+
+def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str) -> Detector | None:
+    """The detector run by runner.ov_engine, when the model is (or exports to) an OpenVINO YOLO detect or
+    pose model on the CPU; None otherwise (Ultralytics' predictor runs it). An engine that fails to
+    build falls back to the predictor with one log line."""
+    if is_gpu(device) or spec.runtime == "torch" or resolved.backend not in ("pt", "openvino"):
+        return None
+    if resolved.backend == "openvino":
+        folder, how = resolved.path, "OpenVINO engine, static input patched per frame shape" 
+    else:
+        runtime = choose_runtime(name, spec, resolved, device)
+        if runtime.backend != "openvino":
+            return None
+        folder, how = runtime.path, "OpenVINO engine, cached export"
+    if not ov_engine.supports(folder, spec.task):
+        return None
+    try:
+        engine = ov_engine.OpenVinoEngine(folder, spec.imgsz, inference_threads(), spec.openvino_precision)
+        engine.check()
+    except Exception as exc:  # the predictor can still run it: say why once
+        log.warning("model %s: OpenVINO engine unavailable (%s: %s); using Ultralytics' predictor",
+                    name, type(exc).__name__, str(exc)[:200])
+        return None
+    names = engine.names
+    if spec.classes is not None and set(spec.classes) != set(names.values()):
+        raise ModelError(
+            f"model '{name}': models.{name}.classes says {sorted(spec.classes)[:6]} but the weights provide "
+            f"{sorted(set(names.values()))[:6]}"
+        )
+    runtime = Runtime(folder, "openvino", half=False, how=how)
+    log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, how)
+    return Detector(name=name, spec=spec, resolved=resolved, model=engine, names=names, device=device, runtime=runtime)
 
 
 def _load(name: str, spec: ModelSpec, path: Path, device: str) -> tuple[object, dict[int, str]]:

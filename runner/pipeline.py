@@ -146,6 +146,7 @@ class CameraPipeline:
         self._rule_errors: dict[str, int] = {}
         self.frames_processed = 0
         self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # cumulative seconds (perf_counter)
+        self.rule_s: dict[str, float] = {}  # cumulative seconds per rule kind (part of stage "rules")
         self.writer: AlertSink | None = None
         self.motion = self._motion_gate()
         self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
@@ -226,6 +227,7 @@ class CameraPipeline:
             image=image,
             models_run=detected.models_run,
             redetect=partial(self._redetect, image),
+            redetect_many=partial(self._redetect_many, image),
         )
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
@@ -252,19 +254,31 @@ class CameraPipeline:
 
     def _redetect(self, image: np.ndarray, label: str, box, *, rotate_deg: int = 0, pad_frac: float = 0.5) -> sv.Detections:
         """Run the model that provides `label` on a (rotated) crop around `box`; full-frame pixel boxes."""
+        return self._redetect_many(image, label, [box], rotate_deg=rotate_deg, pad_frac=pad_frac)[0]
+
+    def _redetect_many(self, image: np.ndarray, label: str, boxes, *, rotate_deg: int = 0,
+                       pad_frac: float = 0.5) -> list[sv.Detections]:
+        """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
         model = next((m for m in self.models if label in m.labels), None)
-        crop = make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) if model is not None else None
-        if crop is None:
-            return empty_detections()
-        found = model.detector.detect([crop.image], {label})[0]
-        if len(found):
-            found.xyxy = boxes_to_frame(found.xyxy, crop)
-            if "keypoints" in found.data:
-                keypoints = np.array(found.data["keypoints"], dtype=np.float32)
-                keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
-                found.data["keypoints"] = keypoints
-        found.tracker_id = np.full(len(found), -1, dtype=int)
-        return found
+        crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) if model is not None else None
+                 for box in boxes]
+        usable = [crop for crop in crops if crop is not None]
+        found_all = iter(model.detector.detect([crop.image for crop in usable], {label}) if usable else [])
+        results = []
+        for crop in crops:
+            if crop is None:
+                results.append(empty_detections())
+                continue
+            found = next(found_all)
+            if len(found):
+                found.xyxy = boxes_to_frame(found.xyxy, crop)
+                if "keypoints" in found.data:
+                    keypoints = np.array(found.data["keypoints"], dtype=np.float32)
+                    keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
+                    found.data["keypoints"] = keypoints
+            found.tracker_id = np.full(len(found), -1, dtype=int)
+            results.append(found)
+        return results
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
@@ -285,6 +299,7 @@ class CameraPipeline:
     # -- helpers ---------------------------------------------------------------------------------
     def _run_rule(self, rule: Rule, ctx: FrameContext) -> list[AlertCandidate]:
         # Error boundary: one rule's bug must not stop the camera's other rules or other cameras.
+        started = time.perf_counter()
         try:
             return rule.update(ctx)
         except Exception as exc:
@@ -298,6 +313,9 @@ class CameraPipeline:
                         {"rule_id": rule.config.id, "error": f"{type(exc).__name__}: {exc}"[:500], "count": count},
                     )
             return []
+        finally:
+            kind = getattr(getattr(rule, "config", None), "kind", type(rule).__name__)
+            self.rule_s[kind] = self.rule_s.get(kind, 0.0) + time.perf_counter() - started
 
     def _motion_gate(self) -> MotionGate | None:
         """A gate over the zones of the rules that use the gated (tracked, every-frame) models' labels;

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from runner.config.loading import LoadedConfig, expand_env, redact
 from runner.config.site import Camera
 from runner.detect import ModelPool
 from runner.errors import AuthorizationError, ConfigError, SourceError, StoreError, UsageError, VigieError
-from runner.pipeline import STAGES, CameraPipeline, DetectionPlan, PlannedModel, RaisedAlert
+from runner.pipeline import STAGES, CameraPipeline, DetectionPlan, FrameDetections, PlannedModel, RaisedAlert
 from runner.retention import start_retention
 from runner.store import Register, iso, utc_now
 
@@ -57,6 +58,7 @@ class RunSummary:
     # Cumulative seconds per stage, all cameras: decode (capture threads' grab + retrieve), detect (masks,
     # motion gate, inference), track, rules, store (snapshot + register row, on the writer thread).
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", *STAGES), 0.0))
+    rule_s: dict[str, float] = field(default_factory=dict)  # the "rules" stage split by rule kind
     # For each alert, seconds from its frame leaving the source to its register row committed.
     alert_latency_s: list[float] = field(default_factory=list)
     alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
@@ -159,6 +161,7 @@ class _Job:
     image: np.ndarray
     plan: DetectionPlan
     outputs: dict[str, sv.Detections] = field(default_factory=dict)
+    detected: FrameDetections | None = None
     error: Exception | None = None
 
 
@@ -243,6 +246,9 @@ class Runner:
         self._paused: dict[str, bool] = {}
         self._errors: dict[str, int] = {}
         self._errors_lock = threading.Lock()  # the writer thread reports failures too
+        # Inference of round k runs here while the analysis thread tracks and rules round k-1.
+        self._detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
+        self._detected: list[_Job] = []  # detected, waiting for tracking and rules
 
     # -- checks ----------------------------------------------------------------------------------
     def cameras(self) -> list[Camera]:
@@ -316,6 +322,7 @@ class Runner:
             self._loop(pipelines, slots, sources, wakeup)
         finally:
             self._stop.set()
+            self._detect_thread.shutdown(wait=True)
             writer.close()  # every alert raised is stored before the runner says it stopped
             for thread in threads:
                 thread.join(timeout=5.0)
@@ -362,6 +369,8 @@ class Runner:
         for pipeline in pipelines.values():
             for stage in STAGES:
                 stage_s[stage] += pipeline.stage_s[stage]
+            for kind, seconds in pipeline.rule_s.items():
+                self.summary.rule_s[kind] = self.summary.rule_s.get(kind, 0.0) + seconds
         self.summary.stage_s = stage_s
 
     def _record_alert(self, raised: RaisedAlert) -> None:
@@ -429,6 +438,8 @@ class Runner:
             ready, worked = self._collect(pipelines, slots)
             if ready:
                 self._analyse_round(ready)
+            else:  # nothing new: the last round's rules run now rather than with the next frames
+                self._finish_detected()
             if not worked:
                 if all(s.finished and not s.frames for s in slots.values()):
                     self.summary.stop_reason = "sources ended"
@@ -445,6 +456,7 @@ class Runner:
             while (frame := slots[cid].take()) is not None:
                 worked = True
                 if frame is _RESTART:
+                    self._finish_detected({cid})  # the old stream's last frame first, then a clean state
                     pipeline.reset()
                 elif not self._paused.get(cid):
                     ready.append((pipeline, frame))
@@ -452,6 +464,13 @@ class Runner:
         return ready, worked
 
     def _analyse_round(self, ready: list[tuple[CameraPipeline, Frame]]) -> None:
+        """Plan and detect this round's frames while the previous round is tracked and ruled.
+
+        Inference runs on the detector thread (OpenVINO and PyTorch release the GIL), so the analysis
+        thread's tracking and rules for round k-1 overlap the inference of round k: on 2 cores neither
+        waits for the other. A camera's next plan needs only its previous `combine` (done at the end of
+        the round), never its rules, so the order of each camera's frames is unchanged.
+        """
         jobs = []
         for pipeline, frame in ready:
             try:  # one camera's bad frame never stops the others
@@ -461,17 +480,38 @@ class Runner:
                 pipeline.stage_s["detect"] += time.perf_counter() - started
             except Exception as exc:
                 self._analysis_failed(pipeline.camera.id, frame, exc)
-        self._detect_batched(jobs)
+        detecting = self._detect_thread.submit(self._detect_batched, jobs) if jobs else None
+        self._finish_detected()
+        if detecting is not None:
+            detecting.result()
         for job in jobs:
+            if job.error is None:
+                try:
+                    job.detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
+                except Exception as exc:
+                    job.error = exc
+        self._detected = jobs
+
+    def _finish_detected(self, cameras: set[str] | None = None) -> None:
+        """Track and run the rules on the frames whose detection is done (only `cameras`' when given;
+        the others keep waiting for the next round)."""
+        waiting, self._detected = self._detected, []
+        for job in waiting:
+            if cameras is not None and job.pipeline.camera.id not in cameras:
+                self._detected.append(job)
+                continue
             try:
                 if job.error is not None:
                     raise job.error
-                detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
-                job.pipeline.analyse(job.frame, job.image, detected)
+                job.pipeline.analyse(job.frame, job.image, job.detected)
                 if self.options.on_frame is not None:
                     self.options.on_frame(job.pipeline.camera.id, job.frame)
             except Exception as exc:
                 self._analysis_failed(job.pipeline.camera.id, job.frame, exc)
+
+    def _drop_detected(self, camera_id: str) -> None:
+        """Forget a camera's frame waiting for its rules (the camera was paused: nothing more is analysed)."""
+        self._detected = [job for job in self._detected if job.pipeline.camera.id != camera_id]
 
     def _detect_batched(self, jobs: list[_Job]) -> None:
         """One inference per model over the images of every camera that runs it this round, asked for
@@ -561,6 +601,7 @@ class Runner:
                 self.register.audit("pause_applied" if paused else "resume_applied", ACTOR, cid,
                                     {"latency_s": round(latency_s, 3), "frames_dropped": dropped})
                 if paused:
+                    self._drop_detected(cid)
                     pipelines[cid].reset()
                 log.info("camera %s %s", cid, "paused" if paused else "resumed")
 

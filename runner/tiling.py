@@ -26,6 +26,8 @@ import supervision as sv
 NormBox = tuple[float, float, float, float]
 # Runs the model on one normalised box of the frame; returns full-frame pixel detections.
 DetectBox = Callable[[NormBox], sv.Detections]
+# The same on several boxes at once (one result per box, in order).
+DetectBoxes = Callable[[list[NormBox]], list[sv.Detections]]
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,10 @@ def _plain(detections: sv.Detections) -> sv.Detections:
 
 
 def tiled_detect(detect_box: DetectBox, frame_size: tuple[int, int], region: NormBox = (0.0, 0.0, 1.0, 1.0),
-                 settings: TileSettings = TileSettings(), full_frame: sv.Detections | None = None) -> tuple[sv.Detections, int]:
-    """Run `detect_box` on every tile of `region` (normalised xyxy) and merge with `full_frame`.
+                 settings: TileSettings = TileSettings(), full_frame: sv.Detections | None = None,
+                 detect_boxes: DetectBoxes | None = None) -> tuple[sv.Detections, int]:
+    """Run `detect_box` on every tile of `region` (normalised xyxy) and merge with `full_frame`; with
+    `detect_boxes`, all tiles go in one call instead (one batched inference: the tiles share a size).
 
     Returns (merged full-frame pixel detections, number of tiles run).
     """
@@ -150,10 +154,9 @@ def tiled_detect(detect_box: DetectBox, frame_size: tuple[int, int], region: Nor
     region_px = (region[0] * width, region[1] * height, region[2] * width, region[3] * height)
     tiles = tile_grid(region_px, frame_size, settings)
     parts = [full_frame] if full_frame is not None and len(full_frame) else []
-    for x0, y0, x1, y1 in tiles:
-        found = detect_box((x0 / width, y0 / height, x1 / width, y1 / height))
-        if len(found):
-            parts.append(found)
+    boxes = [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in tiles]
+    found_per_tile = detect_boxes(boxes) if detect_boxes is not None and boxes else [detect_box(box) for box in boxes]
+    parts += [found for found in found_per_tile if len(found)]
     if not parts:
         return _empty(), len(tiles)
     return merge_nms(parts, settings.iou, settings.containment), len(tiles)

@@ -39,6 +39,14 @@ class Redetect(Protocol):
                  pad_frac: float = 0.5) -> sv.Detections: ...
 
 
+class RedetectMany(Protocol):
+    """`Redetect` on several boxes at once (one batched inference: the tiles of a density pass);
+    one result per box, in order."""
+
+    def __call__(self, label: str, boxes: list[tuple[float, float, float, float]], *,
+                 pad_frac: float = 0.5) -> list[sv.Detections]: ...
+
+
 class RuleConfig(Frozen):
     """Fields every rule has. Subclasses add `kind: Literal[...]` and their own thresholds."""
 
@@ -108,6 +116,7 @@ class FrameContext:
     models_run: frozenset[str] = frozenset()
     # Re-detection around a region (e.g. a person lost while lying down): see `Redetect`.
     redetect: Redetect | None = None
+    redetect_many: RedetectMany | None = None
 
     @cached_property
     def keypoints(self) -> np.ndarray | None:

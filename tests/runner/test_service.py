@@ -117,6 +117,7 @@ def test_replay_stores_one_test_alert_with_provenance(tmp_path):
     summary = runner.run()
 
     assert summary.stop_reason == "sources ended" and summary.frames == {"cam-01": 15} and summary.camera_errors == {}
+    assert set(summary.rule_s) == {"zone_intrusion"} and 0 < summary.rule_s["zone_intrusion"] <= summary.stage_s["rules"]
     assert len(summary.alerts) == 1 and [a.record for a in seen] == [a.record for a in summary.alerts]
     assert seen[0].snapshot_jpeg and summary.alerts[0].snapshot_jpeg is None  # the image is on disk, not in memory
     (row,) = site.register.alerts()
@@ -388,6 +389,7 @@ def _rounds(runner, pipelines, n, first=0, widths=(640, 320, 160)):
         ready = [(p, Frame(cid, i, i / 5, INSIDE + timedelta(seconds=i / 5), np.full((w * 3 // 4, w, 3), 90, np.uint8)))
                  for (cid, p), w in zip(pipelines.items(), widths)]
         runner._analyse_round(ready)
+    runner._finish_detected()  # the last round's rules (the loop runs them when no frame is waiting)
     return seen
 
 
@@ -399,6 +401,52 @@ def test_one_inference_per_model_per_round_and_each_camera_keeps_its_labels(tmp_
     assert detector.batches == [([640, 320, 160], frozenset({"person", "car"}))] * 4
     assert seen == {"cam-01": [["person"]] * 4, "cam-02": [["person"]] * 4, "cam-03": [["car"]] * 4}
     assert {cid: p.frames_processed for cid, p in pipelines.items()} == {"cam-01": 4, "cam-02": 4, "cam-03": 4}
+
+
+def test_the_rules_of_one_round_run_while_the_next_round_is_detected(tmp_path):
+    """Round k's inference (detector thread) overlaps round k-1's tracking and rules (analysis thread):
+    this detector waits, on the detector thread, until the previous round's rules have started."""
+    rules_started = [threading.Event() for _ in range(4)]
+    order: list[str] = []
+
+    class WaitsForRules(BatchRecorder):
+        def detect(self, images, labels=None):
+            round_index = len(self.batches)
+            order.append(f"detect {round_index} on {threading.current_thread().name.split('_')[0]}")
+            if round_index > 0:
+                assert rules_started[round_index - 1].wait(10.0), "rules of the previous round did not overlap"
+            return super().detect(images, labels)
+
+    detector = WaitsForRules()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    first = pipelines["cam-01"]
+    analyse = first.analyse
+
+    def analyse_and_signal(frame, image, detected):
+        order.append(f"rules {frame.index}")
+        rules_started[frame.index].set()
+        return analyse(frame, image, detected)
+
+    first.analyse = analyse_and_signal
+    seen = _rounds(runner, {"cam-01": first}, 3, widths=(640,))
+    # Had detection waited for the rules (or the rules for detection), the waits above would have failed
+    # and the frames would be missing from `seen`.
+    assert [o for o in order if o.startswith("detect")] == [f"detect {i} on detect" for i in range(3)]
+    assert [o for o in order if o.startswith("rules")] == ["rules 0", "rules 1", "rules 2"]  # each camera in order
+    assert len(seen["cam-01"]) == 3 and first.frames_processed == 3
+
+
+def test_a_paused_camera_s_detected_frame_is_never_analysed(tmp_path):
+    detector = BatchRecorder()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    ready = [(p, Frame(cid, 0, 0.0, INSIDE, np.full((w * 3 // 4, w, 3), 90, np.uint8)))
+             for (cid, p), w in zip(pipelines.items(), (640, 320, 160))]
+    runner._analyse_round(ready)  # detected; rules pending
+    runner._drop_detected("cam-02")
+    runner._finish_detected()
+    assert {cid: p.frames_processed for cid, p in pipelines.items()} == {"cam-01": 1, "cam-02": 0, "cam-03": 1}
 
 
 def test_a_frame_the_model_refuses_costs_only_its_camera(tmp_path):

@@ -121,9 +121,11 @@ def test_the_pipeline_honours_a_density_rule_asking_for_tiles():
     config = site_config([{"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 3,
                            "sustain_s": 0.0, "tiled_every_s": 1.0, "tile_scale": 4.0, "cooldown_s": 0.0}])
     sizes: list[tuple[int, int]] = []
+    calls: list[int] = []
 
     class Detector(ScriptedDetector):
         def detect(self, images, labels=None):
+            calls.append(len(images))
             sizes.extend(image.shape[:2] for image in images)
             return [super(Detector, self).detect([image], labels)[0] if image.shape[:2] != (480, 640) else
                     ScriptedDetector(lambda i: [((0.1, 0.1, 0.15, 0.3), "person", 0.8)]).detect([image])[0]
@@ -145,5 +147,42 @@ def test_the_pipeline_honours_a_density_rule_asking_for_tiles():
     crops = [s for s in sizes if s != (480, 640)]
     assert full_frames == 6 and len(crops) == 2 * expected_tiles  # passes at 0.0 s and 1.0 s only
     assert {c for c in crops} == {(160, 160)}
+    assert calls.count(expected_tiles) == 2  # each pass's tiles in one batched call
     (alert,) = [r.record for r in raised]
     assert alert.details["method"] == "tiled" and alert.details["method_counts"]["tiled"] == expected_tiles
+
+
+def test_tiled_detect_batched_finds_the_same_as_one_call_per_tile():
+    from runner.crops import boxes_to_frame, make_crop
+
+    image = np.zeros((360, 640, 3), dtype=np.uint8)
+    for k in range(9):
+        image[40 + 35 * (k % 8):70 + 35 * (k % 8), 20 + 70 * k:34 + 70 * k] = 255
+    calls: list[int] = []
+
+    def find_squares(images):
+        import cv2
+
+        calls.append(len(images))
+        out = []
+        for crop in images:
+            _, _, stats, _ = cv2.connectedComponentsWithStats((crop[..., 0] > 0).astype(np.uint8))
+            boxes = [[s[0], s[1], s[0] + s[2], s[1] + s[3]] for s in stats[1:]]
+            out.append(dets(boxes) if boxes else dets(np.empty((0, 4))))
+        return out
+
+    def all_tiles_at_once(boxes):
+        crops = [make_crop(image, box, pad_frac=0.0) for box in boxes]
+        found = find_squares([crop.image for crop in crops])
+        for part, crop in zip(found, crops):
+            if len(part):
+                part.xyxy = boxes_to_frame(part.xyxy, crop)
+        return found
+
+    alone, tiles = tiled_detect(crop_detector(find_squares, image), (640, 360), settings=TileSettings(scale=2.0))
+    assert tiles == 6 and calls == [1] * tiles
+    calls.clear()
+    batched, _ = tiled_detect(crop_detector(find_squares, image), (640, 360), settings=TileSettings(scale=2.0),
+                              detect_boxes=all_tiles_at_once)
+    assert calls == [tiles] and len(batched) == len(alone) == 9
+    assert np.array_equal(np.sort(alone.xyxy, axis=0), np.sort(batched.xyxy, axis=0))

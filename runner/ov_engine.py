@@ -1,0 +1,323 @@
+"""OpenVINO inference without Ultralytics' predictor, for exported YOLO detect and pose models.
+
+Why not `YOLO(folder).predict`: on a 2-core CPU its Python pre/post-processing costs ~8 ms a frame, it
+runs one synchronous request at a time (LATENCY hint: one frame keeps both cores half idle between
+layers), and it cannot letterbox a static export (such as the shared COCO INT8 model) to a rectangle.
+Here:
+
+- each input shape gets its own static compiled model (a few per site: one per camera resolution,
+  bounded), so a 16:9 frame runs at 640x384 instead of 640x640 (40 % fewer pixels). A static YOLO11
+  export had its attention reshapes and anchor grid traced for 640x640: those constants are rewritten
+  for the new shape (`_static_for_shape`), and the output is checked against the expected anchor count;
+- frames of several cameras run as parallel infer requests of a throughput-compiled model (one stream
+  per core); a lone frame uses a latency-compiled one (every core on it);
+- letterbox, confidence filter, per-class NMS and rescaling copy Ultralytics' (LetterBox(auto=True),
+  non_max_suppression(iou=0.7, max_det=300), scale_boxes): the same boxes within float rounding
+  (tests/runner/test_ov_engine.py compares both on real frames).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from runner.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+IOU_THRESHOLD = 0.7  # Ultralytics' predict default
+MAX_DETECTIONS = 300
+MAX_COMPILED_SHAPES = 8  # compiled models kept (per mode); a site has a handful of camera resolutions
+PAD_VALUE = 114
+SUPPORTED_TASKS = ("detect", "pose")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One frame's detections in original image pixels."""
+
+    xyxy: np.ndarray  # (N, 4) float32
+    confidence: np.ndarray  # (N,) float32
+    class_id: np.ndarray  # (N,) int64
+    keypoints: np.ndarray | None = None  # (N, K, 3) float32 for pose models
+
+
+def read_metadata(folder: Path) -> dict:
+    try:
+        return yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read {folder / 'metadata.yaml'} ({type(exc).__name__})") from None
+
+
+def supports(folder: Path, task: str | None) -> bool:
+    """True when this engine can run the OpenVINO folder (a YOLO detect or pose export)."""
+    try:
+        metadata = read_metadata(folder)
+    except ModelError:
+        return False
+    found_task = metadata.get("task")
+    return found_task in SUPPORTED_TASKS and (task is None or task == found_task) and any(folder.glob("*.xml"))
+
+
+# -- geometry shared with Ultralytics -----------------------------------------------------------------
+def letterbox_shape(height: int, width: int, imgsz: int, stride: int) -> tuple[float, int, int, int, int]:
+    """(gain, resized_h, resized_w, input_h, input_w): the image scaled so its long side is `imgsz`,
+    padded to the smallest multiple of `stride` (Ultralytics LetterBox with auto=True)."""
+    gain = min(imgsz / height, imgsz / width)
+    resized_w, resized_h = round(width * gain), round(height * gain)
+    pad_w, pad_h = (imgsz - resized_w) % stride, (imgsz - resized_h) % stride
+    return gain, resized_h, resized_w, resized_h + pad_h, resized_w + pad_w
+
+
+def letterbox(image: np.ndarray, imgsz: int, stride: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The BGR uint8 image resized and padded to the model input (HWC), the gain, the (left, top) padding.
+    Channel order, scaling to [0, 1] and NCHW layout are done inside the compiled model (`_with_preprocessing`)."""
+    height, width = image.shape[:2]
+    gain, resized_h, resized_w, input_h, input_w = letterbox_shape(height, width, imgsz, stride)
+    if (resized_h, resized_w) != (height, width):
+        image = cv2.resize(image, (resized_w, resized_h), interpolation=cv2.INTER_LINEAR)
+    half_w, half_h = (input_w - resized_w) / 2, (input_h - resized_h) / 2
+    top, bottom = round(half_h - 0.1), round(half_h + 0.1)
+    left, right = round(half_w - 0.1), round(half_w + 0.1)
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return np.ascontiguousarray(image)[None], gain, (left, top)
+
+
+def _with_preprocessing(model):
+    """Feed the model BGR uint8 NHWC frames: conversion, channel swap and 1/255 scaling run in OpenVINO
+    (fused, multithreaded) instead of numpy on the analysis thread."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    return ppp.build()
+
+
+def anchor_grid(input_h: int, input_w: int, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Ultralytics make_anchors(offset 0.5): cell centres (2, N) in grid units and their strides (N,)."""
+    points, stride_of = [], []
+    for stride in strides:
+        h, w = input_h // stride, input_w // stride
+        ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5, np.arange(w, dtype=np.float32) + 0.5, indexing="ij")
+        points.append(np.stack([xs.ravel(), ys.ravel()]))
+        stride_of.append(np.full(h * w, stride, np.float32))
+    return np.concatenate(points, axis=1), np.concatenate(stride_of)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy NMS, highest score first (torchvision.ops.nms' rule: drop IoU > threshold)."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        if not rest.size:
+            break
+        left_top = np.maximum(boxes[best, :2], boxes[rest, :2])
+        right_bottom = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(right_bottom - left_top, 0, None), axis=1)
+        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def postprocess(
+    output: np.ndarray, num_classes: int, conf: float, classes: list[int] | None, gain: float,
+    pad: tuple[int, int], image_hw: tuple[int, int], keypoint_shape: tuple[int, int] | None,
+) -> Prediction:
+    """Raw (4 + classes + keypoints, anchors) output -> detections in image pixels."""
+    scores = output[4:4 + num_classes]  # (classes, anchors)
+    candidates = np.flatnonzero(scores.max(axis=0) > conf)  # most anchors go here, before any per-anchor work
+    rows = output[:, candidates].T  # (candidates, channels)
+    best = rows[:, 4:4 + num_classes].argmax(axis=1)
+    best_score = rows[np.arange(len(rows)), 4 + best]
+    if classes is not None:
+        keep = np.isin(best, classes)
+        rows, best, best_score = rows[keep], best[keep], best_score[keep]
+    cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    # Per-class NMS by offsetting each class far apart (Ultralytics' max_wh trick).
+    kept = nms(boxes + best[:, None] * 7680.0, best_score, IOU_THRESHOLD)[:MAX_DETECTIONS]
+    boxes, best, best_score, rows = boxes[kept], best[kept], best_score[kept], rows[kept]
+    left, top = pad
+    height, width = image_hw
+    boxes = (boxes - np.array([left, top, left, top], np.float32)) / gain
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    keypoints = None
+    if keypoint_shape is not None:
+        count, dims = keypoint_shape
+        keypoints = rows[:, 4 + num_classes:4 + num_classes + count * dims].reshape(-1, count, dims).copy()
+        keypoints[..., 0] = ((keypoints[..., 0] - left) / gain).clip(0, width)
+        keypoints[..., 1] = ((keypoints[..., 1] - top) / gain).clip(0, height)
+        keypoints = keypoints.astype(np.float32)
+    return Prediction(boxes.astype(np.float32), best_score.astype(np.float32), best.astype(np.int64), keypoints)
+
+
+# -- graph surgery for static exports -----------------------------------------------------------------
+def _static_for_shape(template, input_h: int, input_w: int, traced_hw: tuple[int, int], strides: tuple[int, ...]):
+    """A copy of a YOLO export reshaped to a static (1, 3, input_h, input_w) input.
+
+    A dynamic export just gets the shape. A static one (traced at `traced_hw`) also has constants
+    baked for that size, rewritten here: Reshape targets that name a feature map's cell count or its
+    (h, w), and the anchor-point and stride tensors of the detection head (recognised by value).
+    """
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    model = template.clone()
+    if model.input().get_partial_shape().is_dynamic or (input_h, input_w) == traced_hw:
+        model.reshape([1, 3, input_h, input_w])
+        return model
+    old_levels = {s: (traced_hw[0] // s, traced_hw[1] // s) for s in strides}
+    new_levels = {s: (input_h // s, input_w // s) for s in strides}
+    old_anchors, old_strides = anchor_grid(*traced_hw, strides)
+    new_anchors, new_strides = anchor_grid(input_h, input_w, strides)
+    old_total, new_total = old_anchors.shape[1], new_anchors.shape[1]
+    cells = {old_levels[s][0] * old_levels[s][1]: new_levels[s][0] * new_levels[s][1] for s in strides}
+    grids = {old_levels[s]: new_levels[s] for s in strides}
+    replaced_anchors = replaced_strides = 0
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind == "Reshape" and op.input_value(1).get_node().get_type_name() == "Constant":
+            target = op.input_value(1).get_node().get_vector().astype(np.int64)
+            patched = target.copy()
+            if len(patched) == 4 and tuple(patched[2:]) in grids:
+                patched[2:] = grids[tuple(patched[2:])]
+            elif patched[-1] == old_total:
+                patched[-1] = new_total
+            elif patched[-1] in cells:
+                patched[-1] = cells[patched[-1]]
+            if not np.array_equal(patched, target):
+                op.input(1).replace_source_output(ops.constant(patched).output(0))
+        elif kind == "Constant" and op.get_output_shape(0) and op.get_output_shape(0)[-1] == old_total:
+            data = op.get_data()
+            if data.shape[-2:] == (2, old_total) and np.allclose(data.reshape(2, -1), old_anchors):
+                new = new_anchors.reshape(*data.shape[:-2], 2, new_total).astype(data.dtype)
+                replaced_anchors += 1
+            elif data.shape[-2:] == (1, old_total) and np.allclose(data.reshape(-1), old_strides):
+                new = new_strides.reshape(*data.shape[:-1], new_total).astype(data.dtype)
+                replaced_strides += 1
+            else:
+                continue
+            replacement = ops.constant(new).output(0)
+            for target_input in list(op.output(0).get_target_inputs()):
+                target_input.replace_source_output(replacement)
+    if replaced_anchors != 1 or replaced_strides != 1:
+        raise ModelError(f"not a YOLO head this engine knows (anchor tensors found: {replaced_anchors}, strides: {replaced_strides})")
+    # The input changes last: model.reshape() would first validate the patched constants at the old size.
+    old_input = model.get_parameters()[0]
+    new_input = ops.parameter([1, 3, input_h, input_w], old_input.get_element_type(), name=old_input.get_friendly_name())
+    new_input.output(0).set_names(old_input.output(0).get_names())
+    for target_input in list(old_input.output(0).get_target_inputs()):
+        target_input.replace_source_output(new_input.output(0))
+    model = ov.Model(model.get_results(), [new_input], model.get_friendly_name())
+    model.validate_nodes_and_infer_types()
+    if model.output(0).get_partial_shape()[-1].get_length() != new_total:
+        raise ModelError(f"reshaped output has {model.output(0).get_partial_shape()} anchors, expected {new_total}")
+    return model
+
+
+class OpenVinoEngine:
+    """Runs one exported YOLO detect/pose OpenVINO folder on the CPU; thread-safe."""
+
+    def __init__(self, folder: Path, imgsz: int, threads: int, precision: str = "auto"):
+        import openvino as ov
+
+        self.folder = Path(folder)
+        metadata = read_metadata(self.folder)
+        self.task = metadata.get("task")
+        if self.task not in SUPPORTED_TASKS:
+            raise ModelError(f"{self.folder.name}: task '{self.task}' is not run by the OpenVINO engine")
+        self.names = {int(k): str(v) for k, v in (metadata.get("names") or {}).items()}
+        self.stride = int(max(metadata.get("stride") or 32, 32))
+        self.strides = tuple(s for s in (8, 16, 32, 64) if s <= self.stride)
+        traced = metadata.get("imgsz") or [imgsz, imgsz]
+        self.traced_hw = (int(traced[0]), int(traced[1]))
+        kpt = metadata.get("kpt_shape")
+        self.keypoint_shape = (int(kpt[0]), int(kpt[1])) if self.task == "pose" and kpt else None
+        self.imgsz = imgsz
+        self.threads = threads
+        self.core = ov.Core()
+        xml = next(self.folder.glob("*.xml"))
+        self.template = self.core.read_model(str(xml), str(xml.with_suffix(".bin")))
+        self.static = not self.template.input().get_partial_shape().is_dynamic
+        self.base_config = {} if precision == "auto" else {"INFERENCE_PRECISION_HINT": precision}
+        self._compiled: OrderedDict[tuple[int, int, str], object] = OrderedDict()
+        self._requests: dict[tuple[int, int, str], list] = {}
+        self._lock = threading.Lock()
+
+    # -- compiled models --------------------------------------------------------------------------
+    def _compiled_for(self, input_h: int, input_w: int, mode: str):
+        key = (input_h, input_w, mode)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key], self._requests[key]
+        model = _with_preprocessing(_static_for_shape(self.template, input_h, input_w, self.traced_hw, self.strides))
+        if mode == "throughput":
+            config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.threads, "INFERENCE_NUM_THREADS": self.threads}
+        else:
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        compiled = self.core.compile_model(model, "CPU", {**config, **self.base_config})
+        streams = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
+        self._compiled[key] = compiled
+        self._requests[key] = [compiled.create_infer_request() for _ in range(max(1, streams))]
+        while len(self._compiled) > MAX_COMPILED_SHAPES * 2:
+            old, _ = self._compiled.popitem(last=False)
+            self._requests.pop(old, None)
+        log.debug("OpenVINO %s compiled for %dx%d (%s)", self.folder.name, input_w, input_h, mode)
+        return compiled, self._requests[key]
+
+    def check(self) -> None:
+        """Compile for a 16:9 frame now (the common camera shape), so that a graph the patch cannot handle
+        is refused at load time, when the caller can still fall back, not on the first frame."""
+        with self._lock:
+            _, _, _, input_h, input_w = letterbox_shape(self.imgsz * 9 // 16, self.imgsz, self.imgsz, self.stride)
+            self._compiled_for(input_h, input_w, "latency")
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Compile (and run once) the models a frame of this size needs, before the clock starts."""
+        self.predict([np.zeros((height, width, 3), np.uint8)] * 2, conf=0.99)
+        self.predict([np.zeros((height, width, 3), np.uint8)], conf=0.99)
+
+    # -- inference --------------------------------------------------------------------------------
+    def raw_output(self, blob: np.ndarray) -> np.ndarray:
+        """The model's raw (channels, anchors) output for one letterboxed frame (tests, diagnostics)."""
+        with self._lock:
+            _, requests = self._compiled_for(blob.shape[1], blob.shape[2], "latency")
+            requests[0].infer({0: blob})
+            return requests[0].get_output_tensor(0).data[0].copy()
+
+    def predict(self, images: list[np.ndarray], conf: float, classes: list[int] | None = None) -> list[Prediction]:
+        prepared = [letterbox(image, self.imgsz, self.stride) for image in images]
+        outputs: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for index, (blob, _, _) in enumerate(prepared):
+            by_shape.setdefault(blob.shape[1:3], []).append(index)
+        with self._lock:
+            for (input_h, input_w), indices in by_shape.items():
+                mode = "throughput" if len(indices) > 1 and self.threads > 1 else "latency"
+                _, requests = self._compiled_for(input_h, input_w, mode)
+                for start in range(0, len(indices), len(requests)):
+                    wave = indices[start:start + len(requests)]
+                    for request, index in zip(requests, wave):
+                        request.start_async({0: prepared[index][0]})
+                    for request, index in zip(requests, wave):
+                        request.wait()
+                        outputs[index] = request.get_output_tensor(0).data[0].copy()
+        return [
+            postprocess(output, len(self.names), conf, classes, gain, pad, image.shape[:2], self.keypoint_shape)
+            for output, (_, gain, pad), image in zip(outputs, prepared, images)
+        ]
