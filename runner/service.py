@@ -447,6 +447,7 @@ class Runner:
                 wakeup.wait(0.05)
                 wakeup.clear()
         self.summary.stop_reason = "stopped"
+        self._finish_detected()  # a stop ends the analysis after the frames already detected (not on expiry)
 
     def _collect(self, pipelines, slots) -> tuple[list[tuple[CameraPipeline, Frame]], bool]:
         """The next frame of every camera that has one (at most one each, in order: nothing is skipped in

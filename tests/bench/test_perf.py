@@ -7,7 +7,8 @@ import re
 import pytest
 
 from bench.perf import (
-    Plan, build_parser, camera_capacity, latency_line, main, make_plan, median_ratio, percentile, report, stage_lines,
+    Plan, build_parser, camera_capacity, latency_line, main, make_plan, median_ratio, median_run, percentile, report,
+    rule_line, stage_lines,
 )
 from bench.sites import QUICK_RATIO_CLIPS, RATIO_CLIPS
 
@@ -101,6 +102,23 @@ def test_report_ends_with_the_machine_readable_lines():
     assert "note: cam: rule r left out: needs fire" in text
     assert "frames gated (no detection, motion gate): n/a" in text
     assert re.search(r"run 3: runner 44\.0 fps .* naive 11\.0 fps .* ratio 4\.00", text)
+
+
+def test_capacity_is_the_median_of_its_runs():
+    assert plan_of().capacity_runs == 3 and plan_of("--quick").capacity_runs == 1
+    assert plan_of("--capacity-only", "--runs", "5").capacity_runs == 5
+    runs = [fake_runner(fps, frames={f"c{i}": 10 for i in range(8)}) for fps in (31.0, 24.0, 27.5)]
+    assert median_run(runs)["fps"] == 27.5 and median_run(runs[:2])["fps"] == 24.0
+    args = build_parser().parse_args(["--no-quality"])
+    lines = report([], median_run(runs), plan_of("--capacity-only"), args, capacity_fps=[r["fps"] for r in runs])
+    assert lines[-1] == "camera_capacity_5fps: 5"
+    assert "3 runs: 31.0, 24.0, 27.5 processed fps; the median run:" in lines
+    assert any("27.5 processed fps / 5 (median of 3 run(s))" in line for line in lines)
+
+
+def test_rules_time_is_split_by_kind_costliest_first():
+    assert rule_line({"wrong_way": 0.1, "crowd_density": 2.0}, 100) == "rules by kind (ms/frame): crowd_density 20.0, wrong_way 1.0"
+    assert rule_line(None, 10) == "rules by kind: n/a"
 
 
 def test_report_without_measurements_says_na():
