@@ -111,6 +111,7 @@ def runner_worker(job: dict) -> dict:
     """Replay the job's clips at once through the runner; models loaded and warmed up first."""
     import threading
 
+    from bench.cputime import ThreadCpuSampler
     from bench.sites import build_site, without_levers, write_site
     from runner.capture import resolve_source
     from runner.config.loading import expand_env
@@ -132,7 +133,8 @@ def runner_worker(job: dict) -> dict:
         timer = threading.Timer(job["max_s"], runner.stop) if job.get("max_s") else None
         if timer:
             timer.start()
-        summary = runner.run()
+        with ThreadCpuSampler() as cpu:
+            summary = runner.run()
         if timer:
             timer.cancel()
     frames = sum(summary.frames.values())
@@ -143,6 +145,7 @@ def runner_worker(job: dict) -> dict:
         "fps": frames / summary.wall_s if summary.wall_s else 0.0,
         "stage_s": getattr(summary, "stage_s", None),
         "rule_s": getattr(summary, "rule_s", None),
+        "cpu_s": cpu.groups(),
         "alert_latency_s": getattr(summary, "alert_latency_s", None),
         "frames_gated": getattr(summary, "frames_gated", None),
         "alerts": [[a.record.camera_id, a.record.kind, a.record.t_s] for a in summary.alerts],
@@ -282,6 +285,15 @@ def rule_line(rule_s: dict | None, frames: int) -> str:
     return "rules by kind (ms/frame): " + ", ".join(parts)
 
 
+def cpu_line(cpu_s: dict | None, frames: int) -> str:
+    """CPU time by kind of thread (ms per processed frame): who keeps the cores busy."""
+    if not cpu_s:
+        return "CPU by thread: n/a"
+    total = sum(cpu_s.values())
+    parts = [f"{group} {seconds / max(frames, 1) * 1000:.1f}" for group, seconds in cpu_s.items()]
+    return f"CPU by thread (ms per processed frame, total {total / max(frames, 1) * 1000:.1f}): " + ", ".join(parts)
+
+
 def gated_text(gated: dict | int | None, frames: int) -> str:
     """Frames whose detection the motion gate skipped: a count, or a count per camera."""
     if gated is None:
@@ -299,6 +311,7 @@ def runner_lines(result: dict) -> list[str]:
     lines.append(f"frames gated (no detection, motion gate): {gated_text(result.get('frames_gated'), result['frames_total'])}")
     lines += stage_lines(result.get("stage_s"), result["frames_total"])
     lines.append(rule_line(result.get("rule_s"), result["frames_total"]))
+    lines.append(cpu_line(result.get("cpu_s"), result["frames_total"]))
     latency = latency_line(result.get("alert_latency_s"))
     if not result.get("live"):
         latency += " [replay: includes the wait in the replay queue; see the latency run]"

@@ -180,3 +180,34 @@ def test_weights_say_what_the_runner_actually_ran():
     exported = SimpleNamespace(resolved=resolved, backend="openvino",
                                runtime=SimpleNamespace(backend="openvino", how="cached OpenVINO export"))
     assert weights_text(exported) == "yolo11n-pose.pt (pt) run as openvino: cached OpenVINO export"
+
+
+def test_cpu_time_is_grouped_by_kind_of_thread():
+    import threading
+    import time
+
+    from bench.cputime import ThreadCpuSampler, group_of
+    from bench.perf import cpu_line
+
+    assert group_of("python", None, True) == "analysis thread"
+    assert group_of("python", "detect_0", False) == "detector thread"
+    assert group_of("python", "capture-cam-01", False) == "capture threads"
+    assert group_of("av:h264:df1", None, False) == "decoders (FFmpeg)"
+    assert group_of("python", None, False) == "inference workers"  # a native pool thread
+    spin_until = time.monotonic() + 0.6
+
+    def busy():  # burns CPU in a thread named like a capture thread, which ends before the sampler
+        while time.monotonic() < spin_until:
+            sum(range(1000))
+
+    with ThreadCpuSampler(every_s=0.05) as sampler:
+        worker = threading.Thread(target=busy, name="capture-cam-01")
+        worker.start()
+        worker.join()
+        time.sleep(0.1)
+    groups = sampler.groups()
+    assert groups.get("capture threads", 0.0) >= 0.1  # kept after the thread ended (0 if it were lost)
+    assert groups.get("analysis thread", 0.0) < 0.3  # the main thread mostly waited
+    assert cpu_line({"analysis thread": 1.0, "inference workers": 3.0}, 100).startswith(
+        "CPU by thread (ms per processed frame, total 40.0): analysis thread 10.0, inference workers 30.0")
+    assert cpu_line(None, 5) == "CPU by thread: n/a"
