@@ -63,7 +63,8 @@ def supports(folder: Path, task: str | None) -> bool:
     except ModelError:
         return False
     found_task = metadata.get("task")
-    return found_task in SUPPORTED_TASKS and (task is None or task == found_task) and any(folder.glob("*.xml"))
+    has_names = isinstance(metadata.get("names"), dict) and bool(metadata["names"])
+    return found_task in SUPPORTED_TASKS and (task is None or task == found_task) and has_names and any(folder.glob("*.xml"))
 
 
 # -- geometry shared with Ultralytics -----------------------------------------------------------------

@@ -121,6 +121,12 @@ def test_a_graph_without_a_yolo_head_is_refused_and_the_predictor_runs_it(static
     (broken / "metadata.yaml").write_text((broken / "metadata.yaml").read_text().replace("task: detect", "task: segment"))
     assert not ov_engine.supports(broken, None) and ov_engine.supports(static_export, None)
     assert not ov_engine.supports(static_export, "pose")  # the config asks for another task
+    nameless = tmp_path / "nameless_openvino_model"
+    shutil.copytree(static_export, nameless)
+    metadata = yaml.safe_load((nameless / "metadata.yaml").read_text())
+    metadata.pop("names")
+    (nameless / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    assert not ov_engine.supports(nameless, None)  # no class names: the predictor's loader says what is wrong
     monkeypatch.setenv("VIGIE_CACHE_DIR", str(tmp_path / "cache"))
     spec = ModelSpec(weights=str(broken), imgsz=IMGSZ, task="segment")
     with caplog.at_level(logging.INFO):
