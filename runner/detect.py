@@ -227,13 +227,18 @@ def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: s
     compile_options = openvino_config(spec, inference_threads())
     if runtime.backend == "openvino" and compile_options:
         recompile_openvino(model, runtime.path, compile_options)
+    check_classes(name, spec, names)
+    log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, runtime.how)
+    return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device, runtime=runtime)
+
+
+def check_classes(name: str, spec: ModelSpec, names: dict[int, str]) -> None:
+    """The config's `classes` hint must be what the weights provide (it lets cameras plan without loading)."""
     if spec.classes is not None and set(spec.classes) != set(names.values()):
         raise ModelError(
             f"model '{name}': models.{name}.classes says {sorted(spec.classes)[:6]} but the weights provide "
             f"{sorted(set(names.values()))[:6]}"
         )
-    log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, runtime.how)
-    return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device, runtime=runtime)
 
 
 def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str) -> Detector | None:
@@ -243,7 +248,7 @@ def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: 
     if is_gpu(device) or spec.runtime == "torch" or resolved.backend not in ("pt", "openvino"):
         return None
     if resolved.backend == "openvino":
-        folder, how = resolved.path, "OpenVINO engine, static input patched per frame shape" 
+        folder, how = resolved.path, "OpenVINO engine, as given"
     else:
         runtime = choose_runtime(name, spec, resolved, device)
         if runtime.backend != "openvino":
@@ -259,11 +264,8 @@ def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: 
                     name, type(exc).__name__, str(exc)[:200])
         return None
     names = engine.names
-    if spec.classes is not None and set(spec.classes) != set(names.values()):
-        raise ModelError(
-            f"model '{name}': models.{name}.classes says {sorted(spec.classes)[:6]} but the weights provide "
-            f"{sorted(set(names.values()))[:6]}"
-        )
+    check_classes(name, spec, names)
+    how += ", static input patched per frame shape" if engine.static else ", compiled per frame shape"
     runtime = Runtime(folder, "openvino", half=False, how=how)
     log.info("loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, how)
     return Detector(name=name, spec=spec, resolved=resolved, model=engine, names=names, device=device, runtime=runtime)
