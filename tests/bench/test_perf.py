@@ -199,6 +199,11 @@ def test_cpu_time_is_grouped_by_kind_of_thread():
     def busy():  # burns CPU in a thread named like a capture thread, which ends before the sampler
         while time.monotonic() < spin_until:
             sum(range(1000))
+        # Under a loaded test process the sampler can be starved of the GIL while this thread spins:
+        # end only once a sample has recorded the CPU burnt (what must survive the thread's end).
+        me, waited_until = str(threading.get_native_id()), time.monotonic() + 10.0
+        while sampler._last.get(me, ("", 0.0))[1] < 0.1 and time.monotonic() < waited_until:
+            time.sleep(0.01)
 
     with ThreadCpuSampler(every_s=0.05) as sampler:
         worker = threading.Thread(target=busy, name="capture-cam-01")
