@@ -63,6 +63,12 @@ class Detector:
     def backend(self) -> str:
         return self.runtime.backend if self.runtime else self.resolved.backend
 
+    @property
+    def any_input_size(self) -> bool:
+        """True when `detect(..., imgsz=)` may ask for another input size than the configured one: the
+        OpenVINO engine compiles per shape, PyTorch weights take any; a fixed-size export does not."""
+        return self.direct or self.backend == "pt"
+
     def class_ids(self, labels: Iterable[str]) -> list[int]:
         wanted = set(labels)
         return [i for i, n in self.names.items() if n in wanted]
@@ -76,12 +82,15 @@ class Detector:
             else:
                 self.detect([np.zeros((height, width, 3), np.uint8)])
 
-    def detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
-        """Detections of `labels` (all classes when None) in each image."""
+    def detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None,
+               imgsz: int | None = None) -> list[sv.Detections]:
+        """Detections of `labels` (all classes when None) in each image; `imgsz` overrides the model's
+        input size for this call (only where `any_input_size`)."""
         labels = None if labels is None else frozenset(labels)
-        return self.detect_many(images, [labels] * len(images))
+        return self.detect_many(images, [labels] * len(images), imgsz=imgsz)
 
-    def detect_many(self, images: list[np.ndarray], labels_per_image: list[Iterable[str] | None]) -> list[sv.Detections]:
+    def detect_many(self, images: list[np.ndarray], labels_per_image: list[Iterable[str] | None],
+                    imgsz: int | None = None) -> list[sv.Detections]:
         """Detections for frames of several cameras, each filtered to its own labels (None = all classes).
 
         Frames of the same shape go through one batched inference (at most `max_batch` per call), so each
@@ -92,6 +101,8 @@ class Detector:
         """
         if len(images) != len(labels_per_image):
             raise ValueError("detect_many: one labels entry per image")
+        if imgsz is not None and imgsz != self.spec.imgsz and not self.any_input_size:
+            raise ValueError(f"model {self.name}: its {self.backend} weights have a fixed input size ({self.spec.imgsz})")
         wanted = [None if labels is None else set(self.class_ids(labels)) for labels in labels_per_image]
         out: list[sv.Detections] = [empty_detections() for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -106,17 +117,17 @@ class Detector:
                 chunk = indices[start:start + step]
                 chunk_ids = [wanted[i] for i in chunk]
                 classes = None if any(ids is None for ids in chunk_ids) else sorted(set().union(*chunk_ids))
-                for index, result in zip(chunk, self._predict([images[i] for i in chunk], classes)):
+                for index, result in zip(chunk, self._predict([images[i] for i in chunk], classes, imgsz)):
                     out[index] = self._to_detections(result, wanted[index])
         return out
 
-    def _predict(self, images: list[np.ndarray], classes: list[int] | None) -> list:
+    def _predict(self, images: list[np.ndarray], classes: list[int] | None, imgsz: int | None = None) -> list:
         if self.direct:
-            return self.model.predict(images, conf=self.spec.conf, classes=classes)  # type: ignore[attr-defined]
+            return self.model.predict(images, conf=self.spec.conf, classes=classes, imgsz=imgsz)  # type: ignore[attr-defined]
         options = {"half": True} if self.runtime and self.runtime.half else {}
         with self._lock:
             results = self.model.predict(  # type: ignore[attr-defined]
-                images, imgsz=self.spec.imgsz, conf=self.spec.conf, classes=classes, device=self.device, verbose=False,
+                images, imgsz=imgsz or self.spec.imgsz, conf=self.spec.conf, classes=classes, device=self.device, verbose=False,
                 **options,
             )
             if not self._threads_restored:

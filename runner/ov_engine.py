@@ -10,7 +10,12 @@ Here:
   export had its attention reshapes and anchor grid traced for 640x640: those constants are rewritten
   for the new shape (`_static_for_shape`), and the output is checked against the expected anchor count;
 - frames of several cameras run as parallel infer requests of a throughput-compiled model (one stream
-  per core); a lone frame uses a latency-compiled one (every core on it);
+  per core); a lone frame uses a latency-compiled one (every core on it). A request starts as soon
+  as another ends, across shapes and across calling threads (`_Slots`: `threads` single-core requests
+  in flight, a latency request takes them all), so the detector thread's round and a rule's
+  re-detection on the analysis thread share the cores instead of waiting for each other's call;
+- `predict(imgsz=)` runs a call at another input size (the density rule's enlarged zone, see
+  `runner.tiling`): its shape gets its own compiled model like any frame size;
 - letterbox, confidence filter, per-class NMS and rescaling copy Ultralytics' (LetterBox(auto=True),
   non_max_suppression(iou=0.7, max_det=300), scale_boxes): the same boxes within float rounding
   (tests/runner/test_ov_engine.py compares both on real frames).
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 IOU_THRESHOLD = 0.7  # Ultralytics' predict default
 MAX_DETECTIONS = 300
+REQUESTS_KEPT = 4  # idle infer requests kept per compiled model (more are made when callers overlap)
 MAX_COMPILED_SHAPES = 8  # compiled models kept (per mode); a site has a handful of camera resolutions
 PAD_VALUE = 114
 SUPPORTED_TASKS = ("detect", "pose")
@@ -231,6 +237,28 @@ def _static_for_shape(template, input_h: int, input_w: int, traced_hw: tuple[int
     return model
 
 
+class _Slots:
+    """A counting semaphore that can take several slots at once (a latency request takes them all)."""
+
+    def __init__(self, count: int):
+        self.free = count
+        self._cond = threading.Condition()
+
+    def take(self, count: int, block: bool) -> bool:
+        with self._cond:
+            while self.free < count:
+                if not block:
+                    return False
+                self._cond.wait()
+            self.free -= count
+            return True
+
+    def give(self, count: int) -> None:
+        with self._cond:
+            self.free += count
+            self._cond.notify_all()
+
+
 class OpenVinoEngine:
     """Runs one exported YOLO detect/pose OpenVINO folder on the CPU; thread-safe."""
 
@@ -258,7 +286,8 @@ class OpenVinoEngine:
         self.base_config = {} if precision == "auto" else {"INFERENCE_PRECISION_HINT": precision}
         self._compiled: OrderedDict[tuple[int, int, str], object] = OrderedDict()
         self._requests: dict[tuple[int, int, str], list] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # compiled models and their idle requests
+        self._slots = _Slots(max(1, threads))  # requests in flight, across calling threads
 
     # -- compiled models --------------------------------------------------------------------------
     def _compiled_for(self, input_h: int, input_w: int, mode: str):
@@ -274,7 +303,7 @@ class OpenVinoEngine:
         compiled = self.core.compile_model(model, "CPU", {**config, **self.base_config})
         streams = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
         self._compiled[key] = compiled
-        self._requests[key] = [compiled.create_infer_request() for _ in range(max(1, streams))]
+        self._requests[key] = [compiled.create_infer_request() for _ in range(max(1, min(streams, REQUESTS_KEPT)))]
         while len(self._compiled) > MAX_COMPILED_SHAPES * 2:
             old, _ = self._compiled.popitem(last=False)
             self._requests.pop(old, None)
@@ -294,30 +323,71 @@ class OpenVinoEngine:
         self.predict([np.zeros((height, width, 3), np.uint8)], conf=0.99)
 
     # -- inference --------------------------------------------------------------------------------
+    def _infer(self, prepared: list[tuple[np.ndarray, float, tuple[int, int]]]) -> list[np.ndarray]:
+        """Raw outputs of letterboxed frames, in order.
+
+        Several frames run as parallel requests of throughput-compiled models (one per input shape); a
+        lone frame runs on a latency-compiled model, every core on it. Requests start as soon as one ends
+        (not in waves waiting for the slowest), and callers share the cores instead of queueing behind a
+        lock: the detector thread's round and a rule's re-detection on the analysis thread interleave,
+        `threads` single-core requests in flight at most (a latency request takes every slot)."""
+        mode = "latency" if len(prepared) == 1 or self.threads == 1 else "throughput"
+        slots_each = self.threads if mode == "latency" else 1
+        outputs: list[np.ndarray | None] = [None] * len(prepared)
+        in_flight: deque = deque()  # (request, frame index, key of its compiled model)
+
+        def finish_oldest() -> None:
+            request, index, key = in_flight.popleft()
+            try:
+                request.wait()
+                outputs[index] = request.get_output_tensor(0).data[0].copy()
+            finally:
+                self._release(request, key, slots_each)
+
+        try:
+            for index, (blob, _, _) in enumerate(prepared):
+                while not self._slots.take(slots_each, block=not in_flight):
+                    finish_oldest()  # our own oldest request frees a slot (never wait holding slots)
+                try:
+                    request, key = self._request_for(blob.shape[1], blob.shape[2], mode)
+                    request.start_async({0: blob})
+                except BaseException:
+                    self._slots.give(slots_each)
+                    raise
+                in_flight.append((request, index, key))
+            while in_flight:
+                finish_oldest()
+        finally:
+            while in_flight:  # an error above: give every slot back before raising
+                request, _, key = in_flight.popleft()
+                request.wait()
+                self._release(request, key, slots_each)
+        return outputs  # type: ignore[return-value]
+
+    def _request_for(self, input_h: int, input_w: int, mode: str):
+        with self._lock:
+            compiled, idle = self._compiled_for(input_h, input_w, mode)
+            key = (input_h, input_w, mode)
+            return (idle.pop() if idle else compiled.create_infer_request()), key
+
+    def _release(self, request, key: tuple[int, int, str], slots: int) -> None:
+        with self._lock:
+            idle = self._requests.get(key)
+            if idle is not None and len(idle) < REQUESTS_KEPT:  # an evicted model's requests just go
+                idle.append(request)
+        self._slots.give(slots)
+
     def raw_output(self, blob: np.ndarray) -> np.ndarray:
         """The model's raw (channels, anchors) output for one letterboxed frame (tests, diagnostics)."""
-        with self._lock:
-            _, requests = self._compiled_for(blob.shape[1], blob.shape[2], "latency")
-            requests[0].infer({0: blob})
-            return requests[0].get_output_tensor(0).data[0].copy()
+        return self._infer([(blob, 1.0, (0, 0))])[0]
 
-    def predict(self, images: list[np.ndarray], conf: float, classes: list[int] | None = None) -> list[Prediction]:
-        prepared = [letterbox(image, self.imgsz, self.stride) for image in images]
-        outputs: list[np.ndarray | None] = [None] * len(images)
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for index, (blob, _, _) in enumerate(prepared):
-            by_shape.setdefault(blob.shape[1:3], []).append(index)
-        with self._lock:
-            for (input_h, input_w), indices in by_shape.items():
-                mode = "throughput" if len(indices) > 1 and self.threads > 1 else "latency"
-                _, requests = self._compiled_for(input_h, input_w, mode)
-                for start in range(0, len(indices), len(requests)):
-                    wave = indices[start:start + len(requests)]
-                    for request, index in zip(requests, wave):
-                        request.start_async({0: prepared[index][0]})
-                    for request, index in zip(requests, wave):
-                        request.wait()
-                        outputs[index] = request.get_output_tensor(0).data[0].copy()
+    def predict(self, images: list[np.ndarray], conf: float, classes: list[int] | None = None,
+                imgsz: int | None = None) -> list[Prediction]:
+        """Detections per image; `imgsz` (long side of the model input) overrides the configured size for
+        this call, e.g. an enlarged zone for small people: its shape gets its own compiled model."""
+        size = imgsz or self.imgsz
+        prepared = [letterbox(image, size, self.stride) for image in images]
+        outputs = self._infer(prepared)
         return [
             postprocess(output, len(self.names), conf, classes, gain, pad, image.shape[:2], self.keypoint_shape)
             for output, (_, gain, pad), image in zip(outputs, prepared, images)

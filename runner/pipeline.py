@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class AlertSink(Protocol):
 
 
 STAGES = ("detect", "track", "rules", "store")
+ENLARGED_SIZE_STEP_PX = 32  # an enlarged crop's input side is a multiple of the models' largest stride
 
 
 class CameraPipeline:
@@ -228,6 +230,7 @@ class CameraPipeline:
             models_run=detected.models_run,
             redetect=partial(self._redetect, image),
             redetect_many=partial(self._redetect_many, image),
+            redetect_enlarged=partial(self._redetect_enlarged, image),
         )
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
@@ -269,16 +272,23 @@ class CameraPipeline:
             if crop is None:
                 results.append(empty_detections())
                 continue
-            found = next(found_all)
-            if len(found):
-                found.xyxy = boxes_to_frame(found.xyxy, crop)
-                if "keypoints" in found.data:
-                    keypoints = np.array(found.data["keypoints"], dtype=np.float32)
-                    keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
-                    found.data["keypoints"] = keypoints
-            found.tracker_id = np.full(len(found), -1, dtype=int)
-            results.append(found)
+            results.append(_crop_to_frame(next(found_all), crop))
         return results
+
+    def _redetect_enlarged(self, image: np.ndarray, label: str, box, scale: float, *,
+                           max_side_px: int) -> sv.Detections | None:
+        """The crop `box` enlarged `scale` times in one inference (input long side rounded up to a multiple
+        of 32, the models' stride); None when the model cannot change its input size or it would be too large."""
+        model = next((m for m in self.models if label in m.labels), None)
+        if model is None or not model.detector.any_input_size:
+            return None
+        crop = make_crop(image, box, pad_frac=0.0)
+        if crop is None:
+            return empty_detections()
+        side_px = math.ceil(max(crop.image.shape[:2]) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
+        if side_px > max_side_px:
+            return None
+        return _crop_to_frame(model.detector.detect([crop.image], {label}, imgsz=side_px)[0], crop)
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
@@ -382,6 +392,18 @@ class CameraPipeline:
         except Exception as exc:
             log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
             return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:
+    """Detections found in a crop, moved to full-frame pixels (boxes and keypoints), untracked."""
+    if len(found):
+        found.xyxy = boxes_to_frame(found.xyxy, crop)
+        if "keypoints" in found.data:
+            keypoints = np.array(found.data["keypoints"], dtype=np.float32)
+            keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
+            found.data["keypoints"] = keypoints
+    found.tracker_id = np.full(len(found), -1, dtype=int)
+    return found
 
 
 def _centroid(polygon: list[tuple[float, float]]) -> tuple[float, float]:

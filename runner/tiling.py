@@ -11,6 +11,13 @@ The hook is the pipeline's existing re-detection (`FrameContext.redetect`): it r
 model for a label on a crop (`pad_frac=0`: exactly the tile) and returns full-frame pixel boxes.
 This module only decides the tiles and merges; the caller decides the rate (a tiled pass costs
 one inference per tile, so rules run it every few seconds, not on every frame).
+
+When the model accepts any input size (the OpenVINO engine, PyTorch weights), the pass is one
+inference on the whole region enlarged `scale` times instead (`detect_enlarged`): people are seen at
+the same size as in the tiles, but no pixel is run twice (overlaps) and no tile is padded to a
+square. A 640x360 zone at scale 2 is one 1280x736 input instead of six 640x640 tiles: 2.6 x fewer
+pixels (measured on the crossing clips: the same counts within a few people, 3 x faster). The grid
+remains for fixed-size exports and for regions that would exceed `max_enlarged_px`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ NormBox = tuple[float, float, float, float]
 DetectBox = Callable[[NormBox], sv.Detections]
 # The same on several boxes at once (one result per box, in order).
 DetectBoxes = Callable[[list[NormBox]], list[sv.Detections]]
+# Runs the model once on a normalised box enlarged `scale` times, its input side at most `max_side_px`;
+# full-frame pixel detections, or None when it cannot (fixed input size, region too large).
+DetectEnlarged = Callable[[NormBox, float, int], "sv.Detections | None"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class TileSettings:
     iou: float = 0.5  # NMS: a box overlapping a kept one more than this (IoU) is a duplicate
     containment: float = 0.8  # ... or when the smaller of the two boxes lies this much inside the other
     max_tiles: int = 64  # never more inferences than this per pass
+    enlarged: bool = True  # one enlarged inference instead of tiles, where the model allows it
+    max_enlarged_px: int = 3840  # longest input side of that inference (a 1080p zone at scale 2)
 
 
 def _axis_starts(start: float, length: float, tile: float, step: float) -> list[float]:
@@ -144,22 +156,34 @@ def _plain(detections: sv.Detections) -> sv.Detections:
 
 def tiled_detect(detect_box: DetectBox, frame_size: tuple[int, int], region: NormBox = (0.0, 0.0, 1.0, 1.0),
                  settings: TileSettings = TileSettings(), full_frame: sv.Detections | None = None,
-                 detect_boxes: DetectBoxes | None = None) -> tuple[sv.Detections, int]:
+                 detect_boxes: DetectBoxes | None = None,
+                 detect_enlarged: DetectEnlarged | None = None) -> tuple[sv.Detections, int]:
     """Run `detect_box` on every tile of `region` (normalised xyxy) and merge with `full_frame`; with
-    `detect_boxes`, all tiles go in one call instead (one batched inference: the tiles share a size).
+    `detect_boxes`, all tiles go in one call instead (one batched inference: the tiles share a size);
+    with `detect_enlarged` (and `settings.enlarged`), one inference on the enlarged region when it can.
 
-    Returns (merged full-frame pixel detections, number of tiles run).
+    Returns (merged full-frame pixel detections, number of inferences run).
     """
+    parts = [full_frame] if full_frame is not None and len(full_frame) else []
+    if detect_enlarged is not None and settings.enlarged:
+        found = detect_enlarged(_clipped(region), settings.scale, settings.max_enlarged_px)
+        if found is not None:
+            parts += [found] if len(found) else []
+            return (merge_nms(parts, settings.iou, settings.containment) if parts else _empty()), 1
     width, height = frame_size
     region_px = (region[0] * width, region[1] * height, region[2] * width, region[3] * height)
     tiles = tile_grid(region_px, frame_size, settings)
-    parts = [full_frame] if full_frame is not None and len(full_frame) else []
     boxes = [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in tiles]
     found_per_tile = detect_boxes(boxes) if detect_boxes is not None and boxes else [detect_box(box) for box in boxes]
     parts += [found for found in found_per_tile if len(found)]
     if not parts:
         return _empty(), len(tiles)
     return merge_nms(parts, settings.iou, settings.containment), len(tiles)
+
+
+def _clipped(region: NormBox) -> NormBox:
+    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in region)
+    return x0, y0, x1, y1
 
 
 def crop_detector(detect_images: Callable[[list[np.ndarray]], list[sv.Detections]], image: np.ndarray) -> DetectBox:

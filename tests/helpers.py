@@ -155,6 +155,8 @@ def make_video(path: Path, n_frames: int, fps: float = 10.0, size: tuple[int, in
 class ScriptedDetector:
     """Stands in for an Ultralytics detector: `script(call_index) -> [(normalised box, label, conf)]`."""
 
+    any_input_size = False  # like a fixed-size export: density passes use the tile grid
+
     def __init__(self, script: Callable[[int], list[tuple[tuple[float, float, float, float], str, float]]],
                  names: dict[int, str] | None = None, name: str = "person"):
         self.script = script

@@ -47,6 +47,15 @@ class RedetectMany(Protocol):
                  pad_frac: float = 0.5) -> list[sv.Detections]: ...
 
 
+class RedetectEnlarged(Protocol):
+    """Runs the camera's model for `label` once on the crop `box` (normalised xyxy) enlarged `scale` times
+    (one rectangular inference at a larger input size); full-frame pixel detections (untracked), or None
+    when the model has a fixed input size or the enlarged crop would exceed `max_side_px`."""
+
+    def __call__(self, label: str, box: tuple[float, float, float, float], scale: float, *,
+                 max_side_px: int) -> sv.Detections | None: ...
+
+
 class RuleConfig(Frozen):
     """Fields every rule has. Subclasses add `kind: Literal[...]` and their own thresholds."""
 
@@ -117,6 +126,7 @@ class FrameContext:
     # Re-detection around a region (e.g. a person lost while lying down): see `Redetect`.
     redetect: Redetect | None = None
     redetect_many: RedetectMany | None = None
+    redetect_enlarged: RedetectEnlarged | None = None
 
     @cached_property
     def keypoints(self) -> np.ndarray | None:

@@ -13,8 +13,9 @@ Three ways of counting, each reported as the alert's `method`:
   flicker. Without the hold, a detector dropping people on every other frame makes the median sit
   halfway between the two levels, or toggle with the parity of the window, alerting and re-arming
   again and again. Complete up to ~10 people; small people seen from above are missed.
-- `tiled` (`tiled_every_s`): every few seconds the person model also runs on enlarged, overlapping
-  tiles of the zone's bounding box (through the pipeline's re-detection hook, see
+- `tiled` (`tiled_every_s`): every few seconds the person model also runs on the zone's bounding
+  box enlarged `tile_scale` times: one inference at a larger input size where the model allows it
+  (`tile_pass: enlarged`), else overlapping tiles (through the pipeline's re-detection hooks, see
   `runner.tiling`), merged with the full-frame detections; that count holds until the next pass.
   For mid densities of small people (30-40 people seen from above).
 - `foreground` (`foreground: true`): detector-free, for packed zones where detections see a few
@@ -62,8 +63,13 @@ class CrowdDensityConfig(RuleConfig):
     )
     tiled_every_s: float | None = Field(
         None, ge=0.5, le=600.0,
-        description="Also count on enlarged tiles of the zone every this many seconds (finds small people; costs one "
-        "inference per tile); empty = never.",
+        description="Also count on the zone enlarged `tile_scale` times every this many seconds (finds small people; "
+        "costs one large inference, or one per tile on the grid); empty = never.",
+    )
+    tile_pass: Literal["enlarged", "grid"] = Field(
+        "enlarged",
+        description="How the zone is enlarged: one inference on the whole enlarged zone where the model accepts any "
+        "input size (fewer pixels), else `grid`: overlapping square tiles of the model's input size.",
     )
     tile_scale: float = Field(
         2.0, ge=1.0, le=4.0, description="Enlargement of the tiles: each tile is (model input size / this) pixels of the frame."
@@ -116,7 +122,8 @@ class CrowdDensityRule(Rule):
         self._counts: deque[tuple[float, int, int, float | None, float | None]] = deque()
         self._alerting = False
         self._tiled: tuple[float, int] | None = None  # (t_s of the last tiled pass, its count)
-        self._tile_settings = TileSettings(scale=config.tile_scale, overlap_frac=config.tile_overlap_frac)
+        self._tile_settings = TileSettings(scale=config.tile_scale, overlap_frac=config.tile_overlap_frac,
+                                           enlarged=config.tile_pass == "enlarged")
         self._foreground = ForegroundModel(history_s=config.foreground_history_s, process_fps=camera.process_fps) \
             if config.foreground else None
         self._scale = PersonScale(fixed_frac=config.person_height_frac)
@@ -144,11 +151,13 @@ class CrowdDensityRule(Rule):
             return None
         if self._tiled is None or ctx.t_s - self._tiled[0] >= cfg.tiled_every_s - TIME_EPSILON_S:
             label = cfg.labels[0]
-            many = ctx.redetect_many
+            many, enlarged = ctx.redetect_many, ctx.redetect_enlarged
             merged, _ = tiled_detect(
                 lambda box: ctx.redetect(label, box, pad_frac=0.0),
                 (ctx.width, ctx.height), self._zone_box, self._tile_settings, full_frame=ctx.detections[people],
                 detect_boxes=(lambda boxes: many(label, boxes, pad_frac=0.0)) if many is not None else None,
+                detect_enlarged=(lambda box, scale, max_side_px: enlarged(label, box, scale, max_side_px=max_side_px))
+                if enlarged is not None else None,
             )
             count = 0
             if len(merged):

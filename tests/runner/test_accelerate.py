@@ -293,9 +293,9 @@ def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detec
     calls: list[list[tuple[int, int]]] = []
     predict = tiny_detector._predict
 
-    def spy(images, classes):
+    def spy(images, classes, imgsz=None):
         calls.append([image.shape[:2] for image in images])
-        return predict(images, classes)
+        return predict(images, classes, imgsz)
 
     tiny_detector._predict = spy
     everything = tiny_detector.detect_many([frames[0]], [None])[0]

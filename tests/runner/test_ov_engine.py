@@ -167,6 +167,133 @@ def test_several_frames_in_parallel_requests_find_what_one_frame_finds(dynamic_e
     assert list(engine._compiled) == [(256, 320, "throughput"), (256, 320, "latency")]
 
 
+def test_two_threads_share_the_engine_and_find_what_each_finds_alone(dynamic_export):
+    """The detector thread's round and a rule's re-detection on the analysis thread run at once: their
+    requests interleave (never more than `threads` single-core slots) and each gets its own results."""
+    import threading
+
+    engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    frames = vtest_frames(3)
+    crops = [np.ascontiguousarray(frame[100:400, 200:500]) for frame in frames]
+    round_alone = engine.predict(frames + [cv2.resize(frames[0], (400, 300))], conf=0.5)
+    crops_alone = [engine.predict([crop], conf=0.5, imgsz=2 * IMGSZ)[0] for crop in crops]
+    seen_free: list[int] = []
+    results: dict[str, list] = {"round": [], "crops": []}
+
+    def rounds():
+        for _ in range(4):
+            results["round"].append(engine.predict(frames + [cv2.resize(frames[0], (400, 300))], conf=0.5))
+            seen_free.append(engine._slots.free)
+
+    def redetections():
+        for _ in range(2):
+            results["crops"].append([engine.predict([crop], conf=0.5, imgsz=2 * IMGSZ)[0] for crop in crops])
+            seen_free.append(engine._slots.free)
+
+    workers = [threading.Thread(target=rounds), threading.Thread(target=redetections)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert len(results["round"]) == 4 and len(results["crops"]) == 2
+    for got, expected in [(r, round_alone) for r in results["round"]] + [(c, crops_alone) for c in results["crops"]]:
+        for one, alone in zip(got, expected):
+            assert np.array_equal(one.xyxy, alone.xyxy) and np.array_equal(one.class_id, alone.class_id)
+    assert all(0 <= free <= 2 for free in seen_free) and engine._slots.free == 2
+
+
+def test_a_failing_request_gives_its_slots_back(dynamic_export, monkeypatch):
+    engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    frames = vtest_frames(3)
+    engine.predict(frames, conf=0.5)
+    real = engine._request_for
+    started = []
+
+    def fail_on_the_third(input_h, input_w, mode):
+        started.append(mode)
+        if len(started) == 3:
+            raise RuntimeError("device lost")
+        return real(input_h, input_w, mode)
+
+    monkeypatch.setattr(engine, "_request_for", fail_on_the_third)
+    with pytest.raises(RuntimeError, match="device lost"):
+        engine.predict(frames, conf=0.5)
+    assert engine._slots.free == 2
+    monkeypatch.setattr(engine, "_request_for", real)
+    assert len(engine.predict(frames, conf=0.5)) == 3
+
+
+def test_a_larger_input_size_asked_per_call_is_what_an_engine_of_that_size_finds(static_export, dynamic_export):
+    """`predict(imgsz=)` (the enlarged density pass): a static export traced at 320 runs a frame at 640,
+    finding what the dynamic export's engine configured at 640 finds, in the frame's own pixels."""
+    frame = vtest_frames(1)[0]  # 768x576
+    (asked,) = OpenVinoEngine(static_export, IMGSZ, threads=2).predict([frame], conf=0.5, imgsz=2 * IMGSZ)
+    (configured,) = OpenVinoEngine(dynamic_export, 2 * IMGSZ, threads=2).predict([frame], conf=0.5)
+    assert len(configured.xyxy) > 10 and len(asked.xyxy) == len(configured.xyxy)
+    assert np.abs(np.sort(asked.xyxy, axis=0) - np.sort(configured.xyxy, axis=0)).max() < 1.0
+    assert asked.xyxy[:, 2].max() > IMGSZ  # frame pixels, not the 320 letterbox
+
+
+def test_a_detector_of_fixed_input_size_refuses_another_size(static_export):
+    from runner.detect import Detector
+
+    spec = ModelSpec(weights=str(static_export), imgsz=IMGSZ, task="detect")
+    resolved = resolve_weights("tiny", spec, static_export.parent)
+    fixed = Detector(name="tiny", spec=spec, resolved=resolved, model=object(), names={0: "person"})
+    assert resolved.backend == "openvino" and not fixed.any_input_size
+    with pytest.raises(ValueError, match="fixed input size"):
+        fixed.detect([np.zeros((64, 64, 3), np.uint8)], imgsz=2 * IMGSZ)
+    direct = load_detector("tiny", spec, resolved)
+    assert direct.direct and direct.any_input_size
+
+
+def test_pytorch_weights_run_at_the_input_size_asked(tiny_pt):  # noqa: F811
+    """`runtime: torch` (Ultralytics' predictor on the .pt): another imgsz per call, then the configured
+    one again. The tiny model's class "1" sits on every cell of the stride-32 grid: 4x the cells at 2x."""
+    spec = ModelSpec(weights=str(tiny_pt), imgsz=IMGSZ, task="detect", runtime="torch")
+    detector = load_detector("tiny", spec, resolve_weights("tiny", spec, tiny_pt.parent))
+    assert not detector.direct and detector.any_input_size
+    frame = np.full((IMGSZ, IMGSZ, 3), 114, np.uint8)
+    cells = [len(detector.detect([frame], {"1"}, imgsz=size)[0]) for size in (IMGSZ, 2 * IMGSZ, None)]
+    assert cells[0] > 0 and cells[1] >= 3 * cells[0] and cells[2] == cells[0]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_the_enlarged_density_pass_counts_what_the_tiles_count_on_a_real_crossing():
+    """The shared COCO INT8 model on the scramble crossing seen from above (~40 small people): the zone
+    enlarged 2x in one inference finds about as many people as the grid of 640 px tiles, with fewer pixels."""
+    import supervision as sv
+
+    from runner.tiling import TileSettings, crop_detector, tile_grid, tiled_detect
+
+    if not SHARED_INT8.is_dir():
+        pytest.skip(f"{SHARED_INT8} absent")
+    engine = OpenVinoEngine(SHARED_INT8, 640, threads=2)
+
+    def people(predictions):
+        return [sv.Detections(xyxy=p.xyxy.astype(float), confidence=p.confidence, class_id=p.class_id,
+                              data={"class_name": np.array(["person"] * len(p.xyxy), dtype=object)}) for p in predictions]
+
+    capture = cv2.VideoCapture(str(SHARED_INT8.parents[1] / "clips" / "crowd_pc_example07_scramble_crossing_topdown.mp4"))
+    frames = [capture.read()[1] for _ in range(200)][60::35]  # the crossing filling up
+    capture.release()
+    grid_total = enlarged_total = 0
+    for frame in frames:  # 640x360
+        height, width = frame.shape[:2]
+
+        def enlarged(box, scale, max_side_px):
+            (found,) = people(engine.predict([frame], conf=0.25, classes=[0], imgsz=int(round(width * scale))))
+            return found
+
+        grid, tiles = tiled_detect(crop_detector(lambda images: people(engine.predict(images, 0.25, [0])), frame),
+                                   (width, height), settings=TileSettings(enlarged=False))
+        once, runs = tiled_detect(lambda box: pytest.fail("no tile"), (width, height), detect_enlarged=enlarged)
+        grid_total, enlarged_total = grid_total + len(grid), enlarged_total + len(once)
+        assert tiles == len(tile_grid((0, 0, width, height), (width, height))) == 6 and runs == 1
+    assert grid_total > 60 and abs(enlarged_total - grid_total) <= 0.15 * grid_total
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_the_shared_coco_int8_model_runs_rectangles_and_matches_the_predictor_on_squares():

@@ -152,6 +152,69 @@ def test_the_pipeline_honours_a_density_rule_asking_for_tiles():
     assert alert.details["method"] == "tiled" and alert.details["method_counts"]["tiled"] == expected_tiles
 
 
+def test_a_model_of_any_input_size_counts_the_enlarged_zone_in_one_inference():
+    """With a model that accepts any input size, the density pass is one inference on the zone's box
+    enlarged `tile_scale` times (input side a multiple of 32), at the rule's rate, and its people count."""
+    config = site_config([{"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 3,
+                           "sustain_s": 0.0, "tiled_every_s": 1.0, "tile_scale": 3.0, "cooldown_s": 0.0}])
+    enlarged: list[tuple[tuple[int, int], int | None]] = []
+    five_small_people = [((0.1 + 0.15 * k, 0.4, 0.15 + 0.15 * k, 0.6), "person", 0.8) for k in range(5)]
+
+    class AnySizeDetector(ScriptedDetector):
+        any_input_size = True
+
+        def detect(self, images, labels=None, imgsz=None):
+            if imgsz is None:  # the full frame: one person outside the lawn
+                return super().detect(images, labels)
+            enlarged.extend((image.shape[:2], imgsz) for image in images)
+            return ScriptedDetector(lambda i: five_small_people).detect(images, labels)
+
+    pipe = CameraPipeline(LoadedConfig(config, __import__("pathlib").Path("s.yaml"), "0" * 64), config.cameras[0],
+                          FakePool(AnySizeDetector(lambda i: [((0.1, 0.1, 0.15, 0.3), "person", 0.8)])), None, mode="replay")
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    start = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
+    raised = []
+    for i in range(6):  # 1 s at 5 fps: passes at 0.0 s and 1.0 s
+        raised += pipe.process(Frame("cam-01", i, i / 5.0, start, image))
+    # The lawn is the bottom-right quarter (320x240 px); enlarged 3x: 960 px, already a multiple of 32.
+    assert enlarged == [((240, 320), 960)] * 2
+    (alert,) = [r.record for r in raised]
+    assert alert.details["method"] == "tiled" and alert.details["method_counts"]["tiled"] == 5
+
+
+def test_tiled_detect_uses_the_grid_when_the_enlarged_pass_cannot_run():
+    """`detect_enlarged` answering None (fixed-size model, region too large) falls back to the tiles;
+    a setting `enlarged=False` never asks it."""
+    asked: list[tuple] = []
+
+    def cannot(box, scale, max_side_px):
+        asked.append((box, scale, max_side_px))
+        return None
+
+    def one_person(box):
+        return sv.Detections(xyxy=np.array([[box[0] * 640 + 5, box[1] * 360 + 5, box[0] * 640 + 20, box[1] * 360 + 40]]),
+                             confidence=np.array([0.9]), class_id=np.array([0]), data={"class_name": np.array(["person"], dtype=object)})
+
+    settings = TileSettings(scale=2.0, max_enlarged_px=1000)
+    merged, runs = tiled_detect(one_person, (640, 360), (0.0, 0.0, 1.0, 1.0), settings, detect_enlarged=cannot)
+    assert asked == [((0.0, 0.0, 1.0, 1.0), 2.0, 1000)]
+    assert runs == len(tile_grid((0, 0, 640, 360), (640, 360), settings)) > 1 and len(merged) == runs
+    asked.clear()
+    tiled_detect(one_person, (640, 360), settings=TileSettings(enlarged=False), detect_enlarged=cannot)
+    assert asked == []
+
+
+def test_tiled_detect_enlarged_merges_with_the_full_frame_pass():
+    full = sv.Detections(xyxy=np.array([[10.0, 10.0, 50.0, 100.0]]), confidence=np.array([0.9]), class_id=np.array([0]),
+                         data={"class_name": np.array(["person"], dtype=object)})
+    found = sv.Detections(xyxy=np.array([[11.0, 10.0, 50.0, 99.0], [300.0, 200.0, 310.0, 230.0]]),
+                          confidence=np.array([0.8, 0.7]), class_id=np.array([0, 0]),
+                          data={"class_name": np.array(["person", "person"], dtype=object)})
+    merged, runs = tiled_detect(lambda box: pytest.fail("no tile expected"), (640, 360), (-0.1, 0.2, 1.2, 0.9),
+                                full_frame=full, detect_enlarged=lambda box, scale, side: found if box == (0.0, 0.2, 1.0, 0.9) else None)
+    assert runs == 1 and len(merged) == 2  # the same person once, plus the small one
+
+
 def test_tiled_detect_batched_finds_the_same_as_one_call_per_tile():
     from runner.crops import boxes_to_frame, make_crop
 
