@@ -116,6 +116,7 @@ def runner_worker(job: dict) -> dict:
     from runner.capture import resolve_source
     from runner.config.loading import expand_env
     from runner.detect import ModelPool
+    from runner.pipeline import CameraPipeline
     from runner.service import Runner, RunOptions
     from runner.store import Register
 
@@ -124,8 +125,10 @@ def runner_worker(job: dict) -> dict:
     loaded = write_site(site, scratch / "site")
     pool = ModelPool(loaded.config, loaded.base_dir, device=job["device"])
     shapes = [frame_shape(resolve_source(expand_env(c.source, "source"), loaded.base_dir)) for c in loaded.config.cameras]
-    for name in loaded.config.models:
-        pool.get(name).warm_up(shapes)
+    for camera, (height, width) in zip(loaded.config.cameras, shapes):
+        # Each camera's frame size and its rules' enlarged passes, compiled before the clock starts (the
+        # runner does it on a camera's first frame; a benchmark measures the steady state).
+        CameraPipeline(loaded, camera, pool, None, mode="replay").warm_up(height, width)
     with Register(scratch / "bench.db") as register:
         # live: paced at the clips' frame rate like cameras (newest frames kept when analysis lags behind)
         options = RunOptions(mode="live", realtime=True, retention=False) if job.get("live") else RunOptions(mode="replay")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ class Detector:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # Ultralytics predictors are not thread-safe
         self._threads_restored = False
+        self._warmed: set[tuple[int, int, int]] = set()  # (height, width, input size) already compiled for
 
     @property
     def has_keypoints(self) -> bool:
@@ -73,14 +74,19 @@ class Detector:
         wanted = set(labels)
         return [i for i, n in self.names.items() if n in wanted]
 
-    def warm_up(self, shapes: Iterable[tuple[int, int]]) -> None:
-        """Compile for each frame size (height, width) ahead of the first frames: the OpenVINO engine builds
-        one model per input shape (about a second each); Ultralytics' predictor only needs one call."""
+    def warm_up(self, shapes: Iterable[tuple[int, int]], imgsz: int | None = None) -> None:
+        """Compile for each image size (height, width) at input size `imgsz` (the model's by default) ahead
+        of the first frames: the OpenVINO engine builds one model per input shape (about a second each);
+        Ultralytics' predictor only needs one call. Each size is warmed once per process."""
         for height, width in sorted(set(shapes)):
+            key = (height, width, imgsz or self.spec.imgsz)
+            if key in self._warmed:
+                continue
             if self.direct:
-                self.model.warm_up(height, width)  # type: ignore[attr-defined]
+                self.model.warm_up(height, width, imgsz)  # type: ignore[attr-defined]
             else:
-                self.detect([np.zeros((height, width, 3), np.uint8)])
+                self.detect([np.zeros((height, width, 3), np.uint8)], imgsz=imgsz)
+            self._warmed.add(key)
 
     def detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None,
                imgsz: int | None = None) -> list[sv.Detections]:
@@ -88,6 +94,18 @@ class Detector:
         input size for this call (only where `any_input_size`)."""
         labels = None if labels is None else frozenset(labels)
         return self.detect_many(images, [labels] * len(images), imgsz=imgsz)
+
+    def detect_crops(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
+        """`detect` on crops of any shape (re-detection): the OpenVINO engine pads them to a square input,
+        one compiled model for every crop, instead of compiling (about half a second) each new aspect ratio."""
+        labels = None if labels is None else frozenset(labels)
+        return self.start_detect_many(images, [labels] * len(images), square=True)()
+
+    def start_detect(self, images: list[np.ndarray], labels: Iterable[str] | None = None,
+                     imgsz: int | None = None) -> Callable[[], list[sv.Detections]]:
+        """`detect` in two steps (see `start_detect_many`)."""
+        labels = None if labels is None else frozenset(labels)
+        return self.start_detect_many(images, [labels] * len(images), imgsz=imgsz)
 
     def detect_many(self, images: list[np.ndarray], labels_per_image: list[Iterable[str] | None],
                     imgsz: int | None = None) -> list[sv.Detections]:
@@ -99,31 +117,50 @@ class Detector:
         order. Thread-safe (one inference at a time per model). On 2 CPU cores a batch costs about the
         same per frame as single calls; on a GPU batching is what scales to many cameras.
         """
+        return self.start_detect_many(images, labels_per_image, imgsz)()
+
+    def start_detect_many(self, images: list[np.ndarray], labels_per_image: list[Iterable[str] | None],
+                          imgsz: int | None = None, square: bool = False) -> Callable[[], list[sv.Detections]]:
+        """`detect_many` in two steps: the OpenVINO engine's requests start now, and calling the result waits
+        for them, so that the caller can start its next frames meanwhile; other backends run now."""
         if len(images) != len(labels_per_image):
             raise ValueError("detect_many: one labels entry per image")
         if imgsz is not None and imgsz != self.spec.imgsz and not self.any_input_size:
             raise ValueError(f"model {self.name}: its {self.backend} weights have a fixed input size ({self.spec.imgsz})")
         wanted = [None if labels is None else set(self.class_ids(labels)) for labels in labels_per_image]
-        out: list[sv.Detections] = [empty_detections() for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, (image, ids) in enumerate(zip(images, wanted)):
             if ids is None or ids:
                 # The OpenVINO engine groups frames by letterboxed input shape itself (frames of different
                 # cameras often share one, e.g. 640x384 for every 16:9 size): one call for all.
                 groups.setdefault(() if self.direct else image.shape, []).append(index)
+        pending: list[tuple[list[int], Callable[[], list]]] = []
         for indices in groups.values():
             step = len(indices) if self.direct else self.max_batch
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 chunk_ids = [wanted[i] for i in chunk]
                 classes = None if any(ids is None for ids in chunk_ids) else sorted(set().union(*chunk_ids))
-                for index, result in zip(chunk, self._predict([images[i] for i in chunk], classes, imgsz)):
+                pending.append((chunk, self._start_predict([images[i] for i in chunk], classes, imgsz, square)))
+
+        def detections() -> list[sv.Detections]:
+            out: list[sv.Detections] = [empty_detections() for _ in images]
+            for chunk, results in pending:
+                for index, result in zip(chunk, results()):
                     out[index] = self._to_detections(result, wanted[index])
-        return out
+            return out
+
+        return detections
+
+    def _start_predict(self, images: list[np.ndarray], classes: list[int] | None, imgsz: int | None = None,
+                       square: bool = False):
+        if self.direct:
+            return self.model.start_predict(images, conf=self.spec.conf, classes=classes, imgsz=imgsz,  # type: ignore[attr-defined]
+                                            square=square)
+        results = self._predict(images, classes, imgsz)
+        return lambda: results
 
     def _predict(self, images: list[np.ndarray], classes: list[int] | None, imgsz: int | None = None) -> list:
-        if self.direct:
-            return self.model.predict(images, conf=self.spec.conf, classes=classes, imgsz=imgsz)  # type: ignore[attr-defined]
         options = {"half": True} if self.runtime and self.runtime.half else {}
         with self._lock:
             results = self.model.predict(  # type: ignore[attr-defined]

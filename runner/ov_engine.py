@@ -14,8 +14,14 @@ Here:
   as another ends, across shapes and across calling threads (`_Slots`: `threads` single-core requests
   in flight, a latency request takes them all), so the detector thread's round and a rule's
   re-detection on the analysis thread share the cores instead of waiting for each other's call;
+- `start_predict` starts the requests and returns what waits for them: a request gives its slots back
+  when it ends (completion callback), so the detector thread starts the next round's frames while the
+  last requests of this round run, instead of one core idling at the end of every round;
+- a new shape is compiled (about half a second) outside the lock and before any slot is taken: the
+  other callers' requests go on meanwhile;
 - `predict(imgsz=)` runs a call at another input size (the density rule's enlarged zone, see
-  `runner.tiling`): its shape gets its own compiled model like any frame size;
+  `runner.tiling`): its shape gets its own compiled model like any frame size; `square=True` pads crops
+  of any aspect ratio to one square input (re-detection), instead of compiling one model per ratio;
 - letterbox, confidence filter, per-class NMS and rescaling copy Ultralytics' (LetterBox(auto=True),
   non_max_suppression(iou=0.7, max_det=300), scale_boxes): the same boxes within float rounding
   (tests/runner/test_ov_engine.py compares both on real frames).
@@ -25,9 +31,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +47,7 @@ log = logging.getLogger(__name__)
 
 IOU_THRESHOLD = 0.7  # Ultralytics' predict default
 MAX_DETECTIONS = 300
-REQUESTS_KEPT = 4  # idle infer requests kept per compiled model (more are made when callers overlap)
+REQUESTS_KEPT = 16  # idle infer requests kept per compiled model: a round of frames is collected after the next starts
 MAX_COMPILED_SHAPES = 8  # compiled models kept (per mode); a site has a handful of camera resolutions
 PAD_VALUE = 114
 SUPPORTED_TASKS = ("detect", "pose")
@@ -74,20 +82,25 @@ def supports(folder: Path, task: str | None) -> bool:
 
 
 # -- geometry shared with Ultralytics -----------------------------------------------------------------
-def letterbox_shape(height: int, width: int, imgsz: int, stride: int) -> tuple[float, int, int, int, int]:
+def letterbox_shape(height: int, width: int, imgsz: int, stride: int,
+                    square: bool = False) -> tuple[float, int, int, int, int]:
     """(gain, resized_h, resized_w, input_h, input_w): the image scaled so its long side is `imgsz`,
-    padded to the smallest multiple of `stride` (Ultralytics LetterBox with auto=True)."""
+    padded to the smallest multiple of `stride` (Ultralytics LetterBox with auto=True), or to a square
+    `imgsz` (auto=False)."""
     gain = min(imgsz / height, imgsz / width)
     resized_w, resized_h = round(width * gain), round(height * gain)
+    if square:
+        return gain, resized_h, resized_w, imgsz, imgsz
     pad_w, pad_h = (imgsz - resized_w) % stride, (imgsz - resized_h) % stride
     return gain, resized_h, resized_w, resized_h + pad_h, resized_w + pad_w
 
 
-def letterbox(image: np.ndarray, imgsz: int, stride: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox(image: np.ndarray, imgsz: int, stride: int,
+              square: bool = False) -> tuple[np.ndarray, float, tuple[int, int]]:
     """The BGR uint8 image resized and padded to the model input (HWC), the gain, the (left, top) padding.
     Channel order, scaling to [0, 1] and NCHW layout are done inside the compiled model (`_with_preprocessing`)."""
     height, width = image.shape[:2]
-    gain, resized_h, resized_w, input_h, input_w = letterbox_shape(height, width, imgsz, stride)
+    gain, resized_h, resized_w, input_h, input_w = letterbox_shape(height, width, imgsz, stride, square)
     if (resized_h, resized_w) != (height, width):
         image = cv2.resize(image, (resized_w, resized_h), interpolation=cv2.INTER_LINEAR)
     half_w, half_h = (input_w - resized_w) / 2, (input_h - resized_h) / 2
@@ -244,19 +257,27 @@ class _Slots:
         self.free = count
         self._cond = threading.Condition()
 
-    def take(self, count: int, block: bool) -> bool:
+    def take(self, count: int) -> None:
         with self._cond:
             while self.free < count:
-                if not block:
-                    return False
                 self._cond.wait()
             self.free -= count
-            return True
 
     def give(self, count: int) -> None:
         with self._cond:
             self.free += count
             self._cond.notify_all()
+
+
+@dataclass(eq=False)
+class _Started:
+    """A request in flight: its slots go back once (when it ends), the request itself when it is collected."""
+
+    request: Any
+    key: tuple[int, int, str]
+    slots: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    released: bool = False
 
 
 class OpenVinoEngine:
@@ -291,10 +312,27 @@ class OpenVinoEngine:
 
     # -- compiled models --------------------------------------------------------------------------
     def _compiled_for(self, input_h: int, input_w: int, mode: str):
+        """The compiled model for this input shape and mode, and its idle requests; called under the lock.
+        A shape not compiled yet is compiled here, holding the lock: `_infer` calls `_ensure_compiled` first."""
         key = (input_h, input_w, mode)
-        if key in self._compiled:
-            self._compiled.move_to_end(key)
-            return self._compiled[key], self._requests[key]
+        if key not in self._compiled:
+            self._keep(key, *self._compile(input_h, input_w, mode))
+        self._compiled.move_to_end(key)
+        return self._compiled[key], self._requests[key]
+
+    def _ensure_compiled(self, input_h: int, input_w: int, mode: str) -> None:
+        """Compile a new shape without holding the lock or any slot (about a second for a large shape): the
+        other callers' requests go on meanwhile. Two callers may both compile a new shape; the first is kept."""
+        key = (input_h, input_w, mode)
+        with self._lock:
+            if key in self._compiled:
+                return
+        compiled, requests = self._compile(input_h, input_w, mode)
+        with self._lock:
+            if key not in self._compiled:
+                self._keep(key, compiled, requests)
+
+    def _compile(self, input_h: int, input_w: int, mode: str):
         model = _with_preprocessing(_static_for_shape(self.template, input_h, input_w, self.traced_hw, self.strides))
         if mode == "throughput":
             config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.threads, "INFERENCE_NUM_THREADS": self.threads}
@@ -302,13 +340,15 @@ class OpenVinoEngine:
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
         compiled = self.core.compile_model(model, "CPU", {**config, **self.base_config})
         streams = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
+        log.debug("OpenVINO %s compiled for %dx%d (%s)", self.folder.name, input_w, input_h, mode)
+        return compiled, [compiled.create_infer_request() for _ in range(max(1, min(streams, REQUESTS_KEPT)))]
+
+    def _keep(self, key: tuple[int, int, str], compiled, requests: list) -> None:
         self._compiled[key] = compiled
-        self._requests[key] = [compiled.create_infer_request() for _ in range(max(1, min(streams, REQUESTS_KEPT)))]
+        self._requests[key] = requests
         while len(self._compiled) > MAX_COMPILED_SHAPES * 2:
             old, _ = self._compiled.popitem(last=False)
             self._requests.pop(old, None)
-        log.debug("OpenVINO %s compiled for %dx%d (%s)", self.folder.name, input_w, input_h, mode)
-        return compiled, self._requests[key]
 
     def check(self) -> None:
         """Compile for a 16:9 frame now (the common camera shape), so that a graph the patch cannot handle
@@ -317,52 +357,78 @@ class OpenVinoEngine:
             _, _, _, input_h, input_w = letterbox_shape(self.imgsz * 9 // 16, self.imgsz, self.imgsz, self.stride)
             self._compiled_for(input_h, input_w, "latency")
 
-    def warm_up(self, height: int, width: int) -> None:
-        """Compile (and run once) the models a frame of this size needs, before the clock starts."""
-        self.predict([np.zeros((height, width, 3), np.uint8)] * 2, conf=0.99)
-        self.predict([np.zeros((height, width, 3), np.uint8)], conf=0.99)
+    def warm_up(self, height: int, width: int, imgsz: int | None = None) -> None:
+        """Compile (and run once) the models an image of this size needs at input size `imgsz`, before the
+        clock starts: a frame runs in a batch (throughput) or alone (latency); an enlarged crop runs alone."""
+        blank = np.zeros((height, width, 3), np.uint8)
+        if imgsz is None or imgsz == self.imgsz:
+            self.predict([blank] * 2, conf=0.99)
+        self.predict([blank], conf=0.99, imgsz=imgsz)
 
     # -- inference --------------------------------------------------------------------------------
     def _infer(self, prepared: list[tuple[np.ndarray, float, tuple[int, int]]]) -> list[np.ndarray]:
-        """Raw outputs of letterboxed frames, in order.
+        """Raw outputs of letterboxed frames, in order (`_start`, then `_collect`)."""
+        return self._collect(self._start(prepared))
+
+    def _start(self, prepared: list[tuple[np.ndarray, float, tuple[int, int]]]) -> list[_Started]:
+        """Start the inference of letterboxed frames; `_collect` waits for their outputs.
 
         Several frames run as parallel requests of throughput-compiled models (one per input shape); a
-        lone frame runs on a latency-compiled model, every core on it. Requests start as soon as one ends
-        (not in waves waiting for the slowest), and callers share the cores instead of queueing behind a
-        lock: the detector thread's round and a rule's re-detection on the analysis thread interleave,
-        `threads` single-core requests in flight at most (a latency request takes every slot)."""
+        lone frame runs on a latency-compiled model, every core on it. A request starts as soon as a slot
+        is free: `threads` single-core requests in flight at most, across calling threads (a latency
+        request takes every slot), so the detector thread's round and a rule's re-detection on the
+        analysis thread interleave instead of queueing behind a lock. A request gives its slots back the
+        moment it ends (completion callback), not when its caller collects it: the detector thread starts
+        the next round's frames while the last request of this round runs, then collects this round."""
         mode = "latency" if len(prepared) == 1 or self.threads == 1 else "throughput"
         slots_each = self.threads if mode == "latency" else 1
-        outputs: list[np.ndarray | None] = [None] * len(prepared)
-        in_flight: deque = deque()  # (request, frame index, key of its compiled model)
-
-        def finish_oldest() -> None:
-            request, index, key = in_flight.popleft()
-            try:
-                request.wait()
-                outputs[index] = request.get_output_tensor(0).data[0].copy()
-            finally:
-                self._release(request, key, slots_each)
-
+        for input_h, input_w in {blob.shape[1:3] for blob, _, _ in prepared}:
+            self._ensure_compiled(input_h, input_w, mode)
+        started: list[_Started] = []
         try:
-            for index, (blob, _, _) in enumerate(prepared):
-                while not self._slots.take(slots_each, block=not in_flight):
-                    finish_oldest()  # our own oldest request frees a slot (never wait holding slots)
+            for blob, _, _ in prepared:
+                self._slots.take(slots_each)
                 try:
                     request, key = self._request_for(blob.shape[1], blob.shape[2], mode)
+                    entry = _Started(request, key, slots_each)
+                    request.set_callback(self._release_slots, entry)
                     request.start_async({0: blob})
                 except BaseException:
                     self._slots.give(slots_each)
                     raise
-                in_flight.append((request, index, key))
-            while in_flight:
-                finish_oldest()
-        finally:
-            while in_flight:  # an error above: give every slot back before raising
-                request, _, key = in_flight.popleft()
-                request.wait()
-                self._release(request, key, slots_each)
-        return outputs  # type: ignore[return-value]
+                started.append(entry)
+        except BaseException:
+            try:  # give every slot and request back before raising
+                self._collect(started)
+            except Exception:
+                pass
+            raise
+        return started
+
+    def _collect(self, started: list[_Started]) -> list[np.ndarray]:
+        """Wait for started requests and copy their outputs, in order; their requests go back for reuse."""
+        outputs, error = [], None
+        for entry in started:
+            try:
+                entry.request.wait()
+                if error is None:
+                    outputs.append(entry.request.get_output_tensor(0).data[0].copy())
+            except Exception as exc:
+                error = error or exc
+            finally:
+                self._release_slots(entry)  # when the completion callback has not (yet) done it
+                self._give_back(entry.request, entry.key)
+        if error is not None:
+            raise error
+        return outputs
+
+    def _release_slots(self, entry: _Started) -> None:
+        """Once per request: from OpenVINO's completion callback (success or failure), or from `_collect`."""
+        with entry.lock:
+            if entry.released:
+                return
+            entry.released = True
+        self._slots.give(entry.slots)
 
     def _request_for(self, input_h: int, input_w: int, mode: str):
         with self._lock:
@@ -370,25 +436,37 @@ class OpenVinoEngine:
             key = (input_h, input_w, mode)
             return (idle.pop() if idle else compiled.create_infer_request()), key
 
-    def _release(self, request, key: tuple[int, int, str], slots: int) -> None:
+    def _give_back(self, request, key: tuple[int, int, str]) -> None:
         with self._lock:
             idle = self._requests.get(key)
             if idle is not None and len(idle) < REQUESTS_KEPT:  # an evicted model's requests just go
                 idle.append(request)
-        self._slots.give(slots)
 
     def raw_output(self, blob: np.ndarray) -> np.ndarray:
         """The model's raw (channels, anchors) output for one letterboxed frame (tests, diagnostics)."""
         return self._infer([(blob, 1.0, (0, 0))])[0]
 
     def predict(self, images: list[np.ndarray], conf: float, classes: list[int] | None = None,
-                imgsz: int | None = None) -> list[Prediction]:
+                imgsz: int | None = None, square: bool = False) -> list[Prediction]:
         """Detections per image; `imgsz` (long side of the model input) overrides the configured size for
         this call, e.g. an enlarged zone for small people: its shape gets its own compiled model."""
+        return self.start_predict(images, conf, classes, imgsz, square)()
+
+    def start_predict(self, images: list[np.ndarray], conf: float, classes: list[int] | None = None,
+                      imgsz: int | None = None, square: bool = False) -> Callable[[], list[Prediction]]:
+        """`predict` in two steps: the requests start now; calling the result waits for them (from any
+        thread, once). Meanwhile the caller may start other frames: their requests take the slots of
+        these as soon as they end. `square` pads to a square input (crops of any shape share one
+        compiled model instead of compiling one per aspect ratio)."""
         size = imgsz or self.imgsz
-        prepared = [letterbox(image, size, self.stride) for image in images]
-        outputs = self._infer(prepared)
-        return [
-            postprocess(output, len(self.names), conf, classes, gain, pad, image.shape[:2], self.keypoint_shape)
-            for output, (_, gain, pad), image in zip(outputs, prepared, images)
-        ]
+        prepared = [letterbox(image, size, self.stride, square) for image in images]
+        started = self._start(prepared)
+        shapes = [image.shape[:2] for image in images]
+
+        def predictions() -> list[Prediction]:
+            return [
+                postprocess(output, len(self.names), conf, classes, gain, pad, shape, self.keypoint_shape)
+                for output, (_, gain, pad), shape in zip(self._collect(started), prepared, shapes)
+            ]
+
+        return predictions

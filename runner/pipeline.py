@@ -69,15 +69,15 @@ class PlannedModel:
 
 @dataclass
 class DetectionPlan:
-    """What one frame needs from the detectors: the models to run on it, and the last outputs that the
-    motion gate lets it reuse instead of running the tracked models (nothing moved since)."""
+    """What one frame needs from the detectors: the models to run on it, and the tracked models whose
+    last outputs the motion gate lets it reuse instead (nothing moved since)."""
 
     run: list[PlannedModel]
-    reused: dict[str, sv.Detections] = field(default_factory=dict)
+    reuse: frozenset[str] = frozenset()
 
     @property
     def gated(self) -> bool:
-        return bool(self.reused)
+        return bool(self.reuse)
 
 
 @dataclass
@@ -152,6 +152,8 @@ class CameraPipeline:
         self.writer: AlertSink | None = None
         self.motion = self._motion_gate()
         self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
+        self._planned_to_run: set[str] = set()  # models planned on a frame since the last reset
+        self.warm_shape: tuple[int, int] | None = None  # the frame size `warm_up` last compiled for
 
     # -- stages ----------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
@@ -165,16 +167,20 @@ class CameraPipeline:
 
     def plan(self, image: np.ndarray, t_s: float) -> DetectionPlan:
         """The due models, less the tracked ones when the motion gate says nothing moved (their last
-        outputs are reused). Untracked (fire) and on-demand models are never gated."""
-        due = self.due_models(t_s)
-        gated = [m for m in due if m.spec.track]
-        if self.motion is None or not gated:
-            return DetectionPlan(due)
-        have_outputs = all(m.name in self._last_outputs for m in gated)
-        if self.motion.wants_detection(image, t_s, force=not have_outputs):
-            return DetectionPlan(due)
-        reused = {m.name: copy.deepcopy(self._last_outputs[m.name]) for m in gated}
-        return DetectionPlan([m for m in due if not m.spec.track], reused)
+        outputs are reused). Untracked (fire) and on-demand models are never gated.
+
+        A plan never needs the previous frame's outputs (`combine` resolves the reuse), so the detector
+        thread may plan and start a frame before the previous frame of the camera is combined."""
+        run, reuse = self.due_models(t_s), frozenset()
+        gated = [m for m in run if m.spec.track]
+        if self.motion is not None and gated:
+            ran_before = all(m.name in self._planned_to_run for m in gated)
+            if not self.motion.wants_detection(image, t_s, force=not ran_before):
+                run, reuse = [m for m in run if not m.spec.track], frozenset(m.name for m in gated)
+        for model in run:
+            model.mark_run(t_s)
+            self._planned_to_run.add(model.name)
+        return DetectionPlan(run, reuse)
 
     def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
         started = time.perf_counter()
@@ -188,11 +194,15 @@ class CameraPipeline:
         what bypasses it."""
         for model in self.models:
             if model.name in outputs:
-                model.mark_run(t_s)
+                if plan is None:  # a caller that planned nothing: keep the models' schedules here
+                    model.mark_run(t_s)
                 if self.motion is not None and model.spec.track:
                     # A pristine copy: the tracker and the rules may annotate what they are given.
                     self._last_outputs[model.name] = copy.deepcopy(outputs[model.name])
-        reused = plan.reused if plan is not None else {}
+        # The previous frame's outputs (combined in order); none when its detection failed: the model then
+        # did not run on this frame, as far as the rules know.
+        reuse = plan.reuse if plan is not None else frozenset()
+        reused = {name: copy.deepcopy(self._last_outputs[name]) for name in reuse if name in self._last_outputs}
         everything = {**outputs, **reused}
         by_track = {True: [], False: []}
         for model in self.models:
@@ -262,11 +272,14 @@ class CameraPipeline:
     def _redetect_many(self, image: np.ndarray, label: str, boxes, *, rotate_deg: int = 0,
                        pad_frac: float = 0.5) -> list[sv.Detections]:
         """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
-        model = next((m for m in self.models if label in m.labels), None)
+        model = self._model_for(label)
         crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) if model is not None else None
                  for box in boxes]
         usable = [crop for crop in crops if crop is not None]
-        found_all = iter(model.detector.detect([crop.image for crop in usable], {label}) if usable else [])
+        # Crops of any shape share one square input; the whole frame (an on-demand model's pass) keeps its own.
+        whole = all(crop.image.shape == image.shape for crop in usable)
+        detect = model.detector.detect if whole else model.detector.detect_crops
+        found_all = iter(detect([crop.image for crop in usable], {label}) if usable else [])
         results = []
         for crop in crops:
             if crop is None:
@@ -279,16 +292,40 @@ class CameraPipeline:
                            max_side_px: int) -> sv.Detections | None:
         """The crop `box` enlarged `scale` times in one inference (input long side rounded up to a multiple
         of 32, the models' stride); None when the model cannot change its input size or it would be too large."""
-        model = next((m for m in self.models if label in m.labels), None)
+        model = self._model_for(label)
         if model is None or not model.detector.any_input_size:
             return None
         crop = make_crop(image, box, pad_frac=0.0)
         if crop is None:
             return empty_detections()
-        side_px = math.ceil(max(crop.image.shape[:2]) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
+        side_px = enlarged_side_px(crop.image.shape[:2], scale)
         if side_px > max_side_px:
             return None
         return _crop_to_frame(model.detector.detect([crop.image], {label}, imgsz=side_px)[0], crop)
+
+    def _model_for(self, label: str) -> PlannedModel | None:
+        """The model that provides `label` to this camera (re-detections run it on crops)."""
+        return next((m for m in self.models if label in m.labels), None)
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Compile what this camera's frames of this size will need, before they come: each model at the
+        frame's size and every enlarged pass of the rules (the OpenVINO engine compiles one model per input
+        shape, about a second each; a shape compiled mid-stream holds that camera's analysis meanwhile)."""
+        self.warm_shape = (height, width)  # tried once per size, even when it fails (detection compiles anyway)
+        cropped = frozenset().union(*(rule.crop_labels() for rule in self.rules))
+        for model in self.models:
+            # The frame (on-demand models run on it too), and the square input of the crops rules re-detect.
+            square = [(model.spec.imgsz, model.spec.imgsz)] if model.labels & cropped else []
+            model.detector.warm_up([(height, width), *square])
+        blank = np.zeros((height, width, 3), np.uint8)
+        for rule in self.rules:
+            for label, box, scale, max_side_px in rule.enlarged_passes():
+                model, crop = self._model_for(label), make_crop(blank, box, pad_frac=0.0)
+                if model is None or crop is None or not model.detector.any_input_size:
+                    continue
+                side_px = enlarged_side_px(crop.image.shape[:2], scale)
+                if side_px <= max_side_px:
+                    model.detector.warm_up([crop.image.shape[:2]], imgsz=side_px)
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
@@ -300,6 +337,7 @@ class CameraPipeline:
             model.next_due_s = None
         # The gate's reference frame and the reused detections belong to the old stream: detect at once.
         self._last_outputs.clear()
+        self._planned_to_run.clear()
         if self.motion is not None:
             self.motion.reset()
 
@@ -392,6 +430,11 @@ class CameraPipeline:
         except Exception as exc:
             log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
             return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:
+    """The input long side of a crop enlarged `scale` times, rounded up to a multiple of the models' stride."""
+    return math.ceil(max(crop_hw) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
 
 
 def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:

@@ -1,10 +1,11 @@
 """The multi-camera runner: capture threads, one analysis loop, pause control, authorisation window,
 retention schedule. Used by `vigie run` (live service) and `vigie replay` (a clip, as fast as possible).
 
-The analysis loop works in rounds: it takes the next frame of every camera that has one, plans each
-camera's detection (privacy masks, motion gate), runs each model once on the images of all the
-cameras that need it (one batched inference instead of one per camera), then tracks and runs the
-rules camera by camera. Alert snapshots and register rows are written by a writer thread.
+The analysis loop works in rounds: it takes the next frame of every camera that has one and hands the
+round to the detector thread, which plans each camera's detection (privacy masks, motion gate) and runs
+each model once on the images of all the cameras that need it (one batched inference instead of one per
+camera). The analysis thread then tracks and runs the rules camera by camera, up to `ROUNDS_AHEAD` rounds
+behind the detector. Alert snapshots and register rows are written by a writer thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -34,6 +35,11 @@ from runner.store import Register, iso, utc_now
 log = logging.getLogger(__name__)
 ACTOR = "runner"
 LIVE_SUMMARY_ALERTS = 1000  # alerts (and latencies) a live run's summary keeps in memory, newest first to go
+# Rounds the detector thread may run ahead of the rules. With one, the two threads go in lockstep and
+# each round costs the longer of its detection and the previous round's rules; a second round queued
+# keeps the detector busy through a round whose rules run long (a density pass, alerts), and the rules
+# busy through a round whose detection runs long. Each round ahead holds one frame per camera.
+ROUNDS_AHEAD = 2
 
 
 @dataclass
@@ -154,15 +160,44 @@ class AlertWriter:
 
 @dataclass
 class _Job:
-    """One camera's frame in an analysis round."""
+    """One camera's frame in an analysis round (image, plan, outputs: filled on the detector thread)."""
 
     pipeline: CameraPipeline
     frame: Frame
-    image: np.ndarray
-    plan: DetectionPlan
+    image: np.ndarray | None = None
+    plan: DetectionPlan | None = None
     outputs: dict[str, sv.Detections] = field(default_factory=dict)
     detected: FrameDetections | None = None
     error: Exception | None = None
+
+
+@dataclass
+class _Inference:
+    """One model's inference over a round's images, started; `collect()` waits for its detections."""
+
+    name: str
+    members: list[tuple[_Job, PlannedModel]]
+    labels: frozenset[str]
+    collect: Callable[[], list[sv.Detections]]
+    start_s: float  # time spent starting it (letterbox, queueing), counted with the frames' detection
+
+
+@dataclass(eq=False)
+class _Round:
+    """A round handed to the detector thread: its jobs are the analysis thread's again once `detection` is set."""
+
+    jobs: list[_Job]
+    detection: Future = field(default_factory=Future)
+    inferences: list[_Inference] = field(default_factory=list)  # detector thread: started, not collected yet
+    failure: BaseException | None = None  # detector thread: starting the round failed as a whole
+    collect_asked: bool = False  # analysis thread: asked the detector thread to collect it without a next round
+
+
+def _raiser(exc: Exception) -> Callable[[], list[sv.Detections]]:
+    def collect() -> list[sv.Detections]:
+        raise exc
+
+    return collect
 
 
 class _FrameSlot:
@@ -246,9 +281,11 @@ class Runner:
         self._paused: dict[str, bool] = {}
         self._errors: dict[str, int] = {}
         self._errors_lock = threading.Lock()  # the writer thread reports failures too
-        # Inference of round k runs here while the analysis thread tracks and rules round k-1.
+        # Rounds are planned and detected here, in order, while the analysis thread tracks and rules earlier ones.
         self._detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
-        self._detected: list[_Job] = []  # detected, waiting for tracking and rules
+        self._rounds: deque[_Round] = deque()  # handed to the detector, waiting for tracking and rules, oldest first
+        self._last_handed: _Round | None = None
+        self._started: _Round | None = None  # detector thread: the round whose inference runs, not collected yet
 
     # -- checks ----------------------------------------------------------------------------------
     def cameras(self) -> list[Camera]:
@@ -438,8 +475,9 @@ class Runner:
             ready, worked = self._collect(pipelines, slots)
             if ready:
                 self._analyse_round(ready)
-            else:  # nothing new: the last round's rules run now rather than with the next frames
-                self._finish_detected()
+            elif self._rounds:  # nothing new: the oldest round's rules run now rather than with the next frames
+                self._finish_oldest()
+                continue
             if not worked:
                 if all(s.finished and not s.frames for s in slots.values()):
                     self.summary.stop_reason = "sources ended"
@@ -465,43 +503,62 @@ class Runner:
         return ready, worked
 
     def _analyse_round(self, ready: list[tuple[CameraPipeline, Frame]]) -> None:
-        """Plan and detect this round's frames while the previous round is tracked and ruled.
+        """Hand this round to the detector thread, then run the rules of the rounds it is too far ahead of.
 
-        Inference runs on the detector thread (OpenVINO and PyTorch release the GIL), so the analysis
-        thread's tracking and rules for round k-1 overlap the inference of round k: on 2 cores neither
-        waits for the other. A camera's next plan needs only its previous `combine` (done at the end of
-        the round), never its rules, so the order of each camera's frames is unchanged.
+        Detection (masks, motion gate, inference) runs on the detector thread (OpenVINO and PyTorch release
+        the GIL), so the analysis thread's tracking and rules of round k overlap the detection of rounds
+        k+1 and k+2: on 2 cores neither waits for the other. The detector thread takes rounds in order, and
+        starts a round's inference before it collects the previous round's (`_detect_step`): the requests
+        of round k+1 take the cores as soon as round k's last requests end, instead of one core idling
+        while the last request of each round runs alone. A camera's plan never needs its previous frame's
+        outputs or rules, so the order of each camera's frames is unchanged.
         """
-        jobs = []
-        for pipeline, frame in ready:
-            try:  # one camera's bad frame never stops the others
-                started = time.perf_counter()
-                image = pipeline.prepare(frame)
-                jobs.append(_Job(pipeline, frame, image, pipeline.plan(image, frame.t_s)))
-                pipeline.stage_s["detect"] += time.perf_counter() - started
-            except Exception as exc:
-                self._analysis_failed(pipeline.camera.id, frame, exc)
-        detecting = self._detect_thread.submit(self._detect_batched, jobs) if jobs else None
-        self._finish_detected()
-        if detecting is not None:
-            detecting.result()
-        for job in jobs:
-            if job.error is None:
-                try:
-                    job.detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
-                except Exception as exc:
-                    job.error = exc
-        self._detected = jobs
+        handed = _Round([_Job(pipeline, frame) for pipeline, frame in ready])
+        self._rounds.append(handed)
+        self._last_handed = handed
+        self._detect_thread.submit(self._detect_step, handed)
+        while len(self._rounds) > ROUNDS_AHEAD:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        """Wait for the oldest round's detection, then track and run its rules."""
+        oldest = self._rounds.popleft()
+        self._wait_detection(oldest)
+        self._analyse_jobs(oldest.jobs)
 
     def _finish_detected(self, cameras: set[str] | None = None) -> None:
-        """Track and run the rules on the frames whose detection is done (only `cameras`' when given;
-        the others keep waiting for the next round)."""
-        waiting, self._detected = self._detected, []
-        for job in waiting:
-            if cameras is not None and job.pipeline.camera.id not in cameras:
-                self._detected.append(job)
-                continue
-            try:
+        """Track and run the rules on every round handed to the detector, once detected (only `cameras`'
+        frames when given; the others keep waiting for their turn)."""
+        waiting, self._rounds = self._rounds, deque()
+        for pending in waiting:  # round by round: a later round's detection may wait for an earlier one's rules
+            self._wait_detection(pending)
+            chosen = [cameras is None or job.pipeline.camera.id in cameras for job in pending.jobs]
+            self._analyse_jobs([job for job, mine in zip(pending.jobs, chosen) if mine])
+            pending.jobs = [job for job, mine in zip(pending.jobs, chosen) if not mine]
+            if pending.jobs:
+                self._rounds.append(pending)
+
+    def _drop_detected(self, camera_id: str) -> None:
+        """Forget a camera's frames handed to the detector (the camera was paused: nothing more is analysed).
+        Their detection is waited for first: the camera is reset next, and its plan must not run beside."""
+        for pending in self._rounds:
+            self._wait_detection(pending)
+            pending.jobs = [job for job in pending.jobs if job.pipeline.camera.id != camera_id]
+
+    def _wait_detection(self, pending: _Round) -> None:
+        if pending is self._last_handed and not pending.collect_asked:
+            # No round follows it: the detector thread collects it now rather than after a next round's start.
+            pending.collect_asked = True
+            self._detect_thread.submit(self._collect_started)
+        try:
+            pending.detection.result()
+        except Exception as exc:  # the detector thread keeps errors with their frames; anything else, with all of them
+            for job in pending.jobs:
+                job.error = job.error or exc
+
+    def _analyse_jobs(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            try:  # one camera's bad frame never stops the others
                 if job.error is not None:
                     raise job.error
                 job.pipeline.analyse(job.frame, job.image, job.detected)
@@ -510,38 +567,100 @@ class Runner:
             except Exception as exc:
                 self._analysis_failed(job.pipeline.camera.id, job.frame, exc)
 
-    def _drop_detected(self, camera_id: str) -> None:
-        """Forget a camera's frame waiting for its rules (the camera was paused: nothing more is analysed)."""
-        self._detected = [job for job in self._detected if job.pipeline.camera.id != camera_id]
+    # -- on the detector thread ------------------------------------------------------------------
+    def _detect_step(self, handed: _Round) -> None:
+        """Start this round's inference, then collect the previous round's (its requests ran meanwhile)."""
+        try:
+            self._start_detection(handed)
+        finally:
+            previous, self._started = self._started, handed
+            if previous is not None:
+                self._collect_detection(previous)
 
-    def _detect_batched(self, jobs: list[_Job]) -> None:
-        """One inference per model over the images of every camera that runs it this round, asked for
-        the union of their labels; each camera then keeps only its own labels."""
-        by_model: dict[str, list[tuple[_Job, PlannedModel]]] = {}
-        for job in jobs:
-            for model in job.plan.run:
-                by_model.setdefault(model.name, []).append((job, model))
-        for name, members in by_model.items():
-            members = [(job, model) for job, model in members if job.error is None]
-            if not members:
-                continue
-            labels = frozenset().union(*(model.labels for _, model in members))
-            started = time.perf_counter()
-            try:
-                outputs = members[0][1].detector.detect([job.image for job, _ in members], labels)
-                if len(outputs) != len(members):
-                    raise RuntimeError(f"model {name} returned {len(outputs)} results for {len(members)} images")
-            except Exception as exc:
-                if len(members) == 1:
-                    members[0][0].error = exc
-                    outputs = [None]
-                else:  # find whose frame the model refuses: one call per camera keeps the error with it
-                    outputs = [self._detect_alone(job, model) for job, model in members]
-            share_s = (time.perf_counter() - started) / len(members)
-            for (job, model), output in zip(members, outputs):
-                job.pipeline.stage_s["detect"] += share_s
-                if output is not None:
-                    job.outputs[name] = output if model.labels == labels else only_labels(output, model.labels)
+    def _collect_started(self) -> None:
+        if self._started is not None:
+            started, self._started = self._started, None
+            self._collect_detection(started)
+
+    def _start_detection(self, handed: _Round) -> None:
+        """Each camera's masks and plan, then one inference started per model over the images of every
+        camera that runs it this round, asked for the union of their labels. An error stays with its
+        camera's frame, reported when its rules' turn comes."""
+        try:
+            for job in handed.jobs:
+                if job.pipeline.warm_shape != job.frame.image.shape[:2]:  # a camera's first frame, or a new size
+                    self._warm_up(job.pipeline, *job.frame.image.shape[:2])
+                try:
+                    started = time.perf_counter()
+                    job.image = job.pipeline.prepare(job.frame)
+                    job.plan = job.pipeline.plan(job.image, job.frame.t_s)
+                    job.pipeline.stage_s["detect"] += time.perf_counter() - started
+                except Exception as exc:
+                    job.error = exc
+            by_model: dict[str, list[tuple[_Job, PlannedModel]]] = {}
+            for job in handed.jobs:
+                for model in job.plan.run if job.error is None else ():
+                    by_model.setdefault(model.name, []).append((job, model))
+            for name, members in by_model.items():
+                handed.inferences.append(self._start_inference(name, members))
+        except Exception as exc:  # not a camera's fault: every frame of the round carries it
+            handed.failure = exc
+
+    @staticmethod
+    def _start_inference(name: str, members: list[tuple[_Job, PlannedModel]]) -> _Inference:
+        labels = frozenset().union(*(model.labels for _, model in members))
+        started = time.perf_counter()
+        try:
+            collect = members[0][1].detector.start_detect([job.image for job, _ in members], labels)
+        except Exception as exc:
+            collect = _raiser(exc)
+        return _Inference(name, members, labels, collect, time.perf_counter() - started)
+
+    def _collect_detection(self, started: _Round) -> None:
+        """Wait for the round's inferences and combine each camera's detections; the round is then the
+        analysis thread's."""
+        try:
+            if started.failure is not None:
+                raise started.failure
+            for inference in started.inferences:
+                self._collect_inference(inference)
+            for job in started.jobs:
+                if job.error is None:
+                    try:
+                        job.detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
+                    except Exception as exc:
+                        job.error = exc
+            started.detection.set_result(None)
+        except BaseException as exc:
+            started.detection.set_exception(exc)
+
+    def _collect_inference(self, inference: _Inference) -> None:
+        """Each camera keeps only its own labels; when the batch fails, one call per camera finds whose
+        frame the model refuses, and the error stays with it."""
+        members = inference.members
+        started = time.perf_counter()
+        try:
+            outputs = inference.collect()
+            if len(outputs) != len(members):
+                raise RuntimeError(f"model {inference.name} returned {len(outputs)} results for {len(members)} images")
+        except Exception as exc:
+            if len(members) == 1:
+                members[0][0].error = exc
+                outputs = [None]
+            else:
+                outputs = [self._detect_alone(job, model) for job, model in members]
+        share_s = (inference.start_s + time.perf_counter() - started) / len(members)
+        for (job, model), output in zip(members, outputs):
+            job.pipeline.stage_s["detect"] += share_s
+            if output is not None:
+                job.outputs[inference.name] = output if model.labels == inference.labels else only_labels(output, model.labels)
+
+    @staticmethod
+    def _warm_up(pipeline: CameraPipeline, height: int, width: int) -> None:
+        try:
+            pipeline.warm_up(height, width)
+        except Exception as exc:  # the frames still run: each shape is then compiled when first needed
+            log.warning("camera %s: warming up the models for %dx%d failed: %s", pipeline.camera.id, width, height, exc)
 
     @staticmethod
     def _detect_alone(job: _Job, model: PlannedModel) -> sv.Detections | None:

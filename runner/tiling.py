@@ -166,7 +166,7 @@ def tiled_detect(detect_box: DetectBox, frame_size: tuple[int, int], region: Nor
     """
     parts = [full_frame] if full_frame is not None and len(full_frame) else []
     if detect_enlarged is not None and settings.enlarged:
-        found = detect_enlarged(_clipped(region), settings.scale, settings.max_enlarged_px)
+        found = detect_enlarged(*enlarged_pass(region, settings))
         if found is not None:
             parts += [found] if len(found) else []
             return (merge_nms(parts, settings.iou, settings.containment) if parts else _empty()), 1
@@ -179,6 +179,11 @@ def tiled_detect(detect_box: DetectBox, frame_size: tuple[int, int], region: Nor
     if not parts:
         return _empty(), len(tiles)
     return merge_nms(parts, settings.iou, settings.containment), len(tiles)
+
+
+def enlarged_pass(region: NormBox, settings: TileSettings) -> tuple[NormBox, float, int]:
+    """What `tiled_detect` asks `detect_enlarged` for: (region clipped to the frame, scale, largest input side)."""
+    return _clipped(region), settings.scale, settings.max_enlarged_px
 
 
 def _clipped(region: NormBox) -> NormBox:

@@ -167,6 +167,19 @@ class ScriptedDetector:
 
         self.resolved = ResolvedModel(name=name, reference="scripted", path=Path("scripted.pt"), backend="pt",
                                       found_by="path", sha256="0" * 64)
+        self.warmed: list[tuple[int, int, int | None]] = []  # (height, width, imgsz) of each warm_up
+
+    def warm_up(self, shapes, imgsz: int | None = None) -> None:
+        """Records what the runner asks to compile (a scripted model has nothing to compile, and no call is used)."""
+        self.warmed += [(height, width, imgsz) for height, width in shapes]
+
+    def detect_crops(self, images: list[np.ndarray], labels=None) -> list[sv.Detections]:
+        return self.detect(images, labels)
+
+    def start_detect(self, images: list[np.ndarray], labels=None):
+        """Like `Detector.start_detect`: the work is done now (through `detect`), collected by the result."""
+        found = self.detect(images, labels)
+        return lambda: found
 
     def detect(self, images: list[np.ndarray], labels=None) -> list[sv.Detections]:
         out = []

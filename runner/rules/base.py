@@ -192,6 +192,16 @@ class Rule(ABC):
     def state_size(self) -> int:
         """Number of per-track / per-zone entries held (returns to 0 once tracks end)."""
 
+    def crop_labels(self) -> frozenset[str]:
+        """Labels this rule re-detects on crops of the frame (`FrameContext.redetect`): their model's square
+        crop input is compiled by `CameraPipeline.warm_up` before the first frames."""
+        return frozenset()
+
+    def enlarged_passes(self) -> list[tuple[str, tuple[float, float, float, float], float, int]]:
+        """The enlarged re-detections this rule may ask for (`FrameContext.redetect_enlarged`'s label, box,
+        scale and largest input side), so that `CameraPipeline.warm_up` compiles them before the first frames."""
+        return []
+
     def reset(self) -> None:
         """Forget everything (the stream restarted: a reconnect or a looped file)."""
         self.__init__(self.config, self.camera)  # type: ignore[misc]

@@ -42,7 +42,7 @@ from runner.config.base import ConfigProblems, Labels
 from runner.crowd_pixels import ForegroundModel, PersonScale, person_equivalents, person_weights, polygon_mask
 from runner.geometry import ground_area_m2, ground_homography, normalised_anchors, points_in_polygon
 from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
-from runner.tiling import TileSettings, tiled_detect
+from runner.tiling import TileSettings, enlarged_pass, tiled_detect
 
 
 class CrowdDensityConfig(RuleConfig):
@@ -134,6 +134,14 @@ class CrowdDensityRule(Rule):
 
     def state_size(self) -> int:
         return 0  # zone-level state only, bounded by the window
+
+    def crop_labels(self) -> frozenset[str]:
+        return frozenset(self.config.labels[:1]) if self.config.tiled_every_s is not None else frozenset()  # tiles
+
+    def enlarged_passes(self) -> list[tuple[str, tuple[float, float, float, float], float, int]]:
+        if self.config.tiled_every_s is None or not self._tile_settings.enlarged:
+            return []
+        return [(self.config.labels[0], *enlarged_pass(self._zone_box, self._tile_settings))]
 
     def threshold_count(self) -> float:
         """The head count that corresponds to the tightest configured threshold."""

@@ -207,6 +207,10 @@ class PersonDownRule(Rule):
         self.redetect_calls = 0  # counters, for cost reports
         self.fall_calls = 0
 
+
+    def crop_labels(self) -> frozenset[str]:
+        return frozenset(self.config.labels[:1])  # a lost person's spot, turned upright (the fall model: whole frames)
+
     def state_size(self) -> int:
         return len(self._people) + len(self._spots)
 

@@ -38,13 +38,13 @@ class CountingPool(ModelPool):
     def get(self, name):
         detector = super().get(name)
         if not getattr(detector, "_counted", False):
-            detect = detector.detect
+            start_detect = detector.start_detect  # the runner's frames (re-detections go through detect)
 
-            def counted(images, labels=None, _name=name, _detect=detect):
+            def counted(images, labels=None, _name=name, _start_detect=start_detect):
                 self.calls[_name] = self.calls.get(_name, 0) + len(images)
-                return _detect(images, labels)
+                return _start_detect(images, labels)
 
-            detector.detect = counted
+            detector.start_detect = counted
             detector._counted = True
         return detector
 

@@ -291,13 +291,13 @@ def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detec
     frames = [f.copy() for f in vtest_frames(3)]
     small = cv2.resize(frames[2], (400, 300))
     calls: list[list[tuple[int, int]]] = []
-    predict = tiny_detector._predict
+    start_predict = tiny_detector._start_predict
 
-    def spy(images, classes, imgsz=None):
+    def spy(images, classes, imgsz=None, square=False):
         calls.append([image.shape[:2] for image in images])
-        return predict(images, classes, imgsz)
+        return start_predict(images, classes, imgsz, square)
 
-    tiny_detector._predict = spy
+    tiny_detector._start_predict = spy
     everything = tiny_detector.detect_many([frames[0]], [None])[0]
     assert set(everything.data["class_name"]) == {"0", "1"}  # the biased classes of the tiny weights
     calls.clear()

@@ -75,6 +75,69 @@ def test_file_stride(tmp_path, fps, n_frames, process_fps, expected):
     assert events == [("source_ended", {"frames": n_frames, "bad_frames": 0})]
 
 
+def make_h264(path, n_frames: int, fps: int = 25, size=(160, 96), bframes: int = 3, faststart: bool = False):
+    """An MP4 with B-frames, as cameras and phones record (x264 through PyAV); each frame shows its number.
+    `faststart`: the index before the frames (as streamed files have it)."""
+    import av
+
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
+        stream = container.add_stream("libx264", rate=fps, options={"bf": str(bframes), "g": "12", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n_frames):
+            image = np.full((size[1], size[0], 3), 40, np.uint8)
+            cv2.putText(image, str(i), (10, size[1] - 20), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
+            image[:, (i * 7) % size[0]] = (0, 0, 255)  # motion, so that frames differ
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def opencv_reader(source: VideoSource) -> VideoSource:
+    from runner.capture import open_capture
+
+    source.opener = lambda uri, stream: open_capture(uri, stream)  # an injected opener: OpenCV's reader
+    return source
+
+
+@pytest.mark.parametrize(("fps", "process_fps"), [(25, 5), (30, 7), (25, 25), (60, 5)])
+def test_h264_files_skip_unreferenced_frames_and_analyse_what_opencv_analyses(tmp_path, fps, process_fps):
+    clip = make_h264(tmp_path / "clip.mp4", 80, fps=fps)
+    skipping = VideoSource("cam-01", str(clip), process_fps)
+    reference = opencv_reader(VideoSource("cam-01", str(clip), process_fps))
+    got, expected = collect(skipping), collect(reference)
+    assert [(f.index, f.t_s) for f in got] == [(f.index, f.t_s) for f in expected] and len(got) > 1
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, expected))  # the same pixels
+    assert skipping.frames_read == reference.frames_read == 80
+    if process_fps < fps:  # B-frames between the analysed frames are never decoded
+        assert skipping.frames_decoded < 0.8 * reference.frames_decoded
+    else:
+        assert skipping.frames_decoded == 80
+
+
+def test_an_h264_file_loops_with_the_frame_numbers_and_times_opencv_gives(tmp_path):
+    clip = make_h264(tmp_path / "clip.mp4", 23, fps=10)
+    got = collect(VideoSource("cam-01", str(clip), 5, loop=True), n=30)
+    expected = collect(opencv_reader(VideoSource("cam-01", str(clip), 5, loop=True)), n=30)
+    assert [(f.index, round(f.t_s, 6)) for f in got] == [(f.index, round(f.t_s, 6)) for f in expected]
+    assert got[12].index == 23 and got[12].t_s == pytest.approx(2.3)  # second loop: numbers and times go on
+
+
+def test_a_truncated_h264_file_gives_the_frames_before_the_cut(tmp_path):
+    clip = make_h264(tmp_path / "clip.mp4", 100, fps=25, size=(320, 192), faststart=True)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])  # a recording cut short: the index says 100 frames
+    events = []
+    source = VideoSource("cam-01", str(cut), 5, on_event=lambda k, d: events.append(k))
+    frames = collect(source)
+    assert events == ["source_ended"] and 5 <= len(frames) < 20
+    assert [f.index for f in frames] == list(range(0, 5 * len(frames), 5))
+    reference = collect(opencv_reader(VideoSource("cam-01", str(cut), 5)))
+    assert [f.index for f in frames] == [f.index for f in reference][: len(frames)]
+
+
 @pytest.mark.parametrize(("realtime", "expected_waits"), [(False, []), (True, [0.2] * 4)])
 def test_realtime_paces_file_frames_and_replay_does_not(tmp_path, realtime, expected_waits):
     clip = make_video(tmp_path / "clip.avi", 10, fps=10, size=(64, 48))

@@ -223,6 +223,77 @@ def test_a_failing_request_gives_its_slots_back(dynamic_export, monkeypatch):
     assert len(engine.predict(frames, conf=0.5)) == 3
 
 
+def test_compiling_a_new_shape_holds_neither_the_slots_nor_the_other_callers(dynamic_export, monkeypatch):
+    """A rule's first enlarged pass compiles a new shape (about a second on the real model): meanwhile the
+    detector thread's frames of an already compiled shape still run, and the new shape is compiled once."""
+    import threading
+
+    engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    frames = vtest_frames(2)
+    expected = engine.predict(frames, conf=0.5)
+    real_compile = engine._compile
+    compiling, release = threading.Event(), threading.Event()
+    compiled_shapes = []
+
+    def slow_compile(input_h, input_w, mode):
+        compiled_shapes.append((input_h, input_w, mode))
+        compiling.set()
+        assert release.wait(30.0)
+        return real_compile(input_h, input_w, mode)
+
+    monkeypatch.setattr(engine, "_compile", slow_compile)
+    enlarged = []
+    worker = threading.Thread(target=lambda: enlarged.append(engine.predict(frames[:1], conf=0.5, imgsz=2 * IMGSZ)))
+    worker.start()
+    try:
+        assert compiling.wait(30.0)
+        assert engine._slots.free == 2  # the compiling caller holds no slot
+        during = engine.predict(frames, conf=0.5)  # would wait for the compile if it held the lock or the slots
+    finally:
+        release.set()
+        worker.join(60)
+    for got, alone in zip(during, expected):
+        assert np.array_equal(got.xyxy, alone.xyxy)
+    assert len(enlarged) == 1 and len(compiled_shapes) == 1 and compiled_shapes[0][2] == "latency"
+    engine.predict(frames[:1], conf=0.5, imgsz=2 * IMGSZ)
+    assert len(compiled_shapes) == 1 and engine._slots.free == 2
+
+
+def test_crops_of_any_shape_share_one_square_input(dynamic_export):
+    """Re-detected crops (a person's spot turned 90 degrees, a bag) come in every aspect ratio: letterboxed
+    to a square they share one compiled model, instead of compiling one per ratio (half a second each on
+    the real model, and a bounded cache that would churn)."""
+    spec = ModelSpec(weights=str(dynamic_export), imgsz=IMGSZ, task="detect")
+    detector = load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
+    frame = vtest_frames(1)[0]
+    crops = [np.ascontiguousarray(frame[:h, :w]) for h, w in ((300, 120), (200, 500), (90, 90), (576, 300))]
+    before = set(detector.model._compiled)
+    found = [detector.detect_crops([crop])[0] for crop in crops]
+    assert set(detector.model._compiled) - before == {(IMGSZ, IMGSZ, "latency")}
+    for crop, detections in zip(crops, found):  # boxes in the crop's own pixels
+        assert len(detections) and detections.xyxy[:, 2].max() <= crop.shape[1] and detections.xyxy[:, 3].max() <= crop.shape[0]
+    assert detector.model._slots.free == 2
+
+
+def test_a_detector_warms_each_size_once(dynamic_export, monkeypatch):
+    """`Detector.warm_up` compiles a frame size (batch and lone frame) or an enlarged crop (lone) once
+    per process: every camera of that size, and the runner's warm-up on a camera's first frame, reuse it."""
+    spec = ModelSpec(weights=str(dynamic_export), imgsz=IMGSZ, task="detect")
+    detector = load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
+    assert detector.direct
+    compiled = []
+    real_compile = detector.model._compile
+    monkeypatch.setattr(detector.model, "_compile", lambda h, w, mode: (compiled.append((h, w, mode)), real_compile(h, w, mode))[1])
+    before = set(detector.model._compiled)
+    detector.warm_up([(576, 768), (576, 768), (240, 320)])
+    detector.warm_up([(576, 768)])
+    detector.warm_up([(300, 400)], imgsz=2 * IMGSZ)
+    detector.warm_up([(300, 400)], imgsz=2 * IMGSZ)
+    # 576x768 and 240x320 letterbox to the same 320x256 input: its two modes; the crop at 640: 640x480, alone.
+    assert set(detector.model._compiled) - before == {(256, 320, "throughput"), (256, 320, "latency"), (480, 640, "latency")}
+    assert sorted(compiled) == sorted(set(compiled))  # nothing compiled twice
+
+
 def test_a_larger_input_size_asked_per_call_is_what_an_engine_of_that_size_finds(static_export, dynamic_export):
     """`predict(imgsz=)` (the enlarged density pass): a static export traced at 320 runs a frame at 640,
     finding what the dynamic export's engine configured at 640 finds, in the frame's own pixels."""

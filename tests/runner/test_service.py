@@ -403,19 +403,64 @@ def test_one_inference_per_model_per_round_and_each_camera_keeps_its_labels(tmp_
     assert {cid: p.frames_processed for cid, p in pipelines.items()} == {"cam-01": 4, "cam-02": 4, "cam-03": 4}
 
 
+def test_the_detector_runs_up_to_two_rounds_ahead_of_the_rules(tmp_path):
+    """Round 0's rules wait until round 2's inference has started: with the detector held to one round
+    ahead, round 2 would only be handed over once round 0's rules ended, and the wait would fail."""
+    detected = [threading.Event() for _ in range(4)]
+
+    class Signals(BatchRecorder):
+        def start_detect(self, images, labels=None):
+            found = super().detect(images, labels)
+            detected[len(self.batches) - 1].set()
+            return lambda: found
+
+    detector = Signals()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    first = pipelines["cam-01"]
+    analyse = first.analyse
+    ahead_of_rules = []
+
+    def analyse_after_two_more(frame, image, detected_frame):
+        if frame.index == 0:
+            ahead_of_rules.append(detected[2].wait(10.0))
+        return analyse(frame, image, detected_frame)
+
+    first.analyse = analyse_after_two_more
+    seen = _rounds(runner, {"cam-01": first}, 3, widths=(640,))
+    assert ahead_of_rules == [True] and len(seen["cam-01"]) == 3
+
+
+def test_each_camera_is_warmed_up_once_per_frame_size_before_its_first_detection(tmp_path):
+    detector = BatchRecorder()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    _rounds(runner, pipelines, 3)
+    assert sorted(detector.warmed) == [(120, 160, None), (240, 320, None), (480, 640, None)]  # no rule re-detects crops
+    del detector.warmed[:]
+    _rounds(runner, {"cam-01": pipelines["cam-01"]}, 1, first=3, widths=(320,))  # cam-01 reconnects at 320x240
+    assert detector.warmed == [(240, 320, None)]
+
+
 def test_the_rules_of_one_round_run_while_the_next_round_is_detected(tmp_path):
     """Round k's inference (detector thread) overlaps round k-1's tracking and rules (analysis thread):
-    this detector waits, on the detector thread, until the previous round's rules have started."""
+    this detector's inference of a round ends, on the detector thread, only once the previous round's
+    rules have started."""
     rules_started = [threading.Event() for _ in range(4)]
     order: list[str] = []
 
     class WaitsForRules(BatchRecorder):
-        def detect(self, images, labels=None):
+        def start_detect(self, images, labels=None):
             round_index = len(self.batches)
             order.append(f"detect {round_index} on {threading.current_thread().name.split('_')[0]}")
-            if round_index > 0:
-                assert rules_started[round_index - 1].wait(10.0), "rules of the previous round did not overlap"
-            return super().detect(images, labels)
+            found = super().detect(images, labels)
+
+            def collect():
+                if round_index > 0:
+                    assert rules_started[round_index - 1].wait(10.0), "rules of the previous round did not overlap"
+                return found
+
+            return collect
 
     detector = WaitsForRules()
     site, runner = three_cameras(tmp_path, detector)
@@ -437,6 +482,26 @@ def test_the_rules_of_one_round_run_while_the_next_round_is_detected(tmp_path):
     assert len(seen["cam-01"]) == 3 and first.frames_processed == 3
 
 
+def test_the_detector_starts_a_round_before_it_collects_the_previous_one(tmp_path):
+    """The next round's inference starts while the previous round's may still run (so that the cores
+    never wait for a round's last request), and each round is still collected, then ruled, in order."""
+    events: list[str] = []
+
+    class Recorder(BatchRecorder):
+        def start_detect(self, images, labels=None):
+            index = len(self.batches)
+            events.append(f"start {index}")
+            found = super().detect(images, labels)
+            return lambda: (events.append(f"collect {index}"), found)[1]
+
+    detector = Recorder()
+    site, runner = three_cameras(tmp_path, detector)
+    pipelines, _ = runner._build(runner.cameras())
+    seen = _rounds(runner, {"cam-01": pipelines["cam-01"]}, 4, widths=(640,))
+    assert events == ["start 0", "start 1", "collect 0", "start 2", "collect 1", "start 3", "collect 2", "collect 3"]
+    assert len(seen["cam-01"]) == 4 and pipelines["cam-01"].frames_processed == 4
+
+
 def test_a_paused_camera_s_detected_frame_is_never_analysed(tmp_path):
     detector = BatchRecorder()
     site, runner = three_cameras(tmp_path, detector)
@@ -454,9 +519,11 @@ def test_a_frame_the_model_refuses_costs_only_its_camera(tmp_path):
     site, runner = three_cameras(tmp_path, detector)
     pipelines, _ = runner._build(runner.cameras())
     seen = _rounds(runner, pipelines, 3)
-    # The batch fails, then each camera alone: the error stays with cam-02.
-    assert detector.batches[:4] == [([640, 320, 160], frozenset({"person", "car"})), ([640], frozenset({"person"})),
-                                    ([320], frozenset({"person"})), ([160], frozenset({"car"}))]
+    # Each round's batch fails, then each camera alone (when the round is collected): the error stays with cam-02.
+    full = ([640, 320, 160], frozenset({"person", "car"}))
+    alone = [([640], frozenset({"person"})), ([320], frozenset({"person"})), ([160], frozenset({"car"}))]
+    assert detector.batches[0] == full and [b for b in detector.batches if b == full] == [full] * 3
+    assert [b for b in detector.batches if b != full] == alone * 3
     assert seen == {"cam-01": [["person"]] * 3, "cam-02": [], "cam-03": [["car"]] * 3}
     (error,) = site.events("camera_error")
     assert error["camera_id"] == "cam-02" and "cannot read this frame" in error["details"]["error"]

@@ -182,6 +182,45 @@ def test_a_model_of_any_input_size_counts_the_enlarged_zone_in_one_inference():
     assert alert.details["method"] == "tiled" and alert.details["method_counts"]["tiled"] == 5
 
 
+@pytest.mark.parametrize("any_input_size, tile_pass, expected", [
+    # the frame, the square input of re-detected crops, and the lawn enlarged 3x
+    (True, "enlarged", [(480, 640, None), (640, 640, None), (240, 320, 960)]),
+    (True, "grid", [(480, 640, None), (640, 640, None)]),  # tiles are crops of the model's own size
+    (False, "enlarged", [(480, 640, None), (640, 640, None)]),  # a fixed-size model keeps the grid
+])
+def test_warming_up_a_camera_compiles_its_frame_size_and_its_enlarged_passes(any_input_size, tile_pass, expected):
+    config = site_config([{"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 3,
+                           "tiled_every_s": 1.0, "tile_scale": 3.0, "tile_pass": tile_pass}])
+    detector = ScriptedDetector(lambda i: [])
+    detector.any_input_size = any_input_size
+    pipe = CameraPipeline(LoadedConfig(config, __import__("pathlib").Path("s.yaml"), "0" * 64), config.cameras[0],
+                          FakePool(detector), None, mode="replay")
+    pipe.warm_up(480, 640)
+    assert detector.warmed == expected and pipe.warm_shape == (480, 640) and detector.calls == 0
+
+
+def test_crops_a_rule_re_detects_get_the_square_input_warmed_and_the_whole_frame_keeps_its_own():
+    """person_down re-detects a lost person's spot turned upright (any aspect ratio): one square input,
+    compiled at warm-up; an on-demand model's pass over the whole frame keeps the frame's rectangle."""
+    config = site_config([{"kind": "person_down", "id": "lawn-down", "zone": "lawn"}])
+
+    class CropRecorder(ScriptedDetector):
+        def detect_crops(self, images, labels=None):
+            self.cropped.append([image.shape[:2] for image in images])
+            return self.detect(images, labels)
+
+    detector = CropRecorder(lambda i: [])
+    detector.cropped = []
+    pipe = CameraPipeline(LoadedConfig(config, __import__("pathlib").Path("s.yaml"), "0" * 64), config.cameras[0],
+                          FakePool(detector), None, mode="replay")
+    pipe.warm_up(480, 640)
+    assert detector.warmed == [(480, 640, None), (640, 640, None)]
+    image = np.zeros((480, 640, 3), np.uint8)
+    pipe._redetect(image, "person", (0.1, 0.1, 0.3, 0.6), rotate_deg=90, pad_frac=0.0)  # 128x240 px, turned
+    pipe._redetect(image, "person", (0.0, 0.0, 1.0, 1.0), pad_frac=0.0)
+    assert detector.cropped == [[(128, 240)]] and detector.calls == 2
+
+
 def test_tiled_detect_uses_the_grid_when_the_enlarged_pass_cannot_run():
     """`detect_enlarged` answering None (fixed-size model, region too large) falls back to the tiles;
     a setting `enlarged=False` never asks it."""
