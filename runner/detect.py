@@ -114,7 +114,7 @@ class Detector:
         Frames of the same shape go through one batched inference (at most `max_batch` per call), so each
         keeps its smallest letterbox rectangle (Ultralytics squares a batch of mixed shapes); frames whose
         labels this model does not provide are not run at all. Returns one `sv.Detections` per image, in
-        order. Thread-safe (one inference at a time per model). On 2 CPU cores a batch costs about the
+        order. Thread-safe (the OpenVINO engine shares its cores across calling threads; Ultralytics' predictor runs one call at a time). On 2 CPU cores a batch costs about the
         same per frame as single calls; on a GPU batching is what scales to many cameras.
         """
         return self.start_detect_many(images, labels_per_image, imgsz)()
