@@ -154,6 +154,7 @@ def runner_worker(job: dict) -> dict:
         "alerts": [[a.record.camera_id, a.record.kind, a.record.t_s] for a in summary.alerts],
         "kinds": {c.id: sorted({r.kind for r in c.rules if r.enabled}) for c in loaded.config.cameras},
         "stop_reason": summary.stop_reason, "camera_errors": summary.camera_errors,
+        "rule_errors": getattr(summary, "rule_errors", {}),
         "weights": {n: weights_text(d) for n, d in detectors.items()},
         "peak_rss_mb": peak_rss_mb(), "device": job["device"], "live": bool(job.get("live")),
     }
@@ -321,6 +322,8 @@ def runner_lines(result: dict) -> list[str]:
     lines.append(latency)
     if result.get("camera_errors"):
         lines.append(f"camera errors: {result['camera_errors']}")
+    if result.get("rule_errors"):  # a failing rule skips work and alerts: its figures are not comparable
+        lines.append(f"RULE ERRORS (frames on which a rule raised; see the log): {result['rule_errors']}")
     return lines
 
 

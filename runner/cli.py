@@ -211,6 +211,9 @@ def cmd_replay(args) -> int:
         print(f"{len(printed)} alert(s) on {frames} processed frame(s) in {summary.wall_s:.1f} s ({fps:.1f} fps); "
               f"all marked as tests", file=out)
         print(f"register: {Path(args.db).resolve()}   snapshots: {register.media_dir.resolve()}", file=out)
+        if summary.rule_errors:  # the rule skipped those frames: its alerts may be missing (traceback in the log)
+            print("rule errors (frames skipped): " + ", ".join(f"{k} {n}" for k, n in summary.rule_errors.items()),
+                  file=sys.stderr)
     return 0
 
 

@@ -145,7 +145,7 @@ class CameraPipeline:
         )
         self.history = TrackHistory(max_points=camera.tracking.history_points, expiry_s=camera.tracking.lost_s + 1.0)
         self.gate = AlertGate({r.id: r.cooldown_s for r in camera.rules})
-        self._rule_errors: dict[str, int] = {}
+        self.rule_errors: dict[str, int] = {}  # rule id -> updates that raised (the rule skipped that frame)
         self.frames_processed = 0
         self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # cumulative seconds (perf_counter)
         self.rule_s: dict[str, float] = {}  # cumulative seconds per rule kind (part of stage "rules")
@@ -273,8 +273,9 @@ class CameraPipeline:
                        pad_frac: float = 0.5) -> list[sv.Detections]:
         """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
         model = self._model_for(label)
-        crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) if model is not None else None
-                 for box in boxes]
+        if model is None:  # no configured model provides the label: nothing to find
+            return [empty_detections() for _ in boxes]
+        crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) for box in boxes]
         usable = [crop for crop in crops if crop is not None]
         # Crops of any shape share one square input; the whole frame (an on-demand model's pass) keeps its own.
         whole = all(crop.image.shape == image.shape for crop in usable)
@@ -351,8 +352,8 @@ class CameraPipeline:
         try:
             return rule.update(ctx)
         except Exception as exc:
-            count = self._rule_errors.get(rule.config.id, 0) + 1
-            self._rule_errors[rule.config.id] = count
+            count = self.rule_errors.get(rule.config.id, 0) + 1
+            self.rule_errors[rule.config.id] = count
             if count == 1 or count % 1000 == 0:
                 log.exception("camera %s rule %s failed (%d times)", self.camera.id, rule.config.id, count)
                 if self.register is not None:

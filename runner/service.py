@@ -69,6 +69,7 @@ class RunSummary:
     alert_latency_s: list[float] = field(default_factory=list)
     alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
     frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
+    rule_errors: dict[str, int] = field(default_factory=dict)  # "camera/rule" -> frames on which the rule raised
 
 
 class AlertWriter:
@@ -401,6 +402,8 @@ class Runner:
     def _summarise(self, pipelines: dict[str, CameraPipeline], sources: dict[str, VideoSource]) -> None:
         self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
         self.summary.frames_gated = {cid: p.frames_gated for cid, p in pipelines.items()}
+        self.summary.rule_errors = {f"{cid}/{rule_id}": count for cid, p in pipelines.items()
+                                    for rule_id, count in p.rule_errors.items()}
         stage_s = dict.fromkeys(("decode", *STAGES), 0.0)
         stage_s["decode"] = sum(s.decode_s for s in sources.values())
         for pipeline in pipelines.values():

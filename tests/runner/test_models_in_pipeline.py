@@ -191,3 +191,19 @@ def test_redetect_runs_the_labels_model_on_a_rotated_crop():
     x1, y1, x2, y2 = found.xyxy[0]
     # The left half of the rotated crop is the region's bottom half in the frame.
     assert (x1, x2) == (160.0, 320.0) and (y1, y2) == (264.0, 288.0)
+
+
+def test_redetect_of_a_label_no_model_provides_finds_nothing():
+    # person_down's fall_labels are optional: with no fall model configured, its whole-frame and crop
+    # passes must find nothing rather than fail the rule (and with it the camera's falls).
+    config = config_with_models({"coco": {"weights": "coco.pt"}}, [{"kind": "zone_intrusion", "id": "z", "zone": "lawn"}])
+    detector = scripted("coco", {0: "person"}, lambda i: [((0.0, 0.0, 0.5, 1.0), "person", 0.8)])
+    from runner.config.loading import LoadedConfig
+    from pathlib import Path
+
+    pipe = CameraPipeline(LoadedConfig(config, Path("s.yaml"), "0" * 64), config.cameras[0], ScriptedPool(config, {"coco": detector}), None)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    whole = pipe._redetect(image, "Fall", (0.0, 0.0, 1.0, 1.0), pad_frac=0.0)
+    crops = pipe._redetect_many(image, "Fall", [(0.1, 0.1, 0.3, 0.6), (0.5, 0.5, 0.7, 0.9)], rotate_deg=90)
+    assert [len(found) for found in [whole, *crops]] == [0, 0, 0]
+    assert detector.calls == 0

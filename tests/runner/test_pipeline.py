@@ -108,6 +108,7 @@ def test_a_failing_rule_does_not_stop_the_others(tmp_path):
     assert details["rule_id"] == "lawn-intrusion" and details["count"] == 1
     assert "ZeroDivisionError" in details["error"]
     assert len(reg.alerts()) == 1
+    assert pipe.rule_errors == {"lawn-intrusion": 10}  # every frame it raised on, for the run's summary
 
 
 def test_snapshot_failure_keeps_the_alert(tmp_path, monkeypatch):

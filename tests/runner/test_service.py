@@ -117,6 +117,7 @@ def test_replay_stores_one_test_alert_with_provenance(tmp_path):
     summary = runner.run()
 
     assert summary.stop_reason == "sources ended" and summary.frames == {"cam-01": 15} and summary.camera_errors == {}
+    assert summary.rule_errors == {}
     assert set(summary.rule_s) == {"zone_intrusion"} and 0 < summary.rule_s["zone_intrusion"] <= summary.stage_s["rules"]
     assert len(summary.alerts) == 1 and [a.record for a in seen] == [a.record for a in summary.alerts]
     assert seen[0].snapshot_jpeg and summary.alerts[0].snapshot_jpeg is None  # the image is on disk, not in memory
@@ -135,6 +136,21 @@ def test_replay_stores_one_test_alert_with_provenance(tmp_path):
     loaded_event = site.events("config_loaded")[0]["details"]
     assert loaded_event["sha256"] == row["config_sha256"] and loaded_event["mode"] == "replay"
     assert site.register.verify().ok
+
+
+def test_the_summary_counts_the_frames_each_failing_rule_raised_on(tmp_path, monkeypatch):
+    from runner.rules.zone_intrusion import ZoneIntrusionRule
+
+    def raising(self, ctx):
+        if ctx.t_s >= 1.0:
+            raise RuntimeError("a bug in the rule")
+        return []
+
+    monkeypatch.setattr(ZoneIntrusionRule, "update", raising)
+    site = Site(tmp_path, config_dict([INTRUSION]))
+    summary = site.runner(ScriptedDetector(person_from(0)), mode="replay").run()
+    assert summary.frames == {"cam-01": 15}
+    assert summary.rule_errors == {"cam-01/lawn-intrusion": 10}  # 3 s at 5 fps: t = 1.0 .. 2.8 s
 
 
 def test_replay_source_override(tmp_path):
