@@ -137,7 +137,8 @@ class ForegroundModel:
         self.frames = 0
 
     def apply(self, image: np.ndarray, t_s: float) -> np.ndarray:
-        """Boolean foreground mask of `image` downscaled to `width_px`."""
+        """Boolean foreground mask of `image` downscaled to `width_px` (an image that small already, such as
+        `FrameContext.downscaled(width_px)`, is used as it is)."""
         small = small_frame(image, self.width_px)
         mog = self._model.apply(small) == 255
         level = cv2.GaussianBlur(grey(small), (3, 3), 0)
@@ -179,7 +180,8 @@ class FlowField:
         self._previous_t: float | None = None
 
     def update(self, image: np.ndarray, t_s: float) -> np.ndarray | None:
-        """(rows, cols, 2) flow in pixels/second of the small frame, None on the first frame or after a gap."""
+        """(rows, cols, 2) flow in pixels/second of the small frame, None on the first frame or after a gap
+        (`image` is downscaled to `width_px` unless it is that small already)."""
         current = cv2.GaussianBlur(grey(small_frame(image, self.width_px)), (3, 3), 0)
         previous, previous_t = self._previous, self._previous_t
         self._previous, self._previous_t = current, t_s

@@ -185,7 +185,7 @@ class CrowdDensityRule(Rule):
             return None
         if people.any():
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
-        mask = self._foreground.apply(ctx.image, ctx.t_s)
+        mask = self._foreground.apply(ctx.downscaled(self._foreground.width_px), ctx.t_s)
         weights = person_weights(self._scale, mask.shape, aspect=PERSON_ASPECT)
         if weights is None:
             return None  # no perspective yet: no person seen and no person_height_frac

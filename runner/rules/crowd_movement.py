@@ -206,8 +206,8 @@ class CrowdMovementRule(Rule):
             return None
         if people.any():
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
-        foreground = self._foreground.apply(ctx.image, ctx.t_s)
-        flow = self._flow.update(ctx.image, ctx.t_s)
+        foreground = self._foreground.apply(ctx.downscaled(self._foreground.width_px), ctx.t_s)
+        flow = self._flow.update(ctx.downscaled(self._flow.width_px), ctx.t_s)
         if flow is None or not self._scale.ready:
             return None
         rows, cols = flow.shape[:2]

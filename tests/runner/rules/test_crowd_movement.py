@@ -258,3 +258,50 @@ def test_zone_defaults_work_with_kind_and_id_only():
     assert cfg.zone is None and cfg.flow == "off" and cfg.fast_speed_bh_per_s == 1.5 and cfg.min_people == 4
     assert cfg.foreground_coef == 1.0 and cfg.absolute_fast_share == 0.6
     assert h.run(crowd(8, WALK_BH_S), 20.0) == []
+
+
+def test_a_camera_s_crowd_rules_share_one_downscale_per_width_and_frame(monkeypatch):
+    """Density's foreground and movement's foreground (192 px) and flow (160 px) read the frame downscaled
+    once per width, and decide exactly as each rule alone on its own frames."""
+    import runner.rules.base as base
+
+    density_cfg = {"kind": "crowd_density", "id": "d", "zone": "lawn", "max_count": 4, "foreground": True,
+                   "person_height_frac": CROWD_BODY, "sustain_s": 2.0}
+    movement_cfg = rule(flow="on", person_height_frac=CROWD_BODY, **FLOW)
+    start = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
+    speed = surge_at(8.0)
+
+    def play(rules_cfg: list[dict]) -> tuple[list, int]:
+        harnesses = [harness(cfg) for cfg in rules_cfg]
+        calls = 0
+        real = base.small_frame
+
+        def counting(image, width_px):
+            nonlocal calls
+            calls += 1
+            return real(image, width_px)
+
+        monkeypatch.setattr(base, "small_frame", counting)
+        alerts, offset = [], 0.0
+        for i in range(int(12.0 * FPS) + 1):
+            t = i / FPS
+            if i:
+                offset += speed(t) * CROWD_BODY * HEIGHT / FPS
+            detections = detections_from([Obj(k + 1, box_at(0.1 + 0.2 * k, 0.7, CROWD_BODY, 0.08)) for k in range(2)])
+            ctx = None
+            for h in harnesses:
+                ended = h.history.update(detections, t, WIDTH, HEIGHT)
+                ctx = ctx or FrameContext(camera_id="cam-01", t_s=t, frame_index=i, wall_time=start + timedelta(seconds=t),
+                                          width=WIDTH, height=HEIGHT, detections=detections, tracks=h.history,
+                                          ended_track_ids=ended, image=packed_frame(offset))
+                alerts += [(h.rule.config.id, a.t_s) for a in h.rule.update(ctx)]
+        monkeypatch.setattr(base, "small_frame", real)
+        return alerts, calls
+
+    frames = int(12.0 * FPS) + 1
+    together, calls_together = play([density_cfg, movement_cfg])
+    density_alone, _ = play([density_cfg])
+    movement_alone, calls_movement = play([movement_cfg])
+    assert calls_together == calls_movement == 2 * frames  # 192 and 160 px, each once per frame
+    assert sorted(together) == sorted(density_alone + movement_alone)
+    assert {rule_id for rule_id, _ in together} == {"d", "move"}  # both rules did raise
