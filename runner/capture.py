@@ -112,6 +112,8 @@ class VideoSource:
         self.loop = loop
         self.on_event = on_event or (lambda kind, details: None)
         self.opener = opener or partial(open_capture, timeout_s=stall_timeout_s)
+        # An injected opener (tests, other backends) is used for files too; only the default may take PyAV.
+        self._default_opener = opener is None
         self.backoff = backoff or Backoff()
         self.stall_timeout_s = stall_timeout_s
         self.start_wall_time = start_wall_time
@@ -215,7 +217,7 @@ class VideoSource:
     def _open_file_reader(self):
         """PyAV for H.264/HEVC in MP4/MOV/MKV (frames that are neither analysed nor referenced are not
         decoded at all), OpenCV's FFmpeg for the rest (and for an injected opener)."""
-        if self.opener.__class__ is partial and self.opener.func is open_capture:
+        if self._default_opener:
             reader = _SkippingFileReader.open(self.uri, self)
             if reader is not None:
                 return reader

@@ -20,7 +20,7 @@ def test_the_same_frames_pixel_for_pixel_with_fewer_decoded(shared_data, clip):
     if not path.exists():
         pytest.skip(f"{clip} absent from the shared data")
     skipping = VideoSource("cam", str(path), 5.0)
-    reference = opencv_reader(VideoSource("cam", str(path), 5.0))
+    reference = opencv_reader("cam", str(path), 5.0)
     got, expected = collect(skipping), collect(reference)
     assert [(f.index, f.t_s) for f in got] == [(f.index, f.t_s) for f in expected] and len(got) > 20
     assert all((a.image == b.image).all() for a, b in zip(got, expected))

@@ -94,18 +94,18 @@ def make_h264(path, n_frames: int, fps: int = 25, size=(160, 96), bframes: int =
     return path
 
 
-def opencv_reader(source: VideoSource) -> VideoSource:
+def opencv_reader(camera_id: str, uri: str, process_fps: float, **options) -> VideoSource:
+    """A source reading with OpenCV: an injected opener is used for files too (PyAV only for the default)."""
     from runner.capture import open_capture
 
-    source.opener = lambda uri, stream: open_capture(uri, stream)  # an injected opener: OpenCV's reader
-    return source
+    return VideoSource(camera_id, uri, process_fps, opener=lambda uri, stream: open_capture(uri, stream), **options)
 
 
 @pytest.mark.parametrize(("fps", "process_fps"), [(25, 5), (30, 7), (25, 25), (60, 5)])
 def test_h264_files_skip_unreferenced_frames_and_analyse_what_opencv_analyses(tmp_path, fps, process_fps):
     clip = make_h264(tmp_path / "clip.mp4", 80, fps=fps)
     skipping = VideoSource("cam-01", str(clip), process_fps)
-    reference = opencv_reader(VideoSource("cam-01", str(clip), process_fps))
+    reference = opencv_reader("cam-01", str(clip), process_fps)
     got, expected = collect(skipping), collect(reference)
     assert [(f.index, f.t_s) for f in got] == [(f.index, f.t_s) for f in expected] and len(got) > 1
     assert all(np.array_equal(a.image, b.image) for a, b in zip(got, expected))  # the same pixels
@@ -119,7 +119,7 @@ def test_h264_files_skip_unreferenced_frames_and_analyse_what_opencv_analyses(tm
 def test_an_h264_file_loops_with_the_frame_numbers_and_times_opencv_gives(tmp_path):
     clip = make_h264(tmp_path / "clip.mp4", 23, fps=10)
     got = collect(VideoSource("cam-01", str(clip), 5, loop=True), n=30)
-    expected = collect(opencv_reader(VideoSource("cam-01", str(clip), 5, loop=True)), n=30)
+    expected = collect(opencv_reader("cam-01", str(clip), 5, loop=True), n=30)
     assert [(f.index, round(f.t_s, 6)) for f in got] == [(f.index, round(f.t_s, 6)) for f in expected]
     assert got[12].index == 23 and got[12].t_s == pytest.approx(2.3)  # second loop: numbers and times go on
 
@@ -134,7 +134,7 @@ def test_a_truncated_h264_file_gives_the_frames_before_the_cut(tmp_path):
     frames = collect(source)
     assert events == ["source_ended"] and 5 <= len(frames) < 20
     assert [f.index for f in frames] == list(range(0, 5 * len(frames), 5))
-    reference = collect(opencv_reader(VideoSource("cam-01", str(cut), 5)))
+    reference = collect(opencv_reader("cam-01", str(cut), 5))
     assert [f.index for f in frames] == [f.index for f in reference][: len(frames)]
 
 
