@@ -644,3 +644,42 @@ def test_an_on_demand_model_runs_only_when_a_rule_asks():
     assert fall.calls == 0 and person.calls == 5
     found = pipe._redetect(image, "Fall", (0.0, 0.0, 1.0, 1.0), pad_frac=0.0)
     assert fall.calls == 1 and list(found.data["class_name"]) == ["Fall"]
+
+
+def test_a_person_lost_while_lying_is_searched_for_without_a_fall_model(tmp_path):
+    """The default `fall_labels` on a site with no fall model (the usual one): the search for a person who
+    vanished lying down re-detects on crops, its fall-model cue finds nothing, and the rule never fails."""
+    config = site_config([rule_dict()])
+    assert config.cameras[0].rules[0].fall_labels == ["Fall"]
+
+    class PoseOnFrames(ScriptedDetector):
+        """A person lying down for 1.2 s (less than `down_s`: no alert yet), then gone; nobody on the crops."""
+
+        def __init__(self):
+            super().__init__(lambda i: [])
+            self.frames, self.crops = 0, 0
+
+        def detect(self, images, labels=None):
+            out = []
+            for image in images:
+                if image.shape[:2] != (HEIGHT, WIDTH):
+                    self.crops += 1
+                    out.append(detections([]))
+                    continue
+                self.frames += 1
+                found = detections([P(1, "lying_head_left")] if self.frames <= 6 else [])
+                found.tracker_id = None
+                found.data["model"] = np.array(["person"] * len(found), dtype=object)
+                out.append(found)
+            return out
+
+    detector = PoseOnFrames()
+    with Register(tmp_path / "vigie.db") as register:
+        pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0],
+                              _Pool({"person": detector}), register)
+        image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        for i in range(int(8 * FPS)):
+            pipe.process(Frame("cam-01", i, i / FPS, START + timedelta(seconds=i / FPS), image))
+        errors = register.audit_rows(event="rule_error")
+    assert errors == [] and pipe.rule_errors == {}
+    assert detector.crops > 0  # the turned crops around the vanished person were searched
