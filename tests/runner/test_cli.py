@@ -432,3 +432,26 @@ def test_models_verify_loads_the_pose_model(capsys) -> None:
     code, out, err = run(capsys, "models", "verify", DEMO)
     assert code == 0, out + err
     assert out.rstrip().endswith("OK, 1 classes")
+
+
+def test_replay_names_the_rules_that_failed(tmp_path, monkeypatch, capsys):
+    """A rule that raised skipped those frames (its alerts may be missing): the replay says which, and how often."""
+    import runner.service
+    from runner.service import RunSummary
+
+    class FailingRuleRunner:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            return RunSummary(frames={"cam-01": 15}, wall_s=1.0, rule_errors={"cam-01/lawn-intrusion": 10})
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(runner.service, "Runner", FailingRuleRunner)
+    site = write_config(tmp_path / "site.yaml", config_dict([]))
+    assert main(["replay", str(site), "--camera", "cam-01", "--db", str(tmp_path / "vigie.db")]) == 0
+    captured = capsys.readouterr()
+    assert "0 alert(s) on 15 processed frame(s)" in captured.out
+    assert "rule errors (frames skipped): cam-01/lawn-intrusion 10" in captured.err
