@@ -365,7 +365,8 @@ class Runner:
             for thread in threads:
                 thread.join(timeout=5.0)
             if scheduler is not None:
-                scheduler.shutdown(wait=False)
+                # A purge in progress ends before the runner returns: its caller closes the register next.
+                scheduler.shutdown(wait=True)
             self._summarise(pipelines, sources)
             self.summary.wall_s = time.monotonic() - started
             self.register.audit("runner_stopped", ACTOR, None, {

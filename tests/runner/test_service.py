@@ -153,6 +153,32 @@ def test_the_summary_counts_the_frames_each_failing_rule_raised_on(tmp_path, mon
     assert summary.rule_errors == {"cam-01/lawn-intrusion": 10}  # 3 s at 5 fps: t = 1.0 .. 2.8 s
 
 
+def test_the_runner_returns_only_once_a_purge_in_progress_has_ended(tmp_path, monkeypatch):
+    """Its caller closes the register next: a purge still running would fail on a closed database."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    import runner.service as service
+
+    site = Site(tmp_path, config_dict([INTRUSION]))
+    runner = site.runner(ScriptedDetector(person_from(0)), mode="replay", retention=True)
+    purged = threading.Event()
+
+    def slow_purge():  # still running when the runner stops
+        runner._stop.wait(30.0)
+        time.sleep(0.3)
+        purged.set()
+
+    def start_retention(register, retention):
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(slow_purge)  # at once
+        scheduler.start()
+        return scheduler
+
+    monkeypatch.setattr(service, "start_retention", start_retention)
+    assert runner.run().frames == {"cam-01": 15}
+    assert purged.is_set()
+
+
 def test_replay_source_override(tmp_path):
     site = Site(tmp_path, config_dict([INTRUSION], source="absent.avi"), clips={"other.avi": (20, (320, 240))})
     summary = site.runner(ScriptedDetector(person_from(0)), mode="replay", camera_ids=["cam-01"],
