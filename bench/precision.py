@@ -155,6 +155,7 @@ def main() -> int:
         parser.error("--rounds and --clips must be at least 1")
 
     from runner.accelerate import inference_threads
+    from runner.errors import VigieError
     from runner.ov_engine import OpenVinoEngine
 
     data = Path(args.data)
@@ -162,8 +163,12 @@ def main() -> int:
     if not folder.is_dir():
         print(f"model folder not found: {folder}")
         return 1
-    as_given = OpenVinoEngine(folder, 640, inference_threads(), precision="auto")
-    expanded = OpenVinoEngine(folder, 640, inference_threads(), precision="auto")
+    try:
+        as_given = OpenVinoEngine(folder, 640, inference_threads(), precision="auto")
+        expanded = OpenVinoEngine(folder, 640, inference_threads(), precision="auto")
+    except (VigieError, StopIteration) as exc:  # StopIteration: no .xml in the folder
+        print(f"cannot load {folder}: {str(exc) or 'no OpenVINO .xml model in it'}")
+        return 1
     model = expand_quantized(expanded.template)
     if model is None:
         print(f"{folder.name} has no activation quantizer: not an INT8 model")

@@ -96,6 +96,19 @@ def test_agreement_matches_by_class_and_iou():
     assert ious == [pytest.approx(100 / 110)]
 
 
+@pytest.mark.parametrize("content", [None, "metadata"])
+def test_a_folder_that_is_not_an_openvino_model_is_one_line(tmp_path, content):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if content == "metadata":
+        (folder / "metadata.yaml").write_text("task: detect\nnames: {0: person}\n")
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "precision.py"), "--model", str(folder),
+                           "--data", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    reason = f"cannot read {folder / 'metadata.yaml'} (FileNotFoundError)" if content is None else "no OpenVINO .xml model in it"
+    assert done.stdout.splitlines() == [f"cannot load {folder}: {reason}"]
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_the_script_compares_the_shared_int8_model_both_ways(shared_data):
