@@ -39,6 +39,7 @@ import runner._env  # noqa: E402,F401  Ultralytics offline, private settings (be
 
 os.environ.setdefault("VIGIE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
 
+from bench.sites import LEVERS, lever_environment  # noqa: E402
 from runner.cli import positive_int  # noqa: E402
 
 STAGES = ("decode", "detect", "track", "rules", "store")
@@ -66,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--ratio-only", action="store_true", help="skip the capacity run")
     what.add_argument("--capacity-only", action="store_true", help="skip the ratio runs (e.g. on a GPU machine)")
-    parser.add_argument("--without", nargs="+", choices=("openvino", "motion_gate"), default=[], metavar="LEVER",
+    parser.add_argument("--without", nargs="+", choices=LEVERS, default=[], metavar="LEVER",
                         help="switch runner levers off to measure what each buys: openvino (the .pt in PyTorch), "
-                        "motion_gate (detection on every frame)")
+                        "motion_gate (detection on every frame), unpinned_threads (OpenVINO's threads pinned to "
+                        "cores, VIGIE_CPU_PINNING=1)")
     parser.add_argument("--no-quality", action="store_true", help="do not print the quality tables")
     parser.add_argument("--no-latency", action="store_true", help="skip the live-paced latency run")
     parser.add_argument("--worker", choices=("runner", "naive"), help=argparse.SUPPRESS)
@@ -218,7 +220,7 @@ def run_worker(kind: str, job: dict) -> dict:
         job = dict(job, scratch=scratch)
         job_path = Path(scratch) / "job.json"
         job_path.write_text(json.dumps(job))
-        env = dict(os.environ, VIGIE_DEVICE=job["device"])
+        env = dict(os.environ, VIGIE_DEVICE=job["device"], **lever_environment(job.get("without", ())))
         # The worker's own output (Ultralytics logs on stdout) goes to stderr; its result to a file.
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--job", str(job_path)],
                               env=env, cwd=ROOT, stdout=sys.stderr)

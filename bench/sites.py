@@ -251,12 +251,19 @@ def build_site(clips: list[str] | tuple[str, ...], model_key: str, *, process_fp
     return BenchSite(data, ids, notes)
 
 
-LEVERS = ("openvino", "motion_gate")  # runner levers `--without` can switch off
+LEVERS = ("openvino", "motion_gate", "unpinned_threads")  # runner levers `--without` can switch off
+
+
+def lever_environment(levers: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Environment variables of the levers that are process settings rather than site config:
+    `unpinned_threads` pins the OpenVINO stream threads to cores again (`runner.ov_engine.cpu_pinning`)."""
+    return {"VIGIE_CPU_PINNING": "1"} if "unpinned_threads" in levers else {}
 
 
 def without_levers(site: BenchSite, levers: list[str] | tuple[str, ...]) -> BenchSite:
     """The same site with levers switched off, to measure what each buys: `openvino` runs the
-    weights as given in PyTorch (`runtime: torch`), `motion_gate` detects on every frame."""
+    weights as given in PyTorch (`runtime: torch`), `motion_gate` detects on every frame
+    (`unpinned_threads` is not in the site: see `lever_environment`)."""
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
         raise ValueError(f"unknown lever(s) {', '.join(unknown)} (known: {', '.join(LEVERS)})")

@@ -17,6 +17,8 @@ Here:
 - `start_predict` starts the requests and returns what waits for them: a request gives its slots back
   when it ends (completion callback), so the detector thread starts the next round's frames while the
   last requests of this round run, instead of one core idling at the end of every round;
+- stream threads are not pinned to cores (`cpu_pinning`): every compiled model pins its streams to the
+  same cores, so two requests of different shapes in flight often shared one core while the other idled;
 - a new shape is compiled (about half a second) outside the lock and before any slot is taken: the
   other callers' requests go on meanwhile;
 - `predict(imgsz=)` runs a call at another input size (the density rule's enlarged zone, see
@@ -30,6 +32,7 @@ Here:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,6 +54,7 @@ REQUESTS_KEPT = 16  # idle infer requests kept per compiled model: a round of fr
 MAX_COMPILED_SHAPES = 8  # compiled models kept (per mode); a site has a handful of camera resolutions
 PAD_VALUE = 114
 SUPPORTED_TASKS = ("detect", "pose")
+PINNING_ENV = "VIGIE_CPU_PINNING"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,21 @@ class Prediction:
     confidence: np.ndarray  # (N,) float32
     class_id: np.ndarray  # (N,) int64
     keypoints: np.ndarray | None = None  # (N, K, 3) float32 for pose models
+
+
+def cpu_pinning() -> bool:
+    """Whether compiled models pin their stream threads to cores: `$VIGIE_CPU_PINNING` (1 or 0), default no.
+
+    OpenVINO pins stream i of every compiled model to core i, and a site has one compiled model per frame
+    shape: two requests of different shapes in flight then land on the same core half the time while the
+    other core idles (rounds of 8 frames of 4 shapes kept 2 cores 72-76 % busy pinned, 90-92 % unpinned).
+    Unpinned, the OS puts them on free cores. Pinning may pay on a large machine with one frame shape;
+    `bench/perf.py --without unpinned_threads` measures it.
+    """
+    value = os.environ.get(PINNING_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ModelError(f"{PINNING_ENV} must be 1 (pin inference threads to cores) or 0, got '{value}'")
+    return value == "1"
 
 
 def read_metadata(folder: Path) -> dict:
@@ -300,6 +319,7 @@ class OpenVinoEngine:
         self.keypoint_shape = (int(kpt[0]), int(kpt[1])) if self.task == "pose" and kpt else None
         self.imgsz = imgsz
         self.threads = threads
+        self.pinning = cpu_pinning()
         self.core = ov.Core()
         xml = next(self.folder.glob("*.xml"))
         self.template = self.core.read_model(str(xml), str(xml.with_suffix(".bin")))
@@ -338,6 +358,7 @@ class OpenVinoEngine:
             config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.threads, "INFERENCE_NUM_THREADS": self.threads}
         else:
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        config["ENABLE_CPU_PINNING"] = self.pinning
         compiled = self.core.compile_model(model, "CPU", {**config, **self.base_config})
         streams = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
         log.debug("OpenVINO %s compiled for %dx%d (%s)", self.folder.name, input_w, input_h, mode)

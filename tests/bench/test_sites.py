@@ -6,7 +6,7 @@ import pytest
 
 from bench.sites import (
     CAPACITY_CLIPS, EVAL_SITES, QUICK_RATIO_CLIPS, RATIO_CLIPS, build_site, camera_id_for, capacity_clips, catalogue,
-    without_levers, write_site,
+    lever_environment, without_levers, write_site,
 )
 from runner.config.loading import load_config
 
@@ -60,6 +60,19 @@ def test_levers_switched_off_reach_the_loaded_config(tmp_path):
     assert site.data["models"]["person"].get("runtime") is None  # the original is left as it was
     with pytest.raises(ValueError, match="unknown lever.*batching"):
         without_levers(site, ["batching"])
+
+
+def test_unpinned_threads_is_switched_off_in_the_worker_environment_not_the_site(tmp_path, monkeypatch):
+    from runner.ov_engine import cpu_pinning
+
+    site = build_site(QUICK_RATIO_CLIPS, "pose")
+    assert without_levers(site, ["unpinned_threads"]).data == site.data
+    assert lever_environment(["openvino", "motion_gate"]) == {}
+    monkeypatch.delenv("VIGIE_CPU_PINNING", raising=False)
+    assert not cpu_pinning()
+    for name, value in lever_environment(["unpinned_threads"]).items():
+        monkeypatch.setenv(name, value)
+    assert cpu_pinning()
 
 
 def test_a_camera_without_any_servable_rule_is_left_out():

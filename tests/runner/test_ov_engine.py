@@ -7,7 +7,10 @@ agree; what the engine cannot run goes back to the predictor. Tiny untrained wei
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -170,7 +173,6 @@ def test_several_frames_in_parallel_requests_find_what_one_frame_finds(dynamic_e
 def test_two_threads_share_the_engine_and_find_what_each_finds_alone(dynamic_export):
     """The detector thread's round and a rule's re-detection on the analysis thread run at once: their
     requests interleave (never more than `threads` single-core slots) and each gets its own results."""
-    import threading
 
     engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
     frames = vtest_frames(3)
@@ -226,7 +228,6 @@ def test_a_failing_request_gives_its_slots_back(dynamic_export, monkeypatch):
 def test_compiling_a_new_shape_holds_neither_the_slots_nor_the_other_callers(dynamic_export, monkeypatch):
     """A rule's first enlarged pass compiles a new shape (about a second on the real model): meanwhile the
     detector thread's frames of an already compiled shape still run, and the new shape is compiled once."""
-    import threading
 
     engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
     frames = vtest_frames(2)
@@ -257,6 +258,59 @@ def test_compiling_a_new_shape_holds_neither_the_slots_nor_the_other_callers(dyn
     assert len(enlarged) == 1 and len(compiled_shapes) == 1 and compiled_shapes[0][2] == "latency"
     engine.predict(frames[:1], conf=0.5, imgsz=2 * IMGSZ)
     assert len(compiled_shapes) == 1 and engine._slots.free == 2
+
+
+def _single_core_threads_while(engine: OpenVinoEngine, rounds_of: list[np.ndarray], stop_when_seen: bool,
+                               max_s: float) -> set[tuple[int, str]]:
+    """Threads of this process (id, name) seen bound to one core while the engine runs rounds of `rounds_of`."""
+    seen: set[tuple[int, str]] = set()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    if len(os.sched_getaffinity(int(task))) == 1:
+                        seen.add((int(task), Path(f"/proc/self/task/{task}/comm").read_text().strip()))
+                except OSError:  # the thread ended meanwhile
+                    pass
+            time.sleep(0.0005)
+
+    engine.predict(rounds_of, conf=0.5)  # compiled first: compiling may pin its own threads for a while
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    deadline = time.monotonic() + max_s
+    try:
+        while time.monotonic() < deadline and not (stop_when_seen and seen):
+            engine.predict(rounds_of, conf=0.5)
+    finally:
+        done.set()
+        sampler.join()
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs thread affinities (Linux) and two cores")
+def test_inference_threads_float_across_cores_unless_pinning_is_asked(dynamic_export, monkeypatch):
+    """Every compiled model (one per frame shape) would pin its stream i to core i: two requests of
+    different shapes in flight then often share one core while the other idles. Unpinned by default;
+    VIGIE_CPU_PINNING=1 gives OpenVINO's pinning back (and shows this sampler sees it)."""
+    frames = vtest_frames(1)
+    two_shapes = [frames[0], cv2.resize(frames[0], (640, 360))] * 2  # 320x256 and 320x192 inputs
+    monkeypatch.delenv(ov_engine.PINNING_ENV, raising=False)
+    floating = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    assert _single_core_threads_while(floating, two_shapes, stop_when_seen=False, max_s=1.5) == set()
+    assert len(floating._compiled) == 2
+
+    monkeypatch.setenv(ov_engine.PINNING_ENV, "1")
+    pinned = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    assert _single_core_threads_while(pinned, two_shapes, stop_when_seen=True, max_s=20.0)
+
+
+def test_a_bad_pinning_setting_is_one_line_naming_it(dynamic_export, monkeypatch):
+    monkeypatch.setenv(ov_engine.PINNING_ENV, "yes")
+    with pytest.raises(ModelError, match="^VIGIE_CPU_PINNING must be 1 .* or 0, got 'yes'$"):
+        OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
 
 
 def test_crops_of_any_shape_share_one_square_input(dynamic_export):
