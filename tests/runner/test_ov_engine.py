@@ -262,13 +262,18 @@ def test_compiling_a_new_shape_holds_neither_the_slots_nor_the_other_callers(dyn
 
 def _single_core_threads_while(engine: OpenVinoEngine, rounds_of: list[np.ndarray], stop_when_seen: bool,
                                max_s: float) -> set[tuple[int, str]]:
-    """Threads of this process (id, name) seen bound to one core while the engine runs rounds of `rounds_of`."""
+    """The engine's threads (id, name) seen bound to one core while it runs rounds of `rounds_of`: only
+    threads started by its first call are watched, not those of models other tests left in this process."""
+    before = set(os.listdir("/proc/self/task"))
+    engine.predict(rounds_of, conf=0.5)  # compiled first: compiling may pin its own threads for a while
+    watched = set(os.listdir("/proc/self/task")) - before
+    assert watched, "the engine started no thread"
     seen: set[tuple[int, str]] = set()
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            for task in os.listdir("/proc/self/task"):
+            for task in watched:
                 try:
                     if len(os.sched_getaffinity(int(task))) == 1:
                         seen.add((int(task), Path(f"/proc/self/task/{task}/comm").read_text().strip()))
@@ -276,7 +281,6 @@ def _single_core_threads_while(engine: OpenVinoEngine, rounds_of: list[np.ndarra
                     pass
             time.sleep(0.0005)
 
-    engine.predict(rounds_of, conf=0.5)  # compiled first: compiling may pin its own threads for a while
     sampler = threading.Thread(target=sample)
     sampler.start()
     deadline = time.monotonic() + max_s
