@@ -191,7 +191,6 @@ def naive_worker(job: dict) -> dict:
     from bench.sites import build_site, write_site
     from runner.config.loading import expand_env
     from runner.capture import resolve_source
-    from runner.config.loading import expand_env
     from runner.modelref import resolve_weights
 
     scratch = Path(job["scratch"])
