@@ -304,8 +304,11 @@ def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: 
         folder, how = runtime.path, "OpenVINO engine, cached export"
     if not ov_engine.supports(folder, spec.task):
         return None
+    # Settings read before the fallback below: a bad one is the user's to fix, said in one line, not a silent
+    # switch to the slower predictor.
+    threads, pinning = inference_threads(), ov_engine.cpu_pinning()
     try:
-        engine = ov_engine.OpenVinoEngine(folder, spec.imgsz, inference_threads(), spec.openvino_precision)
+        engine = ov_engine.OpenVinoEngine(folder, spec.imgsz, threads, spec.openvino_precision, pinning=pinning)
         engine.check()
     except Exception as exc:  # the predictor can still run it: say why once
         log.warning("model %s: OpenVINO engine unavailable (%s: %s); using Ultralytics' predictor",

@@ -302,7 +302,7 @@ class _Started:
 class OpenVinoEngine:
     """Runs one exported YOLO detect/pose OpenVINO folder on the CPU; thread-safe."""
 
-    def __init__(self, folder: Path, imgsz: int, threads: int, precision: str = "auto"):
+    def __init__(self, folder: Path, imgsz: int, threads: int, precision: str = "auto", pinning: bool | None = None):
         import openvino as ov
 
         self.folder = Path(folder)
@@ -319,7 +319,7 @@ class OpenVinoEngine:
         self.keypoint_shape = (int(kpt[0]), int(kpt[1])) if self.task == "pose" and kpt else None
         self.imgsz = imgsz
         self.threads = threads
-        self.pinning = cpu_pinning()
+        self.pinning = cpu_pinning() if pinning is None else pinning  # None: from the environment
         self.core = ov.Core()
         xml = next(self.folder.glob("*.xml"))
         self.template = self.core.read_model(str(xml), str(xml.with_suffix(".bin")))

@@ -311,10 +311,15 @@ def test_inference_threads_float_across_cores_unless_pinning_is_asked(dynamic_ex
     assert _single_core_threads_while(pinned, two_shapes, stop_when_seen=True, max_s=20.0)
 
 
-def test_a_bad_pinning_setting_is_one_line_naming_it(dynamic_export, monkeypatch):
+def test_a_bad_pinning_setting_is_one_line_naming_it_not_a_fallback_to_the_predictor(dynamic_export, monkeypatch):
     monkeypatch.setenv(ov_engine.PINNING_ENV, "yes")
     with pytest.raises(ModelError, match="^VIGIE_CPU_PINNING must be 1 .* or 0, got 'yes'$"):
         OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    spec = ModelSpec(weights=str(dynamic_export), imgsz=IMGSZ, task="detect")
+    with pytest.raises(ModelError, match="^VIGIE_CPU_PINNING must be"):  # the engine's fallback does not hide it
+        load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
+    monkeypatch.setenv(ov_engine.PINNING_ENV, "0")
+    assert not load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent)).model.pinning
 
 
 def test_crops_of_any_shape_share_one_square_input(dynamic_export):
