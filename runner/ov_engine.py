@@ -72,7 +72,7 @@ def cpu_pinning() -> bool:
 
     OpenVINO pins stream i of every compiled model to core i, and a site has one compiled model per frame
     shape: two requests of different shapes in flight can then both run on one core while the other core
-    idles (rounds of 8 frames of 4 shapes kept 2 cores 72-76 % busy pinned, 90-92 % unpinned).
+    idles (rounds of 8 frames of 4 shapes kept 2 cores 69-77 % busy pinned, 89-92 % unpinned).
     Unpinned, the OS puts them on free cores. Pinning may pay on a large machine with one frame shape;
     `bench/perf.py --without unpinned_threads` measures it.
     """
