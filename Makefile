@@ -13,7 +13,7 @@ CHROMIUM := /usr/bin/chromium
 GST_RTSP_SERVER := /usr/lib/$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')/girepository-1.0/GstRtspServer-1.0.typelib
 GST_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Ultralytics offline and with a private settings folder (see runner/_env.py for the same defaults).
+# Ultralytics offline and with a private settings folder (see runner/core/env.py for the same defaults).
 export YOLO_OFFLINE ?= 1
 export YOLO_AUTOINSTALL ?= false
 export YOLO_CONFIG_DIR ?= $(CURDIR)/var/ultralytics

@@ -11,8 +11,15 @@ import os
 import threading
 from collections import Counter
 
-GROUPS = ("inference workers", "analysis thread", "detector thread", "decoders (FFmpeg)", "capture threads",
-          "alert writer", "other")
+GROUPS = (
+    "inference workers",
+    "analysis thread",
+    "detector thread",
+    "decoders (FFmpeg)",
+    "capture threads",
+    "alert writer",
+    "other",
+)
 
 
 def group_of(native_name: str, python_name: str | None, is_main: bool) -> str:
@@ -20,7 +27,11 @@ def group_of(native_name: str, python_name: str | None, is_main: bool) -> str:
     if is_main:
         return "analysis thread"
     if python_name is not None:
-        for prefix, group in (("detect", "detector thread"), ("capture-", "capture threads"), ("alert-writer", "alert writer")):
+        for prefix, group in (
+            ("detect", "detector thread"),
+            ("capture-", "capture threads"),
+            ("alert-writer", "alert writer"),
+        ):
             if python_name.startswith(prefix):
                 return group
         return "other"
@@ -42,7 +53,7 @@ def _cpu_s(tid: str) -> tuple[str, float] | None:
 
 class ThreadCpuSampler:
     """Samples every thread's CPU time in the background while in its `with` block; `groups()` sums, per
-group, what each thread used since the block began."""
+    group, what each thread used since the block began."""
 
     def __init__(self, every_s: float = 0.25):
         self.every_s = every_s

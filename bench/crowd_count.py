@@ -7,7 +7,7 @@ for each method its count and its error (count - truth, and as a share of the tr
 
 - `det640`: the COCO YOLO11n INT8 OpenVINO person model on the whole image at 640 px;
 - `enlarged xS`: the same model on the whole image enlarged S times in one inference, merged with the
-  full-frame pass (`runner.tiling` with `tile_pass: enlarged`, what the crowd_density rule runs by default;
+  full-frame pass (`runner.inference.tiling` with `tile_pass: enlarged`, what the crowd_density rule runs by default;
   the tiles below instead where that input would be longer than 3840 px, as in the rule);
 - `tiled xS`: the same model on overlapping 640 px tiles enlarged S times, merged likewise
   (`tile_pass: grid`).
@@ -46,11 +46,11 @@ def main() -> int:
     import numpy as np
 
     from runner.config.site import ModelSpec
-    from runner.detect import load_detector
-    from runner.modelref import resolve_weights
-    from runner.crops import boxes_to_frame, make_crop
-    from runner.pipeline import enlarged_side_px
-    from runner.tiling import TileSettings, crop_detector, tiled_detect
+    from runner.inference.crops import boxes_to_frame, make_crop
+    from runner.inference.detector import load_detector
+    from runner.inference.modelref import resolve_weights
+    from runner.inference.tiling import TileSettings, crop_detector, tiled_detect
+    from runner.pipeline.camera import enlarged_side_px
 
     data = Path(args.data)
     weights = data / "models" / "yolo11n_int8_openvino_model"
@@ -65,6 +65,7 @@ def main() -> int:
 
     def enlarged(image):
         """The pipeline's `redetect_enlarged` on an image held in memory: None where it would not run."""
+
         def detect(region, scale, max_side_px):
             crop = make_crop(image, region, pad_frac=0.0)
             side_px = enlarged_side_px(crop.image.shape[:2], scale) if crop is not None else 0
@@ -74,6 +75,7 @@ def main() -> int:
             if len(found):
                 found.xyxy = boxes_to_frame(found.xyxy, crop)
             return found
+
         return detect
 
     passes = [(f"{kind} x{s:g}", s, kind == "enlarged") for s in args.scales for kind in ("enlarged", "tiled")]
@@ -95,10 +97,16 @@ def main() -> int:
         timings["det640"].append(time.perf_counter() - start)
         counts = {"det640": len(full)}
         for method, scale, one_pass in passes:
+
             def count_pass():
-                return tiled_detect(crop_detector(run, image), (width, height), full_frame=full,
-                                    settings=TileSettings(scale=scale, enlarged=one_pass),
-                                    detect_enlarged=enlarged(image) if one_pass else None)[0]
+                return tiled_detect(
+                    crop_detector(run, image),
+                    (width, height),
+                    full_frame=full,
+                    settings=TileSettings(scale=scale, enlarged=one_pass),
+                    detect_enlarged=enlarged(image) if one_pass else None,
+                )[0]
+
             count_pass()
             start = time.perf_counter()
             counts[method] = len(count_pass())

@@ -81,8 +81,9 @@ def naive_clip(camera: Camera, path: str) -> NaiveClip:
 def pixel_zones(polygons, width: int, height: int) -> list[sv.PolygonZone]:
     scale = np.array([width, height], dtype=float)
     return [
-        sv.PolygonZone(np.round(np.array(p, dtype=float) * scale).astype(np.int64),
-                       triggering_anchors=(sv.Position.BOTTOM_CENTER,))
+        sv.PolygonZone(
+            np.round(np.array(p, dtype=float) * scale).astype(np.int64), triggering_anchors=(sv.Position.BOTTOM_CENTER,)
+        )
         for p in polygons
     ]
 
@@ -116,8 +117,17 @@ def run_naive(model, clips: list[NaiveClip], *, imgsz: int, conf: float, device:
         zones = pixel_zones(clip.polygons, width, height)
         classes = sorted(i for i, n in names.items() if n in clip.labels) or None
         frames = 0
-        for output in model.track(source=clip.path, stream=True, vid_stride=clip.stride, imgsz=imgsz, conf=conf,
-                                  classes=classes, device=device, persist=True, verbose=False):
+        for output in model.track(
+            source=clip.path,
+            stream=True,
+            vid_stride=clip.stride,
+            imgsz=imgsz,
+            conf=conf,
+            classes=classes,
+            device=device,
+            persist=True,
+            verbose=False,
+        ):
             detections = sv.Detections.from_ultralytics(output)
             result.in_zone += sum(int(zone.trigger(detections).sum()) for zone in zones)
             frames += 1

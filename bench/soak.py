@@ -25,17 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("VIGIE_VAR_DIR", str(ROOT / "var"))
-import runner._env  # noqa: E402,F401  Ultralytics offline, private settings (before any ultralytics import)
+import runner.core.env  # noqa: E402,F401  Ultralytics offline, private settings (before any ultralytics import)
 
 os.environ.setdefault("VIGIE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
 
 GROWTH_TARGET_PCT = 5.0
 # Four cameras with crowd, abandoned-object, wrong-way and person rules: a light load at 5 fps each.
 SOAK_CLIPS = {
-    "coco": ("crowd_drishti_stampede_cctv.mp4", "abandoned_ilids_avss2007_platform_suitcase_trim26s.mp4",
-             "traffic_bgslibrary_video02_highway_cctv.avi", "opencv_vtest_pets_pedestrians.avi"),
-    "pose": ("crowd_drishti_stampede_cctv.mp4", "fall_eikesan_video_sit_then_fall_room.mp4",
-             "ped_pc_example02_plaza_topdown.mp4", "opencv_vtest_pets_pedestrians.avi"),
+    "coco": (
+        "crowd_drishti_stampede_cctv.mp4",
+        "abandoned_ilids_avss2007_platform_suitcase_trim26s.mp4",
+        "traffic_bgslibrary_video02_highway_cctv.avi",
+        "opencv_vtest_pets_pedestrians.avi",
+    ),
+    "pose": (
+        "crowd_drishti_stampede_cctv.mp4",
+        "fall_eikesan_video_sit_then_fall_room.mp4",
+        "ped_pc_example02_plaza_topdown.mp4",
+        "opencv_vtest_pets_pedestrians.avi",
+    ),
 }
 
 
@@ -43,10 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=3600.0, help="how long to run (default 3600)")
     parser.add_argument("--every-s", type=float, default=60.0, help="RSS printed every this many seconds (default 60)")
-    parser.add_argument("--baseline-s", type=float, default=600.0,
-                        help="length of the first and last windows compared (default 600; a third of the run at most)")
-    parser.add_argument("--model", choices=("pose", "coco"), default="coco", help="detector of every camera (default coco)")
-    parser.add_argument("--clips", nargs="+", default=None, help="clip file names (default: four clips of the model's set)")
+    parser.add_argument(
+        "--baseline-s",
+        type=float,
+        default=600.0,
+        help="length of the first and last windows compared (default 600; a third of the run at most)",
+    )
+    parser.add_argument(
+        "--model", choices=("pose", "coco"), default="coco", help="detector of every camera (default coco)"
+    )
+    parser.add_argument(
+        "--clips", nargs="+", default=None, help="clip file names (default: four clips of the model's set)"
+    )
     parser.add_argument("--db", default=None, help="register (default: a temporary one, deleted at the end)")
     return parser
 
@@ -79,9 +95,9 @@ def soak(args) -> int:
 
     from bench.perf import latency_line
     from bench.sites import BENCH_PROCESS_FPS, build_site, write_site
-    from runner.detect import ModelPool
-    from runner.service import Runner, RunOptions
-    from runner.store import Register
+    from runner.inference.detector import ModelPool
+    from runner.register.store import Register
+    from runner.service.runner import Runner, RunOptions
 
     clips = args.clips or SOAK_CLIPS[args.model]
     window_s = min(args.baseline_s, args.duration_s / 3.0)
@@ -95,8 +111,11 @@ def soak(args) -> int:
             runner = Runner(loaded, register, RunOptions(mode="live", realtime=True), pool=pool)
             outcome: dict = {}
             thread = threading.Thread(target=lambda: outcome.setdefault("summary", runner.run()), name="soak-runner")
-            print(f"soak: {len(site.clips)} looping cameras, model {args.model}, {args.duration_s:g} s, "
-                  f"RSS every {args.every_s:g} s; windows compared: {window_s:g} s", flush=True)
+            print(
+                f"soak: {len(site.clips)} looping cameras, model {args.model}, {args.duration_s:g} s, "
+                f"RSS every {args.every_s:g} s; windows compared: {window_s:g} s",
+                flush=True,
+            )
             for note in site.notes:
                 print(f"note: {note}")
             started = time.monotonic()
@@ -105,7 +124,10 @@ def soak(args) -> int:
             while thread.is_alive():
                 elapsed = time.monotonic() - started
                 samples.append((elapsed, rss_mb()))
-                print(f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={runner.summary.alerts_total}", flush=True)
+                print(
+                    f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={runner.summary.alerts_total}",
+                    flush=True,
+                )
                 if elapsed >= args.duration_s:
                     break
                 thread.join(timeout=min(args.every_s, max(0.0, args.duration_s - elapsed)))
@@ -117,13 +139,17 @@ def soak(args) -> int:
     base, final, growth = growth_pct(samples, window_s)
     frames = sum(summary.frames.values())
     wanted = len(site.clips) * BENCH_PROCESS_FPS * summary.wall_s
-    print(f"processed {frames} frames in {summary.wall_s:.0f} s ({frames / max(summary.wall_s, 1e-9):.1f} fps; "
-          f"~{wanted:.0f} at {BENCH_PROCESS_FPS:g} fps per camera: fewer means the machine could not keep up), "
-          f"{summary.alerts_total} alerts, stop: {summary.stop_reason}")
+    print(
+        f"processed {frames} frames in {summary.wall_s:.0f} s ({frames / max(summary.wall_s, 1e-9):.1f} fps; "
+        f"~{wanted:.0f} at {BENCH_PROCESS_FPS:g} fps per camera: fewer means the machine could not keep up), "
+        f"{summary.alerts_total} alerts, stop: {summary.stop_reason}"
+    )
     print(latency_line(getattr(summary, "alert_latency_s", None)))
     verdict = "within" if growth < GROWTH_TARGET_PCT else "ABOVE"
-    print(f"RSS peak first {window_s:g} s: {base:.1f} MB; last {window_s:g} s: {final:.1f} MB; "
-          f"growth {growth:+.1f} % ({verdict} the {GROWTH_TARGET_PCT:g} % target)")
+    print(
+        f"RSS peak first {window_s:g} s: {base:.1f} MB; last {window_s:g} s: {final:.1f} MB; "
+        f"growth {growth:+.1f} % ({verdict} the {GROWTH_TARGET_PCT:g} % target)"
+    )
     print(f"rss_growth_pct: {growth:.1f}")
     return 0
 
@@ -134,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         print("soak: --duration-s, --every-s and --baseline-s must be positive", file=sys.stderr)
         return 2
     if not (Path(os.environ["VIGIE_SHARED_DATA"]) / "clips").is_dir():
-        print(f"soak: evaluation clips not found under {os.environ['VIGIE_SHARED_DATA']} (set VIGIE_SHARED_DATA)",
-              file=sys.stderr)
+        print(
+            f"soak: evaluation clips not found under {os.environ['VIGIE_SHARED_DATA']} (set VIGIE_SHARED_DATA)",
+            file=sys.stderr,
+        )
         return 2
     try:
         return soak(args)

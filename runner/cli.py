@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner import __version__
-from runner.alerts import FOLLOW_UPS, REJECT_REASONS
-from runner.errors import ConfigError, SourceError, UsageError, VigieError
+from runner.core.alerts import FOLLOW_UPS, REJECT_REASONS
+from runner.core.errors import ConfigError, SourceError, UsageError, VigieError
 
 log = logging.getLogger("vigie")
 
@@ -27,15 +27,23 @@ def _with_identity(p: argparse.ArgumentParser, user_required: bool = False) -> a
     if user_required:  # a decision names its operator explicitly, never from the environment
         p.add_argument("--user", "--operator", dest="user", required=True, help="identity of the authorised operator")
     else:
-        p.add_argument("--user", "--operator", dest="user", default=os.environ.get("VIGIE_USER") or os.environ.get("VIGIE_OPERATOR"),
-                       help="your identity (default $VIGIE_USER)")
-    p.add_argument("--role", default=os.environ.get("VIGIE_ROLE"),
-                   help="role you act in: operator, analyst, design or runner (default $VIGIE_ROLE)")
+        p.add_argument(
+            "--user",
+            "--operator",
+            dest="user",
+            default=os.environ.get("VIGIE_USER") or os.environ.get("VIGIE_OPERATOR"),
+            help="your identity (default $VIGIE_USER)",
+        )
+    p.add_argument(
+        "--role",
+        default=os.environ.get("VIGIE_ROLE"),
+        help="role you act in: operator, analyst, design or runner (default $VIGIE_ROLE)",
+    )
     return p
 
 
 def _principal(args, what: str):
-    from runner.access import Principal
+    from runner.core.access import Principal
 
     if not args.user or not args.user.strip():
         raise UsageError(f"--user is required (or set VIGIE_USER): every {what} is attributed")
@@ -61,9 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_db(sub.add_parser("run", help="run the service on every enabled camera (SIGTERM stops cleanly)"))
     p.add_argument("config")
     p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
-    p.add_argument("--fast", action="store_true", help="read file sources as fast as possible instead of at their frame rate")
+    p.add_argument(
+        "--fast", action="store_true", help="read file sources as fast as possible instead of at their frame rate"
+    )
 
-    p = with_db(sub.add_parser("replay", help="process a recorded clip through one camera's config, as fast as possible"))
+    p = with_db(
+        sub.add_parser("replay", help="process a recorded clip through one camera's config, as fast as possible")
+    )
     p.add_argument("config")
     p.add_argument("--camera", required=True, help="camera whose zones and rules apply")
     p.add_argument("--source", help="clip to replay (default: the camera's source)")
@@ -71,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="replay labelled clips through evaluation sites and score each event kind")
     p.add_argument("sites", nargs="+", help="evaluation site configs (e.g. zones/eval*/site.yaml)")
-    p.add_argument("--labels", default=None,
-                   help="events CSV (default: $VIGIE_SHARED_DATA/labels/events.csv)")
+    p.add_argument("--labels", default=None, help="events CSV (default: $VIGIE_SHARED_DATA/labels/events.csv)")
     p.add_argument("--extra-labels", action="append", default=[], help="more label CSVs of the same format")
     p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
     p.add_argument("--tolerance-s", type=float, default=1.0, help="slack around labelled windows (default 1 s)")
@@ -91,18 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("alert_id", type=positive_int)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--confirm", action="store_true", help="the event is real")
-    group.add_argument("--reject", choices=REJECT_REASONS, metavar="REASON", help=f"false alert: {', '.join(REJECT_REASONS)}")
+    group.add_argument(
+        "--reject", choices=REJECT_REASONS, metavar="REASON", help=f"false alert: {', '.join(REJECT_REASONS)}"
+    )
     p.add_argument("--follow-up", required=True, choices=FOLLOW_UPS, help=f"one of {', '.join(FOLLOW_UPS)}")
     _with_identity(p, user_required=True)
     p.add_argument("--note", default=None)
 
     for name in ("pause", "resume"):
-        p = with_db(sub.add_parser(name, help=f"{name} analysis of one camera or of everything (honoured within a second)"))
+        p = with_db(
+            sub.add_parser(name, help=f"{name} analysis of one camera or of everything (honoured within a second)")
+        )
         p.add_argument("--camera", help="camera id (default: every camera)")
         _with_identity(p)
 
-    p = _with_identity(with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits; runner role)")))
-    p.add_argument("--config", help="site config whose retention applies (default: the last one run, else the legal caps)")
+    p = _with_identity(
+        with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits; runner role)"))
+    )
+    p.add_argument(
+        "--config", help="site config whose retention applies (default: the last one run, else the legal caps)"
+    )
 
     p = sub.add_parser("audit", help="audit log")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -156,26 +175,32 @@ def cmd_validate(args) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
     rules = sum(len(c.rules) for c in cfg.cameras)
-    print(f"{args.config}: valid (site {cfg.site}, revision {cfg.revision}, phase {cfg.phase}, "
-          f"{len(cfg.cameras)} camera(s), {rules} rule(s), sha256 {loaded.sha256[:12]})")
+    print(
+        f"{args.config}: valid (site {cfg.site}, revision {cfg.revision}, phase {cfg.phase}, "
+        f"{len(cfg.cameras)} camera(s), {rules} rule(s), sha256 {loaded.sha256[:12]})"
+    )
     return 0
 
 
 def _register(args, create: bool = True, read_only: bool = False):
     """Commands that only read open the register read-only: they work on a read-only copy or disk."""
-    from runner.store import Register
+    from runner.register.store import Register
 
     return Register(args.db, args.media_dir, create=create, read_only=read_only)
 
 
 def cmd_run(args) -> int:
     from runner.config.loading import load_config
-    from runner.service import Runner, RunOptions
+    from runner.service.runner import Runner, RunOptions
 
     loaded = load_config(args.config)
     with _register(args) as register:
-        runner = Runner(loaded, register, RunOptions(mode="live", camera_ids=args.cameras, realtime=not args.fast),
-                        on_alert=lambda a: log.warning("ALERT %s", _one_line(a.record, a.stored)))
+        runner = Runner(
+            loaded,
+            register,
+            RunOptions(mode="live", camera_ids=args.cameras, realtime=not args.fast),
+            on_alert=lambda a: log.warning("ALERT %s", _one_line(a.record, a.stored)),
+        )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
         summary = runner.run()
@@ -185,7 +210,7 @@ def cmd_run(args) -> int:
 
 def cmd_replay(args) -> int:
     from runner.config.loading import load_config
-    from runner.service import Runner, RunOptions
+    from runner.service.runner import Runner, RunOptions
 
     loaded = load_config(args.config)
     printed = []
@@ -196,8 +221,12 @@ def cmd_replay(args) -> int:
         printed.append(raised)
 
     with _register(args) as register:
-        runner = Runner(loaded, register, RunOptions(mode="replay", camera_ids=[args.camera], source_override=args.source),
-                        on_alert=on_alert)
+        runner = Runner(
+            loaded,
+            register,
+            RunOptions(mode="replay", camera_ids=[args.camera], source_override=args.source),
+            on_alert=on_alert,
+        )
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         summary = runner.run()
         if summary.camera_errors:
@@ -208,12 +237,17 @@ def cmd_replay(args) -> int:
             rows = [register.alert(r.stored.id) for r in printed if r.stored]
             print(_alerts_table(rows), file=out)
         fps = frames / summary.wall_s if summary.wall_s else 0.0
-        print(f"{len(printed)} alert(s) on {frames} processed frame(s) in {summary.wall_s:.1f} s ({fps:.1f} fps); "
-              f"all marked as tests", file=out)
+        print(
+            f"{len(printed)} alert(s) on {frames} processed frame(s) in {summary.wall_s:.1f} s ({fps:.1f} fps); "
+            f"all marked as tests",
+            file=out,
+        )
         print(f"register: {Path(args.db).resolve()}   snapshots: {register.media_dir.resolve()}", file=out)
         if summary.rule_errors:  # the rule skipped those frames: its alerts may be missing (traceback in the log)
-            print("rule errors (frames skipped): " + ", ".join(f"{k} {n}" for k, n in summary.rule_errors.items()),
-                  file=sys.stderr)
+            print(
+                "rule errors (frames skipped): " + ", ".join(f"{k} {n}" for k, n in summary.rule_errors.items()),
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -221,10 +255,12 @@ def cmd_eval(args) -> int:
     import tempfile
 
     from runner.config.loading import load_config
-    from runner.evaluation import evaluate_site, format_details, format_summary, load_labels, summarise
-    from runner.store import Register
+    from runner.register.store import Register
+    from runner.tools.evaluation import evaluate_site, format_details, format_summary, load_labels, summarise
 
-    labels_path = args.labels or os.path.join(os.environ.get("VIGIE_SHARED_DATA", "../shared/data"), "labels", "events.csv")
+    labels_path = args.labels or os.path.join(
+        os.environ.get("VIGIE_SHARED_DATA", "../shared/data"), "labels", "events.csv"
+    )
     if not Path(labels_path).is_file():
         raise UsageError(f"labels file not found: {labels_path} (set VIGIE_SHARED_DATA or pass --labels)")
     labels = load_labels(labels_path) + [e for extra in args.extra_labels for e in load_labels(extra)]
@@ -233,15 +269,38 @@ def cmd_eval(args) -> int:
         with Register(args.db or Path(scratch) / "eval.db") as register:
             results = []
             for loaded in sites:
-                results += evaluate_site(loaded, labels, register, args.cameras, args.tolerance_s,
-                                         progress=lambda text: print(f"replaying {text}", file=sys.stderr, flush=True))
+                results += evaluate_site(
+                    loaded,
+                    labels,
+                    register,
+                    args.cameras,
+                    args.tolerance_s,
+                    progress=lambda text: print(f"replaying {text}", file=sys.stderr, flush=True),
+                )
     summaries = summarise(results)
     if args.json:
-        print(json.dumps({"kinds": [dict(vars(s), false_per_hour=s.false_per_hour) for s in summaries],
-                          "clips": [{"site": r.site, "camera": r.camera_id, "clip": r.clip, "kind": r.kind,
-                                     "alerts_t_s": r.alert_times_s, "found": len(r.score.found),
-                                     "missed": len(r.score.missed), "false_t_s": r.score.false_alert_times_s,
-                                     "duration_s": r.duration_s} for r in results]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "kinds": [dict(vars(s), false_per_hour=s.false_per_hour) for s in summaries],
+                    "clips": [
+                        {
+                            "site": r.site,
+                            "camera": r.camera_id,
+                            "clip": r.clip,
+                            "kind": r.kind,
+                            "alerts_t_s": r.alert_times_s,
+                            "found": len(r.score.found),
+                            "missed": len(r.score.missed),
+                            "false_t_s": r.score.false_alert_times_s,
+                            "duration_s": r.duration_s,
+                        }
+                        for r in results
+                    ],
+                },
+                indent=1,
+            )
+        )
         return 0
     if args.details:
         print(format_details(results))
@@ -254,7 +313,7 @@ def cmd_alerts(args) -> int:
     with _register(args, create=False, read_only=True) as register:
         rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
         if args.limit:
-            rows = rows[-args.limit:]
+            rows = rows[-args.limit :]
         if args.json:
             for row in rows:
                 print(json.dumps(row, default=str))
@@ -266,10 +325,19 @@ def cmd_alerts(args) -> int:
 def cmd_decide(args) -> int:
     with _register(args, create=False) as register:
         decision = "confirmed" if args.confirm else "rejected"
-        row = register.decide(args.alert_id, decision, by=_principal(args, "decision"), follow_up=args.follow_up,
-                              reason=args.reject, note=args.note)
-        print(f"alert {args.alert_id}: {decision}" + (f" ({row['reason']})" if row["reason"] else "")
-              + f", follow-up {row['follow_up']}, by {row['operator']} at {row['decided_utc']}")
+        row = register.decide(
+            args.alert_id,
+            decision,
+            by=_principal(args, "decision"),
+            follow_up=args.follow_up,
+            reason=args.reject,
+            note=args.note,
+        )
+        print(
+            f"alert {args.alert_id}: {decision}"
+            + (f" ({row['reason']})" if row["reason"] else "")
+            + f", follow-up {row['follow_up']}, by {row['operator']} at {row['decided_utc']}"
+        )
     return 0
 
 
@@ -279,8 +347,10 @@ def _pause(args, paused: bool) -> int:
     with _register(args, create=False) as register:
         audit_id = register.set_paused(scope, paused, principal)
         what = f"camera {args.camera}" if args.camera else "all cameras"
-        print(f"{what}: {'paused' if paused else 'resumed'} by {principal.user} (audit row {audit_id}); "
-              "a running service applies it within a second")
+        print(
+            f"{what}: {'paused' if paused else 'resumed'} by {principal.user} (audit row {audit_id}); "
+            "a running service applies it within a second"
+        )
     return 0
 
 
@@ -294,14 +364,16 @@ def cmd_resume(args) -> int:
 
 def cmd_purge(args) -> int:
     from runner.config.loading import load_config
-    from runner.retention import effective_retention, run_purge
+    from runner.register.retention import effective_retention, run_purge
 
     principal = _principal(args, "purge")
     with _register(args, create=False) as register:
         retention = effective_retention(register, load_config(args.config).config.retention if args.config else None)
         counts = run_purge(register, retention, by=principal)
-        print(f"purged (media > {retention.media_days} d, records > {retention.alert_days} d): "
-              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(
+            f"purged (media > {retention.media_days} d, records > {retention.alert_days} d): "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+        )
     return 0
 
 
@@ -309,15 +381,20 @@ def cmd_audit(args) -> int:
     with _register(args, create=False, read_only=True) as register:
         if args.audit_command == "show":
             for row in register.audit_rows(limit=args.limit):
-                print(f"{row['id']:>6} {row['ts_utc']} {row['event']:<18} {row['actor']:<12} "
-                      f"{row['camera_id'] or '-':<10} {row['details']}")
+                print(
+                    f"{row['id']:>6} {row['ts_utc']} {row['event']:<18} {row['actor']:<12} "
+                    f"{row['camera_id'] or '-':<10} {row['details']}"
+                )
             return 0
         report = register.verify()
         if report.ok:
             print(f"audit chain intact: {report.rows_checked} row(s), {report.alerts_checked} alert(s) checked")
             return 0
-        print(f"audit chain BROKEN at row {report.first_bad_row}: {report.problem}" if report.first_bad_row
-              else f"audit chain BROKEN: {report.problem}")
+        print(
+            f"audit chain BROKEN at row {report.first_bad_row}: {report.problem}"
+            if report.first_bad_row
+            else f"audit chain BROKEN: {report.problem}"
+        )
         return 1
 
 
@@ -325,7 +402,9 @@ def cmd_status(args) -> int:
     with _register(args, create=False, read_only=True) as register:
         control = register.control_state()
         print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
-        print("paused: " + (", ".join(s if s != "*" else "ALL" for s, r in control.items() if r["paused"]) or "nothing"))
+        print(
+            "paused: " + (", ".join(s if s != "*" else "ALL" for s, r in control.items() if r["paused"]) or "nothing")
+        )
         for row in register.health():
             print(f"  {row['camera_id']:<16} {row['status']:<9} {row['updated_utc']}  {row['detail']}")
     return 0
@@ -333,8 +412,8 @@ def cmd_status(args) -> int:
 
 def cmd_models(args) -> int:
     from runner.config.loading import load_config
-    from runner.detect import load_detector
-    from runner.modelref import resolve_weights
+    from runner.inference.detector import load_detector
+    from runner.inference.modelref import resolve_weights
 
     loaded = load_config(args.config)
     failures = 0
@@ -359,8 +438,17 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {
-    "validate": cmd_validate, "run": cmd_run, "replay": cmd_replay, "eval": cmd_eval, "alerts": cmd_alerts, "decide": cmd_decide,
-    "pause": cmd_pause, "resume": cmd_resume, "purge": cmd_purge, "audit": cmd_audit, "status": cmd_status,
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "replay": cmd_replay,
+    "eval": cmd_eval,
+    "alerts": cmd_alerts,
+    "decide": cmd_decide,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "purge": cmd_purge,
+    "audit": cmd_audit,
+    "status": cmd_status,
     "models": cmd_models,
 }
 
@@ -371,16 +459,29 @@ def _alert_json(record, stored, register) -> dict:
     if stored is not None and stored.snapshot:
         snapshot = str((register.media_dir / stored.snapshot).resolve())
     return {
-        "id": stored.id if stored else None, "kind": record.kind, "rule_id": record.rule_id, "camera": record.camera_id,
-        "t_s": record.t_s, "ts_utc": record.ts_utc, "track_id": record.track_id, "subject": record.subject,
-        "score": record.score, "bbox": record.bbox, "snapshot": snapshot, "config_revision": record.config_revision,
-        "config_sha256": record.config_sha256, "is_test": record.is_test, "details": record.details,
+        "id": stored.id if stored else None,
+        "kind": record.kind,
+        "rule_id": record.rule_id,
+        "camera": record.camera_id,
+        "t_s": record.t_s,
+        "ts_utc": record.ts_utc,
+        "track_id": record.track_id,
+        "subject": record.subject,
+        "score": record.score,
+        "bbox": record.bbox,
+        "snapshot": snapshot,
+        "config_revision": record.config_revision,
+        "config_sha256": record.config_sha256,
+        "is_test": record.is_test,
+        "details": record.details,
     }
 
 
 def _one_line(record, stored) -> str:
-    return (f"#{stored.id if stored else '-'} {record.kind} rule={record.rule_id} camera={record.camera_id} "
-            f"t={record.t_s:.1f}s subject={record.subject} score={record.score:.2f}")
+    return (
+        f"#{stored.id if stored else '-'} {record.kind} rule={record.rule_id} camera={record.camera_id} "
+        f"t={record.t_s:.1f}s subject={record.subject} score={record.score:.2f}"
+    )
 
 
 def _alerts_table(rows: list[dict]) -> str:
@@ -390,9 +491,21 @@ def _alerts_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         details = ", ".join(f"{k}={v}" for k, v in r["details"].items() if k not in ("zone", "line"))
-        body.append([str(r["id"]), r["ts_utc"][:19].replace("T", " "), f"{r['t_s']:.1f}", r["camera_id"], r["kind"],
-                     r["rule_id"], r["subject"], f"{r['score']:.2f}", r["status"], "yes" if r["is_test"] else "no",
-                     details[:60]])
+        body.append(
+            [
+                str(r["id"]),
+                r["ts_utc"][:19].replace("T", " "),
+                f"{r['t_s']:.1f}",
+                r["camera_id"],
+                r["kind"],
+                r["rule_id"],
+                r["subject"],
+                f"{r['score']:.2f}",
+                r["status"],
+                "yes" if r["is_test"] else "no",
+                details[:60],
+            ]
+        )
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))

@@ -20,9 +20,10 @@ import yaml
 
 from runner.config.loading import parse_config
 from runner.config.site import Camera, SiteConfig
-from runner.rules.base import AlertCandidate, FrameContext, Rule
+from runner.core.alerts import AlertCandidate
+from runner.rules.base import FrameContext, Rule
 from runner.rules.registry import build_rule
-from runner.tracking import TrackHistory
+from runner.tracking.tracker import TrackHistory
 
 WIDTH, HEIGHT = 640, 480
 
@@ -77,7 +78,9 @@ class Obj:
     conf: float = 0.9
 
 
-def box_at(anchor_x: float, anchor_y: float, height: float = 0.2, width: float = 0.06) -> tuple[float, float, float, float]:
+def box_at(
+    anchor_x: float, anchor_y: float, height: float = 0.2, width: float = 0.06
+) -> tuple[float, float, float, float]:
     """A person-like box whose bottom-centre anchor is at (anchor_x, anchor_y)."""
     return (anchor_x - width / 2, anchor_y - height, anchor_x + width / 2, anchor_y)
 
@@ -112,13 +115,22 @@ class RuleHarness:
         detections = detections_from(objects)
         ended = self.history.update(detections, t_s, WIDTH, HEIGHT)
         ctx = FrameContext(
-            camera_id="cam-01", t_s=t_s, frame_index=self.frame_index, wall_time=self.start + timedelta(seconds=t_s),
-            width=WIDTH, height=HEIGHT, detections=detections, tracks=self.history, ended_track_ids=ended,
+            camera_id="cam-01",
+            t_s=t_s,
+            frame_index=self.frame_index,
+            wall_time=self.start + timedelta(seconds=t_s),
+            width=WIDTH,
+            height=HEIGHT,
+            detections=detections,
+            tracks=self.history,
+            ended_track_ids=ended,
         )
         self.frame_index += 1
         return self.rule.update(ctx)
 
-    def run(self, script: Callable[[float], Iterable[Obj]], duration_s: float, fps: float = 5.0) -> list[AlertCandidate]:
+    def run(
+        self, script: Callable[[float], Iterable[Obj]], duration_s: float, fps: float = 5.0
+    ) -> list[AlertCandidate]:
         """Step at `fps` from t=0 to duration_s; `script(t)` gives the objects of each frame."""
         alerts = []
         for i in range(int(round(duration_s * fps)) + 1):
@@ -134,8 +146,13 @@ def harness(rule: dict, **camera_overrides: Any) -> RuleHarness:
 
 
 # -- synthetic video and scripted detector ---------------------------------------------------------
-def make_video(path: Path, n_frames: int, fps: float = 10.0, size: tuple[int, int] = (WIDTH, HEIGHT),
-               draw: Callable[[np.ndarray, int], None] | None = None) -> Path:
+def make_video(
+    path: Path,
+    n_frames: int,
+    fps: float = 10.0,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
+    draw: Callable[[np.ndarray, int], None] | None = None,
+) -> Path:
     """An MJPG AVI with a textured background and, by default, a bright square moving left to right."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     rng = np.random.default_rng(0)
@@ -157,16 +174,21 @@ class ScriptedDetector:
 
     any_input_size = False  # like a fixed-size export: density passes use the tile grid
 
-    def __init__(self, script: Callable[[int], list[tuple[tuple[float, float, float, float], str, float]]],
-                 names: dict[int, str] | None = None, name: str = "person"):
+    def __init__(
+        self,
+        script: Callable[[int], list[tuple[tuple[float, float, float, float], str, float]]],
+        names: dict[int, str] | None = None,
+        name: str = "person",
+    ):
         self.script = script
         self.names = names or {0: "person"}
         self.name = name
         self.calls = 0
-        from runner.modelref import ResolvedModel
+        from runner.inference.modelref import ResolvedModel
 
-        self.resolved = ResolvedModel(name=name, reference="scripted", path=Path("scripted.pt"), backend="pt",
-                                      found_by="path", sha256="0" * 64)
+        self.resolved = ResolvedModel(
+            name=name, reference="scripted", path=Path("scripted.pt"), backend="pt", found_by="path", sha256="0" * 64
+        )
         self.warmed: list[tuple[int, int, int | None]] = []  # (height, width, imgsz) of each warm_up
 
     def warm_up(self, shapes, imgsz: int | None = None) -> None:
@@ -188,19 +210,23 @@ class ScriptedDetector:
             items = self.script(self.calls)
             self.calls += 1
             if not items:
-                from runner.detect import empty_detections
+                from runner.core.detections import empty_detections
 
                 out.append(empty_detections())
                 continue
             scale = np.array([width, height, width, height], dtype=float)
             ids = {v: k for k, v in self.names.items()}
-            out.append(sv.Detections(
-                xyxy=np.array([b for b, _, _ in items], dtype=float) * scale,
-                confidence=np.array([c for _, _, c in items], dtype=float),
-                class_id=np.array([ids.get(lbl, 0) for _, lbl, _ in items], dtype=int),
-                data={"class_name": np.array([lbl for _, lbl, _ in items], dtype=object),
-                      "model": np.array([self.name] * len(items), dtype=object)},
-            ))
+            out.append(
+                sv.Detections(
+                    xyxy=np.array([b for b, _, _ in items], dtype=float) * scale,
+                    confidence=np.array([c for _, _, c in items], dtype=float),
+                    class_id=np.array([ids.get(lbl, 0) for _, lbl, _ in items], dtype=int),
+                    data={
+                        "class_name": np.array([lbl for _, lbl, _ in items], dtype=object),
+                        "model": np.array([self.name] * len(items), dtype=object),
+                    },
+                )
+            )
         return out
 
 
@@ -222,13 +248,28 @@ def alert_record(**overrides: Any):
     """A complete `AlertRecord` with plausible values; any field can be overridden."""
     import uuid
 
-    from runner.alerts import AlertRecord
+    from runner.core.alerts import AlertRecord
 
     fields: dict[str, Any] = dict(
-        uid=uuid.uuid4().hex, site="test-site", camera_id="cam-01", rule_id="lawn-intrusion", kind="zone_intrusion",
-        ts_utc=datetime.now(UTC).isoformat(timespec="milliseconds"), t_s=12.4, frame_index=62, subject="zone:lawn",
-        track_id=3, score=0.87, bbox=[0.1, 0.2, 0.3, 0.6], details={"zone": "lawn", "dwell_s": 1.2}, is_test=True,
-        phase="design", mode="replay", source="clip.avi", config_revision=1, config_sha256="a" * 64,
+        uid=uuid.uuid4().hex,
+        site="test-site",
+        camera_id="cam-01",
+        rule_id="lawn-intrusion",
+        kind="zone_intrusion",
+        ts_utc=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        t_s=12.4,
+        frame_index=62,
+        subject="zone:lawn",
+        track_id=3,
+        score=0.87,
+        bbox=[0.1, 0.2, 0.3, 0.6],
+        details={"zone": "lawn", "dwell_s": 1.2},
+        is_test=True,
+        phase="design",
+        mode="replay",
+        source="clip.avi",
+        config_revision=1,
+        config_sha256="a" * 64,
         models=[{"name": "person", "weights": "scripted", "backend": "pt", "sha256": "0" * 64}],
     )
     fields.update(overrides)
@@ -247,9 +288,18 @@ Script = Callable[[float], list[Obj]]
 _T_EPS = 1e-6  # frame times are i / fps in floating point
 
 
-def track(track_id: int, where: tuple[float, float] | Callable[[float], tuple[float, float]],
-          start_s: float = 0.0, end_s: float = float("inf"), *, missing: Sequence[tuple[float, float]] = (),
-          label: str = "person", conf: float = 0.9, height: float = 0.2, width: float = 0.06) -> Script:
+def track(
+    track_id: int,
+    where: tuple[float, float] | Callable[[float], tuple[float, float]],
+    start_s: float = 0.0,
+    end_s: float = float("inf"),
+    *,
+    missing: Sequence[tuple[float, float]] = (),
+    label: str = "person",
+    conf: float = 0.9,
+    height: float = 0.2,
+    width: float = 0.06,
+) -> Script:
     """One scripted object: its anchor is `where` (fixed (x, y) or `t -> (x, y)`); it is present for
     start_s <= t <= end_s except during the `missing` (from_s, to_s) intervals (missed detections)."""
 
@@ -277,8 +327,9 @@ def merge(*scripts: Script) -> Script:
     return lambda t: [obj for script in scripts for obj in script(t)]
 
 
-def run_gated(h: RuleHarness, gate: Any, script: Script, duration_s: float,
-              fps: float = 5.0) -> tuple[list[AlertCandidate], list[AlertCandidate]]:
+def run_gated(
+    h: RuleHarness, gate: Any, script: Script, duration_s: float, fps: float = 5.0
+) -> tuple[list[AlertCandidate], list[AlertCandidate]]:
     """Like `RuleHarness.run`, but every frame's candidates also go through `gate.admit` (an AlertGate).
     Returns (all candidates, admitted candidates)."""
     candidates: list[AlertCandidate] = []

@@ -24,93 +24,134 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from runner.access import PermissionDenied, Principal, role_from_env  # noqa: E402
-from runner.errors import StoreError, VigieError  # noqa: E402
+from runner.core.access import PermissionDenied, Principal, role_from_env  # noqa: E402
+from runner.core.errors import StoreError, VigieError  # noqa: E402
 from workbench import register_data as rd  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
 HEATMAP_BINS = (32, 18)  # columns, rows: a 16:9 image in cells of about 60 px at 1080p
 _LABELLED_COLUMNS = {"kind", "reason", "follow_up", "status"}
 
-add_messages({
-    "fr": {
-        "analysis.title": "Analyse du registre des alertes",
-        "analysis.register": "Registre : {path} — {alerts} alerte(s), {decided} décidée(s)",
-        "analysis.include_tests": "Inclure les alertes de test",
-        "analysis.cameras": "Caméras", "analysis.kinds": "Événements", "analysis.revisions": "Révisions",
-        "analysis.reload": "Recharger",
-        "analysis.tab.overview": "Vue d'ensemble", "analysis.tab.validation": "Validation",
-        "analysis.tab.heatmap": "Carte de chaleur", "analysis.tab.revisions": "Révisions",
-        "analysis.tab.export": "Export",
-        "analysis.per_kind": "Alertes par événement", "analysis.per_camera": "Alertes par caméra",
-        "analysis.per_revision": "Alertes par révision de la configuration",
-        "analysis.per_hour": "Alertes par heure de la journée ({tz})",
-        "analysis.timeline": "Chronologie des alertes",
-        "analysis.validation_by": "Taux de validation par événement et par caméra (IC de Wilson {level} %)",
-        "analysis.causes": "Causes des fausses alertes (rejets)",
-        "analysis.follow_ups": "Suites données",
-        "analysis.delays": "Délai de décision (secondes entre l'alerte et la décision)",
-        "analysis.heatmap_camera": "Caméra",
-        "analysis.heatmap_background": "Sur la dernière image de la caméra",
-        "analysis.heatmap_title": "Où les alertes se produisent — {camera} ({count} alertes)",
-        "analysis.revisions_title": "Comparaison des révisions de la configuration",
-        "analysis.export_folder": "Dossier",
-        "analysis.export_format": "Format",
-        "analysis.export_button": "Exporter",
-        "analysis.export_help": "Les fichiers sont écrits dans un sous-dossier de {root}.",
-        "analysis.exported": "{count} fichier(s) écrit(s) dans {folder}",
-        "analysis.empty": "Aucune alerte pour ces filtres.",
-        "analysis.col.alerts": "Alertes", "analysis.col.kind": "Événement", "analysis.col.camera_id": "Caméra",
-        "analysis.col.config_revision": "Révision", "analysis.col.hour": "Heure",
-        "analysis.col.confirmed": "Confirmées", "analysis.col.rejected": "Rejetées",
-        "analysis.col.pending": "En attente", "analysis.col.validation_rate": "Taux de validation",
-        "analysis.col.rate_ci": "IC 95 %", "analysis.col.median_delay_s": "Délai médian (s)",
-        "analysis.col.reason": "Motif", "analysis.col.share": "Part", "analysis.col.follow_up": "Suite",
-        "analysis.col.decisions": "Décisions", "analysis.col.median_s": "Médiane (s)",
-        "analysis.col.mean_s": "Moyenne (s)", "analysis.col.p90_s": "90e centile (s)", "analysis.col.max_s": "Max (s)",
-        "analysis.col.first_utc": "Première alerte", "analysis.col.last_utc": "Dernière alerte",
-        "analysis.axis.alerts": "alertes", "analysis.axis.hour": "heure locale",
-        "analysis.axis.rate": "taux de validation", "analysis.axis.revision": "révision",
-    },
-    "en": {
-        "analysis.title": "Alert register analysis",
-        "analysis.register": "Register: {path} — {alerts} alert(s), {decided} decided",
-        "analysis.include_tests": "Include test alerts",
-        "analysis.cameras": "Cameras", "analysis.kinds": "Events", "analysis.revisions": "Revisions",
-        "analysis.reload": "Reload",
-        "analysis.tab.overview": "Overview", "analysis.tab.validation": "Validation",
-        "analysis.tab.heatmap": "Heatmap", "analysis.tab.revisions": "Revisions", "analysis.tab.export": "Export",
-        "analysis.per_kind": "Alerts per event", "analysis.per_camera": "Alerts per camera",
-        "analysis.per_revision": "Alerts per config revision",
-        "analysis.per_hour": "Alerts per hour of the day ({tz})",
-        "analysis.timeline": "Alert timeline",
-        "analysis.validation_by": "Validation rate per event and camera (Wilson CI {level} %)",
-        "analysis.causes": "Causes of false alerts (rejections)",
-        "analysis.follow_ups": "Follow-ups",
-        "analysis.delays": "Time to decision (seconds from alert to decision)",
-        "analysis.heatmap_camera": "Camera",
-        "analysis.heatmap_background": "Over the camera's latest image",
-        "analysis.heatmap_title": "Where alerts happen — {camera} ({count} alerts)",
-        "analysis.revisions_title": "Config revisions compared",
-        "analysis.export_folder": "Folder",
-        "analysis.export_format": "Format",
-        "analysis.export_button": "Export",
-        "analysis.export_help": "Files are written to a subfolder of {root}.",
-        "analysis.exported": "{count} file(s) written to {folder}",
-        "analysis.empty": "No alert for these filters.",
-        "analysis.col.alerts": "Alerts", "analysis.col.kind": "Event", "analysis.col.camera_id": "Camera",
-        "analysis.col.config_revision": "Revision", "analysis.col.hour": "Hour",
-        "analysis.col.confirmed": "Confirmed", "analysis.col.rejected": "Rejected",
-        "analysis.col.pending": "Pending", "analysis.col.validation_rate": "Validation rate",
-        "analysis.col.rate_ci": "95 % CI", "analysis.col.median_delay_s": "Median delay (s)",
-        "analysis.col.reason": "Reason", "analysis.col.share": "Share", "analysis.col.follow_up": "Follow-up",
-        "analysis.col.decisions": "Decisions", "analysis.col.median_s": "Median (s)",
-        "analysis.col.mean_s": "Mean (s)", "analysis.col.p90_s": "90th percentile (s)", "analysis.col.max_s": "Max (s)",
-        "analysis.col.first_utc": "First alert", "analysis.col.last_utc": "Last alert",
-        "analysis.axis.alerts": "alerts", "analysis.axis.hour": "local hour",
-        "analysis.axis.rate": "validation rate", "analysis.axis.revision": "revision",
-    },
-})
+add_messages(
+    {
+        "fr": {
+            "analysis.title": "Analyse du registre des alertes",
+            "analysis.register": "Registre : {path} — {alerts} alerte(s), {decided} décidée(s)",
+            "analysis.include_tests": "Inclure les alertes de test",
+            "analysis.cameras": "Caméras",
+            "analysis.kinds": "Événements",
+            "analysis.revisions": "Révisions",
+            "analysis.reload": "Recharger",
+            "analysis.tab.overview": "Vue d'ensemble",
+            "analysis.tab.validation": "Validation",
+            "analysis.tab.heatmap": "Carte de chaleur",
+            "analysis.tab.revisions": "Révisions",
+            "analysis.tab.export": "Export",
+            "analysis.per_kind": "Alertes par événement",
+            "analysis.per_camera": "Alertes par caméra",
+            "analysis.per_revision": "Alertes par révision de la configuration",
+            "analysis.per_hour": "Alertes par heure de la journée ({tz})",
+            "analysis.timeline": "Chronologie des alertes",
+            "analysis.validation_by": "Taux de validation par événement et par caméra (IC de Wilson {level} %)",
+            "analysis.causes": "Causes des fausses alertes (rejets)",
+            "analysis.follow_ups": "Suites données",
+            "analysis.delays": "Délai de décision (secondes entre l'alerte et la décision)",
+            "analysis.heatmap_camera": "Caméra",
+            "analysis.heatmap_background": "Sur la dernière image de la caméra",
+            "analysis.heatmap_title": "Où les alertes se produisent — {camera} ({count} alertes)",
+            "analysis.revisions_title": "Comparaison des révisions de la configuration",
+            "analysis.export_folder": "Dossier",
+            "analysis.export_format": "Format",
+            "analysis.export_button": "Exporter",
+            "analysis.export_help": "Les fichiers sont écrits dans un sous-dossier de {root}.",
+            "analysis.exported": "{count} fichier(s) écrit(s) dans {folder}",
+            "analysis.empty": "Aucune alerte pour ces filtres.",
+            "analysis.col.alerts": "Alertes",
+            "analysis.col.kind": "Événement",
+            "analysis.col.camera_id": "Caméra",
+            "analysis.col.config_revision": "Révision",
+            "analysis.col.hour": "Heure",
+            "analysis.col.confirmed": "Confirmées",
+            "analysis.col.rejected": "Rejetées",
+            "analysis.col.pending": "En attente",
+            "analysis.col.validation_rate": "Taux de validation",
+            "analysis.col.rate_ci": "IC 95 %",
+            "analysis.col.median_delay_s": "Délai médian (s)",
+            "analysis.col.reason": "Motif",
+            "analysis.col.share": "Part",
+            "analysis.col.follow_up": "Suite",
+            "analysis.col.decisions": "Décisions",
+            "analysis.col.median_s": "Médiane (s)",
+            "analysis.col.mean_s": "Moyenne (s)",
+            "analysis.col.p90_s": "90e centile (s)",
+            "analysis.col.max_s": "Max (s)",
+            "analysis.col.first_utc": "Première alerte",
+            "analysis.col.last_utc": "Dernière alerte",
+            "analysis.axis.alerts": "alertes",
+            "analysis.axis.hour": "heure locale",
+            "analysis.axis.rate": "taux de validation",
+            "analysis.axis.revision": "révision",
+        },
+        "en": {
+            "analysis.title": "Alert register analysis",
+            "analysis.register": "Register: {path} — {alerts} alert(s), {decided} decided",
+            "analysis.include_tests": "Include test alerts",
+            "analysis.cameras": "Cameras",
+            "analysis.kinds": "Events",
+            "analysis.revisions": "Revisions",
+            "analysis.reload": "Reload",
+            "analysis.tab.overview": "Overview",
+            "analysis.tab.validation": "Validation",
+            "analysis.tab.heatmap": "Heatmap",
+            "analysis.tab.revisions": "Revisions",
+            "analysis.tab.export": "Export",
+            "analysis.per_kind": "Alerts per event",
+            "analysis.per_camera": "Alerts per camera",
+            "analysis.per_revision": "Alerts per config revision",
+            "analysis.per_hour": "Alerts per hour of the day ({tz})",
+            "analysis.timeline": "Alert timeline",
+            "analysis.validation_by": "Validation rate per event and camera (Wilson CI {level} %)",
+            "analysis.causes": "Causes of false alerts (rejections)",
+            "analysis.follow_ups": "Follow-ups",
+            "analysis.delays": "Time to decision (seconds from alert to decision)",
+            "analysis.heatmap_camera": "Camera",
+            "analysis.heatmap_background": "Over the camera's latest image",
+            "analysis.heatmap_title": "Where alerts happen — {camera} ({count} alerts)",
+            "analysis.revisions_title": "Config revisions compared",
+            "analysis.export_folder": "Folder",
+            "analysis.export_format": "Format",
+            "analysis.export_button": "Export",
+            "analysis.export_help": "Files are written to a subfolder of {root}.",
+            "analysis.exported": "{count} file(s) written to {folder}",
+            "analysis.empty": "No alert for these filters.",
+            "analysis.col.alerts": "Alerts",
+            "analysis.col.kind": "Event",
+            "analysis.col.camera_id": "Camera",
+            "analysis.col.config_revision": "Revision",
+            "analysis.col.hour": "Hour",
+            "analysis.col.confirmed": "Confirmed",
+            "analysis.col.rejected": "Rejected",
+            "analysis.col.pending": "Pending",
+            "analysis.col.validation_rate": "Validation rate",
+            "analysis.col.rate_ci": "95 % CI",
+            "analysis.col.median_delay_s": "Median delay (s)",
+            "analysis.col.reason": "Reason",
+            "analysis.col.share": "Share",
+            "analysis.col.follow_up": "Follow-up",
+            "analysis.col.decisions": "Decisions",
+            "analysis.col.median_s": "Median (s)",
+            "analysis.col.mean_s": "Mean (s)",
+            "analysis.col.p90_s": "90th percentile (s)",
+            "analysis.col.max_s": "Max (s)",
+            "analysis.col.first_utc": "First alert",
+            "analysis.col.last_utc": "Last alert",
+            "analysis.axis.alerts": "alerts",
+            "analysis.axis.hour": "local hour",
+            "analysis.axis.rate": "validation rate",
+            "analysis.axis.revision": "revision",
+        },
+    }
+)
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -148,13 +189,16 @@ def html_table(table: pl.DataFrame, timezone: str = rd.DEFAULT_TIMEZONE, css: st
         return f"<p><i>{html.escape(t('analysis.empty'))}</i></p>"
     head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(c, v, timezone))}</td>" for c, v in zip(table.columns, row, strict=True))
+        "<tr>"
+        + "".join(f"<td>{html.escape(_cell(c, v, timezone))}</td>" for c, v in zip(table.columns, row, strict=True))
         + "</tr>"
         for row in table.iter_rows()
     )
     style = "border-collapse:collapse;margin:4px 0 12px 0"
-    return (f"<table class='{css}' style='{style}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            "<style>.vigie-table td,.vigie-table th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>")
+    return (
+        f"<table class='{css}' style='{style}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        "<style>.vigie-table td,.vigie-table th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>"
+    )
 
 
 def _header(column: str) -> str:
@@ -193,7 +237,9 @@ def timeline_figure(alerts: pl.DataFrame, timezone: str) -> plt.Figure:
     for kind in sorted(set(buckets["kind"].to_list())):
         counts = dict(buckets.filter(pl.col("kind") == kind).select("bucket", "alerts").iter_rows())
         heights = np.array([counts.get(s, 0) for s in starts], dtype=float)
-        axis.bar(starts, heights, width=width_days * 0.9, bottom=bottom, align="edge", label=rd.value_label("kind", kind))
+        axis.bar(
+            starts, heights, width=width_days * 0.9, bottom=bottom, align="edge", label=rd.value_label("kind", kind)
+        )
         bottom += heights
     if starts:
         axis.set_xlim(mdates.date2num(starts[0]) - width_days, mdates.date2num(starts[-1]) + 2 * width_days)
@@ -228,8 +274,16 @@ def heatmap_figure(alerts: pl.DataFrame, camera: str, background: Path | None) -
         image = plt.imread(background)
         axis.imshow(image, extent=(0, 1, 1, 0), cmap="gray" if image.ndim == 2 else None)
     masked = np.ma.masked_equal(counts, 0)
-    shown = axis.imshow(masked, extent=(0, 1, 1, 0), cmap="inferno", alpha=0.65 if background is not None else 1.0,
-                        interpolation="nearest", aspect="auto", vmin=0, vmax=max(1, int(counts.max())))
+    shown = axis.imshow(
+        masked,
+        extent=(0, 1, 1, 0),
+        cmap="inferno",
+        alpha=0.65 if background is not None else 1.0,
+        interpolation="nearest",
+        aspect="auto",
+        vmin=0,
+        vmax=max(1, int(counts.max())),
+    )
     figure.colorbar(shown, ax=axis, label=t("analysis.axis.alerts"))
     axis.set_xlim(0, 1)
     axis.set_ylim(1, 0)
@@ -258,8 +312,9 @@ def revisions_figure(comparison: pl.DataFrame) -> plt.Figure:
 
 def plot_widget(figure: plt.Figure) -> widgets.Image:
     """The figure as an <img> at its own size (a flex box would stretch it to the page width, blurred)."""
-    image = widgets.Image(value=figure_png(figure), format="png",
-                          layout=widgets.Layout(align_self="flex-start", max_width="100%"))
+    image = widgets.Image(
+        value=figure_png(figure), format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%")
+    )
     image.add_class("vigie-plot")
     return image
 
@@ -281,8 +336,9 @@ def summary_tables(alerts: pl.DataFrame, timezone: str) -> dict[str, pl.DataFram
 
 
 class AnalysisDashboard:
-    def __init__(self, db_path: Path | str | None = None, media: Path | str | None = None,
-                 export_root: Path | None = None):
+    def __init__(
+        self, db_path: Path | str | None = None, media: Path | str | None = None, export_root: Path | None = None
+    ):
         self.db_path = Path(db_path or rd.register_path())
         self.media_dir = Path(media) if media else rd.media_dir(self.db_path)
         self.export_root = Path(export_root or rd.export_root())
@@ -294,8 +350,13 @@ class AnalysisDashboard:
         self._build_filters()
         self._build_tabs()
         self.widget = widgets.VBox(
-            [widgets.HTML(f"<h2>{html.escape(t('analysis.title'))}</h2>"), self.header, self.filters,
-             self.message, self.tabs],
+            [
+                widgets.HTML(f"<h2>{html.escape(t('analysis.title'))}</h2>"),
+                self.header,
+                self.filters,
+                self.message,
+                self.tabs,
+            ],
             _dom_classes=["vigie-analysis"],
         )
         self.reload()
@@ -312,36 +373,49 @@ class AnalysisDashboard:
         self.reload_button.on_click(lambda _: self.reload())
         for control in (self.include_tests, self.cameras, self.kinds, self.revisions):
             control.observe(lambda _: self._loading or self.render(), "value")
-        self.filters = widgets.HBox([widgets.VBox([self.include_tests, self.reload_button]),
-                                     self.cameras, self.kinds, self.revisions])
+        self.filters = widgets.HBox(
+            [widgets.VBox([self.include_tests, self.reload_button]), self.cameras, self.kinds, self.revisions]
+        )
 
     def _build_tabs(self) -> None:
         self.overview = widgets.VBox()
         self.validation = widgets.VBox()
         self.heatmap_camera = widgets.Dropdown(description=t("analysis.heatmap_camera"))
         self.heatmap_camera.add_class("vigie-heatmap-camera")
-        self.heatmap_background = widgets.Checkbox(value=True, description=t("analysis.heatmap_background"), indent=False)
+        self.heatmap_background = widgets.Checkbox(
+            value=True, description=t("analysis.heatmap_background"), indent=False
+        )
         self.heatmap_plot = widgets.VBox()
         self.heatmap_camera.observe(lambda _: self._render_heatmap(), "value")
         self.heatmap_background.observe(lambda _: self._render_heatmap(), "value")
         self.revisions_panel = widgets.VBox()
-        self.export_folder = widgets.Text(value=datetime.now().strftime("export-%Y%m%d-%H%M"),
-                                          description=t("analysis.export_folder"))
+        self.export_folder = widgets.Text(
+            value=datetime.now().strftime("export-%Y%m%d-%H%M"), description=t("analysis.export_folder")
+        )
         self.export_folder.add_class("vigie-export-folder")
         self.export_format = widgets.Dropdown(options=list(rd.EXPORT_FORMATS), description=t("analysis.export_format"))
-        self.export_button = widgets.Button(description=t("analysis.export_button"), icon="download", button_style="primary")
+        self.export_button = widgets.Button(
+            description=t("analysis.export_button"), icon="download", button_style="primary"
+        )
         self.export_button.add_class("vigie-export")
         self.export_button.on_click(lambda _: self.export())
         self.export_result = widgets.HTML(_dom_classes=["vigie-export-result"])
-        export_panel = widgets.VBox([
-            widgets.HTML(html.escape(t("analysis.export_help", root=self.export_root))),
-            widgets.HBox([self.export_folder, self.export_format, self.export_button]), self.export_result,
-        ])
-        self.tabs = widgets.Tab(children=[
-            self.overview, self.validation, widgets.VBox([widgets.HBox([self.heatmap_camera, self.heatmap_background]),
-                                                          self.heatmap_plot]),
-            self.revisions_panel, export_panel,
-        ])
+        export_panel = widgets.VBox(
+            [
+                widgets.HTML(html.escape(t("analysis.export_help", root=self.export_root))),
+                widgets.HBox([self.export_folder, self.export_format, self.export_button]),
+                self.export_result,
+            ]
+        )
+        self.tabs = widgets.Tab(
+            children=[
+                self.overview,
+                self.validation,
+                widgets.VBox([widgets.HBox([self.heatmap_camera, self.heatmap_background]), self.heatmap_plot]),
+                self.revisions_panel,
+                export_panel,
+            ]
+        )
         for index, key in enumerate(("overview", "validation", "heatmap", "revisions", "export")):
             self.tabs.set_title(index, t(f"analysis.tab.{key}"))
 
@@ -356,8 +430,14 @@ class AnalysisDashboard:
         alerts = self.frames.alerts
         sites = alerts["site"].unique().to_list()
         self.timezone = rd.site_timezone(sites[0]) if len(sites) == 1 else rd.DEFAULT_TIMEZONE
-        self.header.value = html.escape(t("analysis.register", path=self.db_path, alerts=alerts.height,
-                                          decided=alerts.filter(pl.col("decision").is_not_null()).height))
+        self.header.value = html.escape(
+            t(
+                "analysis.register",
+                path=self.db_path,
+                alerts=alerts.height,
+                decided=alerts.filter(pl.col("decision").is_not_null()).height,
+            )
+        )
         self._loading = True  # one render after the filters are reset, not one per filter
         try:
             self.cameras.options = sorted(set(alerts["camera_id"].to_list()))
@@ -373,8 +453,11 @@ class AnalysisDashboard:
         if self.frames is None:
             return pl.DataFrame()
         return rd.filter_alerts(
-            self.frames.alerts, include_tests=self.include_tests.value, cameras=list(self.cameras.value),
-            kinds=list(self.kinds.value), revisions=list(self.revisions.value),
+            self.frames.alerts,
+            include_tests=self.include_tests.value,
+            cameras=list(self.cameras.value),
+            kinds=list(self.kinds.value),
+            revisions=list(self.revisions.value),
         )
 
     # rendering
@@ -398,14 +481,21 @@ class AnalysisDashboard:
         return widgets.HTML(f"<h4>{html.escape(t(title_key, **values))}</h4>{body}")
 
     def _render_overview(self, alerts: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> None:
-        children = [widgets.HBox([
-            self._section("analysis.per_kind", html_table(tables["by_kind"])),
-            self._section("analysis.per_camera", html_table(tables["by_camera"])),
-            self._section("analysis.per_revision", html_table(tables["by_revision"])),
-        ], layout=widgets.Layout(gap="24px"))]
+        children = [
+            widgets.HBox(
+                [
+                    self._section("analysis.per_kind", html_table(tables["by_kind"])),
+                    self._section("analysis.per_camera", html_table(tables["by_camera"])),
+                    self._section("analysis.per_revision", html_table(tables["by_revision"])),
+                ],
+                layout=widgets.Layout(gap="24px"),
+            )
+        ]
         if alerts.height:
-            children += [plot_widget(hourly_profile_figure(tables["by_hour"], self.timezone)),
-                         plot_widget(timeline_figure(alerts, self.timezone))]
+            children += [
+                plot_widget(hourly_profile_figure(tables["by_hour"], self.timezone)),
+                plot_widget(timeline_figure(alerts, self.timezone)),
+            ]
         self.overview.children = children
 
     def _render_validation(self, tables: dict[str, pl.DataFrame]) -> None:
@@ -441,8 +531,10 @@ class AnalysisDashboard:
         """Who exports: $VIGIE_USER (serve --user, by default whoever started the server) in $VIGIE_ROLE."""
         role = role_from_env()
         if role is None:
-            raise PermissionDenied("this dashboard was started without a role "
-                                   "(python -m workbench.serve --role analyst): exports are refused")
+            raise PermissionDenied(
+                "this dashboard was started without a role "
+                "(python -m workbench.serve --role analyst): exports are refused"
+            )
         return Principal(os.environ.get("VIGIE_USER", "").strip() or getpass.getuser(), role)
 
     def export(self) -> list[Path]:
@@ -451,8 +543,15 @@ class AnalysisDashboard:
         alerts = self.filtered()
         tables = {"alerts": alerts, "audit": self.frames.audit, **summary_tables(alerts, self.timezone)}
         try:
-            written = rd.export_statistics(tables, self.export_root, self.export_folder.value, self.export_format.value,
-                                           by=self.principal(), db_path=self.db_path, media=self.media_dir)
+            written = rd.export_statistics(
+                tables,
+                self.export_root,
+                self.export_folder.value,
+                self.export_format.value,
+                by=self.principal(),
+                db_path=self.db_path,
+                media=self.media_dir,
+            )
         except (ValueError, OSError, VigieError) as exc:
             self.export_result.value = f"<span style='color:#c0392b'>{html.escape(str(exc))}</span>"
             return []

@@ -20,7 +20,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from runner.geometry import polygon_area
+from runner.core.geometry import polygon_area
 from workbench.i18n import t
 
 Point = tuple[float, float]
@@ -46,8 +46,12 @@ class Shape:
     direction: Point | None = None  # zones only: allowed direction of movement (dx, dy)
 
     def as_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "points": [list(p) for p in self.points],
-                "direction": list(self.direction) if self.direction else None}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "points": [list(p) for p in self.points],
+            "direction": list(self.direction) if self.direction else None,
+        }
 
 
 def _round(value: float) -> float:
@@ -132,8 +136,11 @@ class CanvasModel:
         for shape in reversed(self.shapes):
             if shape.kind in POLYGON_KINDS and len(shape.points) >= 3 and _inside((x, y), shape.points):
                 return shape.key
-            if shape.kind == "line" and len(shape.points) == 2 and \
-                    self._segment_distance((x, y), shape.points[0], shape.points[1]) <= self.snap_px:
+            if (
+                shape.kind == "line"
+                and len(shape.points) == 2
+                and self._segment_distance((x, y), shape.points[0], shape.points[1]) <= self.snap_px
+            ):
                 return shape.key
         return None
 
@@ -274,8 +281,11 @@ class CanvasModel:
                 shape = self.new_shape(kind)
             self.active = self.selected = shape.key
         if len(shape.points) >= MAX_POINTS[shape.kind]:
-            raise EditError(t(f"canvas.full_{shape.kind}") if shape.kind in ("line", "calibration")
-                            else t("canvas.too_many_points", limit=MAX_POINTS[shape.kind]))
+            raise EditError(
+                t(f"canvas.full_{shape.kind}")
+                if shape.kind in ("line", "calibration")
+                else t("canvas.too_many_points", limit=MAX_POINTS[shape.kind])
+            )
         point = self.snap(x, y)
         if point in shape.points:
             if shape.kind in POLYGON_KINDS and point == shape.points[0] and len(shape.points) >= 3:
@@ -304,7 +314,7 @@ class CanvasModel:
         shape = self.shape(key)
         self._check_index(shape, index)
         point = self.snap(x, y, exclude=(key, index))
-        if point in shape.points[:index] + shape.points[index + 1:]:
+        if point in shape.points[:index] + shape.points[index + 1 :]:
             raise EditError(t("canvas.duplicate_vertex"))
         self._checkpoint()
         shape.points[index] = point
@@ -373,11 +383,17 @@ class CanvasModel:
     # -- config <-> shapes ---------------------------------------------------------------------
     def load_camera(self, camera: Mapping[str, Any]) -> None:
         """Shapes from a camera of the config (plain data); clears the undo history."""
-        shapes = [Shape("zone", z["id"], [tuple(p) for p in z["polygon"]],
-                        tuple(z["direction"]) if z.get("direction") else None) for z in camera.get("zones") or []]
+        shapes = [
+            Shape(
+                "zone", z["id"], [tuple(p) for p in z["polygon"]], tuple(z["direction"]) if z.get("direction") else None
+            )
+            for z in camera.get("zones") or []
+        ]
         shapes += [Shape("line", ln["id"], [tuple(ln["start"]), tuple(ln["end"])]) for ln in camera.get("lines") or []]
-        shapes += [Shape("mask", f"mask-{i + 1}", [tuple(p) for p in polygon])
-                   for i, polygon in enumerate(camera.get("privacy_masks") or [])]
+        shapes += [
+            Shape("mask", f"mask-{i + 1}", [tuple(p) for p in polygon])
+            for i, polygon in enumerate(camera.get("privacy_masks") or [])
+        ]
         calibration = camera.get("calibration")
         if calibration:
             shapes.append(Shape("calibration", CALIBRATION_KEY, [tuple(p) for p in calibration["image"]]))

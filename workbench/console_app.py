@@ -1,6 +1,6 @@
 """Operator console (operational phase): pending alerts in real time, human decisions, pause / resume.
 
-`ConsoleModel` holds the logic and talks to the register through `runner.store.Register` only, so
+`ConsoleModel` holds the logic and talks to the register through `runner.register.store.Register` only, so
 that every decision and every pause is validated and audited by the same code as the CLI's; the
 widgets of `OperatorConsole` only collect what the operator chose and show the model's state.
 The operator's identity is asked once per session and goes with every decision and pause, with
@@ -20,13 +20,19 @@ from zoneinfo import ZoneInfo
 
 import ipywidgets as widgets
 
-from runner.alerts import FOLLOW_UPS, REJECT_REASONS
-from runner.access import PermissionDenied, Principal, Role, parse_role, role_from_env
-from runner.errors import StoreError, VigieError
-from runner.store import STORAGE_HEALTH_KEYS, Register, iso
+from runner.core.access import PermissionDenied, Principal, Role, parse_role, role_from_env
+from runner.core.alerts import FOLLOW_UPS, REJECT_REASONS
+from runner.core.errors import StoreError, VigieError
+from runner.register.store import STORAGE_HEALTH_KEYS, Register, iso
 from workbench.i18n import add_messages, t
 from workbench.register_data import (
-    DEFAULT_TIMEZONE, latest_alert_id, media_dir, register_path, site_timezone, value_label, zones_dir,
+    DEFAULT_TIMEZONE,
+    latest_alert_id,
+    media_dir,
+    register_path,
+    site_timezone,
+    value_label,
+    zones_dir,
 )
 
 POLL_INTERVAL_S = 1.0
@@ -37,102 +43,116 @@ MAX_NOTE_CHARS = 500
 ALL_CAMERAS = "*"
 NOT_CHOSEN = ""  # a dropdown's placeholder (ipywidgets shows a None option as a blank)
 
-add_messages({
-    "fr": {
-        "console.title": "Console opérateur — alertes en attente de validation",
-        "console.operator_prompt": "Votre identité (nom ou matricule) :",
-        "console.operator_start": "Commencer",
-        "console.operator_change": "Changer d'opérateur",
-        "console.operator_shown": "Opérateur : <b>{name}</b>",
-        "console.operator_required": "Indiquez votre identité avant de décider ou de suspendre.",
-        "console.operator_invalid": "Identité invalide : 1 à {max} caractères imprimables.",
-        "console.hide_tests": "Masquer les alertes de test",
-        "console.pending_count": "{count} alerte(s) en attente",
-        "console.new_count": " — {count} nouvelle(s)",
-        "console.none_pending": "Aucune alerte en attente.",
-        "console.test_badge": "TEST — ne pas intervenir",
-        "console.no_snapshot": "Pas d'image : {why}",
-        "console.sequence": "Séquence du même sujet ({count} images)",
-        "console.reason": "Motif du rejet",
-        "console.reason_placeholder": "— motif (si rejet) —",
-        "console.follow_up": "Suite donnée",
-        "console.follow_up_placeholder": "— suite donnée —",
-        "console.note": "Note",
-        "console.note_placeholder": "Note facultative",
-        "console.confirm": "Confirmer",
-        "console.reject": "Rejeter",
-        "console.reason_needed": "Choisissez le motif du rejet.",
-        "console.reason_not_for_confirm": "Un motif ne s'indique qu'en cas de rejet.",
-        "console.follow_up_needed": "Choisissez la suite donnée à l'alerte confirmée.",
-        "console.note_too_long": "La note dépasse {max} caractères.",
-        "console.decided": "Alerte {id} {decision} par {operator}.",
-        "console.wrong_role": "Ce serveur n'est pas celui des opérateurs (rôle : {role}) : consultation seule, "
-                              "décisions et suspensions refusées.",
-        "console.control_title": "Suspension de l'analyse",
-        "console.scope": "Portée",
-        "console.all_cameras": "Toutes les caméras",
-        "console.pause": "Suspendre",
-        "console.resume": "Reprendre",
-        "console.state_running": "en service",
-        "console.state_paused": "SUSPENDU (par {actor}, {when})",
-        "console.state_all": "Ensemble",
-        "console.paused_done": "{scope} : suspension demandée.",
-        "console.resumed_done": "{scope} : reprise demandée.",
-        "console.health.ok": "flux OK", "console.health.degraded": "flux dégradé",
-        "console.health.error": "flux en erreur", "console.health.ended": "flux terminé",
-        "console.register_missing": "Registre introuvable : {error}",
-        "console.field.time": "Heure", "console.field.camera": "Caméra", "console.field.kind": "Événement",
-        "console.field.rule": "Règle", "console.field.subject": "Sujet", "console.field.score": "Score",
-        "console.field.revision": "Révision de la config",
-    },
-    "en": {
-        "console.title": "Operator console — alerts awaiting validation",
-        "console.operator_prompt": "Your identity (name or badge number):",
-        "console.operator_start": "Start",
-        "console.operator_change": "Change operator",
-        "console.operator_shown": "Operator: <b>{name}</b>",
-        "console.operator_required": "Give your identity before deciding or pausing.",
-        "console.operator_invalid": "Invalid identity: 1 to {max} printable characters.",
-        "console.hide_tests": "Hide test alerts",
-        "console.pending_count": "{count} pending alert(s)",
-        "console.new_count": " — {count} new",
-        "console.none_pending": "No pending alert.",
-        "console.test_badge": "TEST — do not intervene",
-        "console.no_snapshot": "No image: {why}",
-        "console.sequence": "Sequence of the same subject ({count} images)",
-        "console.reason": "Rejection reason",
-        "console.reason_placeholder": "— reason (if rejecting) —",
-        "console.follow_up": "Follow-up",
-        "console.follow_up_placeholder": "— follow-up —",
-        "console.note": "Note",
-        "console.note_placeholder": "Optional note",
-        "console.confirm": "Confirm",
-        "console.reject": "Reject",
-        "console.reason_needed": "Choose the reason for rejecting.",
-        "console.reason_not_for_confirm": "A reason is only given when rejecting.",
-        "console.follow_up_needed": "Choose the follow-up of the confirmed alert.",
-        "console.note_too_long": "The note is longer than {max} characters.",
-        "console.decided": "Alert {id} {decision} by {operator}.",
-        "console.wrong_role": "This server is not the operators' one (role: {role}): read only, decisions and "
-                              "pauses are refused.",
-        "console.control_title": "Pausing the analysis",
-        "console.scope": "Scope",
-        "console.all_cameras": "All cameras",
-        "console.pause": "Pause",
-        "console.resume": "Resume",
-        "console.state_running": "running",
-        "console.state_paused": "PAUSED (by {actor}, {when})",
-        "console.state_all": "Everything",
-        "console.paused_done": "{scope}: pause requested.",
-        "console.resumed_done": "{scope}: resume requested.",
-        "console.health.ok": "stream OK", "console.health.degraded": "stream degraded",
-        "console.health.error": "stream error", "console.health.ended": "stream ended",
-        "console.register_missing": "Register not found: {error}",
-        "console.field.time": "Time", "console.field.camera": "Camera", "console.field.kind": "Event",
-        "console.field.rule": "Rule", "console.field.subject": "Subject", "console.field.score": "Score",
-        "console.field.revision": "Config revision",
-    },
-})
+add_messages(
+    {
+        "fr": {
+            "console.title": "Console opérateur — alertes en attente de validation",
+            "console.operator_prompt": "Votre identité (nom ou matricule) :",
+            "console.operator_start": "Commencer",
+            "console.operator_change": "Changer d'opérateur",
+            "console.operator_shown": "Opérateur : <b>{name}</b>",
+            "console.operator_required": "Indiquez votre identité avant de décider ou de suspendre.",
+            "console.operator_invalid": "Identité invalide : 1 à {max} caractères imprimables.",
+            "console.hide_tests": "Masquer les alertes de test",
+            "console.pending_count": "{count} alerte(s) en attente",
+            "console.new_count": " — {count} nouvelle(s)",
+            "console.none_pending": "Aucune alerte en attente.",
+            "console.test_badge": "TEST — ne pas intervenir",
+            "console.no_snapshot": "Pas d'image : {why}",
+            "console.sequence": "Séquence du même sujet ({count} images)",
+            "console.reason": "Motif du rejet",
+            "console.reason_placeholder": "— motif (si rejet) —",
+            "console.follow_up": "Suite donnée",
+            "console.follow_up_placeholder": "— suite donnée —",
+            "console.note": "Note",
+            "console.note_placeholder": "Note facultative",
+            "console.confirm": "Confirmer",
+            "console.reject": "Rejeter",
+            "console.reason_needed": "Choisissez le motif du rejet.",
+            "console.reason_not_for_confirm": "Un motif ne s'indique qu'en cas de rejet.",
+            "console.follow_up_needed": "Choisissez la suite donnée à l'alerte confirmée.",
+            "console.note_too_long": "La note dépasse {max} caractères.",
+            "console.decided": "Alerte {id} {decision} par {operator}.",
+            "console.wrong_role": "Ce serveur n'est pas celui des opérateurs (rôle : {role}) : consultation seule, "
+            "décisions et suspensions refusées.",
+            "console.control_title": "Suspension de l'analyse",
+            "console.scope": "Portée",
+            "console.all_cameras": "Toutes les caméras",
+            "console.pause": "Suspendre",
+            "console.resume": "Reprendre",
+            "console.state_running": "en service",
+            "console.state_paused": "SUSPENDU (par {actor}, {when})",
+            "console.state_all": "Ensemble",
+            "console.paused_done": "{scope} : suspension demandée.",
+            "console.resumed_done": "{scope} : reprise demandée.",
+            "console.health.ok": "flux OK",
+            "console.health.degraded": "flux dégradé",
+            "console.health.error": "flux en erreur",
+            "console.health.ended": "flux terminé",
+            "console.register_missing": "Registre introuvable : {error}",
+            "console.field.time": "Heure",
+            "console.field.camera": "Caméra",
+            "console.field.kind": "Événement",
+            "console.field.rule": "Règle",
+            "console.field.subject": "Sujet",
+            "console.field.score": "Score",
+            "console.field.revision": "Révision de la config",
+        },
+        "en": {
+            "console.title": "Operator console — alerts awaiting validation",
+            "console.operator_prompt": "Your identity (name or badge number):",
+            "console.operator_start": "Start",
+            "console.operator_change": "Change operator",
+            "console.operator_shown": "Operator: <b>{name}</b>",
+            "console.operator_required": "Give your identity before deciding or pausing.",
+            "console.operator_invalid": "Invalid identity: 1 to {max} printable characters.",
+            "console.hide_tests": "Hide test alerts",
+            "console.pending_count": "{count} pending alert(s)",
+            "console.new_count": " — {count} new",
+            "console.none_pending": "No pending alert.",
+            "console.test_badge": "TEST — do not intervene",
+            "console.no_snapshot": "No image: {why}",
+            "console.sequence": "Sequence of the same subject ({count} images)",
+            "console.reason": "Rejection reason",
+            "console.reason_placeholder": "— reason (if rejecting) —",
+            "console.follow_up": "Follow-up",
+            "console.follow_up_placeholder": "— follow-up —",
+            "console.note": "Note",
+            "console.note_placeholder": "Optional note",
+            "console.confirm": "Confirm",
+            "console.reject": "Reject",
+            "console.reason_needed": "Choose the reason for rejecting.",
+            "console.reason_not_for_confirm": "A reason is only given when rejecting.",
+            "console.follow_up_needed": "Choose the follow-up of the confirmed alert.",
+            "console.note_too_long": "The note is longer than {max} characters.",
+            "console.decided": "Alert {id} {decision} by {operator}.",
+            "console.wrong_role": "This server is not the operators' one (role: {role}): read only, decisions and "
+            "pauses are refused.",
+            "console.control_title": "Pausing the analysis",
+            "console.scope": "Scope",
+            "console.all_cameras": "All cameras",
+            "console.pause": "Pause",
+            "console.resume": "Resume",
+            "console.state_running": "running",
+            "console.state_paused": "PAUSED (by {actor}, {when})",
+            "console.state_all": "Everything",
+            "console.paused_done": "{scope}: pause requested.",
+            "console.resumed_done": "{scope}: resume requested.",
+            "console.health.ok": "stream OK",
+            "console.health.degraded": "stream degraded",
+            "console.health.error": "stream error",
+            "console.health.ended": "stream ended",
+            "console.register_missing": "Register not found: {error}",
+            "console.field.time": "Time",
+            "console.field.camera": "Camera",
+            "console.field.kind": "Event",
+            "console.field.rule": "Rule",
+            "console.field.subject": "Subject",
+            "console.field.score": "Score",
+            "console.field.revision": "Config revision",
+        },
+    }
+)
 
 
 # -- pure logic ---------------------------------------------------------------------------------
@@ -166,8 +186,12 @@ def decision_request(decision: str, reason: str | None, follow_up: str | None, n
             raise ValueError(t("console.follow_up_needed"))
     else:
         raise ValueError(f"decision must be 'confirmed' or 'rejected', not {decision!r}")
-    return {"decision": decision, "reason": reason if decision == "rejected" else None,
-            "follow_up": follow_up, "note": note}
+    return {
+        "decision": decision,
+        "reason": reason if decision == "rejected" else None,
+        "follow_up": follow_up,
+        "note": note,
+    }
 
 
 @dataclass
@@ -180,8 +204,13 @@ class PollResult:
 class ConsoleModel:
     """Pending alerts, decisions and pauses over one register, for one operator at a time."""
 
-    def __init__(self, db_path: Path | str, media: Path | str | None = None, zones: Path | None = None,
-                 role: Role | str | None = None):
+    def __init__(
+        self,
+        db_path: Path | str,
+        media: Path | str | None = None,
+        zones: Path | None = None,
+        role: Role | str | None = None,
+    ):
         self.db_path = Path(db_path)
         # The server's role, not something the person at the browser chooses; None refuses every write.
         self.role: Role | None = parse_role(role) if role else role_from_env()
@@ -219,8 +248,10 @@ class ConsoleModel:
         """Who acts: the identity typed in, in the server's role (the register checks the role)."""
         name = self._require_operator()
         if self.role is None:
-            raise PermissionDenied(f"{name}: this console was started without a role "
-                                   "(python -m workbench.serve --role operator): decisions and pauses are refused")
+            raise PermissionDenied(
+                f"{name}: this console was started without a role "
+                "(python -m workbench.serve --role operator): decisions and pauses are refused"
+            )
         return Principal(name, self.role)
 
     # reading
@@ -258,7 +289,8 @@ class ConsoleModel:
         """Snapshots of this alert's subject on its camera, oldest first, ending with the alert's own."""
         since = datetime.fromisoformat(alert["ts_utc"]) - timedelta(seconds=SEQUENCE_WINDOW_S)
         earlier = [
-            a for a in self.register.alerts(camera_id=alert["camera_id"], since_utc=iso(since))
+            a
+            for a in self.register.alerts(camera_id=alert["camera_id"], since_utc=iso(since))
             if a["subject"] == alert["subject"] and a["id"] <= alert["id"]
         ]
         paths = [self.register.snapshot_file(a) for a in earlier[-SEQUENCE_MAX_IMAGES:]]
@@ -288,8 +320,15 @@ class ConsoleModel:
         return self.register.health()
 
     # writing (through the register, which validates and audits)
-    def decide(self, alert_id: int, decision: str, *, reason: str | None = None, follow_up: str | None = None,
-               note: str | None = None) -> dict:
+    def decide(
+        self,
+        alert_id: int,
+        decision: str,
+        *,
+        reason: str | None = None,
+        follow_up: str | None = None,
+        note: str | None = None,
+    ) -> dict:
         principal = self.principal()
         request = decision_request(decision, reason, follow_up, note)
         row = self.register.decide(alert_id, by=principal, **request)
@@ -324,8 +363,10 @@ def local_time(ts_utc: str, timezone: str) -> str:
 
 def alert_label(alert: dict, timezone: str) -> str:
     test = "[TEST] " if alert["is_test"] else ""
-    return (f"{test}#{alert['id']}  {local_time(alert['ts_utc'], timezone)}  {alert['camera_id']}  "
-            f"{value_label('kind', alert['kind'])}")
+    return (
+        f"{test}#{alert['id']}  {local_time(alert['ts_utc'], timezone)}  {alert['camera_id']}  "
+        f"{value_label('kind', alert['kind'])}"
+    )
 
 
 # -- widgets ------------------------------------------------------------------------------------
@@ -352,8 +393,13 @@ class OperatorConsole:
         self._build_control()
         self.message = widgets.HTML(_dom_classes=["vigie-console-message"])
         self.widget = widgets.VBox(
-            [widgets.HTML(f"<h2>{html.escape(t('console.title'))}</h2>"), self.operator_bar, self.message,
-             widgets.HBox([self.list_box, self.detail_box]), self.control_box],
+            [
+                widgets.HTML(f"<h2>{html.escape(t('console.title'))}</h2>"),
+                self.operator_bar,
+                self.message,
+                widgets.HBox([self.list_box, self.detail_box]),
+                self.control_box,
+            ],
             _dom_classes=["vigie-console"],
         )
         self._set_operator_enabled(False)
@@ -363,8 +409,9 @@ class OperatorConsole:
 
     # construction
     def _build_operator_bar(self) -> None:
-        self.operator_input = widgets.Text(placeholder="", description=t("console.operator_prompt"),
-                                           style={"description_width": "initial"})
+        self.operator_input = widgets.Text(
+            placeholder="", description=t("console.operator_prompt"), style={"description_width": "initial"}
+        )
         self.operator_input.add_class("vigie-operator-input")
         self.operator_start = _button(t("console.operator_start"), "vigie-operator-start", "primary")
         self.operator_shown = widgets.HTML(_dom_classes=["vigie-operator-shown"])
@@ -397,13 +444,17 @@ class OperatorConsole:
         self.sequence_box = widgets.HBox([self.sequence_caption, self.sequence_play, self.sequence_slider])
         self.info = widgets.HTML(_dom_classes=["vigie-alert-info"])
         self.reason = widgets.Dropdown(
-            options=[(t("console.reason_placeholder"), NOT_CHOSEN)] + [(value_label("reason", r), r) for r in REJECT_REASONS],
-            description=t("console.reason"), style={"description_width": "initial"},
+            options=[(t("console.reason_placeholder"), NOT_CHOSEN)]
+            + [(value_label("reason", r), r) for r in REJECT_REASONS],
+            description=t("console.reason"),
+            style={"description_width": "initial"},
         )
         self.reason.add_class("vigie-reason")
         self.follow_up = widgets.Dropdown(
-            options=[(t("console.follow_up_placeholder"), NOT_CHOSEN)] + [(value_label("follow_up", f), f) for f in FOLLOW_UPS],
-            description=t("console.follow_up"), style={"description_width": "initial"},
+            options=[(t("console.follow_up_placeholder"), NOT_CHOSEN)]
+            + [(value_label("follow_up", f), f) for f in FOLLOW_UPS],
+            description=t("console.follow_up"),
+            style={"description_width": "initial"},
         )
         self.follow_up.add_class("vigie-follow-up")
         self.note = widgets.Text(placeholder=t("console.note_placeholder"), description=t("console.note"))
@@ -412,10 +463,13 @@ class OperatorConsole:
         self.reject_button = _button(t("console.reject"), "vigie-reject", "danger", "times")
         self.confirm_button.on_click(lambda _: self._decide("confirmed"))
         self.reject_button.on_click(lambda _: self._decide("rejected"))
-        self.form = widgets.VBox([self.reason, self.follow_up, self.note,
-                                  widgets.HBox([self.confirm_button, self.reject_button])])
-        self.detail_box = widgets.VBox([self.badge, self.image, self.no_image, self.sequence_box, self.info, self.form],
-                                       layout=widgets.Layout(margin="0 0 0 16px"))
+        self.form = widgets.VBox(
+            [self.reason, self.follow_up, self.note, widgets.HBox([self.confirm_button, self.reject_button])]
+        )
+        self.detail_box = widgets.VBox(
+            [self.badge, self.image, self.no_image, self.sequence_box, self.info, self.form],
+            layout=widgets.Layout(margin="0 0 0 16px"),
+        )
 
     def _build_control(self) -> None:
         self.scope = widgets.Dropdown(options=[(t("console.all_cameras"), ALL_CAMERAS)], description=t("console.scope"))
@@ -425,10 +479,13 @@ class OperatorConsole:
         self.pause_button.on_click(lambda _: self._set_paused(True))
         self.resume_button.on_click(lambda _: self._set_paused(False))
         self.control_state = widgets.HTML(_dom_classes=["vigie-control-state"])
-        self.control_box = widgets.VBox([
-            widgets.HTML(f"<h3>{html.escape(t('console.control_title'))}</h3>"),
-            widgets.HBox([self.scope, self.pause_button, self.resume_button]), self.control_state,
-        ])
+        self.control_box = widgets.VBox(
+            [
+                widgets.HTML(f"<h3>{html.escape(t('console.control_title'))}</h3>"),
+                widgets.HBox([self.scope, self.pause_button, self.resume_button]),
+                self.control_state,
+            ]
+        )
 
     # operator session
     def _start_session(self) -> None:
@@ -501,8 +558,14 @@ class OperatorConsole:
         if alert is None:
             return
         self.reason.value, self.follow_up.value, self.note.value = NOT_CHOSEN, NOT_CHOSEN, ""
-        self.badge.value = (f"<span style='background:#e67e00;color:white;padding:2px 8px;font-weight:bold'>"
-                            f"{html.escape(t('console.test_badge'))}</span>") if alert["is_test"] else ""
+        self.badge.value = (
+            (
+                f"<span style='background:#e67e00;color:white;padding:2px 8px;font-weight:bold'>"
+                f"{html.escape(t('console.test_badge'))}</span>"
+            )
+            if alert["is_test"]
+            else ""
+        )
         self.info.value = self._info_html(alert)
         self._load_sequence(alert)
 
@@ -516,8 +579,11 @@ class OperatorConsole:
             ("console.field.score", f"{alert['score']:.2f}"),
             ("console.field.revision", str(alert["config_revision"])),
         ]
-        cells = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(t(k))}</th>"
-                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        cells = "".join(
+            f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(t(k))}</th>"
+            f"<td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
         return f"<table>{cells}</table>"
 
     def _load_sequence(self, alert: dict) -> None:
@@ -566,8 +632,10 @@ class OperatorConsole:
             status = html.escape(t("console.state_running"))
         suffix = f" · {html.escape(_health_label(health))}" if health else ""
         colours = "background:#fdecea;border-color:#c0392b;color:#c0392b" if paused else "background:#f4f6f8"
-        return (f"<span data-scope='{html.escape(name)}' style='border:1px solid #ccd;border-radius:4px;"
-                f"padding:1px 8px;{colours}'>{html.escape(name)} : {status}{suffix}</span>")
+        return (
+            f"<span data-scope='{html.escape(name)}' style='border:1px solid #ccd;border-radius:4px;"
+            f"padding:1px 8px;{colours}'>{html.escape(name)} : {status}{suffix}</span>"
+        )
 
     # actions
     def _decide(self, decision: str) -> None:
@@ -575,13 +643,20 @@ class OperatorConsole:
         if alert_id is None:
             return
         try:
-            row = self.model.decide(alert_id, decision, reason=self.reason.value,
-                                    follow_up=self.follow_up.value, note=self.note.value)
+            row = self.model.decide(
+                alert_id, decision, reason=self.reason.value, follow_up=self.follow_up.value, note=self.note.value
+            )
         except (ValueError, VigieError) as exc:
             self._say(str(exc), error=True)
             return
-        self._say(t("console.decided", id=alert_id, decision=value_label("status", decision).lower(),
-                    operator=row["operator"]))
+        self._say(
+            t(
+                "console.decided",
+                id=alert_id,
+                decision=value_label("status", decision).lower(),
+                operator=row["operator"],
+            )
+        )
         self.refresh()
 
     def _set_paused(self, paused: bool) -> None:
@@ -623,8 +698,9 @@ class OperatorConsole:
                 self._say(f"{type(exc).__name__}: {exc}", error=True)
 
 
-def operator_console(db_path: str | Path | None = None, media: str | Path | None = None,
-                     *, poll: bool = True) -> OperatorConsole:
+def operator_console(
+    db_path: str | Path | None = None, media: str | Path | None = None, *, poll: bool = True
+) -> OperatorConsole:
     """The console over VIGIE_DB (or `db_path`), polling every second when a kernel loop runs."""
     console = OperatorConsole(ConsoleModel(db_path or register_path(), media))
     if poll:

@@ -8,7 +8,7 @@ Layout of one site folder (`zones/<site>/`):
 
 An export validates the draft with the runner's own models, writes the exact bytes the runner will
 read back, and logs `config_exported` (site, revision, sha256, actor and role) in the register's
-audit log. Only the design role exports (`runner.access`); every file it writes stays under
+audit log. Only the design role exports (`runner.core.access`); every file it writes stays under
 `zones_dir/<site>/` (a site name that is not a plain folder name is refused).
 """
 
@@ -27,10 +27,10 @@ import yaml
 from pydantic import ValidationError
 
 from runner.config.loading import LoadedConfig, dump_config, load_config, parse_config, validation_problems
-from runner.access import Action, Principal, require
 from runner.config.site import SiteConfig
-from runner.errors import ConfigError
-from runner.store import Register
+from runner.core.access import Action, Principal, require
+from runner.core.errors import ConfigError
+from runner.register.store import Register
 from workbench.i18n import t
 
 CURRENT_FILE = "site.yaml"
@@ -182,8 +182,13 @@ class SiteFolder:
 
 
 def _is_plain_name(name: object) -> bool:
-    return (isinstance(name, str) and bool(name) and name not in (".", "..") and name.isprintable()
-            and not any(sep in name for sep in ("/", "\\")))
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name not in (".", "..")
+        and name.isprintable()
+        and not any(sep in name for sep in ("/", "\\"))
+    )
 
 
 def list_sites(zones_dir: Path) -> list[str]:
@@ -233,7 +238,9 @@ def validate_draft(draft: Mapping[str, Any] | SiteConfig) -> SiteConfig:
         return SiteConfig.model_validate(dict(draft))
     except ValidationError as exc:
         problems = validation_problems(exc)
-        raise ExportError(t("export.invalid", count=len(problems), first=_problem_line(problems[0])), problems) from None
+        raise ExportError(
+            t("export.invalid", count=len(problems), first=_problem_line(problems[0])), problems
+        ) from None
 
 
 def _problem_line(problem: tuple[str, str]) -> str:
@@ -247,7 +254,6 @@ class ConfigExporter:
     def __init__(self, zones_dir: Path, register: Register | Callable[[], Register]):
         self.zones_dir = Path(zones_dir)
         self._register = register
-
 
     def plan(self, draft: Mapping[str, Any] | SiteConfig) -> ExportPlan:
         """Validate the draft, number its revision and compute the diff; writes nothing."""
@@ -274,7 +280,9 @@ class ConfigExporter:
             text=text,
             sha256=sha256_of(text.encode("utf-8")),
             changes=field_diff(old_data, reread.model_dump(mode="json")),
-            unified_diff=yaml_diff(old_text, text, f"r{current.config.revision}" if current else "(none)", f"r{revision}"),
+            unified_diff=yaml_diff(
+                old_text, text, f"r{current.config.revision}" if current else "(none)", f"r{revision}"
+            ),
         )
 
     def export(self, draft: Mapping[str, Any] | SiteConfig, by: Principal) -> ExportResult:
@@ -292,7 +300,9 @@ class ConfigExporter:
     def _write(self, plan: ExportPlan, by: Principal, register: Register) -> ExportResult:
         folder = SiteFolder(self.zones_dir, plan.site)
         zones = self.zones_dir.resolve()
-        if not folder.dir.resolve().is_relative_to(zones) or folder.dir.resolve() == zones:  # e.g. a symlinked site folder
+        if (
+            not folder.dir.resolve().is_relative_to(zones) or folder.dir.resolve() == zones
+        ):  # e.g. a symlinked site folder
             raise ExportError(f"site folder {folder.dir} leads outside {self.zones_dir}")
         data = plan.text.encode("utf-8")
         folder.revisions_dir.mkdir(parents=True, exist_ok=True)
@@ -301,16 +311,26 @@ class ConfigExporter:
         _write_new_file(revision_path, data)
         _append_sum(folder, revision_path.name, plan.sha256)
         # Audit before site.yaml changes: whatever the runner loads from now on was logged first.
-        audit_id = register.audit(AUDIT_EVENT, by.user, None, {
-            **by.audit_details(),
-            "site": plan.site, "revision": plan.revision, "sha256": plan.sha256,
-            "path": str(folder.current_path), "revision_file": revision_path.name,
-            "previous_revision": plan.previous_revision, "previous_sha256": plan.previous_sha256,
-            "changes": len(plan.changes),
-        })
+        audit_id = register.audit(
+            AUDIT_EVENT,
+            by.user,
+            None,
+            {
+                **by.audit_details(),
+                "site": plan.site,
+                "revision": plan.revision,
+                "sha256": plan.sha256,
+                "path": str(folder.current_path),
+                "revision_file": revision_path.name,
+                "previous_revision": plan.previous_revision,
+                "previous_sha256": plan.previous_sha256,
+                "changes": len(plan.changes),
+            },
+        )
         _replace_file(folder.current_path, data)
-        return ExportResult(plan.site, plan.revision, plan.sha256, folder.current_path, revision_path,
-                            audit_id, by.user, plan.changes)
+        return ExportResult(
+            plan.site, plan.revision, plan.sha256, folder.current_path, revision_path, audit_id, by.user, plan.changes
+        )
 
     @staticmethod
     def _current(folder: SiteFolder) -> LoadedConfig | None:

@@ -59,16 +59,25 @@ class FieldSpec:
 
     def bounds_text(self) -> str:
         """'0 ≤ … ≤ 3600', '> 0', '≤ 10' or ''."""
-        low = f"{_num(self.minimum)} ≤ " if self.minimum is not None else (
-            f"{_num(self.exclusive_minimum)} < " if self.exclusive_minimum is not None else "")
-        high = f" ≤ {_num(self.maximum)}" if self.maximum is not None else (
-            f" < {_num(self.exclusive_maximum)}" if self.exclusive_maximum is not None else "")
+        low = (
+            f"{_num(self.minimum)} ≤ "
+            if self.minimum is not None
+            else (f"{_num(self.exclusive_minimum)} < " if self.exclusive_minimum is not None else "")
+        )
+        high = (
+            f" ≤ {_num(self.maximum)}"
+            if self.maximum is not None
+            else (f" < {_num(self.exclusive_maximum)}" if self.exclusive_maximum is not None else "")
+        )
         if not low and not high:
             return ""
         if low and high:
             return f"{low}…{high}"
-        return f"≥ {_num(self.minimum)}" if self.minimum is not None else (
-            f"> {_num(self.exclusive_minimum)}" if low else high.strip())
+        return (
+            f"≥ {_num(self.minimum)}"
+            if self.minimum is not None
+            else (f"> {_num(self.exclusive_minimum)}" if low else high.strip())
+        )
 
     def help_text(self) -> str:
         parts = [self.description] if self.description else []
@@ -234,7 +243,11 @@ class ModelForm:
         value = self.values.get(name)
         spec = self.spec(name)
         if spec.widget == YAML:
-            return "" if value is None else yaml.safe_dump(value, default_flow_style=True, width=80, sort_keys=False).strip()
+            return (
+                ""
+                if value is None
+                else yaml.safe_dump(value, default_flow_style=True, width=80, sort_keys=False).strip()
+            )
         if spec.widget in (NUMBER, INTEGER) and not _plain_number_widget(spec, value):
             return "" if value is None else str(value)
         return value
@@ -271,9 +284,9 @@ def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[di
             continue
         if prefix and not path.startswith(prefix + "."):
             continue
-        rest = path[len(prefix) + 1:] if prefix else path
+        rest = path[len(prefix) + 1 :] if prefix else path
         name = re.split(r"[.\[]", rest, maxsplit=1)[0]
-        detail = rest[len(name):].lstrip(".")
+        detail = rest[len(name) :].lstrip(".")
         text = f"{detail}: {message}" if detail else message
         by_field[name] = f"{by_field[name]}; {text}" if name in by_field else text
     return by_field, general
@@ -325,11 +338,15 @@ class ModelFormView:
         self.errors[spec.name] = error = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
         error.add_class("vigie-field-error")
         label = widgets.HTML(f"<code>{spec.name}</code>", layout=widgets.Layout(width="170px"))
-        help_text = widgets.HTML(f"<small style='color:#666'>{_escape(spec.help_text())}</small>",
-                                 layout=widgets.Layout(margin="0 0 0 170px"))
+        help_text = widgets.HTML(
+            f"<small style='color:#666'>{_escape(spec.help_text())}</small>",
+            layout=widgets.Layout(margin="0 0 0 170px"),
+        )
         # flex 0 0 auto: inside a height-limited scrolling box, rows must scroll, not shrink to nothing.
-        return widgets.VBox([widgets.HBox([label, control, error], layout=widgets.Layout(flex="0 0 auto")), help_text],
-                            layout=widgets.Layout(margin="0 0 4px 0", flex="0 0 auto"))
+        return widgets.VBox(
+            [widgets.HBox([label, control, error], layout=widgets.Layout(flex="0 0 auto")), help_text],
+            layout=widgets.Layout(margin="0 0 4px 0", flex="0 0 auto"),
+        )
 
     def _control(self, spec: FieldSpec) -> widgets.Widget:
         value = self.form.display_value(spec.name)
@@ -338,20 +355,27 @@ class ModelFormView:
             return widgets.Checkbox(value=bool(value), indent=False, layout=width)
         if spec.widget == CHOICE:
             options = ([(NONE_LABEL, None)] if spec.nullable else []) + [(str(c), c) for c in spec.choices]
-            return widgets.Dropdown(options=options, value=value if value in dict(options).values() else None, layout=width)
+            return widgets.Dropdown(
+                options=options, value=value if value in dict(options).values() else None, layout=width
+            )
         if spec.widget in (ZONE, LINE):
             return widgets.Dropdown(options=self._ref_choices(spec, value), value=value, layout=width)
         if spec.widget in (TAGS, ZONES, LINES):
             allowed = self.ref_options(ZONE if spec.widget == ZONES else LINE) if spec.widget != TAGS else []
-            return widgets.TagsInput(value=list(value or []), allowed_tags=allowed, allow_duplicates=False, layout=width)
+            return widgets.TagsInput(
+                value=list(value or []), allowed_tags=allowed, allow_duplicates=False, layout=width
+            )
         if spec.widget == NUMBER and _plain_number_widget(spec, value):
             return widgets.FloatText(value=value, step=spec.multiple_of or 0.1, layout=width)
         if spec.widget == INTEGER and _plain_number_widget(spec, value):
             return widgets.IntText(value=value, step=int(spec.multiple_of or 1), layout=width)
         if spec.widget == YAML:
             return widgets.Textarea(value=value, rows=2, layout=width)
-        return widgets.Text(value="" if value is None else str(value),
-                            placeholder=t("form.empty_placeholder") if spec.nullable else "", layout=width)
+        return widgets.Text(
+            value="" if value is None else str(value),
+            placeholder=t("form.empty_placeholder") if spec.nullable else "",
+            layout=width,
+        )
 
     def _ref_choices(self, spec: FieldSpec, value: Any) -> list[tuple[str, Any]]:
         ids = self.ref_options(spec.widget)

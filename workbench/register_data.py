@@ -1,7 +1,7 @@
 """The register as polars DataFrames, read-only, and the aggregates of the analysis dashboards.
 
 The SQLite file is opened with `mode=ro`, so an analyst's dashboard can never write to the evidence
-(decisions and pauses go through `runner.store.Register`, from the operator console only; a
+(decisions and pauses go through `runner.register.store.Register`, from the operator console only; a
 statistics export, by the analyst role only, appends one `statistics_exported` audit row).
 Times are parsed to UTC datetimes; the hour of day is taken in the site's time zone, because
 "alerts at 23:00" means local time to the people who read the dashboard.
@@ -20,8 +20,8 @@ from urllib.parse import quote
 import numpy as np
 import polars as pl
 
-from runner.access import Action, Principal, require
-from runner.errors import StoreError
+from runner.core.access import Action, Principal, require
+from runner.core.errors import StoreError
 from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
 from workbench.i18n import add_messages, t
 from workbench.stats import wilson_interval
@@ -30,54 +30,99 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 
 # Columns of the joined alerts frame, with their dtypes, so that an empty register has the same shape.
 _ALERT_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64, "site": pl.String, "camera_id": pl.String, "rule_id": pl.String, "kind": pl.String,
-    "ts_utc": pl.String, "created_utc": pl.String, "t_s": pl.Float64, "subject": pl.String,
-    "track_id": pl.Int64, "score": pl.Float64, "bbox": pl.String, "details": pl.String, "is_test": pl.Boolean,
-    "phase": pl.String, "mode": pl.String, "config_revision": pl.Int64, "config_sha256": pl.String,
-    "snapshot": pl.String, "snapshot_note": pl.String, "media_purged_utc": pl.String, "status": pl.String,
-    "decision": pl.String, "reason": pl.String, "follow_up": pl.String, "operator": pl.String,
-    "note": pl.String, "decided_utc": pl.String,
+    "id": pl.Int64,
+    "site": pl.String,
+    "camera_id": pl.String,
+    "rule_id": pl.String,
+    "kind": pl.String,
+    "ts_utc": pl.String,
+    "created_utc": pl.String,
+    "t_s": pl.Float64,
+    "subject": pl.String,
+    "track_id": pl.Int64,
+    "score": pl.Float64,
+    "bbox": pl.String,
+    "details": pl.String,
+    "is_test": pl.Boolean,
+    "phase": pl.String,
+    "mode": pl.String,
+    "config_revision": pl.Int64,
+    "config_sha256": pl.String,
+    "snapshot": pl.String,
+    "snapshot_note": pl.String,
+    "media_purged_utc": pl.String,
+    "status": pl.String,
+    "decision": pl.String,
+    "reason": pl.String,
+    "follow_up": pl.String,
+    "operator": pl.String,
+    "note": pl.String,
+    "decided_utc": pl.String,
 }
 _AUDIT_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64, "ts_utc": pl.String, "event": pl.String, "actor": pl.String,
-    "camera_id": pl.String, "details": pl.String,
+    "id": pl.Int64,
+    "ts_utc": pl.String,
+    "event": pl.String,
+    "actor": pl.String,
+    "camera_id": pl.String,
+    "details": pl.String,
 }
 _TIME_COLUMNS = ("ts_utc", "created_utc", "decided_utc", "media_purged_utc")
 
 
 # The register's vocabulary as the apps show it (the values themselves stay the runner's identifiers).
-add_messages({
-    "fr": {
-        "register.kind.abandoned_object": "Objet abandonné", "register.kind.weapon": "Arme",
-        "register.kind.wrong_way": "Contresens", "register.kind.zone_intrusion": "Intrusion en zone interdite",
-        "register.kind.person_down": "Personne au sol", "register.kind.crowd_movement": "Mouvement de foule",
-        "register.kind.crowd_density": "Densité excessive", "register.kind.fire": "Départ de feu",
-        "register.reason.fixture": "Élément fixe (mobilier, décor)", "register.reason.reflection": "Reflet",
-        "register.reason.shadow": "Ombre", "register.reason.wrong_class": "Mauvais type d'objet",
-        "register.reason.duplicate": "Doublon", "register.reason.other": "Autre",
-        "register.follow_up.none": "Aucune suite", "register.follow_up.field_check": "Vérification sur place",
-        "register.follow_up.intervention": "Intervention",
-        "register.follow_up.transmitted_to_police": "Transmis à la police nationale",
-        "register.follow_up.other": "Autre suite",
-        "register.status.pending": "En attente", "register.status.confirmed": "Confirmée",
-        "register.status.rejected": "Rejetée",
-    },
-    "en": {
-        "register.kind.abandoned_object": "Abandoned object", "register.kind.weapon": "Weapon",
-        "register.kind.wrong_way": "Wrong way", "register.kind.zone_intrusion": "Forbidden zone",
-        "register.kind.person_down": "Person on the ground", "register.kind.crowd_movement": "Crowd movement",
-        "register.kind.crowd_density": "Excessive density", "register.kind.fire": "Fire start",
-        "register.reason.fixture": "Fixture (furniture, scenery)", "register.reason.reflection": "Reflection",
-        "register.reason.shadow": "Shadow", "register.reason.wrong_class": "Wrong kind of object",
-        "register.reason.duplicate": "Duplicate", "register.reason.other": "Other",
-        "register.follow_up.none": "No follow-up", "register.follow_up.field_check": "Field check",
-        "register.follow_up.intervention": "Intervention",
-        "register.follow_up.transmitted_to_police": "Transmitted to the national police",
-        "register.follow_up.other": "Other follow-up",
-        "register.status.pending": "Pending", "register.status.confirmed": "Confirmed",
-        "register.status.rejected": "Rejected",
-    },
-})
+add_messages(
+    {
+        "fr": {
+            "register.kind.abandoned_object": "Objet abandonné",
+            "register.kind.weapon": "Arme",
+            "register.kind.wrong_way": "Contresens",
+            "register.kind.zone_intrusion": "Intrusion en zone interdite",
+            "register.kind.person_down": "Personne au sol",
+            "register.kind.crowd_movement": "Mouvement de foule",
+            "register.kind.crowd_density": "Densité excessive",
+            "register.kind.fire": "Départ de feu",
+            "register.reason.fixture": "Élément fixe (mobilier, décor)",
+            "register.reason.reflection": "Reflet",
+            "register.reason.shadow": "Ombre",
+            "register.reason.wrong_class": "Mauvais type d'objet",
+            "register.reason.duplicate": "Doublon",
+            "register.reason.other": "Autre",
+            "register.follow_up.none": "Aucune suite",
+            "register.follow_up.field_check": "Vérification sur place",
+            "register.follow_up.intervention": "Intervention",
+            "register.follow_up.transmitted_to_police": "Transmis à la police nationale",
+            "register.follow_up.other": "Autre suite",
+            "register.status.pending": "En attente",
+            "register.status.confirmed": "Confirmée",
+            "register.status.rejected": "Rejetée",
+        },
+        "en": {
+            "register.kind.abandoned_object": "Abandoned object",
+            "register.kind.weapon": "Weapon",
+            "register.kind.wrong_way": "Wrong way",
+            "register.kind.zone_intrusion": "Forbidden zone",
+            "register.kind.person_down": "Person on the ground",
+            "register.kind.crowd_movement": "Crowd movement",
+            "register.kind.crowd_density": "Excessive density",
+            "register.kind.fire": "Fire start",
+            "register.reason.fixture": "Fixture (furniture, scenery)",
+            "register.reason.reflection": "Reflection",
+            "register.reason.shadow": "Shadow",
+            "register.reason.wrong_class": "Wrong kind of object",
+            "register.reason.duplicate": "Duplicate",
+            "register.reason.other": "Other",
+            "register.follow_up.none": "No follow-up",
+            "register.follow_up.field_check": "Field check",
+            "register.follow_up.intervention": "Intervention",
+            "register.follow_up.transmitted_to_police": "Transmitted to the national police",
+            "register.follow_up.other": "Other follow-up",
+            "register.status.pending": "Pending",
+            "register.status.confirmed": "Confirmed",
+            "register.status.rejected": "Rejected",
+        },
+    }
+)
 
 
 def value_label(field: str, value: object) -> str:
@@ -196,8 +241,12 @@ def site_timezone(site: str | None, zones: Path | None = None) -> str:
 
 # -- filters ------------------------------------------------------------------------------------
 def filter_alerts(
-    alerts: pl.DataFrame, *, include_tests: bool = True, cameras: list[str] | None = None,
-    kinds: list[str] | None = None, revisions: list[int] | None = None,
+    alerts: pl.DataFrame,
+    *,
+    include_tests: bool = True,
+    cameras: list[str] | None = None,
+    kinds: list[str] | None = None,
+    revisions: list[int] | None = None,
 ) -> pl.DataFrame:
     if not include_tests:
         alerts = alerts.filter(~pl.col("is_test"))
@@ -222,7 +271,11 @@ def with_local_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> p
 def alert_counts(alerts: pl.DataFrame, by: str | list[str]) -> pl.DataFrame:
     """Number of alerts per group, largest first (ties in group order)."""
     keys = _as_list(by)
-    return alerts.group_by(keys).agg(pl.len().alias("alerts")).sort(["alerts", *keys], descending=[True] + [False] * len(keys))
+    return (
+        alerts.group_by(keys)
+        .agg(pl.len().alias("alerts"))
+        .sort(["alerts", *keys], descending=[True] + [False] * len(keys))
+    )
 
 
 def alerts_per_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
@@ -235,13 +288,17 @@ def alerts_per_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> p
 def validation_stats(alerts: pl.DataFrame, by: str | list[str], confidence: float = 0.95) -> pl.DataFrame:
     """Per group: alerts, confirmed, rejected, pending, validation rate = confirmed / decided, with its Wilson interval."""
     keys = _as_list(by)
-    table = alerts.group_by(keys).agg(
-        pl.len().alias("alerts"),
-        (pl.col("status") == "confirmed").sum().alias("confirmed"),
-        (pl.col("status") == "rejected").sum().alias("rejected"),
-        (pl.col("status") == "pending").sum().alias("pending"),
-        pl.col("decision_delay_s").median().alias("median_delay_s"),
-    ).sort(keys)
+    table = (
+        alerts.group_by(keys)
+        .agg(
+            pl.len().alias("alerts"),
+            (pl.col("status") == "confirmed").sum().alias("confirmed"),
+            (pl.col("status") == "rejected").sum().alias("rejected"),
+            (pl.col("status") == "pending").sum().alias("pending"),
+            pl.col("decision_delay_s").median().alias("median_delay_s"),
+        )
+        .sort(keys)
+    )
     estimates = [
         wilson_interval(c, c + r, confidence)
         for c, r in zip(table["confirmed"].to_list(), table["rejected"].to_list(), strict=True)
@@ -258,7 +315,8 @@ def rejection_causes(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.D
     keys = _as_list(by)
     rejected = alerts.filter(pl.col("status") == "rejected")
     return (
-        rejected.group_by([*keys, "reason"]).agg(pl.len().alias("rejected"))
+        rejected.group_by([*keys, "reason"])
+        .agg(pl.len().alias("rejected"))
         .with_columns((pl.col("rejected") / pl.col("rejected").sum().over(keys)).alias("share"))
         .sort([*keys, "rejected", "reason"], descending=[False] * len(keys) + [True, False])
     )
@@ -267,8 +325,10 @@ def rejection_causes(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.D
 def follow_up_counts(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
     keys = _as_list(by)
     decided = alerts.filter(pl.col("decision").is_not_null())
-    return decided.group_by([*keys, "follow_up"]).agg(pl.len().alias("decisions")).sort(
-        [*keys, "decisions", "follow_up"], descending=[False] * len(keys) + [True, False]
+    return (
+        decided.group_by([*keys, "follow_up"])
+        .agg(pl.len().alias("decisions"))
+        .sort([*keys, "decisions", "follow_up"], descending=[False] * len(keys) + [True, False])
     )
 
 
@@ -276,20 +336,25 @@ def decision_delays(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.Da
     """Time to decision (seconds from the alert being stored to the operator's decision) per group."""
     keys = _as_list(by)
     decided = alerts.filter(pl.col("decision_delay_s").is_not_null())
-    return decided.group_by(keys).agg(
-        pl.len().alias("decisions"),
-        pl.col("decision_delay_s").median().alias("median_s"),
-        pl.col("decision_delay_s").mean().alias("mean_s"),
-        pl.col("decision_delay_s").quantile(0.9, interpolation="nearest").alias("p90_s"),
-        pl.col("decision_delay_s").max().alias("max_s"),
-    ).sort(keys)
+    return (
+        decided.group_by(keys)
+        .agg(
+            pl.len().alias("decisions"),
+            pl.col("decision_delay_s").median().alias("median_s"),
+            pl.col("decision_delay_s").mean().alias("mean_s"),
+            pl.col("decision_delay_s").quantile(0.9, interpolation="nearest").alias("p90_s"),
+            pl.col("decision_delay_s").max().alias("max_s"),
+        )
+        .sort(keys)
+    )
 
 
 def revision_comparison(alerts: pl.DataFrame, by: str | list[str] = "config_revision") -> pl.DataFrame:
     """Each config revision side by side: volume, period covered, validation rate and time to decision."""
     keys = _as_list(by)
     periods = alerts.group_by(keys).agg(
-        pl.col("ts_utc").min().alias("first_utc"), pl.col("ts_utc").max().alias("last_utc"),
+        pl.col("ts_utc").min().alias("first_utc"),
+        pl.col("ts_utc").max().alias("last_utc"),
     )
     return validation_stats(alerts, keys).join(periods, on=keys, how="left").sort(keys)
 
@@ -300,7 +365,9 @@ def timeline(alerts: pl.DataFrame, every: str = "1h", by: str = "kind") -> pl.Da
         return pl.DataFrame(schema={"bucket": alerts.schema["ts_utc"], by: pl.String, "alerts": pl.UInt32})
     return (
         alerts.with_columns(pl.col("ts_utc").dt.truncate(every).alias("bucket"))
-        .group_by(["bucket", by]).agg(pl.len().alias("alerts")).sort(["bucket", by])
+        .group_by(["bucket", by])
+        .agg(pl.len().alias("alerts"))
+        .sort(["bucket", by])
     )
 
 
@@ -308,7 +375,10 @@ def heatmap_counts(alerts: pl.DataFrame, bins_x: int = 32, bins_y: int = 18) -> 
     """Counts of alert box centres on a grid over the image (rows top to bottom), coordinates being 0-1."""
     centres = alerts.filter(pl.col("cx").is_not_null() & pl.col("cy").is_not_null())
     grid, _, _ = np.histogram2d(
-        centres["cy"].to_numpy(), centres["cx"].to_numpy(), bins=(bins_y, bins_x), range=((0.0, 1.0), (0.0, 1.0)),
+        centres["cy"].to_numpy(),
+        centres["cx"].to_numpy(),
+        bins=(bins_y, bins_x),
+        range=((0.0, 1.0), (0.0, 1.0)),
     )
     return grid.astype(int)
 
@@ -348,20 +418,35 @@ def export_folder(root: Path, name: str) -> Path:
     return target
 
 
-def export_statistics(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt: str, *, by: Principal,
-                      db_path: Path, media: Path | None = None) -> list[Path]:
+def export_statistics(
+    tables: dict[str, pl.DataFrame],
+    root: Path,
+    folder: str,
+    fmt: str,
+    *,
+    by: Principal,
+    db_path: Path,
+    media: Path | None = None,
+) -> list[Path]:
     """An analyst's export: role checked, files written under the export root, then one audit row
     (user, role, folder, format, tables and row counts). Files whose export cannot be logged are removed."""
-    from runner.store import Register
+    from runner.register.store import Register
 
     require(by, Action.EXPORT_STATISTICS)
     with Register(db_path, media, create=False) as register:  # opened first: no unlogged export
         written = export_tables(tables, root, folder, fmt)
         try:
-            register.audit("statistics_exported", by.user, None, {
-                **by.audit_details(), "folder": written[0].parent.relative_to(Path(root).resolve()).as_posix()
-                if written else folder, "format": fmt, "rows": {name: table.height for name, table in tables.items()},
-            })
+            register.audit(
+                "statistics_exported",
+                by.user,
+                None,
+                {
+                    **by.audit_details(),
+                    "folder": written[0].parent.relative_to(Path(root).resolve()).as_posix() if written else folder,
+                    "format": fmt,
+                    "rows": {name: table.height for name, table in tables.items()},
+                },
+            )
         except StoreError:
             for path in written:
                 path.unlink(missing_ok=True)

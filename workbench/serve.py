@@ -12,7 +12,7 @@ the dashboards to the network and to hand out that token.
 One server per role, each with its own token (and port): the role ($VIGIE_ROLE or --role) is
 fixed by whoever starts the server and reaches the apps through their kernels' environment, so the
 person at the browser cannot choose it; the register and the exports refuse what the role may not
-do (runner/access.py). The server's user ($VIGIE_USER or --user, by default the login that starts
+do (runner/core/access.py). The server's user ($VIGIE_USER or --user, by default the login that starts
 it) is recorded with analysts' exports; operators and designers type their own name in the app.
 
 Paths (VIGIE_DB, VIGIE_ZONES_DIR, VIGIE_MEDIA_DIR, VIGIE_EXPORT_DIR) are made absolute before
@@ -29,15 +29,23 @@ import secrets
 import sys
 from pathlib import Path
 
-from runner.access import Principal, Role
-from runner.errors import VigieError
+from runner.core.access import Principal, Role
+from runner.core.errors import VigieError
 from workbench._setup_paths import PROJECT_ROOT
 
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8866
 MIN_TOKEN_CHARS = 16
-PATH_VARIABLES = ("VIGIE_DB", "VIGIE_ZONES_DIR", "VIGIE_MEDIA_DIR", "VIGIE_EXPORT_DIR", "VIGIE_TUNING_DB",
-                  "VIGIE_CLIPS_DIR", "VIGIE_LABELS", "VIGIE_SHARED_DATA")
+PATH_VARIABLES = (
+    "VIGIE_DB",
+    "VIGIE_ZONES_DIR",
+    "VIGIE_MEDIA_DIR",
+    "VIGIE_EXPORT_DIR",
+    "VIGIE_TUNING_DB",
+    "VIGIE_CLIPS_DIR",
+    "VIGIE_LABELS",
+    "VIGIE_SHARED_DATA",
+)
 
 
 SERVED_ROLES = (Role.OPERATOR, Role.ANALYST, Role.DESIGN)  # the runner role is the service's, not a person's
@@ -78,21 +86,25 @@ def choose_principal(role: str | None, user: str | None, environ: dict[str, str]
     """The role the server is for (--role, else VIGIE_ROLE; required) and its user (--user, VIGIE_USER, login)."""
     role = (role or environ.get("VIGIE_ROLE", "")).strip()
     if not role:
-        raise ServeError(f"choose the role this server is for: --role {'|'.join(r.value for r in SERVED_ROLES)} "
-                         "(or set VIGIE_ROLE); run one server per role, each with its own token")
+        raise ServeError(
+            f"choose the role this server is for: --role {'|'.join(r.value for r in SERVED_ROLES)} "
+            "(or set VIGIE_ROLE); run one server per role, each with its own token"
+        )
     try:
         principal = Principal((user or environ.get("VIGIE_USER", "")).strip() or getpass.getuser(), role)
     except VigieError as exc:
         raise ServeError(str(exc)) from None
     if principal.role not in SERVED_ROLES:
-        raise ServeError(f"--role {principal.role.value}: the service's role is not served to browsers "
-                         f"(choose {', '.join(r.value for r in SERVED_ROLES)})")
+        raise ServeError(
+            f"--role {principal.role.value}: the service's role is not served to browsers "
+            f"(choose {', '.join(r.value for r in SERVED_ROLES)})"
+        )
     return principal
 
 
 def server_environment(environ: dict[str, str], token: str, principal: Principal | None = None) -> dict[str, str]:
     env = dict(environ)
-    if principal is not None:  # the apps read who they serve from here (runner.access.role_from_env)
+    if principal is not None:  # the apps read who they serve from here (runner.core.access.role_from_env)
         env["VIGIE_ROLE"], env["VIGIE_USER"] = principal.role.value, principal.user
     for name in PATH_VARIABLES:
         if env.get(name, "").strip():
@@ -104,7 +116,10 @@ def server_environment(environ: dict[str, str], token: str, principal: Principal
 
 def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "voila", str(notebooks),
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebooks),
         "--no-browser",
         f"--Voila.ip={ip}",
         f"--Voila.port={port}",
@@ -129,8 +144,12 @@ def app_urls(ip: str, port: int, token: str, notebooks: Path, role: Role | None 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m workbench.serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--role", choices=[r.value for r in SERVED_ROLES], default=None,
-                        help="role this server is for (default $VIGIE_ROLE; required): one server per role")
+    parser.add_argument(
+        "--role",
+        choices=[r.value for r in SERVED_ROLES],
+        default=None,
+        help="role this server is for (default $VIGIE_ROLE; required): one server per role",
+    )
     parser.add_argument("--user", default=None, help="the server's user (default $VIGIE_USER, else your login)")
     parser.add_argument("--ip", default=DEFAULT_IP, help=f"address to listen on (default {DEFAULT_IP})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
@@ -155,13 +174,20 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return 2
     command = voila_command(notebooks, args.ip, args.port)
     if not is_loopback(args.ip):
-        print("warning: plain HTTP beyond this machine: the token can be read on the network; "
-              "put a TLS reverse proxy in front", file=sys.stderr)
+        print(
+            "warning: plain HTTP beyond this machine: the token can be read on the network; "
+            "put a TLS reverse proxy in front",
+            file=sys.stderr,
+        )
     # A token chosen in VIGIE_TOKEN is never printed (this output often ends in a service's log): its
     # holders know it. A generated one has no other way to reach the person who started the server.
     shown = "$VIGIE_TOKEN" if environ.get("VIGIE_TOKEN", "").strip() else token
-    print(f"Vigie workbench (Voilà) for the {principal.role.value} role, user {principal.user} — open:",
-          *(f"  {u}" for u in app_urls(args.ip, args.port, shown, notebooks, principal.role)), sep="\n", flush=True)
+    print(
+        f"Vigie workbench (Voilà) for the {principal.role.value} role, user {principal.user} — open:",
+        *(f"  {u}" for u in app_urls(args.ip, args.port, shown, notebooks, principal.role)),
+        sep="\n",
+        flush=True,
+    )
     if args.dry_run:
         print(" ".join(command))
         return 0

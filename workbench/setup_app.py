@@ -21,13 +21,13 @@ import ipywidgets as widgets
 import numpy as np
 from pydantic import ValidationError
 
-from runner.access import PermissionDenied, Principal, Role, role_from_env
-from runner.capture import VideoSource, resolve_source
 from runner.config.loading import expand_env, load_config, redact, validation_problems
 from runner.config.site import Camera, Retention, SiteConfig
-from runner.errors import ConfigError, SourceError, VigieError
-from runner.privacy import PrivacyMasker
-from runner.store import Register
+from runner.core.access import PermissionDenied, Principal, Role, role_from_env
+from runner.core.errors import ConfigError, SourceError, VigieError
+from runner.register.store import Register
+from runner.sources.capture import VideoSource, resolve_source
+from runner.sources.privacy import PrivacyMasker
 from workbench import _setup_paths as paths
 from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
 from workbench.export import MAX_ACTOR_CHARS, ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder
@@ -112,8 +112,9 @@ class CameraSetup:
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
         self.snapshot: np.ndarray | None = None
         site_fields = [name for name in SiteConfig.model_fields if name not in SITE_FORM_EXCLUDE]
-        self.site_form = ModelForm(SiteConfig, {k: self.site[k] for k in site_fields if k in self.site},
-                                   exclude=SITE_FORM_EXCLUDE)
+        self.site_form = ModelForm(
+            SiteConfig, {k: self.site[k] for k in site_fields if k in self.site}, exclude=SITE_FORM_EXCLUDE
+        )
         self.retention_form = ModelForm(Retention, self.site.get("retention") or {})
         self.camera_index = -1
         if not self.site.get("cameras"):
@@ -162,11 +163,13 @@ class CameraSetup:
         self.canvas.load_camera(camera)
         models = rule_models()
         self.rules = [ModelForm(models[r["kind"]], r) for r in camera.get("rules") or []]
-        self.camera_form = ModelForm(Camera, {k: v for k, v in camera.items() if k not in GEOMETRY_FIELDS},
-                                     exclude=GEOMETRY_FIELDS)
+        self.camera_form = ModelForm(
+            Camera, {k: v for k, v in camera.items() if k not in GEOMETRY_FIELDS}, exclude=GEOMETRY_FIELDS
+        )
         calibration = camera.get("calibration") or {}
-        self.world_m: list[list[float | None]] = [list(p) for p in calibration.get("world_m") or []] or \
-            [[None, None] for _ in range(4)]
+        self.world_m: list[list[float | None]] = [list(p) for p in calibration.get("world_m") or []] or [
+            [None, None] for _ in range(4)
+        ]
         self.snapshot = None
 
     # -- rules -----------------------------------------------------------------------------------
@@ -223,9 +226,13 @@ class CameraSetup:
             return
         geometry = self.canvas.geometry()
         camera = dict(self.camera_form.values)
-        camera.update(zones=geometry["zones"], lines=geometry["lines"], privacy_masks=geometry["privacy_masks"],
-                      calibration=self._calibration(geometry["calibration_image"]),
-                      rules=[dict(f.values) for f in self.rules])
+        camera.update(
+            zones=geometry["zones"],
+            lines=geometry["lines"],
+            privacy_masks=geometry["privacy_masks"],
+            calibration=self._calibration(geometry["calibration_image"]),
+            rules=[dict(f.values) for f in self.rules],
+        )
         self.site["cameras"][self.camera_index] = camera
         self.site.update(self.site_form.values)
         self.site["retention"] = dict(self.retention_form.values)
@@ -239,7 +246,9 @@ class CameraSetup:
         """Every problem of the draft, from the runner's own models, plus unreadable form inputs."""
         problems: list[Problem] = []
         for prefix, form in self._forms():
-            problems += [(f"{prefix}.{name}" if prefix else name, message) for name, message in form.input_errors.items()]
+            problems += [
+                (f"{prefix}.{name}" if prefix else name, message) for name, message in form.input_errors.items()
+            ]
         try:
             SiteConfig.model_validate(self.draft())
         except ValidationError as exc:
@@ -265,8 +274,11 @@ class CameraSetup:
     def shape_problems(self, problems: list[Problem] | None = None) -> dict[str, list[str]]:
         """Problems of the drawn geometry, by shape key (zone / line id, mask-N, calibration)."""
         problems = self.problems() if problems is None else problems
-        keys = {"zones": [s.key for s in self.canvas.of_kind("zone")], "lines": [s.key for s in self.canvas.of_kind("line")],
-                "privacy_masks": [s.key for s in self.canvas.of_kind("mask")]}
+        keys = {
+            "zones": [s.key for s in self.canvas.of_kind("zone")],
+            "lines": [s.key for s in self.canvas.of_kind("line")],
+            "privacy_masks": [s.key for s in self.canvas.of_kind("mask")],
+        }
         found: dict[str, list[str]] = {}
         for group, shape_keys in keys.items():
             for index, key in enumerate(shape_keys):
@@ -322,8 +334,10 @@ def export_principal(actor: str, role: Role | None) -> Principal:
     if len(actor) > MAX_ACTOR_CHARS:
         raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))
     if role is None:
-        raise PermissionDenied(f"{actor}: this workbench was started without a role "
-                               "(python -m workbench.serve --role design): exports are refused")
+        raise PermissionDenied(
+            f"{actor}: this workbench was started without a role "
+            "(python -m workbench.serve --role design): exports are refused"
+        )
     return Principal(actor, role)
 
 
@@ -368,9 +382,12 @@ class CameraSetupApp:
         self.mask_preview = widgets.Checkbox(value=False, description=t("setup.preview_masks"), indent=False)
         self.status = widgets.HTML()
         self.status.add_class("vigie-status")
-        self.canvas_widget = CanvasWidget(CanvasModel(), on_error=lambda m: self._status(m, error=True), display_width=760)
-        self.tool_picker = widgets.ToggleButtons(options=[(t(f"canvas.tool.{tool}"), tool) for tool in TOOLS],
-                                                 value="edit", style={"button_width": "auto"})
+        self.canvas_widget = CanvasWidget(
+            CanvasModel(), on_error=lambda m: self._status(m, error=True), display_width=760
+        )
+        self.tool_picker = widgets.ToggleButtons(
+            options=[(t(f"canvas.tool.{tool}"), tool) for tool in TOOLS], value="edit", style={"button_width": "auto"}
+        )
         self.tool_picker.add_class("vigie-tools")
         self.finish_button = widgets.Button(description=t("setup.finish_shape"), icon="check")
         self.undo_button = widgets.Button(description=t("setup.undo"), icon="undo")
@@ -380,11 +397,17 @@ class CameraSetupApp:
         self.shape_list.add_class("vigie-shapes")
         self.rename_text = widgets.Text(description=t("setup.new_id"))
         self.rename_button = widgets.Button(description=t("setup.rename"))
-        self.clear_direction_button = widgets.Button(description=t("setup.clear_direction"),
-                                                     layout=widgets.Layout(width="auto"))
+        self.clear_direction_button = widgets.Button(
+            description=t("setup.clear_direction"), layout=widgets.Layout(width="auto")
+        )
         self.shape_problems = widgets.HTML()
-        self.world_inputs = [(widgets.Text(placeholder="x (m)", layout=widgets.Layout(width="90px")),
-                              widgets.Text(placeholder="y (m)", layout=widgets.Layout(width="90px"))) for _ in range(4)]
+        self.world_inputs = [
+            (
+                widgets.Text(placeholder="x (m)", layout=widgets.Layout(width="90px")),
+                widgets.Text(placeholder="y (m)", layout=widgets.Layout(width="90px")),
+            )
+            for _ in range(4)
+        ]
         self.camera_box = widgets.VBox()
         self.site_box = widgets.VBox()
         self.rule_kind = widgets.Dropdown(options=list(rule_models()), description=t("setup.rule_kind"))
@@ -406,27 +429,52 @@ class CameraSetupApp:
         self.widget = self._layout()
 
     def _layout(self) -> widgets.Widget:
-        world_rows = [widgets.HBox([widgets.HTML(f"<b>{i + 1}</b>", layout=widgets.Layout(width="20px")), x, y])
-                      for i, (x, y) in enumerate(self.world_inputs)]
-        tabs = widgets.Tab(children=[
-            widgets.VBox([self.shape_list, widgets.HBox([self.rename_text, self.rename_button]),
-                          self.clear_direction_button, self.shape_problems]),
-            widgets.VBox([self.rule_kind, self.add_rule_button, self.rules_box]),
-            widgets.VBox([widgets.HTML(t("setup.calibration_help")), *world_rows]),
-            widgets.VBox([self.camera_box, widgets.HTML(f"<b>{t('setup.add_camera')}</b>"),
-                          self.new_camera_id, self.new_camera_source, self.add_camera_button]),
-            self.site_box,
-            widgets.VBox([self.actor, widgets.HBox([self.diff_button, self.export_button]), self.export_output]),
-        ], layout=widgets.Layout(width="560px"))
+        world_rows = [
+            widgets.HBox([widgets.HTML(f"<b>{i + 1}</b>", layout=widgets.Layout(width="20px")), x, y])
+            for i, (x, y) in enumerate(self.world_inputs)
+        ]
+        tabs = widgets.Tab(
+            children=[
+                widgets.VBox(
+                    [
+                        self.shape_list,
+                        widgets.HBox([self.rename_text, self.rename_button]),
+                        self.clear_direction_button,
+                        self.shape_problems,
+                    ]
+                ),
+                widgets.VBox([self.rule_kind, self.add_rule_button, self.rules_box]),
+                widgets.VBox([widgets.HTML(t("setup.calibration_help")), *world_rows]),
+                widgets.VBox(
+                    [
+                        self.camera_box,
+                        widgets.HTML(f"<b>{t('setup.add_camera')}</b>"),
+                        self.new_camera_id,
+                        self.new_camera_source,
+                        self.add_camera_button,
+                    ]
+                ),
+                self.site_box,
+                widgets.VBox([self.actor, widgets.HBox([self.diff_button, self.export_button]), self.export_output]),
+            ],
+            layout=widgets.Layout(width="560px"),
+        )
         for index, title in enumerate(("shapes", "rules", "calibration", "camera", "site", "export")):
             tabs.set_title(index, t(f"setup.tab.{title}"))
         self.tabs = tabs
         header = widgets.HBox([self.site_picker, self.camera_picker, self.at_s, self.grab_button, self.mask_preview])
-        left = widgets.VBox([self.tool_picker, widgets.HBox([self.finish_button, self.undo_button, self.delete_button]),
-                             self.canvas_widget, widgets.HTML(f"<small>{t('setup.mouse_help')}</small>"),
-                             self.problems_html])
-        root = widgets.VBox([widgets.HTML(f"<h2>{t('setup.title')}</h2>"), header, self.status,
-                             widgets.HBox([left, tabs])])
+        left = widgets.VBox(
+            [
+                self.tool_picker,
+                widgets.HBox([self.finish_button, self.undo_button, self.delete_button]),
+                self.canvas_widget,
+                widgets.HTML(f"<small>{t('setup.mouse_help')}</small>"),
+                self.problems_html,
+            ]
+        )
+        root = widgets.VBox(
+            [widgets.HTML(f"<h2>{t('setup.title')}</h2>"), header, self.status, widgets.HBox([left, tabs])]
+        )
         root.add_class("vigie-setup")
         return root
 
@@ -435,7 +483,9 @@ class CameraSetupApp:
         on_user_change(self.camera_picker, self._open_camera)
         self.grab_button.on_click(lambda _: self._grab())
         self.mask_preview.observe(lambda _: self._show_image(), names="value")
-        self.tool_picker.observe(lambda c: self._guard(lambda: self.canvas_widget.model.set_tool(c["new"])), names="value")
+        self.tool_picker.observe(
+            lambda c: self._guard(lambda: self.canvas_widget.model.set_tool(c["new"])), names="value"
+        )
         self.finish_button.on_click(lambda _: self._guard(self.canvas_widget.model.finish))
         self.undo_button.on_click(lambda _: self._guard(self.canvas_widget.model.undo))
         self.delete_button.on_click(lambda _: self._guard(self._delete_selected))
@@ -518,9 +568,15 @@ class CameraSetupApp:
             remove = widgets.Button(description=t("setup.remove_rule"), icon="trash", button_style="danger")
             remove.on_click(lambda _b, i=index: self._remove_rule(i))
             form = self.setup.rules[index]
-            title = widgets.HTML(f"<b>{html.escape(str(form.values.get('id')))}</b> — <code>{form.values['kind']}</code>")
-            boxes.append(widgets.VBox([widgets.HBox([title, remove]), view.widget],
-                                      layout=widgets.Layout(border="1px solid #ddd", padding="4px", margin="4px 0")))
+            title = widgets.HTML(
+                f"<b>{html.escape(str(form.values.get('id')))}</b> — <code>{form.values['kind']}</code>"
+            )
+            boxes.append(
+                widgets.VBox(
+                    [widgets.HBox([title, remove]), view.widget],
+                    layout=widgets.Layout(border="1px solid #ddd", padding="4px", margin="4px 0"),
+                )
+            )
         self.rules_box.children = boxes
 
     def _grab(self, quiet: bool = False) -> None:
@@ -590,17 +646,24 @@ class CameraSetupApp:
             return
         problems = self.setup.problems()
         canvas = self.setup.canvas
-        replace_options(self.shape_list, [(f"{s.key} ({t(f'canvas.kind.{s.kind}')})", s.key) for s in canvas.shapes],
-                        canvas.selected if canvas.find(canvas.selected) else None)
+        replace_options(
+            self.shape_list,
+            [(f"{s.key} ({t(f'canvas.kind.{s.kind}')})", s.key) for s in canvas.shapes],
+            canvas.selected if canvas.find(canvas.selected) else None,
+        )
         shape_problems = self.setup.shape_problems(problems)
         self.shape_problems.value = "".join(
             f"<div style='color:#c62828'>⚠ <b>{html.escape(k)}</b>: {html.escape('; '.join(v))}</div>"
-            for k, v in shape_problems.items())
+            for k, v in shape_problems.items()
+        )
         for index, view in enumerate(self.rule_views):
             view.refresh_refs()
             view.show_problems(*self.setup.rule_problems(index, problems))
-        for prefix, form in (("", self.setup.site_form), ("retention", self.setup.retention_form),
-                             (self.setup.camera_prefix, self.setup.camera_form)):
+        for prefix, form in (
+            ("", self.setup.site_form),
+            ("retention", self.setup.retention_form),
+            (self.setup.camera_prefix, self.setup.camera_form),
+        ):
             view = self._form_views.get(id(form))
             if view:
                 view.show_problems(*field_problems(problems, prefix))
@@ -618,7 +681,8 @@ class CameraSetupApp:
             f"<b>{t('export.plan', site=plan.site, revision=plan.revision, previous=plan.previous_revision or '—')}</b>"
             f"<pre style='max-height:320px;overflow:auto'>{html.escape(changes)}</pre>"
             f"<details><summary>YAML</summary><pre style='max-height:320px;overflow:auto'>"
-            f"{html.escape(plan.unified_diff)}</pre></details>")
+            f"{html.escape(plan.unified_diff)}</pre></details>"
+        )
 
     def _export(self) -> None:
         try:
@@ -626,8 +690,14 @@ class CameraSetupApp:
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return
-        done = t("export.done", site=result.site, revision=result.revision, path=result.revision_path,
-                 sha256=result.sha256, actor=result.actor)
+        done = t(
+            "export.done",
+            site=result.site,
+            revision=result.revision,
+            path=result.revision_path,
+            sha256=result.sha256,
+            actor=result.actor,
+        )
         self.export_output.value = f"<span style='color:#2e7d32'>✔ {html.escape(done)}</span>"
         self._status(t("setup.site_loaded", site=result.site, revision=result.revision))
         self._attach(self.setup, grab=False)

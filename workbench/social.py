@@ -48,33 +48,44 @@ REQUEST_STATUSES = ("open", "answered", "rejected", "withdrawn")
 CLOSED_STATUSES = ("answered", "rejected")  # a reply was sent: date_answered is required
 MAX_CSV_BYTES = 20_000_000
 
-add_messages({
-    "fr": {
-        "social.item.q_informed": "J'ai été informé·e de l'expérimentation",
-        "social.item.q_feel_safer": "Je me sens plus en sécurité grâce au dispositif",
-        "social.item.q_privacy_respected": "Le dispositif respecte ma vie privée",
-        "social.item.q_trust_use": "J'ai confiance dans l'usage fait des images",
-        "social.item.q_support_continuation": "Je suis favorable à la poursuite du dispositif",
-        "social.type.resident": "Habitant·e", "social.type.visitor": "Visiteur·se / festivalier·e",
-        "social.type.worker": "Professionnel·le sur place", "social.type.trader": "Commerçant·e",
-        "social.type.other": "Autre",
-        "social.kind.information": "Demande d'information", "social.kind.access": "Droit d'accès",
-        "social.kind.objection": "Droit d'opposition", "social.kind.erasure": "Droit à l'effacement",
-        "social.kind.complaint": "Plainte / réclamation",
-    },
-    "en": {
-        "social.item.q_informed": "I was informed about the experiment",
-        "social.item.q_feel_safer": "I feel safer thanks to the system",
-        "social.item.q_privacy_respected": "The system respects my privacy",
-        "social.item.q_trust_use": "I trust the way the images are used",
-        "social.item.q_support_continuation": "I am in favour of continuing the system",
-        "social.type.resident": "Resident", "social.type.visitor": "Visitor / festival-goer",
-        "social.type.worker": "Worker on site", "social.type.trader": "Shopkeeper", "social.type.other": "Other",
-        "social.kind.information": "Information request", "social.kind.access": "Right of access",
-        "social.kind.objection": "Right to object", "social.kind.erasure": "Right to erasure",
-        "social.kind.complaint": "Complaint",
-    },
-})
+add_messages(
+    {
+        "fr": {
+            "social.item.q_informed": "J'ai été informé·e de l'expérimentation",
+            "social.item.q_feel_safer": "Je me sens plus en sécurité grâce au dispositif",
+            "social.item.q_privacy_respected": "Le dispositif respecte ma vie privée",
+            "social.item.q_trust_use": "J'ai confiance dans l'usage fait des images",
+            "social.item.q_support_continuation": "Je suis favorable à la poursuite du dispositif",
+            "social.type.resident": "Habitant·e",
+            "social.type.visitor": "Visiteur·se / festivalier·e",
+            "social.type.worker": "Professionnel·le sur place",
+            "social.type.trader": "Commerçant·e",
+            "social.type.other": "Autre",
+            "social.kind.information": "Demande d'information",
+            "social.kind.access": "Droit d'accès",
+            "social.kind.objection": "Droit d'opposition",
+            "social.kind.erasure": "Droit à l'effacement",
+            "social.kind.complaint": "Plainte / réclamation",
+        },
+        "en": {
+            "social.item.q_informed": "I was informed about the experiment",
+            "social.item.q_feel_safer": "I feel safer thanks to the system",
+            "social.item.q_privacy_respected": "The system respects my privacy",
+            "social.item.q_trust_use": "I trust the way the images are used",
+            "social.item.q_support_continuation": "I am in favour of continuing the system",
+            "social.type.resident": "Resident",
+            "social.type.visitor": "Visitor / festival-goer",
+            "social.type.worker": "Worker on site",
+            "social.type.trader": "Shopkeeper",
+            "social.type.other": "Other",
+            "social.kind.information": "Information request",
+            "social.kind.access": "Right of access",
+            "social.kind.objection": "Right to object",
+            "social.kind.erasure": "Right to erasure",
+            "social.kind.complaint": "Complaint",
+        },
+    }
+)
 
 
 class SocialCsvError(ValueError):
@@ -161,20 +172,29 @@ def parse_survey(text: str, source: str = "<survey>") -> pl.DataFrame:
         raise SocialCsvError(f"{source}: row 1: no Likert item column (their names start with {ITEM_PREFIX!r})")
     unknown = [h for h in header if h not in SURVEY_COLUMNS and h not in items]
     if unknown:
-        raise SocialCsvError(f"{source}: row 1: unknown column {unknown[0]!r} (Likert items start with {ITEM_PREFIX!r})")
+        raise SocialCsvError(
+            f"{source}: row 1: unknown column {unknown[0]!r} (Likert items start with {ITEM_PREFIX!r})"
+        )
     seen: dict[str, int] = {}
     records = []
     for line, row in rows:
         record = {
-            "respondent_id": _unique(_text(row["respondent_id"], source, line, "respondent_id"), seen, source, line, "respondent_id"),
+            "respondent_id": _unique(
+                _text(row["respondent_id"], source, line, "respondent_id"), seen, source, line, "respondent_id"
+            ),
             "date": _date(row["date"], source, line, "date"),
             "place": _text(row["place"], source, line, "place"),
             "respondent_type": _choice(row["respondent_type"], RESPONDENT_TYPES, source, line, "respondent_type"),
         }
         record.update({item: _likert(row[item], source, line, item) for item in items})
         records.append(record)
-    schema = {"respondent_id": pl.String, "date": pl.Date, "place": pl.String, "respondent_type": pl.String,
-              **{item: pl.Int8 for item in items}}
+    schema = {
+        "respondent_id": pl.String,
+        "date": pl.Date,
+        "place": pl.String,
+        "respondent_type": pl.String,
+        **{item: pl.Int8 for item in items},
+    }
     return pl.DataFrame(records, schema=schema, orient="row")
 
 
@@ -193,17 +213,29 @@ def parse_requests(text: str, source: str = "<requests>") -> pl.DataFrame:
         if status in CLOSED_STATUSES and answered is None:
             raise SocialCsvError(f"{source}: row {line}, column date_answered: required when status is {status}")
         if answered is not None and answered < received:
-            raise SocialCsvError(f"{source}: row {line}, column date_answered: {answered} is before date_received {received}")
-        records.append({
-            "request_id": _unique(_text(row["request_id"], source, line, "request_id"), seen, source, line, "request_id"),
-            "date_received": received,
-            "kind": _choice(row["kind"], REQUEST_KINDS, source, line, "kind"),
-            "channel": _choice(row["channel"], REQUEST_CHANNELS, source, line, "channel"),
-            "status": status,
-            "date_answered": answered,
-        })
-    schema = {"request_id": pl.String, "date_received": pl.Date, "kind": pl.String, "channel": pl.String,
-              "status": pl.String, "date_answered": pl.Date}
+            raise SocialCsvError(
+                f"{source}: row {line}, column date_answered: {answered} is before date_received {received}"
+            )
+        records.append(
+            {
+                "request_id": _unique(
+                    _text(row["request_id"], source, line, "request_id"), seen, source, line, "request_id"
+                ),
+                "date_received": received,
+                "kind": _choice(row["kind"], REQUEST_KINDS, source, line, "kind"),
+                "channel": _choice(row["channel"], REQUEST_CHANNELS, source, line, "channel"),
+                "status": status,
+                "date_answered": answered,
+            }
+        )
+    schema = {
+        "request_id": pl.String,
+        "date_received": pl.Date,
+        "kind": pl.String,
+        "channel": pl.String,
+        "status": pl.String,
+        "date_answered": pl.Date,
+    }
     return pl.DataFrame(records, schema=schema, orient="row").with_columns(
         (pl.col("date_answered") - pl.col("date_received")).dt.total_days().alias("answer_days")
     )
@@ -248,15 +280,19 @@ def item_indicator(values: list[int], item: str, group: str | None = None, confi
     answered = [v for v in values if v is not None]
     agree = wilson_interval(sum(1 for v in answered if v >= AGREE_FROM), len(answered), confidence)
     mean = mean_t_interval([float(v) for v in answered], confidence)
-    return ItemIndicator(item, group, len(answered), agree.value, agree.low, agree.high, mean.value, mean.low, mean.high)
+    return ItemIndicator(
+        item, group, len(answered), agree.value, agree.low, agree.high, mean.value, mean.low, mean.high
+    )
 
 
 def survey_indicators(survey: pl.DataFrame, group_by: str | None = None, confidence: float = 0.95) -> pl.DataFrame:
     """One row per item (and group): answers, share agreeing and mean answer, each with its interval."""
     rows = []
-    groups = [(None, survey)] if group_by is None else [
-        (str(key[0]), part) for key, part in sorted(survey.group_by([group_by]), key=lambda kv: str(kv[0][0]))
-    ]
+    groups = (
+        [(None, survey)]
+        if group_by is None
+        else [(str(key[0]), part) for key, part in sorted(survey.group_by([group_by]), key=lambda kv: str(kv[0][0]))]
+    )
     for group, part in groups:
         for item in item_columns(survey.columns):
             rows.append(item_indicator(part[item].to_list(), item, group, confidence).__dict__)
@@ -264,9 +300,17 @@ def survey_indicators(survey: pl.DataFrame, group_by: str | None = None, confide
 
 
 def _indicator_frame(rows: list[dict]) -> pl.DataFrame:
-    schema = {"item": pl.String, "group": pl.String, "answers": pl.Int64, "agree_share": pl.Float64,
-              "agree_low": pl.Float64, "agree_high": pl.Float64, "mean": pl.Float64, "mean_low": pl.Float64,
-              "mean_high": pl.Float64}
+    schema = {
+        "item": pl.String,
+        "group": pl.String,
+        "answers": pl.Int64,
+        "agree_share": pl.Float64,
+        "agree_low": pl.Float64,
+        "agree_high": pl.Float64,
+        "mean": pl.Float64,
+        "mean_low": pl.Float64,
+        "mean_high": pl.Float64,
+    }
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
@@ -289,21 +333,38 @@ def request_indicators(requests: pl.DataFrame, confidence: float = 0.95) -> pl.D
         if kind is not None and part.is_empty():
             continue
         closed = part.filter(pl.col("answer_days").is_not_null())
-        in_time = wilson_interval(closed.filter(pl.col("answer_days") <= ANSWER_DEADLINE_DAYS).height, closed.height, confidence)
-        rows.append({
-            "kind": kind or "total", "requests": part.height, "open": part.filter(pl.col("status") == "open").height,
-            "median_answer_days": closed["answer_days"].median() if closed.height else None,
-            "in_time_share": in_time.value, "in_time_low": in_time.low, "in_time_high": in_time.high,
-        })
-    schema = {"kind": pl.String, "requests": pl.Int64, "open": pl.Int64, "median_answer_days": pl.Float64,
-              "in_time_share": pl.Float64, "in_time_low": pl.Float64, "in_time_high": pl.Float64}
+        in_time = wilson_interval(
+            closed.filter(pl.col("answer_days") <= ANSWER_DEADLINE_DAYS).height, closed.height, confidence
+        )
+        rows.append(
+            {
+                "kind": kind or "total",
+                "requests": part.height,
+                "open": part.filter(pl.col("status") == "open").height,
+                "median_answer_days": closed["answer_days"].median() if closed.height else None,
+                "in_time_share": in_time.value,
+                "in_time_low": in_time.low,
+                "in_time_high": in_time.high,
+            }
+        )
+    schema = {
+        "kind": pl.String,
+        "requests": pl.Int64,
+        "open": pl.Int64,
+        "median_answer_days": pl.Float64,
+        "in_time_share": pl.Float64,
+        "in_time_low": pl.Float64,
+        "in_time_high": pl.Float64,
+    }
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def requests_per_period(requests: pl.DataFrame, every: str = "1mo") -> pl.DataFrame:
     return (
         requests.with_columns(pl.col("date_received").dt.truncate(every).alias("period"))
-        .group_by(["period", "kind"]).agg(pl.len().alias("requests")).sort(["period", "kind"])
+        .group_by(["period", "kind"])
+        .agg(pl.len().alias("requests"))
+        .sort(["period", "kind"])
     )
 
 
@@ -313,8 +374,13 @@ EXAMPLE_PLACES = ("Palais des festivals", "Croisette", "Gare", "Vieux-Port")
 EXAMPLE_WAVES = ((date(2025, 5, 5), 5), (date(2025, 5, 14), 10), (date(2025, 6, 2), 5))
 _TYPE_ATTITUDE = {"resident": 3.1, "visitor": 3.5, "worker": 3.3, "trader": 3.7, "other": 3.0}
 _TYPE_WEIGHTS = (0.35, 0.35, 0.12, 0.10, 0.08)
-_ITEM_OFFSET = {"q_informed": -0.4, "q_feel_safer": 0.2, "q_privacy_respected": -0.3, "q_trust_use": -0.2,
-                "q_support_continuation": 0.0}
+_ITEM_OFFSET = {
+    "q_informed": -0.4,
+    "q_feel_safer": 0.2,
+    "q_privacy_respected": -0.3,
+    "q_trust_use": -0.2,
+    "q_support_continuation": 0.0,
+}
 NO_ANSWER_RATE = 0.06
 
 
@@ -339,8 +405,13 @@ def example_survey(respondents: int = 240, seed: int = 2025) -> pl.DataFrame:
             answer = int(np.clip(round(attitude + offset + campaign + rng.normal(0, 0.6)), LIKERT_MIN, LIKERT_MAX))
             record[item] = None if rng.random() < NO_ANSWER_RATE else answer
         records.append(record)
-    schema = {"respondent_id": pl.String, "date": pl.Date, "place": pl.String, "respondent_type": pl.String,
-              **{item: pl.Int8 for item in STANDARD_ITEMS}}
+    schema = {
+        "respondent_id": pl.String,
+        "date": pl.Date,
+        "place": pl.String,
+        "respondent_type": pl.String,
+        **{item: pl.Int8 for item in STANDARD_ITEMS},
+    }
     return pl.DataFrame(records, schema=schema, orient="row")
 
 
@@ -363,14 +434,25 @@ def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025,
             status, answered = "open", None
         else:
             status = "rejected" if kind == "erasure" and rng.random() < 0.3 else "answered"
-        records.append({
-            "request_id": f"EX-R{index + 1:03d}", "date_received": received, "kind": kind,
-            "channel": str(rng.choice(REQUEST_CHANNELS, p=_CHANNEL_WEIGHTS)), "status": status,
-            "date_answered": answered,
-        })
+        records.append(
+            {
+                "request_id": f"EX-R{index + 1:03d}",
+                "date_received": received,
+                "kind": kind,
+                "channel": str(rng.choice(REQUEST_CHANNELS, p=_CHANNEL_WEIGHTS)),
+                "status": status,
+                "date_answered": answered,
+            }
+        )
     records.sort(key=lambda r: (r["date_received"], r["request_id"]))
-    schema = {"request_id": pl.String, "date_received": pl.Date, "kind": pl.String, "channel": pl.String,
-              "status": pl.String, "date_answered": pl.Date}
+    schema = {
+        "request_id": pl.String,
+        "date_received": pl.Date,
+        "kind": pl.String,
+        "channel": pl.String,
+        "status": pl.String,
+        "date_answered": pl.Date,
+    }
     return pl.DataFrame(records, schema=schema, orient="row")
 
 
@@ -386,11 +468,14 @@ def example_frames(seed: int = 2025) -> tuple[pl.DataFrame, pl.DataFrame]:
     return survey, requests
 
 
-def write_example(survey_path: Path, requests_path: Path | None = None, *, respondents: int = 240,
-                  seed: int = 2025) -> list[Path]:
+def write_example(
+    survey_path: Path, requests_path: Path | None = None, *, respondents: int = 240, seed: int = 2025
+) -> list[Path]:
     written = []
-    for path, frame in ((survey_path, example_survey(respondents, seed)),
-                        (requests_path, example_requests(seed=seed) if requests_path else None)):
+    for path, frame in (
+        (survey_path, example_survey(respondents, seed)),
+        (requests_path, example_requests(seed=seed) if requests_path else None),
+    ):
         if path is None or frame is None:
             continue
         path = Path(path)

@@ -21,58 +21,86 @@ from workbench import social  # noqa: E402
 from workbench.analysis_app import plot_widget  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
-add_messages({
-    "fr": {
-        "social.title": "Acceptabilité sociale — enquêtes, demandes d'exercice des droits, plaintes",
-        "social.survey_upload": "Réponses à l'enquête (CSV)",
-        "social.requests_upload": "Demandes et plaintes (CSV)",
-        "social.load_example": "Charger l'exemple synthétique",
-        "social.example_loaded": "Exemple synthétique chargé ({survey} réponses, {requests} demandes) — données fictives.",
-        "social.loaded": "{name} : {rows} ligne(s) importée(s).",
-        "social.nothing": "Importez un fichier d'enquête ou de demandes (modèles dans docs/), ou chargez l'exemple.",
-        "social.group_by": "Par", "social.group.none": "Ensemble", "social.group.respondent_type": "Type de répondant",
-        "social.group.place": "Lieu",
-        "social.period": "Période", "social.period.week": "Semaine", "social.period.month": "Mois",
-        "social.item": "Question",
-        "social.survey_title": "Indicateurs de l'enquête (IC {level} % : Wilson pour les parts, t de Student pour les moyennes)",
-        "social.evolution_title": "Évolution — {item}",
-        "social.overview_title": "Part d'accord (4 ou 5 sur 5) par question",
-        "social.requests_title": "Demandes d'exercice des droits et plaintes (réponse attendue sous {days} jours)",
-        "social.requests_plot": "Demandes reçues par période",
-        "social.col.item": "Question", "social.col.group": "Groupe", "social.col.answers": "Réponses",
-        "social.col.agree": "Part d'accord", "social.col.agree_ci": "IC", "social.col.mean": "Moyenne (1-5)",
-        "social.col.mean_ci": "IC", "social.col.kind": "Type", "social.col.requests": "Demandes",
-        "social.col.open": "En cours", "social.col.median_answer_days": "Délai médian (jours)",
-        "social.col.in_time": "Répondues à temps", "social.col.in_time_ci": "IC",
-        "social.total": "Total",
-        "social.axis.agree": "part d'accord", "social.axis.requests": "demandes",
-    },
-    "en": {
-        "social.title": "Social acceptability — surveys, rights requests, complaints",
-        "social.survey_upload": "Survey answers (CSV)",
-        "social.requests_upload": "Requests and complaints (CSV)",
-        "social.load_example": "Load the synthetic example",
-        "social.example_loaded": "Synthetic example loaded ({survey} answers, {requests} requests) — fictitious data.",
-        "social.loaded": "{name}: {rows} row(s) imported.",
-        "social.nothing": "Import a survey or requests file (templates in docs/), or load the example.",
-        "social.group_by": "By", "social.group.none": "Everyone", "social.group.respondent_type": "Respondent type",
-        "social.group.place": "Place",
-        "social.period": "Period", "social.period.week": "Week", "social.period.month": "Month",
-        "social.item": "Question",
-        "social.survey_title": "Survey indicators ({level} % CI: Wilson for shares, Student's t for means)",
-        "social.evolution_title": "Over time — {item}",
-        "social.overview_title": "Share agreeing (4 or 5 out of 5) per question",
-        "social.requests_title": "Rights requests and complaints (answer due within {days} days)",
-        "social.requests_plot": "Requests received per period",
-        "social.col.item": "Question", "social.col.group": "Group", "social.col.answers": "Answers",
-        "social.col.agree": "Share agreeing", "social.col.agree_ci": "CI", "social.col.mean": "Mean (1-5)",
-        "social.col.mean_ci": "CI", "social.col.kind": "Kind", "social.col.requests": "Requests",
-        "social.col.open": "Open", "social.col.median_answer_days": "Median delay (days)",
-        "social.col.in_time": "Answered in time", "social.col.in_time_ci": "CI",
-        "social.total": "Total",
-        "social.axis.agree": "share agreeing", "social.axis.requests": "requests",
-    },
-})
+add_messages(
+    {
+        "fr": {
+            "social.title": "Acceptabilité sociale — enquêtes, demandes d'exercice des droits, plaintes",
+            "social.survey_upload": "Réponses à l'enquête (CSV)",
+            "social.requests_upload": "Demandes et plaintes (CSV)",
+            "social.load_example": "Charger l'exemple synthétique",
+            "social.example_loaded": "Exemple synthétique chargé ({survey} réponses, {requests} demandes) — données fictives.",
+            "social.loaded": "{name} : {rows} ligne(s) importée(s).",
+            "social.nothing": "Importez un fichier d'enquête ou de demandes (modèles dans docs/), ou chargez l'exemple.",
+            "social.group_by": "Par",
+            "social.group.none": "Ensemble",
+            "social.group.respondent_type": "Type de répondant",
+            "social.group.place": "Lieu",
+            "social.period": "Période",
+            "social.period.week": "Semaine",
+            "social.period.month": "Mois",
+            "social.item": "Question",
+            "social.survey_title": "Indicateurs de l'enquête (IC {level} % : Wilson pour les parts, t de Student pour les moyennes)",
+            "social.evolution_title": "Évolution — {item}",
+            "social.overview_title": "Part d'accord (4 ou 5 sur 5) par question",
+            "social.requests_title": "Demandes d'exercice des droits et plaintes (réponse attendue sous {days} jours)",
+            "social.requests_plot": "Demandes reçues par période",
+            "social.col.item": "Question",
+            "social.col.group": "Groupe",
+            "social.col.answers": "Réponses",
+            "social.col.agree": "Part d'accord",
+            "social.col.agree_ci": "IC",
+            "social.col.mean": "Moyenne (1-5)",
+            "social.col.mean_ci": "IC",
+            "social.col.kind": "Type",
+            "social.col.requests": "Demandes",
+            "social.col.open": "En cours",
+            "social.col.median_answer_days": "Délai médian (jours)",
+            "social.col.in_time": "Répondues à temps",
+            "social.col.in_time_ci": "IC",
+            "social.total": "Total",
+            "social.axis.agree": "part d'accord",
+            "social.axis.requests": "demandes",
+        },
+        "en": {
+            "social.title": "Social acceptability — surveys, rights requests, complaints",
+            "social.survey_upload": "Survey answers (CSV)",
+            "social.requests_upload": "Requests and complaints (CSV)",
+            "social.load_example": "Load the synthetic example",
+            "social.example_loaded": "Synthetic example loaded ({survey} answers, {requests} requests) — fictitious data.",
+            "social.loaded": "{name}: {rows} row(s) imported.",
+            "social.nothing": "Import a survey or requests file (templates in docs/), or load the example.",
+            "social.group_by": "By",
+            "social.group.none": "Everyone",
+            "social.group.respondent_type": "Respondent type",
+            "social.group.place": "Place",
+            "social.period": "Period",
+            "social.period.week": "Week",
+            "social.period.month": "Month",
+            "social.item": "Question",
+            "social.survey_title": "Survey indicators ({level} % CI: Wilson for shares, Student's t for means)",
+            "social.evolution_title": "Over time — {item}",
+            "social.overview_title": "Share agreeing (4 or 5 out of 5) per question",
+            "social.requests_title": "Rights requests and complaints (answer due within {days} days)",
+            "social.requests_plot": "Requests received per period",
+            "social.col.item": "Question",
+            "social.col.group": "Group",
+            "social.col.answers": "Answers",
+            "social.col.agree": "Share agreeing",
+            "social.col.agree_ci": "CI",
+            "social.col.mean": "Mean (1-5)",
+            "social.col.mean_ci": "CI",
+            "social.col.kind": "Kind",
+            "social.col.requests": "Requests",
+            "social.col.open": "Open",
+            "social.col.median_answer_days": "Median delay (days)",
+            "social.col.in_time": "Answered in time",
+            "social.col.in_time_ci": "CI",
+            "social.total": "Total",
+            "social.axis.agree": "share agreeing",
+            "social.axis.requests": "requests",
+        },
+    }
+)
 
 PERIODS = {"week": "1w", "month": "1mo"}
 
@@ -100,17 +128,25 @@ def _interval(low: float | None, high: float | None, percent: bool) -> str:
 def _table(headers: list[str], rows: list[list[str]], css: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<table class='vigie-table {css}' style='border-collapse:collapse;margin:4px 0 12px 0'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            "<style>.vigie-table td,.vigie-table th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>")
+    return (
+        f"<table class='vigie-table {css}' style='border-collapse:collapse;margin:4px 0 12px 0'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        "<style>.vigie-table td,.vigie-table th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>"
+    )
 
 
 def survey_table_html(indicators: pl.DataFrame, group_by: str | None) -> str:
     group_prefix = "social.type" if group_by == "respondent_type" else "social.place"
     rows = [
-        [item_label(r["item"]), _label(group_prefix, r["group"]), str(r["answers"]),
-         "—" if r["agree_share"] is None else f"{r['agree_share']:.0%}", _interval(r["agree_low"], r["agree_high"], True),
-         "—" if r["mean"] is None else f"{r['mean']:.2f}", _interval(r["mean_low"], r["mean_high"], False)]
+        [
+            item_label(r["item"]),
+            _label(group_prefix, r["group"]),
+            str(r["answers"]),
+            "—" if r["agree_share"] is None else f"{r['agree_share']:.0%}",
+            _interval(r["agree_low"], r["agree_high"], True),
+            "—" if r["mean"] is None else f"{r['mean']:.2f}",
+            _interval(r["mean_low"], r["mean_high"], False),
+        ]
         for r in indicators.iter_rows(named=True)
     ]
     headers = [t(f"social.col.{c}") for c in ("item", "group", "answers", "agree", "agree_ci", "mean", "mean_ci")]
@@ -119,13 +155,19 @@ def survey_table_html(indicators: pl.DataFrame, group_by: str | None) -> str:
 
 def requests_table_html(indicators: pl.DataFrame) -> str:
     rows = [
-        [t("social.total") if r["kind"] == "total" else _label("social.kind", r["kind"]), str(r["requests"]),
-         str(r["open"]), "—" if r["median_answer_days"] is None else f"{r['median_answer_days']:.0f}",
-         "—" if r["in_time_share"] is None else f"{r['in_time_share']:.0%}",
-         _interval(r["in_time_low"], r["in_time_high"], True)]
+        [
+            t("social.total") if r["kind"] == "total" else _label("social.kind", r["kind"]),
+            str(r["requests"]),
+            str(r["open"]),
+            "—" if r["median_answer_days"] is None else f"{r['median_answer_days']:.0f}",
+            "—" if r["in_time_share"] is None else f"{r['in_time_share']:.0%}",
+            _interval(r["in_time_low"], r["in_time_high"], True),
+        ]
         for r in indicators.iter_rows(named=True)
     ]
-    headers = [t(f"social.col.{c}") for c in ("kind", "requests", "open", "median_answer_days", "in_time", "in_time_ci")]
+    headers = [
+        t(f"social.col.{c}") for c in ("kind", "requests", "open", "median_answer_days", "in_time", "in_time_ci")
+    ]
     return _table(headers, rows, "vigie-requests-table")
 
 
@@ -139,8 +181,9 @@ def _error_bars(values: list, lows: list, highs: list) -> tuple[np.ndarray, np.n
 def agreement_overview_figure(indicators: pl.DataFrame) -> plt.Figure:
     """Share agreeing per item, with Wilson intervals: the whole survey at a glance."""
     figure, axis = plt.subplots(figsize=(7, 0.6 + 0.5 * indicators.height))
-    values, low, high = _error_bars(indicators["agree_share"].to_list(), indicators["agree_low"].to_list(),
-                                    indicators["agree_high"].to_list())
+    values, low, high = _error_bars(
+        indicators["agree_share"].to_list(), indicators["agree_low"].to_list(), indicators["agree_high"].to_list()
+    )
     labels = [item_label(i) for i in indicators["item"].to_list()]
     axis.errorbar(values, range(len(labels)), xerr=[low, high], fmt="o", capsize=4, color="#2f6db5")
     axis.set_yticks(range(len(labels)), labels)
@@ -153,10 +196,13 @@ def agreement_overview_figure(indicators: pl.DataFrame) -> plt.Figure:
 
 def evolution_figure(evolution: pl.DataFrame, item: str) -> plt.Figure:
     figure, axis = plt.subplots(figsize=(7, 3))
-    values, low, high = _error_bars(evolution["agree_share"].to_list(), evolution["agree_low"].to_list(),
-                                    evolution["agree_high"].to_list())
+    values, low, high = _error_bars(
+        evolution["agree_share"].to_list(), evolution["agree_low"].to_list(), evolution["agree_high"].to_list()
+    )
     axis.errorbar(evolution["period"].to_list(), values, yerr=[low, high], fmt="o-", capsize=4, color="#1e7e34")
-    for period, value, answers in zip(evolution["period"].to_list(), values, evolution["answers"].to_list(), strict=True):
+    for period, value, answers in zip(
+        evolution["period"].to_list(), values, evolution["answers"].to_list(), strict=True
+    ):
         if not np.isnan(value):
             axis.annotate(f"n={answers}", (period, value), textcoords="offset points", xytext=(6, 6), fontsize="small")
     axis.set_ylim(0, 1)
@@ -188,33 +234,48 @@ class SocialDashboard:
         self.survey: pl.DataFrame | None = None
         self.requests: pl.DataFrame | None = None
         self.message = widgets.HTML(value=html.escape(t("social.nothing")), _dom_classes=["vigie-social-message"])
-        self.survey_upload = widgets.FileUpload(accept=".csv", multiple=False, description=t("social.survey_upload"),
-                                                layout=widgets.Layout(width="auto"))
-        self.requests_upload = widgets.FileUpload(accept=".csv", multiple=False, description=t("social.requests_upload"),
-                                                  layout=widgets.Layout(width="auto"))
-        self.example_button = widgets.Button(description=t("social.load_example"), icon="flask",
-                                             layout=widgets.Layout(width="auto"))
+        self.survey_upload = widgets.FileUpload(
+            accept=".csv", multiple=False, description=t("social.survey_upload"), layout=widgets.Layout(width="auto")
+        )
+        self.requests_upload = widgets.FileUpload(
+            accept=".csv", multiple=False, description=t("social.requests_upload"), layout=widgets.Layout(width="auto")
+        )
+        self.example_button = widgets.Button(
+            description=t("social.load_example"), icon="flask", layout=widgets.Layout(width="auto")
+        )
         self.example_button.add_class("vigie-load-example")
         self.survey_upload.observe(lambda _: self._import(self.survey_upload, "survey"), "value")
         self.requests_upload.observe(lambda _: self._import(self.requests_upload, "requests"), "value")
         self.example_button.on_click(lambda _: self.load_example())
         self.group_by = widgets.Dropdown(
-            options=[(t("social.group.none"), ""), (t("social.group.respondent_type"), "respondent_type"),
-                     (t("social.group.place"), "place")], description=t("social.group_by"))
-        self.period = widgets.Dropdown(options=[(t("social.period.month"), "month"), (t("social.period.week"), "week")],
-                                       value="week", description=t("social.period"))
+            options=[
+                (t("social.group.none"), ""),
+                (t("social.group.respondent_type"), "respondent_type"),
+                (t("social.group.place"), "place"),
+            ],
+            description=t("social.group_by"),
+        )
+        self.period = widgets.Dropdown(
+            options=[(t("social.period.month"), "month"), (t("social.period.week"), "week")],
+            value="week",
+            description=t("social.period"),
+        )
         self.item = widgets.Dropdown(description=t("social.item"), layout=widgets.Layout(width="420px"))
         for control in (self.group_by, self.period, self.item):
             control.observe(lambda _: self.render(), "value")
         self.survey_panel = widgets.VBox()
         self.requests_panel = widgets.VBox()
-        self.widget = widgets.VBox([
-            widgets.HTML(f"<h2>{html.escape(t('social.title'))}</h2>"),
-            widgets.HBox([self.survey_upload, self.requests_upload, self.example_button]),
-            self.message,
-            widgets.HBox([self.group_by, self.period, self.item]),
-            self.survey_panel, self.requests_panel,
-        ], _dom_classes=["vigie-social"])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(f"<h2>{html.escape(t('social.title'))}</h2>"),
+                widgets.HBox([self.survey_upload, self.requests_upload, self.example_button]),
+                self.message,
+                widgets.HBox([self.group_by, self.period, self.item]),
+                self.survey_panel,
+                self.requests_panel,
+            ],
+            _dom_classes=["vigie-social"],
+        )
 
     # loading
     def _import(self, upload: widgets.FileUpload, expected: str) -> None:
@@ -261,9 +322,12 @@ class SocialDashboard:
             return
         group_by = self.group_by.value or None
         indicators = social.survey_indicators(self.survey, group_by)
-        children = [widgets.HTML(f"<h4>{html.escape(t('social.survey_title', level=95))}</h4>"
-                                 + survey_table_html(indicators, group_by)),
-                    plot_widget(agreement_overview_figure(social.survey_indicators(self.survey)))]
+        children = [
+            widgets.HTML(
+                f"<h4>{html.escape(t('social.survey_title', level=95))}</h4>" + survey_table_html(indicators, group_by)
+            ),
+            plot_widget(agreement_overview_figure(social.survey_indicators(self.survey))),
+        ]
         if self.item.value:
             evolution = social.survey_evolution(self.survey, self.item.value, PERIODS[self.period.value])
             children.append(plot_widget(evolution_figure(evolution, self.item.value)))
@@ -275,7 +339,9 @@ class SocialDashboard:
             return
         title = t("social.requests_title", days=social.ANSWER_DEADLINE_DAYS)
         self.requests_panel.children = [
-            widgets.HTML(f"<h4>{html.escape(title)}</h4>" + requests_table_html(social.request_indicators(self.requests))),
+            widgets.HTML(
+                f"<h4>{html.escape(title)}</h4>" + requests_table_html(social.request_indicators(self.requests))
+            ),
             plot_widget(requests_figure(social.requests_per_period(self.requests, PERIODS[self.period.value]))),
         ]
 

@@ -1,4 +1,4 @@
-"""App 2, tuning by replay: a recorded clip through the production pipeline (runner.service.Runner
+"""App 2, tuning by replay: a recorded clip through the production pipeline (runner.service.runner.Runner
 in replay mode), the alert timeline over the clip, found / missed / false against expected events,
 thresholds changed in a generated form and rerun, two runs (two revisions) compared side by side.
 
@@ -10,8 +10,8 @@ ipywidgets layer.
 from __future__ import annotations
 
 import html
-import os
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,23 +23,31 @@ import cv2
 import ipywidgets as widgets
 from pydantic import ValidationError
 
-from runner.capture import Frame
 from runner.config.loading import dump_config, load_config, validation_problems
 from runner.config.site import SiteConfig
-from runner.detect import ModelPool
-from runner.errors import SourceError, VigieError
-from runner.evaluation import EventScore, LabelledEvent, load_labels, score_clip
-from runner.pipeline import RaisedAlert
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.core.errors import SourceError, VigieError
+from runner.inference.detector import ModelPool
+from runner.pipeline.camera import RaisedAlert
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.sources.capture import Frame
+from runner.tools.evaluation import EventScore, LabelledEvent, load_labels, score_clip
 from workbench import _setup_paths as paths
 from workbench.export import SiteFolder, field_diff
-from workbench.forms import ModelForm, ModelFormView, field_problems, on_user_change, open_first_site, replace_options, rule_models
+from workbench.forms import (
+    ModelForm,
+    ModelFormView,
+    field_problems,
+    on_user_change,
+    open_first_site,
+    replace_options,
+    rule_models,
+)
 from workbench.i18n import t
 
 PoolFactory = Callable[[SiteConfig, Path], Any]  # (config, folder its relative paths start from) -> ModelPool
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts")
-LABEL_TOLERANCE_S = 1.0  # the labels' own precision is ±0.5-1 s (runner.evaluation)
+LABEL_TOLERANCE_S = 1.0  # the labels' own precision is ±0.5-1 s (runner.tools.evaluation)
 _UPDATE_EVERY_S = 0.2  # progress callbacks to the UI at most this often
 TIMELINE_WIDTH = 620  # pixels, the width of the app's right column
 
@@ -65,7 +73,7 @@ def clip_info(path: Path) -> ClipInfo:
         fps = capture.get(cv2.CAP_PROP_FPS)
     finally:
         capture.release()
-    fps = fps if 1.0 <= fps <= 1000.0 else 25.0  # the same fallback as runner.capture
+    fps = fps if 1.0 <= fps <= 1000.0 else 25.0  # the same fallback as runner.sources.capture
     return ClipInfo(path, frames, fps, frames / fps if frames > 0 else 0.0)
 
 
@@ -150,9 +158,15 @@ def expected_processed_frames(clip: ClipInfo, process_fps: float) -> int:
 class ReplayJob:
     """One replay in a background thread; `cancel()` stops the Runner within a frame or two."""
 
-    def __init__(self, result: ReplayResult, register: Register, work_dir: Path, pool: Any,
-                 on_update: Callable[[ReplayResult], None] | None = None,
-                 on_finished: Callable[[ReplayResult], None] | None = None):
+    def __init__(
+        self,
+        result: ReplayResult,
+        register: Register,
+        work_dir: Path,
+        pool: Any,
+        on_update: Callable[[ReplayResult], None] | None = None,
+        on_finished: Callable[[ReplayResult], None] | None = None,
+    ):
         self.result = result
         self.register = register
         self.work_dir = Path(work_dir)
@@ -210,8 +224,13 @@ class ReplayJob:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / f"{config.site}-run{self.result.number:03d}.yaml"
         path.write_text(dump_config(config), encoding="utf-8")
-        options = RunOptions(mode="replay", camera_ids=[request.camera_id], source_override=str(Path(request.clip).resolve()),
-                             retention=False, on_frame=self._frame_done)
+        options = RunOptions(
+            mode="replay",
+            camera_ids=[request.camera_id],
+            source_override=str(Path(request.clip).resolve()),
+            retention=False,
+            on_frame=self._frame_done,
+        )
         runner = Runner(load_config(path), self.register, options, pool=self.pool, on_alert=self._alert)
         with self._lock:
             self._runner = runner
@@ -263,17 +282,26 @@ class TuningSession:
     def busy(self) -> bool:
         return self._job is not None and self._job.running
 
-    def start(self, request: ReplayRequest, events: list[LabelledEvent] | None = None,
-              on_update: Callable[[ReplayResult], None] | None = None,
-              on_finished: Callable[[ReplayResult], None] | None = None) -> ReplayJob:
+    def start(
+        self,
+        request: ReplayRequest,
+        events: list[LabelledEvent] | None = None,
+        on_update: Callable[[ReplayResult], None] | None = None,
+        on_finished: Callable[[ReplayResult], None] | None = None,
+    ) -> ReplayJob:
         if self.busy:
             raise RuntimeError(t("tuning.busy"))
         request.config.camera(request.camera_id)  # KeyError on an unknown camera, before any thread
         info = clip_info(request.clip)
         process_fps = request.config.camera(request.camera_id).process_fps
         clip_events = [e for e in events or [] if e.clip == Path(request.clip).name]
-        result = ReplayResult(len(self.results) + 1, request, info, events=clip_events,
-                              expected_frames=expected_processed_frames(info, process_fps))
+        result = ReplayResult(
+            len(self.results) + 1,
+            request,
+            info,
+            events=clip_events,
+            expected_frames=expected_processed_frames(info, process_fps),
+        )
         self.results.append(result)
         self._job = ReplayJob(result, self.register, self.work_dir, self._pool(request), on_update, on_finished)
         return self._job.start()
@@ -315,8 +343,10 @@ def alert_verdict(alert: AlertPoint, events: list[LabelledEvent], tolerance_s: f
     mine = [e for e in events if e.kind == alert.kind]
     if not events:
         return "unlabelled"
+
     def near(e: LabelledEvent) -> bool:
         return e.start_s - tolerance_s <= alert.t_s <= e.end_s + tolerance_s
+
     if any(near(e) for e in mine if e.polarity == "positive"):
         return "found"
     if any(near(e) for e in mine if e.polarity == "uncertain"):
@@ -331,8 +361,12 @@ def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
     """One row of expected events (when any), then one row of alert ticks per run, over the clip."""
     if not results:
         return ""
-    duration = max([r.clip.duration_s for r in results] + [max((a.t_s for r in results for a in r.alerts), default=0)]
-                   + [e.end_s for r in results for e in r.events] + [1.0])
+    duration = max(
+        [r.clip.duration_s for r in results]
+        + [max((a.t_s for r in results for a in r.alerts), default=0)]
+        + [e.end_s for r in results for e in r.events]
+        + [1.0]
+    )
     span = width - _LEFT - _PAD
 
     def x(t_s: float) -> float:
@@ -342,8 +376,10 @@ def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
     events = [e for e in results[0].events if e.kind in kinds]
     rows = 1 + len(results) if events else len(results)
     height = rows * _ROW_H + 24
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='vigie-timeline' width='{width}' height='{height}' "
-             f"font-family='sans-serif' font-size='11'>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' class='vigie-timeline' width='{width}' height='{height}' "
+        f"font-family='sans-serif' font-size='11'>"
+    ]
     row = 0
     if events:
         parts.append(_row_label(row, t("tuning.expected")))
@@ -360,8 +396,10 @@ def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
     step = _nice_step(duration)
     tick = 0.0
     while tick <= duration + 1e-9:
-        parts.append(f"<line x1='{x(tick):.1f}' x2='{x(tick):.1f}' y1='{axis_y - 4}' y2='{axis_y}' stroke='#666'/>"
-                     f"<text x='{x(tick):.1f}' y='{axis_y + 12}' text-anchor='middle' fill='#444'>{tick:g} s</text>")
+        parts.append(
+            f"<line x1='{x(tick):.1f}' x2='{x(tick):.1f}' y1='{axis_y - 4}' y2='{axis_y}' stroke='#666'/>"
+            f"<text x='{x(tick):.1f}' y='{axis_y + 12}' text-anchor='middle' fill='#444'>{tick:g} s</text>"
+        )
         tick += step
     parts.append("</svg>")
     return "".join(parts)
@@ -369,20 +407,27 @@ def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
 
 def _event_rect(event: LabelledEvent, x0: float, x1: float, top: float) -> str:
     tip = html.escape(f"{event.kind} {event.polarity} {event.start_s:g}–{event.end_s:g} s")
-    return (f"<rect class='event {event.polarity}' x='{x0:.1f}' y='{top + 4}' width='{max(2.0, x1 - x0):.1f}' "
-            f"height='{_ROW_H - 8}' fill='{_EVENT_COLORS.get(event.polarity, '#eee')}'><title>{tip}</title></rect>")
+    return (
+        f"<rect class='event {event.polarity}' x='{x0:.1f}' y='{top + 4}' width='{max(2.0, x1 - x0):.1f}' "
+        f"height='{_ROW_H - 8}' fill='{_EVENT_COLORS.get(event.polarity, '#eee')}'><title>{tip}</title></rect>"
+    )
 
 
 def _alert_tick(alert: AlertPoint, verdict: str, x: float, top: float) -> str:
-    tip = html.escape(f"{alert.t_s:.1f} s · {alert.rule_id} · {alert.kind} · {alert.score:.2f} · "
-                      f"{t(f'tuning.verdict.{verdict}')}")
-    return (f"<rect class='alert {verdict}' data-t='{alert.t_s:.2f}' x='{x - 1.5:.1f}' y='{top + 3}' width='3' "
-            f"height='{_ROW_H - 6}' fill='{_VERDICT_COLORS[verdict]}'><title>{tip}</title></rect>")
+    tip = html.escape(
+        f"{alert.t_s:.1f} s · {alert.rule_id} · {alert.kind} · {alert.score:.2f} · {t(f'tuning.verdict.{verdict}')}"
+    )
+    return (
+        f"<rect class='alert {verdict}' data-t='{alert.t_s:.2f}' x='{x - 1.5:.1f}' y='{top + 3}' width='3' "
+        f"height='{_ROW_H - 6}' fill='{_VERDICT_COLORS[verdict]}'><title>{tip}</title></rect>"
+    )
 
 
 def _row_label(row: int, text: str) -> str:
-    return (f"<text x='4' y='{row * _ROW_H + _ROW_H / 2 + 4}' fill='#222'>"
-            f"{html.escape(text if len(text) <= 18 else text[:17] + '…')}</text>")
+    return (
+        f"<text x='4' y='{row * _ROW_H + _ROW_H / 2 + 4}' fill='#222'>"
+        f"{html.escape(text if len(text) <= 18 else text[:17] + '…')}</text>"
+    )
 
 
 def _nice_step(duration: float) -> float:
@@ -392,8 +437,10 @@ def _nice_step(duration: float) -> float:
 
 
 def scores_html(result: ReplayResult) -> str:
-    head = (f"<b>{html.escape(result.label)}</b> — {t(f'tuning.state.{result.state}')}, "
-            f"{t('tuning.summary', alerts=len(result.alerts), frames=result.frames, seconds=f'{result.wall_s:.1f}')}")
+    head = (
+        f"<b>{html.escape(result.label)}</b> — {t(f'tuning.state.{result.state}')}, "
+        f"{t('tuning.summary', alerts=len(result.alerts), frames=result.frames, seconds=f'{result.wall_s:.1f}')}"
+    )
     if result.error:
         head += f"<div style='color:#c62828'>⚠ {html.escape(result.error)}</div>"
     if not result.scores:
@@ -401,10 +448,13 @@ def scores_html(result: ReplayResult) -> str:
         return f"<div>{head}<div><small>{note}</small></div></div>"
     rows = "".join(
         f"<tr><td><code>{kind}</code></td><td>{len(s.found)}</td><td>{len(s.missed)}</td><td>{len(s.false_alert_times_s)}</td></tr>"
-        for kind, s in result.scores.items())
-    return (f"<div>{head}<table class='vigie-scores' style='border-collapse:collapse' border='1' cellpadding='3'>"
-            f"<tr><th>{t('tuning.kind')}</th><th>{t('tuning.found')}</th><th>{t('tuning.missed')}</th>"
-            f"<th>{t('tuning.false')}</th></tr>{rows}</table></div>")
+        for kind, s in result.scores.items()
+    )
+    return (
+        f"<div>{head}<table class='vigie-scores' style='border-collapse:collapse' border='1' cellpadding='3'>"
+        f"<tr><th>{t('tuning.kind')}</th><th>{t('tuning.found')}</th><th>{t('tuning.missed')}</th>"
+        f"<th>{t('tuning.false')}</th></tr>{rows}</table></div>"
+    )
 
 
 def camera_changes(a: ReplayResult, b: ReplayResult) -> list[str]:
@@ -419,12 +469,17 @@ def camera_changes(a: ReplayResult, b: ReplayResult) -> list[str]:
 
 def comparison_html(a: ReplayResult, b: ReplayResult, width: int = 760) -> str:
     """Alerts of run A and run B on one timeline, their counts side by side ("A → B"), and what differs."""
-    warning = "" if Path(a.request.clip).name == Path(b.request.clip).name else \
-        f"<div style='color:#c62828'>⚠ {t('tuning.different_clips')}</div>"
+    warning = (
+        ""
+        if Path(a.request.clip).name == Path(b.request.clip).name
+        else f"<div style='color:#c62828'>⚠ {t('tuning.different_clips')}</div>"
+    )
     changes = camera_changes(a, b)
     change_text = html.escape("\n".join(changes) if changes else t("tuning.same_config"))
-    return (f"<div class='vigie-comparison'>{warning}{timeline_svg([a, b], width)}{_side_by_side(a, b)}"
-            f"<b>{t('tuning.config_changes')}</b><pre>{change_text}</pre></div>")
+    return (
+        f"<div class='vigie-comparison'>{warning}{timeline_svg([a, b], width)}{_side_by_side(a, b)}"
+        f"<b>{t('tuning.config_changes')}</b><pre>{change_text}</pre></div>"
+    )
 
 
 def _side_by_side(a: ReplayResult, b: ReplayResult) -> str:
@@ -435,23 +490,34 @@ def _side_by_side(a: ReplayResult, b: ReplayResult) -> str:
             return [alerts, "–", "–", "–"]
         return [alerts, str(len(score.found)), str(len(score.missed)), str(len(score.false_alert_times_s))]
 
-    header = "".join(f"<th>{t(k)}</th>" for k in ("tuning.kind", "tuning.alerts", "tuning.found", "tuning.missed",
-                                                    "tuning.false"))
+    header = "".join(
+        f"<th>{t(k)}</th>" for k in ("tuning.kind", "tuning.alerts", "tuning.found", "tuning.missed", "tuning.false")
+    )
     rows = ""
     for kind in sorted(set(a.kinds()) | set(b.kinds())):
         cells = "".join(f"<td>{x} → {y}</td>" for x, y in zip(counts(a, kind), counts(b, kind), strict=True))
         rows += f"<tr><td><code>{kind}</code></td>{cells}</tr>"
-    return (f"<p><b>A</b> = {html.escape(a.label)} · <b>B</b> = {html.escape(b.label)}</p>"
-            f"<table class='vigie-compare-table' style='border-collapse:collapse' border='1' cellpadding='3'>"
-            f"<tr>{header}</tr>{rows}</table>")
+    return (
+        f"<p><b>A</b> = {html.escape(a.label)} · <b>B</b> = {html.escape(b.label)}</p>"
+        f"<table class='vigie-compare-table' style='border-collapse:collapse' border='1' cellpadding='3'>"
+        f"<tr>{header}</tr>{rows}</table>"
+    )
 
 
 # -- the app ----------------------------------------------------------------------------------------
 class TuningApp:
     """ipywidgets over TuningSession: the notebook does `TuningApp.from_env().display()`."""
 
-    def __init__(self, zones_dir: Path, register_path: Path, clips_dir: Path, labels_path: Path | None,
-                 work_dir: Path, pool_factory: PoolFactory = default_pool_factory, site: str | None = None):
+    def __init__(
+        self,
+        zones_dir: Path,
+        register_path: Path,
+        clips_dir: Path,
+        labels_path: Path | None,
+        work_dir: Path,
+        pool_factory: PoolFactory = default_pool_factory,
+        site: str | None = None,
+    ):
         self.zones_dir = Path(zones_dir)
         self.clips_dir = Path(clips_dir)
         self.session = TuningSession(Register(register_path), work_dir, pool_factory)
@@ -465,9 +531,14 @@ class TuningApp:
     @classmethod
     def from_env(cls) -> TuningApp:
         labels = paths.labels_csv()
-        return cls(paths.zones_dir(), paths.tuning_register_path(), paths.clips_dir(),
-                   labels if labels.is_file() else None, paths.tuning_register_path().parent / "tuning",
-                   site=os.environ.get("VIGIE_SITE") or None)
+        return cls(
+            paths.zones_dir(),
+            paths.tuning_register_path(),
+            paths.clips_dir(),
+            labels if labels.is_file() else None,
+            paths.tuning_register_path().parent / "tuning",
+            site=os.environ.get("VIGIE_SITE") or None,
+        )
 
     def display(self) -> None:
         from IPython.display import display
@@ -485,11 +556,20 @@ class TuningApp:
         self.revision_picker = widgets.Dropdown(description=t("tuning.revision"))
         self.camera_picker = widgets.Dropdown(description=t("setup.camera"))
         self.rule_picker = widgets.Dropdown(description=t("tuning.rule"))
-        self.clip_picker = widgets.Combobox(description=t("tuning.clip"), ensure_option=False, layout=wide,
-                                            placeholder=t("tuning.clip_placeholder"), style={"description_width": "110px"})
+        self.clip_picker = widgets.Combobox(
+            description=t("tuning.clip"),
+            ensure_option=False,
+            layout=wide,
+            placeholder=t("tuning.clip_placeholder"),
+            style={"description_width": "110px"},
+        )
         self.clip_picker.add_class("vigie-clip")
-        self.labels_path = widgets.Text(value=str(labels_path or ""), description=t("tuning.labels"), layout=wide,
-                                        style={"description_width": "110px"})
+        self.labels_path = widgets.Text(
+            value=str(labels_path or ""),
+            description=t("tuning.labels"),
+            layout=wide,
+            style={"description_width": "110px"},
+        )
         self.labels_path.add_class("vigie-labels")
         self.run_button = widgets.Button(description=t("tuning.run"), icon="play", button_style="primary")
         self.run_button.add_class("vigie-run")
@@ -518,18 +598,29 @@ class TuningApp:
         narrow = widgets.Layout(width="290px")
         for picker in (self.site_picker, self.revision_picker, self.camera_picker, self.rule_picker):
             picker.layout = narrow
-        left = widgets.VBox([
-            widgets.HBox([self.site_picker, self.revision_picker]),
-            widgets.HBox([self.camera_picker, self.rule_picker]),
-            self.clip_picker, self.labels_path,
-            widgets.HTML(f"<b>{t('tuning.thresholds')}</b>"), self.form_box,
-        ], layout=widgets.Layout(width="610px"))
-        right = widgets.VBox([
-            widgets.HBox([self.run_button, self.cancel_button, self.progress]), self.status,
-            self.timeline, self.scores,
-            widgets.HTML(f"<h3>{t('tuning.comparison')}</h3>"),
-            widgets.HBox([self.run_a, self.run_b, self.compare_button]), self.comparison,
-        ], layout=widgets.Layout(width="640px", margin="0 0 0 16px"))
+        left = widgets.VBox(
+            [
+                widgets.HBox([self.site_picker, self.revision_picker]),
+                widgets.HBox([self.camera_picker, self.rule_picker]),
+                self.clip_picker,
+                self.labels_path,
+                widgets.HTML(f"<b>{t('tuning.thresholds')}</b>"),
+                self.form_box,
+            ],
+            layout=widgets.Layout(width="610px"),
+        )
+        right = widgets.VBox(
+            [
+                widgets.HBox([self.run_button, self.cancel_button, self.progress]),
+                self.status,
+                self.timeline,
+                self.scores,
+                widgets.HTML(f"<h3>{t('tuning.comparison')}</h3>"),
+                widgets.HBox([self.run_a, self.run_b, self.compare_button]),
+                self.comparison,
+            ],
+            layout=widgets.Layout(width="640px", margin="0 0 0 16px"),
+        )
         for picker in (self.run_a, self.run_b):
             picker.layout = widgets.Layout(width="240px")
         self.widget = widgets.VBox([widgets.HTML(f"<h2>{t('tuning.title')}</h2>"), widgets.HBox([left, right])])
@@ -573,8 +664,11 @@ class TuningApp:
             return
         camera = self.config.camera(camera_id)
         rules = [(t("tuning.all_rules"), None)] + [(f"{r.id} ({r.kind})", r.id) for r in camera.rules]
-        keep = self.rule_picker.value if self.rule_picker.value in [r.id for r in camera.rules] else (
-            camera.rules[0].id if camera.rules else None)
+        keep = (
+            self.rule_picker.value
+            if self.rule_picker.value in [r.id for r in camera.rules]
+            else (camera.rules[0].id if camera.rules else None)
+        )
         replace_options(self.rule_picker, rules, keep)
         clips = [str(p) for p in list_clips(self.clips_dir)]
         source = self.base_dir / camera.source
@@ -641,8 +735,14 @@ class TuningApp:
             events = read_labels(Path(self.labels_path.value) if self.labels_path.value.strip() else None)
             edited = config != self.config
             label = f"r{config.revision}{'*' if edited else ''} {self.rule_picker.value or t('tuning.all_rules')}"
-            request = ReplayRequest(config, self.camera_picker.value, Path(self.clip_picker.value.strip()),
-                                    self.rule_picker.value, label, self.base_dir)
+            request = ReplayRequest(
+                config,
+                self.camera_picker.value,
+                Path(self.clip_picker.value.strip()),
+                self.rule_picker.value,
+                label,
+                self.base_dir,
+            )
             self.session.start(request, events, on_update=self._update, on_finished=self._finished)
         except (VigieError, KeyError, RuntimeError, ValueError) as exc:
             self._status(str(exc).strip("'\""), error=True)
@@ -653,13 +753,16 @@ class TuningApp:
 
     def _update(self, result: ReplayResult) -> None:  # called from the replay thread
         self.progress.value = result.progress
-        self.status.value = html.escape(t("tuning.progress", frames=result.frames, expected=result.expected_frames,
-                                          alerts=len(result.alerts)))
+        self.status.value = html.escape(
+            t("tuning.progress", frames=result.frames, expected=result.expected_frames, alerts=len(result.alerts))
+        )
 
     def _finished(self, result: ReplayResult) -> None:  # called from the replay thread
         self.run_button.disabled, self.cancel_button.disabled = False, True
-        self._status(t(f"tuning.state.{result.state}") + (f": {result.error}" if result.error else ""),
-                     error=result.state == "failed")
+        self._status(
+            t(f"tuning.state.{result.state}") + (f": {result.error}" if result.error else ""),
+            error=result.state == "failed",
+        )
         self.timeline.value = timeline_svg([result], width=TIMELINE_WIDTH)
         self.scores.value = scores_html(result)
         options = [(r.label, r.number) for r in self.session.results if r.state in ("done", "cancelled")]
@@ -672,5 +775,6 @@ class TuningApp:
         if self.run_a.value is None or self.run_b.value is None:
             self.comparison.value = f"<small>{t('tuning.pick_two')}</small>"
             return
-        self.comparison.value = comparison_html(self.session.result(self.run_a.value),
-                                                self.session.result(self.run_b.value), TIMELINE_WIDTH)
+        self.comparison.value = comparison_html(
+            self.session.result(self.run_a.value), self.session.result(self.run_b.value), TIMELINE_WIDTH
+        )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from runner.config.base import ConfigProblems
 from runner.config.migrations import MigrationError, migrate
 from runner.config.site import SiteConfig
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.rules.registry import RULES
 
 MAX_CONFIG_BYTES = 5_000_000
@@ -150,10 +150,13 @@ def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
         raw = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.reader.ReaderError as exc:
         if isinstance(exc.character, int) and exc.encoding == "unicode":  # decoded, but NUL, ESC... in the text
-            raise config_error(name, [f"control character #x{exc.character:02x} at offset {exc.position}: not allowed "
-                                      "in a YAML file"]) from None
+            raise config_error(
+                name, [f"control character #x{exc.character:02x} at offset {exc.position}: not allowed in a YAML file"]
+            ) from None
         if isinstance(exc.character, int) and exc.encoding:  # bytes that do not decode
-            raise config_error(name, [f"not a UTF-8 text file (byte #x{exc.character:02x} at offset {exc.position})"]) from None
+            raise config_error(
+                name, [f"not a UTF-8 text file (byte #x{exc.character:02x} at offset {exc.position})"]
+            ) from None
         raise config_error(name, [f"invalid YAML: {exc.reason} (character at offset {exc.position})"]) from None
     except _TooDeep as exc:
         where = f"line {exc.mark.line + 1} column {exc.mark.column + 1}"
@@ -165,7 +168,13 @@ def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
         raise config_error(name, [f"{where}invalid YAML: {problem}"]) from None
     except UnicodeDecodeError:
         raise config_error(name, ["not a UTF-8 text file"]) from None
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:  # a constructor outside construct_object
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+    ) as exc:  # a constructor outside construct_object
         raise config_error(name, [f"invalid YAML: {_first_line(exc)}"]) from None
     if raw is None:
         raise config_error(name, ["the file is empty (expected a mapping: schema_version, site, cameras...)"])
@@ -193,7 +202,9 @@ def _huge_integers(node: Any, path: str = "", seen: set[int] | None = None) -> l
     (a "billion laughs") would otherwise take 10**8 steps."""
     if isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > MAX_INTEGER_BITS:
         digits = int(node.bit_length() * 0.30103) + 1
-        return [f"{path or '(top level)'}: must be a number of reasonable size (got an integer of about {digits} digits)"]
+        return [
+            f"{path or '(top level)'}: must be a number of reasonable size (got an integer of about {digits} digits)"
+        ]
     seen = set() if seen is None else seen
     if not isinstance(node, (dict, list)) or id(node) in seen:
         return []
@@ -291,7 +302,9 @@ def _message(error: dict[str, Any]) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a mapping (key: value pairs)"
     if kind in ("string_too_short", "string_too_long"):
-        word, limit = ("at least", ctx.get("min_length")) if kind == "string_too_short" else ("at most", ctx.get("max_length"))
+        word, limit = (
+            ("at least", ctx.get("min_length")) if kind == "string_too_short" else ("at most", ctx.get("max_length"))
+        )
         return f"must have {word} {limit} character(s)"
     if kind == "timezone_aware":
         return "must include a time zone offset, e.g. 2025-05-13T08:00:00+02:00"
@@ -300,9 +313,11 @@ def _message(error: dict[str, Any]) -> str:
     if kind in ("too_short", "too_long"):
         limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         word = "at least" if kind == "too_short" else "at most"
-        return f"must have {word} {limit} item(s)" if error.get("input") is not None and not isinstance(
-            error.get("input"), str
-        ) else f"must have {word} {limit} character(s)"
+        return (
+            f"must have {word} {limit} item(s)"
+            if error.get("input") is not None and not isinstance(error.get("input"), str)
+            else f"must have {word} {limit} character(s)"
+        )
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -322,7 +337,9 @@ def expand_env(text: str, field: str) -> str:
 
 
 # userinfo of a URL: `user:password@` (the password may itself hold '@' or '/': up to the last '@' of the word).
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?P<password>:\S*)?@(?=[^@\s]*(?:\s|$))")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?P<password>:\S*)?@(?=[^@\s]*(?:\s|$))"
+)
 # query / fragment parameters whose name says secret: token=, api_key=, access_token=, password=...
 _SECRET_PARAMS = re.compile(
     r"(?i)(?P<name>(?<![a-z0-9])[a-z0-9_.-]*(?:password|passwd|pwd|token|key|secret|auth|signature|sig|credentials?))"
@@ -337,8 +354,11 @@ _MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text everywhere
 
 def _secret_env_values() -> list[tuple[str, str]]:
     """(value, name) of every secret-named environment variable, longest value first."""
-    found = [(value, name) for name, value in os.environ.items()
-             if len(value) >= _MIN_SECRET_CHARS and _SECRET_ENV_NAME.search(name)]
+    found = [
+        (value, name)
+        for name, value in os.environ.items()
+        if len(value) >= _MIN_SECRET_CHARS and _SECRET_ENV_NAME.search(name)
+    ]
     return sorted(found, key=lambda item: -len(item[0]))
 
 

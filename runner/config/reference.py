@@ -13,7 +13,16 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from runner.config.site import (
-    Authorization, Calibration, Camera, Line, ModelSpec, MotionGate, Retention, SiteConfig, Tracking, Zone,
+    Authorization,
+    Calibration,
+    Camera,
+    Line,
+    ModelSpec,
+    MotionGate,
+    Retention,
+    SiteConfig,
+    Tracking,
+    Zone,
 )
 from runner.rules.registry import RULES
 
@@ -62,13 +71,21 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def render() -> str:
-    out = ["# Site config reference", "",
-           "Generated from the pydantic models by `python -m runner.config.reference`; do not edit by hand.",
-           "Coordinates are normalised to the image (0–1, origin top-left); durations are in seconds.", ""]
+    out = [
+        "# Site config reference",
+        "",
+        "Generated from the pydantic models by `python -m runner.config.reference`; do not edit by hand.",
+        "Coordinates are normalised to the image (0–1, origin top-left); durations are in seconds.",
+        "",
+    ]
     for title, model in SECTIONS:
         out += [f"## {title}", "", *_table(model), ""]
-    out += ["## Rules (`cameras[].rules[]`)", "",
-            "Every rule has `kind`, `id`, `enabled` and `cooldown_s`; the other fields depend on its kind.", ""]
+    out += [
+        "## Rules (`cameras[].rules[]`)",
+        "",
+        "Every rule has `kind`, `id`, `enabled` and `cooldown_s`; the other fields depend on its kind.",
+        "",
+    ]
     for kind, rule in RULES.items():
         doc = (sys.modules[rule.__module__].__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         out += [f"### `{kind}`", "", doc, "", *_table(rule.config_model, skip=("kind",)), ""]

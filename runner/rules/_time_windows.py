@@ -27,7 +27,9 @@ TimeOfDay = Annotated[time, BeforeValidator(_parse_hhmm)]
 
 class TimeWindow(Frozen):
     start: TimeOfDay = Field(description="Start of the daily window, HH:MM local time.")
-    end: TimeOfDay = Field(description="End of the daily window, HH:MM local time (before start = wraps past midnight).")
+    end: TimeOfDay = Field(
+        description="End of the daily window, HH:MM local time (before start = wraps past midnight)."
+    )
 
     def contains(self, moment: time) -> bool:
         if self.start <= self.end:

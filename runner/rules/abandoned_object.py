@@ -4,7 +4,7 @@ Two sources of candidate objects, fused by position:
 
 - *Detector*: boxes of the bag labels (COCO `suitcase`, `handbag`, `backpack` by default).
 - *Static-object stage* (`static_stage`, on by default): class-agnostic regions that differ from a
-  long-term background model but are stable in the short-term one (`runner.background`), so that a
+  long-term background model but are stable in the short-term one (`runner.cues.background`), so that a
   bag no detector labels (a small dark bag on a dark floor) can raise the alert by itself.
 
 Objects are the rule's own, identified by where they stand, not by tracker ids: a candidate is the
@@ -46,10 +46,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from runner.background import BackgroundSettings, DualBackground
 from runner.config.base import ConfigProblems, Label, Labels, Slug
-from runner.geometry import points_in_polygon
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import points_in_polygon
+from runner.core.timebase import TIME_EPSILON_S
+from runner.cues.background import BackgroundSettings, DualBackground
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 Box = tuple[float, float, float, float]
 MAX_OBJECTS = 64  # hard cap on remembered objects per camera (oldest-seen dropped first)
@@ -60,80 +62,129 @@ class AbandonedObjectConfig(RuleConfig):
     kind: Literal["abandoned_object"]
     zone: str | None = Field(None, description="Watched area (zone id); empty = the whole image.")
     exclude_zones: list[Slug] = Field(
-        [], max_length=32,
+        [],
+        max_length=32,
         description="Zones where nothing is reported: fixtures, bins, lit signs, where trains or buses stop (zone ids).",
     )
     labels: Labels = Field(
-        ["suitcase", "handbag", "backpack"], description="Detector classes that count as left objects (bags, suitcases)."
+        ["suitcase", "handbag", "backpack"],
+        description="Detector classes that count as left objects (bags, suitcases).",
     )
-    min_confidence: float = Field(0.35, ge=0.0, le=1.0, description="Object detections below this confidence are ignored.")
+    min_confidence: float = Field(
+        0.35, ge=0.0, le=1.0, description="Object detections below this confidence are ignored."
+    )
     person_labels: Labels = Field(["person"], description="Detector classes of people (owners, passers-by).")
     person_min_confidence: float = Field(
-        0.2, ge=0.0, le=1.0,
+        0.2,
+        ge=0.0,
+        le=1.0,
         description="People detected above this confidence attend objects and mask the static stage (low = fewer false alerts).",
     )
     abandon_s: float = Field(
-        60.0, ge=1.0, le=3600.0,
+        60.0,
+        ge=1.0,
+        le=3600.0,
         description="How long an object must stay still with nobody by it before the alert (seconds).",
     )
     owner_radius_heights: float = Field(
-        1.0, ge=0.0, le=10.0,
+        1.0,
+        ge=0.0,
+        le=10.0,
         description="A person whose feet are this close to the object, in heights of that person (1 ≈ 1.7 m), attends it.",
     )
     walk_speed_heights_per_s: float = Field(
-        0.3, gt=0.0, le=10.0,
+        0.3,
+        gt=0.0,
+        le=10.0,
         description="A person near the object moving faster than this (person heights per second) is passing by and "
         "does not attend it.",
     )
     still_tolerance_sizes: float = Field(
-        0.5, gt=0.0, le=5.0,
+        0.5,
+        gt=0.0,
+        le=5.0,
         description="An object may shift this much (fraction of its own size) and still be the same, still object "
         "(box jitter, tracker id switch); farther, it has moved and its clock restarts.",
     )
     memory_s: float = Field(
-        10.0, ge=0.0, le=600.0,
+        10.0,
+        ge=0.0,
+        le=600.0,
         description="An object unseen for this long (occluded, missed) is forgotten (seconds).",
     )
     min_seen_ratio: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="The object must have been seen in at least this share of the frames since it was left "
         "(settled, or last attended).",
     )
     static_stage: bool = Field(
-        True, description="Also find objects without the detector: regions that differ from a long-term background "
+        True,
+        description="Also find objects without the detector: regions that differ from a long-term background "
         "model but are stable in the short-term one (catches bags the detector misses).",
     )
     static_width_px: int = Field(
-        320, ge=64, le=1280, description="Width of the grey image the static stage works on (pixels; bounds its memory)."
+        320,
+        ge=64,
+        le=1280,
+        description="Width of the grey image the static stage works on (pixels; bounds its memory).",
     )
     static_long_s: float = Field(
-        120.0, ge=10.0, le=3600.0, description="Time constant of the long-term background model (seconds): slow lighting drift."
+        120.0,
+        ge=10.0,
+        le=3600.0,
+        description="Time constant of the long-term background model (seconds): slow lighting drift.",
     )
     static_short_s: float = Field(
-        2.0, ge=0.2, le=60.0, description="Time constant of the short-term background model (seconds): what has stopped moving."
+        2.0,
+        ge=0.2,
+        le=60.0,
+        description="Time constant of the short-term background model (seconds): what has stopped moving.",
     )
     static_diff_threshold: float = Field(
-        25.0, ge=3.0, le=128.0, description="Grey-level difference (0-255) from the long-term model that counts as foreground."
+        25.0,
+        ge=3.0,
+        le=128.0,
+        description="Grey-level difference (0-255) from the long-term model that counts as foreground.",
     )
     static_min_area_frac: float = Field(
         0.0005, gt=0.0, le=0.5, description="Smallest static region reported, as a fraction of the image area."
     )
     static_max_area_frac: float = Field(
-        0.05, gt=0.0, le=1.0,
+        0.05,
+        gt=0.0,
+        le=1.0,
         description="Largest static region reported, as a fraction of the image area (a stopped train or bus is larger).",
     )
     static_absorb_s: float = Field(
-        600.0, ge=10.0, le=86400.0,
+        600.0,
+        ge=10.0,
+        le=86400.0,
         description="A static region older than this becomes background (seconds); must exceed abandon_s.",
     )
     static_owner_s: float | None = Field(
-        60.0, ge=0.0, le=3600.0,
+        60.0,
+        ge=0.0,
+        le=3600.0,
         description="A region found only by the static stage is a left object only if a person was seen on or beside it "
         "at most this long before (seconds): objects are brought by someone, ghosts and lighting changes are not. "
         "Empty = no such check.",
     )
     static_ignore_labels: list[Label] = Field(
-        ["car", "truck", "bus", "train", "motorcycle", "bicycle", "bench", "chair", "couch", "potted plant", "dining table"],
+        [
+            "car",
+            "truck",
+            "bus",
+            "train",
+            "motorcycle",
+            "bicycle",
+            "bench",
+            "chair",
+            "couch",
+            "potted plant",
+            "dining table",
+        ],
         max_length=64,
         description="Static regions over detections of these classes (vehicles, furniture) are not left objects; "
         "used when a configured model provides them.",
@@ -143,7 +194,9 @@ class AbandonedObjectConfig(RuleConfig):
     def _consistent(self) -> AbandonedObjectConfig:
         problems = []
         if self.static_stage and self.static_absorb_s <= self.abandon_s:
-            problems.append(("static_absorb_s", "must be longer than abandon_s (the region would be learnt before the alert)"))
+            problems.append(
+                ("static_absorb_s", "must be longer than abandon_s (the region would be learnt before the alert)")
+            )
         if self.static_min_area_frac >= self.static_max_area_frac:
             problems.append(("static_min_area_frac", "must be smaller than static_max_area_frac"))
         if problems:
@@ -200,11 +253,21 @@ class AbandonedObjectRule(Rule):
         self._excluded = [camera.zone(z).polygon for z in config.exclude_zones]
         self._objects: dict[int, _Object] = {}
         self._next_oid = 1
-        self._background = DualBackground(BackgroundSettings(
-            width_px=config.static_width_px, long_s=config.static_long_s, short_s=config.static_short_s,
-            diff_threshold=config.static_diff_threshold, min_area_frac=config.static_min_area_frac,
-            max_area_frac=config.static_max_area_frac, absorb_s=config.static_absorb_s,
-        )) if config.static_stage else None
+        self._background = (
+            DualBackground(
+                BackgroundSettings(
+                    width_px=config.static_width_px,
+                    long_s=config.static_long_s,
+                    short_s=config.static_short_s,
+                    diff_threshold=config.static_diff_threshold,
+                    min_area_frac=config.static_min_area_frac,
+                    max_area_frac=config.static_max_area_frac,
+                    absorb_s=config.static_absorb_s,
+                )
+            )
+            if config.static_stage
+            else None
+        )
 
     def state_size(self) -> int:
         return len(self._objects)
@@ -244,10 +307,15 @@ class AbandonedObjectRule(Rule):
             return []
         mask &= self._watched(ctx.anchors)
         return [
-            _Candidate(box=ctx.box_norm(i), source="detector", label=str(ctx.class_names[i]),
-                       score=float(ctx.confidences[i]),
-                       track_id=int(ctx.track_ids[i]) if ctx.track_ids[i] >= 0 else None)
-            for i in np.argsort(-ctx.confidences) if mask[i]
+            _Candidate(
+                box=ctx.box_norm(i),
+                source="detector",
+                label=str(ctx.class_names[i]),
+                score=float(ctx.confidences[i]),
+                track_id=int(ctx.track_ids[i]) if ctx.track_ids[i] >= 0 else None,
+            )
+            for i in np.argsort(-ctx.confidences)
+            if mask[i]
         ]
 
     def _static_candidates(self, ctx: FrameContext, person_boxes: list[Box]) -> list[_Candidate]:
@@ -257,7 +325,11 @@ class AbandonedObjectRule(Rule):
             return []
         anchors = np.array([((r.box[0] + r.box[2]) / 2, r.box[3]) for r in regions])
         watched = self._watched(anchors)
-        ignore = ctx.select(frozenset(cfg.static_ignore_labels), cfg.person_min_confidence) if cfg.static_ignore_labels else None
+        ignore = (
+            ctx.select(frozenset(cfg.static_ignore_labels), cfg.person_min_confidence)
+            if cfg.static_ignore_labels
+            else None
+        )
         ignore_boxes = [ctx.box_norm(i) for i in ignore.nonzero()[0]] if ignore is not None else []
         out = []
         for region, keep in zip(regions, watched):
@@ -269,8 +341,16 @@ class AbandonedObjectRule(Rule):
             if any(_covered(region.box, b) >= 0.3 for b in ignore_boxes):
                 continue
             score = min(1.0, region.contrast / (4.0 * cfg.static_diff_threshold))
-            out.append(_Candidate(box=region.box, source="static", label="static object", score=score,
-                                  area_frac=region.area_frac, person_gap_s=region.person_gap_s))
+            out.append(
+                _Candidate(
+                    box=region.box,
+                    source="static",
+                    label="static object",
+                    score=score,
+                    area_frac=region.area_frac,
+                    person_gap_s=region.person_gap_s,
+                )
+            )
         return out
 
     # -- objects -------------------------------------------------------------------------------
@@ -288,16 +368,25 @@ class AbandonedObjectRule(Rule):
                 reach = max(obj.ref_size, size)
                 distance = math.dist(centre, obj.ref_centre) / max(reach, 1e-6)
                 overlapping = (_covered(cand.box, obj.box) >= 0.5 or _covered(obj.box, cand.box) >= 0.5) and (
-                    0.2 <= _area(cand.box) / max(_area(obj.box), 1e-12) <= 5.0)  # a fragment is not the object
+                    0.2 <= _area(cand.box) / max(_area(obj.box), 1e-12) <= 5.0
+                )  # a fragment is not the object
                 if (distance <= 2.0 * tol or overlapping) and (best is None or distance < best[0]):
                     best = (distance, obj)
             if best is None:
                 if len(self._objects) >= MAX_OBJECTS:
                     del self._objects[min(self._objects.values(), key=lambda o: o.last_seen_s).oid]
                 owner_s = self.config.static_owner_s
-                obj = _Object(oid=self._next_oid, box=cand.box, ref_centre=centre, ref_size=size, label=cand.label,
-                              score=cand.score, settled_s=t, last_seen_s=t,
-                              brought=owner_s is None or cand.person_gap_s <= owner_s + TIME_EPSILON_S)
+                obj = _Object(
+                    oid=self._next_oid,
+                    box=cand.box,
+                    ref_centre=centre,
+                    ref_size=size,
+                    label=cand.label,
+                    score=cand.score,
+                    settled_s=t,
+                    last_seen_s=t,
+                    brought=owner_s is None or cand.person_gap_s <= owner_s + TIME_EPSILON_S,
+                )
                 self._next_oid += 1
                 self._objects[obj.oid] = obj
             else:
@@ -385,8 +474,14 @@ class AbandonedObjectRule(Rule):
         }
         if obj.label == "static object" and self._background is not None:
             details["rebuilds"] = self._background.rebuilds
-        return self.candidate(subject=f"object:{obj.oid}", score=float(obj.score), t_s=ctx.t_s, bbox=obj.box,
-                              track_id=obj.track_id, details=details)
+        return self.candidate(
+            subject=f"object:{obj.oid}",
+            score=float(obj.score),
+            t_s=ctx.t_s,
+            bbox=obj.box,
+            track_id=obj.track_id,
+            details=details,
+        )
 
     def _forget(self, t: float) -> None:
         limit = self.config.memory_s + TIME_EPSILON_S

@@ -8,7 +8,6 @@ ids, bounded track history, frame timestamp) and returns `AlertCandidate`s. Time
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -19,16 +18,13 @@ import supervision as sv
 from pydantic import Field
 
 from runner.config.base import Frozen, Slug
-from runner.crowd_pixels import small_frame
-from runner.geometry import normalised_anchors, points_in_polygon
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import normalised_anchors, points_in_polygon
+from runner.cues.crowd_pixels import small_frame
 
 if TYPE_CHECKING:
     from runner.config.site import Camera
-    from runner.tracking import TrackHistory
-
-TIME_EPSILON_S = 1e-6
-"""Durations compared against thresholds get this slack: frame times are i / fps in floating point, and
-1.8 + 1.0 = 2.8 must count as a dwell of 1.0 s, not 0.9999999999999998 s (one frame late)."""
+    from runner.tracking.tracker import TrackHistory
 
 
 class Redetect(Protocol):
@@ -36,16 +32,18 @@ class Redetect(Protocol):
     `pad_frac` of its size on each side and rotated by `rotate_deg` (0, 90, 180, 270) before
     inference; returns detections in full-frame pixel coordinates (untracked)."""
 
-    def __call__(self, label: str, box: tuple[float, float, float, float], *, rotate_deg: int = 0,
-                 pad_frac: float = 0.5) -> sv.Detections: ...
+    def __call__(
+        self, label: str, box: tuple[float, float, float, float], *, rotate_deg: int = 0, pad_frac: float = 0.5
+    ) -> sv.Detections: ...
 
 
 class RedetectMany(Protocol):
     """`Redetect` on several boxes at once (one batched inference: the tiles of a density pass);
     one result per box, in order."""
 
-    def __call__(self, label: str, boxes: list[tuple[float, float, float, float]], *,
-                 pad_frac: float = 0.5) -> list[sv.Detections]: ...
+    def __call__(
+        self, label: str, boxes: list[tuple[float, float, float, float]], *, pad_frac: float = 0.5
+    ) -> list[sv.Detections]: ...
 
 
 class RedetectEnlarged(Protocol):
@@ -53,8 +51,9 @@ class RedetectEnlarged(Protocol):
     (one rectangular inference at a larger input size); full-frame pixel detections (untracked), or None
     when the model has a fixed input size or the enlarged crop would exceed `max_side_px`."""
 
-    def __call__(self, label: str, box: tuple[float, float, float, float], scale: float, *,
-                 max_side_px: int) -> sv.Detections | None: ...
+    def __call__(
+        self, label: str, box: tuple[float, float, float, float], scale: float, *, max_side_px: int
+    ) -> sv.Detections | None: ...
 
 
 class RuleConfig(Frozen):
@@ -64,7 +63,9 @@ class RuleConfig(Frozen):
     id: Slug
     enabled: bool = Field(True, description="A disabled rule is kept in the config but not evaluated.")
     cooldown_s: float = Field(
-        10.0, ge=0.0, le=86400.0,
+        10.0,
+        ge=0.0,
+        le=86400.0,
         description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
     )
 
@@ -91,20 +92,6 @@ class RuleConfig(Frozen):
     def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:
         """Checks that need the camera (a zone's direction, a calibration): (field, message) pairs."""
         return []
-
-
-@dataclass(frozen=True, slots=True)
-class AlertCandidate:
-    """What a rule reports; the pipeline adds camera, times, snapshot and provenance."""
-
-    rule_id: str
-    kind: str
-    subject: str  # "track:12" or "zone:lawn": the unit of cooldown and dedup
-    score: float
-    t_s: float
-    bbox: tuple[float, float, float, float] | None = None  # normalised xyxy
-    track_id: int | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,7 +163,7 @@ class FrameContext:
         return (x1 / self.width, y1 / self.height, x2 / self.width, y2 / self.height)
 
     def downscaled(self, width_px: int) -> np.ndarray | None:
-        """`image` downscaled to `width_px` wide (`runner.crowd_pixels.small_frame`), made once per frame for
+        """`image` downscaled to `width_px` wide (`runner.cues.crowd_pixels.small_frame`), made once per frame for
         all the camera's rules: an INTER_AREA downscale of a 720p frame costs a few milliseconds, and a crowd
         camera's density and movement rules each want the same one."""
         if self.image is None:

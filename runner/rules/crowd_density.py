@@ -16,13 +16,13 @@ Three ways of counting, each reported as the alert's `method`:
 - `tiled` (`tiled_every_s`): every few seconds the person model also runs on the zone's bounding
   box enlarged `tile_scale` times: one inference at a larger input size where the model allows it
   (`tile_pass: enlarged`), else overlapping tiles (through the pipeline's re-detection hooks, see
-  `runner.tiling`), merged with the full-frame detections; that count holds until the next pass.
+  `runner.inference.tiling`), merged with the full-frame detections; that count holds until the next pass.
   For mid densities of small people (30-40 people seen from above).
 - `foreground` (`foreground: true`): detector-free, for packed zones where detections see a few
   per cent of the heads. The zone's foreground (background model + recent activity, on a small
   frame), each pixel weighted by 1 / (area of a person at its row, from the perspective fitted on
   the detections), gives *person-equivalents*; times `foreground_coef` (fitted per camera by
-  `python -m runner.crowd_calibrate`, on frames where counting works) it is a head count.
+  `python -m runner.tools.crowd_calibrate`, on frames where counting works) it is a head count.
 
 The level compared with the threshold is the largest of the methods' medians over the window;
 the method that produced it is reported. One alert per episode; the episode clears when the
@@ -39,10 +39,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Labels
-from runner.crowd_pixels import ForegroundModel, PersonScale, person_equivalents, person_weights, polygon_mask
-from runner.geometry import ground_area_m2, ground_homography, normalised_anchors, points_in_polygon
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
-from runner.tiling import TileSettings, enlarged_pass, tiled_detect
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import ground_area_m2, ground_homography, normalised_anchors, points_in_polygon
+from runner.core.timebase import TIME_EPSILON_S
+from runner.cues.crowd_pixels import ForegroundModel, PersonScale, person_equivalents, person_weights, polygon_mask
+from runner.inference.tiling import TileSettings, enlarged_pass, tiled_detect
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 
 class CrowdDensityConfig(RuleConfig):
@@ -51,18 +53,30 @@ class CrowdDensityConfig(RuleConfig):
     labels: Labels = Field(["person"], description="Detector classes counted as people.")
     min_confidence: float = Field(0.25, ge=0.0, le=1.0, description="Detections below this confidence are not counted.")
     max_per_m2: float | None = Field(
-        4.0, gt=0.0, le=10.0,
+        4.0,
+        gt=0.0,
+        le=10.0,
         description="Alert above this many persons per square metre (needs the camera's ground calibration).",
     )
     max_count: int | None = Field(
-        None, ge=1, le=100000, description="Alert above this many detected persons in the zone (works without calibration)."
+        None,
+        ge=1,
+        le=100000,
+        description="Alert above this many detected persons in the zone (works without calibration).",
     )
-    sustain_s: float = Field(3.0, ge=0.0, le=600.0, description="The median over this window (seconds) must exceed the threshold.")
+    sustain_s: float = Field(
+        3.0, ge=0.0, le=600.0, description="The median over this window (seconds) must exceed the threshold."
+    )
     rearm_ratio: float = Field(
-        0.8, gt=0.0, le=1.0, description="After an alert, the median must fall below this fraction of the threshold to re-arm."
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="After an alert, the median must fall below this fraction of the threshold to re-arm.",
     )
     tiled_every_s: float | None = Field(
-        None, ge=0.5, le=600.0,
+        None,
+        ge=0.5,
+        le=600.0,
         description="Also count on the zone enlarged `tile_scale` times every this many seconds (finds small people; "
         "costs one large inference, or one per tile on the grid); empty = never.",
     )
@@ -72,24 +86,37 @@ class CrowdDensityConfig(RuleConfig):
         "input size (fewer pixels), else `grid`: overlapping square tiles of the model's input size.",
     )
     tile_scale: float = Field(
-        2.0, ge=1.0, le=4.0, description="Enlargement of the tiles: each tile is (model input size / this) pixels of the frame."
+        2.0,
+        ge=1.0,
+        le=4.0,
+        description="Enlargement of the tiles: each tile is (model input size / this) pixels of the frame.",
     )
-    tile_overlap_frac: float = Field(0.25, ge=0.0, le=0.5, description="Overlap between neighbouring tiles (fraction of a tile).")
+    tile_overlap_frac: float = Field(
+        0.25, ge=0.0, le=0.5, description="Overlap between neighbouring tiles (fraction of a tile)."
+    )
     foreground: bool = Field(
-        False, description="Also estimate the count without detections, from the zone's foreground area (packed crowds)."
+        False,
+        description="Also estimate the count without detections, from the zone's foreground area (packed crowds).",
     )
     foreground_coef: float = Field(
-        1.0, gt=0.0, le=100.0,
-        description="Persons per person-sized area of foreground; fit it per camera with `python -m runner.crowd_calibrate` "
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="Persons per person-sized area of foreground; fit it per camera with `python -m runner.tools.crowd_calibrate` "
         "(1.0 = one person per person-sized blob, the prior when counting never works on the camera).",
     )
     person_height_frac: float | None = Field(
-        None, gt=0.0, le=1.0,
+        None,
+        gt=0.0,
+        le=1.0,
         description="Height of a person in the zone as a fraction of the image height (perspective scale for the "
         "foreground estimate); empty = fitted from the detections.",
     )
     foreground_history_s: float = Field(
-        60.0, ge=5.0, le=3600.0, description="Memory of the background model (seconds): a crowd still for longer fades into it."
+        60.0,
+        ge=5.0,
+        le=3600.0,
+        description="Memory of the background model (seconds): a crowd still for longer fades into it.",
     )
 
     @model_validator(mode="after")
@@ -122,13 +149,17 @@ class CrowdDensityRule(Rule):
         self._counts: deque[tuple[float, int, int, float | None, float | None]] = deque()
         self._alerting = False
         self._tiled: tuple[float, int] | None = None  # (t_s of the last tiled pass, its count)
-        self._tile_settings = TileSettings(scale=config.tile_scale, overlap_frac=config.tile_overlap_frac,
-                                           enlarged=config.tile_pass == "enlarged")
-        self._foreground = ForegroundModel(history_s=config.foreground_history_s, process_fps=camera.process_fps) \
-            if config.foreground else None
+        self._tile_settings = TileSettings(
+            scale=config.tile_scale, overlap_frac=config.tile_overlap_frac, enlarged=config.tile_pass == "enlarged"
+        )
+        self._foreground = (
+            ForegroundModel(history_s=config.foreground_history_s, process_fps=camera.process_fps)
+            if config.foreground
+            else None
+        )
         self._scale = PersonScale(fixed_frac=config.person_height_frac)
         self._zone_mask: np.ndarray | None = None
-        # The last frame's raw measures (for `runner.crowd_calibrate`): detections in the zone, the
+        # The last frame's raw measures (for `runner.tools.crowd_calibrate`): detections in the zone, the
         # foreground's person-equivalents (before the coefficient) and its cover of the zone.
         self.last_measure: dict[str, float | int | None] = {}
 
@@ -162,10 +193,14 @@ class CrowdDensityRule(Rule):
             many, enlarged = ctx.redetect_many, ctx.redetect_enlarged
             merged, _ = tiled_detect(
                 lambda box: ctx.redetect(label, box, pad_frac=0.0),
-                (ctx.width, ctx.height), self._zone_box, self._tile_settings, full_frame=ctx.detections[people],
+                (ctx.width, ctx.height),
+                self._zone_box,
+                self._tile_settings,
+                full_frame=ctx.detections[people],
                 detect_boxes=(lambda boxes: many(label, boxes, pad_frac=0.0)) if many is not None else None,
                 detect_enlarged=(lambda box, scale, max_side_px: enlarged(label, box, scale, max_side_px=max_side_px))
-                if enlarged is not None else None,
+                if enlarged is not None
+                else None,
             )
             count = 0
             if len(merged):
@@ -192,8 +227,9 @@ class CrowdDensityRule(Rule):
         if self._zone_mask is None or self._zone_mask.shape != mask.shape:
             self._zone_mask = polygon_mask(self._polygon, mask.shape)
         people_eq = person_equivalents(mask, self._zone_mask, weights)
-        self.last_measure.update(person_equivalents=people_eq,
-                                 cover=float(mask[self._zone_mask].mean()) if self._zone_mask.any() else 0.0)
+        self.last_measure.update(
+            person_equivalents=people_eq, cover=float(mask[self._zone_mask].mean()) if self._zone_mask.any() else 0.0
+        )
         return self.config.foreground_coef * people_eq
 
     # -- rule ----------------------------------------------------------------------------------

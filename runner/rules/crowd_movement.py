@@ -23,7 +23,7 @@ of 3+ persons/m² (Weidmann: ≤ 0.35 m/s), so a packed zone moving faster than 
 It uses the same baseline logic with its own thresholds. `flow: on` engages it all the time (a
 choke point that is packed whenever people are there); `auto` engages it while the zone is packed:
 fewer tracks than `packed_track_ratio` x the people its foreground holds (person-equivalents times
-`foreground_coef`, the camera's coefficient fitted by `runner.crowd_calibrate` where counting works:
+`foreground_coef`, the camera's coefficient fitted by `runner.tools.crowd_calibrate` where counting works:
 without it, walkers sweeping their area, rain or a drifting camera make sparse scenes look packed);
 `off` (default) never computes it. In both modes the zone must hold `flow_min_people` people.
 
@@ -44,7 +44,9 @@ import numpy as np
 from pydantic import Field
 
 from runner.config.base import Labels
-from runner.crowd_pixels import (
+from runner.core.alerts import AlertCandidate
+from runner.core.timebase import TIME_EPSILON_S
+from runner.cues.crowd_pixels import (
     FlowField,
     ForegroundModel,
     PersonScale,
@@ -53,7 +55,7 @@ from runner.crowd_pixels import (
     polygon_mask,
     row_centres,
 )
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 PERSON_ASPECT = 0.4  # a standing person's box is about 0.4 times as wide as tall
 MAD_TO_SIGMA = 1.4826
@@ -65,24 +67,40 @@ class CrowdMovementConfig(RuleConfig):
     labels: Labels = Field(["person"], description="Detector classes that are people.")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
     speed_window_s: float = Field(
-        1.0, ge=0.2, le=10.0, description="A person's speed is their displacement over this many seconds (body-heights/s)."
+        1.0,
+        ge=0.2,
+        le=10.0,
+        description="A person's speed is their displacement over this many seconds (body-heights/s).",
     )
     fast_speed_bh_per_s: float = Field(
-        1.5, gt=0.0, le=20.0,
+        1.5,
+        gt=0.0,
+        le=20.0,
         description="A person faster than this many body-heights per second is 'fast' (walking ~0.5-1, running 2-4).",
     )
     min_people: int = Field(
-        4, ge=1, le=10000, description="Fewest tracked people with a speed in the zone for a frame's fast share to count."
+        4,
+        ge=1,
+        le=10000,
+        description="Fewest tracked people with a speed in the zone for a frame's fast share to count.",
     )
-    sustain_s: float = Field(1.0, ge=0.0, le=60.0, description="The level is the median of the share over this window (seconds).")
+    sustain_s: float = Field(
+        1.0, ge=0.0, le=60.0, description="The level is the median of the share over this window (seconds)."
+    )
     baseline_s: float = Field(
-        60.0, ge=5.0, le=3600.0, description="The baseline is the median share over this many seconds before the level's window."
+        60.0,
+        ge=5.0,
+        le=3600.0,
+        description="The baseline is the median share over this many seconds before the level's window.",
     )
     min_baseline_s: float = Field(
         10.0, ge=1.0, le=3600.0, description="Seconds of baseline needed before a rise over it can alert."
     )
     min_rise: float = Field(
-        0.3, gt=0.0, le=1.0, description="The fast share must exceed its baseline by at least this much (0.3 = 30 points)."
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="The fast share must exceed its baseline by at least this much (0.3 = 30 points).",
     )
     rise_mads: float = Field(
         3.0, ge=0.0, le=20.0, description="... and by at least this many robust deviations (MAD) of the baseline."
@@ -91,7 +109,10 @@ class CrowdMovementConfig(RuleConfig):
         0.6, gt=0.0, le=1.0, description="A fast share at or above this alerts whatever the baseline (empty = never)."
     )
     rearm_ratio: float = Field(
-        0.8, gt=0.0, le=1.0, description="After an alert, the share must fall below this fraction of the absolute threshold to re-arm."
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="After an alert, the share must fall below this fraction of the absolute threshold to re-arm.",
     )
     flow: Literal["off", "auto", "on"] = Field(
         "off",
@@ -99,31 +120,44 @@ class CrowdMovementConfig(RuleConfig):
         "on = always (a choke point packed whenever people are there).",
     )
     flow_fast_speed_bh_per_s: float = Field(
-        0.25, gt=0.0, le=20.0,
+        0.25,
+        gt=0.0,
+        le=20.0,
         description="Flow faster than this (body-heights/s) is 'fast' in a packed zone (packed crowds cannot walk faster than ~0.2).",
     )
     flow_absolute_share: float | None = Field(
-        0.3, gt=0.0, le=1.0, description="A flow share (fraction of the zone moving fast) at or above this alerts (empty = never)."
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="A flow share (fraction of the zone moving fast) at or above this alerts (empty = never).",
     )
     flow_min_rise: float = Field(
         0.2, gt=0.0, le=1.0, description="The flow share must exceed its baseline by at least this much to alert."
     )
     flow_min_people: float = Field(
-        6.0, ge=0.0, le=10000.0,
+        6.0,
+        ge=0.0,
+        le=10000.0,
         description="Fewest people in the zone (person-sized areas of foreground) for the flow path to alert.",
     )
     packed_track_ratio: float = Field(
-        0.35, gt=0.0, le=1.0,
+        0.35,
+        gt=0.0,
+        le=1.0,
         description="flow auto: the zone is packed while its tracks are fewer than this fraction of its foreground people.",
     )
     foreground_coef: float = Field(
-        1.0, gt=0.0, le=100.0,
+        1.0,
+        gt=0.0,
+        le=100.0,
         description="Persons per person-sized area of foreground on this camera (as for crowd_density; fit it with "
-        "`python -m runner.crowd_calibrate`): turns the foreground into the people that flow_min_people and the "
+        "`python -m runner.tools.crowd_calibrate`): turns the foreground into the people that flow_min_people and the "
         "packed test compare with.",
     )
     person_height_frac: float | None = Field(
-        None, gt=0.0, le=1.0,
+        None,
+        gt=0.0,
+        le=1.0,
         description="Height of a person in the zone as a fraction of the image height (flow path); empty = fitted from the detections.",
     )
 
@@ -220,7 +254,9 @@ class CrowdMovementRule(Rule):
             return None
         share = float(weights[zone & (speed > self.config.flow_fast_speed_bh_per_s)].sum() / total)
         fg_weights = person_weights(self._scale, foreground.shape, PERSON_ASPECT)
-        people_eq = person_equivalents(foreground, self._mask(foreground.shape), fg_weights) if fg_weights is not None else 0.0
+        people_eq = (
+            person_equivalents(foreground, self._mask(foreground.shape), fg_weights) if fg_weights is not None else 0.0
+        )
         people_eq *= self.config.foreground_coef
         packed = self.config.flow == "on" or tracked_inside < self.config.packed_track_ratio * people_eq
         return {"share": share, "people_eq": people_eq, "packed": packed}
@@ -256,8 +292,9 @@ class CrowdMovementRule(Rule):
         if self._alerting:
             # The episode ends on a calm measure, or once nothing could be measured (too few people)
             # for min_baseline_s: a frame without a measure is not a calm one.
-            if (measured and all(s["calm"] for s in measured)) or \
-                    (not measured and ctx.t_s - self._last_measured_s >= cfg.min_baseline_s - TIME_EPSILON_S):
+            if (measured and all(s["calm"] for s in measured)) or (
+                not measured and ctx.t_s - self._last_measured_s >= cfg.min_baseline_s - TIME_EPSILON_S
+            ):
                 self._alerting = False
             return []
         for path, state in (("tracks", tracks_state), ("flow", flow_state)):
@@ -272,13 +309,26 @@ class CrowdMovementRule(Rule):
                 "reason": state["reason"],
             }
             if path == "tracks":
-                details.update(people=len(speeds), median_speed_bh_per_s=round(float(median(speeds)), 2) if speeds else None,
-                               fast_speed_bh_per_s=cfg.fast_speed_bh_per_s)
+                details.update(
+                    people=len(speeds),
+                    median_speed_bh_per_s=round(float(median(speeds)), 2) if speeds else None,
+                    fast_speed_bh_per_s=cfg.fast_speed_bh_per_s,
+                )
             else:
-                details.update(people_equivalent=round(flow["people_eq"], 1), detected=int(inside.sum()),
-                               fast_speed_bh_per_s=cfg.flow_fast_speed_bh_per_s)
-            return [self.candidate(subject=self._subject, score=float(min(1.0, state["level"])), t_s=ctx.t_s,
-                                   bbox=self._bbox(ctx, inside), details=details)]
+                details.update(
+                    people_equivalent=round(flow["people_eq"], 1),
+                    detected=int(inside.sum()),
+                    fast_speed_bh_per_s=cfg.flow_fast_speed_bh_per_s,
+                )
+            return [
+                self.candidate(
+                    subject=self._subject,
+                    score=float(min(1.0, state["level"])),
+                    t_s=ctx.t_s,
+                    bbox=self._bbox(ctx, inside),
+                    details=details,
+                )
+            ]
         return []
 
     def _evaluate(self, series: _Series, t_s: float, min_rise: float, absolute: float | None) -> dict | None:
@@ -300,14 +350,20 @@ class CrowdMovementRule(Rule):
             reason = "rise"
         elif full and absolute is not None and level >= absolute - 1e-9:
             reason = "absolute"
-        calm = (required is None or level <= baseline + 0.5 * required) and (absolute is None or level < cfg.rearm_ratio * absolute)
+        calm = (required is None or level <= baseline + 0.5 * required) and (
+            absolute is None or level < cfg.rearm_ratio * absolute
+        )
         return {"level": level, "baseline": baseline, "trigger": reason is not None, "reason": reason, "calm": calm}
 
     def _bbox(self, ctx: FrameContext, inside: np.ndarray) -> tuple[float, float, float, float]:
         if inside.any():
             boxes = ctx.detections.xyxy[inside]
-            return (float(boxes[:, 0].min() / ctx.width), float(boxes[:, 1].min() / ctx.height),
-                    float(boxes[:, 2].max() / ctx.width), float(boxes[:, 3].max() / ctx.height))
+            return (
+                float(boxes[:, 0].min() / ctx.width),
+                float(boxes[:, 1].min() / ctx.height),
+                float(boxes[:, 2].max() / ctx.width),
+                float(boxes[:, 3].max() / ctx.height),
+            )
         if self._polygon is None:
             return (0.0, 0.0, 1.0, 1.0)
         xs, ys = [p[0] for p in self._polygon], [p[1] for p in self._polygon]

@@ -41,12 +41,21 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Labels, Slug
-from runner.geometry import points_in_polygon
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import points_in_polygon
+from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._fire_flicker import FrameRing, RegionStats
 from runner.rules._fire_regions import (
-    ModelFrames, Region, RegionVoter, box_area_fracs, box_centres, clip_box, expand, hits_of,
+    ModelFrames,
+    Region,
+    RegionVoter,
+    box_area_fracs,
+    box_centres,
+    clip_box,
+    expand,
+    hits_of,
 )
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 log = logging.getLogger(__name__)
 ENVELOPE_PAD_FRAC = 0.1  # the flicker statistics look a little beyond the detected boxes
@@ -58,53 +67,80 @@ class FireConfig(RuleConfig):
         None, description="Only regions whose box centre lies in this zone count; none = the whole image."
     )
     exclude_zones: list[Slug] = Field(
-        [], max_length=32,
+        [],
+        max_length=32,
         description="Zones covering known light sources (signs, lamps, beacons): regions centred in them are ignored.",
     )
     labels: Labels = Field(["fire"], description="Fire model classes that mean flames.")
     min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="Flame detections below this confidence are ignored (0.6 at 640 px still lets neon signs through: "
         "the flicker check is what rejects them).",
     )
-    smoke: bool = Field(False, description="Also alert on smoke regions (unreliable with the available model: off by default).")
-    smoke_labels: Labels = Field(["smoke"], description="Fire model classes that mean smoke (used only when smoke is on).")
-    smoke_min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Smoke detections below this confidence are ignored.")
+    smoke: bool = Field(
+        False, description="Also alert on smoke regions (unreliable with the available model: off by default)."
+    )
+    smoke_labels: Labels = Field(
+        ["smoke"], description="Fire model classes that mean smoke (used only when smoke is on)."
+    )
+    smoke_min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Smoke detections below this confidence are ignored."
+    )
     min_box_area_frac: float = Field(
         0.0002, ge=0.0, le=1.0, description="Regions smaller than this fraction of the image area are ignored."
     )
     min_hit_frames: int = Field(
-        3, ge=1, le=100, description="Persistence: a region must be detected on this many of the last window_frames "
-        "frames on which the fire model ran."
+        3,
+        ge=1,
+        le=100,
+        description="Persistence: a region must be detected on this many of the last window_frames "
+        "frames on which the fire model ran.",
     )
-    window_frames: int = Field(5, ge=1, le=100, description="Persistence window, in frames on which the fire model ran.")
+    window_frames: int = Field(
+        5, ge=1, le=100, description="Persistence window, in frames on which the fire model ran."
+    )
     confirm_by_flicker: bool = Field(
-        True, description="Also require irregular flicker or growth of the region (rejects static signs and periodic "
-        "lights such as beacons); needs the frames (always available in the runner)."
+        True,
+        description="Also require irregular flicker or growth of the region (rejects static signs and periodic "
+        "lights such as beacons); needs the frames (always available in the runner).",
     )
     min_flicker_frac: float = Field(
-        0.04, ge=0.0, le=1.0,
+        0.04,
+        ge=0.0,
+        le=1.0,
         description="Irregular flicker needed: median brightness change of the region's flame-coloured pixels to their "
         "most similar earlier (non-adjacent) frame, as a fraction of full brightness. Measured: a night neon sign "
         "with blinking and chasing lights 0.00-0.024, flames 0.054-0.24.",
     )
     min_growth_ratio: float | None = Field(
-        3.0, ge=1.0, le=1000.0,
+        3.0,
+        ge=1.0,
+        le=1000.0,
         description="Or: the flame-coloured area of the region grew by this factor over flicker_window_s while it was "
         "detected all along (a fire spreading); none = flicker only.",
     )
     flicker_window_s: float = Field(
-        4.0, ge=1.0, le=20.0, description="Window of the flicker and growth statistics (seconds): longer than a "
-        "beacon's or blinking sign's period."
+        4.0,
+        ge=1.0,
+        le=20.0,
+        description="Window of the flicker and growth statistics (seconds): longer than a "
+        "beacon's or blinking sign's period.",
     )
     min_duration_s: float = Field(
-        3.0, ge=0.0, le=60.0,
+        3.0,
+        ge=0.0,
+        le=60.0,
         description="A region must have been detected in place for this long (seconds) before it can alert, so that "
         "the flicker statistics see it there and not its arrival (a vehicle's beacon driving in and parking).",
     )
     clear_s: float = Field(
-        30.0, ge=0.0, le=3600.0, description="After an alert, the fire must have gone undetected this long (seconds) "
-        "before the rule alerts again."
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description="After an alert, the fire must have gone undetected this long (seconds) "
+        "before the rule alerts again.",
     )
 
     @model_validator(mode="after")
@@ -192,15 +228,24 @@ class FireRule(Rule):
                 return None
             if stats.irregular_flicker >= self.config.min_flicker_frac:
                 reason = "flicker"
-            elif (self.config.min_growth_ratio is not None and stats.growth_ratio >= self.config.min_growth_ratio
-                  and ctx.t_s - region.settled_s >= self.config.flicker_window_s - TIME_EPSILON_S):
+            elif (
+                self.config.min_growth_ratio is not None
+                and stats.growth_ratio >= self.config.min_growth_ratio
+                and ctx.t_s - region.settled_s >= self.config.flicker_window_s - TIME_EPSILON_S
+            ):
                 # Growth counts only while the region was detected over the whole window: a light that
                 # is switched on or drives in "grows" from nothing the moment it appears.
                 reason = "growth"
             else:
-                log.debug("camera %s rule %s: region %d persistent, not confirmed at %.2f s (flicker %.4f, growth %.2f)",
-                          ctx.camera_id, self.config.id, region.id, ctx.t_s, stats.irregular_flicker,
-                          stats.growth_ratio)
+                log.debug(
+                    "camera %s rule %s: region %d persistent, not confirmed at %.2f s (flicker %.4f, growth %.2f)",
+                    ctx.camera_id,
+                    self.config.id,
+                    region.id,
+                    ctx.t_s,
+                    stats.irregular_flicker,
+                    stats.growth_ratio,
+                )
                 return None
         best = region.best()
         details = {

@@ -40,16 +40,22 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Label, Labels, Slug
-from runner.geometry import points_in_polygon
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import points_in_polygon
+from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._person_down_pose import PoseObservation, Thresholds, observe
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 Box = tuple[float, float, float, float]  # normalised xyxy
 
 MAX_SPOTS = 32  # bound on simultaneous spots per camera (oldest dropped first)
 TILT_RECENT_S = 0.5  # a vanished track counts as "fell" when it was tilted this recently before vanishing
-FALL_BOX_MAX_SIDE_OF_HEIGHT = 2.0  # a fall box with a side longer than this many standing heights is not about the person
-MIN_LENGTH_OF_HEIGHT = 0.5  # a body found lying in a spot is at least this fraction of the person's standing height long
+FALL_BOX_MAX_SIDE_OF_HEIGHT = (
+    2.0  # a fall box with a side longer than this many standing heights is not about the person
+)
+MIN_LENGTH_OF_HEIGHT = (
+    0.5  # a body found lying in a spot is at least this fraction of the person's standing height long
+)
 
 
 class PoseModelMissing(ValueError):
@@ -60,11 +66,14 @@ class PersonDownConfig(RuleConfig):
     kind: Literal["person_down"]
     zone: str | None = Field(None, description="Only people whose feet are in this zone; empty = the whole image.")
     exclude_zones: list[Slug] = Field(
-        [], max_length=32,
+        [],
+        max_length=32,
         description="Zones where lying down is normal (benches, a beach, beds): nobody there raises an alert.",
     )
     labels: Labels = Field(["person"], description="Classes of the pose model (17 COCO keypoints) that are people.")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Person detections below this confidence are ignored.")
+    min_confidence: float = Field(
+        0.3, ge=0.0, le=1.0, description="Person detections below this confidence are ignored."
+    )
     down_s: float = Field(
         2.0, ge=0.0, le=600.0, description="How long (seconds) someone must stay down before the alert."
     )
@@ -72,57 +81,85 @@ class PersonDownConfig(RuleConfig):
         3, ge=1, le=1000, description="At least this many processed frames must say 'down' before the alert."
     )
     min_down_share: float = Field(
-        0.5, gt=0.0, le=1.0,
+        0.5,
+        gt=0.0,
+        le=1.0,
         description="Share of the frames in which the person was seen (since they went down) that must say 'down'.",
     )
     hold_s: float = Field(
-        3.0, ge=0.2, le=600.0,
+        3.0,
+        ge=0.2,
+        le=600.0,
         description="A possible fall without any new 'down' evidence for this long (seconds) is forgotten; also how "
         "long a person who vanished while down (lost by the detector) is still considered down.",
     )
     lying_angle_deg: float = Field(
-        60.0, ge=30.0, le=90.0, description="Body axis (torso, else legs) at least this far from vertical (degrees) to be lying."
+        60.0,
+        ge=30.0,
+        le=90.0,
+        description="Body axis (torso, else legs) at least this far from vertical (degrees) to be lying.",
     )
     lying_min_aspect: float = Field(
-        1.0, ge=0.3, le=5.0, description="Box width / height at least this to be lying (a seated or crouching person stays taller)."
+        1.0,
+        ge=0.3,
+        le=5.0,
+        description="Box width / height at least this to be lying (a seated or crouching person stays taller).",
     )
     upright_angle_deg: float = Field(
-        30.0, ge=0.0, le=60.0, description="Body axis within this angle of vertical (degrees), in a tall box, is upright."
+        30.0,
+        ge=0.0,
+        le=60.0,
+        description="Body axis within this angle of vertical (degrees), in a tall box, is upright.",
     )
     spot_wide_aspect: float = Field(
-        1.5, ge=1.0, le=10.0,
+        1.5,
+        ge=1.0,
+        le=10.0,
         description="Where someone was already seen falling, a person box this many times wider than tall counts as "
         "'down' even when its keypoints are unclear (unless they say upright).",
     )
     tilt_angle_deg: float = Field(
-        35.0, ge=10.0, le=90.0,
+        35.0,
+        ge=10.0,
+        le=90.0,
         description="A tracked person seen upright who vanishes just after tilting beyond this angle (degrees) is "
         "searched for on the ground.",
     )
     upright_memory_s: float = Field(
-        3.0, ge=0.1, le=60.0,
+        3.0,
+        ge=0.1,
+        le=60.0,
         description="The vanished person must have been seen upright at most this long (seconds) before vanishing.",
     )
     keypoint_min_confidence: float = Field(
         0.3, ge=0.0, le=1.0, description="Keypoints below this confidence are not used."
     )
     search_radius_heights: float = Field(
-        1.0, ge=0.25, le=3.0,
+        1.0,
+        ge=0.25,
+        le=3.0,
         description="Half-width of the area searched around a vanished person, in their standing heights.",
     )
     redetect_max_per_s: float = Field(
-        3.0, ge=0.0, le=30.0,
+        3.0,
+        ge=0.0,
+        le=30.0,
         description="At most this many re-detections per second on a crop rotated by 90 degrees around a vanished "
         "person (each costs one pose inference); 0 disables.",
     )
     fall_labels: list[Label] = Field(
-        ["Fall"], max_length=8,
+        ["Fall"],
+        max_length=8,
         description="Classes of an optional fall model used as a second cue around a vanished person (loaded only "
         "when a configured model provides them; best with `on_demand: true`); empty disables.",
     )
-    fall_min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Fall-model boxes below this confidence are ignored.")
+    fall_min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Fall-model boxes below this confidence are ignored."
+    )
     fall_max_per_s: float = Field(
-        5.0, ge=0.0, le=30.0,
+        5.0,
+        ge=0.0,
+        le=30.0,
         description="At most this many on-demand fall-model runs per second, only while a vanished person is searched for.",
     )
 
@@ -206,7 +243,6 @@ class PersonDownRule(Rule):
         self._last_fall_t: float | None = None
         self.redetect_calls = 0  # counters, for cost reports
         self.fall_calls = 0
-
 
     def crop_labels(self) -> frozenset[str]:
         return frozenset(self.config.labels[:1])  # a lost person's spot, turned upright (the fall model: whole frames)
@@ -302,8 +338,14 @@ class PersonDownRule(Rule):
         return _clip((cx - radius_x, top, cx + radius_x, low))
 
     def _new_spot(self, t: float, region: Box, box: Box, track_id: int | None) -> _Spot:
-        spot = _Spot(sid=self._next_sid, region=region, box=box, created_t=t, origin_track=track_id,
-                     track_ids={track_id} if track_id is not None else set())
+        spot = _Spot(
+            sid=self._next_sid,
+            region=region,
+            box=box,
+            created_t=t,
+            origin_track=track_id,
+            track_ids={track_id} if track_id is not None else set(),
+        )
         self._next_sid += 1
         self._spots.append(spot)
         if len(self._spots) > MAX_SPOTS:
@@ -311,8 +353,9 @@ class PersonDownRule(Rule):
         return spot
 
     # -- verdicts --------------------------------------------------------------------------------
-    def _pose_verdicts(self, ctx: FrameContext, observations: dict[int, PoseObservation],
-                       usable: set[int]) -> dict[int, _Verdict]:
+    def _pose_verdicts(
+        self, ctx: FrameContext, observations: dict[int, PoseObservation], usable: set[int]
+    ) -> dict[int, _Verdict]:
         verdicts: dict[int, _Verdict] = {s.sid: _Verdict() for s in self._spots}
         for i in sorted(usable, key=lambda k: -ctx.confidences[k]):
             obs = observations[i]
@@ -329,8 +372,12 @@ class PersonDownRule(Rule):
                 else:
                     spot.region = _union(spot.region, _grow(box, 0.5))
                 self._found_down(spot, verdicts[spot.sid], "pose", box, obs, track_id)
-            elif spot is not None and obs.state != "upright" and obs.aspect >= self.config.spot_wide_aspect \
-                    and self._long_enough(spot, box, ctx):
+            elif (
+                spot is not None
+                and obs.state != "upright"
+                and obs.aspect >= self.config.spot_wide_aspect
+                and self._long_enough(spot, box, ctx)
+            ):
                 # Already seen falling here: a clearly wide box is the person on the ground.
                 self._found_down(spot, verdicts[spot.sid], "wide_box", box, obs, track_id)
             elif spot is not None and track_id >= 0 and track_id in spot.track_ids:
@@ -339,8 +386,9 @@ class PersonDownRule(Rule):
                     verdicts[spot.sid].up = True
         return verdicts
 
-    def _found_down(self, spot: _Spot, verdict: _Verdict, source: str, box: Box, obs: PoseObservation,
-                    track_id: int) -> None:
+    def _found_down(
+        self, spot: _Spot, verdict: _Verdict, source: str, box: Box, obs: PoseObservation, track_id: int
+    ) -> None:
         spot.box, spot.angle_deg, spot.aspect = box, obs.angle_deg, obs.aspect
         if track_id >= 0:
             spot.track_ids.add(track_id)
@@ -381,8 +429,9 @@ class PersonDownRule(Rule):
                 self.redetect_calls += 1
                 if self._redetect_lying(ctx, spot):
                     verdict.down.add("redetect")
-            body_px = spot.standing_h or max((spot.box[2] - spot.box[0]) * ctx.width,
-                                             (spot.box[3] - spot.box[1]) * ctx.height)
+            body_px = spot.standing_h or max(
+                (spot.box[2] - spot.box[0]) * ctx.width, (spot.box[3] - spot.box[1]) * ctx.height
+            )
             for box in fall_boxes:
                 cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
                 inside = spot.region[0] <= cx <= spot.region[2] and spot.region[1] <= cy <= spot.region[3]
@@ -437,8 +486,16 @@ class PersonDownRule(Rule):
                 continue
             confidences = found.confidence if found.confidence is not None else np.ones(len(found))
             boxes += [
-                _clip((float(b[0]) / ctx.width, float(b[1]) / ctx.height, float(b[2]) / ctx.width, float(b[3]) / ctx.height))
-                for b, c in zip(found.xyxy, confidences) if c >= self.config.fall_min_confidence
+                _clip(
+                    (
+                        float(b[0]) / ctx.width,
+                        float(b[1]) / ctx.height,
+                        float(b[2]) / ctx.width,
+                        float(b[3]) / ctx.height,
+                    )
+                )
+                for b, c in zip(found.xyxy, confidences)
+                if c >= self.config.fall_min_confidence
             ]
         return boxes
 
@@ -463,9 +520,11 @@ class PersonDownRule(Rule):
             if spot.alerted or spot.down_since is None:
                 continue
             share = spot.down_frames / max(1, spot.seen_frames)
-            if (t - spot.down_since >= self.config.down_s - TIME_EPSILON_S
-                    and spot.down_frames >= self.config.min_down_frames
-                    and share >= self.config.min_down_share - TIME_EPSILON_S):
+            if (
+                t - spot.down_since >= self.config.down_s - TIME_EPSILON_S
+                and spot.down_frames >= self.config.min_down_frames
+                and share >= self.config.min_down_share - TIME_EPSILON_S
+            ):
                 spot.alerted = True
                 alerts.append(self._alert(t, spot, share))
         return alerts
@@ -484,7 +543,9 @@ class PersonDownRule(Rule):
                 "down_frames": spot.down_frames,
                 "seen_frames": spot.seen_frames,
                 "evidence": dict(sorted(spot.sources.items())),
-                "searched": bool(spot.sources.get("redetect") or spot.sources.get("fall_model")),  # lost by the detector
+                "searched": bool(
+                    spot.sources.get("redetect") or spot.sources.get("fall_model")
+                ),  # lost by the detector
                 "angle_deg": spot.angle_deg,
                 "aspect": spot.aspect,
             },
@@ -492,7 +553,9 @@ class PersonDownRule(Rule):
 
     def _forget(self, t: float) -> None:
         hold = self.config.hold_s + TIME_EPSILON_S
-        self._spots = [s for s in self._spots if t - (s.last_down_t if s.last_down_t is not None else s.created_t) <= hold]
+        self._spots = [
+            s for s in self._spots if t - (s.last_down_t if s.last_down_t is not None else s.created_t) <= hold
+        ]
         # Tracks the tracker has not ended yet but that can no longer start a search.
         stale = self.config.upright_memory_s + self.config.hold_s + TIME_EPSILON_S
         for track_id in [k for k, p in self._people.items() if t - p.last_t > stale]:
@@ -504,7 +567,12 @@ def _anchor(box: Box) -> tuple[float, float]:
 
 
 def _clip(box: Box) -> Box:
-    return (min(1.0, max(0.0, box[0])), min(1.0, max(0.0, box[1])), min(1.0, max(0.0, box[2])), min(1.0, max(0.0, box[3])))
+    return (
+        min(1.0, max(0.0, box[0])),
+        min(1.0, max(0.0, box[1])),
+        min(1.0, max(0.0, box[2])),
+        min(1.0, max(0.0, box[3])),
+    )
 
 
 def _grow(box: Box, frac: float) -> Box:

@@ -21,19 +21,39 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Label, Labels
-from runner.geometry import points_in_polygon
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import points_in_polygon
+from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._fire_regions import (
-    ModelFrames, RegionVoter, box_area_fracs, box_centres, clip_box, expand, hits_of,
+    ModelFrames,
+    RegionVoter,
+    box_area_fracs,
+    box_centres,
+    clip_box,
+    expand,
+    hits_of,
 )
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 DEFAULT_EXTRA_LABELS = [
-    "pistol", "handgun", "gun", "revolver", "rifle", "shotgun", "firearm", "weapon", "machine_gun", "submachine_gun",
-    "Gun", "Pistol", "Rifle", "Weapon", "Knife",
+    "pistol",
+    "handgun",
+    "gun",
+    "revolver",
+    "rifle",
+    "shotgun",
+    "firearm",
+    "weapon",
+    "machine_gun",
+    "submachine_gun",
+    "Gun",
+    "Pistol",
+    "Rifle",
+    "Weapon",
+    "Knife",
 ]
 
 
@@ -43,32 +63,44 @@ class WeaponConfig(RuleConfig):
         None, description="Only weapons whose box centre lies in this zone count; none = the whole image."
     )
     labels: Labels = Field(
-        ["knife"], description="Weapon classes, at least one of which a configured model must provide (COCO: knife).",
+        ["knife"],
+        description="Weapon classes, at least one of which a configured model must provide (COCO: knife).",
     )
     extra_labels: list[Label] = Field(
-        DEFAULT_EXTRA_LABELS, max_length=64,
+        DEFAULT_EXTRA_LABELS,
+        max_length=64,
         description="More weapon classes, used when a configured model provides them (a dedicated weapon model).",
     )
-    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Weapon detections below this confidence are ignored.")
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weapon detections below this confidence are ignored."
+    )
     min_box_area_frac: float = Field(
         0.0002, ge=0.0, le=1.0, description="Weapon boxes smaller than this fraction of the image area are ignored."
     )
     max_box_area_frac: float = Field(
-        0.05, gt=0.0, le=1.0,
+        0.05,
+        gt=0.0,
+        le=1.0,
         description="Weapon boxes larger than this fraction of the image area are ignored: a weapon held by someone "
         "a street camera sees covers well under 5 % of the image; larger boxes are whole-person or whole-scene boxes.",
     )
     min_hit_frames: int = Field(
-        3, ge=1, le=100,
+        3,
+        ge=1,
+        le=100,
         description="Voting: a weapon must be detected on this many of the last window_frames frames on which its model ran.",
     )
     window_frames: int = Field(5, ge=1, le=100, description="Voting window, in frames on which the weapon model ran.")
     crop_pad_frac: float = Field(
-        0.5, ge=0.0, le=5.0,
+        0.5,
+        ge=0.0,
+        le=5.0,
         description="The crop kept with the alert extends the weapon's box by this fraction of its size on each side.",
     )
     clear_s: float = Field(
-        10.0, ge=0.0, le=3600.0,
+        10.0,
+        ge=0.0,
+        le=3600.0,
         description="After an alert, no weapon may be detected for this long (seconds) before the rule alerts again.",
     )
 

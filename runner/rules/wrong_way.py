@@ -17,8 +17,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Labels
-from runner.geometry import angle_between_deg
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import angle_between_deg
+from runner.core.timebase import TIME_EPSILON_S
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 
 class WrongWayConfig(RuleConfig):
@@ -27,19 +29,27 @@ class WrongWayConfig(RuleConfig):
     labels: Labels = Field(["person"], description="Detector classes to check (e.g. person, car, bicycle).")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
     min_travel_frac: float = Field(
-        0.05, gt=0.0, le=1.0,
+        0.05,
+        gt=0.0,
+        le=1.0,
         description="Minimum displacement over window_s, as a fraction of the image diagonal, to count as moving.",
     )
     max_angle_deg: float = Field(
-        120.0, ge=10.0, le=180.0,
+        120.0,
+        ge=10.0,
+        le=180.0,
         description="Movement more than this angle away from the allowed direction is wrong-way (degrees).",
     )
     hysteresis_deg: float = Field(
-        15.0, ge=0.0, le=90.0,
+        15.0,
+        ge=0.0,
+        le=90.0,
         description="Once wrong-way, the angle must fall this far below max_angle_deg to clear (degrees).",
     )
     window_s: float = Field(2.0, ge=0.2, le=60.0, description="Time over which the displacement is measured (seconds).")
-    sustain_s: float = Field(1.0, ge=0.0, le=60.0, description="How long the wrong-way movement must last before the alert (seconds).")
+    sustain_s: float = Field(
+        1.0, ge=0.0, le=60.0, description="How long the wrong-way movement must last before the alert (seconds)."
+    )
 
     @model_validator(mode="after")
     def _hysteresis_below_threshold(self) -> WrongWayConfig:

@@ -20,9 +20,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from runner.config.base import ConfigProblems, Labels
-from runner.geometry import segments_intersect, side_of_line
+from runner.core.alerts import AlertCandidate
+from runner.core.geometry import segments_intersect, side_of_line
+from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._time_windows import TimeWindow, is_active
-from runner.rules.base import TIME_EPSILON_S, AlertCandidate, FrameContext, Rule, RuleConfig
+from runner.rules.base import FrameContext, Rule, RuleConfig
 
 
 class ZoneIntrusionConfig(RuleConfig):
@@ -35,11 +37,15 @@ class ZoneIntrusionConfig(RuleConfig):
         1.0, ge=0.0, le=3600.0, description="How long an object must stay inside the zone before the alert (seconds)."
     )
     clear_s: float = Field(
-        2.0, ge=0.0, le=600.0,
+        2.0,
+        ge=0.0,
+        le=600.0,
         description="The zone must stay empty this long (seconds) before a new intrusion can alert; bridges missed detections.",
     )
     handover_radius_frac: float = Field(
-        0.1, ge=0.0, le=1.0,
+        0.1,
+        ge=0.0,
+        le=1.0,
         description="A track appearing inside the zone this close (fraction of the image diagonal) to where another "
         "track was lost less than clear_s earlier continues its dwell (tracker id switch); 0 disables.",
     )
@@ -47,7 +53,9 @@ class ZoneIntrusionConfig(RuleConfig):
         "any", description="Forbidden crossing direction of the line, as seen walking from its start to its end."
     )
     crossing_margin_frac: float = Field(
-        0.01, ge=0.0, le=0.2,
+        0.01,
+        ge=0.0,
+        le=0.2,
         description="An anchor closer than this to the line (fraction of the image) keeps its previous side (anti-jitter).",
     )
     active_hours: list[TimeWindow] = Field(
@@ -118,8 +126,9 @@ class ZoneIntrusionRule(Rule):
             presence = self._presence.get(track_id)
             if presence is None:
                 first_s = self._take_over(ctx, track_id, anchor, seen_ids)
-                self._presence[track_id] = _Presence(first_inside_s=t if first_s is None else first_s,
-                                                     last_inside_s=t, anchor=anchor)
+                self._presence[track_id] = _Presence(
+                    first_inside_s=t if first_s is None else first_s, last_inside_s=t, anchor=anchor
+                )
             else:
                 presence.last_inside_s = t
                 presence.anchor = anchor
@@ -134,7 +143,8 @@ class ZoneIntrusionRule(Rule):
         if self._episode_active:
             return []
         dwellers = [
-            i for i in inside.nonzero()[0]
+            i
+            for i in inside.nonzero()[0]
             if t - self._presence[int(ctx.track_ids[i])].first_inside_s >= self.config.min_dwell_s - TIME_EPSILON_S
         ]
         if not dwellers:
@@ -158,7 +168,9 @@ class ZoneIntrusionRule(Rule):
             )
         ]
 
-    def _take_over(self, ctx: FrameContext, track_id: int, anchor: tuple[float, float], seen_ids: set[int]) -> float | None:
+    def _take_over(
+        self, ctx: FrameContext, track_id: int, anchor: tuple[float, float], seen_ids: set[int]
+    ) -> float | None:
         """When `track_id` is a new track that replaces one lost nearby inside the zone, remove the lost
         track's presence and return its entry time (the dwell continues across the id switch)."""
         radius = self.config.handover_radius_frac
@@ -173,8 +185,10 @@ class ZoneIntrusionRule(Rule):
                 continue  # still tracked, or lost too long ago
             if born_s <= presence.last_inside_s + TIME_EPSILON_S:
                 continue  # the new track already existed while the other was seen: two people
-            distance = math.hypot((anchor[0] - presence.anchor[0]) * ctx.width,
-                                  (anchor[1] - presence.anchor[1]) * ctx.height) / diagonal
+            distance = (
+                math.hypot((anchor[0] - presence.anchor[0]) * ctx.width, (anchor[1] - presence.anchor[1]) * ctx.height)
+                / diagonal
+            )
             if distance <= radius and (best is None or distance < best[0]):
                 best = (distance, other_id)
         if best is None:

@@ -7,8 +7,18 @@ import re
 import pytest
 
 from bench.perf import (
-    Plan, build_parser, camera_capacity, latency_line, main, make_plan, median_ratio, median_run, percentile, report,
-    rule_line, stage_lines,
+    Plan,
+    build_parser,
+    camera_capacity,
+    latency_line,
+    main,
+    make_plan,
+    median_ratio,
+    median_run,
+    percentile,
+    report,
+    rule_line,
+    stage_lines,
 )
 from bench.sites import QUICK_RATIO_CLIPS, RATIO_CLIPS
 
@@ -39,8 +49,9 @@ def test_capacity_only_and_ratio_only():
     assert plan.capacity_clips == () and plan.runs == 3
 
 
-@pytest.mark.parametrize("argv", [["--runs", "0"], ["--cameras", "x"], ["--model", "yolo"],
-                                  ["--ratio-only", "--capacity-only"]])
+@pytest.mark.parametrize(
+    "argv", [["--runs", "0"], ["--cameras", "x"], ["--model", "yolo"], ["--ratio-only", "--capacity-only"]]
+)
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
@@ -52,8 +63,10 @@ def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VIGIE_SHARED_DATA", str(tmp_path))
     assert main(["--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"bench: evaluation clips not found under {tmp_path} (set VIGIE_SHARED_DATA to the folder "
-                   "holding clips/ and models/)"]
+    assert err == [
+        f"bench: evaluation clips not found under {tmp_path} (set VIGIE_SHARED_DATA to the folder "
+        "holding clips/ and models/)"
+    ]
 
 
 def test_figures():
@@ -76,24 +89,50 @@ def test_latency_and_stages_say_na_until_the_runner_reports_them():
 
 
 def fake_runner(fps: float, **extra) -> dict:
-    result = {"kind": "runner", "model": "pose", "clips": {"cam": "x.mp4"}, "notes": ["cam: rule r left out: needs fire"],
-              "frames": {"cam": 100}, "frames_total": 100, "wall_s": 100 / fps, "fps": fps, "alerts": [["cam", "fire", 1.0]],
-              "kinds": {"cam": ["fire"]}, "stop_reason": "sources ended", "camera_errors": {},
-              "weights": {"person": "pt yolo11n-pose.pt"}, "peak_rss_mb": 900.0, "device": "cpu"}
+    result = {
+        "kind": "runner",
+        "model": "pose",
+        "clips": {"cam": "x.mp4"},
+        "notes": ["cam: rule r left out: needs fire"],
+        "frames": {"cam": 100},
+        "frames_total": 100,
+        "wall_s": 100 / fps,
+        "fps": fps,
+        "alerts": [["cam", "fire", 1.0]],
+        "kinds": {"cam": ["fire"]},
+        "stop_reason": "sources ended",
+        "camera_errors": {},
+        "weights": {"person": "pt yolo11n-pose.pt"},
+        "peak_rss_mb": 900.0,
+        "device": "cpu",
+    }
     result.update(extra)
     return result
 
 
 def fake_naive(fps: float) -> dict:
-    return {"kind": "naive", "model": "pose", "frames_total": 100, "wall_s": 100 / fps, "fps": fps, "in_zone": 3,
-            "torch_threads": 1, "weights": {"person": "pt yolo11n-pose.pt"}, "peak_rss_mb": 700.0,
-            "strides": {"x.mp4": 5}, "device": "cpu"}
+    return {
+        "kind": "naive",
+        "model": "pose",
+        "frames_total": 100,
+        "wall_s": 100 / fps,
+        "fps": fps,
+        "in_zone": 3,
+        "torch_threads": 1,
+        "weights": {"person": "pt yolo11n-pose.pt"},
+        "peak_rss_mb": 700.0,
+        "strides": {"x.mp4": 5},
+        "device": "cpu",
+    }
 
 
 def test_report_ends_with_the_machine_readable_lines():
     args = build_parser().parse_args(["--no-quality"])
-    runs = [(fake_runner(30.0), fake_naive(10.0)), (fake_runner(20.0, stage_s={"detect": 2.0}, alert_latency_s=[0.2]),
-                                                     fake_naive(10.0)), (fake_runner(44.0), fake_naive(11.0))]
+    runs = [
+        (fake_runner(30.0), fake_naive(10.0)),
+        (fake_runner(20.0, stage_s={"detect": 2.0}, alert_latency_s=[0.2]), fake_naive(10.0)),
+        (fake_runner(44.0), fake_naive(11.0)),
+    ]
     capacity = fake_runner(37.5, frames={f"c{i}": 10 for i in range(8)})
     lines = report(runs, capacity, plan_of(), args)
     assert lines[-2:] == ["ratio_vs_naive: 3.00", "camera_capacity_5fps: 7"]
@@ -117,7 +156,10 @@ def test_capacity_is_the_median_of_its_runs():
 
 
 def test_rules_time_is_split_by_kind_costliest_first():
-    assert rule_line({"wrong_way": 0.1, "crowd_density": 2.0}, 100) == "rules by kind (ms/frame): crowd_density 20.0, wrong_way 1.0"
+    assert (
+        rule_line({"wrong_way": 0.1, "crowd_density": 2.0}, 100)
+        == "rules by kind (ms/frame): crowd_density 20.0, wrong_way 1.0"
+    )
     assert rule_line(None, 10) == "rules by kind: n/a"
 
 
@@ -161,10 +203,15 @@ def test_quality_table_scores_the_alerts_against_the_labels(shared_data, monkeyp
     }
     lines = quality_lines(result)
     rows = {line.split()[0]: line.split()[1:6] for line in lines[2:5]}
-    assert rows == {"crowd_density": ["1", "1", "1", "0", "0"], "crowd_movement": ["1", "1", "0", "1", "0"],
-                    "person_down": ["1", "1", "0", "1", "1"]}
+    assert rows == {
+        "crowd_density": ["1", "1", "1", "0", "0"],
+        "crowd_movement": ["1", "1", "0", "1", "0"],
+        "person_down": ["1", "1", "0", "1", "1"],
+    }
     details = lines[5:]
-    assert any(d.startswith("bench/urfall person_down: 1 alert(s), found 0/1") and "false at 0.5s" in d for d in details)
+    assert any(
+        d.startswith("bench/urfall person_down: 1 alert(s), found 0/1") and "false at 0.5s" in d for d in details
+    )
     assert any(d.startswith("bench/stampede crowd_movement: 0 alert(s)") for d in details)
     assert not any("crowd_density" in d for d in details)
 
@@ -177,8 +224,9 @@ def test_weights_say_what_the_runner_actually_ran():
 
     resolved = SimpleNamespace(path=Path("/x/yolo11n-pose.pt"), backend="pt")
     assert weights_text(SimpleNamespace(resolved=resolved)) == "yolo11n-pose.pt (pt)"
-    exported = SimpleNamespace(resolved=resolved, backend="openvino",
-                               runtime=SimpleNamespace(backend="openvino", how="cached OpenVINO export"))
+    exported = SimpleNamespace(
+        resolved=resolved, backend="openvino", runtime=SimpleNamespace(backend="openvino", how="cached OpenVINO export")
+    )
     assert weights_text(exported) == "yolo11n-pose.pt (pt) run as openvino: cached OpenVINO export"
 
 
@@ -214,5 +262,6 @@ def test_cpu_time_is_grouped_by_kind_of_thread():
     assert groups.get("capture threads", 0.0) >= 0.1  # kept after the thread ended (0 if it were lost)
     assert groups.get("analysis thread", 0.0) < 0.3  # the main thread mostly waited
     assert cpu_line({"analysis thread": 1.0, "inference workers": 3.0}, 100).startswith(
-        "CPU by thread (ms per processed frame, total 40.0): analysis thread 10.0, inference workers 30.0")
+        "CPU by thread (ms per processed frame, total 40.0): analysis thread 10.0, inference workers 30.0"
+    )
     assert cpu_line(None, 5) == "CPU by thread: n/a"

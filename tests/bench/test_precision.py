@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.precision import agreement, expand_quantized
-from runner.ov_engine import Prediction
+from runner.inference.ov_engine import Prediction
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,9 @@ def quantized_conv(zero_point: int | None = None):
     weights = ops.convert(ops.constant(stored), ov.Type.f32)  # the constant keeps the numpy type (i8 or u8)
     expected = stored.astype(np.float32)
     if zero_point is not None:
-        weights = ops.subtract(weights, ops.convert(ops.constant(np.full((4, 1, 1, 1), zero_point, np.uint8)), ov.Type.f32))
+        weights = ops.subtract(
+            weights, ops.convert(ops.constant(np.full((4, 1, 1, 1), zero_point, np.uint8)), ov.Type.f32)
+        )
         expected = expected - zero_point
     weights = ops.multiply(weights, ops.constant(scale))
     conv = ops.convolution(activations, weights, [1, 1], [0, 0], [0, 0], [1, 1])
@@ -48,7 +50,7 @@ def conv_reference(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
     out = np.zeros((1, weights.shape[0], 6, 6), np.float64)
     for y in range(6):
         for x in range(6):
-            out[0, :, y, x] = np.tensordot(weights, image[0, :, y:y + 3, x:x + 3], axes=3)
+            out[0, :, y, x] = np.tensordot(weights, image[0, :, y : y + 3, x : x + 3], axes=3)
     return out
 
 
@@ -90,7 +92,10 @@ def prediction(boxes, classes) -> Prediction:
 
 def test_agreement_matches_by_class_and_iou():
     reference = [prediction([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], [0, 0, 2]), prediction([], [])]
-    candidate = [prediction([[0, 0, 10, 11], [21, 20, 30, 30], [50, 50, 60, 60]], [0, 2, 0]), prediction([[1, 1, 5, 5]], [0])]
+    candidate = [
+        prediction([[0, 0, 10, 11], [21, 20, 30, 30], [50, 50, 60, 60]], [0, 2, 0]),
+        prediction([[1, 1, 5, 5]], [0]),
+    ]
     found, got, matched, ious = agreement(reference, candidate)
     assert (found, got, matched) == (3, 4, 1)  # the two others moved class
     assert ious == [pytest.approx(100 / 110)]
@@ -102,10 +107,19 @@ def test_a_folder_that_is_not_an_openvino_model_is_one_line(tmp_path, content):
     folder.mkdir()
     if content == "metadata":
         (folder / "metadata.yaml").write_text("task: detect\nnames: {0: person}\n")
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "precision.py"), "--model", str(folder),
-                           "--data", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "precision.py"), "--model", str(folder), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    reason = f"cannot read {folder / 'metadata.yaml'} (FileNotFoundError)" if content is None else "no OpenVINO .xml model in it"
+    reason = (
+        f"cannot read {folder / 'metadata.yaml'} (FileNotFoundError)"
+        if content is None
+        else "no OpenVINO .xml model in it"
+    )
     assert done.stdout.splitlines() == [f"cannot load {folder}: {reason}"]
 
 
@@ -116,9 +130,22 @@ def test_the_script_compares_the_shared_int8_model_both_ways(shared_data):
     folder = shared_data / "models" / "yolo11n_int8_openvino_model"
     if not folder.is_dir():
         pytest.skip(f"{folder} absent")
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "precision.py"), "--data", str(shared_data), "--rounds", "1",
-                           "--clips", "4"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "precision.py"),
+            "--data",
+            str(shared_data),
+            "--rounds",
+            "1",
+            "--clips",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert any(line.startswith("  round 1: 8 frames 640x384:") for line in lines)

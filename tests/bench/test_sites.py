@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from bench.sites import (
-    CAPACITY_CLIPS, EVAL_SITES, QUICK_RATIO_CLIPS, RATIO_CLIPS, build_site, camera_id_for, capacity_clips, catalogue,
-    lever_environment, without_levers, write_site,
+    CAPACITY_CLIPS,
+    EVAL_SITES,
+    QUICK_RATIO_CLIPS,
+    RATIO_CLIPS,
+    build_site,
+    camera_id_for,
+    capacity_clips,
+    catalogue,
+    lever_environment,
+    without_levers,
+    write_site,
 )
 from runner.config.loading import load_config
 
@@ -23,8 +32,12 @@ def test_a_clip_in_several_sites_gets_the_rules_of_all_of_them():
     coco = build_site([PETS], "coco")
     rules = {r["id"]: r["kind"] for r in coco.data["cameras"][0]["rules"]}
     # eval-crowd (density, movement), eval-abandoned and eval-weapon serve COCO; fire and person_down do not.
-    assert rules == {"junction-density": "crowd_density", "junction-movement": "crowd_movement",
-                     "junction-left-object": "abandoned_object", "pets-weapon": "weapon"}
+    assert rules == {
+        "junction-density": "crowd_density",
+        "junction-movement": "crowd_movement",
+        "junction-left-object": "abandoned_object",
+        "pets-weapon": "weapon",
+    }
     assert any("pets-fire (fire) left out: needs fire" in n for n in coco.notes)
     assert any("pets-down (person_down) left out: needs pose keypoints" in n for n in coco.notes)
     pose = build_site([PETS], "pose")
@@ -34,8 +47,11 @@ def test_a_clip_in_several_sites_gets_the_rules_of_all_of_them():
 def test_zones_and_calibration_come_from_the_evaluation_camera():
     site = build_site([PETS], "coco")
     camera = site.data["cameras"][0]
-    crowd = next(c for c in load_config(next(p for p in EVAL_SITES if p.parent.name == "eval-crowd")).config.cameras
-                 if c.id == "pets")
+    crowd = next(
+        c
+        for c in load_config(next(p for p in EVAL_SITES if p.parent.name == "eval-crowd")).config.cameras
+        if c.id == "pets"
+    )
     assert [z["id"] for z in camera["zones"]] == ["junction"]
     assert camera["zones"][0]["polygon"] == [list(p) for p in crowd.zone("junction").polygon]
     assert camera["calibration"] == crowd.calibration.model_dump(mode="json")
@@ -63,7 +79,7 @@ def test_levers_switched_off_reach_the_loaded_config(tmp_path):
 
 
 def test_unpinned_threads_is_switched_off_in_the_worker_environment_not_the_site(tmp_path, monkeypatch):
-    from runner.ov_engine import cpu_pinning
+    from runner.inference.ov_engine import cpu_pinning
 
     site = build_site(QUICK_RATIO_CLIPS, "pose")
     assert without_levers(site, ["unpinned_threads"]).data == site.data
@@ -98,7 +114,9 @@ def test_capacity_reuses_clips_past_the_list_with_distinct_camera_ids():
 
 def test_camera_ids_are_slugs_and_unique():
     taken: set[str] = set()
-    assert camera_id_for("fire_emoykim_test7_NEGATIVE_lasvegas_sign_night.mp4", taken) == \
-        "fire_emoykim_test7_negative_lasvegas_sign_night"
+    assert (
+        camera_id_for("fire_emoykim_test7_NEGATIVE_lasvegas_sign_night.mp4", taken)
+        == "fire_emoykim_test7_negative_lasvegas_sign_night"
+    )
     assert camera_id_for("a.mp4", taken) == "a"
     assert camera_id_for("a.mp4", taken) == "a-2"

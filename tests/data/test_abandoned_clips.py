@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from runner.config.loading import load_config
-from runner.evaluation import load_labels, score_clip
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "zones" / "eval-abandoned" / "site.yaml"

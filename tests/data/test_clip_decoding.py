@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from runner.capture import VideoSource
-from tests.runner.test_capture import collect, opencv_reader
+from runner.sources.capture import VideoSource
+from tests.runner.sources.test_capture import collect, opencv_reader
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 # B-frames in all of them; the stampede clip's rate is not a whole number (60.1 fps), which numbering
 # frames by time stamp x rate would get wrong: frames are numbered by their rank in presentation order.
-CLIPS = ("crowd_drishti_stampede_cctv.mp4", "ped_pc_example02_plaza_topdown.mp4", "weapon_rtweapons_range_pistol.mp4",
-         "luggage_projetE4_airport_suitcases_attended.mp4", "urfall_fall-01-cam0.mp4")
+CLIPS = (
+    "crowd_drishti_stampede_cctv.mp4",
+    "ped_pc_example02_plaza_topdown.mp4",
+    "weapon_rtweapons_range_pistol.mp4",
+    "luggage_projetE4_airport_suitcases_attended.mp4",
+    "urfall_fall-01-cam0.mp4",
+)
 
 
 @pytest.mark.parametrize("clip", CLIPS)

@@ -16,9 +16,9 @@ import cv2
 import pytest
 
 from runner.config.loading import load_config
-from runner.evaluation import load_labels, score_clip
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "zones" / "eval-crowd" / "site.yaml"
@@ -140,7 +140,7 @@ def make_dispersal(source: Path, target: Path, calm_s=(4.0, 24.0), fast_until_s:
     writer.release()
     capture.release()
     assert written > 0
-    return (calm_s[1] - calm_s[0])
+    return calm_s[1] - calm_s[0]
 
 
 def test_synthetic_dispersal_raises_movement(shared_data, tmp_path):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from runner.config.loading import load_config
-from runner.evaluation import LabelledEvent, load_labels, score_clip
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.tools.evaluation import LabelledEvent, load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_SITE = ROOT / "zones" / "eval-fall" / "site.yaml"
@@ -39,7 +39,9 @@ def replay(loaded, camera_id: str, tmp_path: Path):
 
 
 def fall_events(shared_data: Path, clip: str) -> list[LabelledEvent]:
-    events = [e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "person_down"]
+    events = [
+        e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "person_down"
+    ]
     assert events, f"no person_down labels for {clip}"
     return events
 

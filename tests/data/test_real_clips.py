@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from runner.config.loading import load_config
-from runner.evaluation import load_labels, score_clip
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_SITE = ROOT / "zones" / "eval" / "site.yaml"
@@ -35,7 +34,9 @@ def replay(loaded, camera_id: str, tmp_path: Path):
 
 def test_zone_intrusion_finds_the_six_table_visits_and_nothing_else(eval_site, shared_data, tmp_path):
     clip = "intrusion_intel_one_by_one_person_room.mp4"
-    labels = [e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "zone_intrusion"]
+    labels = [
+        e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "zone_intrusion"
+    ]
     assert len(labels) == 6
 
     alerts = replay(eval_site, "room", tmp_path)

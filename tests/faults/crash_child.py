@@ -29,19 +29,23 @@ def crossing_script(call: int) -> list:
 
 def run_child(site_yaml: str, db: str) -> None:
     from runner.config.loading import load_config
-    from runner.service import Runner, RunOptions
-    from runner.store import Register
+    from runner.register.store import Register
+    from runner.service.runner import Runner, RunOptions
     from tests.helpers import FakePool, ScriptedDetector
 
     detector = ScriptedDetector(crossing_script)
     register = Register(db)
-    runner = Runner(load_config(site_yaml), register, RunOptions(mode="live", realtime=False, retention=False),
-                    pool=FakePool(detector))
+    runner = Runner(
+        load_config(site_yaml),
+        register,
+        RunOptions(mode="live", realtime=False, retention=False),
+        pool=FakePool(detector),
+    )
     runner.run()  # until killed
 
 
 def serve(site_yaml: str, db: str) -> None:
-    import runner.service  # noqa: F401 - warm imports, shared by every child
+    import runner.service.runner  # noqa: F401 - warm imports, shared by every child
     import tests.helpers  # noqa: F401
 
     for line in sys.stdin:

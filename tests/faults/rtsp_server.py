@@ -22,6 +22,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
+
 class Packet(NamedTuple):
     data: bytes
     key: bool
@@ -59,8 +60,9 @@ def read_frames(clip: str, demuxer: str, parser: str) -> tuple[Gst.Caps, list[Pa
         if ok:
             pts = buffer.pts if buffer.pts != Gst.CLOCK_TIME_NONE else buffer.dts
             dts = buffer.dts if buffer.dts != Gst.CLOCK_TIME_NONE else pts
-            frames.append(Packet(bytes(info.data), not buffer.has_flags(Gst.BufferFlags.DELTA_UNIT), pts, dts,
-                                 buffer.duration))
+            frames.append(
+                Packet(bytes(info.data), not buffer.has_flags(Gst.BufferFlags.DELTA_UNIT), pts, dts, buffer.duration)
+            )
             buffer.unmap(info)
     pipeline.set_state(Gst.State.NULL)
     first_key = next((i for i, packet in enumerate(frames) if packet.key), None)
@@ -113,7 +115,7 @@ def main() -> None:
     parser.add_argument("--password")
     args = parser.parse_args()
     Gst.init(None)
-    suffix = args.clip[args.clip.rfind("."):].lower()
+    suffix = args.clip[args.clip.rfind(".") :].lower()
     if suffix not in CHAINS:
         sys.exit(f"unsupported clip type {suffix} (supported: {', '.join(CHAINS)})")
     demuxer, clip_parser, payloader = CHAINS[suffix]
@@ -136,7 +138,9 @@ def main() -> None:
     server.get_mount_points().add_factory("/clip", factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{args.port}")
-    print(f"READY rtsp://127.0.0.1:{args.port}/clip frames={len(packets)} loop_s={duration_ns / Gst.SECOND:g}", flush=True)
+    print(
+        f"READY rtsp://127.0.0.1:{args.port}/clip frames={len(packets)} loop_s={duration_ns / Gst.SECOND:g}", flush=True
+    )
     GLib.MainLoop().run()
 
 

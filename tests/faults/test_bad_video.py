@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
-from runner.capture import Frame
 from runner.config.loading import load_config
-from runner.pipeline import CameraPipeline
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.pipeline.camera import CameraPipeline
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.sources.capture import Frame
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def _smooth(frame: np.ndarray, i: int) -> None:
 def _overwrite_middle(data: bytes, count: int) -> bytes:
     corrupt = bytearray(data)
     middle = len(corrupt) // 2
-    corrupt[middle:middle + count] = np.random.default_rng(1).integers(0, 256, count, dtype=np.uint8).tobytes()
+    corrupt[middle : middle + count] = np.random.default_rng(1).integers(0, 256, count, dtype=np.uint8).tobytes()
     return bytes(corrupt)
 
 
@@ -137,8 +137,12 @@ def test_a_bad_video_fails_one_camera_only(tmp_path, kind):
     data["cameras"].append(dict(copy.deepcopy(data["cameras"][0]), id="cam-bad", source=bad.name))
     register = Register(tmp_path / "vigie.db")
     detector = WidthCounter()
-    summary = Runner(load_config(write_config(tmp_path / "site.yaml", data)), register, RunOptions(mode="replay"),
-                     pool=FakePool(detector)).run()
+    summary = Runner(
+        load_config(write_config(tmp_path / "site.yaml", data)),
+        register,
+        RunOptions(mode="replay"),
+        pool=FakePool(detector),
+    ).run()
 
     # the good camera is unaffected
     assert summary.frames["cam-good"] == GOOD_FRAMES and detector.widths.count(200) == GOOD_FRAMES
@@ -167,9 +171,23 @@ def test_vigie_replay_of_a_bad_video_is_one_line_and_exit_code_4(tmp_path, kind)
     bad = make_bad(kind, tmp_path)
     write_config(tmp_path / "site.yaml", config_dict([], source="unused.avi"))  # no rule: no model is loaded
     done = subprocess.run(
-        [sys.executable, "-m", "runner.cli", "replay", str(tmp_path / "site.yaml"), "--camera", "cam-01",
-         "--source", str(bad), "--db", str(tmp_path / "vigie.db")],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "replay",
+            str(tmp_path / "site.yaml"),
+            "--camera",
+            "cam-01",
+            "--source",
+            str(bad),
+            "--db",
+            str(tmp_path / "vigie.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("[", "OpenCV"))]
     assert done.returncode == 4, done.stderr
@@ -194,7 +212,9 @@ def test_every_rule_survives_frame_size_changes_without_a_reset(tmp_path):
         image = np.full((height, width, 3), 60, np.uint8)
         if width > 8:  # something that moves, for the motion gate, the background models and the flow
             x = (index * width // 12) % max(1, width - width // 8)
-            image[height // 3: height // 3 + height // 4, x: x + width // 8] = rng.integers(150, 255, 3, dtype=np.uint8)
+            image[height // 3 : height // 3 + height // 4, x : x + width // 8] = rng.integers(
+                150, 255, 3, dtype=np.uint8
+            )
         t_s = index / 5
         pipeline.process(Frame("cam-01", index, t_s, start + timedelta(seconds=t_s), image))
     assert pipeline.frames_processed == len(sizes)

@@ -26,14 +26,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.config.loading import dump_config, load_config, parse_config
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from tests.conftest import ROOT
 from tests.helpers import config_dict
 
 SITE_FILES = sorted((ROOT / "zones").glob("*/site.yaml"))
-CALIBRATION = {"image": [[0.1, 0.5], [0.9, 0.5], [1.0, 1.0], [0.0, 1.0]], "world_m": [[0, 0], [20, 0], [20, 10], [0, 10]]}
+CALIBRATION = {
+    "image": [[0.1, 0.5], [0.9, 0.5], [1.0, 1.0], [0.0, 1.0]],
+    "world_m": [[0, 0], [20, 0], [20, 10], [0, 10]],
+}
 EVERY_RULE = [
-    {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "active_hours": [{"start": "22:00", "end": "06:00"}]},
+    {
+        "kind": "zone_intrusion",
+        "id": "lawn-intrusion",
+        "zone": "lawn",
+        "active_hours": [{"start": "22:00", "end": "06:00"}],
+    },
     {"kind": "zone_intrusion", "id": "gate-crossing", "line": "gate", "crossing": "left_to_right"},
     {"kind": "wrong_way", "id": "path-wrong-way", "zone": "path"},
     {"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_per_m2": 2.5},
@@ -48,8 +56,12 @@ EVERY_RULE = [
 def _every_rule_config() -> dict[str, Any]:
     data = config_dict(EVERY_RULE, calibration=CALIBRATION, privacy_masks=[[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]])
     data["phase"] = "operational"
-    data["authorization"] = {"order_ref": "AP-2025-0412", "valid_from": "2025-05-13T08:00:00+02:00",
-                             "valid_to": "2025-05-24T23:59:00+02:00", "cameras": ["cam-01"]}
+    data["authorization"] = {
+        "order_ref": "AP-2025-0412",
+        "valid_from": "2025-05-13T08:00:00+02:00",
+        "valid_to": "2025-05-24T23:59:00+02:00",
+        "cameras": ["cam-01"],
+    }
     data["retention"] = {"media_days": 7, "alert_days": 90, "purge_every_s": 600}
     data["models"]["fire"] = {"weights": "fire.pt", "track": False, "max_fps": 2, "classes": ["fire", "smoke"]}
     return data
@@ -63,12 +75,36 @@ NAME = "fuzzed/site.yaml"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")  # C0, C1, line separators, bidi overrides
 
 # -- values a careless editor (or an attacker) may put anywhere ------------------------------------
-ODD_STRINGS = ["", " ", "x" * 5000, "\x00", "a\x00b", "two\nlines", "tab\there", "\r", "é", "カメラ", "🔥" * 50, "${VIGIE_FUZZ_UNSET}", "null", "~",
-               "2025-13-45T25:61:00", "../../../etc/passwd", "rtsp://user:s3cret@10.0.0.1/x", "-1", "1e999", "\u202e"]
+ODD_STRINGS = [
+    "",
+    " ",
+    "x" * 5000,
+    "\x00",
+    "a\x00b",
+    "two\nlines",
+    "tab\there",
+    "\r",
+    "é",
+    "カメラ",
+    "🔥" * 50,
+    "${VIGIE_FUZZ_UNSET}",
+    "null",
+    "~",
+    "2025-13-45T25:61:00",
+    "../../../etc/passwd",
+    "rtsp://user:s3cret@10.0.0.1/x",
+    "-1",
+    "1e999",
+    "\u202e",
+]
 ODD_NUMBERS = [0, -1, -0.0, 1, 2**63, -(2**63), 10**400, 1e308, -1e308, 5e-324, math.nan, math.inf, -math.inf, 0.5]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.sampled_from(ODD_NUMBERS), st.sampled_from(ODD_STRINGS),
-    st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(ODD_NUMBERS),
+    st.sampled_from(ODD_STRINGS),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
 )
 odd_values = st.one_of(
@@ -76,26 +112,87 @@ odd_values = st.one_of(
     st.lists(scalars, max_size=5),
     st.dictionaries(st.text(max_size=8), scalars, max_size=4),
     st.integers(min_value=20, max_value=120).map(lambda depth: _nested(depth)),  # deeper: as text, below
-    st.just([]), st.just({}),
+    st.just([]),
+    st.just({}),
 )
 BAD_POLYGONS = [
-    [], [[0.1, 0.1]], [[0.1, 0.1], [0.9, 0.9]],  # fewer than 3 points
+    [],
+    [[0.1, 0.1]],
+    [[0.1, 0.1], [0.9, 0.9]],  # fewer than 3 points
     [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]],  # self-intersecting (bow tie)
-    [[-0.1, 0.0], [1.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [1.5, 0.0], [1.0, 1.0]],  # outside 0..1
-    [[0.2, 0.2], [0.2, 0.2], [0.2, 0.2]], [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]],  # degenerate
-    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]], [[0.0], [1.0], [1.0]], [["a", "b"], [1, 0], [1, 1]],
-    [[0.0, 0.0], [1.0, 0.0], [math.nan, 1.0]], [[0.0, 0.0], [1.0, 0.0], [math.inf, 1.0]],
+    [[-0.1, 0.0], [1.0, 0.0], [1.0, 1.0]],
+    [[0.0, 0.0], [1.5, 0.0], [1.0, 1.0]],  # outside 0..1
+    [[0.2, 0.2], [0.2, 0.2], [0.2, 0.2]],
+    [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]],  # degenerate
+    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]],
+    [[0.0], [1.0], [1.0]],
+    [["a", "b"], [1, 0], [1, 1]],
+    [[0.0, 0.0], [1.0, 0.0], [math.nan, 1.0]],
+    [[0.0, 0.0], [1.0, 0.0], [math.inf, 1.0]],
     [[i / 300, (i % 2) * 0.5] for i in range(300)],  # more points than allowed
-    "0,0 1,0 1,1", {"x": 0, "y": 0},
+    "0,0 1,0 1,1",
+    {"x": 0, "y": 0},
 ]
 # Raw YAML scalars that safe_dump would never write: PyYAML resolves them, then its constructors may fail.
-RAW_SCALARS = ["2025-02-30", "2025-02-28 25:00:00", "2025-05-13T08:00:00+99:00", "9" * 5000, "0x" + "f" * 5000,
-               "!!bool maybe", "!!int x", "!!float x", "!!timestamp x", "!!map [1]", "!!seq {a: 1}", "!!str [1]",
-               ".nan", "-.inf", "1:99:99", "0b102", "0o19", "~", "!!binary aGk=", "!!binary x", "!!set {a}", "*undefined",
-               "&a", "{a: 1", "[1, 2", "!!python/object/apply:os.system [id]", "!custom x", "<<: {a: 1}"]
+RAW_SCALARS = [
+    "2025-02-30",
+    "2025-02-28 25:00:00",
+    "2025-05-13T08:00:00+99:00",
+    "9" * 5000,
+    "0x" + "f" * 5000,
+    "!!bool maybe",
+    "!!int x",
+    "!!float x",
+    "!!timestamp x",
+    "!!map [1]",
+    "!!seq {a: 1}",
+    "!!str [1]",
+    ".nan",
+    "-.inf",
+    "1:99:99",
+    "0b102",
+    "0o19",
+    "~",
+    "!!binary aGk=",
+    "!!binary x",
+    "!!set {a}",
+    "*undefined",
+    "&a",
+    "{a: 1",
+    "[1, 2",
+    "!!python/object/apply:os.system [id]",
+    "!custom x",
+    "<<: {a: 1}",
+]
 REFERENCE_KEYS = ("zone", "line", "kind", "timezone", "start", "end", "id", "source", "name", "weights")
-YAML_DAMAGE = [":", "- ", "{", "}", "[", "]", "\t", "&a ", "*nope ", "!!python/object:os.system ", "%TAG ! x\n",
-               "? ", "|", ">", "'", '"', "#", "\n  -", "<<: *x\n", "\x00", "\x85", "\ufeff", "@", "`", "---\n", "...\n"]
+YAML_DAMAGE = [
+    ":",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\t",
+    "&a ",
+    "*nope ",
+    "!!python/object:os.system ",
+    "%TAG ! x\n",
+    "? ",
+    "|",
+    ">",
+    "'",
+    '"',
+    "#",
+    "\n  -",
+    "<<: *x\n",
+    "\x00",
+    "\x85",
+    "\ufeff",
+    "@",
+    "`",
+    "---\n",
+    "...\n",
+]
 
 
 def _nested(depth: int) -> Any:
@@ -143,8 +240,23 @@ def tree_mutation(draw, data: dict[str, Any]) -> str | None:
     *parent_path, last = path
     parent = _get(data, tuple(parent_path))
     old = parent[last]
-    op = draw(st.sampled_from(["delete", "replace", "replace", "replace", "duplicate", "unknown-key", "reference",
-                               "reference", "polygon", "number", "string"]))
+    op = draw(
+        st.sampled_from(
+            [
+                "delete",
+                "replace",
+                "replace",
+                "replace",
+                "duplicate",
+                "unknown-key",
+                "reference",
+                "reference",
+                "polygon",
+                "number",
+                "string",
+            ]
+        )
+    )
     if op == "delete":
         del parent[last]
         return None
@@ -155,21 +267,47 @@ def tree_mutation(draw, data: dict[str, Any]) -> str | None:
         old[draw(st.text(min_size=1, max_size=12))] = draw(scalars)
         return None
     if op == "reference":  # a dangling or odd zone / line / camera reference, rule kind, time zone or time of day
-        refs = [p for p in paths if isinstance(_get(data, p), str) and (p[-1] in REFERENCE_KEYS or (
-            isinstance(p[-1], int) and p[-2] in ("exclude_zones", "cameras")))]
+        refs = [
+            p
+            for p in paths
+            if isinstance(_get(data, p), str)
+            and (p[-1] in REFERENCE_KEYS or (isinstance(p[-1], int) and p[-2] in ("exclude_zones", "cameras")))
+        ]
         if refs:
             target = draw(st.sampled_from(refs))
-            base = draw(st.sampled_from(["nowhere", "lawn", "path", "gate", "cam-01", "Bad Id", "x" * 64, "zone_intrusion",
-                                         "Europe/Paris", "Europe", "22:00", _get(data, target)]))
-            _get(data, target[:-1])[target[-1]] = base + draw(st.sampled_from(["", "", "\n", "\x00", "\x1b[31m", "\u202e", "\r\n"]))
+            base = draw(
+                st.sampled_from(
+                    [
+                        "nowhere",
+                        "lawn",
+                        "path",
+                        "gate",
+                        "cam-01",
+                        "Bad Id",
+                        "x" * 64,
+                        "zone_intrusion",
+                        "Europe/Paris",
+                        "Europe",
+                        "22:00",
+                        _get(data, target),
+                    ]
+                )
+            )
+            _get(data, target[:-1])[target[-1]] = base + draw(
+                st.sampled_from(["", "", "\n", "\x00", "\x1b[31m", "\u202e", "\r\n"])
+            )
             return None
     if op == "string" and isinstance(old, str):  # same type, odd content
         parent[last] = draw(st.one_of(st.sampled_from(ODD_STRINGS), st.text(max_size=20), st.just(old + "\n")))
         return None
     if op == "polygon":
         polygons = [p for p in paths if p and p[-1] in ("polygon", "image", "world_m", "start", "end", "direction")]
-        polygons += [p + (i,) for p in paths if p and p[-1] == "privacy_masks" and isinstance(_get(data, p), list)
-                     for i in range(len(_get(data, p)))]
+        polygons += [
+            p + (i,)
+            for p in paths
+            if p and p[-1] == "privacy_masks" and isinstance(_get(data, p), list)
+            for i in range(len(_get(data, p)))
+        ]
         if polygons:
             target = draw(st.sampled_from(polygons))
             _get(data, target[:-1])[target[-1]] = copy.deepcopy(draw(st.sampled_from(BAD_POLYGONS)))
@@ -201,8 +339,23 @@ def mutated_document(draw) -> tuple[str, dict[str, Any], list[str]]:
 def damaged_text(draw) -> bytes:
     seed = draw(st.sampled_from(sorted(SEEDS)))
     text = yaml.safe_dump(SEEDS[seed], sort_keys=False, allow_unicode=True).encode()
-    kind = draw(st.sampled_from(["insert", "insert", "scalar", "scalar", "scalar", "scalar", "truncate", "top-level",
-                                 "garbage", "flip-bytes", "deep"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "insert",
+                "insert",
+                "scalar",
+                "scalar",
+                "scalar",
+                "scalar",
+                "truncate",
+                "top-level",
+                "garbage",
+                "flip-bytes",
+                "deep",
+            ]
+        )
+    )
     if kind == "scalar":  # one `key: value` line gets a raw YAML value
         lines = text.split(b"\n")
         keyed = [i for i, line in enumerate(lines) if b": " in line]
@@ -266,8 +419,9 @@ def _names_field(problem: str, field: str) -> bool:
     ancestors = [field]
     while any(sep in ancestors[-1] for sep in ".["):
         ancestors.append(ancestors[-1][: max(ancestors[-1].rfind("."), ancestors[-1].rfind("["))])
-    return any(problem.startswith(f"{a}: ") or problem.startswith(f"{a}.") or problem.startswith(f"{a}[")
-               for a in ancestors)
+    return any(
+        problem.startswith(f"{a}: ") or problem.startswith(f"{a}.") or problem.startswith(f"{a}[") for a in ancestors
+    )
 
 
 def test_every_seed_is_valid() -> None:
@@ -309,49 +463,90 @@ def _with(seed: str, edit) -> str:
 
 def _bomb(levels: int = 8) -> str:
     """YAML aliases that expand to 10**levels items (\"billion laughs\") in a few hundred bytes."""
-    return "  bomb0: &b0 [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9], [0.5, 0.5], [0.2, 0.2], [0.3, 0.3], " \
-        "[0.4, 0.4], [0.6, 0.6], [0.7, 0.7]]\n" + "".join(
-            f"  bomb{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * 10) + "]\n" for i in range(1, levels + 1))
+    return (
+        "  bomb0: &b0 [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9], [0.5, 0.5], [0.2, 0.2], [0.3, 0.3], "
+        "[0.4, 0.4], [0.6, 0.6], [0.7, 0.7]]\n"
+        + "".join(f"  bomb{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * 10) + "]\n" for i in range(1, levels + 1))
+    )
 
 
 # name -> (file content, a substring of the one expected problem line, or None when the file is valid)
 SAMPLES: dict[str, tuple[bytes | str, str | None]] = {
     "valid": (_with("every-rule", lambda d: None), None),
-    "deep-nesting-flow": ("[" * 5000 + "]" * 5000, "[0][0][0][0][0][0][0]...: nested deeper than 64 levels (line 1 column 65)"),
-    "deep-nesting-block": ("".join(" " * i + f"k{i}:\n" for i in range(1000)) + " " * 1000 + "v\n",
-                           "k0.k1.k2.k3.k4.k5.k6...: nested deeper than 64 levels"),
-    "deep-nesting-in-field": (_with("every-rule", lambda d: d["cameras"][0].update(name="DEEP")).replace(
-        "name: DEEP", "name: " + "{k: [" * 1500 + "x" + "]}" * 1500), "cameras[0].name.k[0].k[0]...: nested deeper"),
+    "deep-nesting-flow": (
+        "[" * 5000 + "]" * 5000,
+        "[0][0][0][0][0][0][0]...: nested deeper than 64 levels (line 1 column 65)",
+    ),
+    "deep-nesting-block": (
+        "".join(" " * i + f"k{i}:\n" for i in range(1000)) + " " * 1000 + "v\n",
+        "k0.k1.k2.k3.k4.k5.k6...: nested deeper than 64 levels",
+    ),
+    "deep-nesting-in-field": (
+        _with("every-rule", lambda d: d["cameras"][0].update(name="DEEP")).replace(
+            "name: DEEP", "name: " + "{k: [" * 1500 + "x" + "]}" * 1500
+        ),
+        "cameras[0].name.k[0].k[0]...: nested deeper",
+    ),
     "binary": (bytes(range(256)) * 4, "not a UTF-8 text file (byte #x80 at offset 128)"),
     "non-mapping": ("- just\n- a list\n", "top level must be a mapping"),
     "syntax-error": ("schema_version: 1\nsite: [unclosed\n", "line 3 column 1: invalid YAML"),
-    "nan-coordinate": (_with("every-rule", lambda d: d["cameras"][0]["zones"][0].update(
-        polygon=[[0, 0], [1, 0], [math.nan, 1]])), "cameras[0].zones[0].polygon[2][0]: must be a finite number"),
-    "huge-integer": (_with("every-rule", lambda d: d["cameras"][0].update(process_fps=10**400)),
-                     "cameras[0].process_fps: must be a number of reasonable size (got an integer of about 401 digits)"),
-    "duplicate-camera": (_with("every-rule", lambda d: d["cameras"].append(copy.deepcopy(d["cameras"][0]))),
-                         "cameras[1].id: duplicate camera id 'cam-01'"),
-    "impossible-date": (_with("every-rule", lambda d: d["authorization"].update(valid_from="DATE")).replace(
-        "DATE", "2025-02-30 08:00:00+02:00"), "invalid YAML: cannot read '2025-02-30 08:00:00+02:00' as timestamp"),
-    "int-literal-of-5000-digits": (_with("every-rule", lambda d: d.update(revision="REV")).replace("REV", "9" * 5000),
-                                   "invalid YAML: cannot read '99999"),
-    "bool-tag-on-a-word": (_with("every-rule", lambda d: d.update(revision="REV")).replace("REV", "!!bool maybe"),
-                           "invalid YAML: cannot read 'maybe' as bool"),
-    "nul-byte-in-the-file": (_with("every-rule", lambda d: None).replace("site: test-site", "site: test\x00site"),
-                             "control character #x00 at offset"),
-    "timezone-folder": (_with("every-rule", lambda d: d.update(timezone="Europe")), "timezone: unknown time zone 'Europe'"),
+    "nan-coordinate": (
+        _with("every-rule", lambda d: d["cameras"][0]["zones"][0].update(polygon=[[0, 0], [1, 0], [math.nan, 1]])),
+        "cameras[0].zones[0].polygon[2][0]: must be a finite number",
+    ),
+    "huge-integer": (
+        _with("every-rule", lambda d: d["cameras"][0].update(process_fps=10**400)),
+        "cameras[0].process_fps: must be a number of reasonable size (got an integer of about 401 digits)",
+    ),
+    "duplicate-camera": (
+        _with("every-rule", lambda d: d["cameras"].append(copy.deepcopy(d["cameras"][0]))),
+        "cameras[1].id: duplicate camera id 'cam-01'",
+    ),
+    "impossible-date": (
+        _with("every-rule", lambda d: d["authorization"].update(valid_from="DATE")).replace(
+            "DATE", "2025-02-30 08:00:00+02:00"
+        ),
+        "invalid YAML: cannot read '2025-02-30 08:00:00+02:00' as timestamp",
+    ),
+    "int-literal-of-5000-digits": (
+        _with("every-rule", lambda d: d.update(revision="REV")).replace("REV", "9" * 5000),
+        "invalid YAML: cannot read '99999",
+    ),
+    "bool-tag-on-a-word": (
+        _with("every-rule", lambda d: d.update(revision="REV")).replace("REV", "!!bool maybe"),
+        "invalid YAML: cannot read 'maybe' as bool",
+    ),
+    "nul-byte-in-the-file": (
+        _with("every-rule", lambda d: None).replace("site: test-site", "site: test\x00site"),
+        "control character #x00 at offset",
+    ),
+    "timezone-folder": (
+        _with("every-rule", lambda d: d.update(timezone="Europe")),
+        "timezone: unknown time zone 'Europe'",
+    ),
     "timezone-too-long": (_with("every-rule", lambda d: d.update(timezone="Europe/" + "x" * 300)), "timezone: unknown"),
-    "nul-in-source": (_with("every-rule", lambda d: d["cameras"][0].update(source="clip\x00.avi")),
-                      "cameras[0].source: must not contain control characters"),
-    "line-break-in-name": (_with("every-rule", lambda d: d["cameras"][0].update(name="a\nFAKE: valid")),
-                           "cameras[0].name: must not contain control characters"),
-    "line-break-in-reference": (_with("every-rule", lambda d: d["cameras"][0]["rules"][0].update(zone="lawn\nx")),
-                                "cameras[0].rules[0].zone: unknown zone 'lawn\\nx'"),
-    "dangling-zone": (_with("every-rule", lambda d: d["cameras"][0]["rules"][0].update(zone="nowhere")),
-                      "cameras[0].rules[0].zone: unknown zone 'nowhere' (zones: lawn, path)"),
-    "alias-bomb-in-field": (_with("every-rule", lambda d: d["cameras"][0].update(privacy_masks="BOMB")).replace(
-        "privacy_masks: BOMB", "privacy_masks: *b8").replace("schema_version: 1\n", "schema_version: 1\nx-anchors:\n" + _bomb()),
-        "... and 61 more problem(s)"),
+    "nul-in-source": (
+        _with("every-rule", lambda d: d["cameras"][0].update(source="clip\x00.avi")),
+        "cameras[0].source: must not contain control characters",
+    ),
+    "line-break-in-name": (
+        _with("every-rule", lambda d: d["cameras"][0].update(name="a\nFAKE: valid")),
+        "cameras[0].name: must not contain control characters",
+    ),
+    "line-break-in-reference": (
+        _with("every-rule", lambda d: d["cameras"][0]["rules"][0].update(zone="lawn\nx")),
+        "cameras[0].rules[0].zone: unknown zone 'lawn\\nx'",
+    ),
+    "dangling-zone": (
+        _with("every-rule", lambda d: d["cameras"][0]["rules"][0].update(zone="nowhere")),
+        "cameras[0].rules[0].zone: unknown zone 'nowhere' (zones: lawn, path)",
+    ),
+    "alias-bomb-in-field": (
+        _with("every-rule", lambda d: d["cameras"][0].update(privacy_masks="BOMB"))
+        .replace("privacy_masks: BOMB", "privacy_masks: *b8")
+        .replace("schema_version: 1\n", "schema_version: 1\nx-anchors:\n" + _bomb()),
+        "... and 61 more problem(s)",
+    ),
 }
 
 
@@ -381,8 +576,16 @@ def test_vigie_validate_never_prints_a_traceback(tmp_path: Path) -> None:
         data = SAMPLES[name][0]
         path = folder / f"{name}.yaml"
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
-        runs[name] = (path, subprocess.Popen([sys.executable, "-m", "runner.cli", "validate", str(path)], cwd=ROOT,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        runs[name] = (
+            path,
+            subprocess.Popen(
+                [sys.executable, "-m", "runner.cli", "validate", str(path)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
     for name, (path, proc) in runs.items():
         out, err = proc.communicate(timeout=120)
         assert "Traceback" not in out + err, (name, err)

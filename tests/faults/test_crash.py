@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main as vigie
-from runner.store import Register
+from runner.register.store import Register
 from tests.faults.crash_child import CROSSING_RULE
 from tests.helpers import config_dict, make_video, write_config
 
@@ -33,8 +33,10 @@ def committed(db: Path) -> dict[str, tuple]:
     read from outside the runner as any reader would."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return {r[0]: tuple(r[1:]) for r in conn.execute(
-            "SELECT uid, digest, snapshot, snapshot_sha256, snapshot_note FROM alerts")}
+        return {
+            r[0]: tuple(r[1:])
+            for r in conn.execute("SELECT uid, digest, snapshot, snapshot_sha256, snapshot_note FROM alerts")
+        }
     finally:
         conn.close()
 
@@ -45,8 +47,12 @@ class ForkServer:
     def __init__(self, site_yaml: Path, db: Path):
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.crash_child", str(site_yaml), str(db)], cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "tests.faults.crash_child", str(site_yaml), str(db)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
     def start(self) -> int:
@@ -109,7 +115,11 @@ def check_register(db: Path, expected: dict[str, tuple]) -> tuple[int, int, int]
         leftovers = list(register.media_dir.rglob("*.tmp"))
         referenced = {v[1] for v in now.values() if v[1]}
         assert not {p.relative_to(register.media_dir).as_posix() for p in leftovers} & referenced
-        orphans = [p for p in register.media_dir.rglob("*.jpg") if p.relative_to(register.media_dir).as_posix() not in referenced]
+        orphans = [
+            p
+            for p in register.media_dir.rglob("*.jpg")
+            if p.relative_to(register.media_dir).as_posix() not in referenced
+        ]
     return len(lost), len(leftovers), len(orphans)
 
 
@@ -144,7 +154,9 @@ def test_kill_9_while_writing_alerts_loses_nothing_committed(tmp_path, capsys):
     assert lost_total == 0
     assert vigie(["audit", "verify", "--db", str(db)]) == 0
     with capsys.disabled():
-        print(f"\ncrash safety: {KILLS} kill -9 runs in {elapsed_s:.1f} s, {total} alerts committed, "
-              f"{lost_total} lost; restart to first new alert median {statistics.median(first_alert_s) * 1000:.0f} ms, "
-              f"reopen + verify median {statistics.median(reopen_s) * 1000:.0f} ms; leftovers: {leftover_tmp} temp file(s), "
-              f"{orphan_images} image(s) without a row")
+        print(
+            f"\ncrash safety: {KILLS} kill -9 runs in {elapsed_s:.1f} s, {total} alerts committed, "
+            f"{lost_total} lost; restart to first new alert median {statistics.median(first_alert_s) * 1000:.0f} ms, "
+            f"reopen + verify median {statistics.median(reopen_s) * 1000:.0f} ms; leftovers: {leftover_tmp} temp file(s), "
+            f"{orphan_images} image(s) without a row"
+        )

@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-import runner.service
-from runner.capture import Backoff, VideoSource, open_capture
+import runner.service.runner
 from runner.config.loading import load_config
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
+from runner.sources.capture import Backoff, VideoSource, open_capture
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -47,9 +47,11 @@ pytestmark = pytest.mark.slow
 
 
 def _gst_rtsp_missing() -> str | None:
-    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-             "assert all(Gst.ElementFactory.find(e) for e in ('avidemux', 'mpeg4videoparse', 'rtpmp4vpay'))")
+    probe = (
+        "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+        "assert all(Gst.ElementFactory.find(e) for e in ('avidemux', 'mpeg4videoparse', 'rtpmp4vpay'))"
+    )
     try:
         done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -96,7 +98,9 @@ class RtspServer:
         """Returns the monotonic time the server said it listens."""
         self.process = subprocess.Popen(
             [SYSTEM_PYTHON, str(SERVER_SCRIPT), str(self.clip), str(self.port), "--user", USER, "--password", PASSWORD],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(self.process.stdout.readline, "")), daemon=True)
@@ -184,8 +188,12 @@ class Run:
         data["cameras"].append(file_camera)
         self.register = Register(tmp_path / "vigie.db")
         self.detector = CountingDetector()
-        self.runner = Runner(load_config(write_config(tmp_path / "site.yaml", data)), self.register,
-                             RunOptions(mode="live", realtime=True, retention=False), pool=FakePool(self.detector))
+        self.runner = Runner(
+            load_config(write_config(tmp_path / "site.yaml", data)),
+            self.register,
+            RunOptions(mode="live", realtime=True, retention=False),
+            pool=FakePool(self.detector),
+        )
         self.error: BaseException | None = None
         self.summary = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -206,8 +214,11 @@ class Run:
         return self.summary
 
     def events(self, event: str, camera_id: str = "cam-rtsp") -> list[dict]:
-        return [dict(r, details=json.loads(r["details"])) for r in self.register.audit_rows(event=event)
-                if r["camera_id"] == camera_id]
+        return [
+            dict(r, details=json.loads(r["details"]))
+            for r in self.register.audit_rows(event=event)
+            if r["camera_id"] == camera_id
+        ]
 
     def health(self, camera_id: str = "cam-rtsp") -> str | None:
         return next((h["status"] for h in self.register.health() if h["camera_id"] == camera_id), None)
@@ -223,7 +234,11 @@ def _outage(run: Run, name: str, inject, end) -> dict:
     alerts_before = run.alert_uids()
     baseline_fps = rate(run.detector, FILE_SIZE[0], 2.0)
     inject()
-    wait_for(lambda: len(run.events("camera_degraded")) > degraded_before, STALL_TIMEOUT_S * 4 + 10, f"{name}: camera_degraded")
+    wait_for(
+        lambda: len(run.events("camera_degraded")) > degraded_before,
+        STALL_TIMEOUT_S * 4 + 10,
+        f"{name}: camera_degraded",
+    )
     # the capture thread writes the audit row, then the health row
     wait_for(lambda: run.health() == "degraded", 5, f"{name}: health degraded (is {run.health()})")
     outage_fps = rate(run.detector, FILE_SIZE[0], 3.0)
@@ -235,30 +250,48 @@ def _outage(run: Run, name: str, inject, end) -> dict:
     wait_for(lambda: run.health() == "ok", 5, f"{name}: health ok (is {run.health()})")
     assert alerts_before <= run.alert_uids(), f"{name}: stored alerts lost"
     # The file camera is paced at 5 fps; an outage of the other camera must not slow it down.
-    assert outage_fps >= 0.6 * baseline_fps, f"{name}: file camera {outage_fps:.1f} fps during the outage, {baseline_fps:.1f} before"
-    return {"fault": name, "recovery_s": round(recovery_s, 2), "file_fps_before": round(baseline_fps, 2),
-            "file_fps_during": round(outage_fps, 2), "alerts_before": len(alerts_before)}
+    assert outage_fps >= 0.6 * baseline_fps, (
+        f"{name}: file camera {outage_fps:.1f} fps during the outage, {baseline_fps:.1f} before"
+    )
+    return {
+        "fault": name,
+        "recovery_s": round(recovery_s, 2),
+        "file_fps_before": round(baseline_fps, 2),
+        "file_fps_during": round(outage_fps, 2),
+        "alerts_before": len(alerts_before),
+    }
 
 
-def test_runner_survives_kill_stall_and_restart_of_a_real_rtsp_server(stream_clip, tmp_path, monkeypatch, caplog,
-                                                                     capfd, record_property):
+def test_runner_survives_kill_stall_and_restart_of_a_real_rtsp_server(
+    stream_clip, tmp_path, monkeypatch, caplog, capfd, record_property
+):
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(runner.service, "VideoSource", FaultTolerantSource)
+    monkeypatch.setattr(runner.service.runner, "VideoSource", FaultTolerantSource)
     server = RtspServer(stream_clip, free_port())
     server.start()
     run = None
     try:
         run = Run(tmp_path, server.url)
-        wait_for(lambda: run.detector.count(STREAM_SIZE[0]) >= 10 and run.alert_uids(), 60, "stream frames and an alert")
+        wait_for(
+            lambda: run.detector.count(STREAM_SIZE[0]) >= 10 and run.alert_uids(), 60, "stream frames and an alert"
+        )
         results = []
 
         def restart():
             return server.start()
 
         results.append(_outage(run, "kill -9", server.kill, restart))
-        kill_retries = [float(m) for m in re.findall(r"camera cam-rtsp: .*(?:retrying|reconnecting) in ([0-9.]+) s", caplog.text)]
-        results.append(_outage(run, "stall (SIGSTOP)", lambda: server.signal(signal.SIGSTOP),
-                               lambda: (server.signal(signal.SIGCONT), time.monotonic())[1]))
+        kill_retries = [
+            float(m) for m in re.findall(r"camera cam-rtsp: .*(?:retrying|reconnecting) in ([0-9.]+) s", caplog.text)
+        ]
+        results.append(
+            _outage(
+                run,
+                "stall (SIGSTOP)",
+                lambda: server.signal(signal.SIGSTOP),
+                lambda: (server.signal(signal.SIGCONT), time.monotonic())[1],
+            )
+        )
         results.append(_outage(run, "restart (SIGTERM + start)", server.terminate, restart))
         alerts_before_stop = run.alert_uids()
         summary = run.stop()
@@ -269,7 +302,7 @@ def test_runner_survives_kill_stall_and_restart_of_a_real_rtsp_server(stream_cli
 
     # reconnection with capped exponential backoff while the killed server was away
     assert len(kill_retries) >= 2, caplog.text[-3000:]
-    expected = [min(BACKOFF["max_s"], BACKOFF["initial_s"] * 2 ** i) for i in range(len(kill_retries))]
+    expected = [min(BACKOFF["max_s"], BACKOFF["initial_s"] * 2**i) for i in range(len(kill_retries))]
     assert kill_retries == pytest.approx(expected)
     degraded = run.events("camera_degraded")
     assert len(degraded) == 3 and len(run.events("camera_recovered")) == 3
@@ -279,8 +312,13 @@ def test_runner_survives_kill_stall_and_restart_of_a_real_rtsp_server(stream_cli
     assert alerts_before_stop <= run.alert_uids() and len(alerts_before_stop) >= 3
     assert run.register.verify().ok
     # the stream's password never leaves the source
-    everything = json.dumps([dict(r) for r in run.register.audit_rows()] + run.register.health() + run.register.alerts(),
-                            default=str) + caplog.text + json.dumps(summary.camera_errors)
+    everything = (
+        json.dumps(
+            [dict(r) for r in run.register.audit_rows()] + run.register.health() + run.register.alerts(), default=str
+        )
+        + caplog.text
+        + json.dumps(summary.camera_errors)
+    )
     assert PASSWORD not in everything
     assert PASSWORD not in "".join(capfd.readouterr())  # nor what FFmpeg / OpenCV print on the process's stderr
     assert f"{USER}:***@127.0.0.1" in everything  # the redacted form is what the register keeps
@@ -316,7 +354,9 @@ def test_a_stalled_stream_does_not_hang_the_reader(stream_clip, capfd):
         reopened = open_capture(server.url, stream=True, timeout_s=STALL_TIMEOUT_S)  # connect() succeeds, no reply
         open_s = time.monotonic() - started
         assert not reopened.isOpened() and open_s < 3 * STALL_TIMEOUT_S
-        print(f"\nstalled RTSP: grab() gave up after {blocked_s:.1f} s ({grabs} late frames), open after {open_s:.1f} s")
+        print(
+            f"\nstalled RTSP: grab() gave up after {blocked_s:.1f} s ({grabs} late frames), open after {open_s:.1f} s"
+        )
     finally:
         server.close()
 
@@ -332,8 +372,14 @@ def test_an_h264_clip_over_rtsp_survives_a_server_kill(stream_clip, shared_data)
     server.start()
     events, frames, stop = [], [], threading.Event()
     # FFmpeg probes an H.264 stream for about 3 s before it opens: a longer timeout than the MPEG-4 tests.
-    source = VideoSource("cam-h264", server.url, 5, on_event=lambda kind, details: events.append((kind, details)),
-                         stall_timeout_s=8.0, backoff=Backoff(**BACKOFF))
+    source = VideoSource(
+        "cam-h264",
+        server.url,
+        5,
+        on_event=lambda kind, details: events.append((kind, details)),
+        stall_timeout_s=8.0,
+        backoff=Backoff(**BACKOFF),
+    )
     reader = threading.Thread(target=lambda: frames.extend(source.frames(stop)), daemon=True)
     reader.start()
     try:

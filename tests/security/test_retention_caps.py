@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from runner.access import Principal
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention, SiteConfig
-from runner.errors import UsageError
-from runner.retention import effective_retention
-from runner.store import Register
+from runner.core.access import Principal
+from runner.core.errors import UsageError
+from runner.register.retention import effective_retention
+from runner.register.store import Register
 from tests.helpers import alert_record, config_dict, write_config
 from workbench.export import ConfigExporter, ExportError, SiteFolder
 from workbench.setup_app import CameraSetup
@@ -38,8 +38,10 @@ def test_the_setup_forms_cannot_export_a_longer_retention(site, field, days):
     exporter, folder, register = site
     setup = CameraSetup(folder.current().config.model_dump(mode="json"), base_dir=folder.dir)
     setup.retention_form.set(field, days)
-    assert (f"retention.{field}", f"must be <= {MAX_MEDIA_DAYS if field == 'media_days' else MAX_ALERT_DAYS}") \
-        in setup.problems()
+    assert (
+        f"retention.{field}",
+        f"must be <= {MAX_MEDIA_DAYS if field == 'media_days' else MAX_ALERT_DAYS}",
+    ) in setup.problems()
     with pytest.raises((ExportError, ValueError)):
         setup.export(exporter, DESIGNER)
     _unchanged(folder, register)
@@ -54,12 +56,15 @@ def test_a_draft_built_without_validation_is_still_refused_at_export(site, field
     assert getattr(forged.retention, field) == days
     with pytest.raises(ExportError) as refused:
         exporter.export(forged, DESIGNER)
-    assert any(f"retention.{field}" in problem for _, problem in refused.value.problems) or \
-        any(path == f"retention.{field}" for path, _ in refused.value.problems), refused.value.problems
+    assert any(f"retention.{field}" in problem for _, problem in refused.value.problems) or any(
+        path == f"retention.{field}" for path, _ in refused.value.problems
+    ), refused.value.problems
     _unchanged(folder, register)
 
 
-@pytest.mark.parametrize(("media_days", "alert_days"), [(31, 365), (30, 366), (0, 365), (30, 0), (30.5, 365), ("30", 365)])
+@pytest.mark.parametrize(
+    ("media_days", "alert_days"), [(31, 365), (30, 366), (0, 365), (30, 0), (30.5, 365), ("30", 365)]
+)
 def test_the_register_refuses_to_purge_with_a_retention_past_the_caps(tmp_path, media_days, alert_days):
     with Register(tmp_path / "vigie.db") as register:
         register.add_alert(alert_record(), None)

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from runner.access import Principal
-from runner.store import Register
+from runner.core.access import Principal
+from runner.register.store import Register
 from tests.helpers import alert_record, tiny_jpeg
 from workbench import serve
 
@@ -20,17 +20,20 @@ def _serve(capsys, argv, environ) -> tuple[int, str]:
     return code, out + err
 
 
-@pytest.mark.parametrize(("argv", "environ", "expected_code"), [
-    (["--role", "operator"], {"VIGIE_TOKEN": CANARY}, 0),
-    (["--role", "analyst", "--ip", "0.0.0.0"], {"VIGIE_TOKEN": CANARY}, 0),
-    (["--role", "design", "--port", "70000"], {"VIGIE_TOKEN": CANARY}, 2),
-    (["--notebooks", "/nonexistent"], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "operator"}, 2),
-    ([], {"VIGIE_TOKEN": CANARY}, 2),  # no role
-    ([], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "runner"}, 2),
-    ([], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "root"}, 2),
-    (["--role", "operator", "--user", "bad\nname"], {"VIGIE_TOKEN": CANARY}, 2),
-    (["--role", "operator"], {"VIGIE_TOKEN": CANARY[:10]}, 2),  # too short: the refusal does not echo it
-])
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected_code"),
+    [
+        (["--role", "operator"], {"VIGIE_TOKEN": CANARY}, 0),
+        (["--role", "analyst", "--ip", "0.0.0.0"], {"VIGIE_TOKEN": CANARY}, 0),
+        (["--role", "design", "--port", "70000"], {"VIGIE_TOKEN": CANARY}, 2),
+        (["--notebooks", "/nonexistent"], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "operator"}, 2),
+        ([], {"VIGIE_TOKEN": CANARY}, 2),  # no role
+        ([], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "runner"}, 2),
+        ([], {"VIGIE_TOKEN": CANARY, "VIGIE_ROLE": "root"}, 2),
+        (["--role", "operator", "--user", "bad\nname"], {"VIGIE_TOKEN": CANARY}, 2),
+        (["--role", "operator"], {"VIGIE_TOKEN": CANARY[:10]}, 2),  # too short: the refusal does not echo it
+    ],
+)
 def test_a_chosen_token_is_never_printed_nor_put_in_an_error(capsys, argv, environ, expected_code):
     code, text = _serve(capsys, argv, environ)
     assert code == expected_code, text
@@ -64,8 +67,13 @@ def test_nothing_the_apps_write_carries_the_token(tmp_path, monkeypatch, caplog)
     (zones / "test-site").mkdir(parents=True)
     make_video(zones / "test-site" / "clip.avi", 5)
     write_config(zones / "test-site" / "site.yaml", config_dict())
-    for name, value in {"JUPYTER_TOKEN": CANARY, "VIGIE_DB": str(db), "VIGIE_ZONES_DIR": str(zones),
-                        "VIGIE_EXPORT_DIR": str(tmp_path / "exports"), "VIGIE_USER": "someone"}.items():
+    for name, value in {
+        "JUPYTER_TOKEN": CANARY,
+        "VIGIE_DB": str(db),
+        "VIGIE_ZONES_DIR": str(zones),
+        "VIGIE_EXPORT_DIR": str(tmp_path / "exports"),
+        "VIGIE_USER": "someone",
+    }.items():
         monkeypatch.setenv(name, value)
     with Register(db) as register:
         for _ in range(2):

@@ -26,15 +26,20 @@ import cv2
 import numpy as np
 import pytest
 
-from runner.access import Principal
-from runner.store import Register
+from runner.core.access import Principal
+from runner.register.store import Register
 from tests.helpers import alert_record
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("VIGIE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SERVER_START_TIMEOUT_S = 90
 # Where the browser tests save screenshots of the apps (e.g. docs/ to refresh the README's images).
@@ -42,15 +47,20 @@ SCREENSHOTS_DIR = os.environ.get("VIGIE_SCREENSHOTS_DIR")
 
 
 # -- registers with known content ----------------------------------------------------------------
-def scene_jpeg(seed: int, box: tuple[float, float, float, float] | None = None, size: tuple[int, int] = (480, 270)) -> bytes:
+def scene_jpeg(
+    seed: int, box: tuple[float, float, float, float] | None = None, size: tuple[int, int] = (480, 270)
+) -> bytes:
     """A small synthetic camera view (ground, a path, a lamp post) with the alert's box drawn in red."""
     width, height = size
     rng = np.random.default_rng(seed)
     image = np.zeros((height, width, 3), np.uint8)
     image[: height // 3] = (200, 170, 140)  # sky, BGR
-    image[height // 3:] = (70, 120, 80)  # lawn
-    cv2.fillPoly(image, [np.array([[0, height], [width // 3, height // 3], [width // 2, height // 3], [width, height]])],
-                 (150, 150, 150))
+    image[height // 3 :] = (70, 120, 80)  # lawn
+    cv2.fillPoly(
+        image,
+        [np.array([[0, height], [width // 3, height // 3], [width // 2, height // 3], [width, height]])],
+        (150, 150, 150),
+    )
     cv2.line(image, (int(width * 0.8), height // 3), (int(width * 0.8), int(height * 0.8)), (40, 40, 40), 4)
     image = cv2.add(image, rng.integers(0, 18, image.shape, dtype=np.uint8))
     if box is not None:
@@ -74,10 +84,25 @@ def fill_console_register(register: Register) -> dict[str, int]:
     return {
         "first": add_alert(register, minutes=0, is_test=False, subject="zone:lawn", bbox=[0.55, 0.45, 0.65, 0.8]),
         "second": add_alert(register, minutes=0.5, is_test=False, subject="zone:lawn", bbox=[0.6, 0.45, 0.7, 0.82]),
-        "test": add_alert(register, minutes=1, is_test=True, camera_id="cam-02", kind="wrong_way",
-                          rule_id="path-wrong-way", subject="track:4", bbox=[0.2, 0.4, 0.26, 0.62]),
-        "decided": add_alert(register, minutes=2, is_test=False, kind="crowd_density", rule_id="lawn-density",
-                             subject="zone:lawn", bbox=[0.5, 0.4, 0.9, 0.9]),
+        "test": add_alert(
+            register,
+            minutes=1,
+            is_test=True,
+            camera_id="cam-02",
+            kind="wrong_way",
+            rule_id="path-wrong-way",
+            subject="track:4",
+            bbox=[0.2, 0.4, 0.26, 0.62],
+        ),
+        "decided": add_alert(
+            register,
+            minutes=2,
+            is_test=False,
+            kind="crowd_density",
+            rule_id="lawn-density",
+            subject="zone:lawn",
+            bbox=[0.5, 0.4, 0.9, 0.9],
+        ),
     }
 
 
@@ -168,16 +193,27 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, role: str) -> Iterator[Work
     (root / "zones").mkdir()
     token = secrets.token_urlsafe(24)
     port = free_port()
-    env = {**os.environ, "VIGIE_DB": str(db_path), "VIGIE_ZONES_DIR": str(root / "zones"),
-           "VIGIE_EXPORT_DIR": str(root / "exports"), "VIGIE_TOKEN": token, "VIGIE_LANG": "fr",
-           "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"), "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime")}
+    env = {
+        **os.environ,
+        "VIGIE_DB": str(db_path),
+        "VIGIE_ZONES_DIR": str(root / "zones"),
+        "VIGIE_EXPORT_DIR": str(root / "exports"),
+        "VIGIE_TOKEN": token,
+        "VIGIE_LANG": "fr",
+        "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
+    }
     env.pop("VIGIE_MEDIA_DIR", None)
     env.pop("VIGIE_ROLE", None)  # the role comes from --role, as `make workbench WORKBENCH_ARGS="--role ..."` gives it
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "workbench.serve", "--role", role, "--user", f"test-{role}", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -219,8 +255,10 @@ def full_app_screenshot(tab, path: Path, width: int = 1280) -> None:
     so the viewport is first made taller than the app, then cut to the app's bottom."""
     tab.set_viewport_size({"width": width, "height": 4000})
     tab.wait_for_timeout(500)  # re-layout, and images decoded
-    bottom = tab.evaluate("() => Math.max(600, ...[...document.querySelectorAll('.jupyter-widgets')]"
-                          ".map(e => e.getBoundingClientRect().bottom))")
+    bottom = tab.evaluate(
+        "() => Math.max(600, ...[...document.querySelectorAll('.jupyter-widgets')]"
+        ".map(e => e.getBoundingClientRect().bottom))"
+    )
     tab.set_viewport_size({"width": width, "height": int(bottom) + 24})
     tab.screenshot(path=str(path))
 
@@ -228,6 +266,7 @@ def full_app_screenshot(tab, path: Path, width: int = 1280) -> None:
 @pytest.fixture
 def screenshot():
     """screenshot(page, "workbench_console.png"): saved under $VIGIE_SCREENSHOTS_DIR when it is set."""
+
     def take(tab, name: str) -> None:
         if SCREENSHOTS_DIR:
             Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)

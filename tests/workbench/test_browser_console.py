@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.alerts import FOLLOW_UPS
-from runner.store import Register
+from runner.core.alerts import FOLLOW_UPS
+from runner.register.store import Register
 from tests.workbench.conftest import ROOT, add_alert
 from workbench import serve
 
@@ -84,8 +84,9 @@ def test_serve_prints_the_url_with_a_generated_token_and_keeps_it_off_the_comman
 
 def test_make_workbench_runs_the_same_command_as_the_tests():
     # --no-print-directory: under `make test` this make is nested and would add "Leaving directory" lines.
-    result = subprocess.run(["make", "-n", "--no-print-directory", "workbench"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "workbench"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     recipe = result.stdout.strip().splitlines()[-1]
     assert recipe.startswith(".venv/bin/python -m workbench.serve")  # what the server fixture runs
 
@@ -118,10 +119,15 @@ def test_confirm_an_alert_in_the_browser(page, workbench_server, screenshot):
     with Register(workbench_server.db_path, create=False) as register:
         stored = wait_for(lambda: register.alert(alert_id)["status"] != "pending" and register.alert(alert_id))
         assert (stored["decision"], stored["operator"], stored["follow_up"], stored["note"]) == (
-            "confirmed", OPERATOR, "field_check", "checked on site")
+            "confirmed",
+            OPERATOR,
+            "field_check",
+            "checked on site",
+        )
         assert any(r["event"] == "decision" and r["actor"] == OPERATOR for r in register.audit_rows())
     page.wait_for_function(
-        f"() => !document.querySelector('.vigie-alert-list select').innerText.match(/#{alert_id}\\s/)")
+        f"() => !document.querySelector('.vigie-alert-list select').innerText.match(/#{alert_id}\\s/)"
+    )
 
 
 def test_console_shows_new_alerts_within_seconds_and_pauses(page, workbench_server):
@@ -129,7 +135,8 @@ def test_console_shows_new_alerts_within_seconds_and_pauses(page, workbench_serv
     with Register(workbench_server.db_path, create=False) as register:
         new_id = add_alert(register, minutes=30, is_test=False, camera_id="cam-03", subject="zone:gate")
     page.wait_for_function(
-        f"() => document.querySelector('.vigie-alert-list select').innerText.match(/#{new_id}\\s/)", timeout=15_000)
+        f"() => document.querySelector('.vigie-alert-list select').innerText.match(/#{new_id}\\s/)", timeout=15_000
+    )
 
     page.select_option(".vigie-scope select", "cam-03")
     page.click(".vigie-pause")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runner.config.loading import load_config
-from runner.store import Register
+from runner.register.store import Register
 from tests.helpers import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,13 +87,16 @@ def test_draw_a_polygon_on_the_snapshot_export_it_and_find_the_revision_on_disk(
     assert len(drawn) == 4
     assert all(abs(a - b) < 0.01 for p, q in zip(drawn, expected, strict=True) for a, b in zip(p, q, strict=True))
     with Register(design_server.db_path) as register:
-        rows = [r for r in register.audit_rows(event="config_exported") if json.loads(r["details"])["site"] == SETUP_SITE]
+        rows = [
+            r for r in register.audit_rows(event="config_exported") if json.loads(r["details"])["site"] == SETUP_SITE
+        ]
     assert [(r["actor"], json.loads(r["details"])["sha256"]) for r in rows] == [(ACTOR, revision.sha256)]
 
 
 @pytest.mark.slow
-def test_replay_a_clip_rerun_with_a_new_threshold_and_compare_in_the_tuning_app(page, design_server, screenshot,
-                                                                               tmp_path):
+def test_replay_a_clip_rerun_with_a_new_threshold_and_compare_in_the_tuning_app(
+    page, design_server, screenshot, tmp_path
+):
     if not PETS.is_file():
         pytest.skip(f"{PETS} not found (make test installs Debian's opencv-doc)")
     zones = zones_dir_of(design_server)
@@ -135,7 +138,9 @@ def cut(source: Path, target: Path, first_frame: int, frames: int) -> Path:
         if not ok:
             break
         if writer is None:
-            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(
+                str(target), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0])
+            )
         writer.write(frame)
     capture.release()
     assert writer is not None, f"cannot read {source}"

@@ -11,13 +11,19 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from runner.access import Principal
-from runner.alerts import FOLLOW_UPS
-from runner.errors import StoreError
-from runner.store import Register
+from runner.core.access import Principal
+from runner.core.alerts import FOLLOW_UPS
+from runner.core.errors import StoreError
+from runner.register.store import Register
 from tests.workbench.conftest import ROOT, add_alert
 from workbench.console_app import (
-    ALL_CAMERAS, MAX_NOTE_CHARS, MAX_OPERATOR_CHARS, NOT_CHOSEN, ConsoleModel, OperatorConsole, clean_operator,
+    ALL_CAMERAS,
+    MAX_NOTE_CHARS,
+    MAX_OPERATOR_CHARS,
+    NOT_CHOSEN,
+    ConsoleModel,
+    OperatorConsole,
+    clean_operator,
     decision_request,
 )
 from workbench.i18n import t
@@ -37,10 +43,19 @@ def listed_ids(console: OperatorConsole) -> list[int]:
 
 
 # -- identity and form rules ----------------------------------------------------------------------
-@pytest.mark.parametrize("name, expected", [
-    ("agent 7", "agent 7"), ("  Dupont J.  ", "Dupont J."), ("x" * MAX_OPERATOR_CHARS, "x" * MAX_OPERATOR_CHARS),
-    ("", None), ("   ", None), ("x" * (MAX_OPERATOR_CHARS + 1), None), ("agent\n7", None), ("agent\x007", None),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("agent 7", "agent 7"),
+        ("  Dupont J.  ", "Dupont J."),
+        ("x" * MAX_OPERATOR_CHARS, "x" * MAX_OPERATOR_CHARS),
+        ("", None),
+        ("   ", None),
+        ("x" * (MAX_OPERATOR_CHARS + 1), None),
+        ("agent\n7", None),
+        ("agent\x007", None),
+    ],
+)
 def test_operator_identity_is_trimmed_printable_and_bounded(name, expected):
     if expected is None:
         with pytest.raises(ValueError, match=str(MAX_OPERATOR_CHARS)):
@@ -49,17 +64,36 @@ def test_operator_identity_is_trimmed_printable_and_bounded(name, expected):
         assert clean_operator(name) == expected
 
 
-@pytest.mark.parametrize("decision, reason, follow_up, note, expected", [
-    ("confirmed", NOT_CHOSEN, "intervention", " on my way ",
-     {"decision": "confirmed", "reason": None, "follow_up": "intervention", "note": "on my way"}),
-    ("rejected", "shadow", NOT_CHOSEN, "", {"decision": "rejected", "reason": "shadow", "follow_up": "none", "note": None}),
-    ("rejected", "fixture", "field_check", None,
-     {"decision": "rejected", "reason": "fixture", "follow_up": "field_check", "note": None}),
-    ("rejected", NOT_CHOSEN, "none", "", "console.reason_needed"),
-    ("confirmed", "shadow", "intervention", "", "console.reason_not_for_confirm"),
-    ("confirmed", NOT_CHOSEN, NOT_CHOSEN, "", "console.follow_up_needed"),
-    ("confirmed", NOT_CHOSEN, "none", "n" * (MAX_NOTE_CHARS + 1), "console.note_too_long"),
-])
+@pytest.mark.parametrize(
+    "decision, reason, follow_up, note, expected",
+    [
+        (
+            "confirmed",
+            NOT_CHOSEN,
+            "intervention",
+            " on my way ",
+            {"decision": "confirmed", "reason": None, "follow_up": "intervention", "note": "on my way"},
+        ),
+        (
+            "rejected",
+            "shadow",
+            NOT_CHOSEN,
+            "",
+            {"decision": "rejected", "reason": "shadow", "follow_up": "none", "note": None},
+        ),
+        (
+            "rejected",
+            "fixture",
+            "field_check",
+            None,
+            {"decision": "rejected", "reason": "fixture", "follow_up": "field_check", "note": None},
+        ),
+        ("rejected", NOT_CHOSEN, "none", "", "console.reason_needed"),
+        ("confirmed", "shadow", "intervention", "", "console.reason_not_for_confirm"),
+        ("confirmed", NOT_CHOSEN, NOT_CHOSEN, "", "console.follow_up_needed"),
+        ("confirmed", NOT_CHOSEN, "none", "n" * (MAX_NOTE_CHARS + 1), "console.note_too_long"),
+    ],
+)
 def test_decision_form_rules(decision, reason, follow_up, note, expected):
     if isinstance(expected, str):
         with pytest.raises(ValueError) as error:
@@ -116,8 +150,14 @@ def test_confirm_goes_to_the_register_and_audit_with_the_operator(register, work
     console.confirm_button.click()
 
     stored = register.alert(first)
-    assert (stored["status"], stored["decision"], stored["operator"], stored["follow_up"], stored["note"], stored["reason"]) == (
-        "confirmed", "confirmed", "Brigadier Martin", "intervention", "patrol sent", None)
+    assert (
+        stored["status"],
+        stored["decision"],
+        stored["operator"],
+        stored["follow_up"],
+        stored["note"],
+        stored["reason"],
+    ) == ("confirmed", "confirmed", "Brigadier Martin", "intervention", "patrol sent", None)
     audit = register.audit_rows(event="decision")
     assert len(audit) == 1 and audit[0]["actor"] == "Brigadier Martin"
     assert json.loads(audit[0]["details"])["alert_id"] == first
@@ -138,7 +178,11 @@ def test_reject_needs_a_reason_then_records_it(register, workbench_env):
     console.reject_button.click()
     stored = register.alert(alert_id)
     assert (stored["status"], stored["reason"], stored["follow_up"], stored["operator"]) == (
-        "rejected", "reflection", "none", "agent 7")
+        "rejected",
+        "reflection",
+        "none",
+        "agent 7",
+    )
     assert listed_ids(console) == []
     assert console.detail_box.layout.visibility == "hidden"
 
@@ -159,7 +203,9 @@ def test_poll_adds_new_alerts_and_drops_those_decided_elsewhere(register, workbe
     assert listed_ids(console) == [second, first]
     assert t("console.new_count", count=1) in console.counter.value
 
-    register.decide(first, "confirmed", by=Principal("colleague", "operator"), follow_up="none")  # from another console or the CLI
+    register.decide(
+        first, "confirmed", by=Principal("colleague", "operator"), follow_up="none"
+    )  # from another console or the CLI
     result = console.refresh()
     assert result.gone_ids == [first]
     assert listed_ids(console) == [second]
@@ -228,9 +274,15 @@ def test_pause_and_resume_are_audited_with_the_operator_and_shown(register, work
     console.scope.value = "cam-07"
     console.resume_button.click()
     assert not register.is_paused("cam-07")
-    events = [(r["event"], r["actor"], r["camera_id"]) for r in register.audit_rows() if r["event"] in ("pause", "resume")]
-    assert events == [("pause", "chef de poste", "cam-07"), ("pause", "chef de poste", None),
-                      ("resume", "chef de poste", None), ("resume", "chef de poste", "cam-07")]
+    events = [
+        (r["event"], r["actor"], r["camera_id"]) for r in register.audit_rows() if r["event"] in ("pause", "resume")
+    ]
+    assert events == [
+        ("pause", "chef de poste", "cam-07"),
+        ("pause", "chef de poste", None),
+        ("resume", "chef de poste", None),
+        ("resume", "chef de poste", "cam-07"),
+    ]
     assert "chef de poste" not in console.control_state.value  # everything shown as running again
 
 
@@ -265,11 +317,14 @@ def test_polling_on_the_event_loop_shows_new_alerts(register, workbench_env):
 
 
 # -- the notebooks hold no logic -----------------------------------------------------------------------
-@pytest.mark.parametrize("name, module", [
-    ("03_operator_console.ipynb", "workbench.console_app"),
-    ("04_analysis.ipynb", "workbench.analysis_app"),
-    ("05_social_acceptability.ipynb", "workbench.social_app"),
-])
+@pytest.mark.parametrize(
+    "name, module",
+    [
+        ("03_operator_console.ipynb", "workbench.console_app"),
+        ("04_analysis.ipynb", "workbench.analysis_app"),
+        ("05_social_acceptability.ipynb", "workbench.social_app"),
+    ],
+)
 def test_notebook_is_one_import_and_one_display_call(name, module):
     notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from runner.access import Principal
-from runner.errors import StoreError
+from runner.core.access import Principal
+from runner.core.errors import StoreError
 from tests.workbench.conftest import add_alert
 from workbench import register_data as rd
 from workbench.analysis_app import AnalysisDashboard, html_table, summary_tables
@@ -35,6 +35,7 @@ def known(register):
     8   cam-01  zone_intrusion  2         (0.10, 0.90)  confirmed, none   (at 21:30 UTC)
     9   cam-02  fire            2         (0.50, 0.50)  pending, TEST
     """
+
     def box(cx, cy):
         return [cx - 0.05, cy - 0.05, cx + 0.05, cy + 0.05]
 
@@ -49,8 +50,11 @@ def known(register):
         dict(minutes=690, camera_id="cam-01", kind="zone_intrusion", config_revision=2, bbox=box(0.1, 0.9)),
     ]
     ids = [add_alert(register, is_test=False, **fields) for fields in spec]
-    ids.append(add_alert(register, minutes=90, camera_id="cam-02", kind="fire", config_revision=2,
-                         bbox=box(0.5, 0.5), is_test=True))
+    ids.append(
+        add_alert(
+            register, minutes=90, camera_id="cam-02", kind="fire", config_revision=2, bbox=box(0.5, 0.5), is_test=True
+        )
+    )
     decide = register.decide
     A, B = Principal("a", "operator"), Principal("b", "operator")
     decide(ids[0], "confirmed", by=A, follow_up="intervention")
@@ -73,7 +77,11 @@ def test_alerts_are_joined_with_their_decisions(known, register):
     assert alerts.height == 9
     first = alerts.row(0, named=True)
     assert (first["status"], first["decision"], first["operator"], first["follow_up"]) == (
-        "confirmed", "confirmed", "a", "intervention")
+        "confirmed",
+        "confirmed",
+        "a",
+        "intervention",
+    )
     assert first["ts_utc"] == datetime.fromisoformat("2025-05-14T10:00:00+00:00")
     assert (first["cx"], first["cy"]) == pytest.approx((0.1, 0.1))
     assert alerts.filter(pl.col("status") == "pending")["decision"].to_list() == [None, None, None]
@@ -111,7 +119,10 @@ def test_the_register_is_opened_read_only(known, register, tmp_path):
 def test_counts_per_kind_camera_revision(known):
     alerts = rd.filter_alerts(known.alerts, include_tests=False)
     assert as_dict(rd.alert_counts(alerts, "kind"), "kind", "alerts") == {
-        "zone_intrusion": 5, "wrong_way": 2, "crowd_density": 1}
+        "zone_intrusion": 5,
+        "wrong_way": 2,
+        "crowd_density": 1,
+    }
     assert rd.alert_counts(alerts, "kind")["kind"].to_list()[0] == "zone_intrusion"  # largest first
     assert as_dict(rd.alert_counts(alerts, "camera_id"), "camera_id", "alerts") == {"cam-01": 5, "cam-02": 3}
     assert as_dict(rd.alert_counts(alerts, "config_revision"), "config_revision", "alerts") == {1: 3, 2: 5}
@@ -133,7 +144,8 @@ def test_validation_rate_with_wilson_interval(known):
     assert (row["alerts"], row["confirmed"], row["rejected"], row["pending"]) == (4, 2, 2, 0)
     expected = wilson_interval(2, 4)
     assert (row["validation_rate"], row["rate_low"], row["rate_high"]) == pytest.approx(
-        (0.5, expected.low, expected.high))
+        (0.5, expected.low, expected.high)
+    )
     density = stats.filter(pl.col("kind") == "crowd_density").row(0, named=True)
     assert density["validation_rate"] is None and density["pending"] == 1  # nothing decided: no rate
 
@@ -142,16 +154,24 @@ def test_false_alert_causes_and_follow_ups(known):
     alerts = rd.filter_alerts(known.alerts, include_tests=False)
     causes = rd.rejection_causes(alerts, "kind")
     assert as_dict(causes, ["kind", "reason"], "rejected") == {
-        ("zone_intrusion", "shadow"): 2, ("wrong_way", "reflection"): 1}
+        ("zone_intrusion", "shadow"): 2,
+        ("wrong_way", "reflection"): 1,
+    }
     assert as_dict(causes, ["kind", "reason"], "share") == {
-        ("zone_intrusion", "shadow"): 1.0, ("wrong_way", "reflection"): 1.0}
+        ("zone_intrusion", "shadow"): 1.0,
+        ("wrong_way", "reflection"): 1.0,
+    }
     per_camera = rd.rejection_causes(alerts, "camera_id")
-    assert as_dict(per_camera, ["camera_id", "reason"], "share") == pytest.approx({
-        ("cam-01", "shadow"): 1.0, ("cam-02", "reflection"): 1.0})
+    assert as_dict(per_camera, ["camera_id", "reason"], "share") == pytest.approx(
+        {("cam-01", "shadow"): 1.0, ("cam-02", "reflection"): 1.0}
+    )
     follow_ups = rd.follow_up_counts(alerts, "kind")
     assert as_dict(follow_ups, ["kind", "follow_up"], "decisions") == {
-        ("zone_intrusion", "intervention"): 1, ("zone_intrusion", "none"): 3, ("zone_intrusion", "field_check"): 1,
-        ("wrong_way", "none"): 1}
+        ("zone_intrusion", "intervention"): 1,
+        ("zone_intrusion", "none"): 3,
+        ("zone_intrusion", "field_check"): 1,
+        ("wrong_way", "none"): 1,
+    }
 
 
 def test_revision_comparison(known):
@@ -166,8 +186,13 @@ def test_revision_comparison(known):
 def test_timeline_buckets(known):
     buckets = rd.timeline(rd.filter_alerts(known.alerts, include_tests=False), every="1h")
     counts = {(b.hour, k): n for b, k, n in buckets.iter_rows()}
-    assert counts == {(10, "zone_intrusion"): 2, (11, "zone_intrusion"): 2, (11, "wrong_way"): 2,
-                      (11, "crowd_density"): 1, (21, "zone_intrusion"): 1}
+    assert counts == {
+        (10, "zone_intrusion"): 2,
+        (11, "zone_intrusion"): 2,
+        (11, "wrong_way"): 2,
+        (11, "crowd_density"): 1,
+        (21, "zone_intrusion"): 1,
+    }
 
 
 def test_heatmap_counts_box_centres_on_the_grid(known):
@@ -225,8 +250,12 @@ def test_dashboard_shows_tables_and_plots_of_real_alerts(known, register, workbe
     assert dashboard.include_tests.value is False  # real alerts exist: tests are left out by default
     overview_html = dashboard.overview.children[0].children[0].value
     assert t("register.kind.zone_intrusion") in overview_html and t("register.kind.fire") not in overview_html
-    plots = [w for tab in (dashboard.overview, dashboard.validation, dashboard.revisions_panel, dashboard.heatmap_plot)
-             for w in tab.children if hasattr(w, "format") and w.format == "png"]
+    plots = [
+        w
+        for tab in (dashboard.overview, dashboard.validation, dashboard.revisions_panel, dashboard.heatmap_plot)
+        for w in tab.children
+        if hasattr(w, "format") and w.format == "png"
+    ]
     assert len(plots) == 5  # hourly profile, timeline, validation rates, revisions, heatmap
     assert all(bytes(p.value).startswith(PNG_SIGNATURE) for p in plots)
     assert dashboard.heatmap_camera.value == "cam-01"
@@ -269,8 +298,15 @@ def test_dashboard_reports_a_missing_register(tmp_path, workbench_env):
 
 
 def test_html_table_escapes_and_translates():
-    table = pl.DataFrame({"kind": ["wrong_way"], "camera_id": ["<script>x</script>"], "validation_rate": [0.5],
-                          "rate_low": [0.25], "rate_high": [0.75]})
+    table = pl.DataFrame(
+        {
+            "kind": ["wrong_way"],
+            "camera_id": ["<script>x</script>"],
+            "validation_rate": [0.5],
+            "rate_low": [0.25],
+            "rate_high": [0.75],
+        }
+    )
     text = html_table(table)
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert t("register.kind.wrong_way") in text

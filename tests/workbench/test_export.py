@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from runner.access import PermissionDenied, Principal
 from runner.config.loading import load_config
-from runner.store import Register
+from runner.core.access import PermissionDenied, Principal
+from runner.register.store import Register
 from tests.helpers import config_dict, write_config
 from workbench.export import ConfigExporter, ExportError, SiteFolder, field_diff
 
@@ -51,8 +51,10 @@ def test_export_bumps_the_revision_and_writes_site_yaml_revision_file_and_checks
     assert current.config.revision == 2 and current.config.camera("cam-01").rules[0].min_dwell_s == 2.5
     assert folder.revision_path(2).read_bytes() == folder.current_path.read_bytes()
     assert folder.revision_path(1).read_bytes() == hand_written  # the hand-written revision is kept too
-    assert folder.listed_sums() == {"site.r0001.yaml": sha256(folder.revision_path(1)),
-                                    "site.r0002.yaml": sha256(folder.revision_path(2))}
+    assert folder.listed_sums() == {
+        "site.r0001.yaml": sha256(folder.revision_path(1)),
+        "site.r0002.yaml": sha256(folder.revision_path(2)),
+    }
     assert result.sha256 == current.sha256 == sha256(folder.revision_path(2))
     assert folder.verify() == []
 
@@ -111,10 +113,13 @@ def test_an_invalid_config_is_refused_with_its_field_path_and_nothing_is_written
     assert register.audit_rows(event="config_exported") == []
 
 
-@pytest.mark.parametrize(("field", "days", "message"), [
-    ("media_days", 31, "must be <= 30"),
-    ("alert_days", 366, "must be <= 365"),
-])
+@pytest.mark.parametrize(
+    ("field", "days", "message"),
+    [
+        ("media_days", 31, "must be <= 30"),
+        ("alert_days", 366, "must be <= 365"),
+    ],
+)
 def test_retention_above_the_legal_caps_is_never_exported(site, field, days, message):
     exporter, folder, _ = site
     with pytest.raises(ExportError) as caught:
@@ -137,7 +142,9 @@ def test_an_export_needs_an_identity_in_the_design_role(site):
 def test_an_export_that_lost_the_race_for_its_revision_number_writes_nothing(site, monkeypatch):
     exporter, folder, register = site
     plan = exporter.plan(edited(2.5))  # numbered r2 ...
-    ConfigExporter(folder.dir.parent, register).export(edited(3.0), Principal("someone else", "design"))  # ... which another export takes
+    ConfigExporter(folder.dir.parent, register).export(
+        edited(3.0), Principal("someone else", "design")
+    )  # ... which another export takes
     winner = folder.current_path.read_bytes()
     monkeypatch.setattr(exporter, "plan", lambda draft: plan)
     with pytest.raises(ExportError, match="site.r0002.yaml"):

@@ -12,15 +12,24 @@ import pytest
 from pydantic_core import to_jsonable_python
 
 from runner.config.site import SiteConfig
-from runner.errors import SourceError
+from runner.core.errors import SourceError
+from runner.register.store import Register
 from runner.rules.registry import RULES
-from runner.store import Register
 from tests.helpers import config_dict, make_video, write_config
 from workbench import i18n
 from workbench.canvas import CanvasModel, CanvasWidget, EditError, apply_intent
 from workbench.export import ConfigExporter, ExportError, SiteFolder
 from workbench.forms import (
-    CHOICE, TAGS, YAML, ZONE, ZONES, ModelForm, ModelFormView, field_specs, new_rule, rule_models,
+    CHOICE,
+    TAGS,
+    YAML,
+    ZONE,
+    ZONES,
+    ModelForm,
+    ModelFormView,
+    field_specs,
+    new_rule,
+    rule_models,
 )
 from workbench.setup_app import CameraSetup, CameraSetupApp, grab_frame
 
@@ -212,7 +221,9 @@ def test_renaming_a_zone_renames_the_rules_that_use_it(setup):
 
 
 def test_renaming_a_zone_renames_it_inside_zone_lists_too(setup):
-    with_lists = [(kind, s.name) for kind, model in rule_models().items() for s in field_specs(model) if s.widget == ZONES]
+    with_lists = [
+        (kind, s.name) for kind, model in rule_models().items() for s in field_specs(model) if s.widget == ZONES
+    ]
     if not with_lists:
         pytest.skip("no registered rule has a list of zones")
     kind, field = with_lists[0]
@@ -258,7 +269,11 @@ def test_the_form_of_every_registered_rule_has_every_field_with_its_bounds_and_d
         assert spec.description == (field.description or "")
         bounds = _bounds(field)
         assert (spec.minimum, spec.exclusive_minimum, spec.maximum, spec.exclusive_maximum) == (
-            bounds.get("ge"), bounds.get("gt"), bounds.get("le"), bounds.get("lt")), name
+            bounds.get("ge"),
+            bounds.get("gt"),
+            bounds.get("le"),
+            bounds.get("lt"),
+        ), name
         if bounds:
             assert spec.bounds_text() and spec.bounds_text() in spec.help_text()
         annotation = typing.get_args(field.annotation) or (field.annotation,)
@@ -291,8 +306,7 @@ def test_an_invalid_value_shows_the_runner_message_next_to_its_field(setup):
     form.set("min_dwell_s", -1.0)
     form.set("crossing", "upwards")
     by_field, general = setup.rule_problems(len(setup.rules) - 1)
-    assert by_field == {"min_dwell_s": "must be >= 0",
-                        "crossing": "must be 'any', 'left_to_right' or 'right_to_left'"}
+    assert by_field == {"min_dwell_s": "must be >= 0", "crossing": "must be 'any', 'left_to_right' or 'right_to_left'"}
     view.show_problems(by_field, general)
     assert "must be &gt;= 0" in view.errors["min_dwell_s"].value
     assert view.errors["clear_s"].value == ""

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner.config.loading import load_config
-from runner.errors import SourceError
-from runner.store import Register
+from runner.core.errors import SourceError
+from runner.register.store import Register
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 from workbench.export import SiteFolder
 from workbench.tuning_app import (
@@ -63,8 +63,11 @@ def site(tmp_path_factory):
 
 
 def session_with(tmp_path, script) -> TuningSession:
-    return TuningSession(Register(tmp_path / "tuning.db"), tmp_path / "runs",
-                         pool_factory=lambda config, base_dir: FakePool(ScriptedDetector(script)))
+    return TuningSession(
+        Register(tmp_path / "tuning.db"),
+        tmp_path / "runs",
+        pool_factory=lambda config, base_dir: FakePool(ScriptedDetector(script)),
+    )
 
 
 def request(loaded, clip, rule_id="lawn-intrusion", label="r1"):
@@ -79,8 +82,10 @@ def test_a_replay_through_the_runner_is_scored_found_missed_false_against_the_la
     result = job.wait(20)
 
     assert result.state == "done" and result.stop_reason == "sources ended" and result.error is None
-    assert [(a.t_s, a.rule_id) for a in result.alerts] == [(pytest.approx(1.2), "lawn-intrusion"),
-                                                           (pytest.approx(5.8), "lawn-intrusion")]
+    assert [(a.t_s, a.rule_id) for a in result.alerts] == [
+        (pytest.approx(1.2), "lawn-intrusion"),
+        (pytest.approx(5.8), "lawn-intrusion"),
+    ]
     score = result.scores["zone_intrusion"]
     assert [(e.start_s, e.end_s) for e in score.found] == [(0.5, 1.5)]
     assert [(e.start_s, e.end_s) for e in score.missed] == [(8.0, 9.0)]
@@ -103,7 +108,10 @@ def test_replay_alerts_are_tests_in_the_tuning_register_with_the_replayed_config
 def test_focusing_on_one_rule_disables_the_camera_s_other_rules(site):
     loaded, _, _ = site
     focused = focus_on_rule(loaded.config, "cam-01", "lawn-intrusion")
-    assert {r.id: r.enabled for r in focused.camera("cam-01").rules} == {"lawn-intrusion": True, "path-wrong-way": False}
+    assert {r.id: r.enabled for r in focused.camera("cam-01").rules} == {
+        "lawn-intrusion": True,
+        "path-wrong-way": False,
+    }
     assert focus_on_rule(loaded.config, "cam-01", None) == loaded.config
     with pytest.raises(KeyError):
         focus_on_rule(loaded.config, "cam-01", "nope")
@@ -176,8 +184,14 @@ def test_a_missing_clip_or_labels_file_is_one_clear_error(tmp_path, site):
 def test_the_app_runs_the_edited_threshold_and_fills_timeline_scores_and_comparison(tmp_path, site):
     loaded, clip, labels = site
     zones = loaded.base_dir.parent
-    app = TuningApp(zones, tmp_path / "tuning.db", tmp_path / "clips", labels, tmp_path / "runs",
-                    pool_factory=lambda config, base_dir: FakePool(ScriptedDetector(two_visits)))
+    app = TuningApp(
+        zones,
+        tmp_path / "tuning.db",
+        tmp_path / "clips",
+        labels,
+        tmp_path / "runs",
+        pool_factory=lambda config, base_dir: FakePool(ScriptedDetector(two_visits)),
+    )
     assert app.rule_picker.value == "lawn-intrusion" and app.clip_picker.value == str(clip)
     assert app.rule_view.inputs["zone"].options == (("—", None), ("lawn", "lawn"), ("path", "path"))
     app.run_button.click()

@@ -15,12 +15,24 @@ import numpy as np
 import pytest
 import yaml
 
-from runner.alerts import AlertGate
 from runner.config.loading import parse_config
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
+from runner.pipeline.gate import AlertGate
 from runner.rules.abandoned_object import AbandonedObjectConfig
 from runner.rules.base import FrameContext
-from tests.helpers import HEIGHT, WIDTH, Obj, box_at, config_dict, detections_from, harness, merge, path, run_gated, track
+from tests.helpers import (
+    HEIGHT,
+    WIDTH,
+    Obj,
+    box_at,
+    config_dict,
+    detections_from,
+    harness,
+    merge,
+    path,
+    run_gated,
+    track,
+)
 
 FPS = 5.0
 BAG_AT = (0.55, 0.8)
@@ -42,17 +54,26 @@ OWNER_LEAVES = path((0.0, *OWNER_AT), (5.0, *OWNER_AT), (8.0, 0.05, 0.8))
 # ... comes back at 11-13 and stays beside it ...
 OWNER_RETURNS = path((0.0, *OWNER_AT), (5.0, *OWNER_AT), (8.0, 0.05, 0.8), (11.0, 0.05, 0.8), (13.0, *OWNER_AT))
 # ... and leaves again at 20 (last standing frame 20.2).
-OWNER_LEAVES_AGAIN = path((0.0, *OWNER_AT), (5.0, *OWNER_AT), (8.0, 0.05, 0.8), (11.0, 0.05, 0.8), (13.0, *OWNER_AT),
-                          (20.0, *OWNER_AT), (23.0, 0.05, 0.8))
+OWNER_LEAVES_AGAIN = path(
+    (0.0, *OWNER_AT),
+    (5.0, *OWNER_AT),
+    (8.0, 0.05, 0.8),
+    (11.0, 0.05, 0.8),
+    (13.0, *OWNER_AT),
+    (20.0, *OWNER_AT),
+    (23.0, 0.05, 0.8),
+)
 PASSER_BY = path((5.0, 0.3, 0.82), (7.0, 0.8, 0.82))  # 1.7 person heights per second, through the radius
 
 
 def every(period_s: float, obj_at):
     """A detection on one frame every `period_s` (a sleeping person the detector mostly misses), each
     time with a new track id."""
+
     def script(t: float):
         n = round(t * FPS)
         return [obj_at(n)] if n % round(period_s * FPS) == 0 else []
+
     return script
 
 
@@ -77,11 +98,28 @@ CASES = [
     ("owner-walks-away-longer-abandon", {"abandon_s": 15.0}, merge(bag(), track(1, OWNER_LEAVES)), 25.0, [20.2]),
     # 64 px = 0.67 person heights from the bag, boxes apart: inside the default radius, outside 0.5.
     ("owner-a-metre-away", {}, merge(bag(), track(1, (0.45, 0.8))), 20.0, []),
-    ("owner-a-metre-away-small-radius", {"owner_radius_heights": 0.5}, merge(bag(), track(1, (0.45, 0.8))), 20.0, [10.0]),
+    (
+        "owner-a-metre-away-small-radius",
+        {"owner_radius_heights": 0.5},
+        merge(bag(), track(1, (0.45, 0.8))),
+        20.0,
+        [10.0],
+    ),
     ("passer-by-does-not-cancel", {}, merge(bag(), track(2, PASSER_BY, 5.0, 7.0)), 20.0, [10.0]),
-    ("slow-walker-attends", {"walk_speed_heights_per_s": 5.0}, merge(bag(), track(2, PASSER_BY, 5.0, 7.0)), 20.0, [16.4]),
-    ("sleeper-seen-every-2s", {}, merge(bag(), every(2.0, lambda n: Obj(1000 + n, box_at(0.5, 0.85, 0.1, 0.25)))),
-     40.0, []),
+    (
+        "slow-walker-attends",
+        {"walk_speed_heights_per_s": 5.0},
+        merge(bag(), track(2, PASSER_BY, 5.0, 7.0)),
+        20.0,
+        [16.4],
+    ),
+    (
+        "sleeper-seen-every-2s",
+        {},
+        merge(bag(), every(2.0, lambda n: Obj(1000 + n, box_at(0.5, 0.85, 0.1, 0.25)))),
+        40.0,
+        [],
+    ),
     ("id-switches-while-still", {}, switching_ids, 20.0, [10.0]),
     ("moved-at-6s", {}, merge(bag(10, BAG_AT, 0.0, 6.0), bag(10, (0.75, 0.8), 6.2)), 25.0, [16.2]),
     ("jitter-within-tolerance", {}, bag(10, path((0.0, *BAG_AT), (20.0, BAG_AT[0] + 0.01, BAG_AT[1]))), 20.0, [10.0]),
@@ -101,8 +139,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "script", "duration_s", "expected_s"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("overrides", "script", "duration_s", "expected_s"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_detector_stage(overrides, script, duration_s, expected_s):
     h = harness(rule(**overrides))
     alerts = h.run(script, duration_s, FPS)
@@ -183,15 +222,18 @@ def test_without_the_static_stage_no_optional_labels():
     assert cfg.optional_labels() == frozenset()
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"abandon_s": 900.0}, "cameras[0].rules[0].static_absorb_s: must be longer than abandon_s"),
-    ({"abandon_s": 0.5}, "cameras[0].rules[0].abandon_s"),
-    ({"owner_radius_heights": -1}, "cameras[0].rules[0].owner_radius_heights"),
-    ({"exclude_zones": ["nowhere"]}, "cameras[0].rules[0].exclude_zones[0]: unknown zone 'nowhere'"),
-    ({"zone": "nowhere"}, "cameras[0].rules[0].zone: unknown zone 'nowhere'"),
-    ({"static_min_area_frac": 0.1, "static_max_area_frac": 0.05}, "static_min_area_frac: must be smaller"),
-    ({"surprise": 1}, "surprise"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"abandon_s": 900.0}, "cameras[0].rules[0].static_absorb_s: must be longer than abandon_s"),
+        ({"abandon_s": 0.5}, "cameras[0].rules[0].abandon_s"),
+        ({"owner_radius_heights": -1}, "cameras[0].rules[0].owner_radius_heights"),
+        ({"exclude_zones": ["nowhere"]}, "cameras[0].rules[0].exclude_zones[0]: unknown zone 'nowhere'"),
+        ({"zone": "nowhere"}, "cameras[0].rules[0].zone: unknown zone 'nowhere'"),
+        ({"static_min_area_frac": 0.1, "static_max_area_frac": 0.05}, "static_min_area_frac: must be smaller"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
 def test_config_errors_name_the_field(overrides, message):
     with pytest.raises(ConfigError) as err:
         parse({"kind": "abandoned_object", "id": "left", **overrides})
@@ -199,7 +241,9 @@ def test_config_errors_name_the_field(overrides, message):
 
 
 def test_a_long_abandon_time_is_fine_without_the_static_stage():
-    cfg = parse({"kind": "abandoned_object", "id": "left", "abandon_s": 900.0, "static_stage": False}).cameras[0].rules[0]
+    cfg = (
+        parse({"kind": "abandoned_object", "id": "left", "abandon_s": 900.0, "static_stage": False}).cameras[0].rules[0]
+    )
     assert isinstance(cfg, AbandonedObjectConfig) and cfg.abandon_s == 900.0
 
 
@@ -217,12 +261,13 @@ DARK_BAG = box_at(*BAG_AT, 0.08, 0.06)  # no detector sees it in these tests
 
 def paint(image: np.ndarray, box, value: int) -> None:
     x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (WIDTH, HEIGHT, WIDTH, HEIGHT)))
-    image[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = value
+    image[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = value
 
 
 def scene(objects_at, bag_from_s: float | None = 3.0, bag_box=DARK_BAG, extra=None):
     """(t -> image, t -> detections): `objects_at(t)` are the scripted detections (people are painted
     bright where their box is); a dark bag is painted from `bag_from_s` on (never detected)."""
+
     def image_at(t: float) -> np.ndarray:
         image = FLOOR.copy()
         if bag_from_s is not None and t >= bag_from_s - 1e-6:
@@ -233,6 +278,7 @@ def scene(objects_at, bag_from_s: float | None = 3.0, bag_box=DARK_BAG, extra=No
         if extra is not None:
             extra(image, t)
         return image
+
     return image_at, objects_at
 
 
@@ -246,9 +292,18 @@ def run_with_images(rule_dict: dict, image_at, objects_at, duration_s: float):
         t = i / IMAGE_FPS
         detections = detections_from(objects_at(t))
         ended = h.history.update(detections, t, WIDTH, HEIGHT)
-        ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=i, wall_time=h.start + timedelta(seconds=t),
-                           width=WIDTH, height=HEIGHT, detections=detections, tracks=h.history,
-                           ended_track_ids=ended, image=image_at(t))
+        ctx = FrameContext(
+            camera_id="cam-01",
+            t_s=t,
+            frame_index=i,
+            wall_time=h.start + timedelta(seconds=t),
+            width=WIDTH,
+            height=HEIGHT,
+            detections=detections,
+            tracks=h.history,
+            ended_track_ids=ended,
+            image=image_at(t),
+        )
         alerts += h.rule.update(ctx)
     return alerts, h
 

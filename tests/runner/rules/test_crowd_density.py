@@ -10,14 +10,21 @@ from collections.abc import Callable
 
 import pytest
 
-from runner.alerts import AlertGate
+from runner.pipeline.gate import AlertGate
 from tests.helpers import Obj, box_at, harness, run_gated
 
 FPS = 5.0
 
 
-def crowd(count: int | Callable[[float], int], *, first_id: int = 1, area=(0.52, 0.55, 0.98, 0.98),
-          label: str = "person", conf: float = 0.9, tracked: bool = True):
+def crowd(
+    count: int | Callable[[float], int],
+    *,
+    first_id: int = 1,
+    area=(0.52, 0.55, 0.98, 0.98),
+    label: str = "person",
+    conf: float = 0.9,
+    tracked: bool = True,
+):
     """t -> `count(t)` people spread on a grid over `area` (x0, y0, x1, y1 of the anchors)."""
 
     def script(t: float) -> list[Obj]:
@@ -42,18 +49,28 @@ def frame(t: float) -> int:
 
 def steps(*segments: tuple[float, int]) -> Callable[[float], int]:
     """Piecewise-constant count: segments (from_s, count), each until the next one starts."""
+
     def count(t: float) -> int:
         value = 0
         for start, n in segments:
             if t >= start - 1e-6:
                 value = n
         return value
+
     return count
 
 
 def rule(**overrides) -> dict:
-    return {"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 5, "sustain_s": 3.0,
-            "rearm_ratio": 0.8, "cooldown_s": 0.0, **overrides}
+    return {
+        "kind": "crowd_density",
+        "id": "lawn-density",
+        "zone": "lawn",
+        "max_count": 5,
+        "sustain_s": 3.0,
+        "rearm_ratio": 0.8,
+        "cooldown_s": 0.0,
+        **overrides,
+    }
 
 
 # name, rule overrides, script, duration, expected alert times
@@ -97,7 +114,12 @@ def test_crowd_density_head_count(overrides, script, duration_s, expected_s):
     alerts = h.run(script, duration_s, fps=FPS)
     assert [a.t_s for a in alerts] == pytest.approx(expected_s, abs=1e-6)
     for alert in alerts:
-        assert (alert.kind, alert.rule_id, alert.subject, alert.track_id) == ("crowd_density", "lawn-density", "zone:lawn", None)
+        assert (alert.kind, alert.rule_id, alert.subject, alert.track_id) == (
+            "crowd_density",
+            "lawn-density",
+            "zone:lawn",
+            None,
+        )
         assert alert.details["method"] == "detections"
         assert alert.details["median_count"] > 5
         assert "density_per_m2" not in alert.details  # no calibration
@@ -178,10 +200,9 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import supervision as sv  # noqa: E402
 
-from runner.crowd_calibrate import fit_coefficient  # noqa: E402
 from runner.rules.base import FrameContext  # noqa: E402
+from runner.tools.crowd_calibrate import fit_coefficient  # noqa: E402
 from tests.helpers import HEIGHT, WIDTH, detections_from  # noqa: E402
 
 START = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
@@ -202,7 +223,11 @@ class TileDetector:
     def __call__(self, label, box, *, rotate_deg=0, pad_frac=0.5):
         assert (label, rotate_deg, pad_frac) == ("person", 0, 0.0)
         self.calls.append((self.t, box))
-        inside = [o for o in self.people if box[0] <= o.box[0] and box[1] <= o.box[1] and o.box[2] <= box[2] and o.box[3] <= box[3]]
+        inside = [
+            o
+            for o in self.people
+            if box[0] <= o.box[0] and box[1] <= o.box[1] and o.box[2] <= box[2] and o.box[3] <= box[3]
+        ]
         found = detections_from(inside)
         found.tracker_id = np.full(len(found), -1, dtype=int)
         return found
@@ -211,9 +236,19 @@ class TileDetector:
 def step(h, t: float, objects, *, redetect=None, image=None):
     detections = detections_from(objects)
     ended = h.history.update(detections, t, WIDTH, HEIGHT)
-    ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=int(round(t * FPS)), wall_time=START + timedelta(seconds=t),
-                       width=WIDTH, height=HEIGHT, detections=detections, tracks=h.history, ended_track_ids=ended,
-                       image=image, redetect=redetect)
+    ctx = FrameContext(
+        camera_id="cam-01",
+        t_s=t,
+        frame_index=int(round(t * FPS)),
+        wall_time=START + timedelta(seconds=t),
+        width=WIDTH,
+        height=HEIGHT,
+        detections=detections,
+        tracks=h.history,
+        ended_track_ids=ended,
+        image=image,
+        redetect=redetect,
+    )
     return h.rule.update(ctx)
 
 
@@ -276,7 +311,7 @@ def scene(t: float, crowd_from_s: float | None, moving: bool = True) -> np.ndarr
     image = STATIC.copy()
     if crowd_from_s is not None and t >= crowd_from_s:
         shift = int(t * 40) % WIDTH if moving else 0
-        image[HEIGHT // 2:, WIDTH // 2:] = NOISE[HEIGHT // 2:, shift:shift + WIDTH // 2]
+        image[HEIGHT // 2 :, WIDTH // 2 :] = NOISE[HEIGHT // 2 :, shift : shift + WIDTH // 2]
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
 
 
@@ -284,7 +319,7 @@ def scene(t: float, crowd_from_s: float | None, moving: bool = True) -> np.ndarr
     ("overrides", "crowd_from_s", "moving", "expected", "method"),
     [
         # The lawn (a quarter of the image) holds 0.25 / (0.4 x 0.2²) = ~16 person-sized areas (a little
-    # more is counted: the person scale is applied per row of the small frame).
+        # more is counted: the person scale is applied per row of the small frame).
         # It appears at 5 s: the median over sustain_s (2 s) follows once half the window sees it.
         pytest.param({}, 5.0, True, (5.8, 6.4), "foreground", id="packed-moving-crowd"),
         pytest.param({}, 5.0, False, (5.8, 6.4), "foreground", id="packed-crowd-standing-still"),
@@ -337,9 +372,10 @@ def test_new_fields_are_optional_and_validated():
     h = harness(rule())
     cfg = h.rule.config
     assert (cfg.tiled_every_s, cfg.foreground, cfg.foreground_coef, cfg.person_height_frac) == (None, False, 1.0, None)
-    from runner.config.loading import parse_config
-    from runner.errors import ConfigError
     import yaml
+
+    from runner.config.loading import parse_config
+    from runner.core.errors import ConfigError
     from tests.helpers import config_dict
 
     with pytest.raises(ConfigError, match="tiled_every_s"):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runner.alerts import AlertGate
+from runner.pipeline.gate import AlertGate
 from runner.rules.base import FrameContext
 from tests.helpers import HEIGHT, WIDTH, Obj, box_at, detections_from, harness, run_gated
 
@@ -23,8 +23,17 @@ WALK_BH_S = 0.6
 RUN_BH_S = 2.4
 
 
-def mover(track_id: int, lane_y: float, speed_bh_s: float, phase: float = 0.0, start_s: float = 0.0,
-          end_s: float = float("inf"), label: str = "person", x_range=(0.1, 0.9), height: float = BODY):
+def mover(
+    track_id: int,
+    lane_y: float,
+    speed_bh_s: float,
+    phase: float = 0.0,
+    start_s: float = 0.0,
+    end_s: float = float("inf"),
+    label: str = "person",
+    x_range=(0.1, 0.9),
+    height: float = BODY,
+):
     """A person going back and forth along a horizontal lane at a constant speed (bh/s)."""
     speed_x = speed_bh_s * height * HEIGHT / WIDTH  # normalised x per second
     low, high = x_range
@@ -40,7 +49,9 @@ def mover(track_id: int, lane_y: float, speed_bh_s: float, phase: float = 0.0, s
     return script
 
 
-def crowd(n: int, speed, first_id: int = 1, *, ids=None, label: str = "person", lanes=(0.3, 0.95), height: float = BODY):
+def crowd(
+    n: int, speed, first_id: int = 1, *, ids=None, label: str = "person", lanes=(0.3, 0.95), height: float = BODY
+):
     """`n` people on their own lanes; `speed(t, k)` gives person k's speed in bh/s at t (or a number).
 
     The distance walked is integrated frame by frame, so positions stay continuous when speeds change
@@ -77,9 +88,20 @@ CASES = [
     # 6 of 8 start running at 20 s: each runner's 1 s speed window must be mostly fast, then the
     # median over sustain_s (1 s) must exceed the baseline (0) by min_rise (0.3).
     ("sudden-run-after-calm", {}, crowd(8, walking_then_running(20.0, 6)), 30.0, [(20.4, 21.8)]),
-    ("runners-outside-the-zone", {"zone": "lawn"}, crowd(8, walking_then_running(20.0, 6), lanes=(0.25, 0.45)), 30.0, []),
-    ("runners-inside-the-zone", {"zone": "lawn"},
-     crowd(8, walking_then_running(20.0, 6), lanes=(0.7, 0.95)), 30.0, [(20.4, 21.8)]),
+    (
+        "runners-outside-the-zone",
+        {"zone": "lawn"},
+        crowd(8, walking_then_running(20.0, 6), lanes=(0.25, 0.45)),
+        30.0,
+        [],
+    ),
+    (
+        "runners-inside-the-zone",
+        {"zone": "lawn"},
+        crowd(8, walking_then_running(20.0, 6), lanes=(0.7, 0.95)),
+        30.0,
+        [(20.4, 21.8)],
+    ),
     ("too-few-runners-for-min-rise", {}, crowd(8, walking_then_running(20.0, 2)), 30.0, []),
     ("lower-min-rise", {"min_rise": 0.2}, crowd(8, walking_then_running(20.0, 2)), 30.0, [(20.4, 21.8)]),
     ("too-few-people", {}, crowd(3, walking_then_running(20.0, 3)), 30.0, []),
@@ -91,18 +113,29 @@ CASES = [
     ("steady-half-fast-crowd", {}, crowd(8, lambda t, k: RUN_BH_S if k % 2 else WALK_BH_S), 40.0, []),
     ("one-alert-per-episode", {}, crowd(8, walking_then_running(20.0, 8)), 60.0, [(20.4, 21.8)]),
     ("cars-are-not-people", {}, crowd(8, walking_then_running(20.0, 8), label="car"), 30.0, []),
-    ("cars-when-asked", {"labels": ["car"]}, crowd(8, walking_then_running(20.0, 8), label="car"), 30.0, [(20.4, 21.8)]),
+    (
+        "cars-when-asked",
+        {"labels": ["car"]},
+        crowd(8, walking_then_running(20.0, 8), label="car"),
+        30.0,
+        [(20.4, 21.8)],
+    ),
     ("higher-fast-threshold", {"fast_speed_bh_per_s": 3.0}, crowd(8, walking_then_running(20.0, 8)), 30.0, []),
     # The tracker gives everyone a new id every 3 s: a new track needs 0.6 s of history for a speed.
-    ("id-switches-while-running", {},
-     crowd(8, walking_then_running(20.0, 6), ids=lambda t, k: 100 * (1 + int(t // 3.0)) + k), 30.0, [(20.4, 22.4)]),
-    ("id-switches-while-walking", {},
-     crowd(8, WALK_BH_S, ids=lambda t, k: 100 * (1 + int(t // 3.0)) + k), 40.0, []),
+    (
+        "id-switches-while-running",
+        {},
+        crowd(8, walking_then_running(20.0, 6), ids=lambda t, k: 100 * (1 + int(t // 3.0)) + k),
+        30.0,
+        [(20.4, 22.4)],
+    ),
+    ("id-switches-while-walking", {}, crowd(8, WALK_BH_S, ids=lambda t, k: 100 * (1 + int(t // 3.0)) + k), 40.0, []),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "script", "duration_s", "expected"),
-                         [pytest.param(*case[1:], id=case[0]) for case in CASES])
+@pytest.mark.parametrize(
+    ("overrides", "script", "duration_s", "expected"), [pytest.param(*case[1:], id=case[0]) for case in CASES]
+)
 def test_crowd_movement_tracks(overrides, script, duration_s, expected):
     h = harness(rule(**overrides))
     alerts = h.run(script, duration_s, fps=FPS)
@@ -179,7 +212,7 @@ def packed_frame(offset_px: float, crowd_rows=(0.25, 1.0)) -> np.ndarray:
     image = BACKGROUND.copy()
     y0, y1 = int(crowd_rows[0] * HEIGHT), int(crowd_rows[1] * HEIGHT)
     shift = int(round(offset_px)) % WIDTH
-    image[y0:y1] = TEXTURE[y0:y1, shift:shift + WIDTH]
+    image[y0:y1] = TEXTURE[y0:y1, shift : shift + WIDTH]
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
 
 
@@ -192,13 +225,24 @@ def run_flow(rule_cfg: dict, speed_bh_s, duration_s: float, *, tracked: int = 2,
         t = i / fps
         if i:
             offset += speed_bh_s(t) * CROWD_BODY * HEIGHT / fps
-        objects = [Obj(k + 1, box_at(0.1 + 0.8 * (k % 8) / 8 + 0.02 * (k // 8), 0.6 + 0.35 * (k // 8) / 3, CROWD_BODY, 0.08))
-                   for k in range(tracked)]
+        objects = [
+            Obj(k + 1, box_at(0.1 + 0.8 * (k % 8) / 8 + 0.02 * (k // 8), 0.6 + 0.35 * (k // 8) / 3, CROWD_BODY, 0.08))
+            for k in range(tracked)
+        ]
         detections = detections_from(objects)
         ended = h.history.update(detections, t, WIDTH, HEIGHT)
-        ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=i, wall_time=start + timedelta(seconds=t), width=WIDTH,
-                           height=HEIGHT, detections=detections, tracks=h.history, ended_track_ids=ended,
-                           image=packed_frame(offset))
+        ctx = FrameContext(
+            camera_id="cam-01",
+            t_s=t,
+            frame_index=i,
+            wall_time=start + timedelta(seconds=t),
+            width=WIDTH,
+            height=HEIGHT,
+            detections=detections,
+            tracks=h.history,
+            ended_track_ids=ended,
+            image=packed_frame(offset),
+        )
         alerts += h.rule.update(ctx)
     return alerts, h
 
@@ -225,8 +269,10 @@ FLOW_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "speed", "duration_s", "tracked", "expected", "reason"),
-                         [pytest.param(*case[1:], id=case[0]) for case in FLOW_CASES])
+@pytest.mark.parametrize(
+    ("overrides", "speed", "duration_s", "tracked", "expected", "reason"),
+    [pytest.param(*case[1:], id=case[0]) for case in FLOW_CASES],
+)
 def test_crowd_movement_flow(overrides, speed, duration_s, tracked, expected, reason):
     alerts, _ = run_flow(rule(person_height_frac=CROWD_BODY, **FLOW, **overrides), speed, duration_s, tracked=tracked)
     assert len(alerts) == len(expected), [(a.t_s, dict(a.details)) for a in alerts]
@@ -245,8 +291,9 @@ def test_flow_scale_is_learnt_from_the_detections():
 
 
 def test_flow_memory_is_bounded():
-    alerts, h = run_flow(rule(flow="on", person_height_frac=CROWD_BODY, baseline_s=5.0, min_baseline_s=2.0),
-                         surge_at(100.0), 12.0)
+    alerts, h = run_flow(
+        rule(flow="on", person_height_frac=CROWD_BODY, baseline_s=5.0, min_baseline_s=2.0), surge_at(100.0), 12.0
+    )
     assert alerts == []
     assert len(h.rule._flow_series.samples) <= (5.0 + 1.0) * FPS + 1
     assert h.rule.state_size() == 0
@@ -265,8 +312,15 @@ def test_a_camera_s_crowd_rules_share_one_downscale_per_width_and_frame(monkeypa
     once per width, and decide exactly as each rule alone on its own frames."""
     import runner.rules.base as base
 
-    density_cfg = {"kind": "crowd_density", "id": "d", "zone": "lawn", "max_count": 4, "foreground": True,
-                   "person_height_frac": CROWD_BODY, "sustain_s": 2.0}
+    density_cfg = {
+        "kind": "crowd_density",
+        "id": "d",
+        "zone": "lawn",
+        "max_count": 4,
+        "foreground": True,
+        "person_height_frac": CROWD_BODY,
+        "sustain_s": 2.0,
+    }
     movement_cfg = rule(flow="on", person_height_frac=CROWD_BODY, **FLOW)
     start = datetime(2025, 5, 13, 12, 0, tzinfo=UTC)
     speed = surge_at(8.0)
@@ -291,9 +345,18 @@ def test_a_camera_s_crowd_rules_share_one_downscale_per_width_and_frame(monkeypa
             ctx = None
             for h in harnesses:
                 ended = h.history.update(detections, t, WIDTH, HEIGHT)
-                ctx = ctx or FrameContext(camera_id="cam-01", t_s=t, frame_index=i, wall_time=start + timedelta(seconds=t),
-                                          width=WIDTH, height=HEIGHT, detections=detections, tracks=h.history,
-                                          ended_track_ids=ended, image=packed_frame(offset))
+                ctx = ctx or FrameContext(
+                    camera_id="cam-01",
+                    t_s=t,
+                    frame_index=i,
+                    wall_time=start + timedelta(seconds=t),
+                    width=WIDTH,
+                    height=HEIGHT,
+                    detections=detections,
+                    tracks=h.history,
+                    ended_track_ids=ended,
+                    image=packed_frame(offset),
+                )
                 alerts += [(h.rule.config.id, a.t_s) for a in h.rule.update(ctx)]
         monkeypatch.setattr(base, "small_frame", real)
         return alerts, calls

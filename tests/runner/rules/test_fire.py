@@ -18,18 +18,18 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+import yaml
 
-from runner.alerts import AlertGate
 from runner.config.loading import parse_config
-from runner.errors import ConfigError
+from runner.core.alerts import AlertCandidate
+from runner.core.errors import ConfigError
+from runner.pipeline.gate import AlertGate
 from runner.rules._fire_flicker import FrameRing
-from runner.rules.base import AlertCandidate, FrameContext
+from runner.rules.base import FrameContext
 from runner.rules.fire import FireConfig, FireRule
 from runner.rules.registry import build_rule
-from runner.tracking import TrackHistory
+from runner.tracking.tracker import TrackHistory
 from tests.helpers import config_dict, site_config
-
-import yaml
 
 W, H = 320, 240
 FPS = 6.0
@@ -74,7 +74,9 @@ def static_sign(t: float) -> np.ndarray:
     x1, y1, x2, y2 = _px(REGION)
     cv2.rectangle(image, (x1, y1), (x2, y2), (0, 120, 255), 3)
     for k in range(4):
-        cv2.putText(image, "BAR"[k % 3], (x1 + 6 + 14 * k, (y1 + y2) // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 160, 255), 2)
+        cv2.putText(
+            image, "BAR"[k % 3], (x1 + 6 + 14 * k, (y1 + y2) // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 160, 255), 2
+        )
     return image
 
 
@@ -154,8 +156,14 @@ def dark(t: float) -> np.ndarray:
 
 
 # -- the scripted fire model ------------------------------------------------------------------------
-def regions(label: str = "fire", conf: float = 0.8, box=REGION, start_s: float = 0.0, end_s: float = math.inf,
-            missing: tuple[tuple[float, float], ...] = ()) -> Regions:
+def regions(
+    label: str = "fire",
+    conf: float = 0.8,
+    box=REGION,
+    start_s: float = 0.0,
+    end_s: float = math.inf,
+    missing: tuple[tuple[float, float], ...] = (),
+) -> Regions:
     def script(t: float):
         if t < start_s - 1e-6 or t > end_s + 1e-6 or any(a - 1e-6 <= t <= b + 1e-6 for a, b in missing):
             return []
@@ -181,8 +189,10 @@ def detections(items, model: str = MODEL) -> sv.Detections:
         confidence=np.array([c for _, _, c in items], dtype=float),
         class_id=np.zeros(len(items), dtype=int),
         tracker_id=np.full(len(items), -1, dtype=int),
-        data={"class_name": np.array([lbl for _, lbl, _ in items], dtype=object),
-              "model": np.array([model] * len(items), dtype=object)},
+        data={
+            "class_name": np.array([lbl for _, lbl, _ in items], dtype=object),
+            "model": np.array([model] * len(items), dtype=object),
+        },
     )
 
 
@@ -197,14 +207,22 @@ class FireHarness:
         self.history = TrackHistory()
         self.sizes: list[int] = []
 
-    def run(self, scene: Scene, script: Regions, duration_s: float, gate: AlertGate | None = None) -> list[AlertCandidate]:
+    def run(
+        self, scene: Scene, script: Regions, duration_s: float, gate: AlertGate | None = None
+    ) -> list[AlertCandidate]:
         alerts = []
         for i in range(int(round(duration_s * FPS)) + 1):
             t = i / FPS
             model_ran = i % self.model_every == 0
             ctx = FrameContext(
-                camera_id="cam-01", t_s=t, frame_index=i, wall_time=START + timedelta(seconds=t), width=W, height=H,
-                detections=detections(script(t) if model_ran else []), tracks=self.history,
+                camera_id="cam-01",
+                t_s=t,
+                frame_index=i,
+                wall_time=START + timedelta(seconds=t),
+                width=W,
+                height=H,
+                detections=detections(script(t) if model_ran else []),
+                tracks=self.history,
                 image=scene(t) if self.with_image else None,
                 models_run=frozenset({MODEL, "coco"}) if model_ran else frozenset({"coco"}),
             )
@@ -228,8 +246,9 @@ def fire_rule(**overrides) -> FireRule:
     return build_rule(camera.rules[0], camera)  # type: ignore[return-value]
 
 
-def run(scene: Scene, script: Regions, duration_s: float = 12.0, model_every: int = 2, with_image: bool = True,
-        **overrides) -> tuple[list[AlertCandidate], FireHarness]:
+def run(
+    scene: Scene, script: Regions, duration_s: float = 12.0, model_every: int = 2, with_image: bool = True, **overrides
+) -> tuple[list[AlertCandidate], FireHarness]:
     h = FireHarness(fire_rule(**overrides), model_every=model_every, with_image=with_image)
     return h.run(scene, script, duration_s), h
 
@@ -299,8 +318,13 @@ CASES = [
     ("flames-higher-threshold", flames, regions(conf=0.55), {"min_confidence": 0.6}, []),
     # 2 of the last 5 model frames (model at 3 fps: missing 2 frames out of every 3 model frames).
     ("flames-seen-too-rarely", flames, lambda t: regions()(t) if round(t * 3) % 3 == 0 else [], {}, []),
-    ("flames-2-of-5-enough-when-asked", flames, lambda t: regions()(t) if round(t * 3) % 3 == 0 else [],
-     {"min_hit_frames": 2}, [3.0]),
+    (
+        "flames-2-of-5-enough-when-asked",
+        flames,
+        lambda t: regions()(t) if round(t * 3) % 3 == 0 else [],
+        {"min_hit_frames": 2},
+        [3.0],
+    ),
     ("flames-in-excluded-zone", flames, regions(), {"exclude_zones": ["sign"]}, []),
     ("flames-excluded-elsewhere", flames, regions(), {"exclude_zones": ["left"]}, [3.0]),
     ("flames-outside-zone", flames, regions(), {"zone": "left"}, []),

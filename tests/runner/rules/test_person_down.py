@@ -19,17 +19,18 @@ import pytest
 import supervision as sv
 import yaml
 
-from runner.alerts import AlertGate
-from runner.capture import Frame
 from runner.config.loading import LoadedConfig, parse_config
-from runner.errors import ConfigError
-from runner.pipeline import CameraPipeline
+from runner.core.alerts import AlertCandidate
+from runner.core.errors import ConfigError
+from runner.pipeline.camera import CameraPipeline
+from runner.pipeline.gate import AlertGate
+from runner.register.store import Register
 from runner.rules._person_down_pose import Thresholds, body_axis, observe
-from runner.rules.base import AlertCandidate, FrameContext
+from runner.rules.base import FrameContext
 from runner.rules.person_down import PersonDownRule, PoseModelMissing
 from runner.rules.registry import build_rule
-from runner.store import Register
-from runner.tracking import TrackHistory
+from runner.sources.capture import Frame
+from runner.tracking.tracker import TrackHistory
 from tests.helpers import HEIGHT, WIDTH, ScriptedDetector, config_dict, site_config
 
 FPS = 5.0
@@ -49,12 +50,21 @@ def pose(posture: str, cx: float = 320.0, bottom: float = 400.0, height: float =
     """(pixel box, (17, 3) keypoints) of one person whose feet are at (cx, bottom), `height` tall standing."""
     h = height
     if posture == "standing":
-        pts = {0: (cx, bottom - 0.93 * h), 1: (cx - 4, bottom - 0.95 * h), 2: (cx + 4, bottom - 0.95 * h),
-               3: (cx - 8, bottom - 0.93 * h), 4: (cx + 8, bottom - 0.93 * h),
-               5: (cx - 0.12 * h, bottom - 0.8 * h), 6: (cx + 0.12 * h, bottom - 0.8 * h),
-               11: (cx - 0.08 * h, bottom - 0.5 * h), 12: (cx + 0.08 * h, bottom - 0.5 * h),
-               13: (cx - 0.08 * h, bottom - 0.27 * h), 14: (cx + 0.08 * h, bottom - 0.27 * h),
-               15: (cx - 0.08 * h, bottom - 0.03 * h), 16: (cx + 0.08 * h, bottom - 0.03 * h)}
+        pts = {
+            0: (cx, bottom - 0.93 * h),
+            1: (cx - 4, bottom - 0.95 * h),
+            2: (cx + 4, bottom - 0.95 * h),
+            3: (cx - 8, bottom - 0.93 * h),
+            4: (cx + 8, bottom - 0.93 * h),
+            5: (cx - 0.12 * h, bottom - 0.8 * h),
+            6: (cx + 0.12 * h, bottom - 0.8 * h),
+            11: (cx - 0.08 * h, bottom - 0.5 * h),
+            12: (cx + 0.08 * h, bottom - 0.5 * h),
+            13: (cx - 0.08 * h, bottom - 0.27 * h),
+            14: (cx + 0.08 * h, bottom - 0.27 * h),
+            15: (cx - 0.08 * h, bottom - 0.03 * h),
+            16: (cx + 0.08 * h, bottom - 0.03 * h),
+        }
         box = (cx - 0.16 * h, bottom - h, cx + 0.16 * h, bottom)
     elif posture == "arms_spread":  # upright, but the box is wider than tall
         box, kp = pose("standing", cx, bottom, h)
@@ -62,37 +72,71 @@ def pose(posture: str, cx: float = 320.0, bottom: float = 400.0, height: float =
     elif posture in ("lying_head_left", "lying_head_right", "lying_no_shoulders"):
         s = -1 if posture == "lying_head_left" else 1  # head side
         y = bottom - 0.12 * h
-        pts = {0: (cx + s * 0.47 * h, y), 5: (cx + s * 0.33 * h, y - 10), 6: (cx + s * 0.33 * h, y + 10),
-               11: (cx + s * 0.02 * h, y - 8), 12: (cx + s * 0.02 * h, y + 8),
-               13: (cx - s * 0.2 * h, y - 8), 14: (cx - s * 0.2 * h, y + 8),
-               15: (cx - s * 0.45 * h, y - 6), 16: (cx - s * 0.45 * h, y + 6)}
+        pts = {
+            0: (cx + s * 0.47 * h, y),
+            5: (cx + s * 0.33 * h, y - 10),
+            6: (cx + s * 0.33 * h, y + 10),
+            11: (cx + s * 0.02 * h, y - 8),
+            12: (cx + s * 0.02 * h, y + 8),
+            13: (cx - s * 0.2 * h, y - 8),
+            14: (cx - s * 0.2 * h, y + 8),
+            15: (cx - s * 0.45 * h, y - 6),
+            16: (cx - s * 0.45 * h, y + 6),
+        }
         if posture == "lying_no_shoulders":  # head and shoulders out of frame / hidden
             pts = {k: v for k, v in pts.items() if k not in (0, 5, 6)}
         box = (cx - 0.5 * h, bottom - 0.3 * h, cx + 0.5 * h, bottom)
     elif posture == "sitting":  # on a chair, leaning back a little: knees forward, shins down
-        pts = {0: (cx - 0.05 * h, bottom - 0.68 * h), 5: (cx - 0.14 * h, bottom - 0.57 * h),
-               6: (cx + 0.02 * h, bottom - 0.57 * h), 11: (cx - 0.02 * h, bottom - 0.32 * h),
-               12: (cx + 0.1 * h, bottom - 0.32 * h), 13: (cx + 0.2 * h, bottom - 0.3 * h),
-               14: (cx + 0.3 * h, bottom - 0.3 * h), 15: (cx + 0.2 * h, bottom - 0.02 * h),
-               16: (cx + 0.3 * h, bottom - 0.02 * h)}
+        pts = {
+            0: (cx - 0.05 * h, bottom - 0.68 * h),
+            5: (cx - 0.14 * h, bottom - 0.57 * h),
+            6: (cx + 0.02 * h, bottom - 0.57 * h),
+            11: (cx - 0.02 * h, bottom - 0.32 * h),
+            12: (cx + 0.1 * h, bottom - 0.32 * h),
+            13: (cx + 0.2 * h, bottom - 0.3 * h),
+            14: (cx + 0.3 * h, bottom - 0.3 * h),
+            15: (cx + 0.2 * h, bottom - 0.02 * h),
+            16: (cx + 0.3 * h, bottom - 0.02 * h),
+        }
         box = (cx - 0.2 * h, bottom - 0.72 * h, cx + 0.36 * h, bottom)
     elif posture == "bending":  # picking something up: torso horizontal, legs straight
-        pts = {0: (cx + 0.42 * h, bottom - 0.45 * h), 5: (cx + 0.3 * h, bottom - 0.52 * h),
-               6: (cx + 0.3 * h, bottom - 0.48 * h), 11: (cx, bottom - 0.52 * h), 12: (cx, bottom - 0.48 * h),
-               13: (cx, bottom - 0.27 * h), 14: (cx + 0.02 * h, bottom - 0.27 * h),
-               15: (cx, bottom - 0.03 * h), 16: (cx + 0.02 * h, bottom - 0.03 * h)}
+        pts = {
+            0: (cx + 0.42 * h, bottom - 0.45 * h),
+            5: (cx + 0.3 * h, bottom - 0.52 * h),
+            6: (cx + 0.3 * h, bottom - 0.48 * h),
+            11: (cx, bottom - 0.52 * h),
+            12: (cx, bottom - 0.48 * h),
+            13: (cx, bottom - 0.27 * h),
+            14: (cx + 0.02 * h, bottom - 0.27 * h),
+            15: (cx, bottom - 0.03 * h),
+            16: (cx + 0.02 * h, bottom - 0.03 * h),
+        }
         box = (cx - 0.08 * h, bottom - 0.62 * h, cx + 0.47 * h, bottom)
     elif posture == "crouching":  # squatting: torso leaning forward, compact box
-        pts = {0: (cx + 0.18 * h, bottom - 0.5 * h), 5: (cx + 0.1 * h, bottom - 0.42 * h),
-               6: (cx + 0.14 * h, bottom - 0.42 * h), 11: (cx - 0.08 * h, bottom - 0.2 * h),
-               12: (cx - 0.04 * h, bottom - 0.2 * h), 13: (cx + 0.12 * h, bottom - 0.25 * h),
-               14: (cx + 0.16 * h, bottom - 0.25 * h), 15: (cx, bottom - 0.02 * h), 16: (cx + 0.04 * h, bottom - 0.02 * h)}
+        pts = {
+            0: (cx + 0.18 * h, bottom - 0.5 * h),
+            5: (cx + 0.1 * h, bottom - 0.42 * h),
+            6: (cx + 0.14 * h, bottom - 0.42 * h),
+            11: (cx - 0.08 * h, bottom - 0.2 * h),
+            12: (cx - 0.04 * h, bottom - 0.2 * h),
+            13: (cx + 0.12 * h, bottom - 0.25 * h),
+            14: (cx + 0.16 * h, bottom - 0.25 * h),
+            15: (cx, bottom - 0.02 * h),
+            16: (cx + 0.04 * h, bottom - 0.02 * h),
+        }
         box = (cx - 0.14 * h, bottom - 0.56 * h, cx + 0.24 * h, bottom)
     elif posture == "tilting":  # mid-fall: torso 55 degrees from vertical, box still taller than wide
-        pts = {0: (cx + 0.38 * h, bottom - 0.72 * h), 5: (cx + 0.28 * h, bottom - 0.62 * h),
-               6: (cx + 0.3 * h, bottom - 0.6 * h), 11: (cx + 0.03 * h, bottom - 0.44 * h),
-               12: (cx + 0.05 * h, bottom - 0.42 * h), 13: (cx, bottom - 0.24 * h), 14: (cx + 0.02 * h, bottom - 0.24 * h),
-               15: (cx - 0.02 * h, bottom - 0.02 * h), 16: (cx, bottom - 0.02 * h)}
+        pts = {
+            0: (cx + 0.38 * h, bottom - 0.72 * h),
+            5: (cx + 0.28 * h, bottom - 0.62 * h),
+            6: (cx + 0.3 * h, bottom - 0.6 * h),
+            11: (cx + 0.03 * h, bottom - 0.44 * h),
+            12: (cx + 0.05 * h, bottom - 0.42 * h),
+            13: (cx, bottom - 0.24 * h),
+            14: (cx + 0.02 * h, bottom - 0.24 * h),
+            15: (cx - 0.02 * h, bottom - 0.02 * h),
+            16: (cx, bottom - 0.02 * h),
+        }
         box = (cx - 0.1 * h, bottom - 0.8 * h, cx + 0.44 * h, bottom)
     else:
         raise ValueError(posture)
@@ -160,8 +204,13 @@ def detections(people: list[P], falls: list[tuple[tuple, float]] = ()) -> sv.Det
     data = {"class_name": np.array(names, dtype=object)}
     if any(p.keypoints for p in people):
         data["keypoints"] = np.array(kps, dtype=np.float32)
-    return sv.Detections(xyxy=np.array(boxes, dtype=float), confidence=np.array(conf, dtype=float),
-                         class_id=np.zeros(len(boxes), dtype=int), tracker_id=np.array(ids, dtype=int), data=data)
+    return sv.Detections(
+        xyxy=np.array(boxes, dtype=float),
+        confidence=np.array(conf, dtype=float),
+        class_id=np.zeros(len(boxes), dtype=int),
+        tracker_id=np.array(ids, dtype=int),
+        data=data,
+    )
 
 
 # Scripted re-detection: (t, label, normalised box, rotate_deg) -> people found (pixel coordinates)
@@ -191,13 +240,24 @@ class Harness:
             out.tracker_id = np.full(len(out), -1, dtype=int)
             return out
 
-        ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=self.frame_index, wall_time=START + timedelta(seconds=t),
-                           width=WIDTH, height=HEIGHT, detections=dets, tracks=self.history, ended_track_ids=ended,
-                           redetect=redetect)
+        ctx = FrameContext(
+            camera_id="cam-01",
+            t_s=t,
+            frame_index=self.frame_index,
+            wall_time=START + timedelta(seconds=t),
+            width=WIDTH,
+            height=HEIGHT,
+            detections=dets,
+            tracks=self.history,
+            ended_track_ids=ended,
+            redetect=redetect,
+        )
         self.frame_index += 1
         return self.rule.update(ctx)
 
-    def run(self, script: Script, duration_s: float, falls: Callable[[float], list] | None = None) -> list[AlertCandidate]:
+    def run(
+        self, script: Script, duration_s: float, falls: Callable[[float], list] | None = None
+    ) -> list[AlertCandidate]:
         alerts = []
         for i in range(int(round(duration_s * FPS)) + 1):
             t = i / FPS
@@ -287,20 +347,39 @@ CASES = [
     ("crouches", {}, seq(1, (0, "standing"), (2.0, "crouching"), (8.0, "standing")), 20.0, []),
     ("arms-spread", {}, seq(1, (0, "arms_spread")), 20.0, []),
     ("lies-briefly-and-gets-up", {}, seq(1, (0, "standing"), (2.0, "lying_head_left"), (3.4, "standing")), 20.0, []),
-    ("gets-up-then-lies-again", {},
-     seq(1, (0, "standing"), (2.0, "lying_head_left"), (3.4, "standing"), (6.0, "lying_head_left")), 20.0, [8.0]),
+    (
+        "gets-up-then-lies-again",
+        {},
+        seq(1, (0, "standing"), (2.0, "lying_head_left"), (3.4, "standing"), (6.0, "lying_head_left")),
+        20.0,
+        [8.0],
+    ),
     # Lying but the keypoints say so only 1 frame in 3: not enough of the frames it was seen.
-    ("mostly-unclear", {},
-     lambda t: [P(1, "lying_head_left" if round(t * FPS) % 3 == 0 else "tilting")], 10.0, []),
+    ("mostly-unclear", {}, lambda t: [P(1, "lying_head_left" if round(t * FPS) % 3 == 0 else "tilting")], 10.0, []),
     ("below-min-confidence", {}, seq(1, (0, "lying_head_left"), conf=0.2), 10.0, []),
     ("untracked-detections", {}, seq(-1, (0, "lying_head_left")), 10.0, [2.0]),
     # The tracker changes the id of a lying person (their box changed shape): the same spot, one alert.
-    ("id-switch-while-lying", {},
-     merge(seq(1, (0, "standing"), (2.0, "lying_head_left"), end_s=3.0), seq(2, (3.2, "lying_head_left"))), 20.0, [4.0]),
-    ("two-people-down", {},
-     merge(seq(1, (0, "lying_head_left"), cx=150.0), seq(2, (1.0, "lying_head_right"), cx=500.0)), 20.0, [2.0, 3.0]),
-    ("lying-person-and-bystander", {},
-     merge(seq(1, (0, "lying_head_left"), cx=250.0), seq(2, (0, "standing"), cx=420.0)), 20.0, [2.0]),
+    (
+        "id-switch-while-lying",
+        {},
+        merge(seq(1, (0, "standing"), (2.0, "lying_head_left"), end_s=3.0), seq(2, (3.2, "lying_head_left"))),
+        20.0,
+        [4.0],
+    ),
+    (
+        "two-people-down",
+        {},
+        merge(seq(1, (0, "lying_head_left"), cx=150.0), seq(2, (1.0, "lying_head_right"), cx=500.0)),
+        20.0,
+        [2.0, 3.0],
+    ),
+    (
+        "lying-person-and-bystander",
+        {},
+        merge(seq(1, (0, "lying_head_left"), cx=250.0), seq(2, (0, "standing"), cx=420.0)),
+        20.0,
+        [2.0],
+    ),
     ("long-lie-one-alert", {}, seq(1, (0, "lying_head_left")), 120.0, [2.0]),
 ]
 
@@ -337,8 +416,15 @@ def test_the_alert_says_why():
 def test_cooldown_and_episodes_through_the_alert_gate():
     h = make(cooldown_s=30.0)
     gate = AlertGate({"down": 30.0})
-    script = seq(1, (0, "standing"), (1.0, "lying_head_left"), (6.0, "standing"), (10.0, "lying_head_left"),
-                 (16.0, "standing"), (40.0, "lying_head_left"))
+    script = seq(
+        1,
+        (0, "standing"),
+        (1.0, "lying_head_left"),
+        (6.0, "standing"),
+        (10.0, "lying_head_left"),
+        (16.0, "standing"),
+        (40.0, "lying_head_left"),
+    )
     candidates, admitted = [], []
     for i in range(int(60 * FPS) + 1):
         t = i / FPS
@@ -492,7 +578,9 @@ WIDE_NO_KEYPOINTS = P(-1, "lying_head_right", conf=0.4, keypoints=False)  # a wi
 
 
 def test_a_wide_box_where_someone_fell_counts_even_without_clear_keypoints():
-    script = merge(BYSTANDER, lambda t: [P(1, "standing")] if t < 3.0 else [P(1, "tilting")] if t < 3.4 else [WIDE_NO_KEYPOINTS])
+    script = merge(
+        BYSTANDER, lambda t: [P(1, "standing")] if t < 3.0 else [P(1, "tilting")] if t < 3.4 else [WIDE_NO_KEYPOINTS]
+    )
     h = make(redetector=lambda t, label, box, rotate: [])
     alerts = h.run(script, 15.0)
     assert times(alerts) == [5.4]
@@ -534,7 +622,9 @@ def test_a_vanished_person_in_an_excluded_zone_is_not_searched_for():
     [
         seq(1, (0, "lying_head_left"), end_s=6.0),
         merge(seq(1, (0, "standing"), (3.0, "tilting"), (3.4, "gone")), seq(2, (0, "sitting"), end_s=5.0, cx=100.0)),
-        merge(seq(1, (0, "lying_head_left"), end_s=1.0, cx=150.0), seq(-1, (0, "lying_head_right"), end_s=2.0, cx=500.0)),
+        merge(
+            seq(1, (0, "lying_head_left"), end_s=1.0, cx=150.0), seq(-1, (0, "lying_head_right"), end_s=2.0, cx=500.0)
+        ),
     ],
     ids=["alerted-then-gone", "vanished-unconfirmed", "short-lived"],
 )
@@ -550,7 +640,9 @@ def test_state_is_bounded_with_many_people():
     h = make()
     for i in range(200):
         t = i / FPS
-        h.step(t, [P(1000 + i, "lying_head_left", cx=20.0 + (i % 30) * 20.0, bottom=100.0 + (i % 7) * 50.0, height=40.0)])
+        h.step(
+            t, [P(1000 + i, "lying_head_left", cx=20.0 + (i % 30) * 20.0, bottom=100.0 + (i % 7) * 50.0, height=40.0)]
+        )
     # spots are capped at 32; people are dropped when their track ends (history expiry 3 s = 15 frames)
     assert h.rule.state_size() <= 32 + 16
     for i in range(200, 300):
@@ -581,7 +673,9 @@ def test_through_the_pipeline_it_becomes_one_audit_row(tmp_path):
     with Register(tmp_path / "vigie.db") as register:
         pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0], pool, register)
         for i in range(10):
-            pipe.process(Frame("cam-01", i, i / FPS, START + timedelta(seconds=i / FPS), np.zeros((HEIGHT, WIDTH, 3), np.uint8)))
+            pipe.process(
+                Frame("cam-01", i, i / FPS, START + timedelta(seconds=i / FPS), np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+            )
         rows = register.audit_rows(event="rule_error")
     assert len(rows) == 1 and "needs a pose model" in rows[0]["details"]
 
@@ -634,9 +728,15 @@ def test_an_on_demand_model_runs_only_when_a_rule_asks():
     data["models"]["fall"] = {"weights": "fall.pt", "classes": ["Normal", "Fall"], "on_demand": True}
     config = parse_config(yaml.safe_dump(data, sort_keys=False))
     person = ScriptedDetector(lambda i: [], name="person")
-    fall = ScriptedDetector(lambda i: [((0.3, 0.6, 0.7, 0.9), "Fall", 0.8)], names={0: "Normal", 1: "Fall"}, name="fall")
-    pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0],
-                          _Pool({"person": person, "fall": fall}), None)
+    fall = ScriptedDetector(
+        lambda i: [((0.3, 0.6, 0.7, 0.9), "Fall", 0.8)], names={0: "Normal", 1: "Fall"}, name="fall"
+    )
+    pipe = CameraPipeline(
+        LoadedConfig(config, Path("site.yaml"), "0" * 64),
+        config.cameras[0],
+        _Pool({"person": person, "fall": fall}),
+        None,
+    )
     assert [m.name for m in pipe.due_models(0.0)] == ["person"]
     image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     for i in range(5):
@@ -675,8 +775,9 @@ def test_a_person_lost_while_lying_is_searched_for_without_a_fall_model(tmp_path
 
     detector = PoseOnFrames()
     with Register(tmp_path / "vigie.db") as register:
-        pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0],
-                              _Pool({"person": detector}), register)
+        pipe = CameraPipeline(
+            LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0], _Pool({"person": detector}), register
+        )
         image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
         for i in range(int(8 * FPS)):
             pipe.process(Frame("cam-01", i, i / FPS, START + timedelta(seconds=i / FPS), image))

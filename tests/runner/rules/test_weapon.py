@@ -17,16 +17,17 @@ import pytest
 import supervision as sv
 import yaml
 
-from runner.alerts import AlertGate
-from runner.capture import Frame
 from runner.config.loading import LoadedConfig, parse_config
-from runner.detect import ModelPool
-from runner.errors import ConfigError
-from runner.pipeline import CameraPipeline
-from runner.rules.base import AlertCandidate, FrameContext
+from runner.core.alerts import AlertCandidate
+from runner.core.errors import ConfigError
+from runner.inference.detector import ModelPool
+from runner.pipeline.camera import CameraPipeline
+from runner.pipeline.gate import AlertGate
+from runner.rules.base import FrameContext
 from runner.rules.registry import build_rule
 from runner.rules.weapon import WeaponConfig, WeaponRule
-from runner.tracking import TrackHistory
+from runner.sources.capture import Frame
+from runner.tracking.tracker import TrackHistory
 from tests.helpers import HEIGHT, WIDTH, ScriptedDetector, config_dict, site_config
 
 FPS = 5.0
@@ -39,8 +40,14 @@ Item = tuple[tuple[float, float, float, float], str, float, str, int]
 Script = Callable[[int], list[Item]]
 
 
-def seen(box=KNIFE, label: str = "knife", conf: float = 0.8, model: str = "coco", track_id: int = -1,
-         frames: Callable[[int], bool] = lambda i: True) -> Script:
+def seen(
+    box=KNIFE,
+    label: str = "knife",
+    conf: float = 0.8,
+    model: str = "coco",
+    track_id: int = -1,
+    frames: Callable[[int], bool] = lambda i: True,
+) -> Script:
     return lambda i: [(box, label, conf, model, track_id)] if frames(i) else []
 
 
@@ -66,13 +73,20 @@ def detections(items: list[Item]) -> sv.Detections:
         confidence=np.array([it[2] for it in items], dtype=float),
         class_id=np.zeros(len(items), dtype=int),
         tracker_id=np.array([it[4] for it in items], dtype=int),
-        data={"class_name": np.array([it[1] for it in items], dtype=object),
-              "model": np.array([it[3] for it in items], dtype=object)},
+        data={
+            "class_name": np.array([it[1] for it in items], dtype=object),
+            "model": np.array([it[3] for it in items], dtype=object),
+        },
     )
 
 
-def run(script: Script, n_frames: int = 30, models_run: Callable[[int], frozenset[str]] | None = None,
-        gate: AlertGate | None = None, **overrides) -> tuple[list[AlertCandidate], WeaponRule, list[int]]:
+def run(
+    script: Script,
+    n_frames: int = 30,
+    models_run: Callable[[int], frozenset[str]] | None = None,
+    gate: AlertGate | None = None,
+    **overrides,
+) -> tuple[list[AlertCandidate], WeaponRule, list[int]]:
     config = site_config([{"kind": "weapon", "id": "weapon", "cooldown_s": 0.0, **overrides}])
     camera = config.cameras[0]
     rule: WeaponRule = build_rule(camera.rules[0], camera)  # type: ignore[assignment]
@@ -82,8 +96,17 @@ def run(script: Script, n_frames: int = 30, models_run: Callable[[int], frozense
         t = i / FPS
         ran = models_run(i) if models_run is not None else frozenset({"coco", "guns"})
         items = [it for it in script(i) if it[3] in ran]
-        ctx = FrameContext(camera_id="cam-01", t_s=t, frame_index=i, wall_time=START + timedelta(seconds=t),
-                           width=WIDTH, height=HEIGHT, detections=detections(items), tracks=history, models_run=ran)
+        ctx = FrameContext(
+            camera_id="cam-01",
+            t_s=t,
+            frame_index=i,
+            wall_time=START + timedelta(seconds=t),
+            width=WIDTH,
+            height=HEIGHT,
+            detections=detections(items),
+            tracks=history,
+            models_run=ran,
+        )
         raised = rule.update(ctx)
         alerts += gate.admit(raised, t) if gate is not None else raised
         sizes.append(rule.state_size())
@@ -116,7 +139,12 @@ CASES = [
     ("too-small", seen(box=(0.40, 0.50, 0.405, 0.505)), {}, []),
     ("whole-person-box", seen(box=(0.3, 0.2, 0.6, 0.9), label="weapon", model="guns"), {}, []),
     ("whole-scene-box", seen(box=(0.0, 0.0, 1.0, 1.0), label="weapon", model="guns"), {}, []),
-    ("big-boxes-allowed", seen(box=(0.3, 0.2, 0.6, 0.9), label="weapon", model="guns"), {"max_box_area_frac": 0.5}, [2]),
+    (
+        "big-boxes-allowed",
+        seen(box=(0.3, 0.2, 0.6, 0.9), label="weapon", model="guns"),
+        {"max_box_area_frac": 0.5},
+        [2],
+    ),
     ("not-a-weapon-label", seen(label="person"), {}, []),
     ("pistol-from-a-weapon-model", seen(label="pistol", model="guns"), {}, [2]),
     ("pistol-not-in-extra-labels", seen(label="pistol", model="guns"), {"extra_labels": ["rifle"]}, []),
@@ -124,8 +152,12 @@ CASES = [
     ("inside-the-zone", seen(box=IN_LAWN), {"zone": "lawn"}, [2]),
     ("carried-across-the-image", lambda i: [(drifting(i), "knife", 0.8, "coco", -1)], {}, [2]),
     ("false-boxes-jumping-around", lambda i: [(jumping(i), "knife", 0.9, "coco", -1)], {}, []),
-    ("tracked-knife-jumps-far", lambda i: [((0.1, 0.5, 0.14, 0.56) if i % 2 else (0.8, 0.2, 0.84, 0.26), "knife", 0.8, "coco", 7)],
-     {}, [2]),
+    (
+        "tracked-knife-jumps-far",
+        lambda i: [((0.1, 0.5, 0.14, 0.56) if i % 2 else (0.8, 0.2, 0.84, 0.26), "knife", 0.8, "coco", 7)],
+        {},
+        [2],
+    ),
     # One alert per episode: back after more than clear_s (10 s = 50 frames) without any weapon.
     ("weapon-back-after-clear-s", seen(frames=lambda i: i < 10 or i >= 62), {}, [2, 64]),
     ("weapon-back-too-soon", seen(frames=lambda i: i < 10 or i >= 55), {}, [2]),
@@ -186,8 +218,16 @@ def test_state_returns_to_zero_when_the_weapons_are_gone():
 
 
 def test_regions_are_bounded():
-    script = lambda i: [((0.05 * (k % 19), 0.05 * (k // 19), 0.05 * (k % 19) + 0.02, 0.05 * (k // 19) + 0.03),  # noqa: E731
-                         "knife", 0.9, "coco", -1) for k in range(40)]
+    script = lambda i: [
+        (
+            (0.05 * (k % 19), 0.05 * (k // 19), 0.05 * (k % 19) + 0.02, 0.05 * (k // 19) + 0.03),  # noqa: E731
+            "knife",
+            0.9,
+            "coco",
+            -1,
+        )
+        for k in range(40)
+    ]
     _, _, sizes = run(script, 10)
     assert max(sizes) <= 16
 
@@ -237,18 +277,26 @@ def _config(models: dict, rule: dict | None = None):
 
 def test_a_weapon_model_plugs_in_by_its_class_names():
     """Adding a weapon detector = a models: entry whose classes include a weapon label."""
-    models = {"coco": {"weights": "coco.pt", "classes": ["person", "knife", "car"]},
-              "guns": {"weights": "guns.pt", "classes": ["pistol", "rifle", "person"], "track": False, "max_fps": 3}}
+    models = {
+        "coco": {"weights": "coco.pt", "classes": ["person", "knife", "car"]},
+        "guns": {"weights": "guns.pt", "classes": ["pistol", "rifle", "person"], "track": False, "max_fps": 3},
+    }
     config = _config(models)
     camera = config.cameras[0]
     plan = ModelPool(config).plan(camera.required_labels(), camera.optional_labels())
     assert {k: set(v) for k, v in plan.items()} == {"coco": {"knife"}, "guns": {"pistol", "rifle"}}
     # Without a weapon model the rule still runs on COCO's knife ...
     alone = _config({"coco": models["coco"]})
-    assert set(ModelPool(alone).plan(alone.cameras[0].required_labels(), alone.cameras[0].optional_labels())) == {"coco"}
+    assert set(ModelPool(alone).plan(alone.cameras[0].required_labels(), alone.cameras[0].optional_labels())) == {
+        "coco"
+    }
     # ... and a one-class weapon model can be the only one, if the rule asks for its label.
-    only = _config({"basegun": {"weights": "b.pt", "classes": ["weapon"]}}, {"kind": "weapon", "id": "w", "labels": ["weapon"]})
-    assert set(ModelPool(only).plan(only.cameras[0].required_labels(), only.cameras[0].optional_labels())) == {"basegun"}
+    only = _config(
+        {"basegun": {"weights": "b.pt", "classes": ["weapon"]}}, {"kind": "weapon", "id": "w", "labels": ["weapon"]}
+    )
+    assert set(ModelPool(only).plan(only.cameras[0].required_labels(), only.cameras[0].optional_labels())) == {
+        "basegun"
+    }
 
 
 class _Pool(ModelPool):
@@ -261,20 +309,31 @@ class _Pool(ModelPool):
 
 
 def test_end_to_end_through_the_pipeline_with_an_untracked_weapon_model():
-    models = {"coco": {"weights": "coco.pt", "classes": ["person", "knife"]},
-              "guns": {"weights": "guns.pt", "classes": ["pistol"], "track": False, "max_fps": 2.5}}
+    models = {
+        "coco": {"weights": "coco.pt", "classes": ["person", "knife"]},
+        "guns": {"weights": "guns.pt", "classes": ["pistol"], "track": False, "max_fps": 2.5},
+    }
     config = _config(models)
     pistol = (0.50, 0.40, 0.55, 0.47)
     detectors = {
-        "coco": ScriptedDetector(lambda i: [((0.45, 0.30, 0.60, 0.95), "person", 0.9)], names={0: "person", 1: "knife"}, name="coco"),
+        "coco": ScriptedDetector(
+            lambda i: [((0.45, 0.30, 0.60, 0.95), "person", 0.9)], names={0: "person", 1: "knife"}, name="coco"
+        ),
         "guns": ScriptedDetector(lambda i: [(pistol, "pistol", 0.7)], names={0: "pistol"}, name="guns"),
     }
-    pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), config.cameras[0], _Pool(config, detectors), None,
-                          mode="replay")
+    pipe = CameraPipeline(
+        LoadedConfig(config, Path("site.yaml"), "0" * 64),
+        config.cameras[0],
+        _Pool(config, detectors),
+        None,
+        mode="replay",
+    )
     raised = []
     for i in range(15):  # 3 s at 5 fps; the weapon model runs at 2.5 fps: frames 0, 2, 4, ...
         t = i / FPS
-        raised += pipe.process(Frame("cam-01", i, t, START + timedelta(seconds=t), np.full((HEIGHT, WIDTH, 3), 90, np.uint8)))
+        raised += pipe.process(
+            Frame("cam-01", i, t, START + timedelta(seconds=t), np.full((HEIGHT, WIDTH, 3), 90, np.uint8))
+        )
     assert detectors["guns"].calls == 8
     (alert,) = raised
     record = alert.record

@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from runner.alerts import AlertGate
-from runner.geometry import angle_between_deg
+from runner.core.geometry import angle_between_deg
+from runner.pipeline.gate import AlertGate
 from tests.helpers import HEIGHT, WIDTH, harness, merge, path, run_gated, track
 
 FPS = 5.0
@@ -25,9 +25,18 @@ ZONES = [
 
 
 def rule(**overrides) -> dict:
-    return {"kind": "wrong_way", "id": "path-wrong-way", "zone": "path", "min_travel_frac": 0.05,
-            "max_angle_deg": 120.0, "hysteresis_deg": 15.0, "window_s": 2.0, "sustain_s": 1.0, "cooldown_s": 0.0,
-            **overrides}
+    return {
+        "kind": "wrong_way",
+        "id": "path-wrong-way",
+        "zone": "path",
+        "min_travel_frac": 0.05,
+        "max_angle_deg": 120.0,
+        "hysteresis_deg": 15.0,
+        "window_s": 2.0,
+        "sustain_s": 1.0,
+        "cooldown_s": 0.0,
+        **overrides,
+    }
 
 
 def heading(angle_deg: float, speed_px_s: float, start: tuple[float, float], wobble_px: float = 0.0):
@@ -65,15 +74,28 @@ CASES = [
     ("against-late-start", {}, track(1, path((0.8, 0.9, 0.3), (8.8, 0.1, 0.3)), 0.8), 10.0, [2.8], [1]),
     ("against-longer-sustain", {"sustain_s": 3.0}, track(1, AGAINST), 10.0, [4.0], [1]),
     ("against-keeps-going-one-alert", {}, track(1, path((0.0, 0.95, 0.3), (20.0, 0.05, 0.3))), 20.0, [2.0], [1]),
-    ("against-too-briefly", {"sustain_s": 3.0}, track(1, path((0.0, 0.9, 0.3), (1.0, 0.8, 0.3), (1.6, 0.8, 0.3))),
-     10.0, [], []),
+    (
+        "against-too-briefly",
+        {"sustain_s": 3.0},
+        track(1, path((0.0, 0.9, 0.3), (1.0, 0.8, 0.3), (1.6, 0.8, 0.3))),
+        10.0,
+        [],
+        [],
+    ),
     ("stationary", {}, track(1, (0.5, 0.3)), 10.0, [], []),
     ("perpendicular-down", {}, track(1, path((0.0, 0.5, 0.05), (4.0, 0.5, 0.45))), 5.0, [], []),
     ("perpendicular-up", {}, track(1, path((0.0, 0.5, 0.45), (4.0, 0.5, 0.05))), 5.0, [], []),
     ("135-degrees", {}, track(1, heading(135.0, 60.0, (0.8, 0.05))), 3.0, [2.0], [1]),
     ("-135-degrees", {}, track(1, heading(-135.0, 60.0, (0.8, 0.45))), 3.0, [2.0], [1]),
     ("115-degrees", {}, track(1, heading(115.0, 60.0, (0.8, 0.05))), 3.0, [], []),
-    ("115-degrees-lower-threshold", {"max_angle_deg": 100.0}, track(1, heading(115.0, 60.0, (0.8, 0.05))), 3.0, [2.0], [1]),
+    (
+        "115-degrees-lower-threshold",
+        {"max_angle_deg": 100.0},
+        track(1, heading(115.0, 60.0, (0.8, 0.05))),
+        3.0,
+        [2.0],
+        [1],
+    ),
     # min_travel_frac 0.05 of the 800 px diagonal = 40 px over the 2 s window = 20 px/s.
     ("too-slow", {}, track(1, heading(180.0, 15.0, (0.9, 0.3))), 10.0, [], []),
     ("slow-but-enough", {}, track(1, heading(180.0, 25.0, (0.9, 0.3))), 10.0, [2.0], [1]),
@@ -81,16 +103,44 @@ CASES = [
     ("leaves-the-zone-before-sustain", {}, track(1, path((0.0, 0.5, 0.45), (4.0, 0.1, 0.85))), 10.0, [], []),
     # Wrong way inside for 0.6 s, then out of the lane moving the allowed way, then back in at 112 degrees
     # (inside the hysteresis band, below the threshold): the old wrong-way run must not be resumed.
-    ("no-stale-run-after-leaving", {},
-     track(1, path((0.0, 0.9, 0.45), (1.6, 0.74, 0.45), (2.2, 0.74, 0.65), (6.0, 0.9, 0.65), (7.0, 0.9, 0.95),
-                   (12.0, 0.9 - 0.0351 * 5, 0.95 - 0.1159 * 5))), 12.0, [], []),
+    (
+        "no-stale-run-after-leaving",
+        {},
+        track(
+            1,
+            path(
+                (0.0, 0.9, 0.45),
+                (1.6, 0.74, 0.45),
+                (2.2, 0.74, 0.65),
+                (6.0, 0.9, 0.65),
+                (7.0, 0.9, 0.95),
+                (12.0, 0.9 - 0.0351 * 5, 0.95 - 0.1159 * 5),
+            ),
+        ),
+        12.0,
+        [],
+        [],
+    ),
     ("car-not-in-labels", {}, track(1, AGAINST, label="car"), 10.0, [], []),
     ("car-in-labels", {"labels": ["car"]}, track(1, AGAINST, label="car"), 10.0, [2.0], [1]),
     ("low-confidence", {}, track(1, AGAINST, conf=0.1), 10.0, [], []),
     ("untracked", {}, track(-1, AGAINST), 10.0, [], []),
-    ("one-alert-per-track", {}, merge(track(1, AGAINST), track(2, path((1.0, 0.9, 0.2), (9.0, 0.1, 0.2)), 1.0)), 10.0,
-     [2.0, 3.0], [1, 2]),
-    ("only-the-wrong-one", {}, merge(track(1, ALONG), track(2, path((0.0, 0.9, 0.2), (8.0, 0.1, 0.2)))), 10.0, [2.0], [2]),
+    (
+        "one-alert-per-track",
+        {},
+        merge(track(1, AGAINST), track(2, path((1.0, 0.9, 0.2), (9.0, 0.1, 0.2)), 1.0)),
+        10.0,
+        [2.0, 3.0],
+        [1, 2],
+    ),
+    (
+        "only-the-wrong-one",
+        {},
+        merge(track(1, ALONG), track(2, path((0.0, 0.9, 0.2), (8.0, 0.1, 0.2)))),
+        10.0,
+        [2.0],
+        [2],
+    ),
     # Turns around at t=4: the 2 s displacement points left and is long enough from t=5.4.
     ("u-turn", {}, track(1, path((0.0, 0.1, 0.3), (4.0, 0.5, 0.3), (8.0, 0.1, 0.3))), 10.0, [6.4], [1]),
     # Hysteresis: the measured angle alternates frame after frame (window 1.8 s = 9 frames).
@@ -99,16 +149,34 @@ CASES = [
     ("jitter-inside-the-band", {"zone": "road", "window_s": 1.8}, track(1, jitter(117.5, 7.5)), 5.0, [3.2], [1]),
     # 125 / 95: the dips leave the band and clear it every other frame => never sustained.
     ("jitter-across-the-band", {"zone": "road", "window_s": 1.8}, track(1, jitter(110.0, 15.0)), 5.0, [], []),
-    ("jitter-across-wider-band", {"zone": "road", "window_s": 1.8, "hysteresis_deg": 40.0}, track(1, jitter(110.0, 15.0)),
-     5.0, [3.2], [1]),
+    (
+        "jitter-across-wider-band",
+        {"zone": "road", "window_s": 1.8, "hysteresis_deg": 40.0},
+        track(1, jitter(110.0, 15.0)),
+        5.0,
+        [3.2],
+        [1],
+    ),
     # 115.5 / 109.5: never above the threshold => never starts.
     ("jitter-below-threshold", {"zone": "road", "window_s": 1.8}, track(1, jitter(112.5, 3.0)), 5.0, [], []),
     # Aspect ratio: angles are measured in pixels. On `ramp`, moving (-1, -1) in normalised coordinates is
     # 90 degrees from the arrow in normalised units but 106.3 degrees in pixels; (1, 1) is 73.7 in pixels.
-    ("pixels-not-normalised-alert", {"zone": "ramp", "max_angle_deg": 100.0},
-     track(1, path((0.0, 0.8, 0.8), (6.0, 0.2, 0.2))), 6.0, [2.0], [1]),
-    ("pixels-not-normalised-none", {"zone": "ramp", "max_angle_deg": 80.0},
-     track(1, path((0.0, 0.2, 0.2), (6.0, 0.8, 0.8))), 6.0, [], []),
+    (
+        "pixels-not-normalised-alert",
+        {"zone": "ramp", "max_angle_deg": 100.0},
+        track(1, path((0.0, 0.8, 0.8), (6.0, 0.2, 0.2))),
+        6.0,
+        [2.0],
+        [1],
+    ),
+    (
+        "pixels-not-normalised-none",
+        {"zone": "ramp", "max_angle_deg": 80.0},
+        track(1, path((0.0, 0.2, 0.2), (6.0, 0.8, 0.8))),
+        6.0,
+        [],
+        [],
+    ),
 ]
 
 
@@ -130,9 +198,7 @@ def test_wrong_way(overrides, script, duration_s, expected_s, expected_ids):
         assert alert.details["wrong_way_for_s"] >= config["sustain_s"] - 1e-6
 
 
-@pytest.mark.parametrize(
-    ("mean_deg", "swing_deg"), [(117.5, 7.5), (110.0, 15.0), (112.5, 3.0)]
-)
+@pytest.mark.parametrize(("mean_deg", "swing_deg"), [(117.5, 7.5), (110.0, 15.0), (112.5, 3.0)])
 def test_jitter_script_alternates_as_described(mean_deg, swing_deg):
     """The hysteresis cases above rely on this: after the first window, the angle measured over 1.8 s
     alternates between mean + swing and mean - swing."""
@@ -150,8 +216,13 @@ def test_alert_details():
     h = harness(rule(), zones=ZONES)
     [alert] = h.run(track(1, AGAINST, conf=0.7), 5.0)
     assert alert.score == pytest.approx(0.7)
-    assert alert.details == {"zone": "path", "label": "person", "angle_deg": 180.0,
-                             "travel_frac": pytest.approx(0.16), "wrong_way_for_s": 1.0}
+    assert alert.details == {
+        "zone": "path",
+        "label": "person",
+        "angle_deg": 180.0,
+        "travel_frac": pytest.approx(0.16),
+        "wrong_way_for_s": 1.0,
+    }
     x = 0.9 - 0.1 * 2.0
     assert alert.bbox == pytest.approx((x - 0.03, 0.1, x + 0.03, 0.3))
 
@@ -170,9 +241,16 @@ def test_cooldown_through_the_alert_gate():
     )
     candidates, admitted = run_gated(h, gate, script, 45.0)
     assert [(c.t_s, c.track_id) for c in candidates] == [
-        (pytest.approx(2.0), 1), (pytest.approx(12.0), 1), (pytest.approx(12.0), 2), (pytest.approx(42.0), 1)
+        (pytest.approx(2.0), 1),
+        (pytest.approx(12.0), 1),
+        (pytest.approx(12.0), 2),
+        (pytest.approx(42.0), 1),
     ]
-    assert [(a.t_s, a.track_id) for a in admitted] == [(pytest.approx(2.0), 1), (pytest.approx(12.0), 2), (pytest.approx(42.0), 1)]
+    assert [(a.t_s, a.track_id) for a in admitted] == [
+        (pytest.approx(2.0), 1),
+        (pytest.approx(12.0), 2),
+        (pytest.approx(42.0), 1),
+    ]
 
 
 def test_state_returns_to_zero_after_tracks_end():

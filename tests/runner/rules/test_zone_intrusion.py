@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.alerts import AlertGate
+from runner.pipeline.gate import AlertGate
 from runner.rules.zone_intrusion import ZoneIntrusionRule
 from tests.helpers import harness, merge, path, run_gated, track
 
@@ -27,13 +27,27 @@ def border_jitter(t: float) -> tuple[float, float]:
 
 
 def zone_rule(**overrides) -> dict:
-    return {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 1.0, "clear_s": 2.0,
-            "cooldown_s": 0.0, **overrides}
+    return {
+        "kind": "zone_intrusion",
+        "id": "lawn-intrusion",
+        "zone": "lawn",
+        "min_dwell_s": 1.0,
+        "clear_s": 2.0,
+        "cooldown_s": 0.0,
+        **overrides,
+    }
 
 
 def line_rule(**overrides) -> dict:
-    return {"kind": "zone_intrusion", "id": "gate-crossing", "line": "gate", "crossing": "any",
-            "crossing_margin_frac": 0.01, "cooldown_s": 0.0, **overrides}
+    return {
+        "kind": "zone_intrusion",
+        "id": "gate-crossing",
+        "line": "gate",
+        "crossing": "any",
+        "crossing_margin_frac": 0.01,
+        "cooldown_s": 0.0,
+        **overrides,
+    }
 
 
 # name, rule overrides, script, duration (s), expected alert times (s), expected track ids
@@ -45,8 +59,14 @@ ZONE_CASES = [
     # Walks in from the left: first anchor inside at t=1.8 (x=0.515), alert min_dwell_s later.
     ("walks-in", {}, track(1, path((0.0, 0.2, 0.8), (4.0, 0.9, 0.8))), 8.0, [2.8], [1]),
     ("walks-in-no-dwell", {"min_dwell_s": 0.0}, track(1, path((0.0, 0.2, 0.8), (4.0, 0.9, 0.8))), 8.0, [1.8], [1]),
-    ("walks-through-quickly", {"min_dwell_s": 2.0}, track(1, path((0.0, 0.4, 0.8), (1.0, 0.4, 0.8), (2.0, 0.6, 0.8), (3.0, 0.4, 0.8))),
-     8.0, [], []),
+    (
+        "walks-through-quickly",
+        {"min_dwell_s": 2.0},
+        track(1, path((0.0, 0.4, 0.8), (1.0, 0.4, 0.8), (2.0, 0.6, 0.8), (3.0, 0.4, 0.8))),
+        8.0,
+        [],
+        [],
+    ),
     ("outside", {}, track(1, OUT), 10.0, [], []),
     ("above-the-zone", {}, track(1, (0.7, 0.45)), 10.0, [], []),
     ("car-not-in-labels", {}, track(1, IN, label="car"), 10.0, [], []),
@@ -58,25 +78,49 @@ ZONE_CASES = [
     # Same person, new track id (the tracker lost it behind an occluder).
     ("id-switch-after-alert", {}, merge(track(1, IN, 0.0, 2.0), track(2, IN2, 2.2)), 10.0, [1.0], [1]),
     ("id-switch-before-alert", {}, merge(track(1, IN, 0.0, 0.6), track(2, IN2, 0.8)), 10.0, [1.0], [2]),
-    ("id-switch-twice-before-alert", {"min_dwell_s": 3.0},
-     merge(track(1, IN, 0.0, 0.8), track(2, IN2, 1.0, 2.0), track(3, IN, 2.4)), 10.0, [3.0], [3]),
+    (
+        "id-switch-twice-before-alert",
+        {"min_dwell_s": 3.0},
+        merge(track(1, IN, 0.0, 0.8), track(2, IN2, 1.0, 2.0), track(3, IN, 2.4)),
+        10.0,
+        [3.0],
+        [3],
+    ),
     # Not an id switch: the second track is far from where the first was lost...
     ("new-track-far-away", {}, merge(track(1, (0.55, 0.55), 0.0, 0.6), track(2, (0.95, 0.95), 0.8)), 10.0, [1.8], [2]),
     # ... or it was already alive before the first was lost (another person walking in).
-    ("other-person-walks-in", {}, merge(track(1, (0.52, 0.8), 0.0, 0.6), track(2, path((0.0, 0.2, 0.8), (4.0, 0.9, 0.8)))),
-     10.0, [2.8], [2]),
+    (
+        "other-person-walks-in",
+        {},
+        merge(track(1, (0.52, 0.8), 0.0, 0.6), track(2, path((0.0, 0.2, 0.8), (4.0, 0.9, 0.8)))),
+        10.0,
+        [2.8],
+        [2],
+    ),
     ("missed-frames-before-alert", {}, track(1, IN, missing=[(0.4, 0.6)]), 10.0, [1.0], [1]),
     ("missed-at-alert-time", {}, track(1, IN, missing=[(0.8, 1.0)]), 10.0, [1.2], [1]),
     ("missed-frames-after-alert", {}, track(1, IN, missing=[(2.0, 2.6), (4.0, 5.0)]), 10.0, [1.0], [1]),
     ("two-visits-apart", {}, merge(track(1, IN, 0.0, 2.0), track(2, IN, 5.0, 8.0)), 10.0, [1.0, 6.0], [1, 2]),
-    ("same-track-two-visits", {}, track(1, path((0.0, 0.7, 0.8), (2.0, 0.7, 0.8), (2.2, 0.3, 0.8), (6.0, 0.3, 0.8), (6.2, 0.7, 0.8))),
-     12.0, [1.0, 7.2], [1, 1]),
+    (
+        "same-track-two-visits",
+        {},
+        track(1, path((0.0, 0.7, 0.8), (2.0, 0.7, 0.8), (2.2, 0.3, 0.8), (6.0, 0.3, 0.8), (6.2, 0.7, 0.8))),
+        12.0,
+        [1.0, 7.2],
+        [1, 1],
+    ),
     # Empty from 2.4 to 4.2 only: 4.2 - 2.2 = 2.0000000000000004 is still "clear_s", not more.
     ("gap-of-exactly-clear-s", {}, merge(track(1, IN, 0.0, 2.2), track(2, IN, 4.4, 8.0)), 10.0, [1.0], [1]),
     ("two-visits-within-clear", {}, merge(track(1, IN, 0.0, 2.0), track(2, IN, 3.0, 8.0)), 10.0, [1.0], [1]),
     ("border-jitter", {}, track(1, border_jitter), 30.0, [1.2], [1]),
-    ("leaves-through-border-jitter", {},
-     track(1, lambda t: IN if t < 3.0 else border_jitter(t) if t < 5.0 else OUT), 12.0, [1.0], [1]),
+    (
+        "leaves-through-border-jitter",
+        {},
+        track(1, lambda t: IN if t < 3.0 else border_jitter(t) if t < 5.0 else OUT),
+        12.0,
+        [1.0],
+        [1],
+    ),
 ]
 
 
@@ -158,30 +202,87 @@ def line_jitter(t: float) -> tuple[float, float]:
 LINE_CASES = [
     ("any-image-left-to-right", {}, {}, track(1, LEFT_TO_RIGHT_ON_IMAGE), [1.2], ["right_to_left"]),
     ("any-image-right-to-left", {}, {}, track(1, RIGHT_TO_LEFT_ON_IMAGE), [1.2], ["left_to_right"]),
-    ("forbidden-direction", {"crossing": "right_to_left"}, {}, track(1, LEFT_TO_RIGHT_ON_IMAGE), [1.2], ["right_to_left"]),
+    (
+        "forbidden-direction",
+        {"crossing": "right_to_left"},
+        {},
+        track(1, LEFT_TO_RIGHT_ON_IMAGE),
+        [1.2],
+        ["right_to_left"],
+    ),
     ("allowed-direction", {"crossing": "left_to_right"}, {}, track(1, LEFT_TO_RIGHT_ON_IMAGE), [], []),
-    ("reverse-forbidden", {"crossing": "left_to_right"}, {}, track(1, RIGHT_TO_LEFT_ON_IMAGE), [1.2], ["left_to_right"]),
+    (
+        "reverse-forbidden",
+        {"crossing": "left_to_right"},
+        {},
+        track(1, RIGHT_TO_LEFT_ON_IMAGE),
+        [1.2],
+        ["left_to_right"],
+    ),
     ("reverse-allowed", {"crossing": "right_to_left"}, {}, track(1, RIGHT_TO_LEFT_ON_IMAGE), [], []),
-    ("there-and-back", {}, {}, track(1, path((0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8))),
-     [1.2, 3.2], ["right_to_left", "left_to_right"]),
-    ("there-and-back-one-direction", {"crossing": "left_to_right"}, {},
-     track(1, path((0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8))), [3.2], ["left_to_right"]),
-    ("horizontal-line-walking-down", {}, {"lines": HORIZONTAL_GATE}, track(1, path((0.0, 0.5, 0.3), (2.0, 0.5, 0.7))),
-     [1.2], ["left_to_right"]),
-    ("short-line-crossed", {}, {"lines": SHORT_GATE}, track(1, path((0.0, 0.1, 0.4), (2.0, 0.5, 0.4))), [1.2], ["right_to_left"]),
+    (
+        "there-and-back",
+        {},
+        {},
+        track(1, path((0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8))),
+        [1.2, 3.2],
+        ["right_to_left", "left_to_right"],
+    ),
+    (
+        "there-and-back-one-direction",
+        {"crossing": "left_to_right"},
+        {},
+        track(1, path((0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8))),
+        [3.2],
+        ["left_to_right"],
+    ),
+    (
+        "horizontal-line-walking-down",
+        {},
+        {"lines": HORIZONTAL_GATE},
+        track(1, path((0.0, 0.5, 0.3), (2.0, 0.5, 0.7))),
+        [1.2],
+        ["left_to_right"],
+    ),
+    (
+        "short-line-crossed",
+        {},
+        {"lines": SHORT_GATE},
+        track(1, path((0.0, 0.1, 0.4), (2.0, 0.5, 0.4))),
+        [1.2],
+        ["right_to_left"],
+    ),
     ("beyond-the-line-end", {}, {"lines": SHORT_GATE}, track(1, LEFT_TO_RIGHT_ON_IMAGE), [], []),
     ("beyond-the-line-start", {}, {"lines": SHORT_GATE}, track(1, path((0.0, 0.1, 0.1), (2.0, 0.5, 0.1))), [], []),
     ("jitter-on-the-line", {}, {}, track(1, line_jitter), [], []),
-    ("approach-jitter-and-return", {}, {},
-     track(1, lambda t: (0.1 + 0.1 * t, 0.8) if t < 2.0 else line_jitter(t) if t < 6.0 else (0.1, 0.8)), [], []),
-    ("slow-crossing-through-the-margin", {"crossing_margin_frac": 0.05}, {}, track(1, path((0.0, 0.2, 0.8), (10.0, 0.4, 0.8))),
-     [7.6], ["right_to_left"]),
+    (
+        "approach-jitter-and-return",
+        {},
+        {},
+        track(1, lambda t: (0.1 + 0.1 * t, 0.8) if t < 2.0 else line_jitter(t) if t < 6.0 else (0.1, 0.8)),
+        [],
+        [],
+    ),
+    (
+        "slow-crossing-through-the-margin",
+        {"crossing_margin_frac": 0.05},
+        {},
+        track(1, path((0.0, 0.2, 0.8), (10.0, 0.4, 0.8))),
+        [7.6],
+        ["right_to_left"],
+    ),
     ("first-seen-on-the-far-side", {}, {}, track(1, (0.5, 0.8)), [], []),
     ("untracked", {}, {}, track(-1, LEFT_TO_RIGHT_ON_IMAGE), [], []),
     ("label-filter", {}, {}, track(1, LEFT_TO_RIGHT_ON_IMAGE, label="car"), [], []),
     ("low-confidence", {}, {}, track(1, LEFT_TO_RIGHT_ON_IMAGE, conf=0.1), [], []),
-    ("two-people", {}, {}, merge(track(1, LEFT_TO_RIGHT_ON_IMAGE), track(2, path((0.0, 0.5, 0.6), (2.0, 0.1, 0.6)))),
-     [1.2, 1.2], ["right_to_left", "left_to_right"]),
+    (
+        "two-people",
+        {},
+        {},
+        merge(track(1, LEFT_TO_RIGHT_ON_IMAGE), track(2, path((0.0, 0.5, 0.6), (2.0, 0.1, 0.6)))),
+        [1.2, 1.2],
+        ["right_to_left", "left_to_right"],
+    ),
 ]
 
 
@@ -212,21 +313,32 @@ def test_zone_cooldown_through_the_alert_gate():
 def test_line_cooldown_is_per_track():
     h = harness(line_rule(cooldown_s=10.0))
     gate = AlertGate({"gate-crossing": 10.0})
-    back_and_forth = path((0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8), (6.0, 0.5, 0.8), (14.0, 0.5, 0.8), (16.0, 0.1, 0.8))
+    back_and_forth = path(
+        (0.0, 0.1, 0.8), (2.0, 0.5, 0.8), (4.0, 0.1, 0.8), (6.0, 0.5, 0.8), (14.0, 0.5, 0.8), (16.0, 0.1, 0.8)
+    )
     script = merge(track(1, back_and_forth), track(2, path((5.0, 0.5, 0.6), (7.0, 0.1, 0.6))))
     candidates, admitted = run_gated(h, gate, script, 20.0)
     assert [(c.t_s, c.track_id) for c in candidates] == [
-        (pytest.approx(1.2), 1), (pytest.approx(3.2), 1), (pytest.approx(5.2), 1), (pytest.approx(6.2), 2),
+        (pytest.approx(1.2), 1),
+        (pytest.approx(3.2), 1),
+        (pytest.approx(5.2), 1),
+        (pytest.approx(6.2), 2),
         (pytest.approx(15.2), 1),
     ]
-    assert [(a.t_s, a.track_id) for a in admitted] == [(pytest.approx(1.2), 1), (pytest.approx(6.2), 2), (pytest.approx(15.2), 1)]
+    assert [(a.t_s, a.track_id) for a in admitted] == [
+        (pytest.approx(1.2), 1),
+        (pytest.approx(6.2), 2),
+        (pytest.approx(15.2), 1),
+    ]
 
 
 @pytest.mark.parametrize("rule", [zone_rule(), line_rule()], ids=["zone", "line"])
 def test_state_returns_to_zero_after_tracks_end(rule):
     h = harness(rule)
-    people = [track(i, path((0.0, 0.1 + 0.02 * i, 0.9 - 0.05 * i), (6.0, 0.9 - 0.02 * i, 0.6 + 0.03 * i)), 0.0, 6.0)
-              for i in range(1, 9)]
+    people = [
+        track(i, path((0.0, 0.1 + 0.02 * i, 0.9 - 0.05 * i), (6.0, 0.9 - 0.02 * i, 0.6 + 0.03 * i)), 0.0, 6.0)
+        for i in range(1, 9)
+    ]
     h.run(merge(*people, track(20, IN, 0.0, 6.0), track(21, OUT, 0.0, 6.0)), 6.0)
     assert h.rule.state_size() > 0 and len(h.history) > 0
     for i in range(1, 21):  # empty frames for 4 s > the history's expiry (3 s)

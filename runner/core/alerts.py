@@ -1,0 +1,64 @@
+"""What an alert is, from a rule's candidate to the stored record, and the register's decision vocabulary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DECISIONS = ("confirmed", "rejected")
+REJECT_REASONS = ("fixture", "reflection", "shadow", "wrong_class", "duplicate", "other")
+FOLLOW_UPS = ("none", "field_check", "intervention", "transmitted_to_police", "other")
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """Everything stored about one alert, except its id, status and snapshot (added by the register)."""
+
+    uid: str
+    site: str
+    camera_id: str
+    rule_id: str
+    kind: str
+    ts_utc: str  # ISO 8601, the time the frame stands for
+    t_s: float  # offset in the source, seconds
+    frame_index: int
+    subject: str
+    track_id: int | None
+    score: float
+    bbox: list[float] | None
+    details: dict[str, Any]
+    is_test: bool
+    phase: str
+    mode: str  # live | replay
+    source: str  # redacted
+    config_revision: int
+    config_sha256: str
+    models: list[dict[str, str]] = field(default_factory=list)
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCandidate:
+    """What a rule reports; the pipeline adds camera, times, snapshot and provenance."""
+
+    rule_id: str
+    kind: str
+    subject: str  # "track:12" or "zone:lawn": the unit of cooldown and dedup
+    score: float
+    t_s: float
+    bbox: tuple[float, float, float, float] | None = None  # normalised xyxy
+    track_id: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)

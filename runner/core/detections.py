@@ -1,0 +1,40 @@
+"""Helpers for the one detection type between stages, `supervision.Detections`."""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+
+from runner.core.fields import CLASS_NAME, KEYPOINTS, MODEL
+
+
+def empty_detections(*, with_model: bool = True) -> sv.Detections:
+    """No boxes, with the columns every stage reads: class names (and the producing model's name)."""
+    detections = sv.Detections.empty()
+    detections.data[CLASS_NAME] = np.array([], dtype=object)
+    if with_model:
+        detections.data[MODEL] = np.array([], dtype=object)
+    return detections
+
+
+def merge_detections(parts: list[sv.Detections]) -> sv.Detections:
+    """Merge the outputs of several models; pose keypoints are NaN-padded for the others.
+
+    Args:
+        parts: one `sv.Detections` per model (empty ones are skipped).
+
+    Returns:
+        One `sv.Detections`; `empty_detections()` when every part is empty.
+    """
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_detections()
+    if len(parts) == 1:
+        return parts[0]
+    with_kp = [p.data[KEYPOINTS] for p in parts if KEYPOINTS in p.data]
+    if with_kp:
+        shape = with_kp[0].shape[1:]
+        for part in parts:
+            if KEYPOINTS not in part.data:
+                part.data[KEYPOINTS] = np.full((len(part), *shape), np.nan, dtype=np.float32)
+    return sv.Detections.merge(parts)

@@ -1,0 +1,473 @@
+"""One camera's analysis chain: mask -> motion gate -> detect -> track -> history -> rules -> gate -> register.
+
+`process(frame)` does the whole chain; `prepare()`, `plan()`, `combine()` and `analyse()` are
+separate so that the runner can batch the detection of several cameras (one inference per model for
+all of them) and keep everything else per camera. With a `writer` attached, snapshots and register
+writes leave the analysis thread (alerts then reach `on_alert` once committed); without one, as
+when tests or the workbench call `process()`, they are done in line.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import supervision as sv
+
+from runner.config.loading import LoadedConfig, redact
+from runner.config.site import Camera, ModelSpec
+from runner.core.alerts import AlertCandidate, AlertRecord
+from runner.core.detections import empty_detections, merge_detections
+from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
+from runner.inference.detector import Detector, ModelPool
+from runner.pipeline.gate import AlertGate
+from runner.pipeline.snapshots import render_snapshot
+from runner.register.store import Register, StoredAlert, iso
+from runner.rules.base import FrameContext, Rule
+from runner.rules.registry import build_rule
+from runner.sources.capture import Frame
+from runner.sources.motion import MotionGate
+from runner.sources.privacy import PrivacyMasker
+from runner.tracking.tracker import CameraTracker, TrackerSettings, TrackHistory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedModel:
+    """A model a camera runs, the labels it is asked for, and its cadence."""
+
+    detector: Detector
+    labels: frozenset[str]
+    spec: ModelSpec
+    next_due_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.detector.name
+
+    def is_due(self, t_s: float) -> bool:
+        return self.next_due_s is None or t_s >= self.next_due_s - 1e-6
+
+    def mark_run(self, t_s: float) -> None:
+        if self.spec.max_fps is None:
+            return
+        period_s = 1.0 / self.spec.max_fps
+        # Keep to the schedule (0, 0.5, 1.0 ... at 2 fps) rather than to the last run, which would
+        # drift to a lower rate whenever frames do not fall exactly on it; restart after a gap.
+        due = (self.next_due_s if self.next_due_s is not None else t_s) + period_s
+        self.next_due_s = due if due > t_s else t_s + period_s
+
+
+@dataclass
+class DetectionPlan:
+    """What one frame needs from the detectors: the models to run on it, and the tracked models whose
+    last outputs the motion gate lets it reuse instead (nothing moved since)."""
+
+    run: list[PlannedModel]
+    reuse: frozenset[str] = frozenset()
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.reuse)
+
+
+@dataclass
+class FrameDetections:
+    to_track: sv.Detections  # from models whose objects are tracked (people, vehicles, bags)
+    untracked: sv.Detections  # regions that bypass the tracker (fire, smoke)
+    # Models whose output stands for this frame: those that ran, and those whose last output the motion
+    # gate reused (the detector would have seen the same: nothing moved).
+    models_run: frozenset[str]
+    gated: bool = False
+
+
+@dataclass
+class RaisedAlert:
+    record: AlertRecord
+    stored: StoredAlert | None
+    snapshot_jpeg: bytes | None = field(repr=False, default=None)
+    latency_s: float | None = None  # from the frame leaving the source to the row committed
+
+
+class AlertSink(Protocol):
+    """Where a pipeline hands the storing of an alert when it is not done in line (see runner.service.runner)."""
+
+    def submit(self, camera_id: str, job: Callable[[], object]) -> None: ...
+
+
+STAGES = ("detect", "track", "rules", "store")
+ENLARGED_SIZE_STEP_PX = 32  # an enlarged crop's input side is a multiple of the models' largest stride
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        camera: Camera,
+        pool: ModelPool,
+        register: Register | None,
+        *,
+        mode: str = "live",
+        source_label: str | None = None,
+        on_alert: Callable[[RaisedAlert], None] | None = None,
+    ):
+        self.loaded = loaded
+        self.site = loaded.config
+        self.camera = camera
+        self.register = register
+        self.mode = mode
+        self.is_test = self.site.phase == "design" or mode == "replay"
+        self.source_label = redact(source_label or camera.source)
+        self.on_alert = on_alert
+        self.timezone = ZoneInfo(self.site.timezone)
+        self.rules: list[Rule] = [build_rule(r, camera) for r in camera.rules if r.enabled]
+        self.models = [
+            PlannedModel(pool.get(name), labels, self.site.models[name])
+            for name, labels in pool.plan(camera.required_labels(), camera.optional_labels()).items()
+        ]
+        self.models_info = [m.detector.resolved.describe() for m in self.models]
+        self.masker = PrivacyMasker(camera.privacy_masks)
+        self.tracker = CameraTracker(
+            TrackerSettings(
+                process_fps=camera.process_fps,
+                lost_s=camera.tracking.lost_s,
+                activation_conf=camera.tracking.activation_conf,
+            )
+        )
+        self.history = TrackHistory(max_points=camera.tracking.history_points, expiry_s=camera.tracking.lost_s + 1.0)
+        self.gate = AlertGate({r.id: r.cooldown_s for r in camera.rules})
+        self.rule_errors: dict[str, int] = {}  # rule id -> updates that raised (the rule skipped that frame)
+        self.frames_processed = 0
+        self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # cumulative seconds (perf_counter)
+        self.rule_s: dict[str, float] = {}  # cumulative seconds per rule kind (part of stage "rules")
+        self.writer: AlertSink | None = None
+        self.motion = self._motion_gate()
+        self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
+        self._planned_to_run: set[str] = set()  # models planned on a frame since the last reset
+        self.warm_shape: tuple[int, int] | None = None  # the frame size `warm_up` last compiled for
+
+    # -- stages ----------------------------------------------------------------------------------
+    def prepare(self, frame: Frame) -> np.ndarray:
+        """Privacy masks applied before anything else sees the pixels."""
+        return self.masker.apply(frame.image)
+
+    def due_models(self, t_s: float) -> list[PlannedModel]:
+        """The models to run on the frame at `t_s` (those with `max_fps` skip frames, `on_demand` ones
+        run only through re-detection)."""
+        return [m for m in self.models if not m.spec.on_demand and m.is_due(t_s)]
+
+    def plan(self, image: np.ndarray, t_s: float) -> DetectionPlan:
+        """The due models, less the tracked ones when the motion gate says nothing moved (their last
+        outputs are reused). Untracked (fire) and on-demand models are never gated.
+
+        A plan never needs the previous frame's outputs (`combine` resolves the reuse), so the detector
+        thread may plan and start a frame before the previous frame of the camera is combined."""
+        run, reuse = self.due_models(t_s), frozenset()
+        gated = [m for m in run if m.spec.track]
+        if self.motion is not None and gated:
+            ran_before = all(m.name in self._planned_to_run for m in gated)
+            if not self.motion.wants_detection(image, t_s, force=not ran_before):
+                run, reuse = [m for m in run if not m.spec.track], frozenset(m.name for m in gated)
+        for model in run:
+            model.mark_run(t_s)
+            self._planned_to_run.add(model.name)
+        return DetectionPlan(run, reuse)
+
+    def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
+        started = time.perf_counter()
+        plan = self.plan(image, t_s)
+        outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in plan.run}
+        self.stage_s["detect"] += time.perf_counter() - started
+        return self.combine(outputs, t_s, plan)
+
+    def combine(
+        self, outputs: dict[str, sv.Detections], t_s: float, plan: DetectionPlan | None = None
+    ) -> FrameDetections:
+        """Group per-model outputs (plus those the plan reuses) into what goes through the tracker and
+        what bypasses it."""
+        for model in self.models:
+            if model.name in outputs:
+                if plan is None:  # a caller that planned nothing: keep the models' schedules here
+                    model.mark_run(t_s)
+                if self.motion is not None and model.spec.track:
+                    # A pristine copy: the tracker and the rules may annotate what they are given.
+                    self._last_outputs[model.name] = copy.deepcopy(outputs[model.name])
+        # The previous frame's outputs (combined in order); none when its detection failed: the model then
+        # did not run on this frame, as far as the rules know.
+        reuse = plan.reuse if plan is not None else frozenset()
+        reused = {name: copy.deepcopy(self._last_outputs[name]) for name in reuse if name in self._last_outputs}
+        everything = {**outputs, **reused}
+        by_track = {True: [], False: []}
+        for model in self.models:
+            if model.name in everything:
+                by_track[model.spec.track].append(everything[model.name])
+        return FrameDetections(
+            merge_detections(by_track[True]),
+            merge_detections(by_track[False]),
+            frozenset(everything),
+            gated=bool(reused),
+        )
+
+    @property
+    def frames_gated(self) -> int:
+        return self.motion.frames_gated if self.motion is not None else 0
+
+    def analyse(self, frame: Frame, image: np.ndarray, detected: FrameDetections) -> list[RaisedAlert]:
+        """Track, run the rules, raise the admitted alerts. Returns the alerts stored in line (none when
+        a writer stores them: they reach `on_alert` once committed)."""
+        started = time.perf_counter()
+        height, width = image.shape[:2]
+        tracked = self.tracker.update(detected.to_track, frame.t_s)
+        ended = self.history.update(tracked, frame.t_s, width, height)
+        rules_started = time.perf_counter()
+        self.stage_s["track"] += rules_started - started
+        untracked = detected.untracked
+        untracked.tracker_id = np.full(len(untracked), -1, dtype=int)
+        ctx = FrameContext(
+            camera_id=self.camera.id,
+            t_s=frame.t_s,
+            frame_index=frame.index,
+            wall_time=frame.wall_time.astimezone(self.timezone),
+            width=width,
+            height=height,
+            detections=merge_detections([tracked, untracked]),
+            tracks=self.history,
+            ended_track_ids=ended,
+            image=image,
+            models_run=detected.models_run,
+            redetect=partial(self._redetect, image),
+            redetect_many=partial(self._redetect_many, image),
+            redetect_enlarged=partial(self._redetect_enlarged, image),
+        )
+        candidates: list[AlertCandidate] = []
+        for rule in self.rules:
+            candidates += self._run_rule(rule, ctx)
+        admitted = self.gate.admit(candidates, frame.t_s)
+        self.frames_processed += 1
+        self.stage_s["rules"] += time.perf_counter() - rules_started
+        if not admitted:
+            return []
+        if self.writer is not None:
+            # The writer encodes later, while the capture buffer may already hold the next frame.
+            evidence = image.copy()
+            for candidate in admitted:
+                self.writer.submit(
+                    self.camera.id,
+                    partial(self._store, self._record(frame, candidate), evidence, candidate, frame.read_mono),
+                )
+            return []
+        return [self._store(self._record(frame, c), image, c, frame.read_mono) for c in admitted]
+
+    def process(self, frame: Frame) -> list[RaisedAlert]:
+        started = time.perf_counter()
+        image = self.prepare(frame)
+        self.stage_s["detect"] += time.perf_counter() - started  # masks count with detection
+        return self.analyse(frame, image, self.detect(image, frame.t_s))
+
+    def _redetect(
+        self, image: np.ndarray, label: str, box, *, rotate_deg: int = 0, pad_frac: float = 0.5
+    ) -> sv.Detections:
+        """Run the model that provides `label` on a (rotated) crop around `box`; full-frame pixel boxes."""
+        return self._redetect_many(image, label, [box], rotate_deg=rotate_deg, pad_frac=pad_frac)[0]
+
+    def _redetect_many(
+        self, image: np.ndarray, label: str, boxes, *, rotate_deg: int = 0, pad_frac: float = 0.5
+    ) -> list[sv.Detections]:
+        """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
+        model = self._model_for(label)
+        if model is None:  # no configured model provides the label: nothing to find
+            return [empty_detections() for _ in boxes]
+        crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) for box in boxes]
+        usable = [crop for crop in crops if crop is not None]
+        # Crops of any shape share one square input; the whole frame (an on-demand model's pass) keeps its own.
+        whole = all(crop.image.shape == image.shape for crop in usable)
+        detect = model.detector.detect if whole else model.detector.detect_crops
+        found_all = iter(detect([crop.image for crop in usable], {label}) if usable else [])
+        results = []
+        for crop in crops:
+            if crop is None:
+                results.append(empty_detections())
+                continue
+            results.append(_crop_to_frame(next(found_all), crop))
+        return results
+
+    def _redetect_enlarged(
+        self, image: np.ndarray, label: str, box, scale: float, *, max_side_px: int
+    ) -> sv.Detections | None:
+        """The crop `box` enlarged `scale` times in one inference (input long side rounded up to a multiple
+        of 32, the models' stride); None when the model cannot change its input size or it would be too large."""
+        model = self._model_for(label)
+        if model is None or not model.detector.any_input_size:
+            return None
+        crop = make_crop(image, box, pad_frac=0.0)
+        if crop is None:
+            return empty_detections()
+        side_px = enlarged_side_px(crop.image.shape[:2], scale)
+        if side_px > max_side_px:
+            return None
+        return _crop_to_frame(model.detector.detect([crop.image], {label}, imgsz=side_px)[0], crop)
+
+    def _model_for(self, label: str) -> PlannedModel | None:
+        """The model that provides `label` to this camera (re-detections run it on crops)."""
+        return next((m for m in self.models if label in m.labels), None)
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Compile what this camera's frames of this size will need, before they come: each model at the
+        frame's size and every enlarged pass of the rules (the OpenVINO engine compiles one model per input
+        shape, about a second each; a shape compiled mid-stream holds that camera's analysis meanwhile)."""
+        self.warm_shape = (height, width)  # tried once per size, even when it fails (detection compiles anyway)
+        cropped = frozenset().union(*(rule.crop_labels() for rule in self.rules))
+        for model in self.models:
+            # The frame (on-demand models run on it too), and the square input of the crops rules re-detect.
+            square = [(model.spec.imgsz, model.spec.imgsz)] if model.labels & cropped else []
+            model.detector.warm_up([(height, width), *square])
+        blank = np.zeros((height, width, 3), np.uint8)
+        for rule in self.rules:
+            for label, box, scale, max_side_px in rule.enlarged_passes():
+                model, crop = self._model_for(label), make_crop(blank, box, pad_frac=0.0)
+                if model is None or crop is None or not model.detector.any_input_size:
+                    continue
+                side_px = enlarged_side_px(crop.image.shape[:2], scale)
+                if side_px <= max_side_px:
+                    model.detector.warm_up([crop.image.shape[:2]], imgsz=side_px)
+
+    def reset(self) -> None:
+        """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
+        self.tracker.reset()
+        self.history.clear()
+        for rule in self.rules:
+            rule.reset()
+        for model in self.models:
+            model.next_due_s = None
+        # The gate's reference frame and the reused detections belong to the old stream: detect at once.
+        self._last_outputs.clear()
+        self._planned_to_run.clear()
+        if self.motion is not None:
+            self.motion.reset()
+
+    def state_size(self) -> int:
+        return len(self.history) + sum(r.state_size() for r in self.rules)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _run_rule(self, rule: Rule, ctx: FrameContext) -> list[AlertCandidate]:
+        # Error boundary: one rule's bug must not stop the camera's other rules or other cameras.
+        started = time.perf_counter()
+        try:
+            return rule.update(ctx)
+        except Exception as exc:
+            count = self.rule_errors.get(rule.config.id, 0) + 1
+            self.rule_errors[rule.config.id] = count
+            if count == 1 or count % 1000 == 0:
+                log.exception("camera %s rule %s failed (%d times)", self.camera.id, rule.config.id, count)
+                if self.register is not None:
+                    self.register.audit(
+                        "rule_error",
+                        "runner",
+                        self.camera.id,
+                        {"rule_id": rule.config.id, "error": f"{type(exc).__name__}: {exc}"[:500], "count": count},
+                    )
+            return []
+        finally:
+            kind = getattr(getattr(rule, "config", None), "kind", type(rule).__name__)
+            self.rule_s[kind] = self.rule_s.get(kind, 0.0) + time.perf_counter() - started
+
+    def _motion_gate(self) -> MotionGate | None:
+        """A gate over the zones of the rules that use the gated (tracked, every-frame) models' labels;
+        the whole frame when one of them watches no zone (a tripwire, a whole-image rule)."""
+        gated_labels = frozenset().union(*(m.labels for m in self.models if m.spec.track and not m.spec.on_demand))
+        if not self.camera.motion_gate.enabled or not gated_labels:
+            return None
+        polygons: list | None = []
+        for rule in self.camera.rules:
+            if not rule.enabled or not (rule.required_labels() | rule.optional_labels()) & gated_labels:
+                continue
+            zones = [z for name, z in rule.zone_refs().items() if not name.startswith("exclude")]
+            if not zones:
+                polygons = None
+                break
+            polygons += [self.camera.zone(z).polygon for z in zones]
+        return MotionGate(self.camera.motion_gate, polygons or None)
+
+    def _record(self, frame: Frame, candidate: AlertCandidate) -> AlertRecord:
+        return AlertRecord(
+            uid=uuid.uuid4().hex,
+            site=self.site.site,
+            camera_id=self.camera.id,
+            rule_id=candidate.rule_id,
+            kind=candidate.kind,
+            ts_utc=iso(frame.wall_time),
+            t_s=round(frame.t_s, 3),
+            frame_index=frame.index,
+            subject=candidate.subject,
+            track_id=candidate.track_id,
+            score=round(float(candidate.score), 4),
+            bbox=[round(float(v), 4) for v in candidate.bbox] if candidate.bbox is not None else None,
+            details=dict(candidate.details),
+            is_test=self.is_test,
+            phase=self.site.phase,
+            mode=self.mode,
+            source=self.source_label,
+            config_revision=self.site.revision,
+            config_sha256=self.loaded.sha256,
+            models=self.models_info,
+        )
+
+    def _store(
+        self, record: AlertRecord, image: np.ndarray, candidate: AlertCandidate, read_mono: float
+    ) -> RaisedAlert:
+        """Snapshot and register row (in line, or on the writer's thread)."""
+        started = time.perf_counter()
+        snapshot, note = self._snapshot(image, candidate)
+        stored = self.register.add_alert(record, snapshot, note) if self.register is not None else None
+        self.stage_s["store"] += time.perf_counter() - started
+        raised = RaisedAlert(record, stored, snapshot, latency_s=time.monotonic() - read_mono)
+        if self.on_alert is not None:
+            self.on_alert(raised)
+        return raised
+
+    def _snapshot(self, image: np.ndarray, candidate: AlertCandidate) -> tuple[bytes | None, str | None]:
+        """(JPEG, None), or (None, why) when the image could not be made: that never costs the alert."""
+        try:
+            rule_cfg = next(r for r in self.camera.rules if r.id == candidate.rule_id)
+            # The zone the rule watches, not its exclusion zones, is drawn around the alert.
+            zones = [
+                self.camera.zone(z) for field, z in rule_cfg.zone_refs().items() if not field.startswith("exclude")
+            ]
+            lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
+            arrows = [(_centroid(z.polygon), z.direction) for z in zones if z.direction is not None]
+            label = f"{candidate.kind} {candidate.score:.2f}"
+            return render_snapshot(image, candidate.bbox, label, [z.polygon for z in zones], lines, arrows), None
+        except Exception as exc:
+            log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
+            return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:
+    """The input long side of a crop enlarged `scale` times, rounded up to a multiple of the models' stride."""
+    return math.ceil(max(crop_hw) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
+
+
+def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:
+    """Detections found in a crop, moved to full-frame pixels (boxes and keypoints), untracked."""
+    if len(found):
+        found.xyxy = boxes_to_frame(found.xyxy, crop)
+        if "keypoints" in found.data:
+            keypoints = np.array(found.data["keypoints"], dtype=np.float32)
+            keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
+            found.data["keypoints"] = keypoints
+    found.tracker_id = np.full(len(found), -1, dtype=int)
+    return found
+
+
+def _centroid(polygon: list[tuple[float, float]]) -> tuple[float, float]:
+    return (sum(p[0] for p in polygon) / len(polygon), sum(p[1] for p in polygon) / len(polygon))

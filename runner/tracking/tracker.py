@@ -1,0 +1,140 @@
+"""Per-camera tracking (ByteTrack from the `trackers` package) and the bounded track history."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from runner.core.geometry import normalised_anchors
+from runner.core.timebase import TIME_EPSILON_S
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPoint:
+    t_s: float
+    anchor: tuple[float, float]  # normalised bottom-centre
+    box: tuple[float, float, float, float]  # normalised xyxy
+    class_name: str
+    confidence: float
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+class TrackHistory:
+    """Recent points of every live track, bounded in points per track and dropped when a track ends.
+
+    A track "ends" when it has not been seen for `expiry_s` of stream time; rules receive the ended
+    ids in the same frame so that they can drop their own per-track state.
+    """
+
+    def __init__(self, max_points: int = 150, expiry_s: float = 3.0):
+        self.max_points = max_points
+        self.expiry_s = expiry_s
+        self._points: dict[int, deque[TrackPoint]] = {}
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __contains__(self, track_id: int) -> bool:
+        return track_id in self._points
+
+    def ids(self) -> list[int]:
+        return list(self._points)
+
+    def points(self, track_id: int) -> deque[TrackPoint]:
+        return self._points.get(track_id, deque())
+
+    def last(self, track_id: int) -> TrackPoint | None:
+        pts = self._points.get(track_id)
+        return pts[-1] if pts else None
+
+    def update(self, detections: sv.Detections, t_s: float, width: int, height: int) -> frozenset[int]:
+        """Append this frame's tracked detections; return the ids that ended."""
+        if len(detections) and detections.tracker_id is not None:
+            scale = np.array([width, height, width, height], dtype=float)
+            boxes = detections.xyxy / scale
+            anchors = normalised_anchors(detections.xyxy, width, height)
+            names = detections.data.get("class_name", [""] * len(detections))
+            conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+            for i, track_id in enumerate(detections.tracker_id):
+                if track_id < 0:
+                    continue
+                point = TrackPoint(
+                    t_s=t_s,
+                    anchor=(float(anchors[i, 0]), float(anchors[i, 1])),
+                    box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+                    class_name=str(names[i]),
+                    confidence=float(conf[i]),
+                )
+                self._points.setdefault(int(track_id), deque(maxlen=self.max_points)).append(point)
+        ended = [tid for tid, pts in self._points.items() if t_s - pts[-1].t_s > self.expiry_s + TIME_EPSILON_S]
+        for tid in ended:
+            del self._points[tid]
+        return frozenset(ended)
+
+    def point_before(self, track_id: int, t_s: float) -> TrackPoint | None:
+        """The latest point at or before `t_s` (or the oldest kept, if all are later).
+
+        `t_s` is usually "now - window", computed in floating point: a frame within a microsecond of
+        it counts as "at" it, so 1.4 - 0.6 = 0.7999999999999999 still selects the frame at 0.8.
+        """
+        pts = self._points.get(track_id)
+        if not pts:
+            return None
+        limit = t_s + TIME_EPSILON_S
+        chosen = pts[0]
+        for point in pts:
+            if point.t_s > limit:
+                break
+            chosen = point
+        return chosen
+
+    def clear(self) -> None:
+        self._points.clear()
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    process_fps: float
+    lost_s: float = 2.0
+    activation_conf: float = 0.45
+    high_conf: float = 0.5
+    min_iou: float = 0.1
+    min_consecutive_frames: int = 2
+
+
+class CameraTracker:
+    """One ByteTrack per camera, fed with stream timestamps so frame drops do not confuse it."""
+
+    def __init__(self, settings: TrackerSettings):
+        self.settings = settings
+        self._tracker = self._new()
+
+    def _new(self) -> ByteTrackTracker:
+        s = self.settings
+        return ByteTrackTracker(
+            # `trackers` turns the buffer into a time budget as buffer / 30 s whatever frame_rate is
+            # (it is "frames at 30 fps"), so express lost_s that way or tracks die after one gap.
+            lost_track_buffer=max(1, math.ceil(s.lost_s * 30.0)),
+            frame_rate=s.process_fps,
+            track_activation_threshold=s.activation_conf,
+            minimum_consecutive_frames=s.min_consecutive_frames,
+            minimum_iou_threshold=s.min_iou,
+            high_conf_det_threshold=s.high_conf,
+        )
+
+    def update(self, detections: sv.Detections, t_s: float) -> sv.Detections:
+        tracked = self._tracker.update(detections, timestamp=t_s)
+        if tracked.tracker_id is None:
+            tracked.tracker_id = np.full(len(tracked), -1, dtype=int)
+        return tracked
+
+    def reset(self) -> None:
+        self._tracker = self._new()
