@@ -22,10 +22,11 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo test test-fast workbench eval bench soak lock clean help
+.PHONY: demo test test-fast lint workbench eval bench soak lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
-	@echo "make test   run the whole test suite"
+	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
+	@echo "make test-fast   the tests without real models or clips (under 2 minutes)"
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
@@ -55,8 +56,14 @@ demo: $(STAMP) $(VTEST)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
 
-test: $(STAMP) $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER)
+test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER)
 	$(BIN)/python -m pytest
+
+# Lint and format check (ruff), then the type checker (mypy); settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # One server per role, each with its own token: ROLE=design (zones, thresholds, config export; the default),
 # ROLE=operator (alert console, pause) or ROLE=analyst (dashboards, statistics). WORKBENCH_ARGS, e.g.

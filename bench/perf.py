@@ -4,7 +4,7 @@
 
 1. Ratio run (`--model`, default the pose `.pt` at 640): the ratio clips replayed *at once*, one camera
    each with every rule of the evaluation sites the model can serve, through the real runner
-   (`runner.service.runner.Runner`, replay mode, as fast as possible: capture -> detect -> track -> rules ->
+   (`runner.service.lifecycle.Runner`, replay mode, as fast as possible: capture -> detect -> track -> rules ->
    register); then the naive loop (`bench/naive.py`) over the same clips, one after another, with the
    same weights reference, image size and frame stride. Repeated `--runs` times, interleaved;
    ratio = median of runner fps / naive fps.
@@ -147,8 +147,8 @@ def runner_worker(job: dict) -> dict:
     from runner.config.loading import expand_env
     from runner.inference.detector import ModelPool
     from runner.pipeline.camera import CameraPipeline
-    from runner.register.store import Register
-    from runner.service.runner import Runner, RunOptions
+    from runner.register import Register
+    from runner.service.lifecycle import Runner, RunOptions
     from runner.sources.capture import resolve_source
 
     scratch = Path(job["scratch"])

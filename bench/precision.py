@@ -201,7 +201,8 @@ def main() -> int:
     print(
         "  median: "
         + "; ".join(
-            f"{label}: {statistics.median(times[(label, 'given')]):.1f} / {statistics.median(times[(label, 'expanded')]):.1f}"
+            f"{label}: {statistics.median(times[(label, 'given')]):.1f}"
+            f" / {statistics.median(times[(label, 'expanded')]):.1f}"
             for label, *_ in cases
         )
     )

@@ -96,8 +96,8 @@ def soak(args) -> int:
     from bench.perf import latency_line
     from bench.sites import BENCH_PROCESS_FPS, build_site, write_site
     from runner.inference.detector import ModelPool
-    from runner.register.store import Register
-    from runner.service.runner import Runner, RunOptions
+    from runner.register import Register
+    from runner.service.lifecycle import Runner, RunOptions
 
     clips = args.clips or SOAK_CLIPS[args.model]
     window_s = min(args.baseline_s, args.duration_s / 3.0)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def _principal(args, what: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `vigie` argument parser.
+
+    Returns:
+        The parser of every command and its options.
+    """
     parser = argparse.ArgumentParser(prog="vigie", description="Vigie augmented video-protection runner.")
     parser.add_argument("--version", action="version", version=f"vigie {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
@@ -140,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1, or a one-line usage error."""
+    """argparse type: a whole number >= 1, or a one-line usage error.
+
+    Args:
+        text: the argument as typed.
+
+    Returns:
+        The number.
+    """
     try:
         value = int(text)
     except ValueError:
@@ -150,8 +163,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def quiet_library_warnings() -> None:
+    """Ignore the libraries' warnings that tell a Vigie user nothing they can act on (Vigie's own still show).
+
+    Ultralytics traces a `.pt` with `torch.jit.trace` when it exports it to OpenVINO (once per model, into the
+    export cache); torch 2.14 deprecates that API with a FutureWarning addressed to Ultralytics, not to us.
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning, module=r"torch\.jit"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `vigie` command.
+
+    Args:
+        argv: the command line without the program name (default: sys.argv[1:]).
+
+    Returns:
+        The exit code: 0, the error's own (`VigieError.exit_code`: 2 config or usage, 4 source...), 130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
+    quiet_library_warnings()
     level = logging.DEBUG if args.verbose else (logging.INFO if args.command == "run" else logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     handler = COMMANDS[args.command]
@@ -170,6 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands --------------------------------------------------------------------------------------
 def cmd_validate(args) -> int:
+    """`vigie validate`: check a site config and print its summary line.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     from runner.config.loading import load_config
 
     loaded = load_config(args.config)
@@ -184,14 +225,22 @@ def cmd_validate(args) -> int:
 
 def _register(args, create: bool = True, read_only: bool = False):
     """Commands that only read open the register read-only: they work on a read-only copy or disk."""
-    from runner.register.store import Register
+    from runner.register import Register
 
     return Register(args.db, args.media_dir, create=create, read_only=read_only)
 
 
 def cmd_run(args) -> int:
+    """`vigie run`: the live service on the config's cameras until SIGTERM or SIGINT.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     from runner.config.loading import load_config
-    from runner.service.runner import Runner, RunOptions
+    from runner.service.lifecycle import Runner, RunOptions
 
     loaded = load_config(args.config)
     with _register(args) as register:
@@ -209,26 +258,46 @@ def cmd_run(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    """`vigie replay`: one clip through one camera's config, as fast as possible; the alerts, then a summary.
+
+    A progress bar (frames, alerts) is drawn on stderr while it runs, only on a terminal and without --json.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     from runner.config.loading import load_config
-    from runner.service.runner import Runner, RunOptions
+    from runner.service.lifecycle import Runner, RunOptions
+    from runner.tools.progress import ReplayProgress, replay_due_frames, wants_bar
 
     loaded = load_config(args.config)
-    printed = []
+    printed: list = []  # the RaisedAlerts, in the order stored
+    bar = wants_bar(sys.stderr, args.json)
+    progress = ReplayProgress(bar, replay_due_frames(loaded, args.camera, args.source) if bar else None)
 
     def on_alert(raised) -> None:
         if args.json:
             print(json.dumps(_alert_json(raised.record, raised.stored, register)), flush=True)
         printed.append(raised)
+        progress.alert_raised(raised)
 
     with _register(args) as register:
         runner = Runner(
             loaded,
             register,
-            RunOptions(mode="replay", camera_ids=[args.camera], source_override=args.source),
+            RunOptions(
+                mode="replay",
+                camera_ids=[args.camera],
+                source_override=args.source,
+                on_frame=progress.frame_analysed if progress.enabled else None,
+            ),
             on_alert=on_alert,
         )
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        summary = runner.run()
+        with progress:
+            summary = runner.run()
         if summary.camera_errors:
             raise SourceError(next(iter(summary.camera_errors.values())))
         frames = sum(summary.frames.values())
@@ -252,11 +321,22 @@ def cmd_replay(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """`vigie eval`: replay the labelled clips of evaluation sites and print the quality table per event kind.
+
+    A progress bar (frames of all the clips, alerts) is drawn on stderr, only on a terminal and without --json.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     import tempfile
 
     from runner.config.loading import load_config
-    from runner.register.store import Register
+    from runner.register import Register
     from runner.tools.evaluation import evaluate_site, format_details, format_summary, load_labels, summarise
+    from runner.tools.progress import ReplayProgress, eval_due_frames, wants_bar
 
     labels_path = args.labels or os.path.join(
         os.environ.get("VIGIE_SHARED_DATA", "../shared/data"), "labels", "events.csv"
@@ -265,8 +345,10 @@ def cmd_eval(args) -> int:
         raise UsageError(f"labels file not found: {labels_path} (set VIGIE_SHARED_DATA or pass --labels)")
     labels = load_labels(labels_path) + [e for extra in args.extra_labels for e in load_labels(extra)]
     sites = [load_config(path) for path in args.sites]
+    bar = wants_bar(sys.stderr, args.json)
+    progress = ReplayProgress(bar, eval_due_frames(sites, args.cameras) if bar else None)
     with tempfile.TemporaryDirectory(prefix="vigie-eval-") as scratch:
-        with Register(args.db or Path(scratch) / "eval.db") as register:
+        with Register(args.db or Path(scratch) / "eval.db") as register, progress:
             results = []
             for loaded in sites:
                 results += evaluate_site(
@@ -275,7 +357,9 @@ def cmd_eval(args) -> int:
                     register,
                     args.cameras,
                     args.tolerance_s,
-                    progress=lambda text: print(f"replaying {text}", file=sys.stderr, flush=True),
+                    progress=lambda text: progress.note(f"replaying {text}"),
+                    on_frame=progress.frame_analysed if progress.enabled else None,
+                    on_alert=progress.alert_raised if progress.enabled else None,
                 )
     summaries = summarise(results)
     if args.json:
@@ -310,6 +394,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_alerts(args) -> int:
+    """`vigie alerts`: the stored alerts, as a table or one JSON object per line.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     with _register(args, create=False, read_only=True) as register:
         rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
         if args.limit:
@@ -323,6 +415,14 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_decide(args) -> int:
+    """`vigie decide`: record an operator's decision on an alert.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     with _register(args, create=False) as register:
         decision = "confirmed" if args.confirm else "rejected"
         row = register.decide(
@@ -355,14 +455,38 @@ def _pause(args, paused: bool) -> int:
 
 
 def cmd_pause(args) -> int:
+    """`vigie pause`: pause the analysis of one camera or of all.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     return _pause(args, True)
 
 
 def cmd_resume(args) -> int:
+    """`vigie resume`: resume the analysis of one camera or of all.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     return _pause(args, False)
 
 
 def cmd_purge(args) -> int:
+    """`vigie purge`: apply the retention limits now.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     from runner.config.loading import load_config
     from runner.register.retention import effective_retention, run_purge
 
@@ -378,6 +502,14 @@ def cmd_purge(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    """`vigie audit verify|show`: check the hash chain, or print the latest audit rows.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0, or 1 when the chain is broken.
+    """
     with _register(args, create=False, read_only=True) as register:
         if args.audit_command == "show":
             for row in register.audit_rows(limit=args.limit):
@@ -399,6 +531,14 @@ def cmd_audit(args) -> int:
 
 
 def cmd_status(args) -> int:
+    """`vigie status`: the runner's heartbeat, the pauses and each camera's health.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
     with _register(args, create=False, read_only=True) as register:
         control = register.control_state()
         print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
@@ -411,6 +551,14 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """`vigie models list|verify`: resolve (and with verify, check and load) every model of a config.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0, or 1 when a model failed.
+    """
     from runner.config.loading import load_config
     from runner.inference.detector import load_detector
     from runner.inference.modelref import resolve_weights
@@ -425,7 +573,10 @@ def cmd_models(args) -> int:
             print(f"{name:<12} ERROR {exc}")
             continue
         pinned = "pinned" if spec.sha256 else "not pinned"
-        line = f"{name:<12} {resolved.backend:<9} {resolved.found_by:<10} sha256 {resolved.sha256[:16]}... ({pinned})  {resolved.path}"
+        line = (
+            f"{name:<12} {resolved.backend:<9} {resolved.found_by:<10} sha256 {resolved.sha256[:16]}... "
+            f"({pinned})  {resolved.path}"
+        )
         if args.models_command == "verify":
             try:
                 detector = load_detector(name, spec, resolved)

@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from runner.config.base import ConfigProblems
 from runner.config.migrations import MigrationError, migrate
+from runner.config.rules import RULE_CONFIGS_BY_KIND
 from runner.config.site import SiteConfig
 from runner.core.errors import ConfigError
-from runner.rules.registry import RULES
 
 MAX_CONFIG_BYTES = 5_000_000
 _ENV_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -32,7 +33,14 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-
 
 
 def printable(text: str) -> str:
-    """`text` with control characters written as escapes (`\\n`, `\\x00`, `\\u202e`)."""
+    """`text` with control characters written as escapes (`\\n`, `\\x00`, `\\u202e`).
+
+    Args:
+        text: any text echoed from a config file or a path.
+
+    Returns:
+        The text with every C0/C1 control character and invisible bidi mark escaped (one line, nothing forged).
+    """
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
@@ -40,7 +48,15 @@ MAX_PROBLEMS_SHOWN = 40  # a list of 10**8 aliased points must not print 10**8 l
 
 
 def config_error(path: str, problems: list[str]) -> ConfigError:
-    """A ConfigError whose file name and problems are printable, one line each, at most MAX_PROBLEMS_SHOWN + 1."""
+    """A ConfigError whose file name and problems are printable, one line each, at most MAX_PROBLEMS_SHOWN + 1.
+
+    Args:
+        path: the config file's name (or a field's, for an ${ENV} problem).
+        problems: one message per problem, `field.path: message` where a field is known.
+
+    Returns:
+        The error, to raise; beyond MAX_PROBLEMS_SHOWN problems a last line counts the rest.
+    """
     shown = [printable(problem) for problem in problems[:MAX_PROBLEMS_SHOWN]]
     if len(problems) > MAX_PROBLEMS_SHOWN:
         shown.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problem(s)")
@@ -59,6 +75,18 @@ class LoadedConfig:
 
 
 def load_config(path: str | Path) -> LoadedConfig:
+    """Reads, validates and hashes a site config file.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The validated config, its path and the sha256 of the file's bytes.
+
+    Raises:
+        ConfigError: when the file is missing, unreadable, larger than MAX_CONFIG_BYTES or invalid (one line per
+            problem, each naming its field).
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -146,6 +174,19 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def parse_config(data: bytes | str, name: str = "<config>") -> SiteConfig:
+    """Parses and validates config YAML, migrating an older schema_version first.
+
+    Args:
+        data: the YAML, as bytes (UTF-8) or text.
+        name: what the error messages call the source (the file's path).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: on invalid YAML (duplicate keys, nesting deeper than MAX_NESTING_DEPTH, huge integers and
+            control characters included), an unknown schema_version or any validation problem.
+    """
     try:
         raw = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.reader.ReaderError as exc:
@@ -224,7 +265,15 @@ def _huge_integers(node: Any, path: str = "", seen: set[int] | None = None) -> l
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field path, message) for every error in a pydantic ValidationError."""
+    """(field path, message) for every error in a pydantic ValidationError.
+
+    Args:
+        exc: the error from validating a config model.
+
+    Returns:
+        One (path, message) per problem, `cameras[0].zones[1].polygon` style; a cross-field validator's
+        ConfigProblems are expanded into one pair each, under the validated node's path.
+    """
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
         path = _format_loc(error["loc"])
@@ -238,6 +287,14 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 def format_validation_errors(exc: ValidationError) -> list[str]:
+    """The problems of a ValidationError as printable lines.
+
+    Args:
+        exc: the error from validating a config model.
+
+    Returns:
+        `path: message` lines (a bare message where there is no path), duplicates dropped, in order.
+    """
     lines, seen = [], set()
     for path, message in validation_problems(exc):
         line = f"{path}: {message}" if path else message
@@ -262,7 +319,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
             continue
         # Discriminated unions insert the tag ('zone_intrusion') after the list index: not a field.
-        if part in RULES and i >= 2 and loc[i - 2] == "rules" and isinstance(loc[i - 1], int):
+        if part in RULE_CONFIGS_BY_KIND and i >= 2 and loc[i - 2] == "rules" and isinstance(loc[i - 1], int):
             continue
         if part in ("function-after[_parse_hhmm(), time]", "[key]"):
             continue
@@ -271,12 +328,14 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 _PATTERN_HINTS = {
-    "^[a-z0-9][a-z0-9_-]{0,62}$": "must be an identifier: lower-case letters, digits, '-' or '_' (at most 63 characters)",
+    "^[a-z0-9][a-z0-9_-]{0,62}$": (
+        "must be an identifier: lower-case letters, digits, '-' or '_' (at most 63 characters)"
+    ),
     "^[0-9a-f]{64}$": "must be 64 lower-case hexadecimal digits (a sha256)",
 }
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
         return "required"
@@ -294,11 +353,11 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "multiple_of":
         return f"must be a multiple of {ctx['multiple_of']}"
     if kind == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}")
+        return _PATTERN_HINTS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
     if kind == "union_tag_invalid":
-        return f"unknown rule kind {ctx.get('tag')!r} (known: {', '.join(RULES)})"
+        return f"unknown rule kind {ctx.get('tag')!r} (known: {', '.join(RULE_CONFIGS_BY_KIND)})"
     if kind == "union_tag_not_found":
-        return f"kind: required (one of {', '.join(RULES)})"
+        return f"kind: required (one of {', '.join(RULE_CONFIGS_BY_KIND)})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a mapping (key: value pairs)"
     if kind in ("string_too_short", "string_too_long"):
@@ -325,7 +384,18 @@ def _message(error: dict[str, Any]) -> str:
 
 
 def expand_env(text: str, field: str) -> str:
-    """Replace ${VAR} placeholders from the environment; the error names the variable, never a value."""
+    """Replace ${VAR} placeholders from the environment; the error names the variable, never a value.
+
+    Args:
+        text: a config value (a source URL, a weights reference) that may hold ${VAR} placeholders.
+        field: what an error names as its source (the config field's path).
+
+    Returns:
+        The text with every placeholder replaced by its variable's value.
+
+    Raises:
+        ConfigError: when a named variable is not set.
+    """
 
     def substitute(match: re.Match[str]) -> str:
         value = os.environ.get(match.group(1))
@@ -369,6 +439,12 @@ def redact(text: str) -> str:
     `?token=abc&api_key=xyz` -> `?token=***&api_key=***`; and the value of a secret-named environment
     variable (`${CAM_PASSWORD}`, `${VIGIE_TOKEN}`...) put back as its placeholder wherever ${ENV}
     expansion put it: in a path or a query no pattern would recognise it as a credential.
+
+    Args:
+        text: a source URL, path or weights reference, possibly with ${ENV} already expanded.
+
+    Returns:
+        The text with every credential it recognises masked.
     """
     for value, name in _secret_env_values():
         text = text.replace(value, f"${{{name}}}")
@@ -387,6 +463,12 @@ def dump_config(config: SiteConfig) -> str:
 
     A `None` is left out only where it is the field's default: an explicit `null` that overrides a
     non-null default (crowd_density's `max_per_m2: null`) must survive the round trip.
+
+    Args:
+        config: the config to write.
+
+    Returns:
+        The YAML text (UTF-8 characters kept, lines folded at 120).
     """
     data = config.model_dump(mode="json")
     _drop_default_nones(config, data)

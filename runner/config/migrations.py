@@ -15,10 +15,23 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 class MigrationError(ValueError):
-    pass
+    """A config's schema_version cannot be brought to the current one (one line, for a ConfigError)."""
 
 
 def migrate(raw: dict[str, Any], current: int = CURRENT_SCHEMA_VERSION) -> dict[str, Any]:
+    """Upgrades a raw config mapping to the current schema version, one registered step at a time.
+
+    Args:
+        raw: the YAML's top-level mapping; left untouched when a migration runs (each step gets a deep copy).
+        current: the version to reach (a parameter for tests).
+
+    Returns:
+        A mapping at version `current`: `raw` itself when it is already there.
+
+    Raises:
+        MigrationError: when schema_version is missing, not a positive integer, newer than `current`, or has no
+            migration.
+    """
     version = raw.get("schema_version")
     if version is None:
         raise MigrationError("schema_version: required (this runner reads version %d)" % current)

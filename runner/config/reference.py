@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from runner.config.rules import RULE_CONFIGS_BY_KIND
 from runner.config.site import (
     Authorization,
     Calibration,
@@ -24,7 +25,6 @@ from runner.config.site import (
     Tracking,
     Zone,
 )
-from runner.rules.registry import RULES
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Site (top level)", SiteConfig),
@@ -71,6 +71,11 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def render() -> str:
+    """The config reference (docs/config_reference.md) generated from the models.
+
+    Returns:
+        Markdown: one table per section, then one per rule kind in RULE_CONFIGS order.
+    """
     out = [
         "# Site config reference",
         "",
@@ -86,9 +91,10 @@ def render() -> str:
         "Every rule has `kind`, `id`, `enabled` and `cooldown_s`; the other fields depend on its kind.",
         "",
     ]
-    for kind, rule in RULES.items():
-        doc = (sys.modules[rule.__module__].__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        out += [f"### `{kind}`", "", doc, "", *_table(rule.config_model, skip=("kind",)), ""]
+    for kind, config_model in RULE_CONFIGS_BY_KIND.items():
+        # The first paragraph of the config module's docstring: the same summary its rule module opens with.
+        doc = (sys.modules[config_model.__module__].__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        out += [f"### `{kind}`", "", doc, "", *_table(config_model, skip=("kind",)), ""]
     return "\n".join(out)
 
 

@@ -7,38 +7,44 @@ that a bad config fails at start with the path of the offending field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug
+from runner.config.rules import RULE_CONFIGS, RuleConfig
 from runner.core.geometry import polygon_area, quad_is_degenerate
-from runner.rules.registry import RULE_CONFIGS
 
 SCHEMA_VERSION = 1
 MAX_MEDIA_DAYS = 30  # alert images and clips: at most 30 days
 MAX_ALERT_DAYS = 365  # alert records and follow-up register: at most 12 months
 
-RuleConfig = Annotated[Union[RULE_CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]
+# One of the kinds' configs, chosen by its `kind` tag (their models live in `runner.config.rules`).
+if TYPE_CHECKING:
+    # A type checker cannot read a Union built from a tuple at run time; every member is a RuleConfig.
+    AnyRuleConfig = RuleConfig
+else:
+    AnyRuleConfig = Annotated[Union[RULE_CONFIGS], Field(discriminator="kind")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Retention(Frozen):
     media_days: int = Field(
-        MAX_MEDIA_DAYS,
+        default=MAX_MEDIA_DAYS,
         ge=1,
         le=MAX_MEDIA_DAYS,
         description="Alert images and clips are deleted after this many days (legal cap: 30).",
     )
     alert_days: int = Field(
-        MAX_ALERT_DAYS,
+        default=MAX_ALERT_DAYS,
         ge=1,
         le=MAX_ALERT_DAYS,
         description="Alert records, decisions and audit rows are deleted after this many days (legal cap: 365).",
     )
-    purge_every_s: float = Field(3600.0, ge=10.0, le=86400.0, description="How often the purge runs (seconds).")
+    purge_every_s: float = Field(default=3600.0, ge=10.0, le=86400.0, description="How often the purge runs (seconds).")
 
 
 class Authorization(Frozen):
@@ -58,6 +64,14 @@ class Authorization(Frozen):
         return self
 
     def covers(self, moment: datetime) -> bool:
+        """Whether the order authorises processing at a moment.
+
+        Args:
+            moment: an aware datetime (comparing a naive one raises TypeError).
+
+        Returns:
+            True when valid_from <= moment < valid_to.
+        """
         return self.valid_from <= moment < self.valid_to
 
 
@@ -175,26 +189,26 @@ class Calibration(Frozen):
 
 
 class Tracking(Frozen):
-    lost_s: float = Field(2.0, ge=0.1, le=60.0, description="A track missed for this long (seconds) is ended.")
-    activation_conf: float = Field(0.45, ge=0.0, le=1.0, description="Minimum confidence to start a new track.")
-    history_points: int = Field(150, ge=2, le=2000, description="Points kept per track (bounded memory).")
+    lost_s: float = Field(default=2.0, ge=0.1, le=60.0, description="A track missed for this long (seconds) is ended.")
+    activation_conf: float = Field(default=0.45, ge=0.0, le=1.0, description="Minimum confidence to start a new track.")
+    history_points: int = Field(default=150, ge=2, le=2000, description="Points kept per track (bounded memory).")
 
 
 class MotionGate(Frozen):
     enabled: bool = Field(
-        True,
+        default=True,
         description="Skip detection on frames where nothing moved in the zones the camera's rules watch (the last "
         "detections are reused: tracks and dwell clocks go on). Untracked (fire) and on-demand models always run.",
     )
     min_changed_frac: float = Field(
-        0.001,
+        default=0.001,
         ge=0.0,
         le=0.5,
         description="Fraction of the watched area (pixels of a 160 px wide grey copy) that must have changed since the "
         "last detected frame for the detector to run again.",
     )
     max_skip_s: float = Field(
-        1.0,
+        default=1.0,
         ge=0.0,
         le=10.0,
         description="The detector runs at least this often (seconds of stream time), moving or not.",
@@ -224,24 +238,59 @@ class Camera(Frozen):
     motion_gate: MotionGate = Field(MotionGate(), description="Motion gate: no detection where nothing moves.")
     zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")
     lines: list[Line] = Field([], max_length=64, description="Tripwires the rules refer to by id.")
-    rules: list[RuleConfig] = Field([], max_length=64, description="The event rules evaluated on this camera.")
+    rules: list[AnyRuleConfig] = Field([], max_length=64, description="The event rules evaluated on this camera.")
 
     def find_zone(self, zone_id: str) -> Zone | None:
+        """The camera's zone with an id, if any.
+
+        Args:
+            zone_id: the zone's id.
+
+        Returns:
+            The zone, or None when the camera has none with that id.
+        """
         return next((z for z in self.zones if z.id == zone_id), None)
 
     def zone(self, zone_id: str) -> Zone:
+        """The camera's zone with an id.
+
+        Args:
+            zone_id: the zone's id (checked against the rules' references at load).
+
+        Returns:
+            The zone.
+
+        Raises:
+            KeyError: when the camera has no such zone.
+        """
         zone = self.find_zone(zone_id)
         if zone is None:
             raise KeyError(zone_id)
         return zone
 
     def line(self, line_id: str) -> Line:
+        """The camera's tripwire with an id.
+
+        Args:
+            line_id: the line's id.
+
+        Returns:
+            The line.
+
+        Raises:
+            KeyError: when the camera has no such line.
+        """
         line = next((ln for ln in self.lines if ln.id == line_id), None)
         if line is None:
             raise KeyError(line_id)
         return line
 
     def required_labels(self) -> frozenset[str]:
+        """Detector class names the camera's enabled rules need.
+
+        Returns:
+            The union of the enabled rules' required labels.
+        """
         labels: set[str] = set()
         for rule in self.rules:
             if rule.enabled:
@@ -249,7 +298,11 @@ class Camera(Frozen):
         return frozenset(labels)
 
     def optional_labels(self) -> frozenset[str]:
-        """Labels some rule uses when a configured model provides them (e.g. a fall model's cue)."""
+        """Labels some rule uses when a configured model provides them (e.g. a fall model's cue).
+
+        Returns:
+            The enabled rules' optional labels, less those some rule requires.
+        """
         labels: set[str] = set()
         for rule in self.rules:
             if rule.enabled:
@@ -259,7 +312,12 @@ class Camera(Frozen):
     @model_validator(mode="after")
     def _references(self) -> Camera:
         problems: list[tuple[str, str]] = []
-        for kind, items in (("zones", self.zones), ("lines", self.lines), ("rules", self.rules)):
+        owners: tuple[tuple[str, Sequence[Zone | Line | AnyRuleConfig]], ...] = (
+            ("zones", self.zones),
+            ("lines", self.lines),
+            ("rules", self.rules),
+        )
+        for kind, items in owners:
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.id in seen:
@@ -308,6 +366,17 @@ class SiteConfig(Frozen):
         return name
 
     def camera(self, camera_id: str) -> Camera:
+        """The site's camera with an id.
+
+        Args:
+            camera_id: the camera's id.
+
+        Returns:
+            The camera.
+
+        Raises:
+            KeyError: when the site has no such camera.
+        """
         camera = next((c for c in self.cameras if c.id == camera_id), None)
         if camera is None:
             raise KeyError(camera_id)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from runner.core.errors import AuthorizationError, UsageError
 
@@ -67,12 +68,26 @@ class Principal:
         return f"{self.user} ({self.role.value})"
 
     def audit_details(self) -> dict[str, str]:
-        """What every audit row of an attributed action carries besides its actor column."""
+        """What every audit row of an attributed action carries besides its actor column.
+
+        Returns:
+            {"role": the role's value}.
+        """
         return {"role": self.role.value}
 
 
 def clean_user(user: object) -> str:
-    """Trimmed, 1 to MAX_USER_CHARS printable characters (no newline: one audit line per action)."""
+    """Trimmed, 1 to MAX_USER_CHARS printable characters (no newline: one audit line per action).
+
+    Args:
+        user: the identity as given (a name or badge number); anything but a str counts as empty.
+
+    Returns:
+        The identity without surrounding whitespace.
+
+    Raises:
+        UsageError: when it is empty, too long or holds a non-printable character.
+    """
     text = user.strip() if isinstance(user, str) else ""
     if not text:
         raise UsageError("a user identity is required (name or badge number): every action is attributed")
@@ -82,8 +97,21 @@ def clean_user(user: object) -> str:
 
 
 def parse_role(role: object) -> Role:
+    """The Role a user typed or a caller passed.
+
+    Args:
+        role: a role's name in any case, surrounding whitespace allowed, or a Role (returned as is).
+
+    Returns:
+        The Role.
+
+    Raises:
+        UsageError: when it names no role (one line listing the valid ones).
+    """
+    # A Role passes through Role() as itself; any other non-str raises ValueError there, as an unknown name does.
+    value: Any = role.strip().lower() if isinstance(role, str) else role
     try:
-        return Role(role.strip().lower() if isinstance(role, str) else role)
+        return Role(value)
     except ValueError:
         raise UsageError(f"role {str(role)[:40]!r}: must be one of {', '.join(r.value for r in Role)}") from None
 
@@ -93,7 +121,19 @@ RETENTION_SCHEDULE = Principal("retention", Role.RUNNER)  # the service's schedu
 
 
 def require(principal: object, action: Action) -> Principal:
-    """The principal, when its role allows the action; else PermissionDenied (one line)."""
+    """The principal, when its role allows the action; else PermissionDenied (one line).
+
+    Args:
+        principal: who acts; must be a Principal (a bare name raises TypeError: it carries no role).
+        action: what they try to do.
+
+    Returns:
+        The same principal, for the caller to attribute the action to.
+
+    Raises:
+        TypeError: when `principal` is not a Principal.
+        PermissionDenied: when its role may not do `action`.
+    """
     if not isinstance(principal, Principal):
         # A bare name (the API before roles) carries no role: refuse it rather than guess one.
         raise TypeError(
@@ -110,7 +150,18 @@ def require(principal: object, action: Action) -> Principal:
 
 
 def principal_from_env(environ: Mapping[str, str] | None = None, user: str | None = None) -> Principal:
-    """The principal the environment names: $VIGIE_ROLE, and `user` or $VIGIE_USER."""
+    """The principal the environment names: $VIGIE_ROLE, and `user` or $VIGIE_USER.
+
+    Args:
+        environ: the environment to read; None reads os.environ.
+        user: the user identity (the CLI's --user); None reads $VIGIE_USER.
+
+    Returns:
+        The Principal.
+
+    Raises:
+        UsageError: when no role is set, the role is unknown or the user identity is missing or invalid.
+    """
     environ = os.environ if environ is None else environ
     role = environ.get("VIGIE_ROLE", "").strip()
     if not role:
@@ -119,7 +170,17 @@ def principal_from_env(environ: Mapping[str, str] | None = None, user: str | Non
 
 
 def role_from_env(environ: Mapping[str, str] | None = None) -> Role | None:
-    """$VIGIE_ROLE as a Role, or None when unset (callers then refuse every write)."""
+    """$VIGIE_ROLE as a Role, or None when unset (callers then refuse every write).
+
+    Args:
+        environ: the environment to read; None reads os.environ.
+
+    Returns:
+        The Role, or None when $VIGIE_ROLE is unset or blank.
+
+    Raises:
+        UsageError: when it names no role.
+    """
     environ = os.environ if environ is None else environ
     value = environ.get("VIGIE_ROLE", "").strip()
     return parse_role(value) if value else None

@@ -39,14 +39,35 @@ class AlertRecord:
     models: list[dict[str, str]] = field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
+        """The record as a plain dict.
+
+        Returns:
+            One key per field, nested values copied (dataclasses.asdict).
+        """
         return asdict(self)
 
 
 def canonical_json(value: Any) -> str:
+    """One stable JSON text for a value: what the register stores and hashes.
+
+    Args:
+        value: any JSON-like value; what JSON cannot hold (a datetime, a Path) is written as its str().
+
+    Returns:
+        Compact JSON with sorted keys and non-ASCII characters kept as they are.
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def content_digest(fields: dict[str, Any]) -> str:
+    """The SHA-256 of the fields' canonical JSON, the register's tamper evidence.
+
+    Args:
+        fields: the values covered by the digest, by column name.
+
+    Returns:
+        The digest, 64 lowercase hex digits.
+    """
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 

@@ -9,7 +9,14 @@ from runner.core.fields import CLASS_NAME, KEYPOINTS, MODEL
 
 
 def empty_detections(*, with_model: bool = True) -> sv.Detections:
-    """No boxes, with the columns every stage reads: class names (and the producing model's name)."""
+    """No boxes, with the columns every stage reads: class names (and the producing model's name).
+
+    Args:
+        with_model: also add the empty `MODEL` column (a detector's output has it; a merge of passes does not).
+
+    Returns:
+        An empty `sv.Detections` whose `CLASS_NAME` (and `MODEL`) columns are empty object arrays.
+    """
     detections = sv.Detections.empty()
     detections.data[CLASS_NAME] = np.array([], dtype=object)
     if with_model:
@@ -33,7 +40,7 @@ def merge_detections(parts: list[sv.Detections]) -> sv.Detections:
         return parts[0]
     with_kp = [p.data[KEYPOINTS] for p in parts if KEYPOINTS in p.data]
     if with_kp:
-        shape = with_kp[0].shape[1:]
+        shape = np.shape(with_kp[0])[1:]  # (K, 3) of the first pose model
         for part in parts:
             if KEYPOINTS not in part.data:
                 part.data[KEYPOINTS] = np.full((len(part), *shape), np.nan, dtype=np.float32)

@@ -15,5 +15,9 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(os.environ.get("VIGIE_VAR_DIR"
 
 
 def is_offline() -> bool:
-    """True unless the operator explicitly allowed downloads (YOLO_OFFLINE=0/false)."""
+    """True unless the operator explicitly allowed downloads (YOLO_OFFLINE=0/false).
+
+    Returns:
+        False when $YOLO_OFFLINE is 0, false, no or blank (any case); True otherwise, unset included.
+    """
     return os.environ.get("YOLO_OFFLINE", "1").strip().lower() not in {"0", "false", "no", ""}

@@ -95,9 +95,14 @@ class DualBackground:
 
     @property
     def shape(self) -> tuple[int, int] | None:
-        return None if self._long is None else self._long.shape  # type: ignore[return-value]
+        return None if self._long is None else self._long.shape
 
     def memory_bytes(self) -> int:
+        """What the models hold now.
+
+        Returns:
+            Bytes of the arrays allocated (0 before the first frame).
+        """
         arrays = (self._long, self._short, self._known, self._static_since, self._person_s, self._exclude)
         return sum(a.nbytes for a in arrays if a is not None)
 
@@ -109,6 +114,19 @@ class DualBackground:
         person_boxes: Sequence[Box] = (),
         exclude_polygons: Sequence[Sequence[tuple[float, float]]] = (),
     ) -> list[StaticRegion]:
+        """Updates the backgrounds with a frame and finds its static-object regions.
+
+        Args:
+            image: the frame, BGR or grey (privacy masks applied).
+            t_s: the frame's stream time, seconds; a time before the last frame's restarts the models.
+            person_boxes: people on this frame, normalised xyxy: the long-term model is not updated under them
+                (padded by `person_pad_frac`).
+            exclude_polygons: normalised polygons where nothing is reported (and no change counted).
+
+        Returns:
+            The static regions, in label order; none on the first frame, after a restart, on a scene change
+            (`max_change_frac`: the models are rebuilt) or on an unstable frame (`unstable_change_frac`).
+        """
         s = self.settings
         grey = self._small_grey(image)
         h, w = grey.shape
@@ -119,6 +137,9 @@ class DualBackground:
             self._person_s[people] = t_s
             self._last_t = t_s
             return []
+        # Allocated with the long-term model by the first frame (`_start` and the branch above).
+        assert self._short is not None and self._known is not None
+        assert self._static_since is not None and self._person_s is not None
         self._person_s[people] = t_s
         dt = max(0.0, t_s - self._last_t)
         self._last_t = t_s
@@ -181,6 +202,7 @@ class DualBackground:
 
     def _heal(self, mask: np.ndarray, grey: np.ndarray) -> None:
         """Make these pixels background now (a ghost, a lighting change, a region too old)."""
+        assert self._long is not None and self._static_since is not None  # called only once the models exist
         self._long[mask] = grey[mask]
         self._static_since[mask] = np.nan
 
@@ -210,8 +232,9 @@ class DualBackground:
         self, static: np.ndarray, grey: np.ndarray, d_long: np.ndarray, people: np.ndarray, t_s: float
     ) -> list[StaticRegion]:
         s = self.settings
+        assert self._long is not None and self._static_since is not None and self._person_s is not None
         h, w = static.shape
-        mask = static.astype(np.uint8)
+        mask: np.ndarray = static.astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)

@@ -26,7 +26,15 @@ NormPolygon = Sequence[tuple[float, float]]
 
 
 def small_frame(image: np.ndarray, width_px: int) -> np.ndarray:
-    """The frame downscaled to `width_px` wide (never enlarged), with INTER_AREA."""
+    """The frame downscaled to `width_px` wide (never enlarged), with INTER_AREA.
+
+    Args:
+        image: the frame, any channels.
+        width_px: the largest width wanted, pixels.
+
+    Returns:
+        A resized copy keeping the aspect ratio, or `image` itself when it is no wider than `width_px`.
+    """
     height, width = image.shape[:2]
     if width <= width_px:
         return image
@@ -35,11 +43,27 @@ def small_frame(image: np.ndarray, width_px: int) -> np.ndarray:
 
 
 def grey(image: np.ndarray) -> np.ndarray:
+    """The image in grey levels.
+
+    Args:
+        image: a BGR image, or a grey one.
+
+    Returns:
+        A grey copy of a BGR image; a 2-D image itself.
+    """
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 
 def polygon_mask(polygon: NormPolygon | None, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask (rows, cols) of a normalised polygon; the whole image when `polygon` is None."""
+    """Boolean mask (rows, cols) of a normalised polygon; the whole image when `polygon` is None.
+
+    Args:
+        polygon: the polygon's vertices, normalised (0-1), or None for the whole image.
+        shape: (rows, cols) of the mask, pixels.
+
+    Returns:
+        A bool array, True inside the polygon (edges included).
+    """
     rows, cols = shape
     if polygon is None:
         return np.ones((rows, cols), dtype=bool)
@@ -74,6 +98,12 @@ class PersonScale:
         self._dirty = False
 
     def add_boxes(self, boxes_norm: np.ndarray) -> None:
+        """Adds confident person boxes as (bottom row, height) samples for the fit.
+
+        Args:
+            boxes_norm: (N, 4) normalised xyxy; boxes touching the frame's top or bottom edge (within 0.005)
+                or with no height are left out.
+        """
         for x1, y1, x2, y2 in np.asarray(boxes_norm, dtype=float).reshape(-1, 4):
             if y1 <= 0.005 or y2 >= 0.995 or y2 - y1 <= 0.0:
                 continue
@@ -101,7 +131,15 @@ class PersonScale:
         return self._fit
 
     def height_frac(self, rows_norm: np.ndarray) -> np.ndarray | None:
-        """Person height (fraction of frame height) for each normalised row, or None before any fit."""
+        """Person height (fraction of frame height) for each normalised row, or None before any fit.
+
+        Args:
+            rows_norm: rows where a person would stand (bottom of the box), 0-1 of the frame height.
+
+        Returns:
+            The heights, an array shaped like `rows_norm`, floored at `min_frac` and at a quarter of the largest
+            one; None while fewer than `min_samples` boxes were added (and no `fixed_frac` is set).
+        """
         coefficients = self._coefficients()
         if coefficients is None:
             return None
@@ -115,6 +153,14 @@ class PersonScale:
 
 
 def row_centres(rows: int) -> np.ndarray:
+    """The normalised centre of each pixel row.
+
+    Args:
+        rows: the image's height, pixels.
+
+    Returns:
+        (rows,) floats, (i + 0.5) / rows.
+    """
     return (np.arange(rows, dtype=float) + 0.5) / rows
 
 
@@ -153,7 +199,15 @@ class ForegroundModel:
 
     def apply(self, image: np.ndarray, t_s: float) -> np.ndarray:
         """Boolean foreground mask of `image` downscaled to `width_px` (an image that small already, such as
-        `FrameContext.downscaled(width_px)`, is used as it is)."""
+        `FrameContext.downscaled(width_px)`, is used as it is).
+
+        Args:
+            image: the frame, BGR.
+            t_s: the frame's stream time, seconds (for the activity window).
+
+        Returns:
+            (rows, cols) bool mask at the small frame's size: MOG2 foreground or recent activity, opened 3x3.
+        """
         small = small_frame(image, self.width_px)
         mog = self._model.apply(small) == 255
         level = cv2.GaussianBlur(grey(small), (3, 3), 0)
@@ -173,7 +227,16 @@ class ForegroundModel:
 
 
 def person_weights(scale: PersonScale, shape: tuple[int, int], aspect: float) -> np.ndarray | None:
-    """Per-row weight (rows, 1): 1 / (area of one person, in small-frame pixels) at that row."""
+    """Per-row weight (rows, 1): 1 / (area of one person, in small-frame pixels) at that row.
+
+    Args:
+        scale: the camera's person height model.
+        shape: (rows, cols) of the small frame, pixels.
+        aspect: a person's width over height.
+
+    Returns:
+        (rows, 1) weights, or None while `scale` has no fit.
+    """
     rows, cols = shape
     heights = scale.height_frac(row_centres(rows))
     if heights is None:
@@ -183,7 +246,16 @@ def person_weights(scale: PersonScale, shape: tuple[int, int], aspect: float) ->
 
 
 def person_equivalents(mask: np.ndarray, zone: np.ndarray, weights: np.ndarray) -> float:
-    """Sum over the zone's foreground of 1 / person area: people the foreground would hold."""
+    """Sum over the zone's foreground of 1 / person area: people the foreground would hold.
+
+    Args:
+        mask: (rows, cols) bool foreground.
+        zone: (rows, cols) bool zone mask.
+        weights: (rows, 1) per-row weights from `person_weights`.
+
+    Returns:
+        The person-equivalents (not rounded).
+    """
     return float(((mask & zone) * weights).sum())
 
 
@@ -198,7 +270,16 @@ class FlowField:
 
     def update(self, image: np.ndarray, t_s: float) -> np.ndarray | None:
         """(rows, cols, 2) flow in pixels/second of the small frame, None on the first frame or after a gap
-        (`image` is downscaled to `width_px` unless it is that small already)."""
+        (`image` is downscaled to `width_px` unless it is that small already).
+
+        Args:
+            image: the frame, BGR or grey.
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            The flow from the previous frame to this one, or None on the first frame, after a change of size,
+            when time did not advance or after more than `max_gap_s`.
+        """
         current = cv2.GaussianBlur(grey(small_frame(image, self.width_px)), (3, 3), 0)
         previous, previous_t = self._previous, self._previous_t
         self._previous, self._previous_t = current, t_s
@@ -207,7 +288,8 @@ class FlowField:
         dt = t_s - previous_t
         if dt <= 0.0 or dt > self.max_gap_s:
             return None
-        flow = cv2.calcOpticalFlowFarneback(
+        # flow=None makes OpenCV allocate the output; its stubs list no None.
+        flow = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
             previous, current, None, pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0
         )
         return flow / dt

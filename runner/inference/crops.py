@@ -32,7 +32,23 @@ def make_crop(
     rotate_deg: int = 0,
     min_side_px: int = 32,
 ) -> Crop | None:
-    """Crop `box` (normalised xyxy) enlarged by `pad_frac` of its size per side, clipped to the frame."""
+    """Crop `box` (normalised xyxy) enlarged by `pad_frac` of its size per side, clipped to the frame.
+
+    Args:
+        frame: the full BGR frame.
+        box: the region, normalised xyxy.
+        pad_frac: padding added on each side, as a fraction of the box's width (left, right) and height
+            (top, bottom).
+        rotate_deg: clockwise rotation of the crop: 0, 90, 180 or 270.
+        min_side_px: smallest crop side, in frame pixels before rotation.
+
+    Returns:
+        The crop (contiguous, rotated) and where it lies in the frame; None when the clipped crop is
+        narrower or shorter than `min_side_px`.
+
+    Raises:
+        ValueError: `rotate_deg` is not one of 0, 90, 180, 270.
+    """
     if rotate_deg not in ROTATIONS:
         raise ValueError(f"rotate_deg must be one of {sorted(ROTATIONS)}")
     height, width = frame.shape[:2]
@@ -49,7 +65,16 @@ def make_crop(
 
 
 def boxes_to_frame(xyxy: np.ndarray, crop: Crop) -> np.ndarray:
-    """Map pixel boxes found in the rotated crop back to full-frame pixel coordinates."""
+    """Map pixel boxes found in the rotated crop back to full-frame pixel coordinates.
+
+    Args:
+        xyxy: (N, 4) pixel boxes in the rotated crop's image.
+        crop: the crop they were found in.
+
+    Returns:
+        (N, 4) float pixel boxes in the full frame, axis-aligned (each box's corners turned back, then
+        re-ordered so x1 <= x2 and y1 <= y2).
+    """
     boxes = np.asarray(xyxy, dtype=float).reshape(-1, 4)
     corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1)  # (N, 2, 2)
     points = _unrotate(corners.reshape(-1, 2), crop).reshape(-1, 2, 2)
@@ -58,7 +83,15 @@ def boxes_to_frame(xyxy: np.ndarray, crop: Crop) -> np.ndarray:
 
 
 def points_to_frame(points: np.ndarray, crop: Crop) -> np.ndarray:
-    """Map (..., 2) pixel points (e.g. keypoints) from the rotated crop back to the full frame."""
+    """Map (..., 2) pixel points (e.g. keypoints) from the rotated crop back to the full frame.
+
+    Args:
+        points: (..., 2) pixel (x, y) points in the rotated crop's image.
+        crop: the crop they were found in.
+
+    Returns:
+        Float points of the same shape, in full-frame pixels.
+    """
     pts = np.asarray(points, dtype=float)
     flat = _unrotate(pts.reshape(-1, 2), crop) + np.array([crop.x0, crop.y0], dtype=float)
     return flat.reshape(pts.shape)

@@ -1,14 +1,16 @@
-"""Detectors: Ultralytics models loaded once per process and shared by every camera.
+"""Detectors: the configured models, loaded once per process and shared by every camera.
 
-A detector returns `supervision.Detections` with pixel boxes, `data["class_name"]`,
-`data["model"]` and, for pose models, `data["keypoints"]` of shape (N, K, 3) = (x, y, conf).
+`load_detector` picks what runs a model (`runner.inference.backends`: Vigie's OpenVINO engine for YOLO
+detect and pose models on the CPU, Ultralytics' predictor for the rest); `Detector` batches the frames of
+several cameras and filters each to its labels. A detector returns `supervision.Detections` with pixel
+boxes and the columns of `runner.core.fields`: `CLASS_NAME`, `MODEL` and, for pose models, `KEYPOINTS`
+of shape (N, K, 3) = (x, y, conf).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from runner.config.site import ModelSpec, SiteConfig
 from runner.core.detections import empty_detections
 from runner.core.errors import ModelError
 from runner.inference import ov_engine
+from runner.inference.backends import DetectorBackend, OpenVinoBackend, UltralyticsBackend, use_all_cores
 from runner.inference.export_cache import (
     Runtime,
     choose_runtime,
@@ -35,85 +38,120 @@ from runner.inference.modelref import PACKAGE_PREFIX, ResolvedModel, package_fil
 log = logging.getLogger(__name__)
 
 
-def _use_all_cores() -> None:
-    # Ultralytics sets torch to one thread on a 2-core machine (~1.7-2x slower): undo that (every core,
-    # or $VIGIE_INFER_THREADS). Set on each load: importing Ultralytics again could have reset it.
-    import torch
-
-    torch.set_num_threads(inference_threads())
-
-
 @dataclass
 class Detector:
+    """A configured model, loaded once per process and shared by every camera; thread-safe.
+
+    It picks what to run together (frames of one shape, at most the backend's batch; the labels each camera
+    wants) and delegates the inference to its backend (`runner.inference.backends`).
+    """
+
     name: str
     spec: ModelSpec
     resolved: ResolvedModel
-    model: object
-    names: dict[int, str]
+    model: DetectorBackend  # what runs the loaded weights: Vigie's OpenVINO engine or Ultralytics' predictor
     device: str = "cpu"
     runtime: Runtime | None = None  # None: the weights as resolved, fp32
-    max_batch: int = 16  # frames per inference call in detect_many (Ultralytics' predictor)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()  # Ultralytics predictors are not thread-safe
-        self._threads_restored = False
         self._warmed: set[tuple[int, int, int]] = set()  # (height, width, input size) already compiled for
 
     @property
-    def has_keypoints(self) -> bool:
-        return getattr(self.model, "task", None) == "pose"
+    def names(self) -> dict[int, str]:
+        """Class id -> class name, as the weights provide them."""
+        return self.model.names
 
     @property
-    def direct(self) -> bool:
-        """True when the model runs in runner.inference.ov_engine rather than Ultralytics' predictor."""
-        return isinstance(self.model, ov_engine.OpenVinoEngine)
+    def has_keypoints(self) -> bool:
+        return self.model.has_keypoints
 
     @property
     def backend(self) -> str:
+        """The weights format that runs (pt | openvino | onnx | engine | torchscript)."""
         return self.runtime.backend if self.runtime else self.resolved.backend
 
     @property
     def any_input_size(self) -> bool:
         """True when `detect(..., imgsz=)` may ask for another input size than the configured one: the
         OpenVINO engine compiles per shape, PyTorch weights take any; a fixed-size export does not."""
-        return self.direct or self.backend == "pt"
+        return self.model.any_input_size
 
     def class_ids(self, labels: Iterable[str]) -> list[int]:
+        """The class ids of these labels (those the model provides).
+
+        Args:
+            labels: class names.
+
+        Returns:
+            Their ids, in id order; labels the model does not provide are left out.
+        """
         wanted = set(labels)
         return [i for i, n in self.names.items() if n in wanted]
 
     def warm_up(self, shapes: Iterable[tuple[int, int]], imgsz: int | None = None) -> None:
         """Compile for each image size (height, width) at input size `imgsz` (the model's by default) ahead
         of the first frames: the OpenVINO engine builds one model per input shape (about a second each);
-        Ultralytics' predictor only needs one call. Each size is warmed once per process."""
+        Ultralytics' predictor only needs one call. Each size is warmed once per process.
+
+        Args:
+            shapes: image sizes as (height, width).
+            imgsz: the input size they will run at; None for the configured one.
+        """
         for height, width in sorted(set(shapes)):
             key = (height, width, imgsz or self.spec.imgsz)
             if key in self._warmed:
                 continue
-            if self.direct:
-                self.model.warm_up(height, width, imgsz)  # type: ignore[attr-defined]
-            else:
-                self.detect([np.zeros((height, width, 3), np.uint8)], imgsz=imgsz)
+            self._check_input_size(imgsz)
+            self.model.warm_up(height, width, imgsz)
             self._warmed.add(key)
 
     def detect(
         self, images: list[np.ndarray], labels: Iterable[str] | None = None, imgsz: int | None = None
     ) -> list[sv.Detections]:
         """Detections of `labels` (all classes when None) in each image; `imgsz` overrides the model's
-        input size for this call (only where `any_input_size`)."""
+        input size for this call (only where `any_input_size`).
+
+        Args:
+            images: BGR frames.
+            labels: the class names wanted in every image; None for every class.
+            imgsz: input size for this call; None for the configured one.
+
+        Returns:
+            One `sv.Detections` per image, in order, in image pixels.
+
+        Raises:
+            ValueError: `imgsz` differs from the configured size and the weights have a fixed input size.
+        """
         labels = None if labels is None else frozenset(labels)
         return self.detect_many(images, [labels] * len(images), imgsz=imgsz)
 
     def detect_crops(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
         """`detect` on crops of any shape (re-detection): the OpenVINO engine pads them to a square input,
-        one compiled model for every crop, instead of compiling (about half a second) each new aspect ratio."""
+        one compiled model for every crop, instead of compiling (about half a second) each new aspect ratio.
+
+        Args:
+            images: BGR crops, of any shapes.
+            labels: the class names wanted in every crop; None for every class.
+
+        Returns:
+            One `sv.Detections` per crop, in order, in crop pixels.
+        """
         labels = None if labels is None else frozenset(labels)
         return self.start_detect_many(images, [labels] * len(images), square=True)()
 
     def start_detect(
         self, images: list[np.ndarray], labels: Iterable[str] | None = None, imgsz: int | None = None
     ) -> Callable[[], list[sv.Detections]]:
-        """`detect` in two steps (see `start_detect_many`)."""
+        """`detect` in two steps (see `start_detect_many`).
+
+        Args:
+            images: BGR frames.
+            labels: the class names wanted in every image; None for every class.
+            imgsz: input size for this call; None for the configured one.
+
+        Returns:
+            What waits for the inferences and returns one `sv.Detections` per image, in order.
+        """
         labels = None if labels is None else frozenset(labels)
         return self.start_detect_many(images, [labels] * len(images), imgsz=imgsz)
 
@@ -125,8 +163,21 @@ class Detector:
         Frames of the same shape go through one batched inference (at most `max_batch` per call), so each
         keeps its smallest letterbox rectangle (Ultralytics squares a batch of mixed shapes); frames whose
         labels this model does not provide are not run at all. Returns one `sv.Detections` per image, in
-        order. Thread-safe (the OpenVINO engine shares its cores across calling threads; Ultralytics' predictor runs one call at a time). On 2 CPU cores a batch costs about the
-        same per frame as single calls; on a GPU batching is what scales to many cameras.
+        order. Thread-safe (the OpenVINO engine shares its cores across calling threads; Ultralytics'
+        predictor runs one call at a time). On 2 CPU cores a batch costs about the same per frame as single
+        calls; on a GPU batching is what scales to many cameras.
+
+        Args:
+            images: BGR frames, of any shapes.
+            labels_per_image: the class names each image wants (None: every class).
+            imgsz: input size for this call; None for the configured one.
+
+        Returns:
+            One `sv.Detections` per image, in order, in image pixels; empty for an image not run.
+
+        Raises:
+            ValueError: `labels_per_image` is not one entry per image, or `imgsz` differs from the configured
+                size and the weights have a fixed input size.
         """
         return self.start_detect_many(images, labels_per_image, imgsz)()
 
@@ -138,111 +189,76 @@ class Detector:
         square: bool = False,
     ) -> Callable[[], list[sv.Detections]]:
         """`detect_many` in two steps: the OpenVINO engine's requests start now, and calling the result waits
-        for them, so that the caller can start its next frames meanwhile; other backends run now."""
+        for them, so that the caller can start its next frames meanwhile; other backends run now.
+
+        Args:
+            images: BGR frames or crops.
+            labels_per_image: the labels each image wants (None: every class).
+            imgsz: input size for this call; None for the configured one.
+            square: pad each image to a square input (crops of any aspect ratio, see `detect_crops`).
+
+        Returns:
+            What waits for the inferences and returns one `sv.Detections` per image, in order.
+
+        Raises:
+            ValueError: as `detect_many`.
+        """
         if len(images) != len(labels_per_image):
             raise ValueError("detect_many: one labels entry per image")
-        if imgsz is not None and imgsz != self.spec.imgsz and not self.any_input_size:
-            raise ValueError(
-                f"model {self.name}: its {self.backend} weights have a fixed input size ({self.spec.imgsz})"
-            )
+        self._check_input_size(imgsz)
         wanted = [None if labels is None else set(self.class_ids(labels)) for labels in labels_per_image]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, (image, ids) in enumerate(zip(images, wanted)):
-            if ids is None or ids:
-                # The OpenVINO engine groups frames by letterboxed input shape itself (frames of different
-                # cameras often share one, e.g. 640x384 for every 16:9 size): one call for all.
-                groups.setdefault(() if self.direct else image.shape, []).append(index)
-        pending: list[tuple[list[int], Callable[[], list]]] = []
-        for indices in groups.values():
-            step = len(indices) if self.direct else self.max_batch
-            for start in range(0, len(indices), step):
-                chunk = indices[start : start + step]
-                chunk_ids = [wanted[i] for i in chunk]
-                classes = None if any(ids is None for ids in chunk_ids) else sorted(set().union(*chunk_ids))
-                pending.append((chunk, self._start_predict([images[i] for i in chunk], classes, imgsz, square)))
+        pending = [
+            (chunk, self.model.start_predict([images[i] for i in chunk], [wanted[i] for i in chunk], imgsz, square))
+            for chunk in self._chunks(images, wanted)
+        ]
 
         def detections() -> list[sv.Detections]:
             out: list[sv.Detections] = [empty_detections() for _ in images]
-            for chunk, results in pending:
-                for index, result in zip(chunk, results()):
-                    out[index] = self._to_detections(result, wanted[index])
+            for chunk, found in pending:
+                for index, image_detections in zip(chunk, found()):
+                    out[index] = image_detections
             return out
 
         return detections
 
-    def _start_predict(
-        self, images: list[np.ndarray], classes: list[int] | None, imgsz: int | None = None, square: bool = False
-    ):
-        if self.direct:
-            return self.model.start_predict(
-                images,
-                conf=self.spec.conf,
-                classes=classes,
-                imgsz=imgsz,  # type: ignore[attr-defined]
-                square=square,
+    def _check_input_size(self, imgsz: int | None) -> None:
+        if imgsz is not None and imgsz != self.spec.imgsz and not self.any_input_size:
+            raise ValueError(
+                f"model {self.name}: its {self.backend} weights have a fixed input size ({self.spec.imgsz})"
             )
-        results = self._predict(images, classes, imgsz)
-        return lambda: results
 
-    def _predict(self, images: list[np.ndarray], classes: list[int] | None, imgsz: int | None = None) -> list:
-        options = {"half": True} if self.runtime and self.runtime.half else {}
-        with self._lock:
-            results = self.model.predict(  # type: ignore[attr-defined]
-                images,
-                imgsz=imgsz or self.spec.imgsz,
-                conf=self.spec.conf,
-                classes=classes,
-                device=self.device,
-                verbose=False,
-                **options,
-            )
-            if not self._threads_restored:
-                # The first predict builds Ultralytics' predictor, whose select_device() sets torch back to
-                # cpu_count-1 threads (1 here): restore ours once it has.
-                _use_all_cores()
-                self._threads_restored = True
-            return results
-
-    def _to_detections(self, result, class_ids: set[int] | None = None) -> sv.Detections:
-        if isinstance(result, ov_engine.Prediction):
-            return self._prediction_to_detections(result, class_ids)
-        detections = sv.Detections.from_ultralytics(result)
-        detections.data["model"] = np.full(len(detections), self.name, dtype=object)
-        keypoints = getattr(result, "keypoints", None)
-        if keypoints is not None and keypoints.data is not None and len(detections):
-            detections.data["keypoints"] = keypoints.data.cpu().numpy().astype(np.float32)
-        if "class_name" not in detections.data:
-            detections.data["class_name"] = np.array([self.names[int(c)] for c in detections.class_id], dtype=object)
-        if class_ids is not None and len(detections):
-            detections = detections[np.isin(detections.class_id, sorted(class_ids))]
-        return detections
-
-    def _prediction_to_detections(self, prediction: ov_engine.Prediction, class_ids: set[int] | None) -> sv.Detections:
-        keep = (
-            np.ones(len(prediction.class_id), bool)
-            if class_ids is None
-            else np.isin(prediction.class_id, sorted(class_ids))
-        )
-        if not keep.any():
-            return empty_detections()
-        class_id = prediction.class_id[keep]
-        data = {
-            "class_name": np.array([self.names[int(c)] for c in class_id], dtype=object),
-            "model": np.full(len(class_id), self.name, dtype=object),
-        }
-        if prediction.keypoints is not None:
-            data["keypoints"] = prediction.keypoints[keep]
-        return sv.Detections(
-            xyxy=prediction.xyxy[keep], confidence=prediction.confidence[keep], class_id=class_id, data=data
-        )
+    def _chunks(self, images: list[np.ndarray], wanted: list[set[int] | None]) -> list[list[int]]:
+        """Indices of the images to run together, in order; images that want none of this model's classes
+        are left out. A backend without a batch limit takes every image in one call (the OpenVINO engine
+        groups frames by letterboxed input shape itself: frames of different cameras often share one, e.g.
+        640x384 for every 16:9 size); otherwise one shape per call, at most `max_batch` images."""
+        max_batch = self.model.max_batch
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, (image, ids) in enumerate(zip(images, wanted)):
+            if ids is None or ids:
+                groups.setdefault(image.shape if max_batch else (), []).append(index)
+        chunks = []
+        for indices in groups.values():
+            step = max_batch or len(indices)
+            chunks += [indices[start : start + step] for start in range(0, len(indices), step)]
+        return chunks
 
 
-def load_custom_layers(name: str, reference: str, base_dir=None) -> None:
+def load_custom_layers(name: str, reference: str, base_dir: Path | None = None) -> None:
     """Make custom layer classes that a checkpoint was pickled with resolvable.
 
     Models trained in a script pickle their custom classes as `__main__.<Class>`: the file that
     defines them is loaded standalone (its package's `__init__` may import heavy things) and its
     classes are published on `__main__`, where unpickling looks for them.
+
+    Args:
+        name: the model's config name (for messages and the module's name).
+        reference: the config's `custom_layers`: a path, or `package:<module>/<file>.py`.
+        base_dir: the config file's folder; a relative path is looked up there first, then in the
+            working directory.
+
+    Raises:
+        ModelError: the file is missing or fails to load.
     """
     import importlib.util
     import inspect
@@ -268,9 +284,27 @@ def load_custom_layers(name: str, reference: str, base_dir=None) -> None:
             setattr(__main__, attr, value)
 
 
-def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str = "cpu", base_dir=None) -> Detector:
-    """Load a model once, in the runtime `choose_runtime` picks (see runner/inference/export_cache.py)."""
-    _use_all_cores()
+def load_detector(
+    name: str, spec: ModelSpec, resolved: ResolvedModel, device: str = "cpu", base_dir: Path | None = None
+) -> Detector:
+    """Load a model once, in the runtime `choose_runtime` picks (see runner/inference/export_cache.py).
+
+    Args:
+        name: the model's config name.
+        spec: its `models.<name>` config.
+        resolved: its weights, resolved and verified (`resolve_weights`).
+        device: the torch device ("cpu", "cuda:0"); Vigie's OpenVINO engine runs only on "cpu".
+        base_dir: the config file's folder, where a relative `custom_layers` path is looked up first.
+
+    Returns:
+        The loaded detector: on Vigie's OpenVINO engine when it can run the model, else on Ultralytics'
+        predictor (a cache entry that will not load is dropped and the weights run as given).
+
+    Raises:
+        ModelError: the weights, their export or the custom layers cannot be loaded, or the config's
+            `classes` hint differs from the weights' classes.
+    """
+    use_all_cores()
     if spec.custom_layers:  # before any unpickling, the export included
         load_custom_layers(name, spec.custom_layers, base_dir)
     engine = _direct_engine(name, spec, resolved, device)
@@ -304,11 +338,23 @@ def load_detector(name: str, spec: ModelSpec, resolved: ResolvedModel, device: s
         resolved.found_by,
         runtime.how,
     )
-    return Detector(name=name, spec=spec, resolved=resolved, model=model, names=names, device=device, runtime=runtime)
+    predictor = UltralyticsBackend(
+        model, names, name, runtime.backend, spec.conf, spec.imgsz, device=device, half=runtime.half
+    )
+    return Detector(name=name, spec=spec, resolved=resolved, model=predictor, device=device, runtime=runtime)
 
 
 def check_classes(name: str, spec: ModelSpec, names: dict[int, str]) -> None:
-    """The config's `classes` hint must be what the weights provide (it lets cameras plan without loading)."""
+    """The config's `classes` hint must be what the weights provide (it lets cameras plan without loading).
+
+    Args:
+        name: the model's config name.
+        spec: its `models.<name>` config (`classes` None: no hint, nothing checked).
+        names: class id -> class name of the loaded weights.
+
+    Raises:
+        ModelError: the hint names other classes than the weights (order and duplicates aside).
+    """
     if spec.classes is not None and set(spec.classes) != set(names.values()):
         raise ModelError(
             f"model '{name}': models.{name}.classes says {sorted(spec.classes)[:6]} but the weights provide "
@@ -317,9 +363,9 @@ def check_classes(name: str, spec: ModelSpec, names: dict[int, str]) -> None:
 
 
 def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str) -> Detector | None:
-    """The detector run by runner.inference.ov_engine, when the model is (or exports to) an OpenVINO YOLO detect or
-    pose model on the CPU; None otherwise (Ultralytics' predictor runs it). An engine that fails to
-    build falls back to the predictor with one log line."""
+    """The detector run by runner.inference.ov_engine, when the model is (or exports to) an OpenVINO YOLO
+    detect or pose model on the CPU; None otherwise (Ultralytics' predictor runs it). An engine that fails
+    to build falls back to the predictor with one log line."""
     if is_gpu(device) or spec.runtime == "torch" or resolved.backend not in ("pt", "openvino"):
         return None
     if resolved.backend == "openvino":
@@ -352,7 +398,8 @@ def _direct_engine(name: str, spec: ModelSpec, resolved: ResolvedModel, device: 
     log.info(
         "loaded model %s (%s, %d classes) from %s, runs %s", name, resolved.backend, len(names), resolved.found_by, how
     )
-    return Detector(name=name, spec=spec, resolved=resolved, model=engine, names=names, device=device, runtime=runtime)
+    backend = OpenVinoBackend(engine, name, spec.conf)
+    return Detector(name=name, spec=spec, resolved=resolved, model=backend, device=device, runtime=runtime)
 
 
 def _load(name: str, spec: ModelSpec, path: Path, device: str) -> tuple[object, dict[int, str]]:
@@ -374,13 +421,25 @@ def _load(name: str, spec: ModelSpec, path: Path, device: str) -> tuple[object, 
 class ModelPool:
     """Resolves and loads each configured model at most once, on first need."""
 
-    def __init__(self, config: SiteConfig, base_dir=None, device: str | None = None):
+    def __init__(self, config: SiteConfig, base_dir: Path | None = None, device: str | None = None):
         self.config = config
         self.base_dir = base_dir
         self.device = device or os.environ.get("VIGIE_DEVICE", "cpu")
         self._loaded: dict[str, Detector] = {}
 
     def get(self, name: str) -> Detector:
+        """The loaded model `name`, resolved and loaded on the first call.
+
+        Args:
+            name: a model's config name (a key of `config.models`).
+
+        Returns:
+            Its detector, the same object on every call.
+
+        Raises:
+            KeyError: no model of that name in the config.
+            ModelError: its weights cannot be resolved or loaded.
+        """
         if name not in self._loaded:
             spec = self.config.models[name]
             resolved = resolve_weights(name, spec, self.base_dir)
@@ -388,17 +447,40 @@ class ModelPool:
         return self._loaded[name]
 
     def labels_of(self, name: str) -> frozenset[str]:
-        """Class names of a model: from its `classes` hint when given (no loading), else from the weights."""
+        """Class names of a model: from its `classes` hint when given (no loading), else from the weights.
+
+        Args:
+            name: a model's config name.
+
+        Returns:
+            The class names it detects.
+        """
         hint = self.config.models[name].classes
         return frozenset(hint) if hint is not None else frozenset(self.get(name).names.values())
 
     def loaded(self) -> dict[str, Detector]:
+        """The models loaded so far.
+
+        Returns:
+            Model name -> detector, a copy (in load order).
+        """
         return dict(self._loaded)
 
     def plan(self, labels: frozenset[str], optional: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
         """Model name -> labels it will detect. Each label goes to the first model (in config order)
         that provides it, so one camera never gets the same class from two models; required labels
-        must all be covered, optional ones are taken when some model provides them."""
+        must all be covered, optional ones are taken when some model provides them.
+
+        Args:
+            labels: the class names the camera's rules require.
+            optional: class names they use when some model provides them.
+
+        Returns:
+            Model name -> the labels it detects for this camera; models with none are left out.
+
+        Raises:
+            ModelError: no configured model provides some required label.
+        """
         plan: dict[str, set[str]] = {}
         remaining, remaining_optional = set(labels), set(optional) - set(labels)
         for name in self.config.models:

@@ -40,7 +40,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,7 @@ import yaml
 
 from runner.config.site import ModelSpec
 from runner.core.errors import ModelError
-from runner.inference.modelref import ResolvedModel, file_sha256
+from runner.inference.modelref import ResolvedModel, file_sha256, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class Runtime:
 
 
 def cache_dir() -> Path:
+    """The export cache's folder.
+
+    Returns:
+        `$VIGIE_CACHE_DIR` when set, else `var/models-cache` (relative to the working directory); `~` expanded.
+    """
     return Path(os.environ.get(CACHE_ENV) or "var/models-cache").expanduser()
 
 
@@ -76,6 +81,12 @@ def inference_threads() -> int:
 
     Every core is fastest on an idle machine; on 2 cores shared with decoding threads, 1 thread was
     sometimes faster (OpenVINO threads wait on each other when a core is taken): measure with the bench.
+
+    Returns:
+        The number of threads, at least 1.
+
+    Raises:
+        ModelError: the variable is set to something other than a whole number >= 1.
     """
     value = os.environ.get(THREADS_ENV, "").strip()
     if not value:
@@ -86,7 +97,15 @@ def inference_threads() -> int:
 
 
 def openvino_config(spec: ModelSpec, threads: int) -> dict:
-    """Compile options that differ from Ultralytics' (LATENCY hint, every core, the CPU's default precision)."""
+    """Compile options that differ from Ultralytics' (LATENCY hint, every core, the CPU's default precision).
+
+    Args:
+        spec: the model's config (its `openvino_precision`).
+        threads: threads for one inference (`inference_threads()`).
+
+    Returns:
+        OpenVINO compile options; empty when Ultralytics' own are right.
+    """
     config: dict = {}
     if threads != (os.cpu_count() or 1):
         config["INFERENCE_NUM_THREADS"] = threads
@@ -97,7 +116,16 @@ def openvino_config(spec: ModelSpec, threads: int) -> dict:
 
 def recompile_openvino(model, folder: Path, config: dict) -> bool:
     """Recompile a loaded Ultralytics OpenVINO model (read from `folder`) with extra compile options;
-    False when the model is not an OpenVINO one. Later recompiles by Ultralytics keep the options."""
+    False when the model is not an OpenVINO one. Later recompiles by Ultralytics keep the options.
+
+    Args:
+        model: the loaded `ultralytics.YOLO`, its predictor already built (by a first predict).
+        folder: the OpenVINO folder (or .xml file) it was read from.
+        config: OpenVINO compile options added to Ultralytics' (`openvino_config`).
+
+    Returns:
+        True when recompiled; False when the model does not run on Ultralytics' OpenVINO backend.
+    """
     import openvino as ov
 
     backend = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
@@ -113,10 +141,23 @@ def recompile_openvino(model, folder: Path, config: dict) -> bool:
 
 
 def is_gpu(device: str) -> bool:
+    """Whether a torch device names a GPU.
+
+    Args:
+        device: a torch device ("cpu", "cuda:0", or a bare GPU index such as "0").
+
+    Returns:
+        True for a CUDA device.
+    """
     return device.startswith("cuda") or device.isdigit()
 
 
 def versions() -> tuple[str, str]:
+    """The installed versions that an export depends on (part of the cache key).
+
+    Returns:
+        (Ultralytics version, OpenVINO version without its build suffix).
+    """
     import openvino
     import ultralytics
 
@@ -124,13 +165,36 @@ def versions() -> tuple[str, str]:
 
 
 def cache_key(source_sha256: str, imgsz: int, kind: str = "export") -> str:
+    """The name of a cache entry (a folder), and of its lock and failure files.
+
+    Args:
+        source_sha256: sha256 of the source weights.
+        imgsz: the configured input size.
+        kind: "export" (a .pt to OpenVINO) or "reshape" (a static OpenVINO folder made dynamic).
+
+    Returns:
+        `<sha256>-<imgsz>-<kind>-ul<ultralytics>-ov<openvino>_openvino_model`.
+    """
     ultralytics_version, openvino_version = versions()
     # Ultralytics recognises an OpenVINO folder by this suffix.
     return f"{source_sha256}-{imgsz}-{kind}-ul{ultralytics_version}-ov{openvino_version}_openvino_model"
 
 
 def choose_runtime(name: str, spec: ModelSpec, resolved: ResolvedModel, device: str = "cpu") -> Runtime:
-    """Decide the runtime of a resolved model; exports or reshapes into the cache when needed."""
+    """Decide the runtime of a resolved model; exports or reshapes into the cache when needed.
+
+    Args:
+        name: the model's config name (for messages).
+        spec: its `models.<name>` config (`runtime`, `imgsz`, `task`).
+        resolved: its weights, resolved and verified.
+        device: the torch device ("cpu", "cuda:0").
+
+    Returns:
+        What to load: a .pt on a GPU in fp16, a cached OpenVINO export or reshape, or the weights as given.
+
+    Raises:
+        ModelError: `runtime: openvino` and the export of a .pt failed (now or on an earlier start).
+    """
     as_given = Runtime(resolved.path, resolved.backend, half=False, how="as given")
     if resolved.backend == "pt":
         if is_gpu(device):
@@ -155,10 +219,26 @@ def choose_runtime(name: str, spec: ModelSpec, resolved: ResolvedModel, device: 
 
 # -- cache entries -------------------------------------------------------------------------------------
 def failure_marker(key: str) -> Path:
+    """Where a failed build of cache entry `key` is remembered.
+
+    Args:
+        key: the entry's `cache_key`.
+
+    Returns:
+        `<cache_dir>/<key>.failed` (it holds the reason; delete it to retry).
+    """
     return cache_dir() / f"{key}.failed"
 
 
 def listing(folder: Path) -> dict[str, str]:
+    """The sha256 of every file below a cache entry, its manifest aside.
+
+    Args:
+        folder: a cache entry.
+
+    Returns:
+        Relative posix path -> sha256, sorted by path.
+    """
     return {
         p.relative_to(folder).as_posix(): file_sha256(p)
         for p in sorted(folder.rglob("*"))
@@ -167,7 +247,14 @@ def listing(folder: Path) -> dict[str, str]:
 
 
 def entry_is_valid(folder: Path) -> bool:
-    """True when the folder holds an IR and every file matches the sha256 recorded when it was built."""
+    """True when the folder holds an IR and every file matches the sha256 recorded when it was built.
+
+    Args:
+        folder: a cache entry (it may not exist).
+
+    Returns:
+        False when the manifest is missing or unreadable, lists no .xml, or differs from the files.
+    """
     try:
         recorded = json.loads((folder / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -177,7 +264,14 @@ def entry_is_valid(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def locked(key: str) -> Iterator[None]:
-    """Serialise builders of one entry across processes (a second start waits, then reuses)."""
+    """Serialise builders of one entry across processes (a second start waits, then reuses).
+
+    Args:
+        key: the entry's `cache_key` (the lock file is `<cache_dir>/<key>.lock`, created with the folder).
+
+    Yields:
+        Nothing, while the lock is held.
+    """
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as handle:
@@ -188,9 +282,20 @@ def locked(key: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cached(name: str, key: str, build, what: str) -> Path | None:
+def cached(name: str, key: str, build: Callable[[Path], Path], what: str) -> Path | None:
     """The cache entry `key`, built by `build(tmp_dir) -> folder` when missing or corrupt; None when the
-    build failed now or earlier (remembered in `<key>.failed`)."""
+    build failed now or earlier (remembered in `<key>.failed`).
+
+    Args:
+        name: the model's config name (for the log).
+        key: the entry's `cache_key`.
+        build: called with a fresh temporary folder inside the cache; returns the folder it built there
+            (renamed into place). Any exception it raises is a failed build.
+        what: one phrase for the log ("OpenVINO export").
+
+    Returns:
+        The entry's folder, or None when its build failed.
+    """
     entry = cache_dir() / key
     marker = failure_marker(key)
     if entry_is_valid(entry):
@@ -229,18 +334,38 @@ def cached(name: str, key: str, build, what: str) -> Path | None:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write a text file so that a reader sees the old content or the new, never a part.
+
+    Args:
+        path: the file to (re)write.
+        text: its new content.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
 def forget(entry: Path) -> None:
-    """Drop a cache entry that failed to load (rebuilt on the next start)."""
+    """Drop a cache entry that failed to load (rebuilt on the next start).
+
+    Args:
+        entry: the entry's folder; nothing happens when it is already gone.
+    """
     shutil.rmtree(entry, ignore_errors=True)
 
 
 # -- .pt -> dynamic OpenVINO IR --------------------------------------------------------------------------
 def openvino_export(name: str, spec: ModelSpec, resolved: ResolvedModel) -> Path | None:
+    """The cached OpenVINO export (dynamic input) of a .pt, exported now when missing.
+
+    Args:
+        name: the model's config name (for the log).
+        spec: its config (`imgsz`, `task`).
+        resolved: its .pt weights, resolved and verified.
+
+    Returns:
+        The export's folder, or None when the export failed (now or on an earlier start).
+    """
     return cached(
         name, cache_key(resolved.sha256, spec.imgsz), lambda work: _export(resolved.path, spec, work), "OpenVINO export"
     )
@@ -263,6 +388,11 @@ def _export(source: Path, spec: ModelSpec, work: Path) -> Path:
 
 @contextlib.contextmanager
 def quiet_ultralytics() -> Iterator[None]:
+    """Ultralytics logs warnings and errors only, inside the block (its load and export chatter is noise).
+
+    Yields:
+        Nothing; the previous log level comes back on leaving.
+    """
     from ultralytics.utils import LOGGER
 
     level = LOGGER.level
@@ -276,8 +406,20 @@ def quiet_ultralytics() -> Iterator[None]:
 # -- static OpenVINO folder -> dynamic -------------------------------------------------------------------
 def dynamic_openvino(name: str, spec: ModelSpec, resolved: ResolvedModel) -> Path | None:
     """A copy of a static OpenVINO folder with a dynamic input, or None when it already is dynamic or
-    its graph cannot be reshaped (e.g. YOLO11 attention blocks traced with constant shapes)."""
-    metadata = _metadata(resolved.path)
+    its graph cannot be reshaped (e.g. YOLO11 attention blocks traced with constant shapes).
+
+    Args:
+        name: the model's config name (for the log).
+        spec: its config (`imgsz`, which the reshape is probed at).
+        resolved: the OpenVINO folder, resolved and verified.
+
+    Returns:
+        The cached dynamic copy's folder, or None (already dynamic, or the reshape failed now or earlier).
+    """
+    try:
+        metadata = read_metadata(resolved.path)
+    except ModelError:  # no readable metadata: not known to be dynamic, so the reshape is tried
+        metadata = {}
     if metadata.get("args", {}).get("dynamic") or metadata.get("dynamic"):
         return None
     return cached(
@@ -286,13 +428,6 @@ def dynamic_openvino(name: str, spec: ModelSpec, resolved: ResolvedModel) -> Pat
         lambda work: _reshape(resolved.path, metadata, spec.imgsz, work),
         "reshape to a dynamic input",
     )
-
-
-def _metadata(folder: Path) -> dict:
-    try:
-        return yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
 
 
 def _reshape(folder: Path, metadata: dict, imgsz: int, work: Path) -> Path:

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from runner.config.loading import expand_env, redact
 from runner.config.site import ModelSpec
 from runner.core.env import is_offline
@@ -34,10 +36,26 @@ class ResolvedModel:
     sha256: str
 
     def describe(self) -> dict[str, str]:
+        """What a report says about the model.
+
+        Returns:
+            name, weights (the reference with credentials redacted), backend and sha256.
+        """
         return {"name": self.name, "weights": redact(self.reference), "backend": self.backend, "sha256": self.sha256}
 
 
 def backend_of(path: Path) -> str:
+    """The weights format of a file or folder, from its suffix (a folder must be an OpenVINO export).
+
+    Args:
+        path: the weights file, or an exported model's folder.
+
+    Returns:
+        pt | onnx | openvino | engine | torchscript.
+
+    Raises:
+        ModelError: a folder without an .xml and a .bin, or an unsupported suffix.
+    """
     if path.is_dir():
         if any(path.glob("*.xml")) and any(path.glob("*.bin")):
             return "openvino"
@@ -51,7 +69,33 @@ def backend_of(path: Path) -> str:
     return backends[suffix]
 
 
+def read_metadata(folder: Path) -> dict:
+    """The `metadata.yaml` that Ultralytics writes beside an exported model (task, class names, input size).
+
+    Args:
+        folder: an exported model's folder (an OpenVINO folder).
+
+    Returns:
+        Its content; an empty dict when the file is empty.
+
+    Raises:
+        ModelError: the file is missing or not YAML.
+    """
+    try:
+        return yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read {folder / 'metadata.yaml'} ({type(exc).__name__})") from None
+
+
 def file_sha256(path: Path) -> str:
+    """sha256 of one file, read in 1 MiB blocks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -65,6 +109,12 @@ def weights_sha256(path: Path) -> str:
     The listing has one `<sha256>  <relative/posix/path>` line per file, sorted by that path as a
     plain string (so `cd DIR && find . -type f | cut -c3- | LC_ALL=C sort | xargs sha256sum | sha256sum`
     gives the same digest).
+
+    Args:
+        path: a weights file, or a model folder.
+
+    Returns:
+        The hex digest.
     """
     if path.is_file():
         return file_sha256(path)
@@ -74,7 +124,18 @@ def weights_sha256(path: Path) -> str:
 
 
 def package_file(reference: str) -> Path:
-    """`package:module/sub/file.pt` -> the file inside the installed package, without importing it."""
+    """`package:module/sub/file.pt` -> the file inside the installed package, without importing it.
+
+    Args:
+        reference: `package:<module>/<file>`: an installed package (dotted for a sub-package) and a path inside it.
+
+    Returns:
+        The file's resolved path, inside the package's folder.
+
+    Raises:
+        ModelError: a malformed reference, a package that is not installed or is a single-file module,
+            a path that escapes the package folder, or a missing file.
+    """
     spec_text = reference[len(PACKAGE_PREFIX) :]
     module, _, inner = spec_text.partition("/")
     if not module or not inner:
@@ -105,11 +166,31 @@ def package_file(reference: str) -> Path:
 
 
 def models_dir() -> Path | None:
+    """The folder of local weights, `$VIGIE_MODELS_DIR` (`~` expanded).
+
+    Returns:
+        The folder, or None when the variable is not set.
+    """
     value = os.environ.get("VIGIE_MODELS_DIR")
     return Path(value).expanduser() if value else None
 
 
 def resolve_weights(name: str, spec: ModelSpec, base_dir: Path | None = None, verify: bool = True) -> ResolvedModel:
+    """Find a model's weights (in the order of this module's docstring), and check their pinned sha256.
+
+    Args:
+        name: the model's config name.
+        spec: its `models.<name>` config (`weights`, `sha256`).
+        base_dir: the config file's folder, where a relative path is looked up first.
+        verify: check the config's `sha256` (when it has one) against the weights found.
+
+    Returns:
+        The local weights, their format, how they were found and their sha256.
+
+    Raises:
+        ModelError: a missing environment variable in the reference, a URL, weights not found (offline)
+            or not downloadable, an unsupported format, or a sha256 mismatch.
+    """
     reference = spec.weights
     try:
         expanded = expand_env(reference, f"models.{name}.weights")

@@ -25,8 +25,8 @@ Here:
   `runner.inference.tiling`): its shape gets its own compiled model like any frame size; `square=True` pads crops
   of any aspect ratio to one square input (re-detection), instead of compiling one model per ratio;
 - letterbox, confidence filter, per-class NMS and rescaling copy Ultralytics' (LetterBox(auto=True),
-  non_max_suppression(iou=0.7, max_det=300), scale_boxes): the same boxes within float rounding
-  (tests/runner/inference/test_ov_engine.py compares both on real frames).
+  non_max_suppression(iou=0.7, max_det=300; the loop is `runner.inference.nms`), scale_boxes): the same
+  boxes within float rounding (tests/runner/inference/test_ov_engine.py compares both on real frames).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from runner.core.errors import ModelError
+from runner.inference.modelref import read_metadata
+from runner.inference.nms import nms
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ def cpu_pinning() -> bool:
     idles (rounds of 8 frames of 4 shapes kept 2 cores 69-77 % busy pinned, 89-92 % unpinned).
     Unpinned, the OS puts them on free cores. Pinning may pay on a large machine with one frame shape;
     `bench/perf.py --without unpinned_threads` measures it.
+
+    Returns:
+        True when `$VIGIE_CPU_PINNING` is 1; False when it is 0, empty or unset.
+
+    Raises:
+        ModelError: the variable has another value.
     """
     value = os.environ.get(PINNING_ENV, "").strip()
     if value not in ("", "0", "1"):
@@ -82,15 +89,17 @@ def cpu_pinning() -> bool:
     return value == "1"
 
 
-def read_metadata(folder: Path) -> dict:
-    try:
-        return yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelError(f"cannot read {folder / 'metadata.yaml'} ({type(exc).__name__})") from None
-
-
 def supports(folder: Path, task: str | None) -> bool:
-    """True when this engine can run the OpenVINO folder (a YOLO detect or pose export)."""
+    """True when this engine can run the OpenVINO folder (a YOLO detect or pose export).
+
+    Args:
+        folder: an OpenVINO folder with Ultralytics' `metadata.yaml`.
+        task: the task the config asks for; None for whatever the export is.
+
+    Returns:
+        True when its metadata is readable, names a detect or pose task (the one asked for) and class
+        names, and the folder holds an .xml.
+    """
     try:
         metadata = read_metadata(folder)
     except ModelError:
@@ -111,7 +120,18 @@ def letterbox_shape(
 ) -> tuple[float, int, int, int, int]:
     """(gain, resized_h, resized_w, input_h, input_w): the image scaled so its long side is `imgsz`,
     padded to the smallest multiple of `stride` (Ultralytics LetterBox with auto=True), or to a square
-    `imgsz` (auto=False)."""
+    `imgsz` (auto=False).
+
+    Args:
+        height: image height in pixels.
+        width: image width in pixels.
+        imgsz: the model input's long side, pixels.
+        stride: the model's largest stride; each padded side is a multiple of it.
+        square: pad to an `imgsz` x `imgsz` input instead.
+
+    Returns:
+        (scale factor, resized height, resized width, input height, input width), sizes in pixels.
+    """
     gain = min(imgsz / height, imgsz / width)
     resized_w, resized_h = round(width * gain), round(height * gain)
     if square:
@@ -124,7 +144,17 @@ def letterbox(
     image: np.ndarray, imgsz: int, stride: int, square: bool = False
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """The BGR uint8 image resized and padded to the model input (HWC), the gain, the (left, top) padding.
-    Channel order, scaling to [0, 1] and NCHW layout are done inside the compiled model (`_with_preprocessing`)."""
+    Channel order, scaling to [0, 1] and NCHW layout are done inside the compiled model (`_with_preprocessing`).
+
+    Args:
+        image: a BGR uint8 frame (HWC).
+        imgsz: the model input's long side, pixels.
+        stride: the model's largest stride (see `letterbox_shape`).
+        square: pad to a square input.
+
+    Returns:
+        (the input, (1, H, W, 3) uint8 and contiguous; the scale factor; the (left, top) padding in pixels).
+    """
     height, width = image.shape[:2]
     gain, resized_h, resized_w, input_h, input_w = letterbox_shape(height, width, imgsz, stride, square)
     if (resized_h, resized_w) != (height, width):
@@ -151,7 +181,17 @@ def _with_preprocessing(model):
 
 
 def anchor_grid(input_h: int, input_w: int, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Ultralytics make_anchors(offset 0.5): cell centres (2, N) in grid units and their strides (N,)."""
+    """Ultralytics make_anchors(offset 0.5): cell centres (2, N) in grid units and their strides (N,).
+
+    Args:
+        input_h: model input height, pixels.
+        input_w: model input width, pixels.
+        strides: the detection head's strides, one per level.
+
+    Returns:
+        ((2, N) float32 x, y cell centres in grid units; (N,) float32 stride of each), level after level in
+        the order of `strides`, row-major within a level.
+    """
     points, stride_of = [], []
     for stride in strides:
         h, w = input_h // stride, input_w // stride
@@ -159,24 +199,6 @@ def anchor_grid(input_h: int, input_w: int, strides: tuple[int, ...]) -> tuple[n
         points.append(np.stack([xs.ravel(), ys.ravel()]))
         stride_of.append(np.full(h * w, stride, np.float32))
     return np.concatenate(points, axis=1), np.concatenate(stride_of)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS, highest score first (torchvision.ops.nms' rule: drop IoU > threshold)."""
-    order = np.argsort(-scores, kind="stable")
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        if not rest.size:
-            break
-        left_top = np.maximum(boxes[best, :2], boxes[rest, :2])
-        right_bottom = np.minimum(boxes[best, 2:], boxes[rest, 2:])
-        inter = np.prod(np.clip(right_bottom - left_top, 0, None), axis=1)
-        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.array(keep, dtype=np.int64)
 
 
 def postprocess(
@@ -189,7 +211,22 @@ def postprocess(
     image_hw: tuple[int, int],
     keypoint_shape: tuple[int, int] | None,
 ) -> Prediction:
-    """Raw (4 + classes + keypoints, anchors) output -> detections in image pixels."""
+    """Raw (4 + classes + keypoints, anchors) output -> detections in image pixels.
+
+    Args:
+        output: one frame's raw output, (4 + classes + keypoint values, anchors): centre-size boxes in input
+            pixels, then class scores, then keypoints.
+        num_classes: the model's number of classes.
+        conf: keep anchors whose best class score exceeds this.
+        classes: class ids kept (before NMS, like Ultralytics); None keeps every class.
+        gain: the letterbox's scale factor.
+        pad: the letterbox's (left, top) padding, input pixels.
+        image_hw: the original image's (height, width), pixels: boxes and keypoints are clipped to it.
+        keypoint_shape: (keypoints, values each) of a pose model; None for a detect model.
+
+    Returns:
+        At most `MAX_DETECTIONS` detections after per-class NMS, by decreasing confidence.
+    """
     scores = output[4 : 4 + num_classes]  # (classes, anchors)
     candidates = np.flatnonzero(scores.max(axis=0) > conf)  # most anchors go here, before any per-anchor work
     rows = output[:, candidates].T  # (candidates, channels)
@@ -401,7 +438,13 @@ class OpenVinoEngine:
 
     def warm_up(self, height: int, width: int, imgsz: int | None = None) -> None:
         """Compile (and run once) the models an image of this size needs at input size `imgsz`, before the
-        clock starts: a frame runs in a batch (throughput) or alone (latency); an enlarged crop runs alone."""
+        clock starts: a frame runs in a batch (throughput) or alone (latency); an enlarged crop runs alone.
+
+        Args:
+            height: image height in pixels.
+            width: image width in pixels.
+            imgsz: the input size it will run at; None for the configured one.
+        """
         blank = np.zeros((height, width, 3), np.uint8)
         if imgsz is None or imgsz == self.imgsz:
             self.predict([blank] * 2, conf=0.99)
@@ -485,7 +528,14 @@ class OpenVinoEngine:
                 idle.append(request)
 
     def raw_output(self, blob: np.ndarray) -> np.ndarray:
-        """The model's raw (channels, anchors) output for one letterboxed frame (tests, diagnostics)."""
+        """The model's raw (channels, anchors) output for one letterboxed frame (tests, diagnostics).
+
+        Args:
+            blob: a (1, H, W, 3) uint8 BGR input, as `letterbox` makes it.
+
+        Returns:
+            The output, (4 + classes + keypoint values, anchors), a copy.
+        """
         return self._infer([(blob, 1.0, (0, 0))])[0]
 
     def predict(
@@ -497,7 +547,18 @@ class OpenVinoEngine:
         square: bool = False,
     ) -> list[Prediction]:
         """Detections per image; `imgsz` (long side of the model input) overrides the configured size for
-        this call, e.g. an enlarged zone for small people: its shape gets its own compiled model."""
+        this call, e.g. an enlarged zone for small people: its shape gets its own compiled model.
+
+        Args:
+            images: BGR uint8 frames or crops, of any shapes.
+            conf: confidence threshold.
+            classes: class ids kept; None keeps every class.
+            imgsz: input size for this call; None for the configured one.
+            square: pad every image to a square input (see `start_predict`).
+
+        Returns:
+            One `Prediction` per image, in order, in image pixels.
+        """
         return self.start_predict(images, conf, classes, imgsz, square)()
 
     def start_predict(
@@ -511,7 +572,19 @@ class OpenVinoEngine:
         """`predict` in two steps: the requests start now; calling the result waits for them (from any
         thread, once). Meanwhile the caller may start other frames: their requests take the slots of
         these as soon as they end. `square` pads to a square input (crops of any shape share one
-        compiled model instead of compiling one per aspect ratio)."""
+        compiled model instead of compiling one per aspect ratio).
+
+        Args:
+            images: BGR uint8 frames or crops, of any shapes.
+            conf: confidence threshold.
+            classes: class ids kept; None keeps every class.
+            imgsz: input size for this call; None for the configured one.
+            square: pad every image to a square input.
+
+        Returns:
+            What waits for the requests and returns one `Prediction` per image, in order; it raises the
+            first inference error, after every request has been given back.
+        """
         size = imgsz or self.imgsz
         prepared = [letterbox(image, size, self.stride, square) for image in images]
         started = self._start(prepared)

@@ -25,11 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import supervision as sv
 
-NormBox = tuple[float, float, float, float]
+from runner.core.boxes import NormBox, clamped
+from runner.core.detections import empty_detections
+from runner.core.fields import CLASS_NAME
+from runner.inference.nms import nms_with_containment
+
 # Runs the model on one normalised box of the frame; returns full-frame pixel detections.
 DetectBox = Callable[[NormBox], sv.Detections]
 # The same on several boxes at once (one result per box, in order).
@@ -67,6 +72,15 @@ def tile_grid(
     Tiles are squares of `imgsz / scale` pixels (smaller when the frame is), overlapping by at
     least `overlap_frac`, clipped to the frame. When more than `max_tiles` would be needed the
     tiles grow (the enlargement drops) until they fit.
+
+    Args:
+        region_px: the region to cover, pixel xyxy (clipped to the frame).
+        frame_size: the frame's (width, height), pixels.
+        settings: tile size (`imgsz / scale`), overlap and `max_tiles`.
+
+    Returns:
+        Distinct square tiles, pixel xyxy, row by row; empty when the clipped region is under a pixel wide
+        or tall.
     """
     width, height = frame_size
     x0, y0, x1, y1 = (float(v) for v in region_px)
@@ -99,59 +113,38 @@ def merge_nms(parts: Sequence[sv.Detections], iou: float = 0.5, containment: flo
     A box is dropped when its IoU with a kept box of the same class exceeds `iou`, or when the
     smaller of the two lies inside the other for more than `containment` of its area (a person cut
     by a tile's edge, found whole in the next tile, or found whole by the full-frame pass).
+
+    Args:
+        parts: detections of the passes to merge (full frame, tiles, enlarged region), in frame pixels.
+        iou: IoU above which a box of the same class as a kept one is a duplicate.
+        containment: share of the smaller box's area inside the other above which it is a duplicate.
+
+    Returns:
+        The kept boxes with their confidences, class ids and class names only, in the order of the union.
     """
     plain = [_plain(p) for p in parts if len(p)]
     if not plain:
-        return _empty()
+        return empty_detections(with_model=False)
     merged = sv.Detections.merge(plain) if len(plain) > 1 else plain[0]
     if len(merged) <= 1:
         return merged
-    boxes = merged.xyxy.astype(float)
     conf = merged.confidence if merged.confidence is not None else np.ones(len(merged))
-    names = merged.data.get("class_name")
+    names = merged.data.get(CLASS_NAME)
     classes = np.asarray(names, dtype=str) if names is not None else np.zeros(len(merged), dtype=str)
-    areas = np.maximum(0.0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0.0, boxes[:, 3] - boxes[:, 1])
-    order = np.argsort(-np.asarray(conf, dtype=float), kind="stable")
-    keep: list[int] = []
-    suppressed = np.zeros(len(merged), dtype=bool)
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(int(i))
-        rest = order[~suppressed[order]]
-        rest = rest[(rest != i) & (classes[rest] == classes[i])]
-        if not len(rest):
-            continue
-        ix1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        iy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        ix2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        iy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.maximum(0.0, ix2 - ix1) * np.maximum(0.0, iy2 - iy1)
-        union = areas[i] + areas[rest] - inter
-        smaller = np.minimum(areas[i], areas[rest])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            overlap = np.where(union > 0, inter / union, 0.0)
-            inside = np.where(smaller > 0, inter / smaller, 0.0)
-        suppressed[rest[(overlap > iou) | (inside > containment)]] = True
-    return merged[np.array(sorted(keep), dtype=int)]
-
-
-def _empty() -> sv.Detections:
-    empty = sv.Detections.empty()
-    empty.data["class_name"] = np.array([], dtype=object)
-    return empty
+    keep = nms_with_containment(merged.xyxy.astype(float), np.asarray(conf, dtype=float), classes, iou, containment)
+    return cast(sv.Detections, merged[keep.astype(int)])  # indices select detections (a string, a data column)
 
 
 def _plain(detections: sv.Detections) -> sv.Detections:
     """Boxes, confidences, classes and class names only: parts from different passes (tracked or not,
     with or without keypoints) must carry the same fields to be merged."""
     n = len(detections)
-    names = detections.data.get("class_name") if detections.data else None
+    names = detections.data.get(CLASS_NAME) if detections.data else None
     return sv.Detections(
         xyxy=np.asarray(detections.xyxy, dtype=float).reshape(-1, 4),
         confidence=np.asarray(detections.confidence if detections.confidence is not None else np.ones(n), dtype=float),
         class_id=np.asarray(detections.class_id if detections.class_id is not None else np.zeros(n), dtype=int),
-        data={"class_name": np.asarray(names if names is not None else [""] * n, dtype=object)},
+        data={CLASS_NAME: np.asarray(names if names is not None else [""] * n, dtype=object)},
     )
 
 
@@ -168,14 +161,28 @@ def tiled_detect(
     `detect_boxes`, all tiles go in one call instead (one batched inference: the tiles share a size);
     with `detect_enlarged` (and `settings.enlarged`), one inference on the enlarged region when it can.
 
-    Returns (merged full-frame pixel detections, number of inferences run).
+    Args:
+        detect_box: runs the model on one normalised box (each tile, when `detect_boxes` is not given).
+        frame_size: the frame's (width, height), pixels.
+        region: the region to search, normalised xyxy.
+        settings: tiles, enlargement and the merge's thresholds.
+        full_frame: detections of the full-frame pass, merged with the tiles' (None: none).
+        detect_boxes: runs the model on every tile in one call; None to call `detect_box` per tile.
+        detect_enlarged: runs one inference on the enlarged region, or returns None when it cannot (the
+            tiles are run then); None to always tile.
+
+    Returns:
+        (merged full-frame pixel detections with class names only, number of inferences run: 1 for the
+        enlarged pass, else the number of tiles).
     """
     parts = [full_frame] if full_frame is not None and len(full_frame) else []
     if detect_enlarged is not None and settings.enlarged:
         found = detect_enlarged(*enlarged_pass(region, settings))
         if found is not None:
             parts += [found] if len(found) else []
-            return (merge_nms(parts, settings.iou, settings.containment) if parts else _empty()), 1
+            return (
+                merge_nms(parts, settings.iou, settings.containment) if parts else empty_detections(with_model=False)
+            ), 1
     width, height = frame_size
     region_px = (region[0] * width, region[1] * height, region[2] * width, region[3] * height)
     tiles = tile_grid(region_px, frame_size, settings)
@@ -183,28 +190,40 @@ def tiled_detect(
     found_per_tile = detect_boxes(boxes) if detect_boxes is not None and boxes else [detect_box(box) for box in boxes]
     parts += [found for found in found_per_tile if len(found)]
     if not parts:
-        return _empty(), len(tiles)
+        return empty_detections(with_model=False), len(tiles)
     return merge_nms(parts, settings.iou, settings.containment), len(tiles)
 
 
 def enlarged_pass(region: NormBox, settings: TileSettings) -> tuple[NormBox, float, int]:
-    """What `tiled_detect` asks `detect_enlarged` for: (region clipped to the frame, scale, largest input side)."""
-    return _clipped(region), settings.scale, settings.max_enlarged_px
+    """What `tiled_detect` asks `detect_enlarged` for: (region clipped to the frame, scale, largest input side).
 
+    Args:
+        region: the region to search, normalised xyxy.
+        settings: `scale` and `max_enlarged_px`.
 
-def _clipped(region: NormBox) -> NormBox:
-    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in region)
-    return x0, y0, x1, y1
+    Returns:
+        (the region clamped to [0, 1], enlargement, longest input side in pixels).
+    """
+    return clamped(region), settings.scale, settings.max_enlarged_px
 
 
 def crop_detector(detect_images: Callable[[list[np.ndarray]], list[sv.Detections]], image: np.ndarray) -> DetectBox:
-    """A `DetectBox` over an image held in memory (benchmarks; the pipeline uses `ctx.redetect`)."""
+    """A `DetectBox` over an image held in memory (benchmarks; the pipeline uses `ctx.redetect`).
+
+    Args:
+        detect_images: runs the model on a list of images (one `sv.Detections` each, in image pixels).
+        image: the full frame.
+
+    Returns:
+        What crops `image` to a normalised box (no padding), runs `detect_images` on the crop and maps its
+        boxes to frame pixels; empty detections when the crop would be under 32 pixels a side.
+    """
     from runner.inference.crops import boxes_to_frame, make_crop
 
     def run(box: NormBox) -> sv.Detections:
         crop = make_crop(image, box, pad_frac=0.0)
         if crop is None:
-            return _empty()
+            return empty_detections(with_model=False)
         found = detect_images([crop.image])[0]
         if len(found):
             found.xyxy = boxes_to_frame(found.xyxy, crop)

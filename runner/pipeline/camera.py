@@ -2,8 +2,8 @@
 
 `process(frame)` does the whole chain; `prepare()`, `plan()`, `combine()` and `analyse()` are
 separate so that the runner can batch the detection of several cameras (one inference per model for
-all of them) and keep everything else per camera. With a `writer` attached, snapshots and register
-writes leave the analysis thread (alerts then reach `on_alert` once committed); without one, as
+all of them) and keep everything else per camera. With a `writer` given to the constructor, snapshots and
+register writes leave the analysis thread (alerts then reach `on_alert` once committed); without one, as
 when tests or the workbench call `process()`, they are done in line.
 """
 
@@ -26,16 +26,17 @@ import supervision as sv
 from runner.config.loading import LoadedConfig, redact
 from runner.config.site import Camera, ModelSpec
 from runner.core.alerts import AlertCandidate, AlertRecord
+from runner.core.boxes import NormBox
 from runner.core.detections import empty_detections, merge_detections
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
 from runner.pipeline.gate import AlertGate
 from runner.pipeline.snapshots import render_snapshot
-from runner.register.store import Register, StoredAlert, iso
+from runner.register import Register, StoredAlert, iso
 from runner.rules.base import FrameContext, Rule
 from runner.rules.registry import build_rule
 from runner.sources.capture import Frame
-from runner.sources.motion import MotionGate
+from runner.sources.motion import MotionGate, NormPolygon
 from runner.sources.privacy import PrivacyMasker
 from runner.tracking.tracker import CameraTracker, TrackerSettings, TrackHistory
 
@@ -56,9 +57,22 @@ class PlannedModel:
         return self.detector.name
 
     def is_due(self, t_s: float) -> bool:
+        """Whether the model's cadence lets it run on a frame.
+
+        Args:
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            True when it has no schedule yet (first frame, no `max_fps`) or the frame is at or past its due time.
+        """
         return self.next_due_s is None or t_s >= self.next_due_s - 1e-6
 
     def mark_run(self, t_s: float) -> None:
+        """Schedules the next run after one at `t_s` (no schedule without `max_fps`: every frame is due).
+
+        Args:
+            t_s: the stream time of the frame the model runs on, seconds.
+        """
         if self.spec.max_fps is None:
             return
         period_s = 1.0 / self.spec.max_fps
@@ -100,9 +114,16 @@ class RaisedAlert:
 
 
 class AlertSink(Protocol):
-    """Where a pipeline hands the storing of an alert when it is not done in line (see runner.service.runner)."""
+    """Where a pipeline hands the storing of an alert when it is not done in line (see runner.service.writer)."""
 
-    def submit(self, camera_id: str, job: Callable[[], object]) -> None: ...
+    def submit(self, camera_id: str, job: Callable[[], object]) -> None:
+        """Queues the storing of one alert.
+
+        Args:
+            camera_id: the camera the alert belongs to.
+            job: stores the alert (snapshot, register row, `on_alert`) when called.
+        """
+        ...
 
 
 STAGES = ("detect", "track", "rules", "store")
@@ -120,7 +141,20 @@ class CameraPipeline:
         mode: str = "live",
         source_label: str | None = None,
         on_alert: Callable[[RaisedAlert], None] | None = None,
+        writer: AlertSink | None = None,
     ):
+        """One camera's chain, built from the site config.
+
+        Args:
+            loaded: the site config, with its path and hash (recorded with every alert).
+            camera: the camera this pipeline analyses.
+            pool: the detectors, shared by the cameras.
+            register: where alerts and rule errors are recorded (None: nothing is stored).
+            mode: "live" or "replay" (a replay's alerts are tests).
+            source_label: the source recorded with each alert (default: the camera's), secrets redacted.
+            on_alert: called with each alert once stored.
+            writer: where the storing of alerts is handed, off the analysis thread (None: stored in line).
+        """
         self.loaded = loaded
         self.site = loaded.config
         self.camera = camera
@@ -150,7 +184,7 @@ class CameraPipeline:
         self.frames_processed = 0
         self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # cumulative seconds (perf_counter)
         self.rule_s: dict[str, float] = {}  # cumulative seconds per rule kind (part of stage "rules")
-        self.writer: AlertSink | None = None
+        self._writer = writer
         self.motion = self._motion_gate()
         self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
         self._planned_to_run: set[str] = set()  # models planned on a frame since the last reset
@@ -158,12 +192,26 @@ class CameraPipeline:
 
     # -- stages ----------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
-        """Privacy masks applied before anything else sees the pixels."""
+        """Privacy masks applied before anything else sees the pixels.
+
+        Args:
+            frame: the frame as read from the source.
+
+        Returns:
+            The masked BGR image (the frame's own image is not modified).
+        """
         return self.masker.apply(frame.image)
 
     def due_models(self, t_s: float) -> list[PlannedModel]:
         """The models to run on the frame at `t_s` (those with `max_fps` skip frames, `on_demand` ones
-        run only through re-detection)."""
+        run only through re-detection).
+
+        Args:
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            The due models, in configured order.
+        """
         return [m for m in self.models if not m.spec.on_demand and m.is_due(t_s)]
 
     def plan(self, image: np.ndarray, t_s: float) -> DetectionPlan:
@@ -171,8 +219,19 @@ class CameraPipeline:
         outputs are reused). Untracked (fire) and on-demand models are never gated.
 
         A plan never needs the previous frame's outputs (`combine` resolves the reuse), so the detector
-        thread may plan and start a frame before the previous frame of the camera is combined."""
-        run, reuse = self.due_models(t_s), frozenset()
+        thread may plan and start a frame before the previous frame of the camera is combined.
+
+        Planning marks the models that will run as run (their `max_fps` schedule moves on).
+
+        Args:
+            image: the masked frame (the motion gate compares it with the last detected one).
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            The models to run and the tracked models whose last outputs are reused.
+        """
+        run = self.due_models(t_s)
+        reuse: frozenset[str] = frozenset()
         gated = [m for m in run if m.spec.track]
         if self.motion is not None and gated:
             ran_before = all(m.name in self._planned_to_run for m in gated)
@@ -184,17 +243,36 @@ class CameraPipeline:
         return DetectionPlan(run, reuse)
 
     def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
+        """Plans, runs the planned models on this one frame and combines their outputs (`process`'s detection).
+
+        Args:
+            image: the masked frame.
+            t_s: its stream time, seconds.
+
+        Returns:
+            The detections to track and those that bypass the tracker.
+        """
         started = time.perf_counter()
         plan = self.plan(image, t_s)
         outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in plan.run}
-        self.stage_s["detect"] += time.perf_counter() - started
+        self.record_stage_s("detect", time.perf_counter() - started)
         return self.combine(outputs, t_s, plan)
 
     def combine(
         self, outputs: dict[str, sv.Detections], t_s: float, plan: DetectionPlan | None = None
     ) -> FrameDetections:
         """Group per-model outputs (plus those the plan reuses) into what goes through the tracker and
-        what bypasses it."""
+        what bypasses it.
+
+        Args:
+            outputs: model name -> its detections on this frame (pixel boxes).
+            t_s: the frame's stream time, seconds.
+            plan: the frame's plan; None when the caller planned nothing (the models' schedules are then
+                advanced here, and nothing is reused).
+
+        Returns:
+            The merged detections to track and untracked, and the models whose output stands for this frame.
+        """
         for model in self.models:
             if model.name in outputs:
                 if plan is None:  # a caller that planned nothing: keep the models' schedules here
@@ -207,7 +285,7 @@ class CameraPipeline:
         reuse = plan.reuse if plan is not None else frozenset()
         reused = {name: copy.deepcopy(self._last_outputs[name]) for name in reuse if name in self._last_outputs}
         everything = {**outputs, **reused}
-        by_track = {True: [], False: []}
+        by_track: dict[bool, list[sv.Detections]] = {True: [], False: []}
         for model in self.models:
             if model.name in everything:
                 by_track[model.spec.track].append(everything[model.name])
@@ -218,19 +296,36 @@ class CameraPipeline:
             gated=bool(reused),
         )
 
+    def record_stage_s(self, stage: str, seconds: float) -> None:
+        """Add time spent on this camera's frames to a stage (the runner's detector thread times its share).
+
+        Args:
+            stage: one of `STAGES`.
+            seconds: the time spent (perf_counter).
+        """
+        self.stage_s[stage] += seconds
+
     @property
     def frames_gated(self) -> int:
         return self.motion.frames_gated if self.motion is not None else 0
 
     def analyse(self, frame: Frame, image: np.ndarray, detected: FrameDetections) -> list[RaisedAlert]:
-        """Track, run the rules, raise the admitted alerts. Returns the alerts stored in line (none when
-        a writer stores them: they reach `on_alert` once committed)."""
+        """Track, run the rules, raise the admitted alerts.
+
+        Args:
+            frame: the frame (its stream time, index, wall time and read time are recorded).
+            image: its masked image, the one the detections were made on.
+            detected: the frame's detections (`combine`).
+
+        Returns:
+            The alerts stored in line (none when a writer stores them: they reach `on_alert` once committed).
+        """
         started = time.perf_counter()
         height, width = image.shape[:2]
         tracked = self.tracker.update(detected.to_track, frame.t_s)
         ended = self.history.update(tracked, frame.t_s, width, height)
         rules_started = time.perf_counter()
-        self.stage_s["track"] += rules_started - started
+        self.record_stage_s("track", rules_started - started)
         untracked = detected.untracked
         untracked.tracker_id = np.full(len(untracked), -1, dtype=int)
         ctx = FrameContext(
@@ -254,14 +349,14 @@ class CameraPipeline:
             candidates += self._run_rule(rule, ctx)
         admitted = self.gate.admit(candidates, frame.t_s)
         self.frames_processed += 1
-        self.stage_s["rules"] += time.perf_counter() - rules_started
+        self.record_stage_s("rules", time.perf_counter() - rules_started)
         if not admitted:
             return []
-        if self.writer is not None:
+        if self._writer is not None:
             # The writer encodes later, while the capture buffer may already hold the next frame.
             evidence = image.copy()
             for candidate in admitted:
-                self.writer.submit(
+                self._writer.submit(
                     self.camera.id,
                     partial(self._store, self._record(frame, candidate), evidence, candidate, frame.read_mono),
                 )
@@ -269,19 +364,27 @@ class CameraPipeline:
         return [self._store(self._record(frame, c), image, c, frame.read_mono) for c in admitted]
 
     def process(self, frame: Frame) -> list[RaisedAlert]:
+        """The whole chain on one frame: masks, detection, then `analyse`.
+
+        Args:
+            frame: the frame as read from the source.
+
+        Returns:
+            The alerts stored in line (none with a writer).
+        """
         started = time.perf_counter()
         image = self.prepare(frame)
-        self.stage_s["detect"] += time.perf_counter() - started  # masks count with detection
+        self.record_stage_s("detect", time.perf_counter() - started)  # masks count with detection
         return self.analyse(frame, image, self.detect(image, frame.t_s))
 
     def _redetect(
-        self, image: np.ndarray, label: str, box, *, rotate_deg: int = 0, pad_frac: float = 0.5
+        self, image: np.ndarray, label: str, box: NormBox, *, rotate_deg: int = 0, pad_frac: float = 0.5
     ) -> sv.Detections:
         """Run the model that provides `label` on a (rotated) crop around `box`; full-frame pixel boxes."""
         return self._redetect_many(image, label, [box], rotate_deg=rotate_deg, pad_frac=pad_frac)[0]
 
     def _redetect_many(
-        self, image: np.ndarray, label: str, boxes, *, rotate_deg: int = 0, pad_frac: float = 0.5
+        self, image: np.ndarray, label: str, boxes: list[NormBox], *, rotate_deg: int = 0, pad_frac: float = 0.5
     ) -> list[sv.Detections]:
         """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
         model = self._model_for(label)
@@ -302,7 +405,7 @@ class CameraPipeline:
         return results
 
     def _redetect_enlarged(
-        self, image: np.ndarray, label: str, box, scale: float, *, max_side_px: int
+        self, image: np.ndarray, label: str, box: NormBox, scale: float, *, max_side_px: int
     ) -> sv.Detections | None:
         """The crop `box` enlarged `scale` times in one inference (input long side rounded up to a multiple
         of 32, the models' stride); None when the model cannot change its input size or it would be too large."""
@@ -324,7 +427,12 @@ class CameraPipeline:
     def warm_up(self, height: int, width: int) -> None:
         """Compile what this camera's frames of this size will need, before they come: each model at the
         frame's size and every enlarged pass of the rules (the OpenVINO engine compiles one model per input
-        shape, about a second each; a shape compiled mid-stream holds that camera's analysis meanwhile)."""
+        shape, about a second each; a shape compiled mid-stream holds that camera's analysis meanwhile).
+
+        Args:
+            height: the frames' height, pixels.
+            width: their width, pixels.
+        """
         self.warm_shape = (height, width)  # tried once per size, even when it fails (detection compiles anyway)
         cropped = frozenset().union(*(rule.crop_labels() for rule in self.rules))
         for model in self.models:
@@ -334,12 +442,12 @@ class CameraPipeline:
         blank = np.zeros((height, width, 3), np.uint8)
         for rule in self.rules:
             for label, box, scale, max_side_px in rule.enlarged_passes():
-                model, crop = self._model_for(label), make_crop(blank, box, pad_frac=0.0)
-                if model is None or crop is None or not model.detector.any_input_size:
+                provider, crop = self._model_for(label), make_crop(blank, box, pad_frac=0.0)
+                if provider is None or crop is None or not provider.detector.any_input_size:
                     continue
                 side_px = enlarged_side_px(crop.image.shape[:2], scale)
                 if side_px <= max_side_px:
-                    model.detector.warm_up([crop.image.shape[:2]], imgsz=side_px)
+                    provider.detector.warm_up([crop.image.shape[:2]], imgsz=side_px)
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
@@ -356,6 +464,11 @@ class CameraPipeline:
             self.motion.reset()
 
     def state_size(self) -> int:
+        """Entries held by the camera's track history and rules (bounded; back to 0 once tracks end).
+
+        Returns:
+            The track history's tracks plus every rule's `state_size()`.
+        """
         return len(self.history) + sum(r.state_size() for r in self.rules)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -387,14 +500,13 @@ class CameraPipeline:
         gated_labels = frozenset().union(*(m.labels for m in self.models if m.spec.track and not m.spec.on_demand))
         if not self.camera.motion_gate.enabled or not gated_labels:
             return None
-        polygons: list | None = []
+        polygons: list[NormPolygon] = []
         for rule in self.camera.rules:
             if not rule.enabled or not (rule.required_labels() | rule.optional_labels()) & gated_labels:
                 continue
             zones = [z for name, z in rule.zone_refs().items() if not name.startswith("exclude")]
             if not zones:
-                polygons = None
-                break
+                return MotionGate(self.camera.motion_gate, None)  # the whole frame
             polygons += [self.camera.zone(z).polygon for z in zones]
         return MotionGate(self.camera.motion_gate, polygons or None)
 
@@ -429,7 +541,7 @@ class CameraPipeline:
         started = time.perf_counter()
         snapshot, note = self._snapshot(image, candidate)
         stored = self.register.add_alert(record, snapshot, note) if self.register is not None else None
-        self.stage_s["store"] += time.perf_counter() - started
+        self.record_stage_s("store", time.perf_counter() - started)
         raised = RaisedAlert(record, stored, snapshot, latency_s=time.monotonic() - read_mono)
         if self.on_alert is not None:
             self.on_alert(raised)
@@ -453,7 +565,15 @@ class CameraPipeline:
 
 
 def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:
-    """The input long side of a crop enlarged `scale` times, rounded up to a multiple of the models' stride."""
+    """The input long side of a crop enlarged `scale` times, rounded up to a multiple of the models' stride.
+
+    Args:
+        crop_hw: the crop's (height, width), pixels.
+        scale: the enlargement factor.
+
+    Returns:
+        The side, pixels: a multiple of `ENLARGED_SIZE_STEP_PX`.
+    """
     return math.ceil(max(crop_hw) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
 
 

@@ -20,6 +20,15 @@ class AlertGate:
         return len(self._last_s)
 
     def admit(self, candidates: list[AlertCandidate], t_s: float) -> list[AlertCandidate]:
+        """Drops candidates inside their rule's cooldown for the same subject.
+
+        Args:
+            candidates: what the camera's rules reported on this frame.
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            The candidates to store, in order (each admitted one restarts its cooldown).
+        """
         self._sweep(t_s)
         admitted = []
         for candidate in candidates:

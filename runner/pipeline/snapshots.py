@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
-from runner.core.geometry import to_pixels
+from runner.core.geometry import Point, to_pixels
 
 ALERT_COLOUR = (0, 0, 255)
 ZONE_COLOUR = (0, 215, 255)
@@ -15,12 +17,30 @@ def render_snapshot(
     image: np.ndarray,
     bbox: tuple[float, float, float, float] | None,
     label: str,
-    polygons: list[list[tuple[float, float]]] = (),  # type: ignore[assignment]
-    lines: list[tuple[tuple[float, float], tuple[float, float]]] = (),  # type: ignore[assignment]
-    arrows: list[tuple[tuple[float, float], tuple[float, float]]] = (),  # type: ignore[assignment]
+    polygons: Sequence[Sequence[Point]] = (),
+    lines: Sequence[tuple[Point, Point]] = (),
+    arrows: Sequence[tuple[Point, Point]] = (),
     jpeg_quality: int = 85,
     max_width_px: int = 1280,
 ) -> bytes:
+    """Draws an alert on a copy of its frame and encodes it.
+
+    Args:
+        image: the BGR frame, privacy masks already applied (not modified).
+        bbox: the alert's box, normalised xyxy; None draws no box (nor the label).
+        label: the text above the box (kind and score).
+        polygons: the zones the rule watches, normalised vertices.
+        lines: the rule's tripwires, normalised (start, end).
+        arrows: (origin, direction) of each zone's allowed direction, normalised; drawn from the origin.
+        jpeg_quality: 0-100.
+        max_width_px: wider frames are downscaled to this width (aspect kept).
+
+    Returns:
+        The JPEG bytes.
+
+    Raises:
+        ValueError: OpenCV could not encode the image.
+    """
     canvas = image.copy()
     height, width = canvas.shape[:2]
     thickness = max(1, round(width / 400))

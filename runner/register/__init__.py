@@ -1,0 +1,31 @@
+"""The register: alerts, decisions, the audit chain, snapshots and retention, behind `Register`.
+
+Callers import from here: `from runner.register import Register, iso`. The parts, for a reader:
+`schema` (the SQLite file) → `database` (the shared connection and transactions) → `media` (snapshot
+files) → `audit` (hash chain, anchor file, verify) → `records` (alerts, decisions, control, health) →
+`retention` (purge and its schedule) → `register` (the facade).
+"""
+
+from runner.register.audit import VerifyReport, anchor_path_for, audit_hash, read_anchor
+from runner.register.clock import iso, utc_now
+from runner.register.database import REGISTER_HEALTH, STORAGE_HEALTH, STORAGE_HEALTH_KEYS
+from runner.register.records import StoredAlert
+from runner.register.register import Register
+from runner.register.schema import DEFAULT_DB, GENESIS_HASH, SCHEMA_VERSION
+
+__all__ = [
+    "DEFAULT_DB",
+    "GENESIS_HASH",
+    "REGISTER_HEALTH",
+    "SCHEMA_VERSION",
+    "STORAGE_HEALTH",
+    "STORAGE_HEALTH_KEYS",
+    "Register",
+    "StoredAlert",
+    "VerifyReport",
+    "anchor_path_for",
+    "audit_hash",
+    "iso",
+    "read_anchor",
+    "utc_now",
+]

@@ -62,6 +62,11 @@ class RegionStats:
     hot_area_frac: float  # mean share of flame-coloured pixels in the region
 
     def as_details(self) -> dict[str, float]:
+        """The statistics as an alert's details.
+
+        Returns:
+            flicker, growth_ratio, brightness_std, hot_area_frac (rounded) and flicker_samples.
+        """
         return {
             "flicker": round(self.irregular_flicker, 4),
             "growth_ratio": round(self.growth_ratio, 2),
@@ -72,6 +77,14 @@ class RegionStats:
 
 
 def hot_mask(hsv: np.ndarray) -> np.ndarray:
+    """Which pixels are flame-coloured.
+
+    Args:
+        hsv: an image in OpenCV's HSV (hue 0-180, saturation and value 0-255), shape (h, w, 3).
+
+    Returns:
+        Bool (h, w): bright and red-orange-yellow, or nearly white.
+    """
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     coloured = ((hue <= HOT_MAX_HUE) | (hue >= HOT_MIN_HUE_WRAP)) & (sat >= HOT_MIN_SATURATION)
     return (val >= HOT_MIN_VALUE) & (coloured | (val >= HOT_WHITE_VALUE))
@@ -89,12 +102,25 @@ class FrameRing:
         return len(self._samples)
 
     def span_s(self) -> float:
+        """Stream time between the oldest and the newest sample.
+
+        Returns:
+            Seconds; 0.0 when the ring is empty.
+        """
         return self._samples[-1].t_s - self._samples[0].t_s if self._samples else 0.0
 
     def clear(self) -> None:
         self._samples.clear()
 
     def add(self, image: np.ndarray, t_s: float) -> None:
+        """Adds a frame, downscaled, and drops samples older than the window.
+
+        The ring restarts when time goes backwards (the stream restarted) or the resolution changes.
+
+        Args:
+            image: the BGR frame.
+            t_s: its stream time, seconds.
+        """
         height, width = image.shape[:2]
         if width > self.width_px:
             size = (self.width_px, max(1, round(height * self.width_px / width)))
@@ -109,9 +135,17 @@ class FrameRing:
             self._samples.popleft()
 
     def region_stats(self, box: tuple[float, float, float, float], hot_only: bool = True) -> RegionStats | None:
-        """Statistics of the normalised `box` over the window; None while the ring covers less than
-        3/4 of the window, or without flame-coloured pixels to measure (`hot_only=False`: every pixel
-        counts, for smoke)."""
+        """Statistics of the normalised `box` over the window.
+
+        Args:
+            box: the region, normalised xyxy.
+            hot_only: measure only the pixels that were flame-coloured in some sample; False: every pixel
+                counts, for smoke.
+
+        Returns:
+            The statistics, or None while the ring covers less than 3/4 of the window (or holds fewer than
+            4 samples), or when fewer than `MIN_AREA_PX` pixels are measured.
+        """
         if len(self._samples) < 4 or self.span_s() < MIN_SPAN_FRAC * self.window_s - 1e-6:
             return None
         height, width = self._samples[-1].value.shape

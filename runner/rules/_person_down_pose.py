@@ -26,6 +26,7 @@ ANKLES = (15, 16)
 HEAD = (0, 1, 2, 3, 4)
 
 State = Literal["lying", "upright", "unclear"]
+Axis = Literal["torso", "legs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Thresholds:
 class PoseObservation:
     state: State
     angle_deg: float | None  # body axis from vertical, 0..180 (None: not enough keypoints)
-    axis: Literal["torso", "legs"] | None
+    axis: Axis | None
     aspect: float  # box width / height
     head_side: int  # -1: head left of the hips in the image, +1: right, 0: unknown
 
@@ -60,8 +61,19 @@ def _angle_from_vertical(upper: np.ndarray, lower: np.ndarray) -> float | None:
     return math.degrees(math.atan2(abs(dx), -dy))  # image y points down: "up" is -y
 
 
-def body_axis(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[float | None, str | None, int]:
-    """(angle from vertical in degrees, "torso" | "legs" | None, head side -1/0/+1)."""
+def body_axis(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[float | None, Axis | None, int]:
+    """The direction of one person's body in the image, from its keypoints.
+
+    Args:
+        keypoints: (K, 3) pixel keypoints (x, y, confidence) in COCO-17 order; None, or fewer than 17 rows,
+            gives no axis.
+        min_conf: keypoints below this confidence (or not finite) are ignored.
+
+    Returns:
+        (angle of the body axis from the image vertical in degrees, 0..180; the axis it was measured on,
+        "torso" or "legs"; the side of the head, -1 left of the hips, +1 right, 0 unknown), or
+        (None, None, 0) when the visible keypoints give no axis.
+    """
     if keypoints is None:
         return None, None, 0
     kp = np.asarray(keypoints, dtype=float)
@@ -69,7 +81,10 @@ def body_axis(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[floa
         return None, None, 0
     shoulders = _mean_point(kp, SHOULDERS, min_conf)
     hips = _mean_point(kp, HIPS, min_conf)
-    angle, axis, upper, lower = None, None, None, None
+    angle: float | None = None
+    axis: Axis | None = None
+    upper: np.ndarray | None = None
+    lower: np.ndarray | None = None
     if shoulders is not None and hips is not None:
         angle, axis, upper, lower = _angle_from_vertical(shoulders, hips), "torso", shoulders, hips
     if angle is None and hips is not None:
@@ -80,6 +95,7 @@ def body_axis(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[floa
             angle, axis, upper, lower = _angle_from_vertical(hips, feet), "legs", hips, feet
     if angle is None:
         return None, None, 0
+    assert upper is not None and lower is not None  # set together with angle
     head = _mean_point(kp, HEAD, min_conf)
     reference = head if head is not None else upper
     dx = float(reference[0] - lower[0])
@@ -93,7 +109,17 @@ def observe(
     keypoints: np.ndarray | None,
     thresholds: Thresholds = Thresholds(),
 ) -> PoseObservation:
-    """Classify one person detection (pixel box and keypoints) as lying, upright or unclear."""
+    """Classify one person detection (pixel box and keypoints) as lying, upright or unclear.
+
+    Args:
+        box_xyxy: the person's box, full-frame pixels (x1, y1, x2, y2).
+        keypoints: its (K, 3) pixel keypoints (x, y, confidence), COCO-17 order; None when the model has none.
+        thresholds: the angles, box aspect and keypoint confidence that decide.
+
+    Returns:
+        The state with what decided it: body angle (rounded to 0.1 degree, None without enough keypoints),
+        axis, box aspect (width / height) and head side.
+    """
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     aspect = (x2 - x1) / max(1e-6, y2 - y1)
     angle, axis, head_side = body_axis(keypoints, thresholds.keypoint_min_confidence)
@@ -106,4 +132,4 @@ def observe(
     else:
         state = "unclear"
     angle_deg = None if angle is None else round(angle, 1)
-    return PoseObservation(state, angle_deg, axis, round(aspect, 3), head_side)  # type: ignore[arg-type]
+    return PoseObservation(state, angle_deg, axis, round(aspect, 3), head_side)

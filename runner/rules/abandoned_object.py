@@ -41,178 +41,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from runner.config.base import ConfigProblems, Label, Labels, Slug
+from runner.config.rules.abandoned_object import AbandonedObjectConfig
 from runner.core.alerts import AlertCandidate
+from runner.core.boxes import NormBox, area, bottom_centre, centre, covered_share, longest_side, padded
 from runner.core.geometry import points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
 from runner.cues.background import BackgroundSettings, DualBackground
-from runner.rules.base import FrameContext, Rule, RuleConfig
+from runner.rules.base import CameraView, FrameContext, Rule
 
-Box = tuple[float, float, float, float]
 MAX_OBJECTS = 64  # hard cap on remembered objects per camera (oldest-seen dropped first)
 SPEED_WINDOW_S = 1.0  # a person's walking speed is measured over this much track history
 
 
-class AbandonedObjectConfig(RuleConfig):
-    kind: Literal["abandoned_object"]
-    zone: str | None = Field(None, description="Watched area (zone id); empty = the whole image.")
-    exclude_zones: list[Slug] = Field(
-        [],
-        max_length=32,
-        description="Zones where nothing is reported: fixtures, bins, lit signs, where trains or buses stop (zone ids).",
-    )
-    labels: Labels = Field(
-        ["suitcase", "handbag", "backpack"],
-        description="Detector classes that count as left objects (bags, suitcases).",
-    )
-    min_confidence: float = Field(
-        0.35, ge=0.0, le=1.0, description="Object detections below this confidence are ignored."
-    )
-    person_labels: Labels = Field(["person"], description="Detector classes of people (owners, passers-by).")
-    person_min_confidence: float = Field(
-        0.2,
-        ge=0.0,
-        le=1.0,
-        description="People detected above this confidence attend objects and mask the static stage (low = fewer false alerts).",
-    )
-    abandon_s: float = Field(
-        60.0,
-        ge=1.0,
-        le=3600.0,
-        description="How long an object must stay still with nobody by it before the alert (seconds).",
-    )
-    owner_radius_heights: float = Field(
-        1.0,
-        ge=0.0,
-        le=10.0,
-        description="A person whose feet are this close to the object, in heights of that person (1 ≈ 1.7 m), attends it.",
-    )
-    walk_speed_heights_per_s: float = Field(
-        0.3,
-        gt=0.0,
-        le=10.0,
-        description="A person near the object moving faster than this (person heights per second) is passing by and "
-        "does not attend it.",
-    )
-    still_tolerance_sizes: float = Field(
-        0.5,
-        gt=0.0,
-        le=5.0,
-        description="An object may shift this much (fraction of its own size) and still be the same, still object "
-        "(box jitter, tracker id switch); farther, it has moved and its clock restarts.",
-    )
-    memory_s: float = Field(
-        10.0,
-        ge=0.0,
-        le=600.0,
-        description="An object unseen for this long (occluded, missed) is forgotten (seconds).",
-    )
-    min_seen_ratio: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="The object must have been seen in at least this share of the frames since it was left "
-        "(settled, or last attended).",
-    )
-    static_stage: bool = Field(
-        True,
-        description="Also find objects without the detector: regions that differ from a long-term background "
-        "model but are stable in the short-term one (catches bags the detector misses).",
-    )
-    static_width_px: int = Field(
-        320,
-        ge=64,
-        le=1280,
-        description="Width of the grey image the static stage works on (pixels; bounds its memory).",
-    )
-    static_long_s: float = Field(
-        120.0,
-        ge=10.0,
-        le=3600.0,
-        description="Time constant of the long-term background model (seconds): slow lighting drift.",
-    )
-    static_short_s: float = Field(
-        2.0,
-        ge=0.2,
-        le=60.0,
-        description="Time constant of the short-term background model (seconds): what has stopped moving.",
-    )
-    static_diff_threshold: float = Field(
-        25.0,
-        ge=3.0,
-        le=128.0,
-        description="Grey-level difference (0-255) from the long-term model that counts as foreground.",
-    )
-    static_min_area_frac: float = Field(
-        0.0005, gt=0.0, le=0.5, description="Smallest static region reported, as a fraction of the image area."
-    )
-    static_max_area_frac: float = Field(
-        0.05,
-        gt=0.0,
-        le=1.0,
-        description="Largest static region reported, as a fraction of the image area (a stopped train or bus is larger).",
-    )
-    static_absorb_s: float = Field(
-        600.0,
-        ge=10.0,
-        le=86400.0,
-        description="A static region older than this becomes background (seconds); must exceed abandon_s.",
-    )
-    static_owner_s: float | None = Field(
-        60.0,
-        ge=0.0,
-        le=3600.0,
-        description="A region found only by the static stage is a left object only if a person was seen on or beside it "
-        "at most this long before (seconds): objects are brought by someone, ghosts and lighting changes are not. "
-        "Empty = no such check.",
-    )
-    static_ignore_labels: list[Label] = Field(
-        [
-            "car",
-            "truck",
-            "bus",
-            "train",
-            "motorcycle",
-            "bicycle",
-            "bench",
-            "chair",
-            "couch",
-            "potted plant",
-            "dining table",
-        ],
-        max_length=64,
-        description="Static regions over detections of these classes (vehicles, furniture) are not left objects; "
-        "used when a configured model provides them.",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AbandonedObjectConfig:
-        problems = []
-        if self.static_stage and self.static_absorb_s <= self.abandon_s:
-            problems.append(
-                ("static_absorb_s", "must be longer than abandon_s (the region would be learnt before the alert)")
-            )
-        if self.static_min_area_frac >= self.static_max_area_frac:
-            problems.append(("static_min_area_frac", "must be smaller than static_max_area_frac"))
-        if problems:
-            raise ConfigProblems(problems)
-        return self
-
-    def required_labels(self) -> frozenset[str]:
-        return frozenset(self.labels) | frozenset(self.person_labels)
-
-    def optional_labels(self) -> frozenset[str]:
-        return frozenset(self.static_ignore_labels) if self.static_stage else frozenset()
-
-
 @dataclass
 class _Candidate:
-    box: Box
+    box: NormBox
     source: str  # "detector" | "static"
     label: str
     score: float
@@ -224,7 +70,7 @@ class _Candidate:
 @dataclass
 class _Object:
     oid: int
-    box: Box
+    box: NormBox
     ref_centre: tuple[float, float]  # normalised, where it settled
     ref_size: float  # normalised, max(w, h) when it settled
     label: str
@@ -247,7 +93,7 @@ class AbandonedObjectRule(Rule):
     config_model = AbandonedObjectConfig
     config: AbandonedObjectConfig
 
-    def __init__(self, config: AbandonedObjectConfig, camera):
+    def __init__(self, config: AbandonedObjectConfig, camera: CameraView):
         super().__init__(config, camera)
         self._zone = camera.zone(config.zone).polygon if config.zone else None
         self._excluded = [camera.zone(z).polygon for z in config.exclude_zones]
@@ -270,10 +116,25 @@ class AbandonedObjectRule(Rule):
         )
 
     def state_size(self) -> int:
+        """Entries held: the objects being watched.
+
+        Returns:
+            The number of objects (at most `MAX_OBJECTS`; 0 once none has been seen for `memory_s`).
+        """
         return len(self._objects)
 
     # -- per frame -----------------------------------------------------------------------------
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Matches this frame's detector boxes and static regions to the watched objects and marks those a
+        person attends.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            One alert per object seen on this frame that has been left alone for `abandon_s` (once until
+            it is attended or moved again).
+        """
         cfg, t = self.config, ctx.t_s
         people = ctx.select(cfg.person_labels, cfg.person_min_confidence)
         person_boxes = [ctx.box_norm(i) for i in people.nonzero()[0]]
@@ -318,12 +179,13 @@ class AbandonedObjectRule(Rule):
             if mask[i]
         ]
 
-    def _static_candidates(self, ctx: FrameContext, person_boxes: list[Box]) -> list[_Candidate]:
+    def _static_candidates(self, ctx: FrameContext, person_boxes: list[NormBox]) -> list[_Candidate]:
         cfg = self.config
+        assert self._background is not None and ctx.image is not None  # checked by `update`
         regions = self._background.update(ctx.image, ctx.t_s, person_boxes, self._excluded)
         if not regions:
             return []
-        anchors = np.array([((r.box[0] + r.box[2]) / 2, r.box[3]) for r in regions])
+        anchors = np.array([bottom_centre(r.box) for r in regions])
         watched = self._watched(anchors)
         ignore = (
             ctx.select(frozenset(cfg.static_ignore_labels), cfg.person_min_confidence)
@@ -336,9 +198,9 @@ class AbandonedObjectRule(Rule):
             if not keep:
                 continue
             # A static region under a person is the person (standing, sitting, lying), not an object.
-            if any(_covered(region.box, _padded(p, 0.1)) >= 0.5 for p in person_boxes):
+            if any(covered_share(region.box, padded(p, 0.1)) >= 0.5 for p in person_boxes):
                 continue
-            if any(_covered(region.box, b) >= 0.3 for b in ignore_boxes):
+            if any(covered_share(region.box, b) >= 0.3 for b in ignore_boxes):
                 continue
             score = min(1.0, region.contrast / (4.0 * cfg.static_diff_threshold))
             out.append(
@@ -360,15 +222,15 @@ class AbandonedObjectRule(Rule):
         seen: set[int] = set()
         claimed: dict[int, str] = {}  # oid -> source that already updated it this frame
         for cand in sorted(candidates, key=lambda c: (c.source != "detector", -c.score)):
-            centre, size = _centre(cand.box), _size(cand.box)
+            centre_point, size = centre(cand.box), longest_side(cand.box)
             best: tuple[float, _Object] | None = None
             for obj in self._objects.values():
                 if claimed.get(obj.oid) == cand.source and cand.source == "detector":
                     continue  # two bags side by side are two objects
                 reach = max(obj.ref_size, size)
-                distance = math.dist(centre, obj.ref_centre) / max(reach, 1e-6)
-                overlapping = (_covered(cand.box, obj.box) >= 0.5 or _covered(obj.box, cand.box) >= 0.5) and (
-                    0.2 <= _area(cand.box) / max(_area(obj.box), 1e-12) <= 5.0
+                distance = math.dist(centre_point, obj.ref_centre) / max(reach, 1e-6)
+                overlapping = (covered_share(cand.box, obj.box) >= 0.5 or covered_share(obj.box, cand.box) >= 0.5) and (
+                    0.2 <= area(cand.box) / max(area(obj.box), 1e-12) <= 5.0
                 )  # a fragment is not the object
                 if (distance <= 2.0 * tol or overlapping) and (best is None or distance < best[0]):
                     best = (distance, obj)
@@ -379,7 +241,7 @@ class AbandonedObjectRule(Rule):
                 obj = _Object(
                     oid=self._next_oid,
                     box=cand.box,
-                    ref_centre=centre,
+                    ref_centre=centre_point,
                     ref_size=size,
                     label=cand.label,
                     score=cand.score,
@@ -398,7 +260,7 @@ class AbandonedObjectRule(Rule):
                     continue
                 if distance > tol and not (cand.source == "static" and "detector" in obj.sources):
                     # It moved: it is the same thing, but carried or pushed, so its clock starts again.
-                    obj.ref_centre, obj.ref_size, obj.settled_s = centre, size, t
+                    obj.ref_centre, obj.ref_size, obj.settled_s = centre_point, size, t
                     obj.frames, obj.seen, obj.alerted = 0, 0, False
             if cand.source == "detector" or obj.detector_box_s is None or t - obj.detector_box_s > 1.0 + TIME_EPSILON_S:
                 obj.box = cand.box
@@ -428,17 +290,19 @@ class AbandonedObjectRule(Rule):
             height_px = max(1.0, (y2 - y1) * h)
             if self._walking(ctx, i, height_px):
                 continue
-            feet = ((x1 + x2) / 2 * w, y2 * h)
+            feet_x, feet_y = bottom_centre((x1, y1, x2, y2))
+            feet = (feet_x * w, feet_y * h)
             for obj in self._objects.values():
-                anchor = ((obj.box[0] + obj.box[2]) / 2 * w, obj.box[3] * h)
+                anchor_x, anchor_y = bottom_centre(obj.box)
+                anchor = (anchor_x * w, anchor_y * h)
                 near = math.dist(feet, anchor) <= cfg.owner_radius_heights * height_px
-                if near or _covered(obj.box, (x1, y1, x2, y2)) > 0.0:
+                if near or covered_share(obj.box, (x1, y1, x2, y2)) > 0.0:
                     # Attended: the clock, the alert and the seen-ratio count start again from here.
                     obj.attended_s = ctx.t_s
                     obj.alerted = False
                     obj.frames = obj.seen = 0
 
-    def _walking(self, ctx: FrameContext, i: int, height_px: float) -> bool:
+    def _walking(self, ctx: FrameContext, i: int | np.integer, height_px: float) -> bool:
         track_id = int(ctx.track_ids[i])
         if track_id < 0:
             return False
@@ -487,29 +351,3 @@ class AbandonedObjectRule(Rule):
         limit = self.config.memory_s + TIME_EPSILON_S
         for oid in [o.oid for o in self._objects.values() if t - o.last_seen_s > limit]:
             del self._objects[oid]
-
-
-# -- box helpers (normalised xyxy) -----------------------------------------------------------------
-def _centre(box: Box) -> tuple[float, float]:
-    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-
-
-def _size(box: Box) -> float:
-    return max(box[2] - box[0], box[3] - box[1], 1e-6)
-
-
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _padded(box: Box, frac: float) -> Box:
-    px, py = (box[2] - box[0]) * frac, (box[3] - box[1]) * frac
-    return (box[0] - px, box[1] - py, box[2] + px, box[3] + py)
-
-
-def _covered(inner: Box, outer: Box) -> float:
-    """Share of `inner`'s area that lies inside `outer`."""
-    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
-    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
-    area = max(1e-12, (inner[2] - inner[0]) * (inner[3] - inner[1]))
-    return ix * iy / area

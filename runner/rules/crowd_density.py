@@ -33,102 +33,20 @@ from __future__ import annotations
 
 from collections import deque
 from statistics import median
-from typing import Literal
+from typing import cast
 
 import numpy as np
-from pydantic import Field, model_validator
+import supervision as sv
 
-from runner.config.base import ConfigProblems, Labels
+from runner.config.rules.crowd_density import CrowdDensityConfig
 from runner.core.alerts import AlertCandidate
+from runner.core.boxes import bounding
+from runner.core.fields import CLASS_NAME
 from runner.core.geometry import ground_area_m2, ground_homography, normalised_anchors, points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
 from runner.cues.crowd_pixels import ForegroundModel, PersonScale, person_equivalents, person_weights, polygon_mask
 from runner.inference.tiling import TileSettings, enlarged_pass, tiled_detect
-from runner.rules.base import FrameContext, Rule, RuleConfig
-
-
-class CrowdDensityConfig(RuleConfig):
-    kind: Literal["crowd_density"]
-    zone: str = Field(description="Zone whose density is measured.")
-    labels: Labels = Field(["person"], description="Detector classes counted as people.")
-    min_confidence: float = Field(0.25, ge=0.0, le=1.0, description="Detections below this confidence are not counted.")
-    max_per_m2: float | None = Field(
-        4.0,
-        gt=0.0,
-        le=10.0,
-        description="Alert above this many persons per square metre (needs the camera's ground calibration).",
-    )
-    max_count: int | None = Field(
-        None,
-        ge=1,
-        le=100000,
-        description="Alert above this many detected persons in the zone (works without calibration).",
-    )
-    sustain_s: float = Field(
-        3.0, ge=0.0, le=600.0, description="The median over this window (seconds) must exceed the threshold."
-    )
-    rearm_ratio: float = Field(
-        0.8,
-        gt=0.0,
-        le=1.0,
-        description="After an alert, the median must fall below this fraction of the threshold to re-arm.",
-    )
-    tiled_every_s: float | None = Field(
-        None,
-        ge=0.5,
-        le=600.0,
-        description="Also count on the zone enlarged `tile_scale` times every this many seconds (finds small people; "
-        "costs one large inference, or one per tile on the grid); empty = never.",
-    )
-    tile_pass: Literal["enlarged", "grid"] = Field(
-        "enlarged",
-        description="How the zone is enlarged: one inference on the whole enlarged zone where the model accepts any "
-        "input size (fewer pixels), else `grid`: overlapping square tiles of the model's input size.",
-    )
-    tile_scale: float = Field(
-        2.0,
-        ge=1.0,
-        le=4.0,
-        description="Enlargement of the tiles: each tile is (model input size / this) pixels of the frame.",
-    )
-    tile_overlap_frac: float = Field(
-        0.25, ge=0.0, le=0.5, description="Overlap between neighbouring tiles (fraction of a tile)."
-    )
-    foreground: bool = Field(
-        False,
-        description="Also estimate the count without detections, from the zone's foreground area (packed crowds).",
-    )
-    foreground_coef: float = Field(
-        1.0,
-        gt=0.0,
-        le=100.0,
-        description="Persons per person-sized area of foreground; fit it per camera with `python -m runner.tools.crowd_calibrate` "
-        "(1.0 = one person per person-sized blob, the prior when counting never works on the camera).",
-    )
-    person_height_frac: float | None = Field(
-        None,
-        gt=0.0,
-        le=1.0,
-        description="Height of a person in the zone as a fraction of the image height (perspective scale for the "
-        "foreground estimate); empty = fitted from the detections.",
-    )
-    foreground_history_s: float = Field(
-        60.0,
-        ge=5.0,
-        le=3600.0,
-        description="Memory of the background model (seconds): a crowd still for longer fades into it.",
-    )
-
-    @model_validator(mode="after")
-    def _some_threshold(self) -> CrowdDensityConfig:
-        if self.max_per_m2 is None and self.max_count is None:
-            raise ConfigProblems([("max_count", "set max_per_m2 (with a calibration) or max_count")])
-        return self
-
-    def camera_problems(self, camera) -> list[tuple[str, str]]:
-        if camera.calibration is None and self.max_count is None:
-            return [("max_per_m2", "needs the camera's ground calibration; add `calibration` or set max_count")]
-        return []
+from runner.rules.base import CameraView, FrameContext, Rule
 
 
 class CrowdDensityRule(Rule):
@@ -136,11 +54,10 @@ class CrowdDensityRule(Rule):
     config_model = CrowdDensityConfig
     config: CrowdDensityConfig
 
-    def __init__(self, config: CrowdDensityConfig, camera):
+    def __init__(self, config: CrowdDensityConfig, camera: CameraView):
         super().__init__(config, camera)
         self._polygon = camera.zone(config.zone).polygon
-        xs, ys = [p[0] for p in self._polygon], [p[1] for p in self._polygon]
-        self._zone_box = (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+        self._zone_box = bounding(self._polygon)
         self._area_m2: float | None = None
         if camera.calibration is not None and config.max_per_m2 is not None:
             homography = ground_homography(camera.calibration.image, camera.calibration.world_m)
@@ -164,18 +81,38 @@ class CrowdDensityRule(Rule):
         self.last_measure: dict[str, float | int | None] = {}
 
     def state_size(self) -> int:
-        return 0  # zone-level state only, bounded by the window
+        """No per-track entries: the zone-level state is bounded by the window.
+
+        Returns:
+            0.
+        """
+        return 0
 
     def crop_labels(self) -> frozenset[str]:
-        return frozenset(self.config.labels[:1]) if self.config.tiled_every_s is not None else frozenset()  # tiles
+        """The person label when a tiled pass is configured: its tiles are crops of the frame.
+
+        Returns:
+            The first of `labels`, or nothing without `tiled_every_s`.
+        """
+        return frozenset(self.config.labels[:1]) if self.config.tiled_every_s is not None else frozenset()
 
     def enlarged_passes(self) -> list[tuple[str, tuple[float, float, float, float], float, int]]:
+        """The one enlarged inference of the tiled pass (`tile_pass: enlarged`), on the zone's box.
+
+        Returns:
+            (person label, zone box clipped to the frame, scale, largest input side) when the tiled pass is
+            enlarged; nothing otherwise.
+        """
         if self.config.tiled_every_s is None or not self._tile_settings.enlarged:
             return []
         return [(self.config.labels[0], *enlarged_pass(self._zone_box, self._tile_settings))]
 
     def threshold_count(self) -> float:
-        """The head count that corresponds to the tightest configured threshold."""
+        """The head count that corresponds to the tightest configured threshold.
+
+        Returns:
+            The smaller of `max_count` and `max_per_m2` times the zone's ground area (when calibrated).
+        """
         limits = []
         if self._area_m2 is not None and self.config.max_per_m2 is not None:
             limits.append(self.config.max_per_m2 * self._area_m2)
@@ -186,17 +123,18 @@ class CrowdDensityRule(Rule):
     # -- counting methods ----------------------------------------------------------------------
     def _tiled_count(self, ctx: FrameContext, people) -> int | None:
         cfg = self.config
-        if cfg.tiled_every_s is None or ctx.redetect is None:
+        redetect = ctx.redetect
+        if cfg.tiled_every_s is None or redetect is None:
             return None
         if self._tiled is None or ctx.t_s - self._tiled[0] >= cfg.tiled_every_s - TIME_EPSILON_S:
             label = cfg.labels[0]
             many, enlarged = ctx.redetect_many, ctx.redetect_enlarged
             merged, _ = tiled_detect(
-                lambda box: ctx.redetect(label, box, pad_frac=0.0),
+                lambda box: redetect(label, box, pad_frac=0.0),
                 (ctx.width, ctx.height),
                 self._zone_box,
                 self._tile_settings,
-                full_frame=ctx.detections[people],
+                full_frame=cast(sv.Detections, ctx.detections[people]),  # a mask gives Detections
                 detect_boxes=(lambda boxes: many(label, boxes, pad_frac=0.0)) if many is not None else None,
                 detect_enlarged=(lambda box, scale, max_side_px: enlarged(label, box, scale, max_side_px=max_side_px))
                 if enlarged is not None
@@ -204,7 +142,7 @@ class CrowdDensityRule(Rule):
             )
             count = 0
             if len(merged):
-                names = np.asarray(merged.data.get("class_name", [label] * len(merged)), dtype=str)
+                names = np.asarray(merged.data.get(CLASS_NAME, [label] * len(merged)), dtype=str)
                 conf = merged.confidence if merged.confidence is not None else np.ones(len(merged))
                 keep = np.isin(names, list(cfg.labels)) & (np.asarray(conf) >= cfg.min_confidence)
                 anchors = normalised_anchors(merged.xyxy[keep], ctx.width, ctx.height)
@@ -220,7 +158,9 @@ class CrowdDensityRule(Rule):
             return None
         if people.any():
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
-        mask = self._foreground.apply(ctx.downscaled(self._foreground.width_px), ctx.t_s)
+        small = ctx.downscaled(self._foreground.width_px)
+        assert small is not None  # ctx.image is set
+        mask = self._foreground.apply(small, ctx.t_s)
         weights = person_weights(self._scale, mask.shape, aspect=PERSON_ASPECT)
         if weights is None:
             return None  # no perspective yet: no person seen and no person_height_frac
@@ -234,6 +174,16 @@ class CrowdDensityRule(Rule):
 
     # -- rule ----------------------------------------------------------------------------------
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Counts the people in the zone by each configured method and compares the highest median over
+        `sustain_s` with the threshold.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            One alert when the level first exceeds the threshold (the window must be 90 % covered); nothing
+            more until it falls below `rearm_ratio` times the threshold.
+        """
         cfg = self.config
         people = ctx.select(cfg.labels, cfg.min_confidence)
         inside = people & ctx.in_polygon(self._polygon)
@@ -247,7 +197,7 @@ class CrowdDensityRule(Rule):
         self._counts.append((ctx.t_s, count, held, tiled, estimate))
         covered_s = ctx.t_s - self._counts[0][0]
         levels = self._levels()
-        method = max(levels, key=levels.get)
+        method = max(levels, key=levels.__getitem__)
         level = levels[method]
         limit = self.threshold_count()
         if self._alerting:
@@ -269,7 +219,7 @@ class CrowdDensityRule(Rule):
                 score=float(score),
                 t_s=ctx.t_s,
                 # On a frame where the detector missed everyone (flicker), point at the zone itself.
-                bbox=_union_box(ctx, inside) or self._zone_box,
+                bbox=ctx.union_box_norm(inside) or self._zone_box,
                 details=details,
             )
         ]
@@ -287,12 +237,3 @@ class CrowdDensityRule(Rule):
 
 
 PERSON_ASPECT = 0.4  # width / height of a standing person's box: a person covers about 0.4 h² pixels
-
-
-def _union_box(ctx: FrameContext, mask) -> tuple[float, float, float, float] | None:
-    if not mask.any():
-        return None
-    boxes = ctx.detections.xyxy[mask]
-    x1, y1 = boxes[:, 0].min() / ctx.width, boxes[:, 1].min() / ctx.height
-    x2, y2 = boxes[:, 2].max() / ctx.width, boxes[:, 3].max() / ctx.height
-    return (float(x1), float(y1), float(x2), float(y2))

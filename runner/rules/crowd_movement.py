@@ -38,13 +38,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
-from runner.config.base import Labels
+from runner.config.rules.crowd_movement import CrowdMovementConfig
 from runner.core.alerts import AlertCandidate
+from runner.core.boxes import NormBox, bounding
 from runner.core.timebase import TIME_EPSILON_S
 from runner.cues.crowd_pixels import (
     FlowField,
@@ -55,111 +54,10 @@ from runner.cues.crowd_pixels import (
     polygon_mask,
     row_centres,
 )
-from runner.rules.base import FrameContext, Rule, RuleConfig
+from runner.rules.base import CameraView, FrameContext, Rule
 
 PERSON_ASPECT = 0.4  # a standing person's box is about 0.4 times as wide as tall
 MAD_TO_SIGMA = 1.4826
-
-
-class CrowdMovementConfig(RuleConfig):
-    kind: Literal["crowd_movement"]
-    zone: str | None = Field(None, description="Zone watched; empty = the whole image.")
-    labels: Labels = Field(["person"], description="Detector classes that are people.")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
-    speed_window_s: float = Field(
-        1.0,
-        ge=0.2,
-        le=10.0,
-        description="A person's speed is their displacement over this many seconds (body-heights/s).",
-    )
-    fast_speed_bh_per_s: float = Field(
-        1.5,
-        gt=0.0,
-        le=20.0,
-        description="A person faster than this many body-heights per second is 'fast' (walking ~0.5-1, running 2-4).",
-    )
-    min_people: int = Field(
-        4,
-        ge=1,
-        le=10000,
-        description="Fewest tracked people with a speed in the zone for a frame's fast share to count.",
-    )
-    sustain_s: float = Field(
-        1.0, ge=0.0, le=60.0, description="The level is the median of the share over this window (seconds)."
-    )
-    baseline_s: float = Field(
-        60.0,
-        ge=5.0,
-        le=3600.0,
-        description="The baseline is the median share over this many seconds before the level's window.",
-    )
-    min_baseline_s: float = Field(
-        10.0, ge=1.0, le=3600.0, description="Seconds of baseline needed before a rise over it can alert."
-    )
-    min_rise: float = Field(
-        0.3,
-        gt=0.0,
-        le=1.0,
-        description="The fast share must exceed its baseline by at least this much (0.3 = 30 points).",
-    )
-    rise_mads: float = Field(
-        3.0, ge=0.0, le=20.0, description="... and by at least this many robust deviations (MAD) of the baseline."
-    )
-    absolute_fast_share: float | None = Field(
-        0.6, gt=0.0, le=1.0, description="A fast share at or above this alerts whatever the baseline (empty = never)."
-    )
-    rearm_ratio: float = Field(
-        0.8,
-        gt=0.0,
-        le=1.0,
-        description="After an alert, the share must fall below this fraction of the absolute threshold to re-arm.",
-    )
-    flow: Literal["off", "auto", "on"] = Field(
-        "off",
-        description="Dense optical flow for packed crowds: off; auto = when the zone holds many more people than tracks; "
-        "on = always (a choke point packed whenever people are there).",
-    )
-    flow_fast_speed_bh_per_s: float = Field(
-        0.25,
-        gt=0.0,
-        le=20.0,
-        description="Flow faster than this (body-heights/s) is 'fast' in a packed zone (packed crowds cannot walk faster than ~0.2).",
-    )
-    flow_absolute_share: float | None = Field(
-        0.3,
-        gt=0.0,
-        le=1.0,
-        description="A flow share (fraction of the zone moving fast) at or above this alerts (empty = never).",
-    )
-    flow_min_rise: float = Field(
-        0.2, gt=0.0, le=1.0, description="The flow share must exceed its baseline by at least this much to alert."
-    )
-    flow_min_people: float = Field(
-        6.0,
-        ge=0.0,
-        le=10000.0,
-        description="Fewest people in the zone (person-sized areas of foreground) for the flow path to alert.",
-    )
-    packed_track_ratio: float = Field(
-        0.35,
-        gt=0.0,
-        le=1.0,
-        description="flow auto: the zone is packed while its tracks are fewer than this fraction of its foreground people.",
-    )
-    foreground_coef: float = Field(
-        1.0,
-        gt=0.0,
-        le=100.0,
-        description="Persons per person-sized area of foreground on this camera (as for crowd_density; fit it with "
-        "`python -m runner.tools.crowd_calibrate`): turns the foreground into the people that flow_min_people and the "
-        "packed test compare with.",
-    )
-    person_height_frac: float | None = Field(
-        None,
-        gt=0.0,
-        le=1.0,
-        description="Height of a person in the zone as a fraction of the image height (flow path); empty = fitted from the detections.",
-    )
 
 
 @dataclass
@@ -196,7 +94,7 @@ class CrowdMovementRule(Rule):
     config_model = CrowdMovementConfig
     config: CrowdMovementConfig
 
-    def __init__(self, config: CrowdMovementConfig, camera):
+    def __init__(self, config: CrowdMovementConfig, camera: CameraView):
         super().__init__(config, camera)
         self._polygon = camera.zone(config.zone).polygon if config.zone else None
         self._subject = f"zone:{config.zone}" if config.zone else "zone:image"
@@ -210,7 +108,12 @@ class CrowdMovementRule(Rule):
         self._masks: dict[tuple[int, int], np.ndarray] = {}
 
     def state_size(self) -> int:
-        return 0  # no per-track state: speeds come from the pipeline's track history each frame
+        """No per-track entries: speeds come from the pipeline's track history each frame.
+
+        Returns:
+            0.
+        """
+        return 0
 
     # -- measures ------------------------------------------------------------------------------
     def _track_speeds(self, ctx: FrameContext, people: np.ndarray) -> list[float]:
@@ -240,8 +143,11 @@ class CrowdMovementRule(Rule):
             return None
         if people.any():
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
-        foreground = self._foreground.apply(ctx.downscaled(self._foreground.width_px), ctx.t_s)
-        flow = self._flow.update(ctx.downscaled(self._flow.width_px), ctx.t_s)
+        small_foreground = ctx.downscaled(self._foreground.width_px)
+        small_flow = ctx.downscaled(self._flow.width_px)
+        assert small_foreground is not None and small_flow is not None  # ctx.image is set
+        foreground = self._foreground.apply(small_foreground, ctx.t_s)
+        flow = self._flow.update(small_flow, ctx.t_s)
         if flow is None or not self._scale.ready:
             return None
         rows, cols = flow.shape[:2]
@@ -268,6 +174,16 @@ class CrowdMovementRule(Rule):
 
     # -- rule ----------------------------------------------------------------------------------
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Measures the share of fast-moving people in the zone (tracks, and optical flow where the crowd is
+        packed) and compares its recent median with its baseline.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            One alert when either path triggers (a rise over the baseline, or an absolute share); nothing
+            more until the measures are calm again.
+        """
         cfg = self.config
         people = ctx.select(cfg.labels, cfg.min_confidence)
         inside = people & (ctx.in_polygon(self._polygon) if self._polygon is not None else True)
@@ -315,6 +231,7 @@ class CrowdMovementRule(Rule):
                     fast_speed_bh_per_s=cfg.fast_speed_bh_per_s,
                 )
             else:
+                assert flow is not None  # the flow path is evaluated only on a flow measure
                 details.update(
                     people_equivalent=round(flow["people_eq"], 1),
                     detected=int(inside.sum()),
@@ -340,31 +257,27 @@ class CrowdMovementRule(Rule):
         level, covered_s = level_cov
         base = series.baseline(t_s, cfg.sustain_s)
         baseline = None
-        required = None
+        # With a baseline: the level that triggers a rise, and the level that is calm again.
+        rise_level: float | None = None
+        calm_level: float | None = None
         if base is not None and base[2] >= cfg.min_baseline_s - TIME_EPSILON_S:
             baseline = base[0]
             required = max(min_rise, cfg.rise_mads * MAD_TO_SIGMA * base[1])
+            rise_level, calm_level = baseline + required, baseline + 0.5 * required
         full = covered_s >= 0.9 * cfg.sustain_s - TIME_EPSILON_S
         reason = None
-        if full and required is not None and level >= baseline + required - 1e-9:
+        if full and rise_level is not None and level >= rise_level - 1e-9:
             reason = "rise"
         elif full and absolute is not None and level >= absolute - 1e-9:
             reason = "absolute"
-        calm = (required is None or level <= baseline + 0.5 * required) and (
-            absolute is None or level < cfg.rearm_ratio * absolute
-        )
+        calm = (calm_level is None or level <= calm_level) and (absolute is None or level < cfg.rearm_ratio * absolute)
         return {"level": level, "baseline": baseline, "trigger": reason is not None, "reason": reason, "calm": calm}
 
-    def _bbox(self, ctx: FrameContext, inside: np.ndarray) -> tuple[float, float, float, float]:
-        if inside.any():
-            boxes = ctx.detections.xyxy[inside]
-            return (
-                float(boxes[:, 0].min() / ctx.width),
-                float(boxes[:, 1].min() / ctx.height),
-                float(boxes[:, 2].max() / ctx.width),
-                float(boxes[:, 3].max() / ctx.height),
-            )
+    def _bbox(self, ctx: FrameContext, inside: np.ndarray) -> NormBox:
+        """The people in the zone, else the zone's bounding box (the whole image without a zone)."""
+        people = ctx.union_box_norm(inside)
+        if people is not None:
+            return people
         if self._polygon is None:
             return (0.0, 0.0, 1.0, 1.0)
-        xs, ys = [p[0] for p in self._polygon], [p[1] for p in self._polygon]
-        return (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+        return bounding(self._polygon)

@@ -26,7 +26,7 @@ is not recognised as moving and can be confirmed on its arrival.
 One alert per fire episode: after an alert the rule stays quiet until no region has been detected
 for `clear_s`. Smoke is off by default (`smoke: false`): the available model's smoke class fires on
 clouds, haze and grey walls. Regions bypass the tracker; the rule associates them over frames itself
-(`runner.rules._fire_regions`). The rule keeps a ring of downscaled frames covering
+(`runner.rules._region_voting`). The rule keeps a ring of downscaled frames covering
 `flicker_window_s` (bounded: at most 64 frames of 256 px width) so that a region detected for the
 first time can be judged at once.
 """
@@ -35,122 +35,21 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from runner.config.base import ConfigProblems, Labels, Slug
+from runner.config.rules.fire import FireConfig
 from runner.core.alerts import AlertCandidate
+from runner.core.boxes import clamped, padded
 from runner.core.geometry import points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
+from runner.rules._episode import EpisodeLatch
 from runner.rules._fire_flicker import FrameRing, RegionStats
-from runner.rules._fire_regions import (
-    ModelFrames,
-    Region,
-    RegionVoter,
-    box_area_fracs,
-    box_centres,
-    clip_box,
-    expand,
-    hits_of,
-)
-from runner.rules.base import FrameContext, Rule, RuleConfig
+from runner.rules._region_voting import ModelFrames, Region, RegionVoter, hits_of
+from runner.rules.base import CameraView, FrameContext, Rule
 
 log = logging.getLogger(__name__)
 ENVELOPE_PAD_FRAC = 0.1  # the flicker statistics look a little beyond the detected boxes
-
-
-class FireConfig(RuleConfig):
-    kind: Literal["fire"]
-    zone: str | None = Field(
-        None, description="Only regions whose box centre lies in this zone count; none = the whole image."
-    )
-    exclude_zones: list[Slug] = Field(
-        [],
-        max_length=32,
-        description="Zones covering known light sources (signs, lamps, beacons): regions centred in them are ignored.",
-    )
-    labels: Labels = Field(["fire"], description="Fire model classes that mean flames.")
-    min_confidence: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="Flame detections below this confidence are ignored (0.6 at 640 px still lets neon signs through: "
-        "the flicker check is what rejects them).",
-    )
-    smoke: bool = Field(
-        False, description="Also alert on smoke regions (unreliable with the available model: off by default)."
-    )
-    smoke_labels: Labels = Field(
-        ["smoke"], description="Fire model classes that mean smoke (used only when smoke is on)."
-    )
-    smoke_min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0, description="Smoke detections below this confidence are ignored."
-    )
-    min_box_area_frac: float = Field(
-        0.0002, ge=0.0, le=1.0, description="Regions smaller than this fraction of the image area are ignored."
-    )
-    min_hit_frames: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="Persistence: a region must be detected on this many of the last window_frames "
-        "frames on which the fire model ran.",
-    )
-    window_frames: int = Field(
-        5, ge=1, le=100, description="Persistence window, in frames on which the fire model ran."
-    )
-    confirm_by_flicker: bool = Field(
-        True,
-        description="Also require irregular flicker or growth of the region (rejects static signs and periodic "
-        "lights such as beacons); needs the frames (always available in the runner).",
-    )
-    min_flicker_frac: float = Field(
-        0.04,
-        ge=0.0,
-        le=1.0,
-        description="Irregular flicker needed: median brightness change of the region's flame-coloured pixels to their "
-        "most similar earlier (non-adjacent) frame, as a fraction of full brightness. Measured: a night neon sign "
-        "with blinking and chasing lights 0.00-0.024, flames 0.054-0.24.",
-    )
-    min_growth_ratio: float | None = Field(
-        3.0,
-        ge=1.0,
-        le=1000.0,
-        description="Or: the flame-coloured area of the region grew by this factor over flicker_window_s while it was "
-        "detected all along (a fire spreading); none = flicker only.",
-    )
-    flicker_window_s: float = Field(
-        4.0,
-        ge=1.0,
-        le=20.0,
-        description="Window of the flicker and growth statistics (seconds): longer than a "
-        "beacon's or blinking sign's period.",
-    )
-    min_duration_s: float = Field(
-        3.0,
-        ge=0.0,
-        le=60.0,
-        description="A region must have been detected in place for this long (seconds) before it can alert, so that "
-        "the flicker statistics see it there and not its arrival (a vehicle's beacon driving in and parking).",
-    )
-    clear_s: float = Field(
-        30.0,
-        ge=0.0,
-        le=3600.0,
-        description="After an alert, the fire must have gone undetected this long (seconds) "
-        "before the rule alerts again.",
-    )
-
-    @model_validator(mode="after")
-    def _k_of_n(self) -> FireConfig:
-        if self.min_hit_frames > self.window_frames:
-            raise ConfigProblems([("min_hit_frames", f"must be at most window_frames ({self.window_frames})")])
-        return self
-
-    def required_labels(self) -> frozenset[str]:
-        return frozenset(self.labels) | (frozenset(self.smoke_labels) if self.smoke else frozenset())
 
 
 class FireRule(Rule):
@@ -158,7 +57,7 @@ class FireRule(Rule):
     config_model = FireConfig
     config: FireConfig
 
-    def __init__(self, config: FireConfig, camera):
+    def __init__(self, config: FireConfig, camera: CameraView):
         super().__init__(config, camera)
         self._zone = camera.zone(config.zone).polygon if config.zone else None
         self._excluded = [camera.zone(z).polygon for z in config.exclude_zones]
@@ -169,13 +68,26 @@ class FireRule(Rule):
         self._model_frames = ModelFrames()
         expected = math.ceil(config.flicker_window_s * camera.process_fps) + 1
         self._ring = FrameRing(config.flicker_window_s, max_samples=expected) if config.confirm_by_flicker else None
-        self._episode = False
-        self._last_hit_s: float | None = None
+        self._episode = EpisodeLatch(config.clear_s)
 
     def state_size(self) -> int:
+        """Entries held: the fire and smoke image regions with recent votes.
+
+        Returns:
+            The number of regions (0 once nothing has been seen for a window).
+        """
         return len(self._fire) + len(self._smoke)
 
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Adds the frame to the flicker ring and votes fire and smoke detections into their regions.
+
+        Args:
+            ctx: the processed frame (only frames the fire model ran on are voted).
+
+        Returns:
+            At most one alert, for the most confident region that is persistent, in place long enough and
+            confirmed (by flicker or growth when `confirm_by_flicker`), outside a running episode.
+        """
         if self._ring is not None and ctx.image is not None:
             self._ring.add(ctx.image, ctx.t_s)
         of_fire = ctx.select(set(self._fire_labels))
@@ -188,26 +100,23 @@ class FireRule(Rule):
         self._fire.vote(hits_of(ctx, fire), ctx.models_run)
         self._smoke.vote(hits_of(ctx, smoke), ctx.models_run)
         if fire.any() or smoke.any():
-            self._last_hit_s = ctx.t_s
-        if self._episode:
-            if self._last_hit_s is None or ctx.t_s - self._last_hit_s > self.config.clear_s + TIME_EPSILON_S:
-                self._episode = False
-            else:
-                return []
+            self._episode.note_hit(ctx.t_s)
+        if self._episode.holds(ctx.t_s):
+            return []
         for voter, hot_only in ((self._fire, True), (self._smoke, False)):
             for region in sorted(voter.regions.values(), key=lambda r: -r.best().confidence if r.hits else 0.0):
                 alert = self._judge(ctx, region, hot_only)
                 if alert is not None:
-                    self._episode = True
+                    self._episode.start()
                     return [alert]
         return []
 
     def _placed(self, ctx: FrameContext) -> np.ndarray:
         """Detections big enough, in the zone, and outside the exclusion zones."""
-        keep = box_area_fracs(ctx) >= self.config.min_box_area_frac
+        keep = ctx.area_fracs >= self.config.min_box_area_frac
         if not keep.any():
             return keep
-        centres = box_centres(ctx)
+        centres = ctx.centres
         if self._zone is not None:
             keep &= points_in_polygon(centres, self._zone)
         for polygon in self._excluded:
@@ -219,11 +128,12 @@ class FireRule(Rule):
             return None
         if ctx.t_s - region.settled_s < self.config.min_duration_s - TIME_EPSILON_S:
             return None
-        envelope = clip_box(region.envelope())
+        # Clamped to the frame: region boxes come from detections inside it, so only padding pokes out.
+        envelope = clamped(region.envelope())
         stats: RegionStats | None = None
         reason = "persistence"
         if self._ring is not None:
-            stats = self._ring.region_stats(clip_box(expand(envelope, ENVELOPE_PAD_FRAC)), hot_only=hot_only)
+            stats = self._ring.region_stats(clamped(padded(envelope, ENVELOPE_PAD_FRAC)), hot_only=hot_only)
             if stats is None:
                 return None
             if stats.irregular_flicker >= self.config.min_flicker_frac:

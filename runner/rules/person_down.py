@@ -34,19 +34,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from runner.config.base import ConfigProblems, Label, Labels, Slug
+from runner.config.rules.person_down import PersonDownConfig
 from runner.core.alerts import AlertCandidate
+from runner.core.boxes import NormBox, bottom_centre, centre, clamped, contains, padded, union
+from runner.core.fields import KEYPOINTS
 from runner.core.geometry import points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._person_down_pose import PoseObservation, Thresholds, observe
-from runner.rules.base import FrameContext, Rule, RuleConfig
-
-Box = tuple[float, float, float, float]  # normalised xyxy
+from runner.rules.base import CameraView, FrameContext, Rule
 
 MAX_SPOTS = 32  # bound on simultaneous spots per camera (oldest dropped first)
 TILT_RECENT_S = 0.5  # a vanished track counts as "fell" when it was tilted this recently before vanishing
@@ -62,132 +60,14 @@ class PoseModelMissing(ValueError):
     """The model that provides the person label gives no keypoints."""
 
 
-class PersonDownConfig(RuleConfig):
-    kind: Literal["person_down"]
-    zone: str | None = Field(None, description="Only people whose feet are in this zone; empty = the whole image.")
-    exclude_zones: list[Slug] = Field(
-        [],
-        max_length=32,
-        description="Zones where lying down is normal (benches, a beach, beds): nobody there raises an alert.",
-    )
-    labels: Labels = Field(["person"], description="Classes of the pose model (17 COCO keypoints) that are people.")
-    min_confidence: float = Field(
-        0.3, ge=0.0, le=1.0, description="Person detections below this confidence are ignored."
-    )
-    down_s: float = Field(
-        2.0, ge=0.0, le=600.0, description="How long (seconds) someone must stay down before the alert."
-    )
-    min_down_frames: int = Field(
-        3, ge=1, le=1000, description="At least this many processed frames must say 'down' before the alert."
-    )
-    min_down_share: float = Field(
-        0.5,
-        gt=0.0,
-        le=1.0,
-        description="Share of the frames in which the person was seen (since they went down) that must say 'down'.",
-    )
-    hold_s: float = Field(
-        3.0,
-        ge=0.2,
-        le=600.0,
-        description="A possible fall without any new 'down' evidence for this long (seconds) is forgotten; also how "
-        "long a person who vanished while down (lost by the detector) is still considered down.",
-    )
-    lying_angle_deg: float = Field(
-        60.0,
-        ge=30.0,
-        le=90.0,
-        description="Body axis (torso, else legs) at least this far from vertical (degrees) to be lying.",
-    )
-    lying_min_aspect: float = Field(
-        1.0,
-        ge=0.3,
-        le=5.0,
-        description="Box width / height at least this to be lying (a seated or crouching person stays taller).",
-    )
-    upright_angle_deg: float = Field(
-        30.0,
-        ge=0.0,
-        le=60.0,
-        description="Body axis within this angle of vertical (degrees), in a tall box, is upright.",
-    )
-    spot_wide_aspect: float = Field(
-        1.5,
-        ge=1.0,
-        le=10.0,
-        description="Where someone was already seen falling, a person box this many times wider than tall counts as "
-        "'down' even when its keypoints are unclear (unless they say upright).",
-    )
-    tilt_angle_deg: float = Field(
-        35.0,
-        ge=10.0,
-        le=90.0,
-        description="A tracked person seen upright who vanishes just after tilting beyond this angle (degrees) is "
-        "searched for on the ground.",
-    )
-    upright_memory_s: float = Field(
-        3.0,
-        ge=0.1,
-        le=60.0,
-        description="The vanished person must have been seen upright at most this long (seconds) before vanishing.",
-    )
-    keypoint_min_confidence: float = Field(
-        0.3, ge=0.0, le=1.0, description="Keypoints below this confidence are not used."
-    )
-    search_radius_heights: float = Field(
-        1.0,
-        ge=0.25,
-        le=3.0,
-        description="Half-width of the area searched around a vanished person, in their standing heights.",
-    )
-    redetect_max_per_s: float = Field(
-        3.0,
-        ge=0.0,
-        le=30.0,
-        description="At most this many re-detections per second on a crop rotated by 90 degrees around a vanished "
-        "person (each costs one pose inference); 0 disables.",
-    )
-    fall_labels: list[Label] = Field(
-        ["Fall"],
-        max_length=8,
-        description="Classes of an optional fall model used as a second cue around a vanished person (loaded only "
-        "when a configured model provides them; best with `on_demand: true`); empty disables.",
-    )
-    fall_min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0, description="Fall-model boxes below this confidence are ignored."
-    )
-    fall_max_per_s: float = Field(
-        5.0,
-        ge=0.0,
-        le=30.0,
-        description="At most this many on-demand fall-model runs per second, only while a vanished person is searched for.",
-    )
-
-    @model_validator(mode="after")
-    def _ordered_angles(self) -> PersonDownConfig:
-        problems = []
-        if self.upright_angle_deg >= self.lying_angle_deg:
-            problems.append(("upright_angle_deg", "must be below lying_angle_deg"))
-        if not self.upright_angle_deg < self.tilt_angle_deg <= self.lying_angle_deg:
-            problems.append(("tilt_angle_deg", "must lie between upright_angle_deg and lying_angle_deg"))
-        if set(self.fall_labels) & set(self.labels):
-            problems.append(("fall_labels", "must not repeat the person labels"))
-        if problems:
-            raise ConfigProblems(problems)
-        return self
-
-    def optional_labels(self) -> frozenset[str]:
-        return frozenset(self.fall_labels)
-
-
 @dataclass
 class _Person:
     """What the rule remembers about one tracked person (dropped when the track ends)."""
 
     last_t: float
-    box: Box
+    box: NormBox
     upright_t: float | None = None
-    upright_box: Box | None = None
+    upright_box: NormBox | None = None
     tilt_t: float | None = None
     head_side: int = 0
     vanish_checked: bool = False
@@ -196,8 +76,8 @@ class _Person:
 @dataclass
 class _Spot:
     sid: int
-    region: Box  # where to look for the person (normalised)
-    box: Box  # last box where they were seen (normalised)
+    region: NormBox  # where to look for the person (normalised)
+    box: NormBox  # last box where they were seen (normalised)
     created_t: float
     origin_track: int | None
     track_ids: set[int] = field(default_factory=set)
@@ -226,7 +106,7 @@ class PersonDownRule(Rule):
     config_model = PersonDownConfig
     config: PersonDownConfig
 
-    def __init__(self, config: PersonDownConfig, camera):
+    def __init__(self, config: PersonDownConfig, camera: CameraView):
         super().__init__(config, camera)
         self._zone = camera.zone(config.zone).polygon if config.zone else None
         self._excluded = [camera.zone(z).polygon for z in config.exclude_zones]
@@ -245,21 +125,43 @@ class PersonDownRule(Rule):
         self.fall_calls = 0
 
     def crop_labels(self) -> frozenset[str]:
-        return frozenset(self.config.labels[:1])  # a lost person's spot, turned upright (the fall model: whole frames)
+        """The person label: a lost person's spot is re-detected on a crop, turned upright.
+
+        Returns:
+            The first of `labels` (the fall model runs on whole frames, not crops).
+        """
+        return frozenset(self.config.labels[:1])
 
     def state_size(self) -> int:
+        """Entries held: the tracked people remembered plus the open spots.
+
+        Returns:
+            The number of entries (0 once tracks end and spots are forgotten).
+        """
         return len(self._people) + len(self._spots)
 
     # -- the frame -------------------------------------------------------------------------------
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Classifies each person's pose, opens spots where someone lies or vanished after tilting, and
+        searches the spots whose person is not visible.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            One alert per spot that has been down for `down_s` with enough down verdicts (once per spot).
+
+        Raises:
+            PoseModelMissing: person detections come without keypoints (the person model is not a pose model).
+        """
         t = ctx.t_s
         for track_id in ctx.ended_track_ids:
             self._people.pop(track_id, None)
         self._forget(t)
         persons = ctx.select(self.config.labels, self.config.min_confidence).nonzero()[0]
         keypoints = self._keypoints(ctx, persons)
-        observations = {int(i): observe(ctx.detections.xyxy[i], keypoints[i], self._thresholds) for i in persons}
-        usable = {i for i in observations if self._allowed(_anchor(ctx.box_norm(i)))}
+        observations = {int(i): observe(ctx.detections.xyxy[i], keypoints[int(i)], self._thresholds) for i in persons}
+        usable = {i for i in observations if self._allowed(bottom_centre(ctx.box_norm(i)))}
         seen_ids = {int(ctx.track_ids[i]) for i in observations if ctx.track_ids[i] >= 0}
 
         self._update_people(ctx, observations, usable)
@@ -328,16 +230,16 @@ class PersonDownRule(Rule):
             spot.head_side = person.head_side
             spot.standing_h = (person.upright_box[3] - person.upright_box[1]) * ctx.height
 
-    def _search_region(self, box: Box, upright_box: Box, width: int, height: int) -> Box:
+    def _search_region(self, box: NormBox, upright_box: NormBox, width: int, height: int) -> NormBox:
         """Around the feet of the vanished person, one standing height (x search_radius_heights) either side."""
         h_px = (upright_box[3] - upright_box[1]) * height
         radius_x = self.config.search_radius_heights * h_px / width
         cx, bottom = (box[0] + box[2]) / 2, box[3]
         top = bottom - 0.8 * h_px / height
         low = bottom + 0.5 * h_px / height
-        return _clip((cx - radius_x, top, cx + radius_x, low))
+        return clamped((cx - radius_x, top, cx + radius_x, low))
 
-    def _new_spot(self, t: float, region: Box, box: Box, track_id: int | None) -> _Spot:
+    def _new_spot(self, t: float, region: NormBox, box: NormBox, track_id: int | None) -> _Spot:
         spot = _Spot(
             sid=self._next_sid,
             region=region,
@@ -364,13 +266,13 @@ class PersonDownRule(Rule):
             spot = self._spot_for(track_id, box)
             if obs.state == "lying":
                 if spot is None:
-                    spot = self._new_spot(ctx.t_s, _grow(box, 0.5), box, track_id if track_id >= 0 else None)
+                    spot = self._new_spot(ctx.t_s, clamped(padded(box, 0.5)), box, track_id if track_id >= 0 else None)
                     person = self._people.get(track_id)
                     if person is not None and person.upright_box is not None:
                         spot.standing_h = (person.upright_box[3] - person.upright_box[1]) * ctx.height
                     verdicts[spot.sid] = _Verdict()
                 else:
-                    spot.region = _union(spot.region, _grow(box, 0.5))
+                    spot.region = union(spot.region, clamped(padded(box, 0.5)))
                 self._found_down(spot, verdicts[spot.sid], "pose", box, obs, track_id)
             elif (
                 spot is not None
@@ -387,7 +289,7 @@ class PersonDownRule(Rule):
         return verdicts
 
     def _found_down(
-        self, spot: _Spot, verdict: _Verdict, source: str, box: Box, obs: PoseObservation, track_id: int
+        self, spot: _Spot, verdict: _Verdict, source: str, box: NormBox, obs: PoseObservation, track_id: int
     ) -> None:
         spot.box, spot.angle_deg, spot.aspect = box, obs.angle_deg, obs.aspect
         if track_id >= 0:
@@ -398,23 +300,23 @@ class PersonDownRule(Rule):
         verdict.seen = True
 
     @staticmethod
-    def _long_enough(spot: _Spot, box: Box, ctx: FrameContext) -> bool:
+    def _long_enough(spot: _Spot, box: NormBox, ctx: FrameContext) -> bool:
         """A body on the ground is about as long as the person stood tall (furniture bits are not)."""
         if spot.standing_h is None:
             return True
         length = max((box[2] - box[0]) * ctx.width, (box[3] - box[1]) * ctx.height)
         return length >= MIN_LENGTH_OF_HEIGHT * spot.standing_h
 
-    def _spot_for(self, track_id: int, box: Box) -> _Spot | None:
+    def _spot_for(self, track_id: int, box: NormBox) -> _Spot | None:
         if track_id >= 0:
             for spot in self._spots:
                 if track_id in spot.track_ids:
                     return spot
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        inside = [s for s in self._spots if s.region[0] <= cx <= s.region[2] and s.region[1] <= cy <= s.region[3]]
+        box_centre = centre(box)
+        inside = [s for s in self._spots if contains(s.region, box_centre)]
         if not inside:
             return None
-        return min(inside, key=lambda s: math.hypot(cx - (s.box[0] + s.box[2]) / 2, cy - (s.box[1] + s.box[3]) / 2))
+        return min(inside, key=lambda s: math.dist(box_centre, centre(s.box)))
 
     def _search_lost(self, ctx: FrameContext, verdicts: dict[int, _Verdict]) -> None:
         """Spots whose person is not visible: rotated re-detection and the fall cue, within budget."""
@@ -433,8 +335,7 @@ class PersonDownRule(Rule):
                 (spot.box[2] - spot.box[0]) * ctx.width, (spot.box[3] - spot.box[1]) * ctx.height
             )
             for box in fall_boxes:
-                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-                inside = spot.region[0] <= cx <= spot.region[2] and spot.region[1] <= cy <= spot.region[3]
+                inside = contains(spot.region, centre(box))
                 longest = max((box[2] - box[0]) * ctx.width, (box[3] - box[1]) * ctx.height)
                 if inside and longest <= FALL_BOX_MAX_SIDE_OF_HEIGHT * body_px:
                     verdict.down.add("fall_model")
@@ -451,23 +352,24 @@ class PersonDownRule(Rule):
         else:
             rotate = 90 if spot.spin % 2 == 0 else 270
             spot.spin += 1
+        assert ctx.redetect is not None  # checked by `_search_lost`
         found = ctx.redetect(self.config.labels[0], spot.region, rotate_deg=rotate, pad_frac=0.0)
         if found is None or len(found) == 0:
             return False
-        keypoints = found.data.get("keypoints") if found.data else None
+        keypoints = found.data.get(KEYPOINTS) if found.data else None
         confidences = found.confidence if found.confidence is not None else np.ones(len(found))
         for j in range(len(found)):
             if confidences[j] < self.config.min_confidence:
                 continue
             obs = observe(found.xyxy[j], keypoints[j] if keypoints is not None else None, self._thresholds)
             x1, y1, x2, y2 = (float(v) for v in found.xyxy[j])
-            box = _clip((x1 / ctx.width, y1 / ctx.height, x2 / ctx.width, y2 / ctx.height))
+            box = clamped((x1 / ctx.width, y1 / ctx.height, x2 / ctx.width, y2 / ctx.height))
             if obs.state == "lying" and self._long_enough(spot, box, ctx):
                 spot.box, spot.angle_deg, spot.aspect = box, obs.angle_deg, obs.aspect
                 return True
         return False
 
-    def _fall_boxes(self, ctx: FrameContext) -> list[Box]:
+    def _fall_boxes(self, ctx: FrameContext) -> list[NormBox]:
         """Fall-model boxes of this frame: from the frame's detections when the model ran on it, else one
         on-demand run (a no-op when no configured model provides the fall labels)."""
         labels = set(self.config.fall_labels)
@@ -486,7 +388,7 @@ class PersonDownRule(Rule):
                 continue
             confidences = found.confidence if found.confidence is not None else np.ones(len(found))
             boxes += [
-                _clip(
+                clamped(
                     (
                         float(b[0]) / ctx.width,
                         float(b[1]) / ctx.height,
@@ -560,25 +462,3 @@ class PersonDownRule(Rule):
         stale = self.config.upright_memory_s + self.config.hold_s + TIME_EPSILON_S
         for track_id in [k for k, p in self._people.items() if t - p.last_t > stale]:
             del self._people[track_id]
-
-
-def _anchor(box: Box) -> tuple[float, float]:
-    return ((box[0] + box[2]) / 2, box[3])
-
-
-def _clip(box: Box) -> Box:
-    return (
-        min(1.0, max(0.0, box[0])),
-        min(1.0, max(0.0, box[1])),
-        min(1.0, max(0.0, box[2])),
-        min(1.0, max(0.0, box[3])),
-    )
-
-
-def _grow(box: Box, frac: float) -> Box:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return _clip((box[0] - frac * w, box[1] - frac * h, box[2] + frac * w, box[3] + frac * h))
-
-
-def _union(a: Box, b: Box) -> Box:
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))

@@ -1,9 +1,11 @@
-"""The explicit list of event rules. Adding a kind = one module + one line here."""
+"""The explicit list of event rules. Adding a kind = its config in `runner.config.rules`, one module here + one line."""
 
 from __future__ import annotations
 
+from runner.config.rules.base import RuleConfig
+from runner.config.site import Camera
 from runner.rules.abandoned_object import AbandonedObjectRule
-from runner.rules.base import Rule
+from runner.rules.base import CameraView, Rule
 from runner.rules.crowd_density import CrowdDensityRule
 from runner.rules.crowd_movement import CrowdMovementRule
 from runner.rules.fire import FireRule
@@ -26,8 +28,15 @@ RULES: dict[str, type[Rule]] = {
     )
 }
 
-RULE_CONFIGS = tuple(rule.config_model for rule in RULES.values())
 
+def build_rule(config: RuleConfig, camera: Camera) -> Rule:
+    """The rule of `config`'s kind, seeing only the narrow view of its camera.
 
-def build_rule(config, camera) -> Rule:
-    return RULES[config.kind](config, camera)
+    Args:
+        config: one of the camera's rule configs.
+        camera: the camera it is configured on.
+
+    Returns:
+        A fresh rule, with no state yet.
+    """
+    return RULES[config.kind](config, CameraView.of(camera))

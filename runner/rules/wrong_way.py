@@ -12,56 +12,12 @@ One alert per track.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from runner.config.base import ConfigProblems, Labels
+from runner.config.rules.wrong_way import WrongWayConfig
 from runner.core.alerts import AlertCandidate
 from runner.core.geometry import angle_between_deg
 from runner.core.timebase import TIME_EPSILON_S
-from runner.rules.base import FrameContext, Rule, RuleConfig
-
-
-class WrongWayConfig(RuleConfig):
-    kind: Literal["wrong_way"]
-    zone: str = Field(description="Lane or corridor zone; it must have an allowed `direction` arrow.")
-    labels: Labels = Field(["person"], description="Detector classes to check (e.g. person, car, bicycle).")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
-    min_travel_frac: float = Field(
-        0.05,
-        gt=0.0,
-        le=1.0,
-        description="Minimum displacement over window_s, as a fraction of the image diagonal, to count as moving.",
-    )
-    max_angle_deg: float = Field(
-        120.0,
-        ge=10.0,
-        le=180.0,
-        description="Movement more than this angle away from the allowed direction is wrong-way (degrees).",
-    )
-    hysteresis_deg: float = Field(
-        15.0,
-        ge=0.0,
-        le=90.0,
-        description="Once wrong-way, the angle must fall this far below max_angle_deg to clear (degrees).",
-    )
-    window_s: float = Field(2.0, ge=0.2, le=60.0, description="Time over which the displacement is measured (seconds).")
-    sustain_s: float = Field(
-        1.0, ge=0.0, le=60.0, description="How long the wrong-way movement must last before the alert (seconds)."
-    )
-
-    @model_validator(mode="after")
-    def _hysteresis_below_threshold(self) -> WrongWayConfig:
-        if self.hysteresis_deg >= self.max_angle_deg:
-            raise ConfigProblems([("hysteresis_deg", "must be smaller than max_angle_deg")])
-        return self
-
-    def camera_problems(self, camera) -> list[tuple[str, str]]:
-        zone = camera.find_zone(self.zone)
-        if zone is not None and zone.direction is None:
-            return [("zone", f"zone '{self.zone}' has no allowed direction: draw its arrow (zones[].direction)")]
-        return []
+from runner.rules.base import CameraView, FrameContext, Rule
 
 
 class WrongWayRule(Rule):
@@ -69,7 +25,7 @@ class WrongWayRule(Rule):
     config_model = WrongWayConfig
     config: WrongWayConfig
 
-    def __init__(self, config: WrongWayConfig, camera):
+    def __init__(self, config: WrongWayConfig, camera: CameraView):
         super().__init__(config, camera)
         zone = camera.zone(config.zone)
         self._polygon = zone.polygon
@@ -78,9 +34,22 @@ class WrongWayRule(Rule):
         self._alerted: set[int] = set()
 
     def state_size(self) -> int:
+        """Entries held: tracks currently moving against the direction plus tracks already alerted.
+
+        Returns:
+            The number of per-track entries (0 once their tracks end).
+        """
         return len(self._against_since) + len(self._alerted)
 
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Measures each tracked object's motion in the zone against the allowed direction.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            One alert per track that has moved against the direction for `sustain_s` (once per track).
+        """
         for track_id in ctx.ended_track_ids:
             self._against_since.pop(track_id, None)
             self._alerted.discard(track_id)
@@ -91,6 +60,7 @@ class WrongWayRule(Rule):
             # Seen outside the zone: the wrong-way run is broken (a missed detection is not).
             self._against_since.pop(int(ctx.track_ids[i]), None)
         mask = tracked & in_zone
+        assert self._direction is not None  # the config checked that the zone has its arrow
         allowed_px = (self._direction[0] * ctx.width, self._direction[1] * ctx.height)
         diagonal_px = math.hypot(ctx.width, ctx.height)
         alerts = []
@@ -134,7 +104,7 @@ class WrongWayRule(Rule):
             )
         return alerts
 
-    def _motion(self, ctx: FrameContext, track_id: int, diagonal_px: float):
+    def _motion(self, ctx: FrameContext, track_id: int, diagonal_px: float) -> tuple[bool, float, float, float] | None:
         """(moving, dx_px, dy_px, travel_frac) over the window, or None with too little history."""
         now = ctx.tracks.last(track_id)
         then = ctx.tracks.point_before(track_id, ctx.t_s - self.config.window_s)

@@ -15,58 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import cast
 
-from pydantic import Field, model_validator
-
-from runner.config.base import ConfigProblems, Labels
+from runner.config.rules.time_windows import is_active
+from runner.config.rules.zone_intrusion import ZoneIntrusionConfig
 from runner.core.alerts import AlertCandidate
-from runner.core.geometry import segments_intersect, side_of_line
+from runner.core.geometry import Point, segments_intersect, side_of_line
 from runner.core.timebase import TIME_EPSILON_S
-from runner.rules._time_windows import TimeWindow, is_active
-from runner.rules.base import FrameContext, Rule, RuleConfig
-
-
-class ZoneIntrusionConfig(RuleConfig):
-    kind: Literal["zone_intrusion"]
-    zone: str | None = Field(None, description="Forbidden zone (polygon id). Give either a zone or a line.")
-    line: str | None = Field(None, description="Tripwire (line id). Give either a zone or a line.")
-    labels: Labels = Field(["person"], description="Detector classes that count as intruders (e.g. person, car).")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
-    min_dwell_s: float = Field(
-        1.0, ge=0.0, le=3600.0, description="How long an object must stay inside the zone before the alert (seconds)."
-    )
-    clear_s: float = Field(
-        2.0,
-        ge=0.0,
-        le=600.0,
-        description="The zone must stay empty this long (seconds) before a new intrusion can alert; bridges missed detections.",
-    )
-    handover_radius_frac: float = Field(
-        0.1,
-        ge=0.0,
-        le=1.0,
-        description="A track appearing inside the zone this close (fraction of the image diagonal) to where another "
-        "track was lost less than clear_s earlier continues its dwell (tracker id switch); 0 disables.",
-    )
-    crossing: Literal["any", "left_to_right", "right_to_left"] = Field(
-        "any", description="Forbidden crossing direction of the line, as seen walking from its start to its end."
-    )
-    crossing_margin_frac: float = Field(
-        0.01,
-        ge=0.0,
-        le=0.2,
-        description="An anchor closer than this to the line (fraction of the image) keeps its previous side (anti-jitter).",
-    )
-    active_hours: list[TimeWindow] = Field(
-        [], max_length=24, description="Daily windows (site local time) when the rule is active; empty = always."
-    )
-
-    @model_validator(mode="after")
-    def _zone_xor_line(self) -> ZoneIntrusionConfig:
-        if (self.zone is None) == (self.line is None):
-            raise ConfigProblems([("zone" if self.zone is None else "line", "give exactly one of 'zone' or 'line'")])
-        return self
+from runner.rules.base import CameraView, FrameContext, Rule
 
 
 @dataclass
@@ -87,7 +43,7 @@ class ZoneIntrusionRule(Rule):
     config_model = ZoneIntrusionConfig
     config: ZoneIntrusionConfig
 
-    def __init__(self, config: ZoneIntrusionConfig, camera):
+    def __init__(self, config: ZoneIntrusionConfig, camera: CameraView):
         super().__init__(config, camera)
         self._presence: dict[int, _Presence] = {}
         self._episode_active = False
@@ -96,13 +52,28 @@ class ZoneIntrusionRule(Rule):
         if config.zone:
             self._polygon = camera.zone(config.zone).polygon
         else:
-            line = camera.line(config.line)
-            self._line = (tuple(line.start), tuple(line.end))
+            # The config holds exactly one of zone and line (a missing line id raises KeyError here, as before).
+            line = camera.line(cast(str, config.line))
+            self._line: tuple[Point, Point] = (line.start, line.end)  # pydantic made them tuples
 
     def state_size(self) -> int:
+        """Entries held: tracks seen inside the zone plus tracks whose side of the line is known.
+
+        Returns:
+            The number of per-track entries (0 once their tracks end).
+        """
         return len(self._presence) + len(self._sides)
 
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
+        """Advances the dwell timers (zone mode) or line sides (line mode) by one frame.
+
+        Args:
+            ctx: the processed frame.
+
+        Returns:
+            Zone mode: at most one alert, when an intrusion episode starts. Line mode: one alert per forbidden
+            crossing on this frame. Nothing outside the rule's active hours.
+        """
         for track_id in ctx.ended_track_ids:
             self._presence.pop(track_id, None)
             self._sides.pop(track_id, None)

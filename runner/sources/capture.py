@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -44,11 +45,28 @@ class Frame:
 
 
 def is_stream(uri: str) -> bool:
+    """Whether a source is a network stream rather than a file.
+
+    Args:
+        uri: the camera's source, ${ENV} already expanded.
+
+    Returns:
+        True when it starts with one of STREAM_SCHEMES (any case).
+    """
     return uri.lower().startswith(STREAM_SCHEMES)
 
 
 def resolve_source(uri: str, base_dir: Path) -> str:
-    """A relative file path is looked up next to the config file first, then in the working directory."""
+    """A relative file path is looked up next to the config file first, then in the working directory.
+
+    Args:
+        uri: the camera's source: a stream URL or a file path.
+        base_dir: the config file's folder.
+
+    Returns:
+        A stream or an absolute path unchanged; a relative path joined to `base_dir` when that file exists, else
+        as given (relative to the working directory).
+    """
     if is_stream(uri) or Path(uri).is_absolute():
         return uri
     beside_config = base_dir / uri
@@ -68,6 +86,11 @@ class Backoff:
         self._next = self.initial_s
 
     def next_delay(self) -> float:
+        """The wait before the next attempt, and the one after it grows by `factor` up to `max_s`.
+
+        Returns:
+            The delay, seconds.
+        """
         delay, self._next = self._next, min(self.max_s, self._next * self.factor)
         return delay
 
@@ -75,8 +98,17 @@ class Backoff:
         self._next = self.initial_s
 
 
-def open_capture(uri: str, stream: bool, timeout_s: float = 10.0):
-    """Open with FFmpeg; for streams, bounded open and read times so a stalled server is noticed."""
+def open_capture(uri: str, stream: bool, timeout_s: float = 10.0) -> cv2.VideoCapture:
+    """Open with FFmpeg; for streams, bounded open and read times so a stalled server is noticed.
+
+    Args:
+        uri: a file path or a stream URL.
+        stream: whether `uri` is a stream (only then are the timeouts set).
+        timeout_s: the open and read timeout for a stream, seconds.
+
+    Returns:
+        The capture, possibly not opened (callers check `isOpened()`).
+    """
     if stream:
         timeout_ms = int(timeout_s * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
@@ -97,7 +129,7 @@ class VideoSource:
         realtime: bool = False,
         loop: bool = False,
         on_event: EventCallback | None = None,
-        opener: Callable[[str, bool], object] | None = None,
+        opener: Callable[[str, bool], Any] | None = None,
         backoff: Backoff | None = None,
         stall_timeout_s: float = 10.0,
         start_wall_time: datetime | None = None,
@@ -178,6 +210,17 @@ class VideoSource:
             self.decode_s += time.perf_counter() - started
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
+        """The frames to analyse, one per `process_fps` period of stream time.
+
+        Args:
+            stop: set by the runner to end the iteration; None iterates until the source ends.
+
+        Yields:
+            Frames with a monotonic stream time; a live stream's outages never end the iteration (it reconnects).
+
+        Raises:
+            SourceError: for a file that is missing, empty, a directory, undecodable or yields no frame.
+        """
         stop = stop or threading.Event()
         if self.stream:
             yield from self._stream_frames(stop)
@@ -304,9 +347,25 @@ class DueFrames:
         self._due: set[int] = set()
 
     def t_s(self, frame_no: int) -> float:
+        """A frame's stream time.
+
+        Args:
+            frame_no: the frame's number in the file (from 0).
+
+        Returns:
+            Its time in seconds, `t_offset_s` included.
+        """
         return self.t_offset_s + frame_no / self.fps
 
     def is_due(self, frame_no: int) -> bool:
+        """Whether a frame is one to analyse.
+
+        Args:
+            frame_no: the frame's number in the file; any order, but at most KEPT frames behind the highest asked.
+
+        Returns:
+            True for the first frame at or after each `period_s` step (within half a frame).
+        """
         while self._simulated < frame_no:
             self._simulated += 1
             t_s = self.t_s(self._simulated)

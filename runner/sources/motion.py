@@ -41,6 +41,18 @@ class MotionGate:
         self.last_changed_frac: float | None = None  # of the last frame compared (for tuning)
 
     def wants_detection(self, image: np.ndarray, t_s: float, *, force: bool = False) -> bool:
+        """Whether the detector must run on this frame; if so, the frame becomes the new reference.
+
+        Args:
+            image: the frame, BGR or grey, privacy masks applied.
+            t_s: the frame's stream time, seconds.
+            force: run the detector whatever moved (the frame still becomes the reference).
+
+        Returns:
+            True after a reset, when `max_skip_s` has passed, when stream time went back, when the frame size
+            changed, or when at least `min_changed_frac` of the watched area changed; False otherwise (the frame
+            is counted in `frames_gated`).
+        """
         small = self._small_grey(image)
         if self._must_detect(small, t_s) or force:
             self._reference, self._reference_t_s = small, t_s

@@ -10,6 +10,8 @@ from runner.core.geometry import to_pixels
 
 
 class PrivacyMasker:
+    """A camera's privacy masks, drawn in black on every frame; false (as a bool) when it has none."""
+
     def __init__(self, polygons: list[list[tuple[float, float]]]):
         self.polygons = [list(p) for p in polygons]
         self._cache: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -27,7 +29,14 @@ class PrivacyMasker:
         return self._cache[key]
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Blank the masks in place (the frame belongs to the pipeline) and return the image."""
+        """Blank the masks in place (the frame belongs to the pipeline) and return the image.
+
+        Args:
+            image: the frame, BGR; modified in place.
+
+        Returns:
+            The same array, with every mask filled in black.
+        """
         if self.polygons:
             height, width = image.shape[:2]
             cv2.fillPoly(image, self._pixel_polygons(width, height), (0, 0, 0))

@@ -1,4 +1,6 @@
-"""Fit a camera's `foreground_coef` (crowd rules): `python -m runner.tools.crowd_calibrate CONFIG --camera ID --rule RULE_ID`.
+"""Fit a camera's `foreground_coef` (crowd rules).
+
+Usage: `python -m runner.tools.crowd_calibrate CONFIG --camera ID --rule RULE_ID`.
 
 Replays the camera's clip (or `--source`) through the camera's person model and a crowd_density
 probe on the rule's zone (crowd_density or crowd_movement; the whole image for a movement rule
@@ -23,7 +25,15 @@ import numpy as np
 
 
 def fit_coefficient(counts, people_eq) -> tuple[float, float] | None:
-    """Least squares through the origin: (coef, median absolute relative error), or None."""
+    """Least squares through the origin: detected count ~ coef x person-equivalents.
+
+    Args:
+        counts: people detected in the zone, one per usable frame.
+        people_eq: the foreground's person-equivalents on the same frames.
+
+    Returns:
+        (coef, median absolute relative error of the fit), or None when there is nothing to fit.
+    """
     x = np.asarray(people_eq, dtype=float)
     y = np.asarray(counts, dtype=float)
     if len(x) == 0 or float((x * x).sum()) <= 0.0:
@@ -44,18 +54,35 @@ def calibrate(
     min_frames: int = 10,
     warmup_s: float = 2.0,
 ) -> dict:
+    """Replays a camera's clip through a crowd_density probe on the rule's zone and fits `foreground_coef`.
+
+    Args:
+        config_path: the site config (YAML).
+        camera_id: the camera whose clip and person model are used.
+        rule_id: the camera's crowd_density or crowd_movement rule to calibrate.
+        source: another clip of the same camera (default: the camera's source).
+        min_count: fewest detected people for a frame to be used.
+        max_cover: most foreground cover of the zone (0-1) for a frame to be used.
+        max_seconds: stop after this much of the clip (None = the whole clip).
+        min_frames: fewest usable frames for a fit.
+        warmup_s: seconds skipped at the start, while the background model fills.
+
+    Returns:
+        {"frames": frames processed, "used": usable frames, "fit": (coef, error) or None}.
+    """
     import runner.core.env  # noqa: F401  (Ultralytics offline defaults, before it is imported)
     from runner.config.loading import expand_env, load_config
+    from runner.config.rules import CrowdDensityConfig, CrowdMovementConfig
     from runner.config.site import Zone
     from runner.inference.detector import ModelPool
     from runner.pipeline.camera import CameraPipeline
-    from runner.rules.crowd_density import CrowdDensityConfig, CrowdDensityRule
+    from runner.rules.crowd_density import CrowdDensityRule
     from runner.sources.capture import VideoSource, resolve_source
 
     loaded = load_config(config_path)
     camera = loaded.config.camera(camera_id)
     rule_cfg = next((r for r in camera.rules if r.id == rule_id), None)
-    if rule_cfg is None or rule_cfg.kind not in ("crowd_density", "crowd_movement"):
+    if not isinstance(rule_cfg, CrowdDensityConfig | CrowdMovementConfig):
         raise SystemExit(f"camera {camera_id} has no crowd_density or crowd_movement rule '{rule_id}'")
     zones = list(camera.zones)
     zone = rule_cfg.zone
@@ -87,14 +114,24 @@ def calibrate(
         if frame.t_s - start < warmup_s:
             continue  # the background model and the activity window are still filling
         m = rule.last_measure
-        if m.get("person_equivalents") and m["count"] >= min_count and m["cover"] <= max_cover:
-            used.append((m["count"], m["person_equivalents"]))
+        count, people_eq, cover = m.get("count"), m.get("person_equivalents"), m.get("cover")
+        if people_eq and count is not None and cover is not None and count >= min_count and cover <= max_cover:
+            used.append((count, people_eq))
     fit = fit_coefficient([c for c, _ in used], [p for _, p in used]) if len(used) >= min_frames else None
     return {"frames": frames, "used": len(used), "fit": fit}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.tools.crowd_calibrate", description=__doc__.splitlines()[0])
+    """The command line: prints the usable frames and the coefficient to set.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        0 with a fit, 1 when too few frames qualify.
+    """
+    description = (__doc__ or "").splitlines()[0]
+    parser = argparse.ArgumentParser(prog="python -m runner.tools.crowd_calibrate", description=description)
     parser.add_argument("config")
     parser.add_argument("--camera", required=True)
     parser.add_argument("--rule", required=True, help="id of the camera's crowd_density or crowd_movement rule")
@@ -127,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result["fit"] is None:
         print(
-            f"fewer than {args.min_frames} frames where counting works: keep foreground_coef: 1.0 (one person per person-sized area), "
-            "or calibrate on footage of this camera at a quieter time"
+            f"fewer than {args.min_frames} frames where counting works: keep foreground_coef: 1.0 "
+            "(one person per person-sized area), or calibrate on footage of this camera at a quieter time"
         )
         return 1
     coef, error = result["fit"]

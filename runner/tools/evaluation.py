@@ -8,8 +8,15 @@ alert of that kind on that clip is a *false* alert.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.config.site import Camera
+    from runner.pipeline.camera import RaisedAlert
+    from runner.sources.capture import Frame
 
 # events.csv names event types after the scene; rules are named after what they detect.
 EVENT_TYPE_TO_KIND = {
@@ -42,6 +49,14 @@ class EventScore:
 
 
 def load_labels(path: str | Path) -> list[LabelledEvent]:
+    """The labelled event windows of an events CSV (clip, event_type, polarity, start_s, end_s, notes).
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        One event per row, its event type named after the rule kind that detects it.
+    """
     with open(path, newline="", encoding="utf-8") as handle:
         return [
             LabelledEvent(
@@ -58,7 +73,15 @@ def load_labels(path: str | Path) -> list[LabelledEvent]:
 
 def merge_adjacent(events: list[LabelledEvent], gap_s: float) -> list[LabelledEvent]:
     """Windows of one clip and kind that touch (within `gap_s`) are one event: a dataset that labels
-    a fall's transition and its lying phase separately still describes a single fall."""
+    a fall's transition and its lying phase separately still describes a single fall.
+
+    Args:
+        events: the windows of one clip and kind.
+        gap_s: the largest gap between two windows that still makes them one event.
+
+    Returns:
+        The events sorted by start, touching ones merged.
+    """
     merged: list[LabelledEvent] = []
     for event in sorted(events, key=lambda e: e.start_s):
         if merged and event.start_s - merged[-1].end_s <= gap_s:
@@ -81,6 +104,14 @@ def score_clip(alert_times_s: list[float], events: list[LabelledEvent], toleranc
 
     Positive windows that touch are merged into one event; alerts inside an *uncertain* window are
     neither found nor false.
+
+    Args:
+        alert_times_s: the clip times of that kind's alerts.
+        events: the clip's labelled windows of that kind.
+        tolerance_s: slack around each window.
+
+    Returns:
+        The events found and missed, and the times of the false alerts.
     """
     positives = merge_adjacent([e for e in events if e.polarity == "positive"], tolerance_s)
     uncertain = [e for e in events if e.polarity == "uncertain"]
@@ -126,6 +157,14 @@ class KindSummary:
 
 
 def clip_duration_s(path: str) -> float:
+    """A video file's duration from its frame count and rate.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        Seconds, 0.0 when the file gives no frame count or rate.
+    """
     import cv2
 
     capture = cv2.VideoCapture(path)
@@ -136,31 +175,63 @@ def clip_duration_s(path: str) -> float:
     return frames / fps if fps and frames > 0 else 0.0
 
 
+def site_clips(loaded, camera_ids: list[str] | None = None) -> Iterator[tuple[Camera, str]]:
+    """The (selected) cameras of an evaluation site, each with its clip resolved as the runner resolves it.
+
+    Args:
+        loaded: the evaluation site (`runner.config.loading.LoadedConfig`).
+        camera_ids: only these cameras; None or empty: every camera.
+
+    Yields:
+        (camera, clip path) pairs in the config's order, each resolved when reached (a bad source of a later
+        camera stops the evaluation there, after the earlier cameras' replays).
+    """
+    from runner.config.loading import expand_env
+    from runner.sources.capture import resolve_source
+
+    for camera in loaded.config.cameras:
+        if camera_ids and camera.id not in camera_ids:
+            continue
+        yield camera, resolve_source(expand_env(camera.source, f"cameras[{camera.id}].source"), loaded.base_dir)
+
+
 def evaluate_site(
     loaded,
     labels: list[LabelledEvent],
     register,
     camera_ids: list[str] | None = None,
     tolerance_s: float = 1.0,
-    progress=None,
+    progress: Callable[[str], None] | None = None,
+    on_frame: Callable[[str, Frame], None] | None = None,
+    on_alert: Callable[[RaisedAlert], None] | None = None,
 ) -> list[ClipResult]:
-    """Replay every (selected) camera of an evaluation site and score each rule kind on its clip."""
-    from runner.config.loading import expand_env
+    """Replay every (selected) camera of an evaluation site and score each rule kind on its clip.
+
+    Args:
+        loaded: the evaluation site (`runner.config.loading.LoadedConfig`).
+        labels: the labelled event windows of every clip.
+        register: where the replays store their (test) alerts.
+        camera_ids: only these cameras; None or empty: every camera.
+        tolerance_s: slack around the labelled windows.
+        progress: called with "site/camera: clip" as each clip starts.
+        on_frame: called (camera id, frame) after each analysed frame (a progress bar).
+        on_alert: called with each alert once stored (a progress bar).
+
+    Returns:
+        One result per camera and rule kind.
+    """
     from runner.core.errors import SourceError
     from runner.inference.detector import ModelPool
-    from runner.service.runner import Runner, RunOptions
-    from runner.sources.capture import resolve_source
+    from runner.service.lifecycle import Runner, RunOptions
 
     pool = ModelPool(loaded.config, loaded.base_dir)  # models loaded once for the whole site
     results = []
-    for camera in loaded.config.cameras:
-        if camera_ids and camera.id not in camera_ids:
-            continue
-        source = resolve_source(expand_env(camera.source, f"cameras[{camera.id}].source"), loaded.base_dir)
+    for camera, source in site_clips(loaded, camera_ids):
         clip = Path(source).name
         if progress is not None:
             progress(f"{loaded.config.site}/{camera.id}: {clip}")
-        summary = Runner(loaded, register, RunOptions(mode="replay", camera_ids=[camera.id]), pool=pool).run()
+        options = RunOptions(mode="replay", camera_ids=[camera.id], on_frame=on_frame)
+        summary = Runner(loaded, register, options, pool=pool, on_alert=on_alert).run()
         if summary.camera_errors:
             raise SourceError(next(iter(summary.camera_errors.values())))
         duration = clip_duration_s(source)
@@ -183,6 +254,14 @@ def evaluate_site(
 
 
 def summarise(results: list[ClipResult]) -> list[KindSummary]:
+    """Totals per event kind over every clip.
+
+    Args:
+        results: the per-clip, per-kind results.
+
+    Returns:
+        One summary per kind, sorted by kind.
+    """
     by_kind: dict[str, KindSummary] = {}
     for result in results:
         summary = by_kind.setdefault(result.kind, KindSummary(result.kind))
@@ -196,6 +275,14 @@ def summarise(results: list[ClipResult]) -> list[KindSummary]:
 
 
 def format_summary(summaries: list[KindSummary]) -> str:
+    """The quality table printed by `vigie eval`.
+
+    Args:
+        summaries: the per-kind totals.
+
+    Returns:
+        The table, one line per kind under a header.
+    """
     header = f"{'kind':<18}{'clips':>6}{'events':>8}{'found':>7}{'missed':>8}{'false':>7}{'false/h':>9}{'footage':>10}"
     lines = [header, "-" * len(header)]
     for s in summaries:
@@ -207,6 +294,14 @@ def format_summary(summaries: list[KindSummary]) -> str:
 
 
 def format_details(results: list[ClipResult]) -> str:
+    """The per-clip lines of `vigie eval --details`.
+
+    Args:
+        results: the per-clip, per-kind results.
+
+    Returns:
+        One line per clip and kind: alerts, events found, missed windows, false alert times.
+    """
     lines = []
     for r in results:
         missed = ", ".join(f"{e.start_s:g}-{e.end_s:g}s" for e in r.score.missed)

@@ -10,6 +10,7 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from runner.core.fields import CLASS_NAME
 from runner.core.geometry import normalised_anchors
 from runner.core.timebase import TIME_EPSILON_S
 
@@ -46,30 +47,62 @@ class TrackHistory:
         return track_id in self._points
 
     def ids(self) -> list[int]:
+        """The live tracks' ids.
+
+        Returns:
+            A list (a copy), in the order the tracks were first seen.
+        """
         return list(self._points)
 
     def points(self, track_id: int) -> deque[TrackPoint]:
+        """A track's kept points, oldest first.
+
+        Args:
+            track_id: the tracker's id.
+
+        Returns:
+            The track's own deque (not a copy; do not modify it), or an empty one for an unknown or ended track.
+        """
         return self._points.get(track_id, deque())
 
     def last(self, track_id: int) -> TrackPoint | None:
+        """A track's latest point.
+
+        Args:
+            track_id: the tracker's id.
+
+        Returns:
+            The point, or None for an unknown or ended track.
+        """
         pts = self._points.get(track_id)
         return pts[-1] if pts else None
 
     def update(self, detections: sv.Detections, t_s: float, width: int, height: int) -> frozenset[int]:
-        """Append this frame's tracked detections; return the ids that ended."""
+        """Append this frame's tracked detections; return the ids that ended.
+
+        Args:
+            detections: the tracker's output, in pixels; rows with a negative tracker id are not tracks.
+            t_s: the frame's stream time, seconds.
+            width: the frame's width, pixels.
+            height: the frame's height, pixels.
+
+        Returns:
+            The ids not seen for more than `expiry_s` (their history is dropped).
+        """
         if len(detections) and detections.tracker_id is not None:
             scale = np.array([width, height, width, height], dtype=float)
             boxes = detections.xyxy / scale
             anchors = normalised_anchors(detections.xyxy, width, height)
-            names = detections.data.get("class_name", [""] * len(detections))
+            names = detections.data.get(CLASS_NAME, [""] * len(detections))
             conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
             for i, track_id in enumerate(detections.tracker_id):
                 if track_id < 0:
                     continue
+                x0, y0, x1, y1 = (float(v) for v in boxes[i])
                 point = TrackPoint(
                     t_s=t_s,
                     anchor=(float(anchors[i, 0]), float(anchors[i, 1])),
-                    box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+                    box=(x0, y0, x1, y1),
                     class_name=str(names[i]),
                     confidence=float(conf[i]),
                 )
@@ -84,6 +117,14 @@ class TrackHistory:
 
         `t_s` is usually "now - window", computed in floating point: a frame within a microsecond of
         it counts as "at" it, so 1.4 - 0.6 = 0.7999999999999999 still selects the frame at 0.8.
+
+        Args:
+            track_id: the tracker's id.
+            t_s: the stream time, seconds.
+
+        Returns:
+            The latest point at or before `t_s` (within TIME_EPSILON_S), else the oldest kept; None for an unknown
+            or ended track.
         """
         pts = self._points.get(track_id)
         if not pts:
@@ -131,6 +172,15 @@ class CameraTracker:
         )
 
     def update(self, detections: sv.Detections, t_s: float) -> sv.Detections:
+        """Runs ByteTrack on one frame's detections.
+
+        Args:
+            detections: the frame's detections to track, in pixels.
+            t_s: the frame's stream time, seconds.
+
+        Returns:
+            The tracked detections; every row has a tracker_id, -1 where it is not (yet) part of a confirmed track.
+        """
         tracked = self._tracker.update(detections, timestamp=t_s)
         if tracked.tracker_id is None:
             tracked.tracker_id = np.full(len(tracked), -1, dtype=int)

@@ -75,6 +75,7 @@ def untrained_model(tmp_path_factory):
     return load_model(str(path))
 
 
+@pytest.mark.slow
 def test_the_naive_loop_tracks_every_strided_frame_of_every_clip(tmp_path, untrained_model):
     first = make_video(tmp_path / "a.avi", 20, fps=10.0, size=(160, 128))
     second = make_video(tmp_path / "b.avi", 8, fps=10.0, size=(160, 128))
@@ -90,6 +91,7 @@ def test_the_naive_loop_tracks_every_strided_frame_of_every_clip(tmp_path, untra
     assert result.frames == 14 and result.wall_s > 0 and result.fps > 0
 
 
+@pytest.mark.slow
 def test_the_naive_loop_sums_zone_hits(tmp_path, untrained_model, monkeypatch):
     """Zone checks run on each frame's detections: a model that always sees one person in the lawn
     quarter gives one hit per processed frame."""

@@ -18,6 +18,21 @@ from runner.inference.ov_engine import Prediction
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def cpu_has_int8_dot_products() -> bool:
+    """Whether OpenVINO's CPU plugin computes INT8 convolutions exactly here (VNNI or AMX).
+
+    On an AVX2-only CPU its u8 x s8 kernels add pairs of products in 16 bits (vpmaddubsw), which saturates:
+    a quantized model as given then computes something else than its own arithmetic, here up to 0.43 off on
+    a 3x3 convolution. The expansion under test is float
+    and exact everywhere; only the comparisons with the model as given need exact INT8 kernels.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def quantized_conv(zero_point: int | None = None):
     """Parameter -> FakeQuantize (256 levels on [0, 1]) -> Convolution whose weights are an INT8 constant
     decompressed by Convert [- zero point] * scale: the pattern of an NNCF INT8 export. Returns the
@@ -71,8 +86,9 @@ def test_an_expanded_model_computes_the_quantized_weights_on_unrounded_activatio
     as_quantized = core.compile_model(model, "CPU", f32)({0: image})[0]
     assert np.abs(got - conv_reference(image, float_weights)).max() < 1e-4
     # The model as given rounds its activations to 256 levels; the expanded one does not.
-    assert np.abs(as_quantized - conv_reference(np.round(image * 255) / 255, float_weights)).max() < 1e-4
     assert np.abs(got - as_quantized).max() > 1e-3
+    if cpu_has_int8_dot_products():
+        assert np.abs(as_quantized - conv_reference(np.round(image * 255) / 255, float_weights)).max() < 1e-4
 
 
 def test_a_model_without_activation_quantizers_is_not_expanded():
@@ -151,5 +167,6 @@ def test_the_script_compares_the_shared_int8_model_both_ways(shared_data):
     assert any(line.startswith("  round 1: 8 frames 640x384:") for line in lines)
     counts = next(line for line in lines if line.startswith("detections on 6 frames"))
     given, expanded, matched = (int(v) for v in re.search(r"as given (\d+), expanded (\d+), (\d+) of", counts).groups())
-    assert given > 80 and abs(expanded - given) <= 0.05 * given and matched >= 0.9 * given
+    # Over 80 objects on the AMX CPU this was written on, 53 on an AVX2-only AMD EPYC (both ways alike): a floor.
+    assert given > 40 and abs(expanded - given) <= 0.05 * given and matched >= 0.9 * given
     assert float(lines[-1].removeprefix("expanded_speedup_8_frames: ")) > 0

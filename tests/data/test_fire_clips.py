@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from runner.config.loading import LoadedConfig, load_config, parse_config
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,5 +86,5 @@ def test_the_night_neon_sign_is_rejected_by_the_flicker_check(shared_data, monke
 def test_no_fire_alert_on_clips_without_fire(fire_site, tmp_path, camera_id):
     """The night neon sign with the site's own settings, a night doorbell camera facing street lamps,
     a rainy street with red and orange signs, a highway with a red car. (The 80 s PETS clip is in the
-    README's table: too long for the test budget.)"""
+    docs/quality.md's table: too long for the test budget.)"""
     assert replay(fire_site, camera_id, tmp_path) == []

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from runner.config.loading import load_config
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ What these tests pin down is the measured behaviour, not a wish: the rule runs b
 end; with its defaults it raises nothing on pedestrian clips, while the same rule with permissive
 size and confidence limits takes pedestrians for weapons (basegun boxes people and scenes); and with
 these models it finds none of the labelled weapons. The day a real weapon model is configured in
-zones/eval-weapon/site.yaml, the last test fails on purpose: update it and the README's table.
+zones/eval-weapon/site.yaml, the last test fails on purpose: update it and the table of docs/quality.md.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import yaml
 
 from runner.config.loading import LoadedConfig, parse_config
 from runner.inference.detector import ModelPool
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.tools.evaluation import load_labels, score_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,6 +94,8 @@ def test_the_offline_models_find_no_labelled_weapon(weapon_site, shared_data, tm
 
     assert frames > 0 and calls == {"coco": frames, "basegun": frames}
     score = score_clip([a.t_s for a in alerts if a.rule_id == "pistol-closeup-weapon"], labels)
-    assert len(score.missed) == 1, "a weapon was found: a better model is configured; update this test and the README"
+    assert len(score.missed) == 1, (
+        "a weapon was found: a better model is configured; update this test and docs/quality.md"
+    )
     for alert in alerts:  # whatever alerted (the control rule) keeps its crop
         assert len(alert.details["crop_box"]) == 4 and alert.bbox is not None

@@ -29,8 +29,8 @@ def crossing_script(call: int) -> list:
 
 def run_child(site_yaml: str, db: str) -> None:
     from runner.config.loading import load_config
-    from runner.register.store import Register
-    from runner.service.runner import Runner, RunOptions
+    from runner.register import Register
+    from runner.service.lifecycle import Runner, RunOptions
     from tests.helpers import FakePool, ScriptedDetector
 
     detector = ScriptedDetector(crossing_script)
@@ -45,7 +45,7 @@ def run_child(site_yaml: str, db: str) -> None:
 
 
 def serve(site_yaml: str, db: str) -> None:
-    import runner.service.runner  # noqa: F401 - warm imports, shared by every child
+    import runner.service.lifecycle  # noqa: F401 - warm imports, shared by every child
     import tests.helpers  # noqa: F401
 
     for line in sys.stdin:

@@ -20,8 +20,8 @@ import pytest
 
 from runner.config.loading import load_config
 from runner.pipeline.camera import CameraPipeline
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Frame
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 

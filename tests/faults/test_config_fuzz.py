@@ -437,6 +437,7 @@ def fuzz_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated_document())
 def test_mutated_config_is_accepted_or_rejected_with_a_field_path(fuzz_dir: Path, case) -> None:
@@ -446,6 +447,7 @@ def test_mutated_config_is_accepted_or_rejected_with_a_field_path(fuzz_dir: Path
     check_outcome(lambda: load_config(path).config, retyped)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damaged_text())
 def test_damaged_file_is_accepted_or_rejected_in_one_line_per_problem(fuzz_dir: Path, data: bytes) -> None:

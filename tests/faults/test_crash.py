@@ -1,7 +1,8 @@
 """Crash safety: the runner is killed with SIGKILL while it writes alerts, again and again, on the
 same register. After every kill the register must open and verify, and every alert that was
 committed before the kill must still be there, unchanged, with its snapshot (or the reason for
-none). The figures (runs, alerts lost, recovery times) are printed for the README's fault table.
+none). The figures (runs, alerts lost, recovery times) are printed for the fault table of
+docs/operations.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main as vigie
-from runner.register.store import Register
+from runner.register import Register
 from tests.faults.crash_child import CROSSING_RULE
 from tests.helpers import config_dict, make_video, write_config
 
@@ -157,6 +158,7 @@ def test_kill_9_while_writing_alerts_loses_nothing_committed(tmp_path, capsys):
         print(
             f"\ncrash safety: {KILLS} kill -9 runs in {elapsed_s:.1f} s, {total} alerts committed, "
             f"{lost_total} lost; restart to first new alert median {statistics.median(first_alert_s) * 1000:.0f} ms, "
-            f"reopen + verify median {statistics.median(reopen_s) * 1000:.0f} ms; leftovers: {leftover_tmp} temp file(s), "
+            f"reopen + verify median {statistics.median(reopen_s) * 1000:.0f} ms; "
+            f"leftovers: {leftover_tmp} temp file(s), "
             f"{orphan_images} image(s) without a row"
         )

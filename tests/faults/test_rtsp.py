@@ -26,10 +26,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-import runner.service.runner
+import runner.service.lifecycle
 from runner.config.loading import load_config
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Backoff, VideoSource, open_capture
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
@@ -266,7 +266,7 @@ def test_runner_survives_kill_stall_and_restart_of_a_real_rtsp_server(
     stream_clip, tmp_path, monkeypatch, caplog, capfd, record_property
 ):
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(runner.service.runner, "VideoSource", FaultTolerantSource)
+    monkeypatch.setattr(runner.service.lifecycle, "VideoSource", FaultTolerantSource)
     server = RtspServer(stream_clip, free_port())
     server.start()
     run = None

@@ -25,8 +25,8 @@ import pytest
 
 from runner.cli import main as vigie
 from runner.config.loading import load_config, redact
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from tests.conftest import ROOT
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 

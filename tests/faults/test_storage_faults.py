@@ -24,8 +24,8 @@ import pytest
 from runner.cli import main as vigie
 from runner.config.loading import load_config
 from runner.core.errors import StoreError
-from runner.register.store import Register, anchor_path_for
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register, anchor_path_for
+from runner.service.lifecycle import Runner, RunOptions
 from tests.faults.crash_child import CROSSING_RULE, crossing_script
 from tests.helpers import FakePool, ScriptedDetector, alert_record, config_dict, make_video, tiny_jpeg, write_config
 

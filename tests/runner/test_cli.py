@@ -16,7 +16,7 @@ import yaml
 
 from runner.cli import main
 from runner.core.alerts import AlertRecord
-from runner.register.store import Register
+from runner.register import Register
 from tests.conftest import ROOT
 from tests.helpers import config_dict, write_config
 
@@ -98,7 +98,8 @@ def test_validate_good(capsys) -> None:
     code, out, err = run(capsys, "validate", DEMO)
     assert code == 0 and err == ""
     assert re.fullmatch(
-        rf"{re.escape(str(DEMO))}: valid \(site demo, revision 1, phase design, 1 camera\(s\), 3 rule\(s\), sha256 [0-9a-f]{{12}}\)\n",
+        rf"{re.escape(str(DEMO))}: valid \(site demo, revision 1, phase design, 1 camera\(s\), 3 rule\(s\), "
+        r"sha256 [0-9a-f]{12}\)\n",
         out,
     )
 
@@ -561,8 +562,8 @@ def test_models_verify_loads_the_pose_model(capsys) -> None:
 
 def test_replay_names_the_rules_that_failed(tmp_path, monkeypatch, capsys):
     """A rule that raised skipped those frames (its alerts may be missing): the replay says which, and how often."""
-    import runner.service.runner
-    from runner.service.runner import RunSummary
+    import runner.service.lifecycle
+    from runner.service.lifecycle import RunSummary
 
     class FailingRuleRunner:
         def __init__(self, *args, **kwargs):
@@ -574,7 +575,7 @@ def test_replay_names_the_rules_that_failed(tmp_path, monkeypatch, capsys):
         def stop(self):
             pass
 
-    monkeypatch.setattr(runner.service.runner, "Runner", FailingRuleRunner)
+    monkeypatch.setattr(runner.service.lifecycle, "Runner", FailingRuleRunner)
     site = write_config(tmp_path / "site.yaml", config_dict([]))
     assert main(["replay", str(site), "--camera", "cam-01", "--db", str(tmp_path / "vigie.db")]) == 0
     captured = capsys.readouterr()

@@ -99,7 +99,9 @@ def test_importing_every_runner_module_pulls_no_ui_package():
 
 def test_the_register_loads_no_rule():
     """Persistence needs no rule implementation: `import runner.register` must not pull `runner.rules`."""
-    script = "import sys, runner.register.store\nprint(sorted(m for m in sys.modules if m.startswith('runner.rules')))"
+    script = (
+        "import sys, runner.register.register\nprint(sorted(m for m in sys.modules if m.startswith('runner.rules')))"
+    )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ from runner.core.access import (
     require,
 )
 from runner.core.errors import UsageError
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import alert_record, config_dict, tiny_jpeg
 
 ROLES = [r.value for r in Role]
@@ -93,7 +93,7 @@ def test_the_documented_matrix():
 )
 def test_a_bare_name_from_before_roles_is_refused_with_the_migration(register, call):
     alert_id = register.add_alert(alert_record(), None).id
-    with pytest.raises(TypeError, match=r"runner\.access\.Principal\(user, role\)"):
+    with pytest.raises(TypeError, match=r"runner\.core\.access\.Principal\(user, role\)"):
         call(register, alert_id)
     assert register.audit_rows() == [r for r in register.audit_rows() if r["event"] == "alert_created"]
 

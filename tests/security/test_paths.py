@@ -15,7 +15,7 @@ import yaml
 from runner.config.loading import parse_config
 from runner.core.access import Principal
 from runner.core.errors import ConfigError
-from runner.register.store import Register, iso
+from runner.register import Register, iso
 from tests.helpers import alert_record, config_dict, tiny_jpeg
 from workbench import register_data as rd
 from workbench.export import ConfigExporter, ExportError, SiteFolder

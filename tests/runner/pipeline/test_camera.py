@@ -14,7 +14,7 @@ from runner.config.loading import load_config
 from runner.core.alerts import AlertCandidate
 from runner.pipeline.camera import CameraPipeline
 from runner.pipeline.gate import AlertGate
-from runner.register.store import Register
+from runner.register import Register
 from runner.sources.capture import Frame
 from tests.helpers import HEIGHT, WIDTH, FakePool, ScriptedDetector, box_at, config_dict, write_config
 
@@ -36,11 +36,11 @@ class RecordingDetector(ScriptedDetector):
         return super().detect(images, labels)
 
 
-def build(tmp_path, rules, script, register=True, **camera):
+def build(tmp_path, rules, script, register=True, writer=None, **camera):
     loaded = load_config(write_config(tmp_path / "site.yaml", config_dict(rules, **camera)))
     detector = RecordingDetector(script)
     reg = Register(tmp_path / "vigie.db") if register else None
-    pipe = CameraPipeline(loaded, loaded.config.cameras[0], FakePool(detector), reg, mode="replay")
+    pipe = CameraPipeline(loaded, loaded.config.cameras[0], FakePool(detector), reg, mode="replay", writer=writer)
     return pipe, detector, reg, loaded
 
 
@@ -142,14 +142,14 @@ def test_without_register(tmp_path):
 def test_with_a_writer_the_alert_is_stored_later_from_a_copy_of_the_frame(tmp_path):
     # The runner's writer stores alerts off the analysis thread; the capture may reuse the frame's
     # buffer meanwhile, so the snapshot must come from a copy taken when the alert was raised.
-    pipe, _, reg, _ = build(tmp_path, [INTRUSION], lambda i: [PERSON_IN_LAWN])
     jobs, delivered = [], []
 
     class HeldWriter:
         def submit(self, camera_id, job):
             jobs.append((camera_id, job))
 
-    pipe.writer, pipe.on_alert = HeldWriter(), delivered.append
+    pipe, _, reg, _ = build(tmp_path, [INTRUSION], lambda i: [PERSON_IN_LAWN], writer=HeldWriter())
+    pipe.on_alert = delivered.append
     raised = []
     for i in range(10):
         image = frame(i)
@@ -163,6 +163,17 @@ def test_with_a_writer_the_alert_is_stored_later_from_a_copy_of_the_frame(tmp_pa
     snapshot = cv2.imdecode(np.frombuffer(alert.snapshot_jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert np.median(snapshot) > 235  # the white frame, not the zeroed buffer
     assert len(reg.alerts()) == 1 and pipe.stage_s["store"] > 0
+
+
+def test_stage_time_recorded_from_outside_adds_to_the_pipeline_s_own(tmp_path):
+    # The runner's detector thread times a camera's share of a batched inference and records it here.
+    pipe, _, _, _ = build(tmp_path, [INTRUSION], lambda i: [])
+    run(pipe, 3)
+    own = dict(pipe.stage_s)
+    assert all(own[stage] > 0 for stage in ("detect", "track", "rules")) and own["store"] == 0
+    pipe.record_stage_s("detect", 0.25)
+    pipe.record_stage_s("detect", 0.5)
+    assert pipe.stage_s == dict(own, detect=own["detect"] + 0.75)
 
 
 RULE_SETS = {

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-import runner.register.store as store
+import runner.register.clock as register_clock
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention
 from runner.core.access import Principal
+from runner.register import Register, iso
 from runner.register.retention import effective_retention, run_purge, start_retention
-from runner.register.store import Register, iso
 from tests.helpers import alert_record, tiny_jpeg
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -33,14 +34,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock(T0)
-    monkeypatch.setattr(store, "utc_now", clock)
+    monkeypatch.setattr(register_clock, "utc_now", clock)
     return clock
-
-
-@pytest.fixture
-def register(tmp_path):
-    with Register(tmp_path / "vigie.db") as reg:
-        yield reg
 
 
 def add(reg: Register, ts: datetime, **kw):
@@ -183,3 +178,16 @@ def test_effective_retention(register):
     register.set_meta("retention_media_days", "99")  # a hand-edited register cannot exceed the legal caps
     register.set_meta("retention_alert_days", "400")
     assert effective_retention(register, None) == Retention(media_days=MAX_MEDIA_DAYS, alert_days=MAX_ALERT_DAYS)
+
+
+def test_purge_sweeps_temp_files_left_by_a_killed_writer(register):
+    stored = register.add_alert(alert_record(), tiny_jpeg())
+    folder = (register.media_dir / stored.snapshot).parent
+    old_temp, fresh_temp = folder / "killed-long-ago.tmp", folder / "being-written.tmp"
+    old_temp.write_bytes(b"partial")
+    fresh_temp.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_temp, (two_hours_ago, two_hours_ago))
+    register.purge(media_days=7, alert_days=30)
+    assert not old_temp.exists() and fresh_temp.exists()
+    assert (register.media_dir / stored.snapshot).exists() and register.verify().ok

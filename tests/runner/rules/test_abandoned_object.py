@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from runner.config.loading import parse_config
+from runner.config.rules import AbandonedObjectConfig
 from runner.core.errors import ConfigError
 from runner.pipeline.gate import AlertGate
-from runner.rules.abandoned_object import AbandonedObjectConfig
 from runner.rules.base import FrameContext
 from tests.helpers import (
     HEIGHT,

@@ -21,12 +21,13 @@ import supervision as sv
 import yaml
 
 from runner.config.loading import parse_config
+from runner.config.rules import FireConfig
 from runner.core.alerts import AlertCandidate
 from runner.core.errors import ConfigError
 from runner.pipeline.gate import AlertGate
 from runner.rules._fire_flicker import FrameRing
 from runner.rules.base import FrameContext
-from runner.rules.fire import FireConfig, FireRule
+from runner.rules.fire import FireRule
 from runner.rules.registry import build_rule
 from runner.tracking.tracker import TrackHistory
 from tests.helpers import config_dict, site_config

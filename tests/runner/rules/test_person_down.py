@@ -24,7 +24,7 @@ from runner.core.alerts import AlertCandidate
 from runner.core.errors import ConfigError
 from runner.pipeline.camera import CameraPipeline
 from runner.pipeline.gate import AlertGate
-from runner.register.store import Register
+from runner.register import Register
 from runner.rules._person_down_pose import Thresholds, body_axis, observe
 from runner.rules.base import FrameContext
 from runner.rules.person_down import PersonDownRule, PoseModelMissing
@@ -307,7 +307,8 @@ def test_each_posture_is_classified(posture, state, axis):
 
 
 def test_the_postures_have_the_shapes_that_make_them_hard():
-    """Sanity of the scripts: bending tilts the torso as much as lying, sitting leans back, but their boxes stay tall."""
+    """Sanity of the scripts: bending tilts the torso as much as lying, sitting leans back, but their boxes
+    stay tall."""
     angle = {p: observe(*pose(p)).angle_deg for p in ("bending", "sitting", "crouching", "tilting", "lying_head_left")}
     aspect = {p: observe(*pose(p)).aspect for p in ("bending", "sitting", "crouching", "tilting", "lying_head_left")}
     assert angle["bending"] >= 60 and aspect["bending"] < 1.0

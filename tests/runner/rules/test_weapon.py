@@ -18,6 +18,7 @@ import supervision as sv
 import yaml
 
 from runner.config.loading import LoadedConfig, parse_config
+from runner.config.rules import WeaponConfig
 from runner.core.alerts import AlertCandidate
 from runner.core.errors import ConfigError
 from runner.inference.detector import ModelPool
@@ -25,7 +26,7 @@ from runner.pipeline.camera import CameraPipeline
 from runner.pipeline.gate import AlertGate
 from runner.rules.base import FrameContext
 from runner.rules.registry import build_rule
-from runner.rules.weapon import WeaponConfig, WeaponRule
+from runner.rules.weapon import WeaponRule
 from runner.sources.capture import Frame
 from runner.tracking.tracker import TrackHistory
 from tests.helpers import HEIGHT, WIDTH, ScriptedDetector, config_dict, site_config
@@ -218,16 +219,18 @@ def test_state_returns_to_zero_when_the_weapons_are_gone():
 
 
 def test_regions_are_bounded():
-    script = lambda i: [
-        (
-            (0.05 * (k % 19), 0.05 * (k // 19), 0.05 * (k % 19) + 0.02, 0.05 * (k // 19) + 0.03),  # noqa: E731
-            "knife",
-            0.9,
-            "coco",
-            -1,
-        )
-        for k in range(40)
-    ]
+    def script(i):
+        return [
+            (
+                (0.05 * (k % 19), 0.05 * (k // 19), 0.05 * (k % 19) + 0.02, 0.05 * (k // 19) + 0.03),
+                "knife",
+                0.9,
+                "coco",
+                -1,
+            )
+            for k in range(40)
+        ]
+
     _, _, sizes = run(script, 10)
     assert max(sizes) <= 16
 

@@ -85,6 +85,6 @@ def test_eval_with_a_missing_clip_is_a_clear_error(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 4
     assert (
-        err
-        == f"vigie: camera room: source file not found: {tmp_path}/absent/clips/fall_eikesan_video_sit_then_fall_room.mp4"
+        err == f"vigie: camera room: source file not found: {tmp_path}/absent/clips/"
+        "fall_eikesan_video_sit_then_fall_room.mp4"
     )

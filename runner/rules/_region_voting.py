@@ -9,11 +9,13 @@ A region is forgotten once its last `n_frames` votes are all misses (bounded sta
 when nothing is detected any more); at most `max_regions` live at once (the stalest goes first).
 
 The pipeline says which *models* ran on a frame (`ctx.models_run`); a rule asks for *labels*. The
-model that provides a rule's labels is learnt from the detections themselves (`data["model"]`):
+model that provides a rule's labels is learnt from the detections themselves (`data[MODEL]`):
 a frame counts as a vote when one of those models ran on it, or when a detection of the rule's
 labels is present (the model obviously ran). Before the first detection nothing is learnt, and
 nothing needs to be: there is no region to vote for yet. Detections without a `model` column
 (scripted tests) fall back to "some model ran on this frame".
+
+Shared by the fire and weapon rules (neither owns it); boxes are normalised xyxy (`runner.core.boxes`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 
+from runner.core.boxes import NormBox, covered_share, padded, union
+from runner.core.fields import MODEL
 from runner.rules.base import FrameContext
 
-Box = tuple[float, float, float, float]  # normalised xyxy
 MOVING_SIZES_PER_S = 0.75  # a region whose base moves faster than this many box sizes per second is moving
 MOVING_BASE_S = 1.0  # ... measured over about this long
 
@@ -34,7 +38,7 @@ MOVING_BASE_S = 1.0  # ... measured over about this long
 @dataclass(frozen=True, slots=True)
 class Hit:
     t_s: float
-    box: Box
+    box: NormBox
     confidence: float
     label: str
     track_id: int = -1
@@ -68,33 +72,36 @@ class Region:
     def stale(self) -> bool:
         return len(self.votes) == self.votes.maxlen and not any(self.votes)
 
-    def envelope(self) -> Box:
-        """Union of the boxes of the hits still in the voting window."""
-        boxes = [h.box for h in self.hits]
-        return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    def envelope(self) -> NormBox:
+        """Union of the boxes of the hits still in the voting window.
+
+        Returns:
+            The normalised box (raises TypeError when the region holds no hit).
+        """
+        return reduce(union, (h.box for h in self.hits))
 
     def best(self) -> Hit:
+        """The most confident hit still in the voting window.
+
+        Returns:
+            That hit (raises ValueError when the region holds no hit).
+        """
         return max(self.hits, key=lambda h: h.confidence)
-
-
-def expand(box: Box, pad_frac: float) -> Box:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return (box[0] - pad_frac * w, box[1] - pad_frac * h, box[2] + pad_frac * w, box[3] + pad_frac * h)
-
-
-def overlap_of(box: Box, other: Box) -> float:
-    """Intersection area over the area of `box` (0..1)."""
-    ix = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
-    iy = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
-    area = max(1e-12, (box[2] - box[0]) * (box[3] - box[1]))
-    return ix * iy / area
 
 
 def moving(hits: deque[Hit], after: Hit) -> bool:
     """Whether the base (bottom-centre) of a region moved faster than MOVING_SIZES_PER_S box sizes per
     second over about the last MOVING_BASE_S (from the latest earlier hit at least that old, else the
     oldest kept): a light on a vehicle driving in. Flames flare up and down from a base that stays
-    put (measured over a second, their jitter cancels out) and a spreading fire drifts far slower."""
+    put (measured over a second, their jitter cancels out) and a spreading fire drifts far slower.
+
+    Args:
+        hits: the region's hits, oldest first (not empty).
+        after: the newest hit, the one judged.
+
+    Returns:
+        True when the base moved faster than that; False over less than a microsecond.
+    """
     before = next((h for h in reversed(hits) if h.t_s <= after.t_s - MOVING_BASE_S + 1e-6), hits[0])
     dt = after.t_s - before.t_s
     if dt <= 1e-6:
@@ -104,10 +111,6 @@ def moving(hits: deque[Hit], after: Hit) -> bool:
     dx = abs((after.box[0] + after.box[2]) - (before.box[0] + before.box[2])) / 2 / width
     dy = abs(after.box[3] - before.box[3]) / height
     return max(dx, dy) / dt > MOVING_SIZES_PER_S
-
-
-def clip_box(box: Box) -> Box:
-    return (max(0.0, box[0]), max(0.0, box[1]), min(1.0, box[2]), min(1.0, box[3]))
 
 
 class RegionVoter:
@@ -128,7 +131,15 @@ class RegionVoter:
         """One frame on which a model of the rule's labels ran: assign each hit to the region it
         overlaps most (new region if none), give every region its hit/miss vote, forget stale
         regions. A region found by a model that did not run on this frame (`models_run`: two models
-        at different rates) gets no vote. Returns the regions that got a hit on this frame."""
+        at different rates) gets no vote.
+
+        Args:
+            hits: this frame's hits (any order; the most confident is placed first).
+            models_run: the models that ran on this frame; None: every region votes.
+
+        Returns:
+            The regions that got a hit on this frame.
+        """
         touched: dict[int, Region] = {}
         for hit in sorted(hits, key=lambda h: -h.confidence):
             region = self._match(hit)
@@ -160,7 +171,7 @@ class RegionVoter:
         for region in self.regions.values():
             if not region.hits:
                 continue
-            overlap = overlap_of(hit.box, expand(region.envelope(), self.match_pad_frac))
+            overlap = covered_share(hit.box, padded(region.envelope(), self.match_pad_frac))
             if hit.track_id >= 0 and any(h.track_id == hit.track_id for h in region.hits):
                 overlap = max(overlap, 1.0)  # same tracked object
             if overlap > best_overlap:
@@ -185,10 +196,19 @@ class ModelFrames:
         self.unnamed = False  # detections of the labels came without a model name
 
     def ran(self, ctx: FrameContext, of_labels: np.ndarray) -> bool:
-        """`of_labels`: boolean mask of the frame's detections that carry one of the rule's labels
-        (whatever their confidence)."""
+        """Whether a model of the rule's labels looked at this frame (and learn those models).
+
+        Args:
+            ctx: the processed frame.
+            of_labels: boolean mask of the frame's detections that carry one of the rule's labels
+                (whatever their confidence).
+
+        Returns:
+            True when such a detection is present, or a model known to provide the labels ran, or (labels
+            seen without a model name) any model ran.
+        """
         if of_labels.any():
-            names = ctx.detections.data.get("model") if ctx.detections.data else None
+            names = ctx.detections.data.get(MODEL) if ctx.detections.data else None
             if names is None:
                 self.unnamed = True
             else:
@@ -200,8 +220,16 @@ class ModelFrames:
 
 
 def hits_of(ctx: FrameContext, mask: np.ndarray) -> list[Hit]:
-    """One `Hit` per selected detection (normalised boxes)."""
-    models = ctx.detections.data.get("model") if ctx.detections.data else None
+    """One `Hit` per selected detection (normalised boxes).
+
+    Args:
+        ctx: the processed frame.
+        mask: boolean mask over its detections.
+
+    Returns:
+        The hits, in detection order, at the frame's stream time.
+    """
+    models = ctx.detections.data.get(MODEL) if ctx.detections.data else None
     return [
         Hit(
             t_s=ctx.t_s,
@@ -213,18 +241,3 @@ def hits_of(ctx: FrameContext, mask: np.ndarray) -> list[Hit]:
         )
         for i in np.flatnonzero(mask)
     ]
-
-
-def box_centres(ctx: FrameContext) -> np.ndarray:
-    """Normalised centres of every detection, (N, 2)."""
-    if len(ctx.detections) == 0:
-        return np.empty((0, 2))
-    xyxy = np.asarray(ctx.detections.xyxy, dtype=float)
-    return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / (2 * ctx.width), (xyxy[:, 1] + xyxy[:, 3]) / (2 * ctx.height)], axis=1)
-
-
-def box_area_fracs(ctx: FrameContext) -> np.ndarray:
-    if len(ctx.detections) == 0:
-        return np.empty(0)
-    xyxy = np.asarray(ctx.detections.xyxy, dtype=float)
-    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / float(ctx.width * ctx.height)

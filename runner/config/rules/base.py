@@ -1,0 +1,83 @@
+"""The fields and checks every rule's config shares; each kind's module adds its own thresholds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, get_args
+
+from pydantic import Field
+
+from runner.config.base import Frozen, Slug
+
+if TYPE_CHECKING:
+    from runner.config.site import Camera
+
+
+class RuleConfig(Frozen):
+    """Fields every rule has. Subclasses add `kind: Literal[...]` and their own thresholds."""
+
+    kind: str
+    id: Slug
+    enabled: bool = Field(True, description="A disabled rule is kept in the config but not evaluated.")
+    cooldown_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=86400.0,
+        description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
+    )
+
+    @classmethod
+    def kind_name(cls) -> str:
+        """The `kind` tag of this config class (its `Literal[...]`), the key of the config's discriminated union.
+
+        Returns:
+            The tag, e.g. "zone_intrusion".
+        """
+        return get_args(cls.model_fields["kind"].annotation)[0]
+
+    def zone_refs(self) -> dict[str, str]:
+        """Field path -> zone id, for every zone this rule reads (`zone`, `exclude_zones[i]`), checked
+        against the camera's zones.
+
+        Returns:
+            The references, by field path; empty when the rule names no zone.
+        """
+        zone = getattr(self, "zone", None)
+        refs = {"zone": zone} if zone else {}
+        refs.update({f"exclude_zones[{i}]": z for i, z in enumerate(getattr(self, "exclude_zones", None) or ())})
+        return refs
+
+    def line_refs(self) -> dict[str, str]:
+        """Field path -> line id, for the tripwire this rule reads (`line`), checked against the camera's lines.
+
+        Returns:
+            {"line": its id}, or empty when the rule names no line.
+        """
+        line = getattr(self, "line", None)
+        return {"line": line} if line else {}
+
+    def required_labels(self) -> frozenset[str]:
+        """Detector class names this rule needs; the runner loads the models that provide them.
+
+        Returns:
+            The rule's `labels` (empty when its kind has none); kinds override it to add more.
+        """
+        return frozenset(getattr(self, "labels", ()))
+
+    def optional_labels(self) -> frozenset[str]:
+        """Labels used when some configured model provides them, ignored otherwise.
+
+        Returns:
+            An empty set here; kinds with an optional cue override it.
+        """
+        return frozenset()
+
+    def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:
+        """Checks that need the camera (a zone's direction, a calibration).
+
+        Args:
+            camera: the camera this rule is configured on (its zones and references are already checked).
+
+        Returns:
+            (field, message) pairs; empty when the rule fits the camera.
+        """
+        return []

@@ -1,0 +1,110 @@
+"""Excessive crowd density in a zone.
+
+This module holds the rule's config only (fields, bounds, descriptions, checks); its behaviour is
+`runner.rules.crowd_density`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from runner.config.base import ConfigProblems, Labels
+from runner.config.rules.base import RuleConfig
+
+if TYPE_CHECKING:
+    from runner.config.site import Camera
+
+
+class CrowdDensityConfig(RuleConfig):
+    kind: Literal["crowd_density"]
+    zone: str = Field(description="Zone whose density is measured.")
+    labels: Labels = Field(["person"], description="Detector classes counted as people.")
+    min_confidence: float = Field(0.25, ge=0.0, le=1.0, description="Detections below this confidence are not counted.")
+    max_per_m2: float | None = Field(
+        4.0,
+        gt=0.0,
+        le=10.0,
+        description="Alert above this many persons per square metre (needs the camera's ground calibration).",
+    )
+    max_count: int | None = Field(
+        None,
+        ge=1,
+        le=100000,
+        description="Alert above this many detected persons in the zone (works without calibration).",
+    )
+    sustain_s: float = Field(
+        3.0, ge=0.0, le=600.0, description="The median over this window (seconds) must exceed the threshold."
+    )
+    rearm_ratio: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="After an alert, the median must fall below this fraction of the threshold to re-arm.",
+    )
+    tiled_every_s: float | None = Field(
+        None,
+        ge=0.5,
+        le=600.0,
+        description="Also count on the zone enlarged `tile_scale` times every this many seconds (finds small people; "
+        "costs one large inference, or one per tile on the grid); empty = never.",
+    )
+    tile_pass: Literal["enlarged", "grid"] = Field(
+        "enlarged",
+        description="How the zone is enlarged: one inference on the whole enlarged zone where the model accepts any "
+        "input size (fewer pixels), else `grid`: overlapping square tiles of the model's input size.",
+    )
+    tile_scale: float = Field(
+        2.0,
+        ge=1.0,
+        le=4.0,
+        description="Enlargement of the tiles: each tile is (model input size / this) pixels of the frame.",
+    )
+    tile_overlap_frac: float = Field(
+        0.25, ge=0.0, le=0.5, description="Overlap between neighbouring tiles (fraction of a tile)."
+    )
+    foreground: bool = Field(
+        False,
+        description="Also estimate the count without detections, from the zone's foreground area (packed crowds).",
+    )
+    foreground_coef: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="Persons per person-sized area of foreground; fit it per camera with `python -m "
+        "runner.tools.crowd_calibrate` "
+        "(1.0 = one person per person-sized blob, the prior when counting never works on the camera).",
+    )
+    person_height_frac: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Height of a person in the zone as a fraction of the image height (perspective scale for the "
+        "foreground estimate); empty = fitted from the detections.",
+    )
+    foreground_history_s: float = Field(
+        60.0,
+        ge=5.0,
+        le=3600.0,
+        description="Memory of the background model (seconds): a crowd still for longer fades into it.",
+    )
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> CrowdDensityConfig:
+        if self.max_per_m2 is None and self.max_count is None:
+            raise ConfigProblems([("max_count", "set max_per_m2 (with a calibration) or max_count")])
+        return self
+
+    def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:
+        """A density limit in people per square metre needs the camera's ground calibration.
+
+        Args:
+            camera: the camera this rule is configured on.
+
+        Returns:
+            One (field, message) pair when neither a calibration nor `max_count` is given; else none.
+        """
+        if camera.calibration is None and self.max_count is None:
+            return [("max_per_m2", "needs the camera's ground calibration; add `calibration` or set max_count")]
+        return []

@@ -1,0 +1,316 @@
+"""The register: alerts, operator decisions and the hash-chained, append-only audit log (SQLite, WAL).
+
+`Register` is a thin facade over the parts, each in its own module and sharing one `Database`
+(connection, lock, transactions):
+
+- `schema`: the SQLite file (DDL, opening, WAL, read-only opening, refusals);
+- `audit`: the hash chain, its anchor file and `verify`;
+- `media`: the snapshot files;
+- `records`: alerts, decisions, pause / resume, health;
+- `retention`: the purge, and its schedule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from runner.core.access import RETENTION_SCHEDULE, Principal
+from runner.core.alerts import AlertRecord
+from runner.core.errors import StoreError
+from runner.register.audit import AuditChain, VerifyReport, anchor_path_for, refuse_replaced_register
+from runner.register.database import Database
+from runner.register.media import MediaStore
+from runner.register.records import Records, StoredAlert
+from runner.register.retention import RetentionPurge
+from runner.register.schema import DEFAULT_DB, refuse_unwritable
+
+
+class Register:
+    """One SQLite file (WAL) plus a media folder for snapshots. Thread-safe (one lock)."""
+
+    def __init__(
+        self,
+        db_path: str | Path = DEFAULT_DB,
+        media_dir: str | Path | None = None,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+    ):
+        """Open (or create) the register. A damaged file is never modified: opening it fails with a
+        one-line StoreError.
+
+        Args:
+            db_path: the SQLite file.
+            media_dir: the snapshot folder (default: `media` beside the file).
+            create: create the file when missing (else a missing file is a StoreError).
+            read_only: open an existing register for reading only (listing, verifying), which also
+                works on a read-only file or file system.
+        """
+        self.db_path = Path(db_path)
+        self.media_dir = Path(media_dir) if media_dir else self.db_path.parent / "media"
+        self.anchor_path = anchor_path_for(self.db_path)
+        self.read_only = read_only
+        if (read_only or not create) and not self.db_path.exists():
+            raise StoreError(f"register {self.db_path}: no such file (run the runner first, or pass --db)")
+        if not read_only:
+            refuse_unwritable(self.db_path)
+            refuse_replaced_register(self.db_path, self.anchor_path)
+        self.database = Database(self.db_path, read_only=read_only)
+        self.media = MediaStore(self.media_dir)
+        self.audit_chain = AuditChain(self.database, self.anchor_path, self.media)
+        self.records = Records(self.database, self.audit_chain, self.media)
+        self.retention = RetentionPurge(self.database, self.audit_chain, self.media)
+        # The fault tests fill the disk and checkpoint the WAL through these.
+        self._conn, self._lock = self.database.conn, self.database.lock
+
+    def close(self) -> None:
+        """Close the database and the anchor file."""
+        with self._lock:
+            self.database.close()
+            self.audit_chain.close()
+
+    def __enter__(self) -> Register:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- audit ------------------------------------------------------------------------------------------
+    def audit(self, event: str, actor: str, camera_id: str | None = None, details: dict | None = None) -> int:
+        """Append one audit row (see `AuditChain.record`).
+
+        Args:
+            event: the event name.
+            actor: who did it.
+            camera_id: the camera concerned, or None.
+            details: what happened.
+
+        Returns:
+            The new row's id.
+        """
+        return self.audit_chain.record(event, actor, camera_id, details)
+
+    def audit_rows(self, limit: int | None = None, event: str | None = None) -> list[dict]:
+        """Audit rows, oldest first (see `AuditChain.rows`).
+
+        Args:
+            limit: only the newest `limit` rows.
+            event: only rows of this event.
+
+        Returns:
+            The rows as dicts.
+        """
+        return self.audit_chain.rows(limit, event)
+
+    def verify(self) -> VerifyReport:
+        """Check the file, the audit chain, every record against it, and the anchor file (see `AuditChain.verify`).
+
+        Returns:
+            The report: ok, or the problem on the earliest audit row.
+        """
+        return self.audit_chain.verify()
+
+    # -- meta -------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """One meta value.
+
+        Args:
+            key: a meta key.
+
+        Returns:
+            Its value, or None when absent.
+        """
+        return self.database.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a meta key, in its own transaction.
+
+        Args:
+            key: a meta key.
+            value: its new value.
+        """
+        self.database.set_meta(key, value)
+
+    # -- media ------------------------------------------------------------------------------------------
+    def media_path(self, relative: str) -> Path | None:
+        """media_dir / relative, or None when it would lead outside the media folder (see `MediaStore.media_path`).
+
+        Args:
+            relative: a snapshot path as stored.
+
+        Returns:
+            The file's path, or None.
+        """
+        return self.media.media_path(relative)
+
+    # -- records ----------------------------------------------------------------------------------------
+    def add_alert(
+        self, record: AlertRecord, snapshot_jpeg: bytes | None = None, snapshot_note: str | None = None
+    ) -> StoredAlert:
+        """Store an alert, its snapshot first (see `Records.add_alert`).
+
+        Args:
+            record: the alert.
+            snapshot_jpeg: its image, or None.
+            snapshot_note: why there is no image, when snapshot_jpeg is None.
+
+        Returns:
+            The stored alert's id, uid, snapshot path and note.
+        """
+        return self.records.add_alert(record, snapshot_jpeg, snapshot_note)
+
+    def alert(self, alert_id: int) -> dict | None:
+        """One alert, with its decision.
+
+        Args:
+            alert_id: the alert's id.
+
+        Returns:
+            The alert with its decision, or None.
+        """
+        return self.records.alert(alert_id)
+
+    def alerts(
+        self,
+        *,
+        status: str | None = None,
+        camera_id: str | None = None,
+        kind: str | None = None,
+        include_tests: bool = True,
+        since_utc: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Alerts with their decisions, oldest first (see `Records.alerts` for the filters).
+
+        Args:
+            status: only "pending", "confirmed" or "rejected" ones.
+            camera_id: only this camera's.
+            kind: only this event kind.
+            include_tests: include test alerts.
+            since_utc: only those from this time stamp on.
+            after_id: only those with a larger id.
+            limit: at most this many.
+
+        Returns:
+            The alerts as dicts.
+        """
+        return self.records.alerts(
+            status=status,
+            camera_id=camera_id,
+            kind=kind,
+            include_tests=include_tests,
+            since_utc=since_utc,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    def snapshot_file(self, alert: dict) -> Path | None:
+        """Path of the alert's image.
+
+        Args:
+            alert: an alert as `alert()` or `alerts()` return it.
+
+        Returns:
+            Its image's path, or None when it was never saved or has been purged.
+        """
+        return self.records.snapshot_file(alert)
+
+    def decide(
+        self,
+        alert_id: int,
+        decision: str,
+        *,
+        by: Principal,
+        follow_up: str = "none",
+        reason: str | None = None,
+        note: str | None = None,
+    ) -> dict:
+        """Record an operator's decision (see `Records.decide`).
+
+        Args:
+            alert_id: the pending alert decided on.
+            decision: "confirmed" or "rejected".
+            by: the operator.
+            follow_up: one of FOLLOW_UPS.
+            reason: one of REJECT_REASONS for a rejection; None for a confirmation.
+            note: free text.
+
+        Returns:
+            The decision row.
+        """
+        return self.records.decide(alert_id, decision, by=by, follow_up=follow_up, reason=reason, note=note)
+
+    def set_paused(self, scope: str, paused: bool, by: Principal) -> int:
+        """Pause or resume alerting (see `Records.set_paused`).
+
+        Args:
+            scope: '*' (everything) or a camera id.
+            paused: True to pause, False to resume.
+            by: the operator.
+
+        Returns:
+            The audit row id.
+        """
+        return self.records.set_paused(scope, paused, by)
+
+    def control_state(self) -> dict[str, dict]:
+        """The control rows by scope.
+
+        Returns:
+            Scope ('*' or a camera id) -> its control row (see `Records.control_state`).
+        """
+        return self.records.control_state()
+
+    def is_paused(self, camera_id: str, state: dict[str, dict] | None = None) -> bool:
+        """Whether alerts of a camera are paused.
+
+        Args:
+            camera_id: the camera.
+            state: a `control_state()` already read, or None.
+
+        Returns:
+            Whether the camera, or everything, is paused.
+        """
+        return self.records.is_paused(camera_id, state)
+
+    def set_health(self, camera_id: str, status: str, detail: str = "") -> None:
+        """Set a camera's health row.
+
+        Args:
+            camera_id: the camera.
+            status: its status.
+            detail: why.
+        """
+        self.records.set_health(camera_id, status, detail)
+
+    def health(self) -> list[dict]:
+        """Every health row, storage entries this process could not write included.
+
+        Returns:
+            The rows sorted by camera_id (see `Records.health`).
+        """
+        return self.records.health()
+
+    # -- retention --------------------------------------------------------------------------------------
+    def purge(
+        self,
+        *,
+        media_days: int,
+        alert_days: int,
+        by: Principal = RETENTION_SCHEDULE,
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """Delete what is past its retention (see `RetentionPurge.purge`).
+
+        Args:
+            media_days: days snapshots are kept.
+            alert_days: days alerts, decisions and audit rows are kept.
+            by: who purges (the runner's own identity by default).
+            now: the time the cutoffs count from (default: now).
+
+        Returns:
+            Counts of deleted media_files, alerts, decisions and audit_rows.
+        """
+        return self.retention.purge(media_days=media_days, alert_days=alert_days, by=by, now=now)

@@ -1,0 +1,465 @@
+"""The multi-camera runner's lifecycle: check the authorisation window, build one pipeline and one source
+per camera, start the capture threads, the writer and the retention schedule, run the analysis loop (with
+pause / resume control) until the sources end, a stop or the window's end, then summarise. Used by `vigie run`
+(live service) and `vigie replay` (a clip, as fast as possible).
+
+The parts it owns: `slots.FrameSlot` (capture thread -> analysis loop), `scheduler.DetectionScheduler`
+(rounds detected on the detector thread, tracked and ruled here), `writer.AlertWriter` (snapshots and register
+rows off the analysis thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from runner.config.loading import LoadedConfig, expand_env, redact
+from runner.config.site import Camera
+from runner.core.errors import AuthorizationError, ConfigError, SourceError, UsageError, VigieError
+from runner.inference.detector import ModelPool
+from runner.pipeline.camera import STAGES, AlertSink, CameraPipeline, RaisedAlert
+from runner.register import Register, iso, utc_now
+from runner.register.retention import start_retention
+from runner.service.scheduler import DetectionScheduler
+from runner.service.slots import RESTART, FrameSlot
+from runner.service.writer import AlertWriter
+from runner.sources.capture import Frame, VideoSource, resolve_source
+
+log = logging.getLogger(__name__)
+ACTOR = "runner"
+LIVE_SUMMARY_ALERTS = 1000  # alerts (and latencies) a live run's summary keeps in memory, newest first to go
+
+
+@dataclass
+class RunOptions:
+    mode: str = "live"  # live: the service; replay: recorded clips, alerts always tests
+    camera_ids: list[str] | None = None
+    source_override: str | None = None  # replay one clip through one camera's config
+    realtime: bool | None = None  # pace file sources at their frame rate (default: live yes, replay no)
+    control_poll_s: float = 0.5
+    retention: bool | None = None  # run the purge schedule (default: live only)
+    # Called on the analysis thread after each analysed frame (camera id, frame): progress bars.
+    on_frame: Callable[[str, Frame], None] | None = None
+
+
+@dataclass
+class RunSummary:
+    frames: dict[str, int] = field(default_factory=dict)
+    alerts: list[RaisedAlert] = field(default_factory=list)
+    camera_errors: dict[str, str] = field(default_factory=dict)
+    stop_reason: str = "finished"
+    wall_s: float = 0.0
+    # Cumulative seconds per stage, all cameras: decode (capture threads' grab + retrieve), detect (masks,
+    # motion gate, inference), track, rules, store (snapshot + register row, on the writer thread).
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", *STAGES), 0.0))
+    rule_s: dict[str, float] = field(default_factory=dict)  # the "rules" stage split by rule kind
+    # For each alert, seconds from its frame leaving the source to its register row committed.
+    alert_latency_s: list[float] = field(default_factory=list)
+    alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
+    frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
+    rule_errors: dict[str, int] = field(default_factory=dict)  # "camera/rule" -> frames on which the rule raised
+
+
+class Runner:
+    """The multi-camera runner: one capture thread per camera, one analysis loop, the detector thread of its
+    `scheduler`, an alert writer, and (live) the retention schedule."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        register: Register,
+        options: RunOptions | None = None,
+        *,
+        pool: ModelPool | None = None,
+        on_alert: Callable[[RaisedAlert], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ):
+        """A runner for the cameras of a loaded config; `run()` starts it.
+
+        Args:
+            loaded: the site config, with its path and hash (recorded with every alert).
+            register: where alerts, audit events, health and control live.
+            options: mode, cameras, pacing, retention and progress callback (defaults: the live service).
+            pool: the detectors (default: built from the config's models).
+            on_alert: called on the writer thread with each alert once its register row is committed.
+            clock: the time the authorisation window is checked against.
+        """
+        self.loaded = loaded
+        self.config = loaded.config
+        self.register = register
+        self.options = options or RunOptions()
+        self.live = self.options.mode == "live"
+        self.pool = pool or ModelPool(self.config, loaded.base_dir)
+        self.on_alert = on_alert
+        self.clock = clock
+        self.summary = RunSummary()
+        self._stop = threading.Event()
+        self._paused: dict[str, bool] = {}
+        self._errors: dict[str, int] = {}
+        self._errors_lock = threading.Lock()  # the writer thread reports failures too
+        self.scheduler = DetectionScheduler(self._analysis_failed, self.options.on_frame)
+
+    # -- checks ----------------------------------------------------------------------------------
+    def cameras(self) -> list[Camera]:
+        """The cameras to run: those named in the options (an unknown one is a `UsageError`), else the enabled ones.
+
+        Returns:
+            The named cameras in the options' order (disabled ones included), else the enabled cameras in
+            config order.
+
+        Raises:
+            UsageError: an option names a camera the site does not have.
+        """
+        wanted = self.options.camera_ids
+        if wanted:
+            known = {c.id for c in self.config.cameras}
+            unknown = [c for c in wanted if c not in known]
+            if unknown:
+                raise UsageError(f"unknown camera {', '.join(unknown)} (cameras: {', '.join(sorted(known))})")
+            return [self.config.camera(c) for c in wanted]
+        return [c for c in self.config.cameras if c.enabled]
+
+    def check_authorization(self, cameras: list[Camera] | None = None) -> None:
+        """Operational live analysis only inside the prefectoral authorisation window, and only of
+        the cameras it covers. A refusal is logged in the audit log before it is raised.
+
+        Args:
+            cameras: the cameras about to run (default: `cameras()`).
+
+        Raises:
+            AuthorizationError: an operational live run outside the window, or of a camera it does not cover.
+        """
+        if not self.live or self.config.phase != "operational":
+            return
+        auth = self.config.authorization
+        now = self.clock()
+        message = None
+        if auth is None or not auth.covers(now):
+            window = f"{auth.valid_from.isoformat()} to {auth.valid_to.isoformat()}" if auth else "none"
+            message = (
+                f"operational phase: authorisation {auth.order_ref if auth else '(missing)'} is valid from {window}; "
+                f"now is {iso(now)}: refusing to analyse"
+            )
+        elif auth.cameras:
+            uncovered = [c.id for c in (cameras if cameras is not None else self.cameras()) if c.id not in auth.cameras]
+            if uncovered:
+                message = (
+                    f"operational phase: authorisation {auth.order_ref} does not cover camera(s) "
+                    f"{', '.join(uncovered)}: refusing to analyse"
+                )
+        if message:
+            self.register.audit(
+                "authorization_refused",
+                ACTOR,
+                None,
+                {
+                    "order_ref": auth.order_ref if auth else None,
+                    "now": iso(now),
+                    "reason": message,
+                },
+            )
+            raise AuthorizationError(message)
+
+    # -- main ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the analysis loop to stop (from any thread); `run()` returns once the frames detected are analysed."""
+        self._stop.set()
+
+    def run(self) -> RunSummary:
+        """Run until the sources end, `stop()` or the end of the authorisation window.
+
+        Returns:
+            The run's summary: frames, alerts, errors, stage times, why it stopped.
+        """
+        started = time.monotonic()
+        cameras = self.cameras()
+        self.check_authorization(cameras)
+        self.register.audit(
+            "config_loaded",
+            ACTOR,
+            None,
+            {
+                "site": self.config.site,
+                "revision": self.config.revision,
+                "sha256": self.loaded.sha256,
+                "path": str(self.loaded.path),
+                "phase": self.config.phase,
+                "mode": self.options.mode,
+                "cameras": [c.id for c in cameras],
+            },
+        )
+        # The pipelines hand their alerts to the writer; it stores nothing until the loop analyses frames.
+        writer = AlertWriter(self._store_failed)
+        try:
+            pipelines, sources = self._build(cameras, writer)
+        except BaseException:
+            writer.close()
+            raise
+        if not pipelines:
+            writer.close()
+            self.register.audit("runner_stopped", ACTOR, None, {"reason": "no camera could start"})
+            raise SourceError("no camera could start: " + "; ".join(self.summary.camera_errors.values()))
+        purges = None
+        if self.options.retention if self.options.retention is not None else self.live:
+            purges = start_retention(self.register, self.config.retention)
+        wakeup = threading.Event()
+        slots = {cid: FrameSlot(self.live, wakeup) for cid in pipelines}
+        threads = [
+            threading.Thread(target=self._capture, args=(sources[cid], slots[cid]), name=f"capture-{cid}", daemon=True)
+            for cid in pipelines
+        ]
+        self.register.audit("runner_started", ACTOR, None, {"cameras": list(pipelines), "mode": self.options.mode})
+        for cid in pipelines:  # before the capture threads start, so that their own reports win
+            self.register.set_health(cid, "ok", "running")
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop(pipelines, slots, sources, wakeup)
+        finally:
+            self._stop.set()
+            self.scheduler.shutdown()
+            writer.close()  # every alert raised is stored before the runner says it stopped
+            for thread in threads:
+                thread.join(timeout=5.0)
+            if purges is not None:
+                # A purge in progress ends before the runner returns: its caller closes the register next.
+                purges.shutdown(wait=True)
+            self._summarise(pipelines, sources)
+            self.summary.wall_s = time.monotonic() - started
+            self.register.audit(
+                "runner_stopped",
+                ACTOR,
+                None,
+                {
+                    "reason": self.summary.stop_reason,
+                    "frames": self.summary.frames,
+                    "alerts": self.summary.alerts_total,
+                    "dropped_frames": {c: s.dropped for c, s in slots.items()},
+                    # Raised but never stored: the register refused them (disk full, read only) to the end.
+                    "alerts_unstored": writer.given_up + writer.retained,
+                },
+            )
+        return self.summary
+
+    def _build(
+        self, cameras: list[Camera], writer: AlertSink | None = None
+    ) -> tuple[dict[str, CameraPipeline], dict[str, VideoSource]]:
+        """One pipeline and one source per camera that can start (the others are reported and skipped).
+
+        Args:
+            cameras: the cameras to run.
+            writer: where the pipelines hand the storing of their alerts (None: stored in line).
+
+        Returns:
+            The pipelines and the sources, by camera id.
+        """
+        pipelines, sources = {}, {}
+        realtime = self.options.realtime if self.options.realtime is not None else self.live
+        index_of = {c.id: i for i, c in enumerate(self.config.cameras)}
+        for camera in cameras:
+            raw_source = self.options.source_override or camera.source
+            try:
+                uri = expand_env(raw_source, f"cameras[{index_of[camera.id]}].source")
+                uri = resolve_source(uri, self.loaded.base_dir)
+                pipeline = CameraPipeline(
+                    self.loaded,
+                    camera,
+                    self.pool,
+                    self.register,
+                    mode=self.options.mode,
+                    source_label=raw_source,
+                    on_alert=self._record_alert,
+                    writer=writer,
+                )
+            except (ConfigError, SourceError) as exc:
+                self._camera_failed(camera.id, str(exc))
+                continue
+            sources[camera.id] = VideoSource(
+                camera.id,
+                uri,
+                camera.process_fps,
+                realtime=realtime,
+                loop=camera.loop and self.live,
+                on_event=self._event_callback(camera.id),
+            )
+            pipelines[camera.id] = pipeline
+        return pipelines, sources
+
+    def _summarise(self, pipelines: dict[str, CameraPipeline], sources: dict[str, VideoSource]) -> None:
+        self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
+        self.summary.frames_gated = {cid: p.frames_gated for cid, p in pipelines.items()}
+        self.summary.rule_errors = {
+            f"{cid}/{rule_id}": count for cid, p in pipelines.items() for rule_id, count in p.rule_errors.items()
+        }
+        stage_s = dict.fromkeys(("decode", *STAGES), 0.0)
+        stage_s["decode"] = sum(s.decode_s for s in sources.values())
+        for pipeline in pipelines.values():
+            for stage in STAGES:
+                stage_s[stage] += pipeline.stage_s[stage]
+            for kind, seconds in pipeline.rule_s.items():
+                self.summary.rule_s[kind] = self.summary.rule_s.get(kind, 0.0) + seconds
+        self.summary.stage_s = stage_s
+
+    def _record_alert(self, raised: RaisedAlert) -> None:
+        # On the writer thread, once the row is committed.
+        if self.on_alert is not None:
+            self.on_alert(raised)
+        summary = self.summary
+        summary.alerts_total += 1
+        # The image is in the media folder: the summary keeps the record only, and a live service only the
+        # newest ones, so that twelve days of alerts do not accumulate in memory.
+        summary.alerts.append(replace(raised, snapshot_jpeg=None))
+        if raised.latency_s is not None:
+            summary.alert_latency_s.append(raised.latency_s)
+        if self.live and len(summary.alerts) > 2 * LIVE_SUMMARY_ALERTS:
+            del summary.alerts[:-LIVE_SUMMARY_ALERTS]
+            del summary.alert_latency_s[:-LIVE_SUMMARY_ALERTS]
+
+    def _camera_failed(self, camera_id: str, message: str) -> None:
+        message = redact(message)  # before the log and the summary too: `vigie replay` prints the summary's errors
+        log.error("%s", message)
+        self.summary.camera_errors[camera_id] = message
+        self.register.audit("camera_error", ACTOR, camera_id, {"error": message[:500]})
+        self.register.set_health(camera_id, "error", message[:500])
+
+    def _event_callback(self, camera_id: str):
+        def on_event(kind: str, details: dict) -> None:
+            # Called from capture threads; the register is thread-safe.
+            try:
+                self.register.audit(kind, ACTOR, camera_id, details)
+                status = {"camera_degraded": "degraded", "camera_recovered": "ok", "source_ended": "ended"}.get(kind)
+                if status:
+                    self.register.set_health(camera_id, status, details.get("reason", ""))
+            except VigieError as exc:
+                log.error("camera %s: cannot log %s: %s", camera_id, kind, exc)
+
+        return on_event
+
+    def _capture(self, source: VideoSource, slot: FrameSlot) -> None:
+        restarts = 0
+        try:
+            for frame in source.frames(self._stop):
+                if source.restarts != restarts:  # reconnect or loop: tell the pipeline to reset
+                    restarts = source.restarts
+                    slot.put(RESTART, self._stop)
+                slot.put(frame, self._stop)
+            slot.finish()
+        except SourceError as exc:
+            self._camera_failed(source.camera_id, str(exc))
+            slot.finish(str(exc))
+        except Exception as exc:  # a decoder crash in one camera must not stop the others
+            log.exception("camera %s: capture crashed", source.camera_id)
+            self._camera_failed(
+                source.camera_id, f"camera {source.camera_id}: capture failed: {type(exc).__name__}: {exc}"
+            )
+            slot.finish(str(exc))
+
+    def _loop(self, pipelines, slots, sources, wakeup: threading.Event) -> None:
+        next_poll = 0.0
+        self.register.set_meta("runner_heartbeat_utc", iso(utc_now()))
+        while not self._stop.is_set():
+            now_mono = time.monotonic()
+            if now_mono >= next_poll:
+                next_poll = now_mono + self.options.control_poll_s
+                if self._authorization_ended():
+                    return
+                self._apply_control(pipelines, slots)
+            ready, worked = self._collect(pipelines, slots)
+            if ready:
+                self.scheduler.hand(ready)
+            elif self.scheduler.pending:
+                # Nothing new: the oldest round's rules run now rather than with the next frames.
+                self.scheduler.finish_oldest()
+                continue
+            if not worked:
+                if all(s.finished and not s.frames for s in slots.values()):
+                    self.summary.stop_reason = "sources ended"
+                    return
+                wakeup.wait(0.05)
+                wakeup.clear()
+        self.summary.stop_reason = "stopped"
+        self.scheduler.finish_detected()  # a stop ends the analysis after the frames already detected (not on expiry)
+
+    def _collect(self, pipelines, slots) -> tuple[list[tuple[CameraPipeline, Frame]], bool]:
+        """The next frame of every camera that has one (at most one each, in order: nothing is skipped in
+        replay); restart markers reset their camera on the way, a paused camera's frames are dropped unseen."""
+        ready, worked = [], False
+        for cid, pipeline in pipelines.items():
+            while (frame := slots[cid].take()) is not None:
+                worked = True
+                if frame is RESTART:
+                    self.scheduler.finish_detected({cid})  # the old stream's last frame first, then a clean state
+                    pipeline.reset()
+                elif not self._paused.get(cid):
+                    ready.append((pipeline, frame))
+                    break
+        return ready, worked
+
+    def _store_failed(self, camera_id: str, exc: Exception) -> None:
+        """A snapshot or register write failed on the writer thread (the frame is long gone)."""
+        self._report_error(camera_id, exc, "storing an alert failed")
+
+    def _analysis_failed(self, camera_id: str, frame: Frame, exc: Exception) -> None:
+        self._report_error(camera_id, exc, f"analysis failed on frame {frame.index}")
+
+    def _report_error(self, camera_id: str, exc: Exception, what: str) -> None:
+        """Logged on the first failure and then every 1000th, so a broken camera cannot flood the audit log."""
+        with self._errors_lock:
+            count = self._errors[camera_id] = self._errors.get(camera_id, 0) + 1
+        text = str(exc) if isinstance(exc, VigieError) else f"{type(exc).__name__}: {exc}"
+        if count == 1 or count % 1000 == 0:
+            if isinstance(exc, VigieError):
+                log.error("camera %s: %s", camera_id, exc)
+            else:
+                log.error("camera %s: %s", camera_id, what, exc_info=exc)
+            try:
+                self.register.audit("camera_error", ACTOR, camera_id, {"error": redact(text)[:500], "count": count})
+            except VigieError as store_exc:
+                log.error("camera %s: cannot log the error: %s", camera_id, store_exc)
+
+    def _authorization_ended(self) -> bool:
+        if not self.live or self.config.phase != "operational" or self.config.authorization is None:
+            return False
+        if self.clock() < self.config.authorization.valid_to:
+            return False
+        self.summary.stop_reason = "authorization expired"
+        self.register.audit(
+            "authorization_expired",
+            ACTOR,
+            None,
+            {
+                "order_ref": self.config.authorization.order_ref,
+                "valid_to": self.config.authorization.valid_to.isoformat(),
+            },
+        )
+        log.warning("authorisation %s expired: stopping", self.config.authorization.order_ref)
+        return True
+
+    def _apply_control(self, pipelines, slots) -> None:
+        if not self.live:
+            return
+        state = self.register.control_state()
+        self.register.set_meta("runner_heartbeat_utc", iso(utc_now()))
+        for cid in pipelines:
+            paused = self.register.is_paused(cid, state)
+            if paused != self._paused.get(cid, False):
+                self._paused[cid] = paused
+                dropped = slots[cid].drain()
+                # Latency against the wall clock the request was stamped with (not the injectable clock).
+                now = utc_now()
+                requested = max((state[s]["changed_utc"] for s in ("*", cid) if s in state), default=iso(now))
+                latency_s = max(0.0, (now - datetime.fromisoformat(requested)).total_seconds())
+                self.register.audit(
+                    "pause_applied" if paused else "resume_applied",
+                    ACTOR,
+                    cid,
+                    {"latency_s": round(latency_s, 3), "frames_dropped": dropped},
+                )
+                if paused:
+                    self.scheduler.drop_detected(cid)
+                    pipelines[cid].reset()
+                log.info("camera %s %s", cid, "paused" if paused else "resumed")
