@@ -10,8 +10,9 @@ import getpass
 import html
 import io
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import ipywidgets as widgets
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from runner.core.access import PermissionDenied, Principal, role_from_env  # noqa: E402
+from runner.core.access import PermissionDenied, Principal, principal_from_env, role_from_env  # noqa: E402
 from runner.core.errors import StoreError, VigieError  # noqa: E402
 from workbench import register_data as rd  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
@@ -161,7 +162,7 @@ def _cell(column: str, value: object, timezone: str) -> str:
     if column in _LABELLED_COLUMNS:
         return rd.value_label(column, value)
     if column in ("validation_rate", "share"):
-        return f"{float(value):.0%}"
+        return f"{float(cast(float, value)):.0%}"  # a Float64 column: the row values are untyped
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, datetime):
@@ -170,7 +171,15 @@ def _cell(column: str, value: object, timezone: str) -> str:
 
 
 def with_rate_interval(table: pl.DataFrame) -> pl.DataFrame:
-    """rate_low / rate_high as one readable "[42 %, 71 %]" column."""
+    """rate_low / rate_high as one readable "[42 %, 71 %]" column.
+
+    Args:
+        table: a table, such as `validation_stats`'; one without rate_low is returned unchanged.
+
+    Returns:
+        The table with rate_ci ("—" where nothing was decided) right after validation_rate, in place of
+        rate_low and rate_high.
+    """
     if "rate_low" not in table.columns:
         return table
     text = [
@@ -183,7 +192,16 @@ def with_rate_interval(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def html_table(table: pl.DataFrame, timezone: str = rd.DEFAULT_TIMEZONE, css: str = "vigie-table") -> str:
-    """A polars table as HTML, headers and register values translated, every cell escaped."""
+    """A polars table as HTML, headers and register values translated, every cell escaped.
+
+    Args:
+        table: the table; rate_low / rate_high are shown as one interval column.
+        timezone: the IANA time zone datetime cells are shown in.
+        css: the class of the <table> (the style shipped with it is for "vigie-table").
+
+    Returns:
+        The HTML: a table with its style, or a "no alert" line when the table is empty.
+    """
     table = with_rate_interval(table)
     if table.is_empty():
         return f"<p><i>{html.escape(t('analysis.empty'))}</i></p>"
@@ -209,6 +227,14 @@ def _header(column: str) -> str:
 
 # -- plots --------------------------------------------------------------------------------------
 def figure_png(figure: plt.Figure) -> bytes:
+    """The figure as PNG bytes (96 dpi, margins trimmed); the figure is closed to free its memory.
+
+    Args:
+        figure: a matplotlib figure, closed here.
+
+    Returns:
+        The PNG image.
+    """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
     plt.close(figure)
@@ -216,6 +242,15 @@ def figure_png(figure: plt.Figure) -> bytes:
 
 
 def hourly_profile_figure(per_hour: pl.DataFrame, timezone: str) -> plt.Figure:
+    """Bar chart of the alerts per local hour of the day.
+
+    Args:
+        per_hour: the table of `alerts_per_hour` (hour, alerts), already in local hours.
+        timezone: the time zone named in the title.
+
+    Returns:
+        The figure (`plot_widget` renders and closes it).
+    """
     figure, axis = plt.subplots(figsize=(7, 2.6))
     axis.bar(per_hour["hour"].to_list(), per_hour["alerts"].to_list(), color="#2f6db5")
     axis.set_xticks(range(0, 24, 2))
@@ -226,9 +261,17 @@ def hourly_profile_figure(per_hour: pl.DataFrame, timezone: str) -> plt.Figure:
 
 
 def timeline_figure(alerts: pl.DataFrame, timezone: str) -> plt.Figure:
-    """Alerts per hour (per day beyond three days), stacked by event, in local time."""
+    """Alerts per hour (per day beyond three days), stacked by event, in local time.
+
+    Args:
+        alerts: the alerts frame (ts_utc in UTC); it may be empty.
+        timezone: the IANA time zone the buckets are taken and shown in.
+
+    Returns:
+        The figure.
+    """
     figure, axis = plt.subplots(figsize=(9, 3))
-    span = (alerts["ts_utc"].max() - alerts["ts_utc"].min()) if alerts.height else None
+    span = _span(alerts["ts_utc"]) if alerts.height else None
     every, width_days = ("1d", 1.0) if span is not None and span.total_seconds() > 3 * 86400 else ("1h", 1 / 24)
     local = alerts.with_columns(pl.col("ts_utc").dt.convert_time_zone(timezone).dt.replace_time_zone(None))
     buckets = rd.timeline(local, every=every)
@@ -251,8 +294,23 @@ def timeline_figure(alerts: pl.DataFrame, timezone: str) -> plt.Figure:
     return figure
 
 
+def _span(times: pl.Series) -> timedelta:
+    """Time from the first to the last value of a non-empty datetime column."""
+    first, last = times.min(), times.max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)  # polars types min/max for any dtype
+    return last - first
+
+
 def validation_figure(stats: pl.DataFrame, label_column: str) -> plt.Figure:
-    """Validation rate per group with its confidence interval as error bars."""
+    """Validation rate per group with its confidence interval as error bars.
+
+    Args:
+        stats: the table of `validation_stats`; groups with no decision are left out.
+        label_column: the group column that labels the rows ("kind" values are translated).
+
+    Returns:
+        The figure.
+    """
     figure, axis = plt.subplots(figsize=(7, 0.5 + 0.45 * max(1, stats.height)))
     decided = stats.filter(pl.col("validation_rate").is_not_null())
     labels = [rd.value_label("kind", v) if label_column == "kind" else str(v) for v in decided[label_column].to_list()]
@@ -267,7 +325,16 @@ def validation_figure(stats: pl.DataFrame, label_column: str) -> plt.Figure:
 
 
 def heatmap_figure(alerts: pl.DataFrame, camera: str, background: Path | None) -> plt.Figure:
-    """Box centres on a grid over the image; over the camera's latest snapshot when there is one."""
+    """Box centres on a grid over the image; over the camera's latest snapshot when there is one.
+
+    Args:
+        alerts: the camera's alerts (box centres cx, cy in 0-1 image coordinates).
+        camera: the camera id, for the title.
+        background: an image file drawn under the grid, or None for the grid alone.
+
+    Returns:
+        The figure.
+    """
     counts = rd.heatmap_counts(alerts, *HEATMAP_BINS)
     figure, axis = plt.subplots(figsize=(8, 4.5))
     if background is not None:
@@ -292,6 +359,14 @@ def heatmap_figure(alerts: pl.DataFrame, camera: str, background: Path | None) -
 
 
 def revisions_figure(comparison: pl.DataFrame) -> plt.Figure:
+    """Alerts per config revision (bars) beside the revisions' validation rates with their intervals.
+
+    Args:
+        comparison: the table of `revision_comparison`.
+
+    Returns:
+        The figure.
+    """
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
     revisions = [str(r) for r in comparison["config_revision"].to_list()]
     left.bar(revisions, comparison["alerts"].to_list(), color="#2f6db5")
@@ -311,7 +386,14 @@ def revisions_figure(comparison: pl.DataFrame) -> plt.Figure:
 
 
 def plot_widget(figure: plt.Figure) -> widgets.Image:
-    """The figure as an <img> at its own size (a flex box would stretch it to the page width, blurred)."""
+    """The figure as an <img> at its own size (a flex box would stretch it to the page width, blurred).
+
+    Args:
+        figure: the figure, rendered to PNG and closed.
+
+    Returns:
+        An Image widget of class vigie-plot.
+    """
     image = widgets.Image(
         value=figure_png(figure), format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%")
     )
@@ -321,7 +403,15 @@ def plot_widget(figure: plt.Figure) -> widgets.Image:
 
 # -- the dashboard ------------------------------------------------------------------------------
 def summary_tables(alerts: pl.DataFrame, timezone: str) -> dict[str, pl.DataFrame]:
-    """The tables shown, also the ones exported (with the filtered alerts and the audit log)."""
+    """The tables shown, also the ones exported (with the filtered alerts and the audit log).
+
+    Args:
+        alerts: the filtered alerts.
+        timezone: the site's IANA time zone, for the hourly profile.
+
+    Returns:
+        The tables by name (the exported file names).
+    """
     return {
         "by_kind": rd.alert_counts(alerts, "kind"),
         "by_camera": rd.alert_counts(alerts, "camera_id"),
@@ -372,7 +462,7 @@ class AnalysisDashboard:
         self.reload_button.add_class("vigie-reload")
         self.reload_button.on_click(lambda _: self.reload())
         for control in (self.include_tests, self.cameras, self.kinds, self.revisions):
-            control.observe(lambda _: self._loading or self.render(), "value")
+            control.observe(lambda _: None if self._loading else self.render(), "value")
         self.filters = widgets.HBox(
             [widgets.VBox([self.include_tests, self.reload_button]), self.cameras, self.kinds, self.revisions]
         )
@@ -450,6 +540,11 @@ class AnalysisDashboard:
         self.render()
 
     def filtered(self) -> pl.DataFrame:
+        """The loaded alerts under the current filters.
+
+        Returns:
+            The matching alerts; an empty frame without columns when the register could not be loaded.
+        """
         if self.frames is None:
             return pl.DataFrame()
         return rd.filter_alerts(
@@ -528,16 +623,26 @@ class AnalysisDashboard:
 
     # export
     def principal(self) -> Principal:
-        """Who exports: $VIGIE_USER (serve --user, by default whoever started the server) in $VIGIE_ROLE."""
-        role = role_from_env()
-        if role is None:
+        """Who exports: $VIGIE_USER (serve --user, by default whoever started the server) in $VIGIE_ROLE.
+
+        Returns:
+            The principal of the environment the server handed to this app.
+        """
+        if role_from_env() is None:
             raise PermissionDenied(
                 "this dashboard was started without a role "
                 "(python -m workbench.serve --role analyst): exports are refused"
             )
-        return Principal(os.environ.get("VIGIE_USER", "").strip() or getpass.getuser(), role)
+        return principal_from_env(user=os.environ.get("VIGIE_USER", "").strip() or getpass.getuser())
 
     def export(self) -> list[Path]:
+        """Export the filtered alerts, the audit log and the summary tables, as the server's analyst.
+
+        The result, or why the export was refused, is shown under the export button; nothing is raised.
+
+        Returns:
+            The files written; none when no register is loaded or the export was refused or failed.
+        """
         if self.frames is None:
             return []
         alerts = self.filtered()

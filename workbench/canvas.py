@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anywidget
+import numpy as np
 import traitlets
 
-from runner.core.geometry import polygon_area
+from runner.core.geometry import points_in_polygon, polygon_area
 from workbench.i18n import t
 
 Point = tuple[float, float]
@@ -46,6 +47,11 @@ class Shape:
     direction: Point | None = None  # zones only: allowed direction of movement (dx, dy)
 
     def as_json(self) -> dict[str, Any]:
+        """The shape as the browser view reads it.
+
+        Returns:
+            kind, key, points as [x, y] lists and direction as [dx, dy] (None when not set).
+        """
         return {
             "kind": self.kind,
             "key": self.key,
@@ -75,6 +81,11 @@ class CanvasModel:
 
     # -- observers -----------------------------------------------------------------------------
     def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every change of the shapes, the tool or the selection.
+
+        Args:
+            callback: called with no argument, in the order the callbacks were added.
+        """
         self._listeners.append(callback)
 
     def _changed(self) -> None:
@@ -83,25 +94,67 @@ class CanvasModel:
 
     # -- queries -------------------------------------------------------------------------------
     def shape(self, key: str) -> Shape:
+        """The shape named `key`.
+
+        Args:
+            key: a zone or line id, "mask-N" or "calibration".
+
+        Returns:
+            The shape itself (not a copy).
+
+        Raises:
+            EditError: no shape has that key.
+        """
         for shape in self.shapes:
             if shape.key == key:
                 return shape
         raise EditError(t("canvas.no_such_shape", key=key))
 
     def find(self, key: str | None) -> Shape | None:
+        """The shape named `key`, if any.
+
+        Args:
+            key: the shape's key; None finds nothing.
+
+        Returns:
+            The shape, or None when there is none of that key.
+        """
         return next((s for s in self.shapes if s.key == key), None)
 
     def of_kind(self, kind: str) -> list[Shape]:
+        """The shapes of one kind, in drawing order.
+
+        Args:
+            kind: zone, line, mask or calibration.
+
+        Returns:
+            The shapes themselves (not copies).
+        """
         return [s for s in self.shapes if s.kind == kind]
 
     def set_image_size(self, width: int, height: int) -> None:
+        """The snapshot's size, which turns the snap radius (pixels) into normalised distances.
+
+        Args:
+            width: image width, pixels (at least 1 is kept).
+            height: image height, pixels (at least 1 is kept).
+        """
         self.width, self.height = max(1, int(width)), max(1, int(height))
 
     def _pixel_distance(self, a: Point, b: Point) -> float:
         return math.hypot((a[0] - b[0]) * self.width, (a[1] - b[1]) * self.height)
 
     def vertex_at(self, x: float, y: float, radius_px: float | None = None) -> tuple[str, int] | None:
-        """The vertex nearest to (x, y) within the radius (image pixels), selected shape first."""
+        """The vertex nearest to (x, y) within the radius (image pixels), selected shape first.
+
+        Args:
+            x: normalised abscissa (0..1).
+            y: normalised ordinate (0..1).
+            radius_px: search radius, image pixels; None uses `snap_px`.
+
+        Returns:
+            (shape key, vertex index), or None when no vertex lies within the radius.
+        """
         radius = self.snap_px if radius_px is None else radius_px
         best: tuple[float, str, int] | None = None
         for shape in sorted(self.shapes, key=lambda s: s.key != self.selected):
@@ -112,7 +165,17 @@ class CanvasModel:
         return (best[1], best[2]) if best else None
 
     def edge_at(self, x: float, y: float, key: str) -> int | None:
-        """Index of the vertex after which (x, y) lies on an edge of shape `key` (within the snap radius)."""
+        """Index of the vertex after which (x, y) lies on an edge of shape `key` (within the snap radius).
+
+        Args:
+            x: normalised abscissa (0..1).
+            y: normalised ordinate (0..1).
+            key: the shape whose edges are tried.
+
+        Returns:
+            The index of the edge's first vertex (the last edge closes the polygon), or None when the
+            point is on no edge or `key` is not a zone or mask of at least 3 vertices.
+        """
         shape = self.find(key)
         if shape is None or shape.kind not in POLYGON_KINDS or len(shape.points) < 3:
             return None
@@ -132,7 +195,15 @@ class CanvasModel:
         return math.hypot(px - (ax + u * (bx - ax)), py - (ay + u * (by - ay)))
 
     def shape_at(self, x: float, y: float) -> str | None:
-        """The topmost zone or mask containing (x, y), or a line / calibration passing near it."""
+        """The topmost zone or mask containing (x, y), or a line passing near it.
+
+        Args:
+            x: normalised abscissa (0..1).
+            y: normalised ordinate (0..1).
+
+        Returns:
+            The key of the shape drawn last among those hit, or None.
+        """
         for shape in reversed(self.shapes):
             if shape.kind in POLYGON_KINDS and len(shape.points) >= 3 and _inside((x, y), shape.points):
                 return shape.key
@@ -146,7 +217,16 @@ class CanvasModel:
 
     # -- snapping ------------------------------------------------------------------------------
     def snap(self, x: float, y: float, exclude: tuple[str, int] | None = None) -> Point:
-        """To the nearest existing vertex within `snap_px`, else each coordinate to a near border."""
+        """To the nearest existing vertex within `snap_px`, else each coordinate to a near border.
+
+        Args:
+            x: normalised abscissa (0..1).
+            y: normalised ordinate (0..1).
+            exclude: (shape key, vertex index) of a vertex not to snap to (the one being dragged).
+
+        Returns:
+            The snapped point, or (x, y) clamped to 0..1 and rounded to `COORD_DECIMALS`.
+        """
         best: tuple[float, Point] | None = None
         for shape in self.shapes:
             for index, point in enumerate(shape.points):
@@ -170,6 +250,11 @@ class CanvasModel:
         del self._undo[: -self.undo_limit]
 
     def can_undo(self) -> bool:
+        """Whether an edit can be undone.
+
+        Returns:
+            True when the undo history holds at least one state.
+        """
         return bool(self._undo)
 
     def undo(self) -> None:
@@ -181,6 +266,14 @@ class CanvasModel:
 
     # -- tools and clicks ----------------------------------------------------------------------
     def set_tool(self, tool: str) -> None:
+        """Pick the tool the next clicks use; the next vertex starts a new shape.
+
+        Args:
+            tool: one of `TOOLS`.
+
+        Raises:
+            EditError: an unknown tool.
+        """
         if tool not in TOOLS:
             raise EditError(t("canvas.unknown_tool", tool=tool, tools=", ".join(TOOLS)))
         self.tool = tool
@@ -189,7 +282,18 @@ class CanvasModel:
         self._changed()
 
     def click(self, x: float, y: float) -> None:
-        """What a click at (x, y) means depends on the tool."""
+        """What a click at (x, y) means depends on the tool.
+
+        Edit selects (or inserts a vertex on an edge of the selected polygon), direction takes the
+        arrow's start then its end, any other tool adds a vertex.
+
+        Args:
+            x: normalised abscissa (clamped to 0..1).
+            y: normalised ordinate (clamped to 0..1).
+
+        Raises:
+            EditError: the click cannot be applied (the message says why).
+        """
         x, y = _round(x), _round(y)
         if self.tool == "edit":
             self._edit_click(x, y)
@@ -230,6 +334,14 @@ class CanvasModel:
         return shape is not None and shape.kind == "zone"
 
     def select(self, key: str | None) -> None:
+        """Select a shape, or nothing.
+
+        Args:
+            key: the shape's key; None clears the selection.
+
+        Raises:
+            EditError: no shape has that key.
+        """
         if key is not None:
             self.shape(key)
         self.selected = key
@@ -242,6 +354,18 @@ class CanvasModel:
 
     # -- edits ---------------------------------------------------------------------------------
     def new_shape(self, kind: str, key: str | None = None) -> Shape:
+        """Start an empty shape, active (receiving the next vertices) and selected.
+
+        Args:
+            kind: one of `KINDS`.
+            key: its id; None takes the first free "<kind>-N". The calibration is always "calibration".
+
+        Returns:
+            The new shape.
+
+        Raises:
+            EditError: an unknown kind, a second calibration, a key that is not a slug or is taken.
+        """
         if kind not in KINDS:
             raise EditError(t("canvas.unknown_kind", kind=kind))
         if kind == "calibration":
@@ -270,7 +394,17 @@ class CanvasModel:
             raise EditError(t("canvas.duplicate_key", key=key))
 
     def add_vertex(self, x: float, y: float) -> None:
-        """Add a vertex with the current drawing tool, starting a new shape when none is active."""
+        """Add a vertex with the current drawing tool, starting a new shape when none is active.
+
+        Clicking the first vertex of a polygon again closes it instead.
+
+        Args:
+            x: normalised abscissa (0..1), snapped first.
+            y: normalised ordinate (0..1), snapped first.
+
+        Raises:
+            EditError: no drawing tool, the shape is full, or the point is already one of its vertices.
+        """
         kind = self.tool if self.tool in KINDS else None
         if kind is None:
             raise EditError(t("canvas.pick_drawing_tool"))
@@ -299,6 +433,17 @@ class CanvasModel:
         self._changed()
 
     def insert_vertex(self, key: str, index: int, x: float, y: float) -> None:
+        """Insert a vertex into a shape and select it.
+
+        Args:
+            key: the shape's key.
+            index: position of the new vertex (clamped to the shape's vertices).
+            x: normalised abscissa (0..1), snapped first.
+            y: normalised ordinate (0..1), snapped first.
+
+        Raises:
+            EditError: no such shape, the shape is full, or the point is already one of its vertices.
+        """
         shape = self.shape(key)
         if len(shape.points) >= MAX_POINTS[shape.kind]:
             raise EditError(t("canvas.too_many_points", limit=MAX_POINTS[shape.kind]))
@@ -311,6 +456,17 @@ class CanvasModel:
         self._changed()
 
     def move_vertex(self, key: str, index: int, x: float, y: float) -> None:
+        """Move a vertex (a drag ending) and select its shape.
+
+        Args:
+            key: the shape's key.
+            index: the vertex's index.
+            x: normalised abscissa (0..1), snapped to another vertex or a border first.
+            y: normalised ordinate (0..1), snapped to another vertex or a border first.
+
+        Raises:
+            EditError: no such shape or vertex, or the point is another vertex of the same shape.
+        """
         shape = self.shape(key)
         self._check_index(shape, index)
         point = self.snap(x, y, exclude=(key, index))
@@ -322,6 +478,15 @@ class CanvasModel:
         self._changed()
 
     def delete_vertex(self, key: str, index: int) -> None:
+        """Delete a vertex; a shape left without any is deleted too.
+
+        Args:
+            key: the shape's key.
+            index: the vertex's index.
+
+        Raises:
+            EditError: no such shape or vertex.
+        """
         shape = self.shape(key)
         self._check_index(shape, index)
         self._checkpoint()
@@ -331,6 +496,14 @@ class CanvasModel:
         self._changed()
 
     def delete_shape(self, key: str) -> None:
+        """Delete a shape.
+
+        Args:
+            key: the shape's key.
+
+        Raises:
+            EditError: no such shape.
+        """
         self.shape(key)
         self._checkpoint()
         self._remove(key)
@@ -344,6 +517,15 @@ class CanvasModel:
             self.selected = None
 
     def rename(self, key: str, new_key: str) -> None:
+        """Give a zone, line or mask another key (the rules that name it are the caller's business).
+
+        Args:
+            key: the shape's key.
+            new_key: a free slug (lower case letters, digits, '_' and '-'); the same key does nothing.
+
+        Raises:
+            EditError: no such shape, the calibration, or a new key that is not a slug or is taken.
+        """
         shape = self.shape(key)
         if new_key == key:
             return
@@ -357,6 +539,16 @@ class CanvasModel:
         self._changed()
 
     def set_direction(self, key: str | None, dx: float, dy: float) -> None:
+        """Set a zone's allowed direction of movement, stored as a unit vector rounded to 3 decimals.
+
+        Args:
+            key: the zone's key.
+            dx: the arrow's normalised horizontal extent.
+            dy: the arrow's normalised vertical extent.
+
+        Raises:
+            EditError: `key` is not a zone, or the arrow is shorter than `snap_px` pixels.
+        """
         shape = self.find(key)
         if shape is None or shape.kind != "zone":
             raise EditError(t("canvas.direction_needs_zone"))
@@ -370,6 +562,14 @@ class CanvasModel:
         self._changed()
 
     def clear_direction(self, key: str) -> None:
+        """Remove a shape's direction.
+
+        Args:
+            key: the shape's key.
+
+        Raises:
+            EditError: no such shape.
+        """
         shape = self.shape(key)
         self._checkpoint()
         shape.direction = None
@@ -382,7 +582,11 @@ class CanvasModel:
 
     # -- config <-> shapes ---------------------------------------------------------------------
     def load_camera(self, camera: Mapping[str, Any]) -> None:
-        """Shapes from a camera of the config (plain data); clears the undo history."""
+        """Shapes from a camera of the config (plain data); clears the undo history.
+
+        Args:
+            camera: one camera of the site config as plain data: zones, lines, privacy_masks, calibration.
+        """
         shapes = [
             Shape(
                 "zone", z["id"], [tuple(p) for p in z["polygon"]], tuple(z["direction"]) if z.get("direction") else None
@@ -406,6 +610,10 @@ class CanvasModel:
 
         Shapes are written as drawn, even unfinished ones: the runner's validation then names
         the offending field (a polygon with two points, a line without its end).
+
+        Returns:
+            {"zones", "lines", "privacy_masks", "calibration_image"}; the last is None without a
+            calibration shape.
         """
         zones = []
         for shape in self.of_kind("zone"):
@@ -430,7 +638,12 @@ class CanvasModel:
         }
 
     def scene(self) -> dict[str, Any]:
-        """What the browser draws."""
+        """What the browser draws.
+
+        Returns:
+            The shapes (`Shape.as_json`), the active and selected keys, the tool, the direction
+            tool's first click and whether undo is possible.
+        """
         return {
             "shapes": [s.as_json() for s in self.shapes],
             "active": self.active,
@@ -442,15 +655,8 @@ class CanvasModel:
 
 
 def _inside(point: Point, polygon: list[Point]) -> bool:
-    """Even-odd rule; a polygon without area contains nothing."""
-    if polygon_area(polygon) <= 0:
-        return False
-    x, y = point
-    inside = False
-    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
-        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
-            inside = not inside
-    return inside
+    """The runner's even-odd rule, except that a polygon without area contains nothing (nothing to click in)."""
+    return polygon_area(polygon) > 0 and bool(points_in_polygon(np.asarray([point], dtype=float), polygon)[0])
 
 
 # -- the browser view -------------------------------------------------------------------------------
@@ -605,7 +811,8 @@ function render({ model, el }) {
   function onMove(event) {
     pointer = toNorm(event);
     if (drag) {
-      const far = Math.hypot((pointer[0] - drag.start[0]) * canvas.width, (pointer[1] - drag.start[1]) * canvas.height) > 3;
+      const far =
+        Math.hypot((pointer[0] - drag.start[0]) * canvas.width, (pointer[1] - drag.start[1]) * canvas.height) > 3;
       drag.moved = drag.moved || far;
       drag.x = pointer[0]; drag.y = pointer[1];
       draw();
@@ -698,6 +905,13 @@ class CanvasWidget(anywidget.AnyWidget):
         self.scene = self.model.scene()
 
     def set_image(self, data_url: str, width: int, height: int) -> None:
+        """Show a snapshot under the shapes.
+
+        Args:
+            data_url: the image as a `data:` URL (a JPEG from `setup_app.jpeg_data_url`).
+            width: image width, pixels.
+            height: image height, pixels.
+        """
         self.model.set_image_size(width, height)
         self.image_width, self.image_height = width, height
         self.image_src = data_url
@@ -711,7 +925,15 @@ class CanvasWidget(anywidget.AnyWidget):
 
 
 def apply_intent(model: CanvasModel, message: Mapping[str, Any]) -> None:
-    """Apply one message from the browser ({"type": "click", "x": .., "y": ..} ...) to the model."""
+    """Apply one message from the browser ({"type": "click", "x": .., "y": ..} ...) to the model.
+
+    Args:
+        model: the shapes being edited.
+        message: a browser intent: click, move_vertex, delete_vertex, undo or finish, with its fields.
+
+    Raises:
+        EditError: an unknown intent, or one the model refuses.
+    """
     kind = message.get("type")
     if kind == "click":
         model.click(float(message["x"]), float(message["y"]))

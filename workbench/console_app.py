@@ -1,6 +1,6 @@
 """Operator console (operational phase): pending alerts in real time, human decisions, pause / resume.
 
-`ConsoleModel` holds the logic and talks to the register through `runner.register.store.Register` only, so
+`ConsoleModel` holds the logic and talks to the register through `runner.register.Register` only, so
 that every decision and every pause is validated and audited by the same code as the CLI's; the
 widgets of `OperatorConsole` only collect what the operator chose and show the model's state.
 The operator's identity is asked once per session and goes with every decision and pause, with
@@ -23,7 +23,7 @@ import ipywidgets as widgets
 from runner.core.access import PermissionDenied, Principal, Role, parse_role, role_from_env
 from runner.core.alerts import FOLLOW_UPS, REJECT_REASONS
 from runner.core.errors import StoreError, VigieError
-from runner.register.store import STORAGE_HEALTH_KEYS, Register, iso
+from runner.register import STORAGE_HEALTH_KEYS, Register, iso
 from workbench.i18n import add_messages, t
 from workbench.register_data import (
     DEFAULT_TIMEZONE,
@@ -157,7 +157,18 @@ add_messages(
 
 # -- pure logic ---------------------------------------------------------------------------------
 def clean_operator(name: str) -> str:
-    """The identity recorded with decisions: trimmed, printable, bounded (it lands in the audit log)."""
+    """The identity recorded with decisions: trimmed, printable, bounded (it lands in the audit log).
+
+    Args:
+        name: what the operator typed (None counts as empty).
+
+    Returns:
+        The name without surrounding spaces.
+
+    Raises:
+        ValueError: an empty name, one longer than MAX_OPERATOR_CHARS, or one with control characters
+            (the message is in the interface's language).
+    """
     name = (name or "").strip()
     printable = all(unicodedata.category(ch)[0] != "C" for ch in name)
     if not name or len(name) > MAX_OPERATOR_CHARS or not printable:
@@ -170,6 +181,19 @@ def decision_request(decision: str, reason: str | None, follow_up: str | None, n
 
     A rejection without a chosen follow-up records "none" (nothing was done about a false alert);
     a confirmation must say what was done, so its follow-up has to be chosen.
+
+    Args:
+        decision: "confirmed" or "rejected".
+        reason: the rejection reason chosen; "" (NOT_CHOSEN) or None when none is.
+        follow_up: the follow-up chosen; "" (NOT_CHOSEN) or None when none is.
+        note: the operator's free text; blank counts as none.
+
+    Returns:
+        The keyword arguments decision, reason, follow_up and note of `Register.decide`.
+
+    Raises:
+        ValueError: a form that lacks a reason or follow-up, gives a reason to a confirmation, has a note
+            over MAX_NOTE_CHARS, or an unknown decision.
     """
     reason, follow_up = reason or None, follow_up or None  # NOT_CHOSEN -> None
     note = (note or "").strip() or None
@@ -236,6 +260,17 @@ class ConsoleModel:
             self._register = None
 
     def set_operator(self, name: str) -> str:
+        """Start an operator's session: the identity recorded with the decisions and pauses that follow.
+
+        Args:
+            name: what the operator typed (see `clean_operator`).
+
+        Returns:
+            The identity recorded.
+
+        Raises:
+            ValueError: a name `clean_operator` refuses; the previous operator stays.
+        """
         self.operator = clean_operator(name)
         return self.operator
 
@@ -245,7 +280,15 @@ class ConsoleModel:
         return self.operator
 
     def principal(self) -> Principal:
-        """Who acts: the identity typed in, in the server's role (the register checks the role)."""
+        """Who acts: the identity typed in, in the server's role (the register checks the role).
+
+        Returns:
+            The operator's principal.
+
+        Raises:
+            ValueError: no operator has started a session.
+            PermissionDenied: the console was started without a role.
+        """
         name = self._require_operator()
         if self.role is None:
             raise PermissionDenied(
@@ -260,6 +303,10 @@ class ConsoleModel:
 
         The first poll reads the pending alerts only and starts after the newest alert, so that a
         register holding months of decided alerts is not read in full when a console opens.
+
+        Returns:
+            The ids that became pending and those no longer pending; when the register cannot be read,
+            `error` says why (in the interface's language) and no id is reported gone.
         """
         result = PollResult()
         try:
@@ -283,10 +330,26 @@ class ConsoleModel:
         return result
 
     def visible_pending(self, hide_tests: bool) -> list[dict]:
+        """The pending alerts to list, in id order.
+
+        Args:
+            hide_tests: leave test alerts out.
+
+        Returns:
+            The alerts, as the register returns them.
+        """
         return [a for a in self.pending.values() if not (hide_tests and a["is_test"])]
 
     def image_sequence(self, alert: dict) -> list[Path]:
-        """Snapshots of this alert's subject on its camera, oldest first, ending with the alert's own."""
+        """Snapshots of this alert's subject on its camera, oldest first, ending with the alert's own.
+
+        Args:
+            alert: a pending alert, as the register returns it.
+
+        Returns:
+            The image files still on disk, from the alerts on the same subject in the SEQUENCE_WINDOW_S
+            seconds before it, at most SEQUENCE_MAX_IMAGES; empty when none is left.
+        """
         since = datetime.fromisoformat(alert["ts_utc"]) - timedelta(seconds=SEQUENCE_WINDOW_S)
         earlier = [
             a
@@ -297,7 +360,11 @@ class ConsoleModel:
         return [p for p in paths if p is not None and p.is_file()]
 
     def cameras(self) -> list[str]:
-        """Every camera the operator may want to pause: in site configs, alerts, health or pause state."""
+        """Every camera the operator may want to pause: in site configs, alerts, health or pause state.
+
+        Returns:
+            The camera ids, sorted; neither the '*' scope nor the register's own storage health rows.
+        """
         found = set(self.register.control_state()) | {h["camera_id"] for h in self.register.health()}
         found |= {a["camera_id"] for a in self.pending.values()}
         found |= self._config_cameras()
@@ -314,9 +381,20 @@ class ConsoleModel:
         return self._config_camera_ids
 
     def control_state(self) -> dict[str, dict]:
+        """The pause state, read from the register.
+
+        Returns:
+            Scope ('*' or a camera id) -> its control row (paused, actor, changed_utc...); a scope never
+            paused is absent.
+        """
         return self.register.control_state()
 
     def health(self) -> list[dict]:
+        """The health rows the runner writes, read from the register.
+
+        Returns:
+            The rows (camera_id, status, detail, updated_utc), sorted by camera_id.
+        """
         return self.register.health()
 
     # writing (through the register, which validates and audits)
@@ -329,6 +407,23 @@ class ConsoleModel:
         follow_up: str | None = None,
         note: str | None = None,
     ) -> dict:
+        """Record the operator's decision on a pending alert, which leaves the pending list.
+
+        Args:
+            alert_id: the alert decided on.
+            decision: "confirmed" or "rejected".
+            reason: the rejection reason chosen, if any (see `decision_request`).
+            follow_up: the follow-up chosen, if any.
+            note: the operator's free text.
+
+        Returns:
+            The decision row the register stored.
+
+        Raises:
+            ValueError: no operator, or an incomplete form.
+            VigieError: refused by the register (a role that may not decide, an alert decided meanwhile)
+                or a register write that failed.
+        """
         principal = self.principal()
         request = decision_request(decision, reason, follow_up, note)
         row = self.register.decide(alert_id, by=principal, **request)
@@ -336,6 +431,19 @@ class ConsoleModel:
         return row
 
     def set_paused(self, scope: str, paused: bool) -> int:
+        """Pause or resume alerting, in the operator's name.
+
+        Args:
+            scope: ALL_CAMERAS ('*') or a camera id.
+            paused: True to pause, False to resume.
+
+        Returns:
+            The id of the audit row written.
+
+        Raises:
+            ValueError: no operator has started a session.
+            VigieError: refused by the register (a role that may not pause), or a failed write.
+        """
         return self.register.set_paused(scope, paused, self.principal())
 
 
@@ -358,10 +466,28 @@ def _health_label(status: str) -> str:
 
 
 def local_time(ts_utc: str, timezone: str) -> str:
+    """A register time stamp as operators read it: day/month and time of day, in local time.
+
+    Args:
+        ts_utc: an ISO 8601 time stamp with its UTC offset, as the register writes them.
+        timezone: the IANA time zone to show it in.
+
+    Returns:
+        "dd/mm HH:MM:SS".
+    """
     return datetime.fromisoformat(ts_utc).astimezone(ZoneInfo(timezone)).strftime("%d/%m %H:%M:%S")
 
 
 def alert_label(alert: dict, timezone: str) -> str:
+    """One line of the pending list: test marker, id, local time, camera and event.
+
+    Args:
+        alert: an alert, as the register returns it.
+        timezone: the IANA time zone of the alert's site.
+
+    Returns:
+        The label.
+    """
     test = "[TEST] " if alert["is_test"] else ""
     return (
         f"{test}#{alert['id']}  {local_time(alert['ts_utc'], timezone)}  {alert['camera_id']}  "
@@ -513,7 +639,11 @@ class OperatorConsole:
 
     # refreshing
     def refresh(self) -> PollResult:
-        """One poll of the register, then the list, the detail and the pause state are brought up to date."""
+        """One poll of the register, then the list, the detail and the pause state are brought up to date.
+
+        Returns:
+            The poll's result; its error, if any, is shown in the message bar and nothing else is redrawn.
+        """
         result = self.model.poll()
         if result.error:
             self._say(result.error, error=True)
@@ -624,14 +754,14 @@ class OperatorConsole:
 
     def _scope_state(self, name: str, row: dict | None, health: str | None = None) -> str:
         """One camera (or everything) as a chip: running or paused (by whom, when), and its health."""
-        paused = bool(row and row["paused"])
-        if paused:
-            when = local_time(row["changed_utc"], DEFAULT_TIMEZONE)
-            status = f"<b>{html.escape(t('console.state_paused', actor=row['actor'], when=when))}</b>"
+        paused_row = row if row and row["paused"] else None
+        if paused_row is not None:
+            when = local_time(paused_row["changed_utc"], DEFAULT_TIMEZONE)
+            status = f"<b>{html.escape(t('console.state_paused', actor=paused_row['actor'], when=when))}</b>"
         else:
             status = html.escape(t("console.state_running"))
         suffix = f" · {html.escape(_health_label(health))}" if health else ""
-        colours = "background:#fdecea;border-color:#c0392b;color:#c0392b" if paused else "background:#f4f6f8"
+        colours = "background:#fdecea;border-color:#c0392b;color:#c0392b" if paused_row else "background:#f4f6f8"
         return (
             f"<span data-scope='{html.escape(name)}' style='border:1px solid #ccd;border-radius:4px;"
             f"padding:1px 8px;{colours}'>{html.escape(name)} : {status}{suffix}</span>"
@@ -676,7 +806,11 @@ class OperatorConsole:
 
     # real time
     def start(self, interval_s: float = POLL_INTERVAL_S) -> None:
-        """Poll on the kernel's event loop (the widgets' thread), so callbacks and polls never interleave."""
+        """Poll on the kernel's event loop (the widgets' thread), so callbacks and polls never interleave.
+
+        Args:
+            interval_s: seconds between two polls; a poll already running is kept as it is.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -701,7 +835,16 @@ class OperatorConsole:
 def operator_console(
     db_path: str | Path | None = None, media: str | Path | None = None, *, poll: bool = True
 ) -> OperatorConsole:
-    """The console over VIGIE_DB (or `db_path`), polling every second when a kernel loop runs."""
+    """The console over VIGIE_DB (or `db_path`), polling every second when a kernel loop runs.
+
+    Args:
+        db_path: the register's file; None for VIGIE_DB (default var/vigie.db).
+        media: the snapshots folder; None for VIGIE_MEDIA_DIR, else media/ beside the register.
+        poll: start polling now (the tests poll by hand).
+
+    Returns:
+        The console; its `widget` is what the notebook shows.
+    """
     console = OperatorConsole(ConsoleModel(db_path or register_path(), media))
     if poll:
         console.start()

@@ -30,7 +30,7 @@ from runner.config.loading import LoadedConfig, dump_config, load_config, parse_
 from runner.config.site import SiteConfig
 from runner.core.access import Action, Principal, require
 from runner.core.errors import ConfigError
-from runner.register.store import Register
+from runner.register import Register
 from workbench.i18n import t
 
 CURRENT_FILE = "site.yaml"
@@ -65,6 +65,11 @@ class FieldChange:
     new: Any
 
     def describe(self) -> str:
+        """The change as one line of the export plan.
+
+        Returns:
+            '+ path: new', '- path: old' or '~ path: old -> new', values in flow YAML cut at 120 characters.
+        """
         if self.old is MISSING:
             return f"+ {self.path}: {_short(self.new)}"
         if self.new is MISSING:
@@ -84,6 +89,13 @@ def field_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Fi
     Lists whose items all have an `id` (cameras, zones, lines, rules) are compared item by item,
     matched by id, so that inserting a zone does not show every later zone as changed. Other lists
     (a polygon, labels) are compared as whole values.
+
+    Args:
+        old: the previous config; None compares against an empty one (a first export).
+        new: the new config.
+
+    Returns:
+        The changes in the old config's order, then what only the new one has.
     """
     changes: list[FieldChange] = []
     _diff_value("", old if old is not None else {}, new, changes)
@@ -108,7 +120,17 @@ def _is_id_list(value: Any) -> bool:
 
 
 def yaml_diff(old_text: str, new_text: str, old_name: str, new_name: str) -> str:
-    """Unified diff of two YAML texts ('' when equal)."""
+    """Unified diff of two YAML texts ('' when equal).
+
+    Args:
+        old_text: the previous YAML.
+        new_text: the new YAML.
+        old_name: the label of the '---' line.
+        new_name: the label of the '+++' line.
+
+    Returns:
+        The diff with 2 lines of context.
+    """
     lines = difflib.unified_diff(
         old_text.splitlines(keepends=True), new_text.splitlines(keepends=True), old_name, new_name, n=2
     )
@@ -136,14 +158,30 @@ class SiteFolder:
         self.sums_path = self.revisions_dir / SUMS_FILE
 
     def current(self) -> LoadedConfig | None:
-        """The current site.yaml, or None for a site never exported (raises ConfigError when invalid)."""
+        """The current site.yaml, or None for a site never exported (raises ConfigError when invalid).
+
+        Returns:
+            The loaded config, or None when the folder holds no site.yaml.
+        """
         return load_config(self.current_path) if self.current_path.exists() else None
 
     def revision_path(self, number: int) -> Path:
+        """Where revision `number` is archived.
+
+        Args:
+            number: the revision number.
+
+        Returns:
+            revisions/site.rNNNN.yaml (at least 4 digits) under the site folder.
+        """
         return self.revisions_dir / f"site.r{number:04d}.yaml"
 
     def listed_sums(self) -> dict[str, str]:
-        """File name -> sha256 from SHA256SUMS."""
+        """File name -> sha256 from SHA256SUMS.
+
+        Returns:
+            The listed digests by file name; empty when the file does not exist.
+        """
         if not self.sums_path.exists():
             return {}
         sums = {}
@@ -154,6 +192,11 @@ class SiteFolder:
         return sums
 
     def revisions(self) -> list[Revision]:
+        """The archived revision files.
+
+        Returns:
+            One entry per site.rNNNN.yaml, by increasing number; empty without a revisions folder.
+        """
         if not self.revisions_dir.is_dir():
             return []
         sums = self.listed_sums()
@@ -165,12 +208,23 @@ class SiteFolder:
         return sorted(found, key=lambda r: r.number)
 
     def next_revision(self, current: LoadedConfig | None) -> int:
-        """One above both the current file's revision and every archived one (never reused)."""
+        """One above both the current file's revision and every archived one (never reused).
+
+        Args:
+            current: the loaded site.yaml, or None when there is none (or it cannot be read).
+
+        Returns:
+            The number of the next revision (1 for a first export).
+        """
         highest = max([r.number for r in self.revisions()] + [current.config.revision if current else 0])
         return highest + 1
 
     def verify(self) -> list[str]:
-        """Revision files whose bytes no longer match SHA256SUMS (or that it does not list)."""
+        """Revision files whose bytes no longer match SHA256SUMS (or that it does not list).
+
+        Returns:
+            One line per such file, naming it and the mismatch; empty when all match.
+        """
         problems = []
         for revision in self.revisions():
             actual = sha256_of(revision.path.read_bytes())
@@ -192,7 +246,14 @@ def _is_plain_name(name: object) -> bool:
 
 
 def list_sites(zones_dir: Path) -> list[str]:
-    """Site folders that hold a site.yaml, sorted."""
+    """Site folders that hold a site.yaml, sorted.
+
+    Args:
+        zones_dir: the folder of the site folders.
+
+    Returns:
+        The site names; empty when the folder does not exist.
+    """
     zones_dir = Path(zones_dir)
     if not zones_dir.is_dir():
         return []
@@ -200,6 +261,14 @@ def list_sites(zones_dir: Path) -> list[str]:
 
 
 def sha256_of(data: bytes) -> str:
+    """The digest that SHA256SUMS lists.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        The SHA-256 in lower-case hex.
+    """
     return hashlib.sha256(data).hexdigest()
 
 
@@ -231,7 +300,17 @@ class ExportResult:
 
 
 def validate_draft(draft: Mapping[str, Any] | SiteConfig) -> SiteConfig:
-    """The runner's own validation; raises ExportError with every (field path, message)."""
+    """The runner's own validation; raises ExportError with every (field path, message).
+
+    Args:
+        draft: the site config as plain data, or an already validated one (returned as is).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ExportError: the draft is invalid; its `problems` list every (field path, message).
+    """
     if isinstance(draft, SiteConfig):
         return draft
     try:
@@ -256,7 +335,19 @@ class ConfigExporter:
         self._register = register
 
     def plan(self, draft: Mapping[str, Any] | SiteConfig) -> ExportPlan:
-        """Validate the draft, number its revision and compute the diff; writes nothing."""
+        """Validate the draft, number its revision and compute the diff; writes nothing.
+
+        Args:
+            draft: the site config as plain data, or a validated one.
+
+        Returns:
+            The plan: the next revision, the exact YAML and its sha256, the changes from the current
+            site.yaml (an unreadable one counts as none).
+
+        Raises:
+            ExportError: the draft is invalid, its site name is not a plain folder name, or the runner
+                would reject the YAML written from it.
+        """
         config = validate_draft(draft)
         folder = SiteFolder(self.zones_dir, config.site)
         current = self._current(folder)
@@ -286,7 +377,20 @@ class ConfigExporter:
         )
 
     def export(self, draft: Mapping[str, Any] | SiteConfig, by: Principal) -> ExportResult:
-        """Write the draft as the site's next revision; `by` must hold the design role."""
+        """Write the draft as the site's next revision; `by` must hold the design role.
+
+        Args:
+            draft: the site config as plain data, or a validated one.
+            by: who exports; the audit row names them and their role.
+
+        Returns:
+            What was written: revision, sha256, paths, the audit row's id, the changes.
+
+        Raises:
+            PermissionDenied: `by` may not export configs.
+            ExportError: an actor name over `MAX_ACTOR_CHARS`, an invalid draft, a site folder leading
+                outside `zones_dir`, or a revision file that already exists (a concurrent export).
+        """
         require(by, Action.EXPORT_CONFIG)
         if len(by.user) > MAX_ACTOR_CHARS:
             raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))

@@ -12,9 +12,11 @@ the runner's validation decides, and its message is shown next to the field.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -58,7 +60,11 @@ class FieldSpec:
     max_items: int | None = None
 
     def bounds_text(self) -> str:
-        """'0 ≤ … ≤ 3600', '> 0', '≤ 10' or ''."""
+        """'0 ≤ … ≤ 3600', '> 0', '≤ 10' or ''.
+
+        Returns:
+            The field's bounds as the help text shows them; '' when it has none.
+        """
         low = (
             f"{_num(self.minimum)} ≤ "
             if self.minimum is not None
@@ -80,6 +86,11 @@ class FieldSpec:
         )
 
     def help_text(self) -> str:
+        """What is shown under the field's input.
+
+        Returns:
+            The description, the bounds in brackets and a note when an empty input means None.
+        """
         parts = [self.description] if self.description else []
         if self.bounds_text():
             parts.append(f"[{self.bounds_text()}]")
@@ -94,7 +105,15 @@ def _num(value: float | None) -> str:
 
 # -- schema -> specs --------------------------------------------------------------------------------
 def field_specs(model: type[BaseModel], exclude: Iterable[str] = ()) -> list[FieldSpec]:
-    """Specs of the model's fields in declaration order; `const` fields (a rule's `kind`) are left out."""
+    """Specs of the model's fields in declaration order; `const` fields (a rule's `kind`) are left out.
+
+    Args:
+        model: a pydantic config model (a rule's, `Camera`, `SiteConfig`...).
+        exclude: names of fields to leave out.
+
+    Returns:
+        One spec per field, read from the model's JSON schema.
+    """
     schema = model.model_json_schema()
     definitions = schema.get("$defs", {})
     required = set(schema.get("required", []))
@@ -145,7 +164,7 @@ def _spec(name: str, prop: Mapping[str, Any], required: bool, definitions: Mappi
 
 def _widget_for(name: str, body: Mapping[str, Any]) -> str:
     ref = body.get("x-vigie-ref")
-    kind = body.get("type")
+    kind: Any = body.get("type")  # a JSON schema type name; None when the schema gives none
     if kind == "array":
         items = body.get("items", {})
         ref = ref or items.get("x-vigie-ref")
@@ -165,12 +184,30 @@ def _widget_for(name: str, body: Mapping[str, Any]) -> str:
 
 # -- rules ------------------------------------------------------------------------------------------
 def rule_models() -> dict[str, type[BaseModel]]:
-    """kind -> config model, for every rule the registry lists (new kinds appear here by themselves)."""
+    """kind -> config model, for every rule the registry lists (new kinds appear here by themselves).
+
+    Returns:
+        The rule kinds in the registry's order, each with its pydantic config model.
+    """
     return {kind: rule.config_model for kind, rule in RULES.items()}
 
 
 def new_rule(kind: str, rule_id: str, zone: str | None = None, line: str | None = None) -> dict[str, Any]:
-    """A rule of `kind` with every default filled in, attached to `zone` or `line` when the rule has such a field."""
+    """A rule of `kind` with every default filled in, attached to `zone` or `line` when the rule has such a field.
+
+    Args:
+        kind: a rule kind the registry lists.
+        rule_id: the new rule's id.
+        zone: the zone id to put in the rule's first zone field, if any.
+        line: the line id to put in the rule's first line field, used only when `zone` is None.
+
+    Returns:
+        The rule as plain config data; a required field without a default holds a blank value that
+        the validation names.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
     models = rule_models()
     if kind not in models:
         raise ValueError(t("form.unknown_kind", kind=kind, kinds=", ".join(models)))
@@ -210,6 +247,17 @@ class ModelForm:
         self.specs = field_specs(self.model, self.exclude)
 
     def spec(self, name: str) -> FieldSpec:
+        """The spec of one field of the form.
+
+        Args:
+            name: the field's name.
+
+        Returns:
+            Its spec.
+
+        Raises:
+            KeyError: the form has no such field.
+        """
         for spec in self.specs:
             if spec.name == name:
                 return spec
@@ -217,7 +265,17 @@ class ModelForm:
 
     def set(self, name: str, raw: Any) -> None:
         """Store what the widget holds, converted to config data where it can be; anything else is
-        stored as typed so that the validation message says what is wrong with it."""
+        stored as typed so that the validation message says what is wrong with it.
+
+        Unreadable YAML is not stored: it goes to `input_errors` and the previous value stays.
+
+        Args:
+            name: the field's name.
+            raw: the widget's value (text, number, bool, list of tags...).
+
+        Raises:
+            KeyError: the form has no such field.
+        """
         spec = self.spec(name)
         self.input_errors.pop(name, None)
         if spec.widget == YAML:
@@ -240,6 +298,18 @@ class ModelForm:
         self.values[name] = raw
 
     def display_value(self, name: str) -> Any:
+        """The field's value as its widget holds it.
+
+        Args:
+            name: the field's name.
+
+        Returns:
+            Flow-style YAML text for a YAML field, text for a number shown in a text box (optional or
+            not a number yet), else the value itself.
+
+        Raises:
+            KeyError: the form has no such field.
+        """
         value = self.values.get(name)
         spec = self.spec(name)
         if spec.widget == YAML:
@@ -275,6 +345,13 @@ def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[di
     """Split (path, message) problems under `prefix` into {field: message} and node-level messages.
 
     `cameras[0].rules[1].active_hours[0].start` under `cameras[0].rules[1]` belongs to `active_hours`.
+
+    Args:
+        problems: (field path, message) pairs, as `validation_problems` gives them.
+        prefix: the node's path ('' for the root); problems elsewhere are left out.
+
+    Returns:
+        ({field name: its messages joined by '; '}, messages about the node itself).
     """
     by_field: dict[str, str] = {}
     general: list[str] = []
@@ -294,7 +371,12 @@ def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[di
 
 # -- the widgets ------------------------------------------------------------------------------------
 def on_user_change(control: widgets.Widget, callback: Callable[[Any], None]) -> None:
-    """Call `callback(new value)` when the value changes, except while `replace_options` runs."""
+    """Call `callback(new value)` when the value changes, except while `replace_options` runs.
+
+    Args:
+        control: an ipywidgets input.
+        callback: called with the new value.
+    """
 
     def handler(change: Mapping[str, Any]) -> None:
         if not getattr(change["owner"], "_vigie_muted", False):
@@ -305,7 +387,13 @@ def on_user_change(control: widgets.Widget, callback: Callable[[Any], None]) -> 
 
 def replace_options(control: widgets.Widget, options: list, value: Any) -> None:
     """New choices and value for a selection widget, without the intermediate values (the first
-    option, None) reaching its observers as if the user had picked them."""
+    option, None) reaching its observers as if the user had picked them.
+
+    Args:
+        control: a selection widget (Dropdown, Select...).
+        options: its new options, values or (label, value) pairs.
+        value: the value to select among them.
+    """
     control._vigie_muted = True
     try:
         control.options = options
@@ -334,7 +422,7 @@ class ModelFormView:
         control = self._control(spec)
         control.add_class(f"vigie-field-{spec.name}")
         self.inputs[spec.name] = control
-        on_user_change(control, lambda value, name=spec.name: self._changed(name, value))
+        on_user_change(control, functools.partial(self._changed, spec.name))
         self.errors[spec.name] = error = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
         error.add_class("vigie-field-error")
         label = widgets.HTML(f"<code>{spec.name}</code>", layout=widgets.Layout(width="170px"))
@@ -400,6 +488,12 @@ class ModelFormView:
         self.on_change()
 
     def show_problems(self, by_field: Mapping[str, str], general: Iterable[str] = ()) -> None:
+        """Show validation messages next to their fields (with unreadable inputs) and above the form.
+
+        Args:
+            by_field: field name -> message, from `field_problems`; fields not named are cleared.
+            general: messages about the node itself.
+        """
         merged = {**by_field, **self.form.input_errors}
         for name, label in self.errors.items():
             message = merged.get(name, "")
@@ -412,9 +506,15 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def open_first_site(app: Any, zones_dir, site: str | None) -> None:
+def open_first_site(app: Any, zones_dir: Path, site: str | None) -> None:
     """Fill `app.site_picker` with the sites of `zones_dir` and open `site` (else the first one);
-    with no site at all, say so in the app's status line. Shared by the setup and tuning apps."""
+    with no site at all, say so in the app's status line. Shared by the setup and tuning apps.
+
+    Args:
+        app: the app, with `site_picker`, `_status(message, error=)` and `_open_site(site)`.
+        zones_dir: the folder of the site folders.
+        site: the site to open; None (or a site not found there) opens the first one.
+    """
     sites = list_sites(zones_dir)
     if not sites:
         app._status(t("setup.no_site", zones=zones_dir), error=True)

@@ -19,7 +19,11 @@ _current: str | None = None
 
 
 def language() -> str:
-    """The current language: set_language() if called, else VIGIE_LANG, else French."""
+    """The current language: set_language() if called, else VIGIE_LANG, else French.
+
+    Returns:
+        "fr" or "en" (an unknown VIGIE_LANG falls back to French).
+    """
     if _current is not None:
         return _current
     wanted = os.environ.get("VIGIE_LANG", DEFAULT_LANGUAGE).strip().lower()[:2]
@@ -27,7 +31,14 @@ def language() -> str:
 
 
 def set_language(lang: str | None) -> None:
-    """Force a language for this process (None: back to VIGIE_LANG)."""
+    """Force a language for this process (None: back to VIGIE_LANG).
+
+    Args:
+        lang: "fr" or "en", or None to follow VIGIE_LANG again.
+
+    Raises:
+        ValueError: an unknown language.
+    """
     global _current
     if lang is not None and lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})")
@@ -35,7 +46,14 @@ def set_language(lang: str | None) -> None:
 
 
 def add_messages(messages: dict[str, dict[str, str]]) -> None:
-    """Add or override strings, {language: {key: text}}."""
+    """Add or override strings, {language: {key: text}}.
+
+    Args:
+        messages: texts by language then key; a text may hold `str.format` fields such as {count}.
+
+    Raises:
+        ValueError: an unknown language (the languages before it are already added).
+    """
     for lang, table in messages.items():
         if lang not in LANGUAGES:
             raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})")
@@ -43,6 +61,15 @@ def add_messages(messages: dict[str, dict[str, str]]) -> None:
 
 
 def t(key: str, /, **values: object) -> str:
+    """The interface string `key` in the current language, formatted with `values`.
+
+    Args:
+        key: the message key, such as "console.title".
+        **values: the fields formatted into the text; without any, the text is returned as written.
+
+    Returns:
+        The text; the French one when English lacks it (or has it empty), the key itself when both do.
+    """
     # `key` is positional-only so that a message may itself take a {key} value.
     text = MESSAGES[language()].get(key) or MESSAGES[DEFAULT_LANGUAGE].get(key) or key
     return text.format(**values) if values else text
@@ -62,7 +89,9 @@ add_messages(
             "canvas.kind.line": "ligne",
             "canvas.kind.mask": "masque",
             "canvas.kind.calibration": "calibration",
-            "canvas.bad_key": "identifiant « {key} » invalide : lettres minuscules, chiffres, « - » ou « _ » (63 caractères au plus)",
+            "canvas.bad_key": (
+                "identifiant « {key} » invalide : lettres minuscules, chiffres, « - » ou « _ » (63 caractères au plus)"
+            ),
             "canvas.calibration_exists": "la calibration existe déjà : déplacez ses points ou supprimez-la",
             "canvas.calibration_name": "la calibration ne se renomme pas",
             "canvas.direction_needs_zone": "cliquez d'abord dans une zone (le sens autorisé appartient à une zone)",
@@ -74,7 +103,9 @@ add_messages(
             "canvas.nothing_to_undo": "rien à annuler",
             "canvas.pick_drawing_tool": "choisissez un outil de dessin (zone, ligne, masque, calibration)",
             "canvas.too_many_points": "au plus {limit} sommets par forme",
-            "canvas.full_line": "une ligne a deux points : déplacez-les, ou choisissez à nouveau l'outil pour une nouvelle ligne",
+            "canvas.full_line": (
+                "une ligne a deux points : déplacez-les, ou choisissez à nouveau l'outil pour une nouvelle ligne"
+            ),
             "canvas.full_calibration": "la calibration a déjà ses 4 points : déplacez-les ou supprimez-en un",
             "canvas.unknown_intent": "action de la souris inconnue : {kind}",
             "canvas.unknown_kind": "type de forme inconnu : {kind}",
@@ -102,7 +133,9 @@ add_messages(
             "setup.new_camera_id": "Id",
             "setup.new_camera_source": "Source",
             "setup.retention": "Conservation (plafonds légaux : 30 jours pour les images, 365 pour les alertes)",
-            "setup.calibration_help": "Position au sol, en mètres, des 4 points de calibration (numérotés sur l'image).",
+            "setup.calibration_help": (
+                "Position au sol, en mètres, des 4 points de calibration (numérotés sur l'image)."
+            ),
             "setup.mouse_help": "Clic : ajouter un sommet (outil de dessin) ou sélectionner (outil Sélection) ; "
             "glisser un sommet : le déplacer ; clic droit ou Suppr sur un sommet : le supprimer ; "
             "clic sur le premier sommet ou Entrée : terminer ; Ctrl+Z : annuler ; "
@@ -153,11 +186,15 @@ add_messages(
             "tuning.clip_missing": "vidéo introuvable : {path}",
             "tuning.clip_unreadable": "vidéo illisible : {path}",
             "tuning.labels_missing": "fichier d'attendus introuvable : {path}",
-            "tuning.labels_bad": "fichier d'attendus {path} illisible (colonnes clip,event_type,polarity,start_s,end_s) : {error}",
+            "tuning.labels_bad": (
+                "fichier d'attendus {path} illisible (colonnes clip,event_type,polarity,start_s,end_s) : {error}"
+            ),
             "tuning.unknown_rule": "la caméra {camera} n'a pas de règle « {rule} »",
             "tuning.no_config": "choisissez un site et une révision",
             "tuning.no_labels": "pas d'événements attendus pour cette vidéo : seules les alertes sont affichées",
-            "tuning.pick_rule": "toutes les règles de la caméra seront rejouées ; choisissez-en une pour régler ses seuils",
+            "tuning.pick_rule": (
+                "toutes les règles de la caméra seront rejouées ; choisissez-en une pour régler ses seuils"
+            ),
             "tuning.pick_two": "choisissez deux exécutions",
             "tuning.running": "rejeu de {clip} en cours…",
             "tuning.progress": "{frames} / ~{expected} images analysées, {alerts} alerte(s)",
@@ -231,7 +268,9 @@ add_messages(
             "setup.new_camera_id": "Id",
             "setup.new_camera_source": "Source",
             "setup.retention": "Retention (legal caps: 30 days for images, 365 for alerts)",
-            "setup.calibration_help": "Ground position, in metres, of the 4 calibration points (numbered on the image).",
+            "setup.calibration_help": (
+                "Ground position, in metres, of the 4 calibration points (numbered on the image)."
+            ),
             "setup.mouse_help": "Click: add a vertex (drawing tool) or select (Select tool); drag a vertex: move it; "
             "right-click or Delete on a vertex: delete it; click the first vertex or Enter: finish; "
             "Ctrl+Z: undo; Allowed direction: two clicks in the zone. Points snap to vertices and borders.",
@@ -281,7 +320,9 @@ add_messages(
             "tuning.clip_missing": "clip not found: {path}",
             "tuning.clip_unreadable": "cannot read the clip: {path}",
             "tuning.labels_missing": "expected-events file not found: {path}",
-            "tuning.labels_bad": "cannot read expected events {path} (columns clip,event_type,polarity,start_s,end_s): {error}",
+            "tuning.labels_bad": (
+                "cannot read expected events {path} (columns clip,event_type,polarity,start_s,end_s): {error}"
+            ),
             "tuning.unknown_rule": "camera {camera} has no rule '{rule}'",
             "tuning.no_config": "pick a site and a revision",
             "tuning.no_labels": "no expected events for this clip: only the alerts are shown",

@@ -1,7 +1,7 @@
 """The register as polars DataFrames, read-only, and the aggregates of the analysis dashboards.
 
 The SQLite file is opened with `mode=ro`, so an analyst's dashboard can never write to the evidence
-(decisions and pauses go through `runner.register.store.Register`, from the operator console only; a
+(decisions and pauses go through `runner.register.Register`, from the operator console only; a
 statistics export, by the analyst role only, appends one `statistics_exported` audit row).
 Times are parsed to UTC datetimes; the hour of day is taken in the site's time zone, because
 "alerts at 23:00" means local time to the people who read the dashboard.
@@ -30,42 +30,42 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 
 # Columns of the joined alerts frame, with their dtypes, so that an empty register has the same shape.
 _ALERT_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64,
-    "site": pl.String,
-    "camera_id": pl.String,
-    "rule_id": pl.String,
-    "kind": pl.String,
-    "ts_utc": pl.String,
-    "created_utc": pl.String,
-    "t_s": pl.Float64,
-    "subject": pl.String,
-    "track_id": pl.Int64,
-    "score": pl.Float64,
-    "bbox": pl.String,
-    "details": pl.String,
-    "is_test": pl.Boolean,
-    "phase": pl.String,
-    "mode": pl.String,
-    "config_revision": pl.Int64,
-    "config_sha256": pl.String,
-    "snapshot": pl.String,
-    "snapshot_note": pl.String,
-    "media_purged_utc": pl.String,
-    "status": pl.String,
-    "decision": pl.String,
-    "reason": pl.String,
-    "follow_up": pl.String,
-    "operator": pl.String,
-    "note": pl.String,
-    "decided_utc": pl.String,
+    "id": pl.Int64(),
+    "site": pl.String(),
+    "camera_id": pl.String(),
+    "rule_id": pl.String(),
+    "kind": pl.String(),
+    "ts_utc": pl.String(),
+    "created_utc": pl.String(),
+    "t_s": pl.Float64(),
+    "subject": pl.String(),
+    "track_id": pl.Int64(),
+    "score": pl.Float64(),
+    "bbox": pl.String(),
+    "details": pl.String(),
+    "is_test": pl.Boolean(),
+    "phase": pl.String(),
+    "mode": pl.String(),
+    "config_revision": pl.Int64(),
+    "config_sha256": pl.String(),
+    "snapshot": pl.String(),
+    "snapshot_note": pl.String(),
+    "media_purged_utc": pl.String(),
+    "status": pl.String(),
+    "decision": pl.String(),
+    "reason": pl.String(),
+    "follow_up": pl.String(),
+    "operator": pl.String(),
+    "note": pl.String(),
+    "decided_utc": pl.String(),
 }
 _AUDIT_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64,
-    "ts_utc": pl.String,
-    "event": pl.String,
-    "actor": pl.String,
-    "camera_id": pl.String,
-    "details": pl.String,
+    "id": pl.Int64(),
+    "ts_utc": pl.String(),
+    "event": pl.String(),
+    "actor": pl.String(),
+    "camera_id": pl.String(),
+    "details": pl.String(),
 }
 _TIME_COLUMNS = ("ts_utc", "created_utc", "decided_utc", "media_purged_utc")
 
@@ -126,7 +126,15 @@ add_messages(
 
 
 def value_label(field: str, value: object) -> str:
-    """How the apps show a register value (kind, reason, follow_up, status); unknown values as they are."""
+    """How the apps show a register value (kind, reason, follow_up, status); unknown values as they are.
+
+    Args:
+        field: "kind", "reason", "follow_up" or "status".
+        value: the register's identifier, such as "person_down"; None shows as "".
+
+    Returns:
+        The label in the current language, or str(value) when it has none.
+    """
     if value is None:
         return ""
     key = f"register.{field}.{value}"
@@ -136,18 +144,39 @@ def value_label(field: str, value: object) -> str:
 
 # -- where things are (the register and zones dir come from workbench._setup_paths) ----------
 def media_dir(db_path: Path) -> Path:
-    """Snapshots folder: $VIGIE_MEDIA_DIR, else `media/` beside the register (the runner's default)."""
+    """Snapshots folder: $VIGIE_MEDIA_DIR, else `media/` beside the register (the runner's default).
+
+    Args:
+        db_path: the register's file.
+
+    Returns:
+        The folder; it may not exist.
+    """
     return Path(os.environ.get("VIGIE_MEDIA_DIR") or Path(db_path).parent / "media")
 
 
 def export_root() -> Path:
-    """Where dashboard exports go (VIGIE_EXPORT_DIR, default var/exports/): no export lands outside it."""
+    """Where dashboard exports go (VIGIE_EXPORT_DIR, default var/exports/): no export lands outside it.
+
+    Returns:
+        The export root; it is not created here.
+    """
     value = os.environ.get("VIGIE_EXPORT_DIR", "").strip()
     return Path(value).expanduser() if value else PROJECT_ROOT / "var" / "exports"
 
 
 def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
-    """A read-only connection; a missing register is a one-line error, not an empty file created by mistake."""
+    """A read-only connection; a missing register is a one-line error, not an empty file created by mistake.
+
+    Args:
+        db_path: the register's file.
+
+    Returns:
+        An open connection (rows as sqlite3.Row, 30 s busy timeout) that the caller closes.
+
+    Raises:
+        StoreError: no such file, or not a readable register (no alerts table).
+    """
     path = Path(db_path).resolve()
     if not path.is_file():
         raise StoreError(f"register {db_path}: no such file (start the runner first, or set VIGIE_DB)")
@@ -162,7 +191,17 @@ def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
 
 
 def latest_alert_id(db_path: str | Path) -> int:
-    """The newest alert's id (0 for none): where a console starts polling with after_id."""
+    """The newest alert's id (0 for none): where a console starts polling with after_id.
+
+    Args:
+        db_path: the register's file.
+
+    Returns:
+        The largest alert id, 0 when the register holds no alert.
+
+    Raises:
+        StoreError: the register is missing or unreadable.
+    """
     conn = connect_readonly(db_path)
     try:
         return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
@@ -180,6 +219,19 @@ class RegisterFrames:
 
 
 def load_register(db_path: str | Path | None = None) -> RegisterFrames:
+    """The whole register, read-only: the alerts joined with their decisions, and the audit log.
+
+    Args:
+        db_path: the register's file; None for VIGIE_DB (default var/vigie.db).
+
+    Returns:
+        The two frames, with the same columns even when empty. Times are UTC datetimes; the alert box
+        becomes x0, y0, x1, y1 and its centre cx, cy (0-1, null without a box); decision_delay_s is the time
+        from the alert being stored to its decision, in seconds (null while pending).
+
+    Raises:
+        StoreError: the register is missing or unreadable.
+    """
     conn = connect_readonly(db_path or register_path())
     try:
         return RegisterFrames(alerts=_load_alerts(conn), audit=_load_audit(conn))
@@ -227,7 +279,15 @@ def _load_audit(conn: sqlite3.Connection) -> pl.DataFrame:
 
 
 def site_timezone(site: str | None, zones: Path | None = None) -> str:
-    """The `timezone` of zones/<site>/site.yaml, else Europe/Paris (the default of every site config)."""
+    """The `timezone` of zones/<site>/site.yaml, else Europe/Paris (the default of every site config).
+
+    Args:
+        site: the site's name; None or "" gives the default.
+        zones: the folder of site configs; None for VIGIE_ZONES_DIR (default zones/).
+
+    Returns:
+        An IANA time zone name; the default when the config is missing or invalid.
+    """
     if not site:
         return DEFAULT_TIMEZONE
     path = (zones or zones_dir()) / site / "site.yaml"
@@ -248,6 +308,18 @@ def filter_alerts(
     kinds: list[str] | None = None,
     revisions: list[int] | None = None,
 ) -> pl.DataFrame:
+    """The alerts that pass every filter given; an empty or None list filters nothing.
+
+    Args:
+        alerts: the alerts frame of `load_register`.
+        include_tests: keep test alerts.
+        cameras: camera ids to keep.
+        kinds: event kinds to keep.
+        revisions: config revisions to keep.
+
+    Returns:
+        The matching rows, in their order.
+    """
     if not include_tests:
         alerts = alerts.filter(~pl.col("is_test"))
     if cameras:
@@ -265,11 +337,28 @@ def _as_list(by: str | list[str]) -> list[str]:
 
 
 def with_local_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
+    """The alerts with an `hour` column: the hour of day (0-23) of ts_utc in the site's time zone.
+
+    Args:
+        alerts: a frame with a UTC ts_utc column.
+        timezone: an IANA time zone name.
+
+    Returns:
+        The frame with `hour` added.
+    """
     return alerts.with_columns(pl.col("ts_utc").dt.convert_time_zone(timezone).dt.hour().alias("hour"))
 
 
 def alert_counts(alerts: pl.DataFrame, by: str | list[str]) -> pl.DataFrame:
-    """Number of alerts per group, largest first (ties in group order)."""
+    """Number of alerts per group, largest first (ties in group order).
+
+    Args:
+        alerts: the alerts frame.
+        by: the column, or columns, to group by.
+
+    Returns:
+        The group columns and `alerts`, the count.
+    """
     keys = _as_list(by)
     return (
         alerts.group_by(keys)
@@ -279,14 +368,33 @@ def alert_counts(alerts: pl.DataFrame, by: str | list[str]) -> pl.DataFrame:
 
 
 def alerts_per_hour(alerts: pl.DataFrame, timezone: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
-    """Alerts per local hour of day, all 24 hours listed (zeros included) so the profile reads at a glance."""
+    """Alerts per local hour of day, all 24 hours listed (zeros included) so the profile reads at a glance.
+
+    Args:
+        alerts: the alerts frame.
+        timezone: the IANA time zone the hours are taken in.
+
+    Returns:
+        24 rows, hours 0 to 23 in order: `hour` and `alerts` (UInt32).
+    """
     counts = with_local_hour(alerts, timezone).group_by("hour").agg(pl.len().alias("alerts"))
     hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": counts.schema["hour"]})
     return hours.join(counts, on="hour", how="left").with_columns(pl.col("alerts").fill_null(0).cast(pl.UInt32))
 
 
 def validation_stats(alerts: pl.DataFrame, by: str | list[str], confidence: float = 0.95) -> pl.DataFrame:
-    """Per group: alerts, confirmed, rejected, pending, validation rate = confirmed / decided, with its Wilson interval."""
+    """Per group: alerts, confirmed, rejected, pending, validation rate = confirmed / decided, with its Wilson
+    interval.
+
+    Args:
+        alerts: the alerts frame.
+        by: the column, or columns, to group by.
+        confidence: the interval's level, between 0 and 1.
+
+    Returns:
+        One row per group, in group order: alerts, confirmed, rejected, pending, median_delay_s (seconds to
+        decision), validation_rate, rate_low and rate_high (null where nothing was decided).
+    """
     keys = _as_list(by)
     table = (
         alerts.group_by(keys)
@@ -311,7 +419,16 @@ def validation_stats(alerts: pl.DataFrame, by: str | list[str], confidence: floa
 
 
 def rejection_causes(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
-    """False alerts (rejected) per group and reason, with each reason's share of the group's rejections."""
+    """False alerts (rejected) per group and reason, with each reason's share of the group's rejections.
+
+    Args:
+        alerts: the alerts frame.
+        by: the column, or columns, to group by.
+
+    Returns:
+        The group columns, reason, rejected (count) and share (0-1); the most frequent reason first in each
+        group.
+    """
     keys = _as_list(by)
     rejected = alerts.filter(pl.col("status") == "rejected")
     return (
@@ -323,6 +440,15 @@ def rejection_causes(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.D
 
 
 def follow_up_counts(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
+    """Decisions per group and follow-up, the most frequent follow-up first in each group.
+
+    Args:
+        alerts: the alerts frame.
+        by: the column, or columns, to group by.
+
+    Returns:
+        The group columns, follow_up and decisions (count); pending alerts are left out.
+    """
     keys = _as_list(by)
     decided = alerts.filter(pl.col("decision").is_not_null())
     return (
@@ -333,7 +459,16 @@ def follow_up_counts(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.D
 
 
 def decision_delays(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
-    """Time to decision (seconds from the alert being stored to the operator's decision) per group."""
+    """Time to decision (seconds from the alert being stored to the operator's decision) per group.
+
+    Args:
+        alerts: the alerts frame.
+        by: the column, or columns, to group by.
+
+    Returns:
+        One row per group with a decision, in group order: decisions, median_s, mean_s, p90_s (nearest rank)
+        and max_s.
+    """
     keys = _as_list(by)
     decided = alerts.filter(pl.col("decision_delay_s").is_not_null())
     return (
@@ -350,7 +485,16 @@ def decision_delays(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.Da
 
 
 def revision_comparison(alerts: pl.DataFrame, by: str | list[str] = "config_revision") -> pl.DataFrame:
-    """Each config revision side by side: volume, period covered, validation rate and time to decision."""
+    """Each config revision side by side: volume, period covered, validation rate and time to decision.
+
+    Args:
+        alerts: the alerts frame.
+        by: the revision column, or columns.
+
+    Returns:
+        The columns of `validation_stats`, then first_utc and last_utc (the first and last alert), one row
+        per revision in order.
+    """
     keys = _as_list(by)
     periods = alerts.group_by(keys).agg(
         pl.col("ts_utc").min().alias("first_utc"),
@@ -360,7 +504,17 @@ def revision_comparison(alerts: pl.DataFrame, by: str | list[str] = "config_revi
 
 
 def timeline(alerts: pl.DataFrame, every: str = "1h", by: str = "kind") -> pl.DataFrame:
-    """Alerts per time bucket (`every`: a polars duration such as "1h" or "1d") and group."""
+    """Alerts per time bucket (`every`: a polars duration such as "1h" or "1d") and group.
+
+    Args:
+        alerts: a frame with a ts_utc datetime column.
+        every: the bucket length, as a polars duration.
+        by: the group column.
+
+    Returns:
+        bucket (the bucket's start), the group column and alerts, sorted by bucket then group; the same
+        columns, without rows, for no alert.
+    """
     if alerts.is_empty():
         return pl.DataFrame(schema={"bucket": alerts.schema["ts_utc"], by: pl.String, "alerts": pl.UInt32})
     return (
@@ -372,7 +526,16 @@ def timeline(alerts: pl.DataFrame, every: str = "1h", by: str = "kind") -> pl.Da
 
 
 def heatmap_counts(alerts: pl.DataFrame, bins_x: int = 32, bins_y: int = 18) -> np.ndarray:
-    """Counts of alert box centres on a grid over the image (rows top to bottom), coordinates being 0-1."""
+    """Counts of alert box centres on a grid over the image (rows top to bottom), coordinates being 0-1.
+
+    Args:
+        alerts: a frame with cx and cy columns; alerts without a box (null centre) are left out.
+        bins_x: the grid's columns, across the image.
+        bins_y: the grid's rows, down the image.
+
+    Returns:
+        An int array of shape (bins_y, bins_x), row 0 at the top of the image.
+    """
     centres = alerts.filter(pl.col("cx").is_not_null() & pl.col("cy").is_not_null())
     grid, _, _ = np.histogram2d(
         centres["cy"].to_numpy(),
@@ -384,7 +547,16 @@ def heatmap_counts(alerts: pl.DataFrame, bins_x: int = 32, bins_y: int = 18) -> 
 
 
 def latest_snapshot(alerts: pl.DataFrame, camera_id: str, media: Path) -> Path | None:
-    """The newest snapshot still on disk for a camera (the background of its heatmap)."""
+    """The newest snapshot still on disk for a camera (the background of its heatmap).
+
+    Args:
+        alerts: the alerts frame.
+        camera_id: the camera.
+        media: the snapshots folder (see `media_dir`).
+
+    Returns:
+        The image file, or None when no snapshot of the camera is left inside the folder.
+    """
     candidates = alerts.filter(
         (pl.col("camera_id") == camera_id) & pl.col("snapshot").is_not_null() & pl.col("media_purged_utc").is_null()
     ).sort("id", descending=True)
@@ -401,14 +573,33 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def confined_path(root: Path, relative: str) -> Path | None:
-    """root / relative, or None when it would leave root (absolute path, '..', symlink out)."""
+    """root / relative, or None when it would leave root (absolute path, '..', symlink out).
+
+    Args:
+        root: the folder to stay in.
+        relative: a path given from outside (a register value, a folder name typed in).
+
+    Returns:
+        The resolved path (root itself included), or None.
+    """
     root = Path(root).resolve()
     target = (root / relative).resolve()
     return target if target == root or target.is_relative_to(root) else None
 
 
 def export_folder(root: Path, name: str) -> Path:
-    """The folder an export goes to: a plain name (or sub/name) under the export root, never outside it."""
+    """The folder an export goes to: a plain name (or sub/name) under the export root, never outside it.
+
+    Args:
+        root: the export root.
+        name: the folder name the analyst typed; surrounding spaces are ignored.
+
+    Returns:
+        The resolved folder; it is not created here.
+
+    Raises:
+        ValueError: an empty, absolute or '..' name, or one that resolves to root or outside it.
+    """
     name = name.strip()
     if not name or Path(name).is_absolute() or any(part in ("..", "") for part in Path(name).parts):
         raise ValueError(f"export folder {name!r}: give a relative folder name inside {root}")
@@ -429,8 +620,26 @@ def export_statistics(
     media: Path | None = None,
 ) -> list[Path]:
     """An analyst's export: role checked, files written under the export root, then one audit row
-    (user, role, folder, format, tables and row counts). Files whose export cannot be logged are removed."""
-    from runner.register.store import Register
+    (user, role, folder, format, tables and row counts). Files whose export cannot be logged are removed.
+
+    Args:
+        tables: the tables by name; each becomes <name>.<fmt>.
+        root: the export root.
+        folder: the folder under root, as the analyst typed it.
+        fmt: "csv" or "parquet".
+        by: who exports; the role must allow exporting statistics.
+        db_path: the register the audit row goes to (opened for writing, never created).
+        media: the snapshots folder handed to the register; None for its default.
+
+    Returns:
+        The files written.
+
+    Raises:
+        PermissionDenied: the role may not export.
+        StoreError: the register cannot be opened, or the audit row cannot be written.
+        ValueError: a bad folder, format or table name (see `export_tables`).
+    """
+    from runner.register import Register
 
     require(by, Action.EXPORT_STATISTICS)
     with Register(db_path, media, create=False) as register:  # opened first: no unlogged export
@@ -455,7 +664,21 @@ def export_statistics(
 
 
 def export_tables(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt: str) -> list[Path]:
-    """Write each table as <folder>/<name>.<fmt> under the export root; returns the files written."""
+    """Write each table as <folder>/<name>.<fmt> under the export root; returns the files written.
+
+    Args:
+        tables: the tables by name.
+        root: the export root.
+        folder: the folder under root (see `export_folder`).
+        fmt: "csv" or "parquet".
+
+    Returns:
+        The files written, in the order of `tables`.
+
+    Raises:
+        ValueError: an unknown format, a folder outside root, or a table name with other characters than
+            letters, digits, '_', '-' and '.' (the tables before it are already written).
+    """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     target = export_folder(root, folder)

@@ -6,8 +6,8 @@
 `make workbench` runs this, and so do the browser tests, so what is tested is what is served.
 The token is $VIGIE_TOKEN (never printed), or a random one generated here and printed once in the
 URLs; it reaches Voilà through the environment (JUPYTER_TOKEN), never through the command line,
-where `ps` would show it to every local user. A non-loopback address is refused unless VIGIE_TOKEN is set: someone chose to open
-the dashboards to the network and to hand out that token.
+where `ps` would show it to every local user. A non-loopback address is refused unless VIGIE_TOKEN is set:
+someone chose to open the dashboards to the network and to hand out that token.
 
 One server per role, each with its own token (and port): the role ($VIGIE_ROLE or --role) is
 fixed by whoever starts the server and reaches the apps through their kernels' environment, so the
@@ -29,7 +29,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from runner.core.access import Principal, Role
+from runner.core.access import Principal, Role, clean_user, principal_from_env
 from runner.core.errors import VigieError
 from workbench._setup_paths import PROJECT_ROOT
 
@@ -62,6 +62,15 @@ class ServeError(ValueError):
 
 
 def is_loopback(ip: str) -> bool:
+    """Whether `ip` names this machine only.
+
+    Args:
+        ip: the address to listen on, or a host name.
+
+    Returns:
+        True for "localhost" and loopback addresses (127.0.0.0/8, ::1); False for any other address or host
+        name (a name may resolve to anything).
+    """
     if ip == "localhost":
         return True
     try:
@@ -71,6 +80,18 @@ def is_loopback(ip: str) -> bool:
 
 
 def choose_token(ip: str, environ: dict[str, str]) -> str:
+    """The token the server requires: $VIGIE_TOKEN, else a random one (loopback addresses only).
+
+    Args:
+        ip: the address to listen on.
+        environ: the environment the server was started in (VIGIE_TOKEN).
+
+    Returns:
+        The token.
+
+    Raises:
+        ServeError: VIGIE_TOKEN shorter than MIN_TOKEN_CHARS, or a non-loopback address without VIGIE_TOKEN.
+    """
     token = environ.get("VIGIE_TOKEN", "").strip()
     if token and len(token) < MIN_TOKEN_CHARS:
         raise ServeError(f"VIGIE_TOKEN is too short: use at least {MIN_TOKEN_CHARS} characters")
@@ -83,7 +104,16 @@ def choose_token(ip: str, environ: dict[str, str]) -> str:
 
 
 def choose_principal(role: str | None, user: str | None, environ: dict[str, str]) -> Principal:
-    """The role the server is for (--role, else VIGIE_ROLE; required) and its user (--user, VIGIE_USER, login)."""
+    """The role the server is for (--role, else VIGIE_ROLE; required) and its user (--user, VIGIE_USER, login).
+
+    Args:
+        role: --role, or None for $VIGIE_ROLE.
+        user: --user, or None for $VIGIE_USER, else the login that starts the server.
+        environ: the environment the server was started in.
+
+    Returns:
+        The principal the server and its apps act as; a ServeError (one line) when the role or user is refused.
+    """
     role = (role or environ.get("VIGIE_ROLE", "")).strip()
     if not role:
         raise ServeError(
@@ -91,7 +121,9 @@ def choose_principal(role: str | None, user: str | None, environ: dict[str, str]
             "(or set VIGIE_ROLE); run one server per role, each with its own token"
         )
     try:
-        principal = Principal((user or environ.get("VIGIE_USER", "")).strip() or getpass.getuser(), role)
+        # The user is checked before the role, as it always was: a bad --user is named first.
+        user = clean_user((user or environ.get("VIGIE_USER", "")).strip() or getpass.getuser())
+        principal = principal_from_env({"VIGIE_ROLE": role}, user=user)
     except VigieError as exc:
         raise ServeError(str(exc)) from None
     if principal.role not in SERVED_ROLES:
@@ -103,6 +135,16 @@ def choose_principal(role: str | None, user: str | None, environ: dict[str, str]
 
 
 def server_environment(environ: dict[str, str], token: str, principal: Principal | None = None) -> dict[str, str]:
+    """The environment Voilà and its kernels run in.
+
+    Args:
+        environ: the environment the server was started in.
+        token: the server's token, handed over as JUPYTER_TOKEN.
+        principal: the role and user the apps serve (VIGIE_ROLE, VIGIE_USER); None leaves those as they are.
+
+    Returns:
+        A copy of `environ` with the PATH_VARIABLES made absolute, JUPYTER_TOKEN set and VIGIE_TOKEN removed.
+    """
     env = dict(environ)
     if principal is not None:  # the apps read who they serve from here (runner.core.access.role_from_env)
         env["VIGIE_ROLE"], env["VIGIE_USER"] = principal.role.value, principal.user
@@ -115,6 +157,16 @@ def server_environment(environ: dict[str, str], token: str, principal: Principal
 
 
 def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
+    """The Voilà command line; it holds no token, since `ps` shows command lines to every local user.
+
+    Args:
+        notebooks: the folder of notebooks served.
+        ip: the address to listen on.
+        port: the port; Voilà does not try another one when it is taken.
+
+    Returns:
+        The arguments, this Python interpreter first.
+    """
     return [
         sys.executable,
         "-m",
@@ -131,7 +183,18 @@ def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
 
 
 def app_urls(ip: str, port: int, token: str, notebooks: Path, role: Role | None = None) -> list[str]:
-    """The server's URL, then its role's apps first, then the others (read only for this role)."""
+    """The server's URL, then its role's apps first, then the others (read only for this role).
+
+    Args:
+        ip: the address listened on (an IPv6 one is put in brackets).
+        port: the port.
+        token: what the URLs show as the token (the literal "$VIGIE_TOKEN" when the user chose it).
+        notebooks: the folder whose *.ipynb files are listed.
+        role: the role whose apps come first; None keeps alphabetical order.
+
+    Returns:
+        The URLs.
+    """
     host = f"[{ip}]" if ":" in ip else ip
     base = f"http://{host}:{port}"
     urls = [f"{base}/?token={token}"]
@@ -143,6 +206,14 @@ def app_urls(ip: str, port: int, token: str, notebooks: Path, role: Role | None 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of `python -m workbench.serve` (see the module's docstring).
+
+    Args:
+        argv: the arguments after the program name; None for sys.argv.
+
+    Returns:
+        The parsed options (argparse exits with status 2 on a bad one).
+    """
     parser = argparse.ArgumentParser(prog="python -m workbench.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--role",
@@ -159,6 +230,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    """Check the request, print the URLs, then become Voilà (unless --dry-run).
+
+    Args:
+        argv: the arguments after the program name; None for sys.argv.
+        environ: the environment to start from; None for os.environ.
+
+    Returns:
+        The exit status: 0 after a dry run, 2 for a refusal (one line on stderr). Otherwise Voilà replaces
+        this process and nothing returns.
+    """
     args = parse_args(argv)
     environ = dict(os.environ if environ is None else environ)
     notebooks = args.notebooks.resolve()

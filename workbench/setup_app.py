@@ -25,7 +25,7 @@ from runner.config.loading import expand_env, load_config, redact, validation_pr
 from runner.config.site import Camera, Retention, SiteConfig
 from runner.core.access import PermissionDenied, Principal, Role, role_from_env
 from runner.core.errors import ConfigError, SourceError, VigieError
-from runner.register.store import Register
+from runner.register import Register
 from runner.sources.capture import VideoSource, resolve_source
 from runner.sources.privacy import PrivacyMasker
 from workbench import _setup_paths as paths
@@ -58,6 +58,19 @@ def grab_frame(source: str, base_dir: Path, *, at_s: float = 0.0, timeout_s: flo
 
     A stream that never answers would be retried forever by VideoSource (that is what a live
     camera needs): here the attempt is bounded by `timeout_s`.
+
+    Args:
+        source: the camera's source as in the config (`${VAR}` expanded, relative paths from `base_dir`).
+        base_dir: the site folder.
+        at_s: stream time of the wanted frame, seconds: the first frame at or after it is returned.
+        timeout_s: how long to wait for it, seconds.
+
+    Returns:
+        The frame, BGR.
+
+    Raises:
+        SourceError: the source failed, did not answer within `timeout_s` or ended before `at_s`
+            (another VigieError of the capture is raised as is).
     """
     uri = resolve_source(expand_env(source, "source"), base_dir)
     stop = threading.Event()
@@ -87,6 +100,18 @@ def grab_frame(source: str, base_dir: Path, *, at_s: float = 0.0, timeout_s: flo
 
 
 def jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
+    """The image as a JPEG `data:` URL, what the canvas widget shows.
+
+    Args:
+        image: a BGR image.
+        quality: JPEG quality, 0..100.
+
+    Returns:
+        "data:image/jpeg;base64,...".
+
+    Raises:
+        SourceError: OpenCV could not encode the image.
+    """
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise SourceError(t("setup.snapshot_encode"))
@@ -123,6 +148,21 @@ class CameraSetup:
 
     @classmethod
     def from_site_folder(cls, zones_dir: Path, site: str, camera_id: str | None = None) -> CameraSetup:
+        """Start editing a site's current site.yaml.
+
+        Args:
+            zones_dir: the folder of the site folders.
+            site: the site's folder name.
+            camera_id: the camera to edit first; None takes the first one.
+
+        Returns:
+            The setup, its relative sources resolved from the site folder.
+
+        Raises:
+            ConfigError: site.yaml is missing or invalid, or has no camera.
+            ExportError: `site` is not a plain folder name.
+            KeyError: no camera has that id.
+        """
         folder = SiteFolder(zones_dir, site)
         loaded = load_config(folder.current_path)
         return cls(loaded.config.model_dump(mode="json"), camera_id, base_dir=folder.dir)
@@ -147,12 +187,25 @@ class CameraSetup:
         raise KeyError(t("setup.unknown_camera", camera=camera_id, cameras=", ".join(self.camera_ids)))
 
     def select_camera(self, camera_id: str) -> None:
+        """Keep the edits of the camera being edited and edit another one.
+
+        Args:
+            camera_id: the other camera's id.
+
+        Raises:
+            KeyError: no camera has that id (nothing changes then).
+        """
         index = self._index_of(camera_id)
         self._commit()
         self._load_camera(index)
 
     def add_camera(self, camera_id: str, source: str) -> None:
-        """A new camera with no geometry yet; its id and source are checked by the validation."""
+        """A new camera with no geometry yet; its id and source are checked by the validation.
+
+        Args:
+            camera_id: the new camera's id.
+            source: its video source (file, RTSP URL...).
+        """
         self._commit()
         self.site["cameras"].append({"id": camera_id, "source": source})
         self._load_camera(len(self.site["cameras"]) - 1)
@@ -167,7 +220,8 @@ class CameraSetup:
             Camera, {k: v for k, v in camera.items() if k not in GEOMETRY_FIELDS}, exclude=GEOMETRY_FIELDS
         )
         calibration = camera.get("calibration") or {}
-        self.world_m: list[list[float | None]] = [list(p) for p in calibration.get("world_m") or []] or [
+        # Text that is not a number is kept as typed, so that the validation names the point.
+        self.world_m: list[list[float | str | None]] = [list(p) for p in calibration.get("world_m") or []] or [
             [None, None] for _ in range(4)
         ]
         self.snapshot = None
@@ -175,7 +229,19 @@ class CameraSetup:
     # -- rules -----------------------------------------------------------------------------------
     def add_rule(self, kind: str, target: str | None = None) -> ModelForm:
         """A rule of `kind` with its defaults, attached to `target` (a zone or line id) or to the
-        shape selected on the canvas."""
+        shape selected on the canvas.
+
+        Args:
+            kind: a rule kind the registry lists.
+            target: the zone or line the rule watches; None takes the canvas's selection (a selection
+                that is neither leaves the rule's zone / line fields blank).
+
+        Returns:
+            The rule's form, added to `rules`; its id is "<target>-<kind>" (or the kind), made unique.
+
+        Raises:
+            KeyError: an unknown kind.
+        """
         target = target or self.canvas.selected
         shape = self.canvas.find(target)
         zone = target if shape is not None and shape.kind == "zone" else None
@@ -195,10 +261,26 @@ class CameraSetup:
         return candidate
 
     def remove_rule(self, index: int) -> None:
+        """Remove a rule of the camera being edited.
+
+        Args:
+            index: its position in `rules`.
+
+        Raises:
+            IndexError: no rule at that position.
+        """
         del self.rules[index]
 
     def rename_shape(self, key: str, new_key: str) -> None:
-        """Rename a zone or line and every rule field that refers to it."""
+        """Rename a zone or line and every rule field that refers to it.
+
+        Args:
+            key: the shape's key.
+            new_key: its new key.
+
+        Raises:
+            EditError: the canvas refuses the rename (no such shape, calibration, bad or taken key).
+        """
         kind = self.canvas.shape(key).kind
         self.canvas.rename(key, new_key)
         ref_widgets = {"zone": (ZONE, ZONES), "line": (LINE, LINES)}.get(kind, ())
@@ -211,7 +293,14 @@ class CameraSetup:
                     form.values[spec.name] = [new_key if v == key else v for v in value]
 
     # -- calibration -----------------------------------------------------------------------------
-    def set_world_point(self, index: int, x_m: float | None, y_m: float | None) -> None:
+    def set_world_point(self, index: int, x_m: float | str | None, y_m: float | str | None) -> None:
+        """Ground coordinates of one calibration point.
+
+        Args:
+            index: the point, 0..3, matching the calibration's image points in order.
+            x_m: metres; None when not entered yet, text when it is not a number (the validation names it).
+            y_m: metres, as `x_m`.
+        """
         self.world_m[index] = [x_m, y_m]
 
     def _calibration(self, image_points: list | None) -> dict[str, Any] | None:
@@ -238,12 +327,20 @@ class CameraSetup:
         self.site["retention"] = dict(self.retention_form.values)
 
     def draft(self) -> dict[str, Any]:
-        """The whole site config as plain data, with the current edits."""
+        """The whole site config as plain data, with the current edits.
+
+        Returns:
+            A deep copy, valid or not.
+        """
         self._commit()
         return copy.deepcopy(self.site)
 
     def problems(self) -> list[Problem]:
-        """Every problem of the draft, from the runner's own models, plus unreadable form inputs."""
+        """Every problem of the draft, from the runner's own models, plus unreadable form inputs.
+
+        Returns:
+            (field path, message) pairs; empty when the draft is valid.
+        """
         problems: list[Problem] = []
         for prefix, form in self._forms():
             problems += [
@@ -261,18 +358,39 @@ class CameraSetup:
         ]
 
     def config(self) -> SiteConfig:
-        """The validated draft; raises ExportError (with every problem) when it is not valid."""
+        """The validated draft; raises ExportError (with every problem) when it is not valid.
+
+        Returns:
+            The draft as the runner's model.
+        """
         problems = self.problems()
         if problems:
             raise ExportError(t("export.invalid", count=len(problems), first=_line(problems[0])), problems)
         return SiteConfig.model_validate(self.draft())
 
     def rule_problems(self, index: int, problems: list[Problem] | None = None) -> tuple[dict[str, str], list[str]]:
+        """The problems of one rule of the camera being edited.
+
+        Args:
+            index: the rule's position in `rules`.
+            problems: the draft's problems when already computed; None computes them.
+
+        Returns:
+            ({field name: message}, messages about the rule itself), as `field_problems` splits them.
+        """
         problems = self.problems() if problems is None else problems
         return field_problems(problems, f"{self.camera_prefix}.rules[{index}]")
 
     def shape_problems(self, problems: list[Problem] | None = None) -> dict[str, list[str]]:
-        """Problems of the drawn geometry, by shape key (zone / line id, mask-N, calibration)."""
+        """Problems of the drawn geometry, by shape key (zone / line id, mask-N, calibration).
+
+        Args:
+            problems: the draft's problems when already computed; None computes them.
+
+        Returns:
+            Shape key -> its messages ("field: message" for a field of the shape); shapes without
+            problems are left out.
+        """
         problems = self.problems() if problems is None else problems
         keys = {
             "zones": [s.key for s in self.canvas.of_kind("zone")],
@@ -290,17 +408,41 @@ class CameraSetup:
 
     # -- snapshot --------------------------------------------------------------------------------
     def grab_snapshot(self, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
+        """Take the camera's snapshot from its source (as the camera form holds it now).
+
+        Args:
+            at_s: stream time of the frame, seconds.
+            timeout_s: how long to wait for it, seconds.
+
+        Returns:
+            The frame, BGR; also kept as `snapshot`, its size given to the canvas.
+
+        Raises:
+            SourceError: see `grab_frame`.
+        """
         source = self.camera_form.values.get("source") or ""
         image = grab_frame(source, self.base_dir, at_s=at_s, timeout_s=timeout_s)
         self.set_snapshot(image)
         return image
 
     def set_snapshot(self, image: np.ndarray) -> None:
+        """Use `image` as the camera's snapshot; the canvas snaps in its pixels.
+
+        Args:
+            image: a BGR image.
+        """
         self.snapshot = image
         self.canvas.set_image_size(image.shape[1], image.shape[0])
 
     def preview(self, masks_applied: bool) -> np.ndarray | None:
-        """The snapshot, with the privacy masks blanked by the runner's own masker when asked."""
+        """The snapshot, with the privacy masks blanked by the runner's own masker when asked.
+
+        Args:
+            masks_applied: blank the masks of at least 3 vertices drawn on the canvas.
+
+        Returns:
+            A copy of the snapshot, or None before one was taken.
+        """
         if self.snapshot is None:
             return None
         image = self.snapshot.copy()
@@ -311,10 +453,34 @@ class CameraSetup:
 
     # -- export ----------------------------------------------------------------------------------
     def plan_export(self, exporter: ConfigExporter) -> ExportPlan:
+        """What exporting the draft would write; writes nothing.
+
+        Args:
+            exporter: the exporter of the sites folder.
+
+        Returns:
+            The export plan (revision, YAML, sha256, changes).
+
+        Raises:
+            ExportError: the draft or a form input is invalid.
+        """
         self.config()  # form inputs the config cannot hold (bad YAML) also block an export
         return exporter.plan(self.draft())
 
     def export(self, exporter: ConfigExporter, by: Principal) -> ExportResult:
+        """Export the draft, then go on editing the exported revision (same camera, same snapshot).
+
+        Args:
+            exporter: the exporter of the sites folder.
+            by: who exports; must hold the design role.
+
+        Returns:
+            What was written.
+
+        Raises:
+            ExportError: the draft or a form input is invalid, or the export failed.
+            PermissionDenied: `by` may not export configs.
+        """
         self.config()
         result = exporter.export(self.draft(), by)
         exported = load_config(result.current_path).config.model_dump(mode="json")
@@ -327,7 +493,19 @@ class CameraSetup:
 
 
 def export_principal(actor: str, role: Role | None) -> Principal:
-    """The agent who exports (the identity typed in) in the server's role ($VIGIE_ROLE, serve --role design)."""
+    """The agent who exports (the identity typed in) in the server's role ($VIGIE_ROLE, serve --role design).
+
+    Args:
+        actor: the name or badge number typed in (surrounding spaces dropped).
+        role: the server's role; None when it was started without one.
+
+    Returns:
+        The principal.
+
+    Raises:
+        ExportError: no actor, or one over `MAX_ACTOR_CHARS`.
+        PermissionDenied: no role.
+    """
     actor = (actor or "").strip()
     if not actor:
         raise ExportError(t("export.actor_required"))
@@ -361,6 +539,11 @@ class CameraSetupApp:
 
     @classmethod
     def from_env(cls) -> CameraSetupApp:
+        """The app over the folders the environment names (`_setup_paths`), opening $VIGIE_SITE if set.
+
+        Returns:
+            The app, its first (or chosen) site open.
+        """
         return cls(paths.zones_dir(), paths.register_path(), os.environ.get("VIGIE_SITE") or None)
 
     def display(self) -> None:
@@ -511,6 +694,14 @@ class CameraSetupApp:
         color = "#c62828" if error else "#2e7d32"
         self.status.value = f"<span style='color:{color}'>{html.escape(message)}</span>" if message else ""
 
+    @property
+    def _editing(self) -> CameraSetup:
+        """The setup of the open site, for the actions that need one."""
+        # With no site under zones_dir none is open: such an action then stops here, its error
+        # left to the widget's log as any unexpected one.
+        assert self.setup is not None, "no site is open"
+        return self.setup
+
     def _open_site(self, site: str | None) -> None:
         if not site:
             return
@@ -537,7 +728,7 @@ class CameraSetupApp:
             self._camera_loaded()
 
     def _camera_loaded(self, grab: bool = True) -> None:
-        setup = self.setup
+        setup = self._editing
         self._form_views = {}
         self.site_box.children = [
             widgets.HTML(f"<b>{t('setup.tab.site')}</b>"),
@@ -562,12 +753,13 @@ class CameraSetupApp:
         return [s.key for s in self.setup.canvas.of_kind(kind)] if self.setup else []
 
     def _rebuild_rules(self) -> None:
-        self.rule_views = [ModelFormView(form, self._refresh, self._ref_options) for form in self.setup.rules]
+        setup = self._editing
+        self.rule_views = [ModelFormView(form, self._refresh, self._ref_options) for form in setup.rules]
         boxes = []
         for index, view in enumerate(self.rule_views):
             remove = widgets.Button(description=t("setup.remove_rule"), icon="trash", button_style="danger")
             remove.on_click(lambda _b, i=index: self._remove_rule(i))
-            form = self.setup.rules[index]
+            form = setup.rules[index]
             title = widgets.HTML(
                 f"<b>{html.escape(str(form.values.get('id')))}</b> — <code>{form.values['kind']}</code>"
             )
@@ -596,28 +788,31 @@ class CameraSetupApp:
             self.canvas_widget.set_image(jpeg_data_url(image), image.shape[1], image.shape[0])
 
     def _delete_selected(self) -> None:
-        key = self.setup.canvas.selected
+        canvas = self._editing.canvas
+        key = canvas.selected
         if key is None:
             raise EditError(t("setup.select_shape_first"))
-        self.setup.canvas.delete_shape(key)
+        canvas.delete_shape(key)
 
     def _select_shape(self, key: str | None) -> None:
         if self.setup and key and key != self.setup.canvas.selected and self.setup.canvas.find(key):
             self.setup.canvas.select(key)
 
     def _rename(self) -> None:
-        key = self.setup.canvas.selected
+        setup = self._editing
+        key = setup.canvas.selected
         if key is None:
             raise EditError(t("setup.select_shape_first"))
-        self.setup.rename_shape(key, self.rename_text.value.strip())
+        setup.rename_shape(key, self.rename_text.value.strip())
         self._rebuild_rules()
         self._refresh()
 
     def _clear_direction(self) -> None:
-        key = self.setup.canvas.selected
+        canvas = self._editing.canvas
+        key = canvas.selected
         if key is None:
             raise EditError(t("setup.select_shape_first"))
-        self.setup.canvas.clear_direction(key)
+        canvas.clear_direction(key)
 
     def _world_changed(self, index: int) -> None:
         if self.setup:
@@ -626,18 +821,19 @@ class CameraSetupApp:
             self._refresh()
 
     def _add_rule(self) -> None:
-        self.setup.add_rule(self.rule_kind.value)
+        self._editing.add_rule(self.rule_kind.value)
         self._rebuild_rules()
         self._refresh()
 
     def _remove_rule(self, index: int) -> None:
-        self.setup.remove_rule(index)
+        self._editing.remove_rule(index)
         self._rebuild_rules()
         self._refresh()
 
     def _add_camera(self) -> None:
-        self.setup.add_camera(self.new_camera_id.value.strip(), self.new_camera_source.value.strip())
-        replace_options(self.camera_picker, self.setup.camera_ids, self.setup.camera_ids[-1])
+        setup = self._editing
+        setup.add_camera(self.new_camera_id.value.strip(), self.new_camera_source.value.strip())
+        replace_options(self.camera_picker, setup.camera_ids, setup.camera_ids[-1])
         self._camera_loaded()
 
     # -- refresh after every edit ----------------------------------------------------------------
@@ -664,15 +860,15 @@ class CameraSetupApp:
             ("retention", self.setup.retention_form),
             (self.setup.camera_prefix, self.setup.camera_form),
         ):
-            view = self._form_views.get(id(form))
-            if view:
-                view.show_problems(*field_problems(problems, prefix))
+            form_view = self._form_views.get(id(form))
+            if form_view:
+                form_view.show_problems(*field_problems(problems, prefix))
         self.problems_html.value = _problems_html(problems)
         self.export_button.disabled = bool(problems)
 
     def _show_diff(self) -> None:
         try:
-            plan = self.setup.plan_export(self.exporter)
+            plan = self._editing.plan_export(self.exporter)
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return
@@ -685,8 +881,9 @@ class CameraSetupApp:
         )
 
     def _export(self) -> None:
+        setup = self._editing
         try:
-            result = self.setup.export(self.exporter, export_principal(self.actor.value, role_from_env()))
+            result = setup.export(self.exporter, export_principal(self.actor.value, role_from_env()))
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return
@@ -700,7 +897,7 @@ class CameraSetupApp:
         )
         self.export_output.value = f"<span style='color:#2e7d32'>✔ {html.escape(done)}</span>"
         self._status(t("setup.site_loaded", site=result.site, revision=result.revision))
-        self._attach(self.setup, grab=False)
+        self._attach(setup, grab=False)
         self._show_image()
 
 

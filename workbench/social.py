@@ -161,10 +161,30 @@ def _unique(value: str, seen: dict[str, int], source: str, line: int, column: st
 
 
 def item_columns(header: list[str] | tuple[str, ...]) -> list[str]:
+    """The Likert item columns of a header (their names start with q_), in order.
+
+    Args:
+        header: column names.
+
+    Returns:
+        The item columns.
+    """
     return [h for h in header if h.startswith(ITEM_PREFIX)]
 
 
 def parse_survey(text: str, source: str = "<survey>") -> pl.DataFrame:
+    """Survey answers from CSV text, checked row by row.
+
+    Args:
+        text: the CSV (delimited by ',' or ';', a byte order mark allowed).
+        source: the file's name in error messages.
+
+    Returns:
+        respondent_id, date (Date), place, respondent_type, then one Int8 column per item (null: no answer).
+
+    Raises:
+        SocialCsvError: the first problem found, naming the row and column.
+    """
     header, rows = _rows(text, source)
     _require_columns(header, SURVEY_COLUMNS, source)
     items = item_columns(header)
@@ -199,6 +219,19 @@ def parse_survey(text: str, source: str = "<survey>") -> pl.DataFrame:
 
 
 def parse_requests(text: str, source: str = "<requests>") -> pl.DataFrame:
+    """Rights requests and complaints from CSV text, checked row by row.
+
+    Args:
+        text: the CSV (delimited by ',' or ';', a byte order mark allowed).
+        source: the file's name in error messages.
+
+    Returns:
+        The REQUEST_COLUMNS (dates as Date; date_answered null while unanswered), then answer_days, the days
+        from receipt to answer (null while unanswered).
+
+    Raises:
+        SocialCsvError: the first problem found, naming the row and column.
+    """
     header, rows = _rows(text, source)
     _require_columns(header, REQUEST_COLUMNS, source)
     unknown = [h for h in header if h not in REQUEST_COLUMNS]
@@ -242,7 +275,17 @@ def parse_requests(text: str, source: str = "<requests>") -> pl.DataFrame:
 
 
 def read_csv_file(path: str | Path) -> tuple[str, pl.DataFrame]:
-    """("survey" | "requests", frame), the kind told by the header."""
+    """("survey" | "requests", frame), the kind told by the header.
+
+    Args:
+        path: a UTF-8 CSV file of at most MAX_CSV_BYTES.
+
+    Returns:
+        The kind of file and its frame (see `parse_survey` and `parse_requests`).
+
+    Raises:
+        SocialCsvError: a missing, too large or non-UTF-8 file, or an invalid CSV.
+    """
     path = Path(path)
     try:
         if path.stat().st_size > MAX_CSV_BYTES:
@@ -256,6 +299,18 @@ def read_csv_file(path: str | Path) -> tuple[str, pl.DataFrame]:
 
 
 def parse_any(text: str, source: str) -> tuple[str, pl.DataFrame]:
+    """A survey or a requests CSV, told apart by "request_id" in its header line.
+
+    Args:
+        text: the CSV.
+        source: the file's name in error messages.
+
+    Returns:
+        "survey" or "requests", and the frame.
+
+    Raises:
+        SocialCsvError: an invalid CSV.
+    """
     header_line = text.lstrip("\ufeff").split("\n", 1)[0]
     if "request_id" in header_line:
         return "requests", parse_requests(text, source)
@@ -276,7 +331,21 @@ class ItemIndicator:
     mean_high: float | None
 
 
-def item_indicator(values: list[int], item: str, group: str | None = None, confidence: float = 0.95) -> ItemIndicator:
+def item_indicator(
+    values: list[int | None], item: str, group: str | None = None, confidence: float = 0.95
+) -> ItemIndicator:
+    """The indicators of one Likert item over a set of answers.
+
+    Args:
+        values: the answers, 1 to 5; None for no answer.
+        item: the item's column.
+        group: the group's value, or None for every respondent.
+        confidence: the intervals' level, between 0 and 1.
+
+    Returns:
+        The number of answers, the share agreeing (AGREE_FROM or more) with its Wilson interval and the mean
+        answer with its t interval; None where there is no answer (bounds: fewer than two for the mean).
+    """
     answered = [v for v in values if v is not None]
     agree = wilson_interval(sum(1 for v in answered if v >= AGREE_FROM), len(answered), confidence)
     mean = mean_t_interval([float(v) for v in answered], confidence)
@@ -286,7 +355,17 @@ def item_indicator(values: list[int], item: str, group: str | None = None, confi
 
 
 def survey_indicators(survey: pl.DataFrame, group_by: str | None = None, confidence: float = 0.95) -> pl.DataFrame:
-    """One row per item (and group): answers, share agreeing and mean answer, each with its interval."""
+    """One row per item (and group): answers, share agreeing and mean answer, each with its interval.
+
+    Args:
+        survey: the frame of `parse_survey`.
+        group_by: a column to split the respondents by (respondent_type, place), or None for everyone.
+        confidence: the intervals' level, between 0 and 1.
+
+    Returns:
+        item, group (null without group_by), answers, agree_share, agree_low, agree_high, mean, mean_low and
+        mean_high; groups in the order of their text, items in column order.
+    """
     rows = []
     groups = (
         [(None, survey)]
@@ -315,7 +394,18 @@ def _indicator_frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def survey_evolution(survey: pl.DataFrame, item: str, every: str = "1mo", confidence: float = 0.95) -> pl.DataFrame:
-    """The item's indicators per period ("1w" weeks from Monday, "1mo" calendar months), oldest first."""
+    """The item's indicators per period ("1w" weeks from Monday, "1mo" calendar months), oldest first.
+
+    Args:
+        survey: the frame of `parse_survey`.
+        item: the item's column.
+        every: the period, as a polars duration.
+        confidence: the intervals' level, between 0 and 1.
+
+    Returns:
+        period (its first day), then the columns of `survey_indicators` but group; periods without any
+        respondent are absent.
+    """
     periods = survey.with_columns(pl.col("date").dt.truncate(every).alias("period"))
     rows = []
     for (period,), part in sorted(periods.group_by(["period"]), key=lambda kv: kv[0][0]):
@@ -326,7 +416,17 @@ def survey_evolution(survey: pl.DataFrame, item: str, every: str = "1mo", confid
 
 
 def request_indicators(requests: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
-    """Per kind of request and in total: how many, still open, median days to answer, share answered in time."""
+    """Per kind of request and in total: how many, still open, median days to answer, share answered in time.
+
+    Args:
+        requests: the frame of `parse_requests`.
+        confidence: the level of the in-time share's Wilson interval, between 0 and 1.
+
+    Returns:
+        One row per kind present, in REQUEST_KINDS order, then "total": requests, open, median_answer_days,
+        and in_time_share (answered within ANSWER_DEADLINE_DAYS, among those with an answer date) with
+        in_time_low and in_time_high.
+    """
     rows = []
     for kind in [*REQUEST_KINDS, None]:
         part = requests if kind is None else requests.filter(pl.col("kind") == kind)
@@ -360,6 +460,15 @@ def request_indicators(requests: pl.DataFrame, confidence: float = 0.95) -> pl.D
 
 
 def requests_per_period(requests: pl.DataFrame, every: str = "1mo") -> pl.DataFrame:
+    """Requests received per period and kind.
+
+    Args:
+        requests: the frame of `parse_requests`.
+        every: the period, as a polars duration ("1w", "1mo").
+
+    Returns:
+        period (its first day), kind and requests, sorted by period then kind; empty periods are absent.
+    """
     return (
         requests.with_columns(pl.col("date_received").dt.truncate(every).alias("period"))
         .group_by(["period", "kind"])
@@ -386,7 +495,15 @@ NO_ANSWER_RATE = 0.06
 
 def example_survey(respondents: int = 240, seed: int = 2025) -> pl.DataFrame:
     """Plausible, entirely synthetic answers: a latent attitude per respondent (by type), item offsets,
-    noise, an information campaign that raises q_informed over the waves, and a few unanswered items."""
+    noise, an information campaign that raises q_informed over the waves, and a few unanswered items.
+
+    Args:
+        respondents: how many rows, spread over the EXAMPLE_WAVES.
+        seed: the random seed (the same seed gives the same answers).
+
+    Returns:
+        A frame shaped like `parse_survey`'s, with the STANDARD_ITEMS.
+    """
     rng = np.random.default_rng(seed)
     records = []
     for index in range(respondents):
@@ -420,7 +537,16 @@ _CHANNEL_WEIGHTS = (0.25, 0.40, 0.15, 0.10, 0.05, 0.05)
 
 
 def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025, 7, 15)) -> pl.DataFrame:
-    """Synthetic rights requests and complaints over the experiment; the recent ones are still open."""
+    """Synthetic rights requests and complaints over the experiment; the recent ones are still open.
+
+    Args:
+        count: how many requests.
+        seed: the random seed (seed + 1 is used, so that the requests do not mirror the survey's draws).
+        until: the example's last day: a request whose answer would come later is still open.
+
+    Returns:
+        A frame shaped like `parse_requests`' without answer_days, sorted by date received.
+    """
     rng = np.random.default_rng(seed + 1)
     first = date(2025, 4, 28)
     span = (until - first).days
@@ -430,8 +556,9 @@ def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025,
         delay = int(rng.gamma(2.5, 8.0)) + 1  # median near 18 days; some past the month
         answered = received + timedelta(days=delay)
         kind = str(rng.choice(REQUEST_KINDS, p=_REQUEST_KIND_WEIGHTS))
-        if answered > until:
-            status, answered = "open", None
+        still_open = answered > until  # the reply would come after the example's end: no date_answered
+        if still_open:
+            status = "open"
         else:
             status = "rejected" if kind == "erasure" and rng.random() < 0.3 else "answered"
         records.append(
@@ -441,7 +568,7 @@ def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025,
                 "kind": kind,
                 "channel": str(rng.choice(REQUEST_CHANNELS, p=_CHANNEL_WEIGHTS)),
                 "status": status,
-                "date_answered": answered,
+                "date_answered": None if still_open else answered,
             }
         )
     records.sort(key=lambda r: (r["date_received"], r["request_id"]))
@@ -457,12 +584,26 @@ def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025,
 
 
 def to_csv_text(frame: pl.DataFrame) -> str:
-    """The CSV the templates describe: comma-separated, ISO dates, empty cells for no value."""
+    """The CSV the templates describe: comma-separated, ISO dates, empty cells for no value.
+
+    Args:
+        frame: a survey or requests frame.
+
+    Returns:
+        The CSV text, header line first.
+    """
     return frame.write_csv(null_value="", date_format="%Y-%m-%d", line_terminator="\n")
 
 
 def example_frames(seed: int = 2025) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The example as an import would read it: written to CSV text, then parsed like any file."""
+    """The example as an import would read it: written to CSV text, then parsed like any file.
+
+    Args:
+        seed: the random seed of `example_survey` and `example_requests`.
+
+    Returns:
+        The survey and the requests frames.
+    """
     survey = parse_survey(to_csv_text(example_survey(seed=seed)), "example survey")
     requests = parse_requests(to_csv_text(example_requests(seed=seed)), "example requests")
     return survey, requests
@@ -471,6 +612,17 @@ def example_frames(seed: int = 2025) -> tuple[pl.DataFrame, pl.DataFrame]:
 def write_example(
     survey_path: Path, requests_path: Path | None = None, *, respondents: int = 240, seed: int = 2025
 ) -> list[Path]:
+    """Write the synthetic example as CSV files, creating their folders.
+
+    Args:
+        survey_path: where the survey answers go.
+        requests_path: where the requests go; None writes none.
+        respondents: how many survey respondents.
+        seed: the random seed.
+
+    Returns:
+        The files written.
+    """
     written = []
     for path, frame in (
         (survey_path, example_survey(respondents, seed)),
@@ -487,6 +639,14 @@ def write_example(
 
 # -- command line -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    """The `example` and `check` commands (see the module's docstring).
+
+    Args:
+        argv: the arguments after the program name; None for sys.argv.
+
+    Returns:
+        The exit status: 0, or 2 with one line on stderr (argparse exits with 2 on a bad command line).
+    """
     parser = argparse.ArgumentParser(prog="python -m workbench.social", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     example = commands.add_parser("example", help="write a synthetic example survey (and requests) CSV")

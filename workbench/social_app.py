@@ -28,9 +28,13 @@ add_messages(
             "social.survey_upload": "Réponses à l'enquête (CSV)",
             "social.requests_upload": "Demandes et plaintes (CSV)",
             "social.load_example": "Charger l'exemple synthétique",
-            "social.example_loaded": "Exemple synthétique chargé ({survey} réponses, {requests} demandes) — données fictives.",
+            "social.example_loaded": (
+                "Exemple synthétique chargé ({survey} réponses, {requests} demandes) — données fictives."
+            ),
             "social.loaded": "{name} : {rows} ligne(s) importée(s).",
-            "social.nothing": "Importez un fichier d'enquête ou de demandes (modèles dans docs/), ou chargez l'exemple.",
+            "social.nothing": (
+                "Importez un fichier d'enquête ou de demandes (modèles dans docs/), ou chargez l'exemple."
+            ),
             "social.group_by": "Par",
             "social.group.none": "Ensemble",
             "social.group.respondent_type": "Type de répondant",
@@ -39,7 +43,9 @@ add_messages(
             "social.period.week": "Semaine",
             "social.period.month": "Mois",
             "social.item": "Question",
-            "social.survey_title": "Indicateurs de l'enquête (IC {level} % : Wilson pour les parts, t de Student pour les moyennes)",
+            "social.survey_title": (
+                "Indicateurs de l'enquête (IC {level} % : Wilson pour les parts, t de Student pour les moyennes)"
+            ),
             "social.evolution_title": "Évolution — {item}",
             "social.overview_title": "Part d'accord (4 ou 5 sur 5) par question",
             "social.requests_title": "Demandes d'exercice des droits et plaintes (réponse attendue sous {days} jours)",
@@ -66,7 +72,9 @@ add_messages(
             "social.survey_upload": "Survey answers (CSV)",
             "social.requests_upload": "Requests and complaints (CSV)",
             "social.load_example": "Load the synthetic example",
-            "social.example_loaded": "Synthetic example loaded ({survey} answers, {requests} requests) — fictitious data.",
+            "social.example_loaded": (
+                "Synthetic example loaded ({survey} answers, {requests} requests) — fictitious data."
+            ),
             "social.loaded": "{name}: {rows} row(s) imported.",
             "social.nothing": "Import a survey or requests file (templates in docs/), or load the example.",
             "social.group_by": "By",
@@ -106,6 +114,14 @@ PERIODS = {"week": "1w", "month": "1mo"}
 
 
 def item_label(item: str) -> str:
+    """An item's question as the dashboard shows it.
+
+    Args:
+        item: the item's column (q_...).
+
+    Returns:
+        The question in the current language, or the column name for an item without a translation.
+    """
     key = f"social.item.{item}"
     text = t(key)
     return item if text == key else text
@@ -136,6 +152,15 @@ def _table(headers: list[str], rows: list[list[str]], css: str) -> str:
 
 
 def survey_table_html(indicators: pl.DataFrame, group_by: str | None) -> str:
+    """The survey indicators as an HTML table, every cell escaped.
+
+    Args:
+        indicators: the table of `social.survey_indicators`.
+        group_by: the column the indicators were grouped by (respondent types are translated), or None.
+
+    Returns:
+        The HTML table.
+    """
     group_prefix = "social.type" if group_by == "respondent_type" else "social.place"
     rows = [
         [
@@ -154,6 +179,14 @@ def survey_table_html(indicators: pl.DataFrame, group_by: str | None) -> str:
 
 
 def requests_table_html(indicators: pl.DataFrame) -> str:
+    """The request indicators as an HTML table, every cell escaped.
+
+    Args:
+        indicators: the table of `social.request_indicators`.
+
+    Returns:
+        The HTML table.
+    """
     rows = [
         [
             t("social.total") if r["kind"] == "total" else _label("social.kind", r["kind"]),
@@ -179,7 +212,14 @@ def _error_bars(values: list, lows: list, highs: list) -> tuple[np.ndarray, np.n
 
 
 def agreement_overview_figure(indicators: pl.DataFrame) -> plt.Figure:
-    """Share agreeing per item, with Wilson intervals: the whole survey at a glance."""
+    """Share agreeing per item, with Wilson intervals: the whole survey at a glance.
+
+    Args:
+        indicators: the table of `social.survey_indicators`, without groups.
+
+    Returns:
+        The figure.
+    """
     figure, axis = plt.subplots(figsize=(7, 0.6 + 0.5 * indicators.height))
     values, low, high = _error_bars(
         indicators["agree_share"].to_list(), indicators["agree_low"].to_list(), indicators["agree_high"].to_list()
@@ -195,6 +235,15 @@ def agreement_overview_figure(indicators: pl.DataFrame) -> plt.Figure:
 
 
 def evolution_figure(evolution: pl.DataFrame, item: str) -> plt.Figure:
+    """Share agreeing with one item per period, with its intervals and the number of answers.
+
+    Args:
+        evolution: the table of `social.survey_evolution`.
+        item: the item's column, for the title.
+
+    Returns:
+        The figure.
+    """
     figure, axis = plt.subplots(figsize=(7, 3))
     values, low, high = _error_bars(
         evolution["agree_share"].to_list(), evolution["agree_low"].to_list(), evolution["agree_high"].to_list()
@@ -213,6 +262,14 @@ def evolution_figure(evolution: pl.DataFrame, item: str) -> plt.Figure:
 
 
 def requests_figure(per_period: pl.DataFrame) -> plt.Figure:
+    """Requests received per period, stacked by kind.
+
+    Args:
+        per_period: the table of `social.requests_per_period`.
+
+    Returns:
+        The figure.
+    """
     figure, axis = plt.subplots(figsize=(7, 3))
     periods = sorted(set(per_period["period"].to_list()))
     bottom = np.zeros(len(periods))
@@ -230,7 +287,7 @@ def requests_figure(per_period: pl.DataFrame) -> plt.Figure:
 
 
 class SocialDashboard:
-    def __init__(self):
+    def __init__(self) -> None:
         self.survey: pl.DataFrame | None = None
         self.requests: pl.DataFrame | None = None
         self.message = widgets.HTML(value=html.escape(t("social.nothing")), _dom_classes=["vigie-social-message"])
@@ -298,9 +355,15 @@ class SocialDashboard:
     def load_example(self) -> None:
         survey, requests = social.example_frames()
         self.set_data(survey=survey, requests=requests)
-        self._say(t("social.example_loaded", survey=self.survey.height, requests=self.requests.height))
+        self._say(t("social.example_loaded", survey=survey.height, requests=requests.height))
 
     def set_data(self, survey: pl.DataFrame | None = None, requests: pl.DataFrame | None = None) -> None:
+        """Replace the survey, the requests or both, then redraw.
+
+        Args:
+            survey: the frame of `social.parse_survey`, or None to keep the current one.
+            requests: the frame of `social.parse_requests`, or None to keep the current one.
+        """
         if survey is not None:
             self.survey = survey
             items = social.item_columns(survey.columns)

@@ -33,7 +33,19 @@ def _z(confidence: float) -> float:
 
 
 def wilson_interval(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
-    """Share successes / n with its Wilson score interval."""
+    """Share successes / n with its Wilson score interval.
+
+    Args:
+        successes: how many of the n trials succeeded (e.g. confirmed alerts, respondents agreeing).
+        n: how many trials (decided alerts, answers); 0 gives an empty estimate.
+        confidence: the interval's level, strictly between 0 and 1.
+
+    Returns:
+        The share with its bounds, inside [0, 1]; value, low and high are None when n is 0.
+
+    Raises:
+        ValueError: successes outside 0..n, or (when n > 0) a confidence outside (0, 1).
+    """
     if n < 0 or successes < 0 or successes > n:
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
@@ -48,7 +60,16 @@ def wilson_interval(successes: int, n: int, confidence: float = DEFAULT_CONFIDEN
 
 
 def mean_t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
-    """Mean of `values` with Student's t interval (no interval from a single value)."""
+    """Mean of `values` with Student's t interval (no interval from a single value).
+
+    Args:
+        values: the sample (e.g. Likert answers as floats).
+        confidence: the interval's level, between 0 and 1.
+
+    Returns:
+        The mean with its bounds; low and high are None for a single value, and everything is None for
+        an empty sample.
+    """
     n = len(values)
     if n == 0:
         return Estimate(None, None, None, 0)

@@ -1,4 +1,4 @@
-"""App 2, tuning by replay: a recorded clip through the production pipeline (runner.service.runner.Runner
+"""App 2, tuning by replay: a recorded clip through the production pipeline (runner.service.lifecycle.Runner
 in replay mode), the alert timeline over the clip, found / missed / false against expected events,
 thresholds changed in a generated form and rerun, two runs (two revisions) compared side by side.
 
@@ -28,8 +28,8 @@ from runner.config.site import SiteConfig
 from runner.core.errors import SourceError, VigieError
 from runner.inference.detector import ModelPool
 from runner.pipeline.camera import RaisedAlert
-from runner.register.store import Register
-from runner.service.runner import Runner, RunOptions
+from runner.register import Register
+from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Frame
 from runner.tools.evaluation import EventScore, LabelledEvent, load_labels, score_clip
 from workbench import _setup_paths as paths
@@ -62,6 +62,18 @@ class ClipInfo:
 
 
 def clip_info(path: Path) -> ClipInfo:
+    """Frame count, frame rate and duration of a recorded clip, as OpenCV reads its header.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        Its info; an implausible frame rate (outside 1..1000) is taken as 25 fps, like the capture does,
+        and a clip whose frame count is unknown lasts 0 s.
+
+    Raises:
+        SourceError: the file does not exist or OpenCV cannot open it.
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(t("tuning.clip_missing", path=path))
@@ -78,6 +90,14 @@ def clip_info(path: Path) -> ClipInfo:
 
 
 def list_clips(folder: Path) -> list[Path]:
+    """The video files of a folder (by suffix, `VIDEO_SUFFIXES`), not its subfolders.
+
+    Args:
+        folder: the clips folder.
+
+    Returns:
+        Their paths, sorted; empty when the folder does not exist.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -130,14 +150,30 @@ class ReplayResult:
         return min(0.99, self.frames / max(1, self.expected_frames))
 
     def kinds(self) -> list[str]:
-        """Rule kinds this run evaluated: the chosen rule's, or those of every enabled rule."""
+        """Rule kinds this run evaluated: the chosen rule's, or those of every enabled rule.
+
+        Returns:
+            The kinds, sorted, each once.
+        """
         camera = self.request.config.camera(self.request.camera_id)
         rule_id = self.request.rule_id
         return sorted({r.kind for r in camera.rules if (r.id == rule_id if rule_id else r.enabled)})
 
 
 def focus_on_rule(config: SiteConfig, camera_id: str, rule_id: str | None) -> SiteConfig:
-    """The config with only `rule_id` enabled on that camera (every rule when None)."""
+    """The config with only `rule_id` enabled on that camera (every rule when None).
+
+    Args:
+        config: the site config replayed.
+        camera_id: the camera replayed.
+        rule_id: the rule to keep enabled; None keeps the config as it is.
+
+    Returns:
+        A copy with the camera's other rules disabled (the config itself when `rule_id` is None).
+
+    Raises:
+        KeyError: no such camera, or the camera has no such rule.
+    """
     if rule_id is None:
         return config
     camera = config.camera(camera_id)
@@ -149,7 +185,15 @@ def focus_on_rule(config: SiteConfig, camera_id: str, rule_id: str | None) -> Si
 
 
 def expected_processed_frames(clip: ClipInfo, process_fps: float) -> int:
-    """About how many frames the capture will hand to the pipeline (one every 1/process_fps s)."""
+    """About how many frames the capture will hand to the pipeline (one every 1/process_fps s).
+
+    Args:
+        clip: the clip's info.
+        process_fps: the camera's processing rate, frames per second.
+
+    Returns:
+        At least 1 (1 when the clip's frame count is unknown), at most the clip's frame count.
+    """
     if clip.frames <= 0:
         return 1
     return max(1, min(clip.frames, math.ceil(clip.duration_s * min(process_fps, clip.fps))))
@@ -184,6 +228,11 @@ class ReplayJob:
         return self._thread.is_alive()
 
     def start(self) -> ReplayJob:
+        """Start the replay's thread (once).
+
+        Returns:
+            The job itself.
+        """
         self.result.state = "running"
         self._thread.start()
         return self
@@ -195,6 +244,14 @@ class ReplayJob:
                 self._runner.stop()
 
     def wait(self, timeout_s: float | None = None) -> ReplayResult:
+        """Wait for the replay to end.
+
+        Args:
+            timeout_s: the longest wait, seconds; None waits for the end.
+
+        Returns:
+            The result, final or (after a timeout) as far as the replay got.
+        """
         self._thread.join(timeout_s)
         return self.result
 
@@ -251,7 +308,15 @@ class ReplayJob:
 
 
 def score_result(result: ReplayResult, tolerance_s: float = LABEL_TOLERANCE_S) -> dict[str, EventScore]:
-    """found / missed / false per rule kind of the run, when the clip has expected events."""
+    """found / missed / false per rule kind of the run, when the clip has expected events.
+
+    Args:
+        result: the run, with the clip's expected events.
+        tolerance_s: slack around each expected event, seconds.
+
+    Returns:
+        A score per rule kind the run evaluated; empty when the clip has no expected event.
+    """
     if not result.events:
         return {}
     scores = {}
@@ -264,6 +329,15 @@ def score_result(result: ReplayResult, tolerance_s: float = LABEL_TOLERANCE_S) -
 
 # -- a session of runs ------------------------------------------------------------------------------
 def default_pool_factory(config: SiteConfig, base_dir: Path) -> ModelPool:
+    """The runner's own model pool, what a replay uses unless a test gives another.
+
+    Args:
+        config: the config whose `models:` section is loaded.
+        base_dir: the folder relative model paths are taken from.
+
+    Returns:
+        The pool.
+    """
     return ModelPool(config, base_dir)
 
 
@@ -289,6 +363,23 @@ class TuningSession:
         on_update: Callable[[ReplayResult], None] | None = None,
         on_finished: Callable[[ReplayResult], None] | None = None,
     ) -> ReplayJob:
+        """Start a replay of the request (one at a time) in the background.
+
+        Args:
+            request: config, camera, clip and rule to replay.
+            events: expected events of any clip; those of the request's clip are kept for the scores.
+            on_update: called from the replay thread with the result as it progresses (at most every
+                0.2 s, and once at the end).
+            on_finished: called from the replay thread once the replay ended, whatever the outcome.
+
+        Returns:
+            The started job; its result is also appended to `results`.
+
+        Raises:
+            RuntimeError: a replay is already running.
+            KeyError: the config has no such camera.
+            SourceError: the clip does not exist or cannot be opened.
+        """
         if self.busy:
             raise RuntimeError(t("tuning.busy"))
         request.config.camera(request.camera_id)  # KeyError on an unknown camera, before any thread
@@ -317,11 +408,32 @@ class TuningSession:
         return self._pools[key]
 
     def result(self, number: int) -> ReplayResult:
+        """One run of the session.
+
+        Args:
+            number: the run's number (from 1, in start order).
+
+        Returns:
+            Its result.
+
+        Raises:
+            StopIteration: no run has that number.
+        """
         return next(r for r in self.results if r.number == number)
 
 
 def read_labels(path: Path | None) -> list[LabelledEvent]:
-    """Expected events from a CSV (clip,event_type,polarity,start_s,end_s); a clear error when unreadable."""
+    """Expected events from a CSV (clip,event_type,polarity,start_s,end_s); a clear error when unreadable.
+
+    Args:
+        path: the CSV file; None or blank means no labels.
+
+    Returns:
+        The events of every clip; empty without a path.
+
+    Raises:
+        SourceError: the file does not exist or a row cannot be read.
+    """
     if path is None or not str(path).strip():
         return []
     path = Path(path)
@@ -339,7 +451,17 @@ _EVENT_COLORS = {"positive": "#a5d6a7", "negative": "#e0e0e0", "uncertain": "#ff
 
 
 def alert_verdict(alert: AlertPoint, events: list[LabelledEvent], tolerance_s: float = LABEL_TOLERANCE_S) -> str:
-    """found | false | uncertain for an alert against the events of its kind; 'unlabelled' without any."""
+    """found | false | uncertain for an alert against the events of its kind; 'unlabelled' without any.
+
+    Args:
+        alert: the alert.
+        events: the clip's expected events, of every kind.
+        tolerance_s: slack around each event, seconds.
+
+    Returns:
+        'found' near a positive event of its kind, else 'uncertain' near an uncertain one, else 'false';
+        'unlabelled' when `events` is empty.
+    """
     mine = [e for e in events if e.kind == alert.kind]
     if not events:
         return "unlabelled"
@@ -358,7 +480,15 @@ _VERDICT_COLORS = {"found": "#2e7d32", "false": "#c62828", "uncertain": "#f9a825
 
 
 def timeline_svg(results: list[ReplayResult], width: int = 760) -> str:
-    """One row of expected events (when any), then one row of alert ticks per run, over the clip."""
+    """One row of expected events (when any), then one row of alert ticks per run, over the clip.
+
+    Args:
+        results: the runs to draw; the expected events are those of the first one.
+        width: the drawing's width, pixels.
+
+    Returns:
+        An SVG element; '' without any run.
+    """
     if not results:
         return ""
     duration = max(
@@ -437,6 +567,14 @@ def _nice_step(duration: float) -> float:
 
 
 def scores_html(result: ReplayResult) -> str:
+    """A run's state and counts, with its found / missed / false table when the clip has labels.
+
+    Args:
+        result: the run.
+
+    Returns:
+        An HTML fragment.
+    """
     head = (
         f"<b>{html.escape(result.label)}</b> — {t(f'tuning.state.{result.state}')}, "
         f"{t('tuning.summary', alerts=len(result.alerts), frames=result.frames, seconds=f'{result.wall_s:.1f}')}"
@@ -458,7 +596,15 @@ def scores_html(result: ReplayResult) -> str:
 
 
 def camera_changes(a: ReplayResult, b: ReplayResult) -> list[str]:
-    """What differs between the two runs' configs of the camera (thresholds, zones...)."""
+    """What differs between the two runs' configs of the camera (thresholds, zones...).
+
+    Args:
+        a: the first run.
+        b: the second run.
+
+    Returns:
+        One line per change (`FieldChange.describe`), the revision's first when it differs.
+    """
     camera_a = a.request.config.camera(a.request.camera_id).model_dump(mode="json")
     camera_b = b.request.config.camera(b.request.camera_id).model_dump(mode="json")
     changes = [c.describe() for c in field_diff(camera_a, camera_b)]
@@ -468,7 +614,16 @@ def camera_changes(a: ReplayResult, b: ReplayResult) -> list[str]:
 
 
 def comparison_html(a: ReplayResult, b: ReplayResult, width: int = 760) -> str:
-    """Alerts of run A and run B on one timeline, their counts side by side ("A → B"), and what differs."""
+    """Alerts of run A and run B on one timeline, their counts side by side ("A → B"), and what differs.
+
+    Args:
+        a: run A.
+        b: run B.
+        width: the timeline's width, pixels.
+
+    Returns:
+        An HTML fragment, with a warning first when the runs replayed different clips.
+    """
     warning = (
         ""
         if Path(a.request.clip).name == Path(b.request.clip).name
@@ -530,6 +685,13 @@ class TuningApp:
 
     @classmethod
     def from_env(cls) -> TuningApp:
+        """The app over the folders the environment names (`_setup_paths`), opening $VIGIE_SITE if set.
+
+        Replays go to the tuning register, their configs to a `tuning/` folder beside it.
+
+        Returns:
+            The app, its first (or chosen) site open.
+        """
         labels = paths.labels_csv()
         return cls(
             paths.zones_dir(),
@@ -639,6 +801,7 @@ class TuningApp:
         options = [(t("tuning.current", revision="?"), folder.current_path)]
         try:
             current = folder.current()
+            assert current is not None  # the site picker lists only the folders holding a site.yaml
             options = [(t("tuning.current", revision=current.config.revision), folder.current_path)]
         except VigieError as exc:
             self._status(str(exc), error=True)
@@ -696,7 +859,11 @@ class TuningApp:
 
     # -- runs ------------------------------------------------------------------------------------
     def draft(self) -> tuple[SiteConfig | None, list[tuple[str, str]]]:
-        """The chosen revision with the rule form's values; (None, problems) when invalid."""
+        """The chosen revision with the rule form's values; (None, problems) when invalid.
+
+        Returns:
+            (the config to replay, []) when valid, else (None, its (field path, message) problems).
+        """
         if self.config is None:
             return None, [("", t("tuning.no_config"))]
         if self.rule_form is None:
@@ -712,6 +879,7 @@ class TuningApp:
         return (None if problems else config), problems
 
     def _rule_position(self) -> tuple[int, int]:
+        assert self.config is not None  # a rule form exists only once a revision is open
         camera_index = [c.id for c in self.config.cameras].index(self.camera_picker.value)
         rule_ids = [r.id for r in self.config.cameras[camera_index].rules]
         return camera_index, rule_ids.index(self.rule_picker.value)

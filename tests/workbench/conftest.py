@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from runner.core.access import Principal
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import alert_record
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner.core.alerts import FOLLOW_UPS
-from runner.register.store import Register
+from runner.register import Register
 from tests.workbench.conftest import ROOT, add_alert
 from workbench import serve
 
@@ -49,6 +49,7 @@ def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.25):
 
 
 # -- serving: the token, the address ------------------------------------------------------------------
+@pytest.mark.slow
 def test_token_is_required(workbench_server):
     notebook = "03_operator_console.ipynb"
     code, location = status_of(workbench_server.url(notebook, token=False))
@@ -100,6 +101,7 @@ def open_console(page, workbench_server):
     page.wait_for_selector(".vigie-operator-shown")
 
 
+@pytest.mark.slow
 def test_confirm_an_alert_in_the_browser(page, workbench_server, screenshot):
     alert_id = workbench_server.ids["first"]
     open_console(page, workbench_server)
@@ -130,6 +132,7 @@ def test_confirm_an_alert_in_the_browser(page, workbench_server, screenshot):
     )
 
 
+@pytest.mark.slow
 def test_console_shows_new_alerts_within_seconds_and_pauses(page, workbench_server):
     open_console(page, workbench_server)
     with Register(workbench_server.db_path, create=False) as register:
@@ -149,6 +152,7 @@ def test_console_shows_new_alerts_within_seconds_and_pauses(page, workbench_serv
 
 
 # -- the dashboards -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_analysis_dashboard_shows_its_plots(page, workbench_server, screenshot):
     page.goto(workbench_server.url("04_analysis.ipynb"))
     page.wait_for_selector(".vigie-analysis")
@@ -158,6 +162,7 @@ def test_analysis_dashboard_shows_its_plots(page, workbench_server, screenshot):
     screenshot(page, "workbench_analysis.png")
 
 
+@pytest.mark.slow
 def test_social_dashboard_shows_the_example(page, workbench_server, screenshot):
     page.goto(workbench_server.url("05_social_acceptability.ipynb"))
     page.wait_for_selector(".vigie-social")
@@ -168,6 +173,7 @@ def test_social_dashboard_shows_the_example(page, workbench_server, screenshot):
     screenshot(page, "workbench_social.png")
 
 
+@pytest.mark.slow
 def test_the_token_is_in_no_log_register_or_export_of_the_session(workbench_server):
     """Last of the session: the server's log (Voilà's and ours) and every file it wrote hold no token."""
     assert status_of(workbench_server.url("03_operator_console.ipynb"))[0] == 200  # the token works

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runner.config.loading import load_config
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +58,7 @@ def open_app(page, server, notebook: str, site: str) -> None:
         site_select.select_option(label=site)
 
 
+@pytest.mark.slow
 def test_draw_a_polygon_on_the_snapshot_export_it_and_find_the_revision_on_disk(page, design_server, screenshot):
     zones = zones_dir_of(design_server)
     source = PETS if PETS.is_file() else make_video(zones.parent / "setup-clip.avi", 10)

@@ -14,7 +14,7 @@ import pytest
 from runner.core.access import Principal
 from runner.core.alerts import FOLLOW_UPS
 from runner.core.errors import StoreError
-from runner.register.store import Register
+from runner.register import Register
 from tests.workbench.conftest import ROOT, add_alert
 from workbench.console_app import (
     ALL_CAMERAS,

@@ -11,7 +11,7 @@ import pytest
 
 from runner.config.loading import load_config
 from runner.core.access import PermissionDenied, Principal
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import config_dict, write_config
 from workbench.export import ConfigExporter, ExportError, SiteFolder, field_diff
 

@@ -13,7 +13,7 @@ from pydantic_core import to_jsonable_python
 
 from runner.config.site import SiteConfig
 from runner.core.errors import SourceError
-from runner.register.store import Register
+from runner.register import Register
 from runner.rules.registry import RULES
 from tests.helpers import config_dict, make_video, write_config
 from workbench import i18n

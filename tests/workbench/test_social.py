@@ -92,7 +92,8 @@ def test_semicolons_bom_and_blank_lines_are_accepted():
         ),
         (
             survey("r1,2025-05-14,Croisette,tourist,5,4"),
-            "survey.csv: row 2, column respondent_type: 'tourist' is not one of resident, visitor, worker, trader, other",
+            "survey.csv: row 2, column respondent_type: 'tourist' is not one of "
+            "resident, visitor, worker, trader, other",
         ),
         (
             survey("r1,2025-05-14,Croisette,visitor,6,4"),
@@ -234,6 +235,7 @@ def test_templates_parse_and_every_column_is_documented():
     assert set(columns) <= documented_columns()
 
 
+@pytest.mark.slow
 def test_shipped_examples_are_what_the_command_writes(tmp_path):
     survey_path, requests_path = tmp_path / "survey.csv", tmp_path / "requests.csv"
     result = subprocess.run(
@@ -263,6 +265,7 @@ def test_example_round_trips_through_the_importer():
     assert evolution["agree_share"][-1] > evolution["agree_share"][0]
 
 
+@pytest.mark.slow
 def test_check_command(tmp_path):
     good = subprocess.run(
         [sys.executable, "-m", "workbench.social", "check", str(DOCS / "social_acceptability_example.csv")],

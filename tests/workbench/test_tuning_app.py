@@ -12,7 +12,7 @@ import pytest
 
 from runner.config.loading import load_config
 from runner.core.errors import SourceError
-from runner.register.store import Register
+from runner.register import Register
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 from workbench.export import SiteFolder
 from workbench.tuning_app import (
