@@ -28,6 +28,7 @@ from runner.config.site import Camera, ModelSpec
 from runner.core.alerts import AlertCandidate, AlertRecord
 from runner.core.boxes import NormBox
 from runner.core.detections import empty_detections, merge_detections
+from runner.core.fields import KEYPOINTS
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
 from runner.pipeline.gate import AlertGate
@@ -581,10 +582,10 @@ def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:
     """Detections found in a crop, moved to full-frame pixels (boxes and keypoints), untracked."""
     if len(found):
         found.xyxy = boxes_to_frame(found.xyxy, crop)
-        if "keypoints" in found.data:
-            keypoints = np.array(found.data["keypoints"], dtype=np.float32)
+        if KEYPOINTS in found.data:
+            keypoints = np.array(found.data[KEYPOINTS], dtype=np.float32)
             keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
-            found.data["keypoints"] = keypoints
+            found.data[KEYPOINTS] = keypoints
     found.tracker_id = np.full(len(found), -1, dtype=int)
     return found
 

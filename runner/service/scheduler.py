@@ -20,6 +20,7 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
+from runner.core.fields import CLASS_NAME
 from runner.pipeline.camera import CameraPipeline, DetectionPlan, FrameDetections, PlannedModel
 from runner.sources.capture import Frame
 
@@ -317,7 +318,7 @@ def only_labels(detections: sv.Detections, labels: frozenset[str]) -> sv.Detecti
     Returns:
         The detections of those classes (the same object when there is nothing to filter).
     """
-    names = detections.data.get("class_name") if detections.data else None
+    names = detections.data.get(CLASS_NAME) if detections.data else None
     if names is None or len(detections) == 0:
         return detections
     # A boolean mask selects a `sv.Detections` (its stubs' return type covers every kind of index).
