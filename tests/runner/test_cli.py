@@ -204,6 +204,24 @@ def test_alerts_table_filters_and_json(db, with_alerts, capsys) -> None:
 
 
 # -- decide ----------------------------------------------------------------------------------------
+@needs_console_script
+def test_a_reader_that_leaves_early_is_not_an_error(db) -> None:
+    """`vigie alerts | head -1`: the pipe closes after the first line; no traceback, exit 0."""
+    with Register(db) as register:  # a table larger than the pipe's buffer (64 KiB), so writing blocks
+        for i in range(1500):
+            register.add_alert(alert_record(f"p{i}"), snapshot_note="no image in this test")
+    reader = subprocess.Popen(
+        [str(VIGIE), "alerts", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    first = reader.stdout.readline()
+    reader.stdout.close()  # as `head -1` does
+    stderr = reader.stderr.read()
+    assert reader.wait(timeout=60) == 0, stderr
+    assert first.split()[:2] == ["id", "time"]
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 def test_decide_confirm_then_second_decision_refused(db, with_alerts, capsys) -> None:
     (alert_id,) = with_alerts(alert_record())
     code, out, err = run(
