@@ -5,7 +5,8 @@ a snapshot stays valid when the stream's resolution changes.
 """
 
 import re
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -58,3 +59,32 @@ class ConfigProblems(ValueError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in problems))
+
+
+class HasId(Protocol):
+    """Anything named by an `id` in the config: a camera, a zone, a line, a rule."""
+
+    @property
+    def id(self) -> str: ...
+
+
+Identified = TypeVar("Identified", bound=HasId)
+
+
+def by_id(items: Iterable[Identified], item_id: str) -> Identified:
+    """The item whose `id` is `item_id` (the config checks every reference at load).
+
+    Args:
+        items: zones, lines, cameras or rules.
+        item_id: the id looked for.
+
+    Returns:
+        The first item with that id.
+
+    Raises:
+        KeyError: none has it (the message is the id).
+    """
+    found = next((item for item in items if item.id == item_id), None)
+    if found is None:
+        raise KeyError(item_id)
+    return found

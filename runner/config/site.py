@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
-from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug
+from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug, by_id
 from runner.config.rules import RULE_CONFIGS, RuleConfig
 from runner.core.geometry import polygon_area, quad_is_degenerate
 
@@ -263,10 +263,7 @@ class Camera(Frozen):
         Raises:
             KeyError: when the camera has no such zone.
         """
-        zone = self.find_zone(zone_id)
-        if zone is None:
-            raise KeyError(zone_id)
-        return zone
+        return by_id(self.zones, zone_id)
 
     def line(self, line_id: str) -> Line:
         """The camera's tripwire with an id.
@@ -280,10 +277,7 @@ class Camera(Frozen):
         Raises:
             KeyError: when the camera has no such line.
         """
-        line = next((ln for ln in self.lines if ln.id == line_id), None)
-        if line is None:
-            raise KeyError(line_id)
-        return line
+        return by_id(self.lines, line_id)
 
     def required_labels(self) -> frozenset[str]:
         """Detector class names the camera's enabled rules need.
@@ -377,10 +371,7 @@ class SiteConfig(Frozen):
         Raises:
             KeyError: when the site has no such camera.
         """
-        camera = next((c for c in self.cameras if c.id == camera_id), None)
-        if camera is None:
-            raise KeyError(camera_id)
-        return camera
+        return by_id(self.cameras, camera_id)
 
     @model_validator(mode="after")
     def _site_checks(self) -> SiteConfig:

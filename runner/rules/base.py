@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 import supervision as sv
 
+from runner.config.base import by_id
 from runner.config.rules.base import RuleConfig
 from runner.config.site import Calibration, Camera, Line, Zone
 from runner.core.alerts import AlertCandidate
@@ -107,10 +108,7 @@ class CameraView:
         Raises:
             KeyError: the camera has no such zone.
         """
-        zone = next((z for z in self.zones if z.id == zone_id), None)
-        if zone is None:
-            raise KeyError(zone_id)
-        return zone
+        return by_id(self.zones, zone_id)
 
     def line(self, line_id: str) -> Line:
         """The tripwire with this id.
@@ -124,10 +122,7 @@ class CameraView:
         Raises:
             KeyError: the camera has no such line.
         """
-        line = next((ln for ln in self.lines if ln.id == line_id), None)
-        if line is None:
-            raise KeyError(line_id)
-        return line
+        return by_id(self.lines, line_id)
 
 
 @dataclass
