@@ -8,6 +8,8 @@ STAMP := $(VENV)/.vigie-installed
 VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
 # Debian's chromium drives the workbench's browser tests (Playwright uses it; never `playwright install`).
 CHROMIUM := /usr/bin/chromium
+# Debian's faketime runs `vigie purge` with the clock 400 days ahead (tests/faults/test_wrong_clock.py).
+FAKETIME := /usr/bin/faketime
 # Debian's GStreamer RTSP server, run by the system python3 (python3-gi), serves real clips on loopback
 # to the RTSP fault tests (tests/faults/rtsp_server.py).
 GST_RTSP_SERVER := /usr/lib/$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')/girepository-1.0/GstRtspServer-1.0.typelib
@@ -22,7 +24,7 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo test test-fast lint workbench eval bench soak lock clean help
+.PHONY: demo faketime test test-fast lint workbench eval bench soak lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
@@ -52,12 +54,21 @@ $(GST_RTSP_SERVER):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(GST_PACKAGES)
 
+$(FAKETIME):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq faketime
+
+faketime: $(FAKETIME)
+
 demo: $(STAMP) $(VTEST)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
 
-test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER)
-	$(BIN)/python -m pytest
+# The whole suite: the quick tests spread over the cores (pytest-xdist), then those with real models, clips,
+# browsers and servers one at a time (their timings and ports must not compete).
+test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER) $(FAKETIME)
+	$(BIN)/python -m pytest -n auto -m "not slow and not data"
+	$(BIN)/python -m pytest -m "slow or data"
 
 # Lint and format check (ruff), then the type checker (mypy); settings in pyproject.toml.
 lint: $(STAMP)

@@ -38,7 +38,7 @@ def _with_identity(p: argparse.ArgumentParser, user_required: bool = False) -> a
     p.add_argument(
         "--role",
         default=os.environ.get("VIGIE_ROLE"),
-        help="role you act in: operator, analyst, design or runner (default $VIGIE_ROLE)",
+        help="role you act in: operator, analyst, design, runner or dpo (default $VIGIE_ROLE)",
     )
     return p
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind")
     p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--json", action="store_true")
+    _with_identity(p)  # alerts restricted by the DPO are listed to the dpo role only
 
     p = with_db(sub.add_parser("decide", help="record an operator's decision on an alert"))
     p.add_argument("alert_id", type=positive_int)
@@ -126,23 +127,97 @@ def build_parser() -> argparse.ArgumentParser:
         with_db(sub.add_parser("purge", help="apply retention now (media and records past their limits; runner role)"))
     )
     p.add_argument(
-        "--config", help="site config whose retention applies (default: the last one run, else the legal caps)"
+        "--config",
+        help="site config: purge that site's records with its retention (default: each site its recorded retention)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would go (per table and site); write nothing")
+    p.add_argument(
+        "--accept-clock", action="store_true", help="the clock is right after a long idle time: record it, then purge"
     )
 
     p = sub.add_parser("audit", help="audit log")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    with_db(audit_sub.add_parser("verify", help="check the hash chain; exit 1 and the first broken row if tampered"))
+    q = with_db(
+        audit_sub.add_parser("verify", help="check the hash chain; exit 1 and the first broken row if tampered")
+    )
+    q.add_argument("--checkpoints", type=Path, help="signed checkpoint file (vigie audit checkpoint) to check too")
+    q.add_argument("--public-key", type=Path, help="public key of the checkpoints (vigie audit keygen)")
+    q = with_db(
+        audit_sub.add_parser(
+            "checkpoint", help="sign the newest audit row (DPO's key); append it to a file outside the register"
+        )
+    )
+    q.add_argument("--key", type=Path, required=True, help="Ed25519 private key file (mode 0600)")
+    q.add_argument("--out", type=Path, required=True, help="checkpoint file, or a folder (<db name>.checkpoints)")
+    q = audit_sub.add_parser("keygen", help="write a new checkpoint signing key pair (private key 0600)")
+    q.add_argument("folder", type=Path, help="where to write them (the DPO's, not the register's folder)")
     q = with_db(audit_sub.add_parser("show", help="print the latest audit rows"))
     q.add_argument("--limit", type=positive_int, default=50)
 
     p = sub.add_parser("status", help="camera health and pause state")
     with_db(p)
 
+    p = sub.add_parser("users", help="named logins of the workbench (passwords from a prompt or stdin, never argv)")
+    users_sub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    q = with_db(users_sub.add_parser("add", help="create a login with a role; asks for its password"))
+    q.add_argument("login")
+    q.add_argument("--role", required=True, help="operator, analyst, design (every role but the service's)")
+    for name, text in (("disable", "disable a login (never deleted)"), ("passwd", "set a login's new password")):
+        with_db(users_sub.add_parser(name, help=text)).add_argument("login")
+    with_db(users_sub.add_parser("list", help="every login, its role and state"))
+    for q in users_sub.choices.values():
+        q.add_argument(
+            "--user",
+            default=os.environ.get("VIGIE_USER"),
+            help="who makes the change, for the audit log (default $VIGIE_USER, else your shell login)",
+        )
+
+    _add_rights_parser(sub, with_db)
+
     p = sub.add_parser("models", help="configured models")
     models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     models_sub.add_parser("list", help="resolve every model of a config").add_argument("config")
     models_sub.add_parser("verify", help="check sha256 and load every model of a config").add_argument("config")
     return parser
+
+
+def _add_rights_parser(sub, with_db) -> None:
+    """`vigie rights ACTION`: the DPO's answers to the rights requests (the work is in runner.tools.rights)."""
+    p = sub.add_parser("rights", help="rights requests of the persons filmed: find, export, restrict, erase (dpo)")
+    rights_sub = p.add_subparsers(dest="rights_command", required=True, metavar="ACTION")
+    helps = {
+        "open": "record a request received (kind, channel, date)",
+        "find": "list what the register holds for a camera and a time",
+        "export": "write alerts (JSON) and their snapshots, everyone but the subject blurred",
+        "restrict": "hide alerts from operators and analysts (kept for the legal duration)",
+        "lift": "end a restriction",
+        "erase": "erase the alerts' media (their legal fields stay)",
+        "close": "close a request (answered, rejected or withdrawn)",
+        "list": "open requests, their age, those past the 30-day deadline",
+    }
+    for name, text in helps.items():
+        q = _with_identity(with_db(rights_sub.add_parser(name, help=text)))
+        if name != "list":
+            q.add_argument("--request", required=True, help="the request's reference (e.g. DPO-2026-014)")
+        if name in ("find", "export", "restrict", "lift", "erase"):
+            q.add_argument("--camera", help="camera id (find: default every camera)")
+            q.add_argument("--from", dest="start", help="first time, ISO 8601 (e.g. 2026-05-14T21:30+02:00)")
+            q.add_argument("--to", dest="end", help="last time, ISO 8601")
+        if name in ("export", "restrict", "lift", "erase"):
+            q.add_argument("--alert", dest="alert_ids", type=positive_int, action="append", help="alert id (repeat)")
+        if name in ("find", "export", "restrict", "lift", "erase", "open"):
+            q.add_argument("--timezone", help="zone of times given without an offset (e.g. Europe/Paris)")
+    rights_sub.choices["find"].add_argument("--json", action="store_true", help="one JSON object per alert")
+    rights_sub.choices["export"].add_argument("--out", required=True, help="new or empty folder")
+    rights_sub.choices["export"].add_argument(
+        "--blur-all", action="store_true", help="blur the alert's subject too (the requester is someone else)"
+    )
+    opening = rights_sub.choices["open"]
+    opening.add_argument("--kind", required=True, help="access, rectification, erasure, restriction, objection...")
+    opening.add_argument("--channel", default="other", help="mail, email, in_person, phone, cnil or other")
+    opening.add_argument("--received", help="when it was received (default now); the month to answer counts from it")
+    rights_sub.choices["close"].add_argument("--status", required=True, choices=["answered", "rejected", "withdrawn"])
+    rights_sub.choices["list"].add_argument("--all", action="store_true", help="closed requests too")
 
 
 def positive_int(text: str) -> int:
@@ -216,10 +291,15 @@ def cmd_validate(args) -> int:
     Returns:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
-    from runner.config.loading import load_config
+    from runner.config.loading import expand_env, load_config
 
     loaded = load_config(args.config)
     cfg = loaded.config
+    # ${ENV} placeholders resolved as `run` resolves them: a variable `run` would refuse is an error here too.
+    for index, camera in enumerate(cfg.cameras):
+        expand_env(camera.source, f"cameras[{index}].source")
+    for name, spec in cfg.models.items():
+        expand_env(spec.weights, f"models.{name}.weights")
     rules = sum(len(c.rules) for c in cfg.cameras)
     print(
         f"{args.config}: valid (site {cfg.site}, revision {cfg.revision}, phase {cfg.phase}, "
@@ -258,7 +338,17 @@ def cmd_run(args) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
         summary = runner.run()
-        log.info("stopped (%s): %d alert(s), frames %s", summary.stop_reason, summary.alerts_total, summary.frames)
+        dropped = {c: n for c, n in summary.frames_dropped.items() if n}
+        log.log(
+            logging.WARNING if dropped else logging.INFO,
+            "stopped (%s): %d alert(s), frames analysed %s, frames dropped %s",
+            summary.stop_reason,
+            summary.alerts_total,
+            summary.frames,
+            dropped or "none",
+        )
+        for camera_id, warning in summary.source_warnings.items():
+            log.warning("camera %s: %s", camera_id, warning)
     return 0
 
 
@@ -317,6 +407,8 @@ def cmd_replay(args) -> int:
             file=out,
         )
         print(f"register: {Path(args.db).resolve()}   snapshots: {register.media_dir.resolve()}", file=out)
+        for camera_id, warning in summary.source_warnings.items():  # a damaged file: the run is partial
+            print(f"warning: camera {camera_id}: {warning}", file=sys.stderr)
         if summary.rule_errors:  # the rule skipped those frames: its alerts may be missing (traceback in the log)
             print(
                 "rule errors (frames skipped): " + ", ".join(f"{k} {n}" for k, n in summary.rule_errors.items()),
@@ -408,7 +500,8 @@ def cmd_alerts(args) -> int:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
     with _register(args, create=False, read_only=True) as register:
-        rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind)
+        dpo = (args.role or "").strip().lower() == "dpo"
+        rows = register.alerts(status=args.status, camera_id=args.camera, kind=args.kind, include_restricted=dpo)
         if args.limit:
             rows = rows[-args.limit :]
         if args.json:
@@ -484,7 +577,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_purge(args) -> int:
-    """`vigie purge`: apply the retention limits now.
+    """`vigie purge`: apply the retention limits now, site by site (or show what would go, with --dry-run).
 
     Args:
         args: the parsed command line.
@@ -493,21 +586,70 @@ def cmd_purge(args) -> int:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
     from runner.config.loading import load_config
-    from runner.register.retention import effective_retention, run_purge
+    from runner.config.site import Retention
+    from runner.register.retention import (
+        SitePolicy,
+        effective_retention,
+        purge_summary,
+        record_site_retention,
+        run_purge,
+        site_retentions,
+    )
 
+    policy = SitePolicy.of(load_config(args.config).config) if args.config else None
+    if args.dry_run:
+        return _purge_dry_run(args, policy)
     principal = _principal(args, "purge")
     with _register(args, create=False) as register:
-        retention = effective_retention(register, load_config(args.config).config.retention if args.config else None)
-        counts = run_purge(register, retention, by=principal)
+        plan: dict[str | None, Retention]
+        if policy is not None:
+            retention, refusal = record_site_retention(register, policy, principal)
+            if refusal:
+                raise UsageError(f"{refusal}; nothing purged")
+            plan = {policy.site: retention}
+        else:
+            # each site its own retention; an empty register: the audit rows past the legacy or legal retention
+            plan = {site: r for site, r in site_retentions(register).items()}
+            plan = plan or {None: effective_retention(register, None)}
+        accept_clock = args.accept_clock
+        for site, retention in plan.items():
+            counts = run_purge(register, retention, principal, site=site, accept_clock=accept_clock)
+            accept_clock = False  # recorded once
+            what = "purged" if len(plan) == 1 else f"purged site {site}"
+            print(
+                f"{what} (media > {retention.media_days} d, records > {retention.alert_days} d): "
+                + purge_summary(counts)
+            )
+    return 0
+
+
+def _purge_dry_run(args, policy) -> int:
+    """`vigie purge --dry-run`: what a purge would delete now, per site and table; the register is opened read-only."""
+    from runner.register.retention import purge_preview, site_retentions
+
+    with _register(args, create=False, read_only=True) as register:
+        retentions = {policy.site: policy.retention} if policy is not None else site_retentions(register)
+        preview = purge_preview(register, retentions)
+    print("dry run: nothing is deleted")
+    if preview["clock"]:
+        print(f"a purge now would be REFUSED: {preview['clock']}")
+    for row in preview["sites"]:
+        span = f" (oldest {row['oldest']}, newest {row['newest']})" if row["alerts"] else ""
         print(
-            f"purged (media > {retention.media_days} d, records > {retention.alert_days} d): "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            f"site {row['site']} (media > {row['media_days']} d, records > {row['alert_days']} d): would delete "
+            f"media_files {row['media_files']}, alerts {row['alerts']}{span}, decisions {row['decisions']}"
         )
+    audit = preview["audit"]
+    span = f" (oldest {audit['oldest']}, newest {audit['newest']})" if audit["audit_rows"] else ""
+    print(
+        f"audit log (rows > {audit['alert_days']} d, the longest retention): would delete {audit['audit_rows']}{span}"
+    )
     return 0
 
 
 def cmd_audit(args) -> int:
-    """`vigie audit verify|show`: check the hash chain, or print the latest audit rows.
+    """`vigie audit verify|show|checkpoint|keygen`: check the hash chain (and signed checkpoints), print the
+    latest audit rows, sign a checkpoint, or make the key pair that signs them.
 
     Args:
         args: the parsed command line.
@@ -515,6 +657,10 @@ def cmd_audit(args) -> int:
     Returns:
         The exit code: 0, or 1 when the chain is broken.
     """
+    if args.audit_command == "keygen":
+        return _audit_keygen(args)
+    if args.audit_command == "checkpoint":
+        return _audit_checkpoint(args)
     with _register(args, create=False, read_only=True) as register:
         if args.audit_command == "show":
             for row in register.audit_rows(limit=args.limit):
@@ -523,9 +669,12 @@ def cmd_audit(args) -> int:
                     f"{row['camera_id'] or '-':<10} {row['details']}"
                 )
             return 0
-        report = register.verify()
+        if args.checkpoints is not None and args.public_key is None:
+            raise UsageError("--checkpoints needs --public-key (the public key of the signing key pair)")
+        report = register.verify(args.checkpoints, args.public_key)
         if report.ok:
-            print(f"audit chain intact: {report.rows_checked} row(s), {report.alerts_checked} alert(s) checked")
+            signed = f"; {report.checkpoints_checked} signed checkpoint(s) hold" if args.checkpoints else ""
+            print(f"audit chain intact: {report.rows_checked} row(s), {report.alerts_checked} alert(s) checked{signed}")
             return 0
         print(
             f"audit chain BROKEN at row {report.first_bad_row}: {report.problem}"
@@ -533,6 +682,92 @@ def cmd_audit(args) -> int:
             else f"audit chain BROKEN: {report.problem}"
         )
         return 1
+
+
+def _audit_keygen(args) -> int:
+    from runner.register.checkpoints import generate_keys
+
+    private_path, public_path = generate_keys(args.folder)
+    print(f"signing key {private_path} (mode 600: keep it off the runner), public key {public_path} (site folder)")
+    return 0
+
+
+def _audit_checkpoint(args) -> int:
+    """Sign the newest audit row, append it outside the register, and log it as one line on stderr."""
+    from runner.register.checkpoints import append_checkpoint, checkpoint_file, same_file_system
+
+    with _register(args, create=False, read_only=True) as register:
+        target = checkpoint_file(args.out, register.db_path)
+        checkpoint = register.checkpoint(args.key)
+        append_checkpoint(target, checkpoint)
+        shared_disk = same_file_system(target, register.db_path)
+    print(checkpoint.log_line(), file=sys.stderr)  # for syslog / journald: a copy the runner cannot rewrite
+    note = " (same file system as the register: keep a copy on another)" if shared_disk else ""
+    print(f"checkpoint: audit row {checkpoint.row_id} ({checkpoint.rows} row(s)) signed, appended to {target}{note}")
+    return 0
+
+
+def cmd_rights(args) -> int:
+    """`vigie rights ACTION`: the DPO answers a rights request (see runner.tools.rights).
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised; another role than dpo gets exit code 3 and nothing is written).
+    """
+    from runner.tools.rights import run_command
+
+    return run_command(args, _principal(args, "rights action"))
+
+
+def cmd_users(args) -> int:
+    """`vigie users add|disable|passwd|list`: manage the workbench's named logins (each change audited).
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised, and `main` turns them into exit codes).
+    """
+    import getpass
+
+    from runner.core.access import clean_user
+
+    if args.users_command == "list":
+        with _register(args, create=False, read_only=True) as register:
+            for user in register.users.list():
+                state = "disabled" if user["disabled"] else "enabled"
+                print(f"{user['login']:<24} {user['role']:<10} {state:<9} changed {user['changed_utc']}")
+        return 0
+    actor = clean_user(args.user or getpass.getuser())
+    with _register(args) as register:
+        if args.users_command == "disable":
+            register.users.disable(args.login, by=actor)
+            print(f"{args.login}: disabled (its open sessions end at their next request)")
+            return 0
+        if args.users_command == "passwd" and register.users.get(args.login) is None:  # before asking
+            raise UsageError(f"login {args.login[:40]!r}: no such user (vigie users list shows them)")
+        password = _read_password(f"password for {args.login}")
+        if args.users_command == "add":
+            user = register.users.add(args.login, args.role, password, by=actor)
+            print(f"{user['login']}: added, role {user['role']}")
+        else:
+            register.users.set_password(args.login, password, by=actor)
+            print(f"{args.login}: password changed (its open sessions end at their next request)")
+    return 0
+
+
+def _read_password(prompt: str) -> str:
+    """A password typed twice at a terminal, else the first line of stdin (never the command line)."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"{prompt}: ")
+    if getpass.getpass(f"{prompt} (again): ") != first:
+        raise UsageError("the two passwords differ: nothing changed")
+    return first
 
 
 def cmd_status(args) -> int:
@@ -544,14 +779,26 @@ def cmd_status(args) -> int:
     Returns:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
+    from runner.service.lifecycle import crashed_runs
+
     with _register(args, create=False, read_only=True) as register:
         control = register.control_state()
         print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
+        crashed_cameras: set[str] = set()
+        for _, run in crashed_runs(register):  # died without stopping (kill -9, power cut): health rows are stale
+            crashed_cameras.update(run.get("cameras", []))
+            print(f"runner CRASHED: pid {run.get('pid')} started {run.get('started_utc')} died without stopping")
+        if last_crash := register.get_meta("runner_last_crash"):
+            run = json.loads(last_crash)
+            print(f"last crash: pid {run.get('pid')} started {run.get('started_utc')}, found {run.get('detected_utc')}")
         print(
             "paused: " + (", ".join(s if s != "*" else "ALL" for s, r in control.items() if r["paused"]) or "nothing")
         )
         for row in register.health():
-            print(f"  {row['camera_id']:<16} {row['status']:<9} {row['updated_utc']}  {row['detail']}")
+            status, detail = row["status"], row["detail"]
+            if row["camera_id"] in crashed_cameras and status not in ("error", "ended"):
+                status, detail = "crashed", f"runner died without stopping (last said: {status} {detail})"
+            print(f"  {row['camera_id']:<16} {status:<9} {row['updated_utc']}  {detail}")
     return 0
 
 
@@ -606,6 +853,8 @@ COMMANDS = {
     "audit": cmd_audit,
     "status": cmd_status,
     "models": cmd_models,
+    "users": cmd_users,
+    "rights": cmd_rights,
 }
 
 

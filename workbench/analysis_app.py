@@ -25,13 +25,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from runner.core.access import PermissionDenied, Principal, principal_from_env, role_from_env  # noqa: E402
-from runner.core.errors import StoreError, VigieError  # noqa: E402
+from runner.core.access import PermissionDenied, Principal, Role, principal_from_env, role_from_env  # noqa: E402
+from runner.core.errors import StoreError, UsageError, VigieError  # noqa: E402
 from workbench import register_data as rd  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
 HEATMAP_BINS = (32, 18)  # columns, rows: a 16:9 image in cells of about 60 px at 1080p
 _LABELLED_COLUMNS = {"kind", "reason", "follow_up", "status"}
+_DURATION_COLUMNS = {"median_delay_s", "median_s", "mean_s", "p90_s", "max_s"}
+# Roles that see the register's images and identities elsewhere already (the console, rights requests);
+# every other one, and a server started without a role, gets the analysts' view.
+FULL_VIEW_ROLES = frozenset({Role.OPERATOR, Role.DPO})
 
 add_messages(
     {
@@ -56,7 +60,12 @@ add_messages(
             "analysis.validation_by": "Taux de validation par événement et par caméra (IC de Wilson {level} %)",
             "analysis.causes": "Causes des fausses alertes (rejets)",
             "analysis.follow_ups": "Suites données",
-            "analysis.delays": "Délai de décision (secondes entre l'alerte et la décision)",
+            "analysis.delays": "Délai de décision (de l'heure de l'événement à la décision)",
+            "analysis.site": "Site",
+            "analysis.per_operator": "Décisions par opérateur (pseudonyme)",
+            "analysis.analyst_view": (
+                "Vue analyste : chiffres agrégés, opérateurs pseudonymisés ; ni images, ni notes, ni noms."
+            ),
             "analysis.heatmap_camera": "Caméra",
             "analysis.heatmap_background": "Sur la dernière image de la caméra",
             "analysis.heatmap_title": "Où les alertes se produisent — {camera} ({count} alertes)",
@@ -77,16 +86,18 @@ add_messages(
             "analysis.col.pending": "En attente",
             "analysis.col.validation_rate": "Taux de validation",
             "analysis.col.rate_ci": "IC 95 %",
-            "analysis.col.median_delay_s": "Délai médian (s)",
+            "analysis.col.median_delay_s": "Délai médian",
             "analysis.col.reason": "Motif",
             "analysis.col.share": "Part",
             "analysis.col.follow_up": "Suite",
             "analysis.col.decisions": "Décisions",
-            "analysis.col.median_s": "Médiane (s)",
-            "analysis.col.mean_s": "Moyenne (s)",
-            "analysis.col.p90_s": "90e centile (s)",
-            "analysis.col.max_s": "Max (s)",
+            "analysis.col.median_s": "Médiane",
+            "analysis.col.mean_s": "Moyenne",
+            "analysis.col.p90_s": "90e centile",
+            "analysis.col.max_s": "Max",
             "analysis.col.first_utc": "Première alerte",
+            "analysis.col.operator": "Opérateur",
+            "analysis.col.site": "Site",
             "analysis.col.last_utc": "Dernière alerte",
             "analysis.axis.alerts": "alertes",
             "analysis.axis.hour": "heure locale",
@@ -114,7 +125,12 @@ add_messages(
             "analysis.validation_by": "Validation rate per event and camera (Wilson CI {level} %)",
             "analysis.causes": "Causes of false alerts (rejections)",
             "analysis.follow_ups": "Follow-ups",
-            "analysis.delays": "Time to decision (seconds from alert to decision)",
+            "analysis.delays": "Time to decision (from the event's time to the decision)",
+            "analysis.site": "Site",
+            "analysis.per_operator": "Decisions per operator (pseudonym)",
+            "analysis.analyst_view": (
+                "Analyst view: aggregate figures, pseudonymised operators; no images, notes or names."
+            ),
             "analysis.heatmap_camera": "Camera",
             "analysis.heatmap_background": "Over the camera's latest image",
             "analysis.heatmap_title": "Where alerts happen — {camera} ({count} alerts)",
@@ -135,16 +151,18 @@ add_messages(
             "analysis.col.pending": "Pending",
             "analysis.col.validation_rate": "Validation rate",
             "analysis.col.rate_ci": "95 % CI",
-            "analysis.col.median_delay_s": "Median delay (s)",
+            "analysis.col.median_delay_s": "Median delay",
             "analysis.col.reason": "Reason",
             "analysis.col.share": "Share",
             "analysis.col.follow_up": "Follow-up",
             "analysis.col.decisions": "Decisions",
-            "analysis.col.median_s": "Median (s)",
-            "analysis.col.mean_s": "Mean (s)",
-            "analysis.col.p90_s": "90th percentile (s)",
-            "analysis.col.max_s": "Max (s)",
+            "analysis.col.median_s": "Median",
+            "analysis.col.mean_s": "Mean",
+            "analysis.col.p90_s": "90th percentile",
+            "analysis.col.max_s": "Max",
             "analysis.col.first_utc": "First alert",
+            "analysis.col.operator": "Operator",
+            "analysis.col.site": "Site",
             "analysis.col.last_utc": "Last alert",
             "analysis.axis.alerts": "alerts",
             "analysis.axis.hour": "local hour",
@@ -156,11 +174,43 @@ add_messages(
 
 
 # -- tables -------------------------------------------------------------------------------------
+def format_duration(seconds: float) -> str:
+    """A delay as people say it: "45 s", "4 min 05 s", "2 h 07 min" (a day is still hours: "30 h 00 min").
+
+    Args:
+        seconds: the delay, seconds (a negative one is shown as 0 s).
+
+    Returns:
+        The text, rounded to the second below an hour and to the minute above.
+    """
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def analyst_only() -> bool:
+    """Whether this server's role gets the analysts' view (`FULL_VIEW_ROLES` aside, every role and none).
+
+    Returns:
+        True unless $VIGIE_ROLE is operator or dpo.
+    """
+    try:
+        return role_from_env() not in FULL_VIEW_ROLES
+    except UsageError:  # an unknown role sees what the least entitled one sees
+        return True
+
+
 def _cell(column: str, value: object, timezone: str) -> str:
     if value is None:
         return "—"
     if column in _LABELLED_COLUMNS:
         return rd.value_label(column, value)
+    if column in _DURATION_COLUMNS:
+        return format_duration(float(cast(float, value)))
     if column in ("validation_rate", "share"):
         return f"{float(cast(float, value)):.0%}"  # a Float64 column: the row values are untyped
     if isinstance(value, float):
@@ -421,6 +471,7 @@ def summary_tables(alerts: pl.DataFrame, timezone: str) -> dict[str, pl.DataFram
         "rejection_causes": rd.rejection_causes(alerts, ["kind", "camera_id"]),
         "follow_ups": rd.follow_up_counts(alerts, "kind"),
         "decision_delays": rd.decision_delays(alerts, "kind"),
+        "by_operator": rd.validation_stats(alerts.filter(pl.col("decision").is_not_null()), "operator"),
         "revisions": rd.revision_comparison(alerts),
     }
 
@@ -433,6 +484,7 @@ class AnalysisDashboard:
         self.media_dir = Path(media) if media else rd.media_dir(self.db_path)
         self.export_root = Path(export_root or rd.export_root())
         self.frames: rd.RegisterFrames | None = None
+        self.analyst_only = analyst_only()
         self._loading = False
         self.timezone = rd.DEFAULT_TIMEZONE
         self.header = widgets.HTML()
@@ -442,6 +494,11 @@ class AnalysisDashboard:
         self.widget = widgets.VBox(
             [
                 widgets.HTML(f"<h2>{html.escape(t('analysis.title'))}</h2>"),
+                widgets.HTML(
+                    f"<small class='vigie-analyst-view'>{html.escape(t('analysis.analyst_view'))}</small>"
+                    if self.analyst_only
+                    else ""
+                ),
                 self.header,
                 self.filters,
                 self.message,
@@ -455,6 +512,9 @@ class AnalysisDashboard:
         self.include_tests = widgets.Checkbox(value=True, description=t("analysis.include_tests"), indent=False)
         self.include_tests.add_class("vigie-include-tests")
         wide = {"description_width": "initial"}
+        self.site_filter = widgets.Dropdown(description=t("analysis.site"), style=wide)
+        self.site_filter.add_class("vigie-site-filter")
+        self.site_filter.observe(lambda _: None if self._loading else self._site_changed(), "value")
         self.cameras = widgets.SelectMultiple(description=t("analysis.cameras"), rows=4, style=wide)
         self.kinds = widgets.SelectMultiple(description=t("analysis.kinds"), rows=4, style=wide)
         self.revisions = widgets.SelectMultiple(description=t("analysis.revisions"), rows=4, style=wide)
@@ -464,7 +524,12 @@ class AnalysisDashboard:
         for control in (self.include_tests, self.cameras, self.kinds, self.revisions):
             control.observe(lambda _: None if self._loading else self.render(), "value")
         self.filters = widgets.HBox(
-            [widgets.VBox([self.include_tests, self.reload_button]), self.cameras, self.kinds, self.revisions]
+            [
+                widgets.VBox([self.site_filter, self.include_tests, self.reload_button]),
+                self.cameras,
+                self.kinds,
+                self.revisions,
+            ]
         )
 
     def _build_tabs(self) -> None:
@@ -473,7 +538,10 @@ class AnalysisDashboard:
         self.heatmap_camera = widgets.Dropdown(description=t("analysis.heatmap_camera"))
         self.heatmap_camera.add_class("vigie-heatmap-camera")
         self.heatmap_background = widgets.Checkbox(
-            value=True, description=t("analysis.heatmap_background"), indent=False
+            value=not self.analyst_only,
+            disabled=self.analyst_only,  # a camera image shows people: not for aggregate review
+            description=t("analysis.heatmap_background"),
+            indent=False,
         )
         self.heatmap_plot = widgets.VBox()
         self.heatmap_camera.observe(lambda _: self._render_heatmap(), "value")
@@ -513,13 +581,13 @@ class AnalysisDashboard:
     def reload(self) -> None:
         try:
             self.frames = rd.load_register(self.db_path)
+            if self.analyst_only:
+                self.frames = rd.analyst_view(self.frames, rd.pseudonym_key(self.db_path))
         except StoreError as exc:
             self.frames = None
             self.message.value = f"<span style='color:#c0392b'>{html.escape(str(exc))}</span>"
             return
         alerts = self.frames.alerts
-        sites = alerts["site"].unique().to_list()
-        self.timezone = rd.site_timezone(sites[0]) if len(sites) == 1 else rd.DEFAULT_TIMEZONE
         self.header.value = html.escape(
             t(
                 "analysis.register",
@@ -530,11 +598,28 @@ class AnalysisDashboard:
         )
         self._loading = True  # one render after the filters are reset, not one per filter
         try:
+            sites = sorted(set(alerts["site"].to_list()))
+            selected = self.site_filter.value if self.site_filter.value in sites else (sites[0] if sites else None)
+            self.site_filter.options = sites
+            self.site_filter.value = selected
+            # Tests count only when they are all there is (a design-phase register); otherwise real use is shown.
+            self.include_tests.value = bool(alerts.height) and bool(alerts["is_test"].all())
+        finally:
+            self._loading = False
+        self._site_changed()
+
+    def _site_changed(self) -> None:
+        """One site at a time: its revision numbers, cameras and time zone are its own."""
+        if self.frames is None:
+            return
+        site = self.site_filter.value
+        alerts = self.frames.alerts.filter(pl.col("site") == site) if site else self.frames.alerts
+        self.timezone = rd.site_timezone(site) if site else rd.DEFAULT_TIMEZONE
+        self._loading = True
+        try:
             self.cameras.options = sorted(set(alerts["camera_id"].to_list()))
             self.kinds.options = [(rd.value_label("kind", k), k) for k in sorted(set(alerts["kind"].to_list()))]
             self.revisions.options = sorted(set(alerts["config_revision"].to_list()))
-            # Tests count only when they are all there is (a design-phase register); otherwise real use is shown.
-            self.include_tests.value = bool(alerts.height) and bool(alerts["is_test"].all())
         finally:
             self._loading = False
         self.render()
@@ -549,6 +634,7 @@ class AnalysisDashboard:
             return pl.DataFrame()
         return rd.filter_alerts(
             self.frames.alerts,
+            sites=[self.site_filter.value] if self.site_filter.value else None,
             include_tests=self.include_tests.value,
             cameras=list(self.cameras.value),
             kinds=list(self.kinds.value),
@@ -602,6 +688,7 @@ class AnalysisDashboard:
             self._section("analysis.causes", html_table(tables["rejection_causes"])),
             self._section("analysis.follow_ups", html_table(tables["follow_ups"])),
             self._section("analysis.delays", html_table(tables["decision_delays"])),
+            self._section("analysis.per_operator", html_table(tables["by_operator"])),
         ]
         self.validation.children = children
 
@@ -611,7 +698,8 @@ class AnalysisDashboard:
             self.heatmap_plot.children = []
             return
         alerts = self.filtered().filter(pl.col("camera_id") == camera)
-        background = rd.latest_snapshot(alerts, camera, self.media_dir) if self.heatmap_background.value else None
+        wanted = self.heatmap_background.value and not self.analyst_only
+        background = rd.latest_snapshot(alerts, camera, self.media_dir) if wanted else None
         self.heatmap_plot.children = [plot_widget(heatmap_figure(alerts, camera, background))]
 
     def _render_revisions(self, tables: dict[str, pl.DataFrame]) -> None:

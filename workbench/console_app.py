@@ -13,14 +13,28 @@ from __future__ import annotations
 import asyncio
 import html
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
-from runner.core.access import PermissionDenied, Principal, Role, parse_role, role_from_env
+from runner.config.site import PRIORITY_ORDER, alert_priority
+from runner.core.access import (
+    Action,
+    PermissionDenied,
+    Principal,
+    Role,
+    login_from_env,
+    parse_role,
+    require,
+    role_from_env,
+)
 from runner.core.alerts import FOLLOW_UPS, REJECT_REASONS
 from runner.core.errors import StoreError, VigieError
 from runner.register import STORAGE_HEALTH_KEYS, Register, iso
@@ -35,13 +49,25 @@ from workbench.register_data import (
     zones_dir,
 )
 
-POLL_INTERVAL_S = 1.0
+POLL_INTERVAL_S = 0.5  # a new alert reaches the page within a second (2 s promised), with room to spare
 SEQUENCE_WINDOW_S = 600.0  # earlier alerts on the same subject shown as a sequence: at most 10 min back
 SEQUENCE_MAX_IMAGES = 8
 MAX_OPERATOR_CHARS = 64
 MAX_NOTE_CHARS = 500
 ALL_CAMERAS = "*"
 NOT_CHOSEN = ""  # a dropdown's placeholder (ipywidgets shows a None option as a blank)
+MAX_PAUSE_REASON_CHARS = 300
+PRIORITY_COLOURS = {"high": "#c0392b", "medium": "#e67e00", "low": "#5d6d7e"}
+KIND_COLOURS = {  # one colour per rule kind, for the chip in the list (unknown kinds grey)
+    "fire": "#d35400",
+    "weapon": "#8e44ad",
+    "person_down": "#c0392b",
+    "crowd_density": "#2471a3",
+    "crowd_movement": "#148f77",
+    "abandoned_object": "#7d6608",
+    "zone_intrusion": "#1e8449",
+    "wrong_way": "#b9770e",
+}
 
 add_messages(
     {
@@ -89,6 +115,8 @@ add_messages(
             "console.health.degraded": "flux dégradé",
             "console.health.error": "flux en erreur",
             "console.health.ended": "flux terminé",
+            "console.health.crashed": "service arrêté brutalement",
+            "console.health.damaged": "fichier endommagé",
             "console.register_missing": "Registre introuvable : {error}",
             "console.field.time": "Heure",
             "console.field.camera": "Caméra",
@@ -97,6 +125,28 @@ add_messages(
             "console.field.subject": "Sujet",
             "console.field.score": "Score",
             "console.field.revision": "Révision de la config",
+            "console.field.priority": "Priorité",
+            "console.field.state": "État",
+            "console.priority.high": "haute",
+            "console.priority.medium": "moyenne",
+            "console.priority.low": "basse",
+            "console.state_new": "nouvelle",
+            "console.taken_by": "pris par {operator}",
+            "console.take": "Prendre en charge",
+            "console.take_over": "Reprendre à {operator}",
+            "console.release": "Libérer",
+            "console.taken_done": "Alerte {id} prise en charge par {operator}.",
+            "console.released_done": "Alerte {id} libérée.",
+            "console.new_high": "Nouvelle alerte prioritaire",
+            "console.shortcuts": "Raccourcis : C confirmer · R rejeter · T prendre · N / ↓ suivante · P / ↑ précédente",
+            "console.clip": "Séquence vidéo autour de l'alerte ({duration} s)",
+            "console.pause_reason": "Motif de la suspension",
+            "console.pause_reason_placeholder": "Motif (obligatoire pour toutes les caméras)",
+            "console.pause_all_confirm": "Confirmer la suspension de toutes les caméras",
+            "console.pause_cancel": "Annuler",
+            "console.pause_all_ask": "Suspendre toutes les caméras ? Indiquez le motif puis confirmez.",
+            "console.pause_reason_needed": "Indiquez le motif de la suspension de toutes les caméras.",
+            "console.pause_cancelled": "Suspension annulée.",
         },
         "en": {
             "console.title": "Operator console — alerts awaiting validation",
@@ -142,6 +192,8 @@ add_messages(
             "console.health.degraded": "stream degraded",
             "console.health.error": "stream error",
             "console.health.ended": "stream ended",
+            "console.health.crashed": "service crashed",
+            "console.health.damaged": "damaged file",
             "console.register_missing": "Register not found: {error}",
             "console.field.time": "Time",
             "console.field.camera": "Camera",
@@ -150,6 +202,28 @@ add_messages(
             "console.field.subject": "Subject",
             "console.field.score": "Score",
             "console.field.revision": "Config revision",
+            "console.field.priority": "Priority",
+            "console.field.state": "State",
+            "console.priority.high": "high",
+            "console.priority.medium": "medium",
+            "console.priority.low": "low",
+            "console.state_new": "new",
+            "console.taken_by": "taken by {operator}",
+            "console.take": "Take",
+            "console.take_over": "Take over from {operator}",
+            "console.release": "Release",
+            "console.taken_done": "Alert {id} taken by {operator}.",
+            "console.released_done": "Alert {id} released.",
+            "console.new_high": "New high-priority alert",
+            "console.shortcuts": "Shortcuts: C confirm · R reject · T take · N / ↓ next · P / ↑ previous",
+            "console.clip": "Video around the alert ({duration} s)",
+            "console.pause_reason": "Reason for pausing",
+            "console.pause_reason_placeholder": "Reason (required for all cameras)",
+            "console.pause_all_confirm": "Confirm pausing all cameras",
+            "console.pause_cancel": "Cancel",
+            "console.pause_all_ask": "Pause all cameras? Give the reason, then confirm.",
+            "console.pause_reason_needed": "Give the reason for pausing all cameras.",
+            "console.pause_cancelled": "Pause cancelled.",
         },
     }
 )
@@ -222,6 +296,7 @@ def decision_request(decision: str, reason: str | None, follow_up: str | None, n
 class PollResult:
     new_ids: list[int] = field(default_factory=list)  # pending alerts that appeared
     gone_ids: list[int] = field(default_factory=list)  # no longer pending (decided here or elsewhere, purged)
+    new_high_ids: list[int] = field(default_factory=list)  # new since the console opened, high priority
     error: str | None = None
 
 
@@ -246,6 +321,8 @@ class ConsoleModel:
         self._register: Register | None = None
         self._config_signature: tuple = ()
         self._config_camera_ids: set[str] = set()
+        self.claims: dict[int, dict] = {}  # alert id -> who holds it (alert_id, operator, taken_utc)
+        self._priorities: dict[str, tuple[float | None, dict[str, str]]] = {}  # site -> (config mtime, priorities)
 
     @property
     def register(self) -> Register:
@@ -289,7 +366,7 @@ class ConsoleModel:
             ValueError: no operator has started a session.
             PermissionDenied: the console was started without a role.
         """
-        name = self._require_operator()
+        name = login_from_env() or self._require_operator()  # a named login's page acts as that login only
         if self.role is None:
             raise PermissionDenied(
                 f"{name}: this console was started without a role "
@@ -310,7 +387,8 @@ class ConsoleModel:
         """
         result = PollResult()
         try:
-            if self.last_id == 0 and not self.pending:
+            first_poll = self.last_id == 0 and not self.pending
+            if first_poll:
                 self.last_id = latest_alert_id(self.db_path)
                 fresh = self.register.alerts(status="pending")
             else:
@@ -320,7 +398,10 @@ class ConsoleModel:
                 if alert["status"] == "pending":
                     self.pending[alert["id"]] = alert
                     result.new_ids.append(alert["id"])
+                    if not first_poll and self.priority(alert) == "high":
+                        result.new_high_ids.append(alert["id"])
             still_pending = {a["id"] for a in self.register.alerts(status="pending")} if self.pending else set()
+            self.claims = self.register.claims() if self.pending else {}
         except StoreError as exc:
             result.error = t("console.register_missing", error=str(exc))
             return result
@@ -339,6 +420,73 @@ class ConsoleModel:
             The alerts, as the register returns them.
         """
         return [a for a in self.pending.values() if not (hide_tests and a["is_test"])]
+
+    def ordered_pending(self, hide_tests: bool) -> list[dict]:
+        """The pending alerts in the order the operator works through them: priority, then newest first.
+
+        Args:
+            hide_tests: leave test alerts out.
+
+        Returns:
+            The alerts, high priority first, each priority newest first.
+        """
+        alerts = sorted(self.visible_pending(hide_tests), key=lambda a: (a["ts_utc"], a["id"]), reverse=True)
+        return sorted(alerts, key=lambda a: PRIORITY_ORDER.index(self.priority(a)))  # stable: keeps the time order
+
+    def priority(self, alert: dict) -> str:
+        """An alert's priority: its site config's `alert_priorities`, else the default of its kind.
+
+        Args:
+            alert: an alert, as the register returns it.
+
+        Returns:
+            "high", "medium" or "low".
+        """
+        return alert_priority(alert["kind"], self._site_priorities(alert["site"]))
+
+    def _site_priorities(self, site: str) -> dict[str, str]:
+        """zones/<site>/site.yaml's priorities, re-read only when the file changes (this runs every second)."""
+        path = Path(self.zones_dir or zones_dir()) / site / "site.yaml"
+        try:
+            mtime: float | None = path.stat().st_mtime
+        except (OSError, ValueError):
+            mtime = None
+        cached = self._priorities.get(site)
+        if cached is None or cached[0] != mtime:
+            priorities: dict[str, str] = {}
+            if mtime is not None:
+                from runner.config.loading import load_config
+
+                try:
+                    priorities = dict(load_config(path).config.alert_priorities)
+                except Exception:  # an invalid config belongs to the setup app: the defaults apply meanwhile
+                    priorities = {}
+            self._priorities[site] = cached = (mtime, priorities)
+        return cached[1]
+
+    def holder(self, alert_id: int) -> str | None:
+        """Who holds an alert, as of the last poll or this console's own take.
+
+        Args:
+            alert_id: the alert.
+
+        Returns:
+            The operator's identity, or None when the alert is new (held by nobody).
+        """
+        claim = self.claims.get(alert_id)
+        return claim["operator"] if claim else None
+
+    def clip(self, alert: dict) -> dict | None:
+        """The alert's short clip, when it is stored, still kept and intact.
+
+        Args:
+            alert: an alert, as the register returns it.
+
+        Returns:
+            The clip row (media_type, duration_s, frames...) with `file`, its path; None when there is none to play.
+        """
+        row = self.register.clip(alert["id"])
+        return row if row is not None and row["file"] is not None else None
 
     def image_sequence(self, alert: dict) -> list[Path]:
         """Snapshots of this alert's subject on its camera, oldest first, ending with the alert's own.
@@ -428,23 +576,67 @@ class ConsoleModel:
         request = decision_request(decision, reason, follow_up, note)
         row = self.register.decide(alert_id, by=principal, **request)
         self.pending.pop(alert_id, None)
+        self.claims.pop(alert_id, None)
         return row
 
-    def set_paused(self, scope: str, paused: bool) -> int:
-        """Pause or resume alerting, in the operator's name.
+    def take(self, alert_id: int, *, take_over: bool = False) -> dict:
+        """The operator takes a pending alert: the other consoles show who holds it.
+
+        Args:
+            alert_id: the pending alert.
+            take_over: take it from the operator holding it (audited with their name).
+
+        Returns:
+            The claim row (alert_id, operator, taken_utc).
+
+        Raises:
+            ValueError: no operator has started a session.
+            VigieError: refused by the register (decided meanwhile, held by another without take_over, role).
+        """
+        claim = self.register.take(alert_id, self.principal(), take_over=take_over)
+        self.claims[alert_id] = claim
+        return claim
+
+    def release(self, alert_id: int) -> bool:
+        """The operator gives back an alert they hold; it is new again for everyone.
+
+        Args:
+            alert_id: the alert.
+
+        Returns:
+            Whether this operator held it.
+
+        Raises:
+            ValueError: no operator has started a session.
+            VigieError: refused by the register (role) or a failed write.
+        """
+        released = self.register.release(alert_id, self.principal())
+        if released:
+            self.claims.pop(alert_id, None)
+        return released
+
+    def set_paused(self, scope: str, paused: bool, reason: str | None = None) -> int:
+        """Pause or resume alerting, in the operator's name; pausing every camera needs a reason.
 
         Args:
             scope: ALL_CAMERAS ('*') or a camera id.
             paused: True to pause, False to resume.
+            reason: why, in the operator's words (recorded in the audit row); required to pause everything.
 
         Returns:
             The id of the audit row written.
 
         Raises:
-            ValueError: no operator has started a session.
+            ValueError: no operator has started a session, no reason to pause everything, or one too long.
             VigieError: refused by the register (a role that may not pause), or a failed write.
         """
-        return self.register.set_paused(scope, paused, self.principal())
+        principal = require(self.principal(), Action.PAUSE)  # a role that may not pause hears that first
+        reason = " ".join((reason or "").split()) or None
+        if paused and scope == ALL_CAMERAS and reason is None:
+            raise ValueError(t("console.pause_reason_needed"))
+        if reason is not None and len(reason) > MAX_PAUSE_REASON_CHARS:
+            raise ValueError(t("console.note_too_long", max=MAX_PAUSE_REASON_CHARS))
+        return self.register.set_paused(scope, paused, principal, reason)
 
 
 def _config_cameras(paths: list[Path]) -> set[str]:
@@ -496,6 +688,122 @@ def alert_label(alert: dict, timezone: str) -> str:
 
 
 # -- widgets ------------------------------------------------------------------------------------
+# The alert list as the browser shows it: coloured rows, the new high-priority alerts highlighted with a
+# sound (Web Audio, generated in the page: no file, no request), and the keyboard shortcuts. Every row is
+# built with textContent (no HTML from the register reaches the page); every action goes back to Python.
+_BOARD_ESM = """
+const KEYS = {c: "confirm", r: "reject", t: "take", n: "next", j: "next", arrowdown: "next",
+              p: "previous", k: "previous", arrowup: "previous"};
+function render({ model, el }) {
+  el.classList.add("vigie-alert-board");
+  const banner = document.createElement("div");
+  banner.className = "vigie-new-alert";
+  const list = document.createElement("div");
+  list.className = "vigie-alert-rows";
+  el.append(banner, list);
+  let audio = null;
+  const unlock = () => {  // browsers let a page make sound once the person has clicked or typed in it
+    try { audio = audio || new AudioContext(); audio.resume(); } catch (e) { el.dataset.audioError = String(e); }
+  };
+  const span = (className, text, colour) => {
+    const part = document.createElement("span");
+    part.className = className;
+    part.textContent = text;
+    if (colour) part.style.background = colour;
+    return part;
+  };
+  const draw = () => {
+    const rows = model.get("rows"), selected = model.get("value");
+    list.replaceChildren(...rows.map((r) => {
+      const row = document.createElement("div");
+      row.className = `vigie-alert-row vigie-priority-${r.priority}` + (r.fresh ? " vigie-alert-fresh" : "")
+        + (r.id === selected ? " vigie-selected" : "");
+      row.dataset.alertId = r.id;
+      row.style.borderLeftColor = r.priority_colour;
+      row.append(span("vigie-priority-chip", r.priority_label, r.priority_colour), span("vigie-alert-head", r.head),
+                 span("vigie-kind-chip", r.kind_label, r.kind_colour),
+                 span("vigie-alert-state" + (r.held_by ? " vigie-held" : ""), r.state_label));
+      row.addEventListener("click", () => { unlock(); model.send({ type: "select", id: r.id }); });
+      return row;
+    }));
+    const fresh = rows.filter((r) => r.fresh);
+    banner.textContent = fresh.length ? `${model.get("banner")} : ${fresh.map((r) => r.head).join(" | ")}` : "";
+    banner.style.display = fresh.length ? "" : "none";
+  };
+  const beep = () => {
+    el.dataset.alarms = String(Number(el.dataset.alarms || 0) + 1);
+    try {
+      audio = audio || new AudioContext();
+      const now = audio.currentTime;
+      for (const [start, hz] of [[0, 880], [0.22, 660], [0.44, 880]]) {
+        const tone = audio.createOscillator(), gain = audio.createGain();
+        tone.type = "square"; tone.frequency.value = hz; gain.gain.value = 0.12;
+        tone.connect(gain).connect(audio.destination);
+        tone.start(now + start); tone.stop(now + start + 0.16);
+      }
+      el.dataset.audioState = audio.state;
+    } catch (e) { el.dataset.audioError = String(e); }
+  };
+  const onKey = (e) => {
+    const target = e.target || {}, tag = (target.tagName || "").toLowerCase();
+    const typing = ["input", "textarea", "select"].includes(tag) || target.isContentEditable;
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    const action = KEYS[(e.key || "").toLowerCase()];
+    if (!action) return;
+    e.preventDefault();
+    unlock();
+    model.send({ type: "key", action });
+  };
+  document.addEventListener("keydown", onKey);
+  model.on("change:rows", draw);
+  model.on("change:value", draw);
+  model.on("change:alarm", beep);
+  draw();
+  return () => document.removeEventListener("keydown", onKey);
+}
+export default { render };
+"""
+_BOARD_CSS = """
+.vigie-alert-rows { max-height: 420px; overflow-y: auto; border: 1px solid #ccd; }
+.vigie-alert-row { display: flex; gap: 6px; align-items: center; padding: 3px 6px; cursor: pointer;
+  border-left: 6px solid #5d6d7e; border-bottom: 1px solid #eee; font-family: monospace; font-size: 12px; }
+.vigie-alert-row.vigie-priority-high { background: #fdecea; }
+.vigie-alert-row.vigie-priority-medium { background: #fff4e0; }
+.vigie-alert-row.vigie-selected { outline: 2px solid #1f77b4; outline-offset: -2px; font-weight: bold; }
+.vigie-alert-row.vigie-alert-fresh { animation: vigie-blink 0.8s ease-in-out infinite alternate; }
+@keyframes vigie-blink { from { background: #fdecea; } to { background: #f5b7b1; } }
+.vigie-priority-chip, .vigie-kind-chip { color: white; border-radius: 3px; padding: 0 4px; white-space: nowrap; }
+.vigie-alert-head { white-space: nowrap; }
+.vigie-alert-state { margin-left: auto; color: #555; white-space: nowrap; }
+.vigie-alert-state.vigie-held { color: #7d3c98; font-weight: bold; }
+.vigie-new-alert { background: #c0392b; color: white; font-weight: bold; padding: 4px 8px; margin-bottom: 4px; }
+"""
+
+
+class AlertBoard(anywidget.AnyWidget):
+    """The pending alerts as coloured rows; clicks and keys are sent to Python as messages."""
+
+    _esm = _BOARD_ESM
+    _css = _BOARD_CSS
+    rows: traitlets.List = traitlets.List().tag(sync=True)  # one dict per row (see OperatorConsole._row)
+    value = traitlets.Int(None, allow_none=True).tag(sync=True)  # the selected alert's id
+    alarm = traitlets.Int(0).tag(sync=True)  # bumped for each new high-priority alert: the page beeps
+    banner = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, on_message: Callable[[Mapping[str, Any]], None], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.on_msg(lambda _widget, content, _buffers: on_message(content))
+
+    @property
+    def options(self) -> list[tuple[str, int]]:
+        """(label, alert id) of each row, in the order shown.
+
+        Returns:
+            The rows' labels and ids.
+        """
+        return [(row["label"], row["id"]) for row in self.rows]
+
+
 def _button(label: str, css: str, style: str = "", icon: str = "") -> widgets.Button:
     button = widgets.Button(description=label, button_style=style, icon=icon)
     button.add_class(css)
@@ -512,6 +820,7 @@ class OperatorConsole:
         self._updating_list = False
         self._sequence: list[bytes] = []
         self._new_since_view = 0
+        self._fresh_ids: set[int] = set()  # new high-priority alerts nobody here has looked at yet
         self._task: asyncio.Task | None = None
         self._build_operator_bar()
         self._build_alert_list()
@@ -529,6 +838,7 @@ class OperatorConsole:
             _dom_classes=["vigie-console"],
         )
         self._set_operator_enabled(False)
+        self._start_login_session()
         if self.model.role is not Role.OPERATOR:
             self._say(t("console.wrong_role", role=self.model.role.value if self.model.role else "-"), error=True)
         self.refresh()
@@ -552,10 +862,14 @@ class OperatorConsole:
         self.hide_tests.add_class("vigie-hide-tests")
         self.hide_tests.observe(lambda _: self.refresh(), "value")
         self.counter = widgets.HTML(_dom_classes=["vigie-pending-count"])
-        self.alert_list = widgets.Select(options=[], rows=16, layout=widgets.Layout(width="380px"))
+        self.alert_list = AlertBoard(self._on_board_message, banner=t("console.new_high"))
         self.alert_list.add_class("vigie-alert-list")
+        self.alert_list.layout.width = "540px"
         self.alert_list.observe(lambda _: self._show_selected(), "value")
-        self.list_box = widgets.VBox([self.counter, self.hide_tests, self.alert_list])
+        self.shortcuts = widgets.HTML(
+            f"<small>{html.escape(t('console.shortcuts'))}</small>", _dom_classes=["vigie-shortcuts"]
+        )
+        self.list_box = widgets.VBox([self.counter, self.hide_tests, self.alert_list, self.shortcuts])
 
     def _build_detail(self) -> None:
         self.badge = widgets.HTML(_dom_classes=["vigie-test-badge"])
@@ -569,6 +883,17 @@ class OperatorConsole:
         self.sequence_slider.observe(lambda change: self._show_frame(change["new"]), "value")
         self.sequence_box = widgets.HBox([self.sequence_caption, self.sequence_play, self.sequence_slider])
         self.info = widgets.HTML(_dom_classes=["vigie-alert-info"])
+        self.holder_info = widgets.HTML(_dom_classes=["vigie-alert-holder"])
+        self.take_button = _button(t("console.take"), "vigie-take", "info", "hand-paper-o")
+        self.release_button = _button(t("console.release"), "vigie-release", "", "undo")
+        self.take_button.on_click(lambda _: self._take())
+        self.release_button.on_click(lambda _: self._release())
+        self.holder_box = widgets.HBox([self.holder_info, self.take_button, self.release_button])
+        self.clip_caption = widgets.HTML()
+        self.clip = widgets.Video(format="mp4", autoplay=True, loop=True, controls=True)
+        self.clip.add_class("vigie-clip")
+        self.clip.layout.max_width = "640px"
+        self.clip_box = widgets.VBox([self.clip_caption, self.clip])
         self.reason = widgets.Dropdown(
             options=[(t("console.reason_placeholder"), NOT_CHOSEN)]
             + [(value_label("reason", r), r) for r in REJECT_REASONS],
@@ -593,7 +918,16 @@ class OperatorConsole:
             [self.reason, self.follow_up, self.note, widgets.HBox([self.confirm_button, self.reject_button])]
         )
         self.detail_box = widgets.VBox(
-            [self.badge, self.image, self.no_image, self.sequence_box, self.info, self.form],
+            [
+                self.badge,
+                self.image,
+                self.no_image,
+                self.sequence_box,
+                self.clip_box,
+                self.info,
+                self.holder_box,
+                self.form,
+            ],
             layout=widgets.Layout(margin="0 0 0 16px"),
         )
 
@@ -602,13 +936,30 @@ class OperatorConsole:
         self.scope.add_class("vigie-scope")
         self.pause_button = _button(t("console.pause"), "vigie-pause", "warning", "pause")
         self.resume_button = _button(t("console.resume"), "vigie-resume", "", "play")
-        self.pause_button.on_click(lambda _: self._set_paused(True))
+        self.pause_button.on_click(lambda _: self._ask_pause())
         self.resume_button.on_click(lambda _: self._set_paused(False))
+        self.pause_reason = widgets.Text(
+            placeholder=t("console.pause_reason_placeholder"),
+            description=t("console.pause_reason"),
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="460px"),
+        )
+        self.pause_reason.add_class("vigie-pause-reason")
+        self.pause_confirm = _button(t("console.pause_all_confirm"), "vigie-pause-confirm", "danger", "pause")
+        self.pause_cancel = _button(t("console.pause_cancel"), "vigie-pause-cancel")
+        self.pause_confirm.on_click(lambda _: self._set_paused(True))
+        self.pause_cancel.on_click(lambda _: self._cancel_pause())
+        self.pause_confirm_box = widgets.HBox([self.pause_confirm, self.pause_cancel])
+        self.pause_confirm_box.layout.display = "none"
+        # Feedback beside the buttons that caused it, not at the top of the page.
+        self.control_message = widgets.HTML(_dom_classes=["vigie-control-message"])
         self.control_state = widgets.HTML(_dom_classes=["vigie-control-state"])
         self.control_box = widgets.VBox(
             [
                 widgets.HTML(f"<h3>{html.escape(t('console.control_title'))}</h3>"),
-                widgets.HBox([self.scope, self.pause_button, self.resume_button]),
+                widgets.HBox([self.scope, self.pause_button, self.resume_button, self.control_message]),
+                self.pause_reason,
+                self.pause_confirm_box,
                 self.control_state,
             ]
         )
@@ -626,6 +977,14 @@ class OperatorConsole:
         if self.model.role is Role.OPERATOR:
             self._say("")
 
+    def _start_login_session(self) -> None:
+        """A page opened by a named login (workbench/auth.py) acts as that login: no name to type or change."""
+        login = login_from_env()
+        if login:
+            self.operator_input.value = login
+            self._start_session()
+            self.operator_bar.children = [self.operator_shown]
+
     def _end_session(self) -> None:
         self.model.operator = None
         self.operator_input.value = ""
@@ -634,7 +993,8 @@ class OperatorConsole:
 
     def _set_operator_enabled(self, enabled: bool) -> None:
         enabled = enabled and self.model.role is Role.OPERATOR  # the register would refuse anyway
-        for control in (self.confirm_button, self.reject_button, self.pause_button, self.resume_button):
+        controls = (self.confirm_button, self.reject_button, self.pause_button, self.resume_button)
+        for control in (*controls, self.take_button, self.release_button, self.pause_confirm):
             control.disabled = not enabled
 
     # refreshing
@@ -650,7 +1010,12 @@ class OperatorConsole:
             return result
         visible = {a["id"] for a in self.model.visible_pending(self.hide_tests.value)}
         self._new_since_view += len(visible.intersection(result.new_ids))
+        fresh_high = visible.intersection(result.new_high_ids)
+        self._fresh_ids = (self._fresh_ids | fresh_high) & set(self.model.pending)
+        if fresh_high:
+            self.alert_list.alarm += 1  # the page sounds the alarm once per poll that brought some
         self._refresh_list()
+        self._refresh_holder()
         self._refresh_control()
         return result
 
@@ -660,14 +1025,14 @@ class OperatorConsole:
         return self._timezones[site]
 
     def _refresh_list(self) -> None:
-        alerts = self.model.visible_pending(self.hide_tests.value)
-        options = [(alert_label(a, self._timezone(a["site"])), a["id"]) for a in reversed(alerts)]  # newest first
-        if list(self.alert_list.options) != options:
+        alerts = self.model.ordered_pending(self.hide_tests.value)
+        rows = [self._row(a) for a in alerts]
+        if self.alert_list.rows != rows:
             selected = self.alert_list.value
-            self._updating_list = True  # ipywidgets clears the value while options change: not a new selection
+            self._updating_list = True  # the rows change under the selection: not a new selection
             try:
-                self.alert_list.options = options
-                ids = [i for _, i in options]
+                self.alert_list.rows = rows
+                ids = [row["id"] for row in rows]
                 self.alert_list.value = selected if selected in ids else (ids[0] if ids else None)
             finally:
                 self._updating_list = False
@@ -676,6 +1041,61 @@ class OperatorConsole:
             count += t("console.new_count", count=self._new_since_view)
         self.counter.value = f"<b>{html.escape(count)}</b>"
         self._show_selected()
+
+    def _row(self, alert: dict) -> dict:
+        """One row of the list, as the page draws it (plain values: the page sets them as text)."""
+        timezone = self._timezone(alert["site"])
+        priority = self.model.priority(alert)
+        holder = self.model.holder(alert["id"])
+        test = "[TEST] " if alert["is_test"] else ""
+        return {
+            "id": alert["id"],
+            "label": alert_label(alert, timezone),
+            "head": f"{test}#{alert['id']}  {local_time(alert['ts_utc'], timezone)}  {alert['camera_id']}",
+            "kind_label": value_label("kind", alert["kind"]),
+            "kind_colour": KIND_COLOURS.get(alert["kind"], "#7f8c8d"),
+            "priority": priority,
+            "priority_label": t(f"console.priority.{priority}"),
+            "priority_colour": PRIORITY_COLOURS[priority],
+            "held_by": holder or "",
+            "state_label": t("console.taken_by", operator=holder) if holder else t("console.state_new"),
+            "fresh": alert["id"] in self._fresh_ids,
+        }
+
+    def _on_board_message(self, message: Mapping[str, Any]) -> None:
+        """A click on a row or a shortcut key, from the page."""
+        if message.get("type") == "select" and isinstance(message.get("id"), int):
+            self._select(message["id"])
+        elif message.get("type") == "key":
+            self.shortcut(str(message.get("action")))
+
+    def shortcut(self, action: str) -> None:
+        """What a shortcut key does: confirm, reject, take, next or previous (the page maps the keys).
+
+        Args:
+            action: "confirm", "reject", "take", "next" or "previous"; anything else is ignored.
+        """
+        if action == "confirm":
+            self._decide("confirmed")
+        elif action == "reject":
+            self._decide("rejected")
+        elif action == "take":
+            self._take()
+        elif action in ("next", "previous"):
+            ids = [row["id"] for row in self.alert_list.rows]
+            if ids:
+                current = ids.index(self.alert_list.value) if self.alert_list.value in ids else -1
+                step = 1 if action == "next" else -1
+                self._select(ids[max(0, min(len(ids) - 1, current + step))])
+
+    def _select(self, alert_id: int) -> None:
+        """The operator chose an alert: it is shown, and no longer flashes as new."""
+        if alert_id not in self.model.pending:
+            return
+        self.alert_list.value = alert_id
+        if alert_id in self._fresh_ids:
+            self._fresh_ids.discard(alert_id)
+            self._refresh_list()
 
     def _show_selected(self) -> None:
         alert_id = self.alert_list.value
@@ -698,6 +1118,36 @@ class OperatorConsole:
         )
         self.info.value = self._info_html(alert)
         self._load_sequence(alert)
+        self._load_clip(alert)
+        self._refresh_holder()
+
+    def _refresh_holder(self) -> None:
+        """Who holds the shown alert, and the take / release buttons that fit."""
+        alert_id = self.alert_list.value
+        holder = self.model.holder(alert_id) if alert_id is not None else None
+        me = self.model.operator
+        state = t("console.taken_by", operator=holder) if holder else t("console.state_new")
+        text = f"<b>{html.escape(t('console.field.state'))} :</b> {html.escape(state)}"
+        if self.holder_info.value != text:
+            self.holder_info.value = text
+        self.take_button.description = (
+            t("console.take_over", operator=holder) if holder and holder != me else t("console.take")
+        )
+        self.take_button.layout.display = "none" if holder and holder == me else ""
+        self.release_button.layout.display = "" if holder and holder == me else "none"
+
+    def _load_clip(self, alert: dict) -> None:
+        try:
+            clip = self.model.clip(alert)
+        except VigieError:
+            clip = None
+        if clip is None:
+            self.clip_box.layout.display = "none"
+            return
+        self.clip.format = clip["media_type"].split("/")[-1]
+        self.clip.value = clip["file"].read_bytes()
+        self.clip_caption.value = html.escape(t("console.clip", duration=f"{clip['duration_s']:.1f}"))
+        self.clip_box.layout.display = ""
 
     def _info_html(self, alert: dict) -> str:
         rows = [
@@ -707,6 +1157,7 @@ class OperatorConsole:
             ("console.field.rule", alert["rule_id"]),
             ("console.field.subject", alert["subject"]),
             ("console.field.score", f"{alert['score']:.2f}"),
+            ("console.field.priority", t(f"console.priority.{self.model.priority(alert)}")),
             ("console.field.revision", str(alert["config_revision"])),
         ]
         cells = "".join(
@@ -789,16 +1240,63 @@ class OperatorConsole:
         )
         self.refresh()
 
-    def _set_paused(self, paused: bool) -> None:
-        scope = self.scope.value
+    def _take(self) -> None:
+        alert_id = self.alert_list.value
+        if alert_id is None:
+            return
+        holder = self.model.holder(alert_id)
         try:
-            self.model.set_paused(scope, paused)
+            claim = self.model.take(alert_id, take_over=bool(holder and holder != self.model.operator))
         except (ValueError, VigieError) as exc:
             self._say(str(exc), error=True)
             return
+        self._fresh_ids.discard(alert_id)
+        self._say(t("console.taken_done", id=alert_id, operator=claim["operator"]))
+        self._refresh_list()
+        self._refresh_holder()
+
+    def _release(self) -> None:
+        alert_id = self.alert_list.value
+        if alert_id is None:
+            return
+        try:
+            self.model.release(alert_id)
+        except (ValueError, VigieError) as exc:
+            self._say(str(exc), error=True)
+            return
+        self._say(t("console.released_done", id=alert_id))
+        self._refresh_list()
+        self._refresh_holder()
+
+    def _ask_pause(self) -> None:
+        """Pausing every camera is confirmed, with a reason; one camera is paused at once."""
+        if self.scope.value == ALL_CAMERAS:
+            self.pause_confirm_box.layout.display = ""
+            self._say_control(t("console.pause_all_ask"))
+            return
+        self._set_paused(True)
+
+    def _cancel_pause(self) -> None:
+        self.pause_confirm_box.layout.display = "none"
+        self._say_control(t("console.pause_cancelled"))
+
+    def _set_paused(self, paused: bool) -> None:
+        scope = self.scope.value
+        try:
+            self.model.set_paused(scope, paused, self.pause_reason.value if paused else None)
+        except (ValueError, VigieError) as exc:
+            self._say_control(str(exc), error=True)
+            return
         name = t("console.all_cameras") if scope == ALL_CAMERAS else scope
-        self._say(t("console.paused_done" if paused else "console.resumed_done", scope=name))
+        self._say_control(t("console.paused_done" if paused else "console.resumed_done", scope=name))
+        self.pause_confirm_box.layout.display = "none"
+        if paused:
+            self.pause_reason.value = ""
         self._refresh_control()
+
+    def _say_control(self, text: str, error: bool = False) -> None:
+        colour = "#c0392b" if error else "#1e7e34"
+        self.control_message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>" if text else ""
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#c0392b" if error else "#1e7e34"

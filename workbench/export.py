@@ -15,10 +15,12 @@ audit log. Only the design role exports (`runner.core.access`); every file it wr
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from runner.config.site import SiteConfig
 from runner.core.access import Action, Principal, require
 from runner.core.errors import ConfigError
 from runner.register import Register
-from workbench.i18n import t
+from workbench.i18n import add_messages, t
 
 CURRENT_FILE = "site.yaml"
 REVISIONS_DIR = "revisions"
@@ -41,12 +43,54 @@ MAX_ACTOR_CHARS = 200
 _REVISION_FILE = re.compile(r"^site\.r(\d{4,})\.yaml$")
 
 
+add_messages(
+    {
+        "fr": {
+            "export.conflict": (
+                "le site {site} a changé depuis que vous l'avez ouvert (révision {base} → {current}, "
+                "{count} modification(s) d'un autre agent) : fusionnez ou recommencez"
+            ),
+            "export.conflict_new_site": "le site {site} existe déjà (révision {current}) : rechargez-le",
+            "export.nothing_to_export": "aucune modification par rapport à la révision {revision} : rien à exporter",
+        },
+        "en": {
+            "export.conflict": (
+                "site {site} changed since you opened it (revision {base} -> {current}, "
+                "{count} change(s) by another agent): merge or start again"
+            ),
+            "export.conflict_new_site": "site {site} already exists (revision {current}): reload it",
+            "export.nothing_to_export": "no change from revision {revision}: nothing to export",
+        },
+    }
+)
+
+
 class ExportError(Exception):
     """The draft cannot be exported. `problems` holds (field path, message) pairs; str() is one line."""
 
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
         self.problems = problems or []
         super().__init__(message)
+
+
+class ExportConflict(ExportError):
+    """The site moved on since the draft was opened (optimistic concurrency): nothing was written.
+
+    `base` is the config the draft was built on (None for a new site, or when its revision file is
+    gone), `current` the site's current one, `theirs` what changed from one to the other.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        base: Mapping[str, Any] | None,
+        current: Mapping[str, Any],
+        theirs: list[FieldChange],
+    ):
+        self.base = base
+        self.current = current
+        self.theirs = theirs
+        super().__init__(message, [(change.path, change.describe()) for change in theirs])
 
 
 # -- diff -------------------------------------------------------------------------------------------
@@ -117,6 +161,56 @@ def _diff_value(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:
 
 def _is_id_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(i, Mapping) and "id" in i for i in value)
+
+
+def merge_configs(
+    base: Mapping[str, Any] | None, theirs: Mapping[str, Any], mine: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """Three-way merge of configs as plain data: my edits of `base` replayed over `theirs` (the site now).
+
+    Matched as `field_diff` does (mappings by key, lists of items with an `id` item by item); a field
+    both sides changed to different values is a conflict and keeps their (exported) value.
+
+    Args:
+        base: the config my draft was built on; None merges against an empty one.
+        theirs: the site's current config (what another agent exported meanwhile).
+        mine: my draft.
+
+    Returns:
+        (the merged config, the paths of the conflicting fields where their value was kept).
+    """
+    conflicts: list[str] = []
+    merged = _merge_value("", base if base is not None else {}, theirs, mine, conflicts)
+    return dict(merged), conflicts
+
+
+def _merge_value(path: str, base: Any, theirs: Any, mine: Any, conflicts: list[str]) -> Any:
+    if mine == base or mine == theirs:
+        return theirs
+    if theirs == base:
+        return mine
+    if all(isinstance(v, Mapping) for v in (theirs, mine)) and isinstance(base, Mapping | _Missing):
+        base_map = base if isinstance(base, Mapping) else {}
+        merged: dict[str, Any] = {}
+        for key in list(theirs) + [k for k in mine if k not in theirs]:
+            child = f"{path}.{key}" if path else str(key)
+            value = _merge_value(
+                child, base_map.get(key, MISSING), theirs.get(key, MISSING), mine.get(key, MISSING), conflicts
+            )
+            if value is not MISSING:
+                merged[key] = value
+        return merged
+    if all(_is_id_list(v) or v == [] or v is MISSING for v in (base, theirs, mine)) and MISSING not in (theirs, mine):
+        by_id = [{item["id"]: item for item in (v if isinstance(v, list) else [])} for v in (base, theirs, mine)]
+        items = []
+        for item_id in list(by_id[1]) + [k for k in by_id[2] if k not in by_id[1]]:
+            base_item, their_item, my_item = (side.get(item_id, MISSING) for side in by_id)
+            value = _merge_value(f"{path}[{item_id}]", base_item, their_item, my_item, conflicts)
+            if value is not MISSING:
+                items.append(value)
+        return items
+    conflicts.append(path)
+    return theirs
 
 
 def yaml_diff(old_text: str, new_text: str, old_name: str, new_name: str) -> str:
@@ -334,23 +428,28 @@ class ConfigExporter:
         self.zones_dir = Path(zones_dir)
         self._register = register
 
-    def plan(self, draft: Mapping[str, Any] | SiteConfig) -> ExportPlan:
+    def plan(self, draft: Mapping[str, Any] | SiteConfig, base_revision: int | None = None) -> ExportPlan:
         """Validate the draft, number its revision and compute the diff; writes nothing.
 
         Args:
             draft: the site config as plain data, or a validated one.
+            base_revision: the revision the draft was built on (0: a site that did not exist yet);
+                None skips the check (a caller that holds no earlier revision, such as a test).
 
         Returns:
             The plan: the next revision, the exact YAML and its sha256, the changes from the current
             site.yaml (an unreadable one counts as none).
 
         Raises:
+            ExportConflict: the site's current revision is not `base_revision` (another agent exported).
             ExportError: the draft is invalid, its site name is not a plain folder name, or the runner
                 would reject the YAML written from it.
         """
         config = validate_draft(draft)
         folder = SiteFolder(self.zones_dir, config.site)
         current = self._current(folder)
+        if base_revision is not None:
+            self._check_base(folder, current, base_revision)
         revision = folder.next_revision(current)
         config = config.model_copy(update={"revision": revision})
         text = dump_config(config)
@@ -376,30 +475,42 @@ class ConfigExporter:
             ),
         )
 
-    def export(self, draft: Mapping[str, Any] | SiteConfig, by: Principal) -> ExportResult:
+    def export(
+        self, draft: Mapping[str, Any] | SiteConfig, by: Principal, base_revision: int | None = None
+    ) -> ExportResult:
         """Write the draft as the site's next revision; `by` must hold the design role.
 
         Args:
             draft: the site config as plain data, or a validated one.
             by: who exports; the audit row names them and their role.
+            base_revision: the revision the draft was built on (0: a new site); None skips the check.
 
         Returns:
             What was written: revision, sha256, paths, the audit row's id, the changes.
 
         Raises:
             PermissionDenied: `by` may not export configs.
-            ExportError: an actor name over `MAX_ACTOR_CHARS`, an invalid draft, a site folder leading
-                outside `zones_dir`, or a revision file that already exists (a concurrent export).
+            ExportConflict: the site moved on since `base_revision` (nothing written).
+            ExportError: an actor name over `MAX_ACTOR_CHARS`, an invalid draft, a draft identical to the
+                current revision, a site folder leading outside `zones_dir`, or a revision file that already
+                exists (a concurrent export).
         """
         require(by, Action.EXPORT_CONFIG)
         if len(by.user) > MAX_ACTOR_CHARS:
             raise ExportError(t("export.actor_too_long", limit=MAX_ACTOR_CHARS))
-        plan = self.plan(draft)
-        # Opened before any file is written: a register that cannot be opened stops the export.
-        if isinstance(self._register, Register):
-            return self._write(plan, by, self._register)
-        with self._register() as register:
-            return self._write(plan, by, register)
+        config = validate_draft(draft)
+        with _export_lock(self.zones_dir, SiteFolder(self.zones_dir, config.site)):
+            # Check and write under one lock: two servers exporting one site at once cannot both pass the
+            # revision check (the second then sees the first one's revision and gets the conflict).
+            plan = self.plan(config, base_revision)
+            if plan.previous_revision is not None and not [c for c in plan.changes if c.path != "revision"]:
+                # A revision is a change someone made: an identical config would only add noise to the history.
+                raise ExportError(t("export.nothing_to_export", revision=plan.previous_revision))
+            # Opened before any file is written: a register that cannot be opened stops the export.
+            if isinstance(self._register, Register):
+                return self._write(plan, by, self._register)
+            with self._register() as register:
+                return self._write(plan, by, register)
 
     def _write(self, plan: ExportPlan, by: Principal, register: Register) -> ExportResult:
         folder = SiteFolder(self.zones_dir, plan.site)
@@ -437,6 +548,36 @@ class ConfigExporter:
         )
 
     @staticmethod
+    def _check_base(folder: SiteFolder, current: LoadedConfig | None, base_revision: int) -> None:
+        current_revision = current.config.revision if current else (0 if not folder.current_path.exists() else -1)
+        if current_revision == base_revision:
+            return
+        if current is None:  # an unreadable site.yaml appeared or replaced the base: nothing to merge with
+            raise ExportError(t("export.revision_exists", path=folder.current_path))
+        current_data = current.config.model_dump(mode="json")
+        if base_revision == 0:
+            raise ExportConflict(
+                t("export.conflict_new_site", site=folder.site, current=current.config.revision),
+                None,
+                current_data,
+                field_diff(None, current_data),
+            )
+        base = _revision_data(folder, base_revision)
+        theirs = [c for c in field_diff(base, current_data) if c.path != "revision"]
+        raise ExportConflict(
+            t(
+                "export.conflict",
+                site=folder.site,
+                base=base_revision,
+                current=current.config.revision,
+                count=len(theirs),
+            ),
+            base,
+            current_data,
+            theirs,
+        )
+
+    @staticmethod
     def _current(folder: SiteFolder) -> LoadedConfig | None:
         try:
             return folder.current()
@@ -463,6 +604,27 @@ class ConfigExporter:
                 return
         _write_new_file(path, data)
         _append_sum(folder, path.name, digest)
+
+
+@contextmanager
+def _export_lock(zones_dir: Path, folder: SiteFolder) -> Iterator[None]:
+    """An exclusive lock per site, across processes (`zones/.<site>.export.lock`, outside the site folder)."""
+    Path(zones_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(zones_dir) / f".{folder.site}.export.lock", "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _revision_data(folder: SiteFolder, number: int) -> dict[str, Any] | None:
+    """An archived revision as plain data; None when its file is gone or unreadable."""
+    path = folder.revision_path(number)
+    try:
+        return load_config(path).config.model_dump(mode="json") if path.is_file() else None
+    except ConfigError:
+        return None
 
 
 def _write_new_file(path: Path, data: bytes) -> None:

@@ -6,12 +6,22 @@ says `"x-vigie-ref": "zone" | "line"` or, failing that, by the config's naming c
 (`zone`, `line`, `*_zone`, `*_line`, and `zones` / `*_zones` / `lines` / `*_lines` for lists).
 
 `ModelForm` is the state of one form (values in, config data out) and is tested without a
-browser; `ModelFormView` is its thin ipywidgets face. Widgets never clamp or reject a value:
-the runner's validation decides, and its message is shown next to the field.
+browser; `ModelFormView` is its thin ipywidgets face. Widgets never clamp a value: the runner's
+validation decides, and its message is shown next to the field, in the agent's language.
+
+Numbers are typed in text boxes and read by `parse_decimal` (`1,5` and `1.5` are 1.5; anything else
+is refused at the field). Not ipywidgets' FloatText / IntText: they render an `<input type="number">`
+whose key handler deletes `e`, `,`, `.` and spaces as they are typed (IntText) and whose value the
+browser re-reads in its own locale, so a French agent's `1,5` reached the config as 15 and `0,45`
+as 45.
+
+Labels and help come from `workbench.config_text` (French titles and descriptions of every config
+field); the config key stays in the label's tooltip.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -24,8 +34,9 @@ import yaml
 from pydantic import BaseModel
 
 from runner.rules.registry import RULES
+from workbench.config_text import choice_label, field_help, field_title, place, problem_message
 from workbench.export import list_sites
-from workbench.i18n import t
+from workbench.i18n import add_messages, language, t
 
 NUMBER, INTEGER, BOOLEAN, CHOICE, TEXT, TAGS, YAML = "number", "integer", "boolean", "choice", "text", "tags", "yaml"
 ZONE, LINE, ZONES, LINES = "zone", "line", "zones", "lines"
@@ -47,6 +58,7 @@ class FieldSpec:
     name: str
     widget: str
     description: str = ""
+    title: str = ""
     required: bool = False
     nullable: bool = False
     default: Any = MISSING
@@ -100,7 +112,9 @@ class FieldSpec:
 
 
 def _num(value: float | None) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    if not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:g}".replace(".", ",") if language() == "fr" else f"{value:g}"
 
 
 # -- schema -> specs --------------------------------------------------------------------------------
@@ -122,7 +136,9 @@ def field_specs(model: type[BaseModel], exclude: Iterable[str] = ()) -> list[Fie
     for name, prop in schema.get("properties", {}).items():
         if name in excluded or "const" in prop:
             continue
-        specs.append(_spec(name, prop, name in required, definitions))
+        spec = _spec(name, prop, name in required, definitions)
+        # The agent's words for the field, in the current language (the schema's description is English).
+        specs.append(dataclasses.replace(spec, title=field_title(model, name), description=field_help(model, name)))
     return specs
 
 
@@ -267,7 +283,8 @@ class ModelForm:
         """Store what the widget holds, converted to config data where it can be; anything else is
         stored as typed so that the validation message says what is wrong with it.
 
-        Unreadable YAML is not stored: it goes to `input_errors` and the previous value stays.
+        Unreadable YAML and text that is not a number (`parse_decimal`) are not stored: the message
+        goes to `input_errors` and the previous value stays.
 
         Args:
             name: the field's name.
@@ -283,11 +300,16 @@ class ModelForm:
                 self.values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
-                where = f" (line {mark.line + 1})" if mark else ""
+                where = t("form.yaml_line", line=mark.line + 1) if mark else ""
                 self.input_errors[name] = t("form.bad_yaml", where=where)
             return
         if spec.widget in (NUMBER, INTEGER) and isinstance(raw, str):
-            self.values[name] = _parse_number(raw, spec)
+            try:
+                self.values[name] = parse_decimal(raw, integer=spec.widget == INTEGER, nullable=spec.nullable)
+            except ValueError as exc:
+                # Refused at the field, as unreadable YAML: the previous value stays, and the apps count
+                # `input_errors` among the problems that block an export or a run.
+                self.input_errors[name] = str(exc)
             return
         if spec.widget in (TAGS, ZONES, LINES):
             self.values[name] = [str(v) for v in raw or []]
@@ -318,33 +340,86 @@ class ModelForm:
                 if value is None
                 else yaml.safe_dump(value, default_flow_style=True, width=80, sort_keys=False).strip()
             )
-        if spec.widget in (NUMBER, INTEGER) and not _plain_number_widget(spec, value):
-            return "" if value is None else str(value)
+        if spec.widget in (NUMBER, INTEGER):
+            return format_decimal(value)
         return value
 
 
-def _parse_number(raw: str, spec: FieldSpec) -> Any:
-    text = raw.strip().replace(",", ".")  # French decimal comma
-    if text == "":
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return raw  # pydantic: "must be a valid number"
-    if spec.widget == INTEGER:
-        return int(number) if number.is_integer() else number
-    return number
+# A decimal number as people type it: a comma or a point before the decimals, an optional sign and
+# exponent; no thousands separator (is `1.500` one and a half or fifteen hundred? refused, not guessed).
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
+
+add_messages(
+    {
+        "fr": {
+            "form.not_a_number": "« {text} » : nombre attendu (ex. 1,5 ou 1.5)",
+            "form.not_an_integer": "« {text} » : nombre entier attendu",
+            "form.number_required": "nombre attendu",
+            "form.yaml_line": " (ligne {line})",
+        },
+        "en": {
+            "form.not_a_number": "'{text}': a number is expected (e.g. 1.5 or 1,5)",
+            "form.not_an_integer": "'{text}': a whole number is expected",
+            "form.number_required": "a number is expected",
+            "form.yaml_line": " (line {line})",
+        },
+    }
+)
 
 
-def _plain_number_widget(spec: FieldSpec, value: Any) -> bool:
-    """FloatText / IntText only hold numbers: optional or not yet filled fields use a text box."""
-    return not spec.nullable and isinstance(value, (int, float)) and not isinstance(value, bool)
+def parse_decimal(text: str, *, integer: bool = False, nullable: bool = True) -> float | int | None:
+    """A number typed by an agent: `1,5` and `1.5` are 1.5, `0,45` is 0.45, anything else is refused.
+
+    Args:
+        text: what the field holds.
+        integer: the field takes whole numbers only (`3`, `3,0`); the result is then an int.
+        nullable: an empty field means None; when False it is refused.
+
+    Returns:
+        The number, or None for an empty optional field.
+
+    Raises:
+        ValueError: the text is not a number (the message, in the agent's language, quotes it).
+    """
+    stripped = text.strip()
+    if not stripped:
+        if nullable:
+            return None
+        raise ValueError(t("form.number_required"))
+    if not _DECIMAL.fullmatch(stripped):
+        raise ValueError(t("form.not_an_integer" if integer else "form.not_a_number", text=stripped[:40]))
+    number = float(stripped.replace(",", "."))
+    if not integer:
+        return number
+    if not number.is_integer():
+        raise ValueError(t("form.not_an_integer", text=stripped[:40]))
+    return int(number)
+
+
+def format_decimal(value: Any) -> str:
+    """A number as the agent's locale writes it (1,5 in French, 1.5 in English); '' for None.
+
+    Args:
+        value: a number, None, or text already typed (returned as it is).
+
+    Returns:
+        The text for a number field.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    text = repr(value)
+    text = text.removesuffix(".0") if "e" not in text else text
+    return text.replace(".", ",") if language() == "fr" else text
 
 
 def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[dict[str, str], list[str]]:
-    """Split (path, message) problems under `prefix` into {field: message} and node-level messages.
+    """Split (path, message) problems under `prefix` into {field: message} and node-level messages,
+    in the agent's language.
 
-    `cameras[0].rules[1].active_hours[0].start` under `cameras[0].rules[1]` belongs to `active_hours`.
+    `cameras[0].rules[1].active_hours[0].start` under `cameras[0].rules[1]` belongs to `active_hours`
+    (shown next to it as "plage 1, début : …").
 
     Args:
         problems: (field path, message) pairs, as `validation_problems` gives them.
@@ -356,6 +431,7 @@ def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[di
     by_field: dict[str, str] = {}
     general: list[str] = []
     for path, message in problems:
+        message = problem_message(message)
         if path == prefix:
             general.append(message)
             continue
@@ -364,9 +440,18 @@ def field_problems(problems: Iterable[tuple[str, str]], prefix: str) -> tuple[di
         rest = path[len(prefix) + 1 :] if prefix else path
         name = re.split(r"[.\[]", rest, maxsplit=1)[0]
         detail = rest[len(name) :].lstrip(".")
-        text = f"{detail}: {message}" if detail else message
+        text = f"{_detail_place(name, rest)}{t('problem.separator')}{message}" if detail else message
         by_field[name] = f"{by_field[name]}; {text}" if name in by_field else text
     return by_field, general
+
+
+def _detail_place(name: str, path: str) -> str:
+    """Where in a field the problem is, in words: "plage 1, début" for `active_hours[0].start`,
+    "point 1 (x)" for `world_m[0][0]` (shown next to the field, whose title is not repeated)."""
+    words, head = place(path), place(name)
+    if words.startswith(head + ", "):
+        words = words[len(head) + 2 :]
+    return words[:1].lower() + words[1:]
 
 
 # -- the widgets ------------------------------------------------------------------------------------
@@ -425,7 +510,12 @@ class ModelFormView:
         on_user_change(control, functools.partial(self._changed, spec.name))
         self.errors[spec.name] = error = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
         error.add_class("vigie-field-error")
-        label = widgets.HTML(f"<code>{spec.name}</code>", layout=widgets.Layout(width="170px"))
+        # The agent's words; the config key in the tooltip, for whoever reads the YAML beside it.
+        label = widgets.HTML(
+            f"<span title='{_escape(spec.name)}'>{_escape(spec.title or spec.name)}</span>",
+            layout=widgets.Layout(width="170px"),
+        )
+        label.add_class("vigie-field-label")
         help_text = widgets.HTML(
             f"<small style='color:#666'>{_escape(spec.help_text())}</small>",
             layout=widgets.Layout(margin="0 0 0 170px"),
@@ -442,7 +532,9 @@ class ModelFormView:
         if spec.widget == BOOLEAN:
             return widgets.Checkbox(value=bool(value), indent=False, layout=width)
         if spec.widget == CHOICE:
-            options = ([(NONE_LABEL, None)] if spec.nullable else []) + [(str(c), c) for c in spec.choices]
+            options = ([(NONE_LABEL, None)] if spec.nullable else []) + [
+                (choice_label(spec.name, c), c) for c in spec.choices
+            ]
             return widgets.Dropdown(
                 options=options, value=value if value in dict(options).values() else None, layout=width
             )
@@ -453,15 +545,15 @@ class ModelFormView:
             return widgets.TagsInput(
                 value=list(value or []), allowed_tags=allowed, allow_duplicates=False, layout=width
             )
-        if spec.widget == NUMBER and _plain_number_widget(spec, value):
-            return widgets.FloatText(value=value, step=spec.multiple_of or 0.1, layout=width)
-        if spec.widget == INTEGER and _plain_number_widget(spec, value):
-            return widgets.IntText(value=value, step=int(spec.multiple_of or 1), layout=width)
         if spec.widget == YAML:
             return widgets.Textarea(value=value, rows=2, layout=width)
+        number = spec.widget in (NUMBER, INTEGER)
         return widgets.Text(
             value="" if value is None else str(value),
             placeholder=t("form.empty_placeholder") if spec.nullable else "",
+            # A number is read when the agent leaves the field (or presses Enter), not at each key:
+            # "1," or "-" on the way to "1,5" or "-2" are not mistakes to report.
+            continuous_update=not number,
             layout=width,
         )
 
@@ -503,7 +595,7 @@ class ModelFormView:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;")
 
 
 def open_first_site(app: Any, zones_dir: Path, site: str | None) -> None:

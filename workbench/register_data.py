@@ -9,9 +9,12 @@ Times are parsed to UTC datetimes; the hour of day is taken in the site's time z
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +23,8 @@ from urllib.parse import quote
 import numpy as np
 import polars as pl
 
-from runner.core.access import Action, Principal, require
-from runner.core.errors import StoreError
+from runner.core.access import Action, Principal, Role, require, role_from_env
+from runner.core.errors import StoreError, UsageError
 from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
 from workbench.i18n import add_messages, t
 from workbench.stats import wilson_interval
@@ -218,35 +221,54 @@ class RegisterFrames:
     audit: pl.DataFrame
 
 
-def load_register(db_path: str | Path | None = None) -> RegisterFrames:
+def load_register(db_path: str | Path | None = None, include_restricted: bool | None = None) -> RegisterFrames:
     """The whole register, read-only: the alerts joined with their decisions, and the audit log.
 
     Args:
         db_path: the register's file; None for VIGIE_DB (default var/vigie.db).
+        include_restricted: include the alerts the DPO restricted (`vigie rights restrict`); None: only when
+            the server's role ($VIGIE_ROLE) is dpo, so that operators and analysts never see them.
 
     Returns:
         The two frames, with the same columns even when empty. Times are UTC datetimes; the alert box
         becomes x0, y0, x1, y1 and its centre cx, cy (0-1, null without a box); decision_delay_s is the time
-        from the alert being stored to its decision, in seconds (null while pending).
+        from the event (ts_utc) to its decision, in seconds (null while pending).
 
     Raises:
         StoreError: the register is missing or unreadable.
     """
     conn = connect_readonly(db_path or register_path())
     try:
-        return RegisterFrames(alerts=_load_alerts(conn), audit=_load_audit(conn))
+        if include_restricted is None:
+            include_restricted = _role_is_dpo()
+        return RegisterFrames(alerts=_load_alerts(conn, include_restricted), audit=_load_audit(conn))
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"register {db_path or register_path()}: {exc}") from None
     finally:
         conn.close()
 
 
-def _load_alerts(conn: sqlite3.Connection) -> pl.DataFrame:
+def _role_is_dpo() -> bool:
+    try:
+        return role_from_env() is Role.DPO
+    except UsageError:  # an unknown role sees what the least entitled one sees
+        return False
+
+
+def _restricted_filter(conn: sqlite3.Connection, include_restricted: bool) -> str:
+    """The WHERE clause that leaves out restricted alerts (none on a register older than the rights tables)."""
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'restrictions'").fetchone()
+    return "" if include_restricted or not has_table else " WHERE a.id NOT IN (SELECT alert_id FROM restrictions)"
+
+
+def _load_alerts(conn: sqlite3.Connection, include_restricted: bool = False) -> pl.DataFrame:
     rows = conn.execute(
         "SELECT a.id, a.site, a.camera_id, a.rule_id, a.kind, a.ts_utc, a.created_utc, a.t_s, a.subject, "
         "a.track_id, a.score, a.bbox, a.details, a.is_test, a.phase, a.mode, a.config_revision, a.config_sha256, "
         "a.snapshot, a.snapshot_note, a.media_purged_utc, a.status, d.decision, d.reason, d.follow_up, "
-        "d.operator, d.note, d.decided_utc FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.id ORDER BY a.id"
+        "d.operator, d.note, d.decided_utc FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.id"
+        + _restricted_filter(conn, include_restricted)
+        + " ORDER BY a.id"
     ).fetchall()
     frame = pl.DataFrame([dict(r) for r in rows], schema=_ALERT_SCHEMA, orient="row")
     boxes = [_bbox(text) for text in frame["bbox"].to_list()]
@@ -260,8 +282,9 @@ def _load_alerts(conn: sqlite3.Connection) -> pl.DataFrame:
     return frame.with_columns(
         ((pl.col("x0") + pl.col("x1")) / 2).alias("cx"),
         ((pl.col("y0") + pl.col("y1")) / 2).alias("cy"),
-        # Time to decision: from the alert being stored (shown to operators) to the decision.
-        ((pl.col("decided_utc") - pl.col("created_utc")).dt.total_milliseconds() / 1000.0).alias("decision_delay_s"),
+        # Time to decision: from the event itself (ts_utc, the frame's time) to the decision, as the public
+        # lived it; storing the row can lag the event (a replay, a busy runner).
+        ((pl.col("decided_utc") - pl.col("ts_utc")).dt.total_milliseconds() / 1000.0).alias("decision_delay_s"),
     )
 
 
@@ -307,12 +330,14 @@ def filter_alerts(
     cameras: list[str] | None = None,
     kinds: list[str] | None = None,
     revisions: list[int] | None = None,
+    sites: list[str] | None = None,
 ) -> pl.DataFrame:
     """The alerts that pass every filter given; an empty or None list filters nothing.
 
     Args:
         alerts: the alerts frame of `load_register`.
         include_tests: keep test alerts.
+        sites: sites to keep (revision numbers are per site: compare them within one).
         cameras: camera ids to keep.
         kinds: event kinds to keep.
         revisions: config revisions to keep.
@@ -322,6 +347,8 @@ def filter_alerts(
     """
     if not include_tests:
         alerts = alerts.filter(~pl.col("is_test"))
+    if sites:
+        alerts = alerts.filter(pl.col("site").is_in(sites))
     if cameras:
         alerts = alerts.filter(pl.col("camera_id").is_in(cameras))
     if kinds:
@@ -459,7 +486,7 @@ def follow_up_counts(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.D
 
 
 def decision_delays(alerts: pl.DataFrame, by: str | list[str] = "kind") -> pl.DataFrame:
-    """Time to decision (seconds from the alert being stored to the operator's decision) per group.
+    """Time to decision (seconds from the event, ts_utc, to the operator's decision) per group.
 
     Args:
         alerts: the alerts frame.
@@ -694,3 +721,75 @@ def export_tables(tables: dict[str, pl.DataFrame], root: Path, folder: str, fmt:
             table.write_parquet(path)
         written.append(path)
     return written
+
+
+# -- the analysts' view -------------------------------------------------------------------------
+PSEUDONYM_KEY_ENV = "VIGIE_PSEUDONYM_KEY"
+PSEUDONYM_KEY_FILE = "pseudonym.key"
+# What aggregate review does not need and an analyst must not see: images, free text, identities.
+ANALYST_HIDDEN_ALERT_COLUMNS = ("snapshot", "snapshot_note", "note", "details")
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def pseudonym_key(db_path: str | Path) -> bytes:
+    """The server's secret for operator pseudonyms: $VIGIE_PSEUDONYM_KEY, else `pseudonym.key` beside the
+    register (32 random bytes, created once, readable by the server's user only).
+
+    Args:
+        db_path: the register's file.
+
+    Returns:
+        The key's bytes.
+    """
+    value = os.environ.get(PSEUDONYM_KEY_ENV, "").strip()
+    if value:
+        return value.encode("utf-8")
+    path = Path(db_path).parent / PSEUDONYM_KEY_FILE
+    try:  # created once, never overwritten: pseudonyms stay stable across restarts
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, secrets.token_bytes(32))
+        finally:
+            os.close(descriptor)
+    except FileExistsError:
+        pass
+    except OSError:  # a read-only folder: pseudonyms for this process only, never the names themselves
+        return _PROCESS_KEY
+    return path.read_bytes()
+
+
+def pseudonym(identity: str | None, key: bytes) -> str | None:
+    """A stable pseudonym for an operator: the same name always gives the same one, and without the
+    key nobody can tell whose it is (HMAC-SHA256, not a plain hash a list of names would reverse).
+
+    Args:
+        identity: the operator's name or login; None stays None.
+        key: the server's secret (`pseudonym_key`).
+
+    Returns:
+        "op-" and 10 hex digits, or None.
+    """
+    if identity is None:
+        return None
+    return "op-" + hmac.new(key, identity.encode("utf-8"), hashlib.sha256).hexdigest()[:10]
+
+
+def analyst_view(frames: RegisterFrames, key: bytes) -> RegisterFrames:
+    """The register as an analyst may see it: operators pseudonymised, no snapshot, note or free-text details.
+
+    Args:
+        frames: the register of `load_register`.
+        key: the pseudonyms' secret (`pseudonym_key`).
+
+    Returns:
+        The alerts without `ANALYST_HIDDEN_ALERT_COLUMNS` and with `operator` pseudonymised; the audit log
+        with its actors pseudonymised and without its details (reasons, names, paths).
+    """
+    alerts = frames.alerts.drop([c for c in ANALYST_HIDDEN_ALERT_COLUMNS if c in frames.alerts.columns])
+    alerts = alerts.with_columns(
+        pl.Series("operator", [pseudonym(o, key) for o in alerts["operator"].to_list()], dtype=pl.String)
+    )
+    audit = frames.audit.drop("details").with_columns(
+        pl.Series("actor", [pseudonym(a, key) for a in frames.audit["actor"].to_list()], dtype=pl.String)
+    )
+    return RegisterFrames(alerts=alerts, audit=audit)

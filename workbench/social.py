@@ -6,7 +6,8 @@ Two CSV files, documented column by column in docs/social_acceptability.md (temp
   column per Likert item, named q_<item>, holding 1 (strongly disagree) to 5 (strongly agree) or
   nothing (no answer);
 - rights requests and complaints, one row per request: request_id, date_received, kind, channel,
-  status, date_answered.
+  status, date_answered. Where the DPO records them with `vigie rights`, they are read from the register
+  instead (`requests_from_register`); the CSV stays for requests kept elsewhere.
 
 Indicators carry confidence intervals, because a survey of a few hundred people moves by several
 points from one sample to the next: the share agreeing (4 or 5) with a Wilson interval, the mean
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sqlite3
 import sys
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,20 +33,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from runner.core.errors import StoreError
+from runner.register.rights import (  # one home for the rights requests' vocabulary: the register's
+    ANSWER_DEADLINE_DAYS,
+    REQUEST_CHANNELS,
+    REQUEST_KINDS,
+    REQUEST_STATUSES,
+)
 from workbench.i18n import add_messages
 from workbench.stats import mean_t_interval, wilson_interval
 
 LIKERT_MIN, LIKERT_MAX = 1, 5
 AGREE_FROM = 4  # "agree" and "strongly agree"
-ANSWER_DEADLINE_DAYS = 30  # GDPR art. 12(3): one month to answer a rights request
 ITEM_PREFIX = "q_"
 SURVEY_COLUMNS = ("respondent_id", "date", "place", "respondent_type")
 STANDARD_ITEMS = ("q_informed", "q_feel_safer", "q_privacy_respected", "q_trust_use", "q_support_continuation")
 RESPONDENT_TYPES = ("resident", "visitor", "worker", "trader", "other")
 REQUEST_COLUMNS = ("request_id", "date_received", "kind", "channel", "status", "date_answered")
-REQUEST_KINDS = ("information", "access", "objection", "erasure", "complaint")
-REQUEST_CHANNELS = ("mail", "email", "in_person", "phone", "cnil", "other")
-REQUEST_STATUSES = ("open", "answered", "rejected", "withdrawn")
+EXAMPLE_KINDS = ("information", "access", "objection", "erasure", "complaint")  # what the synthetic example draws
 CLOSED_STATUSES = ("answered", "rejected")  # a reply was sent: date_answered is required
 MAX_CSV_BYTES = 20_000_000
 
@@ -65,6 +71,8 @@ add_messages(
             "social.kind.access": "Droit d'accès",
             "social.kind.objection": "Droit d'opposition",
             "social.kind.erasure": "Droit à l'effacement",
+            "social.kind.rectification": "Droit de rectification",
+            "social.kind.restriction": "Droit à la limitation",
             "social.kind.complaint": "Plainte / réclamation",
         },
         "en": {
@@ -82,6 +90,8 @@ add_messages(
             "social.kind.access": "Right of access",
             "social.kind.objection": "Right to object",
             "social.kind.erasure": "Right to erasure",
+            "social.kind.rectification": "Right to rectification",
+            "social.kind.restriction": "Right to restriction",
             "social.kind.complaint": "Complaint",
         },
     }
@@ -272,6 +282,43 @@ def parse_requests(text: str, source: str = "<requests>") -> pl.DataFrame:
     return pl.DataFrame(records, schema=schema, orient="row").with_columns(
         (pl.col("date_answered") - pl.col("date_received")).dt.total_days().alias("answer_days")
     )
+
+
+def requests_from_register(db_path: str | Path) -> pl.DataFrame | None:
+    """The rights requests the DPO recorded in the register (`vigie rights`), shaped like `parse_requests`.
+
+    Only the reference, the dates, the kind, the channel and the status are read: nothing about the persons.
+
+    Args:
+        db_path: the register's file.
+
+    Returns:
+        The frame, or None when the register is missing, unreadable or older than the rights requests
+        (the CSV import is then the way in).
+    """
+    from workbench.register_data import connect_readonly
+
+    try:
+        conn = connect_readonly(db_path)
+    except StoreError:
+        return None
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rights_requests'").fetchone():
+            return None
+        rows = conn.execute(
+            "SELECT reference, received_utc, kind, channel, status, answered_utc FROM rights_requests "
+            "ORDER BY received_utc, reference"
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REQUEST_COLUMNS)
+    for reference, received, kind, channel, status, answered in rows:  # dates in UTC, as the register keeps them
+        writer.writerow([reference, received[:10], kind, channel, status, (answered or "")[:10]])
+    return parse_requests(buffer.getvalue(), f"register {db_path}")
 
 
 def read_csv_file(path: str | Path) -> tuple[str, pl.DataFrame]:
@@ -555,7 +602,7 @@ def example_requests(count: int = 36, seed: int = 2025, until: date = date(2025,
         received = first + timedelta(days=int(rng.integers(0, span - 5)))
         delay = int(rng.gamma(2.5, 8.0)) + 1  # median near 18 days; some past the month
         answered = received + timedelta(days=delay)
-        kind = str(rng.choice(REQUEST_KINDS, p=_REQUEST_KIND_WEIGHTS))
+        kind = str(rng.choice(EXAMPLE_KINDS, p=_REQUEST_KIND_WEIGHTS))
         still_open = answered > until  # the reply would come after the example's end: no date_answered
         if still_open:
             status = "open"

@@ -7,6 +7,7 @@ it out. Imported files stay in the kernel's memory: the dashboard stores nothing
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from workbench import social  # noqa: E402
+from workbench._setup_paths import register_path  # noqa: E402
 from workbench.analysis_app import plot_widget  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
@@ -32,6 +34,7 @@ add_messages(
                 "Exemple synthétique chargé ({survey} réponses, {requests} demandes) — données fictives."
             ),
             "social.loaded": "{name} : {rows} ligne(s) importée(s).",
+            "social.register_loaded": "{rows} demande(s) lue(s) dans le registre (vigie rights).",
             "social.nothing": (
                 "Importez un fichier d'enquête ou de demandes (modèles dans docs/), ou chargez l'exemple."
             ),
@@ -76,6 +79,7 @@ add_messages(
                 "Synthetic example loaded ({survey} answers, {requests} requests) — fictitious data."
             ),
             "social.loaded": "{name}: {rows} row(s) imported.",
+            "social.register_loaded": "{rows} request(s) read from the register (vigie rights).",
             "social.nothing": "Import a survey or requests file (templates in docs/), or load the example.",
             "social.group_by": "By",
             "social.group.none": "Everyone",
@@ -287,7 +291,12 @@ def requests_figure(per_period: pl.DataFrame) -> plt.Figure:
 
 
 class SocialDashboard:
-    def __init__(self) -> None:
+    def __init__(self, db_path: Path | None = None) -> None:
+        """The dashboard; the rights requests recorded in the register are loaded at once (CSV import otherwise).
+
+        Args:
+            db_path: the register; None for VIGIE_DB (default var/vigie.db).
+        """
         self.survey: pl.DataFrame | None = None
         self.requests: pl.DataFrame | None = None
         self.message = widgets.HTML(value=html.escape(t("social.nothing")), _dom_classes=["vigie-social-message"])
@@ -333,6 +342,7 @@ class SocialDashboard:
             ],
             _dom_classes=["vigie-social"],
         )
+        self.load_register_requests(db_path or register_path())
 
     # loading
     def _import(self, upload: widgets.FileUpload, expected: str) -> None:
@@ -351,6 +361,22 @@ class SocialDashboard:
             return
         self.set_data(**{expected: frame})
         self._say(t("social.loaded", name=file["name"], rows=frame.height))
+
+    def load_register_requests(self, db_path: Path) -> bool:
+        """Show the rights requests the DPO recorded in the register (`vigie rights`), when it has any.
+
+        Args:
+            db_path: the register's file.
+
+        Returns:
+            Whether requests were read from it.
+        """
+        requests = social.requests_from_register(db_path)
+        if requests is None or requests.is_empty():
+            return False
+        self.set_data(requests=requests)
+        self._say(t("social.register_loaded", rows=requests.height))
+        return True
 
     def load_example(self) -> None:
         survey, requests = social.example_frames()

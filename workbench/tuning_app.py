@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from runner.config.loading import dump_config, load_config, validation_problems
 from runner.config.site import SiteConfig
+from runner.core.access import login_from_env, role_from_env
 from runner.core.errors import SourceError, VigieError
 from runner.inference.detector import ModelPool
 from runner.pipeline.camera import RaisedAlert
@@ -33,7 +34,8 @@ from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Frame
 from runner.tools.evaluation import EventScore, LabelledEvent, load_labels, score_clip
 from workbench import _setup_paths as paths
-from workbench.export import SiteFolder, field_diff
+from workbench.config_text import kind_title
+from workbench.export import ConfigExporter, ExportConflict, ExportError, ExportResult, SiteFolder, field_diff
 from workbench.forms import (
     ModelForm,
     ModelFormView,
@@ -43,13 +45,31 @@ from workbench.forms import (
     replace_options,
     rule_models,
 )
-from workbench.i18n import t
+from workbench.i18n import add_messages, t
+from workbench.setup_app import export_principal
 
 PoolFactory = Callable[[SiteConfig, Path], Any]  # (config, folder its relative paths start from) -> ModelPool
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts")
 LABEL_TOLERANCE_S = 1.0  # the labels' own precision is ±0.5-1 s (runner.tools.evaluation)
 _UPDATE_EVERY_S = 0.2  # progress callbacks to the UI at most this often
 TIMELINE_WIDTH = 620  # pixels, the width of the app's right column
+
+add_messages(
+    {
+        "fr": {
+            "tuning.save_title": "Enregistrer ces seuils comme nouvelle révision du site",
+            "tuning.save": "Enregistrer la révision",
+            "tuning.saved": "seuils de {rule} enregistrés : révision {revision} du site {site} ({path})",
+            "tuning.scored_until": "annulé à {seconds} s : seuls les événements rejoués jusque-là sont comptés",
+        },
+        "en": {
+            "tuning.save_title": "Save these thresholds as a new revision of the site",
+            "tuning.save": "Save the revision",
+            "tuning.saved": "thresholds of {rule} saved: revision {revision} of site {site} ({path})",
+            "tuning.scored_until": "cancelled at {seconds} s: only the events replayed until then count",
+        },
+    }
+)
 
 
 # -- clips ------------------------------------------------------------------------------------------
@@ -133,6 +153,7 @@ class ReplayResult:
     alerts: list[AlertPoint] = field(default_factory=list)
     frames: int = 0
     expected_frames: int = 0
+    replayed_s: float = 0.0  # clip time of the last frame the pipeline processed
     stop_reason: str = ""
     error: str | None = None
     wall_s: float = 0.0
@@ -297,6 +318,7 @@ class ReplayJob:
 
     def _frame_done(self, camera_id: str, frame: Frame) -> None:
         self.result.frames += 1
+        self.result.replayed_s = max(self.result.replayed_s, frame.t_s)
         now = time.monotonic()
         if now - self._last_update >= _UPDATE_EVERY_S:
             self._last_update = now
@@ -315,15 +337,23 @@ def score_result(result: ReplayResult, tolerance_s: float = LABEL_TOLERANCE_S) -
         tolerance_s: slack around each expected event, seconds.
 
     Returns:
-        A score per rule kind the run evaluated; empty when the clip has no expected event.
+        A score per rule kind the run evaluated; empty when the clip has no expected event. A cancelled
+        run is scored on what it replayed: events it never reached are left out, and one it stopped in
+        the middle of counts as found if an alert caught it, never as missed.
     """
     if not result.events:
         return {}
+    cancelled = result.state == "cancelled"
     scores = {}
     for kind in result.kinds():
         events = [e for e in result.events if e.kind == kind]
+        if cancelled:
+            events = [e for e in events if e.start_s - tolerance_s <= result.replayed_s]
         times = [a.t_s for a in result.alerts if a.kind == kind]
-        scores[kind] = score_clip(times, events, tolerance_s)
+        score = score_clip(times, events, tolerance_s)
+        if cancelled:
+            score.missed = [e for e in score.missed if e.end_s + tolerance_s <= result.replayed_s]
+        scores[kind] = score
     return scores
 
 
@@ -545,7 +575,8 @@ def _event_rect(event: LabelledEvent, x0: float, x1: float, top: float) -> str:
 
 def _alert_tick(alert: AlertPoint, verdict: str, x: float, top: float) -> str:
     tip = html.escape(
-        f"{alert.t_s:.1f} s · {alert.rule_id} · {alert.kind} · {alert.score:.2f} · {t(f'tuning.verdict.{verdict}')}"
+        f"{alert.t_s:.1f} s · {alert.rule_id} · {kind_title(alert.kind)} · {alert.score:.2f} · "
+        f"{t(f'tuning.verdict.{verdict}')}"
     )
     return (
         f"<rect class='alert {verdict}' data-t='{alert.t_s:.2f}' x='{x - 1.5:.1f}' y='{top + 3}' width='3' "
@@ -581,11 +612,13 @@ def scores_html(result: ReplayResult) -> str:
     )
     if result.error:
         head += f"<div style='color:#c62828'>⚠ {html.escape(result.error)}</div>"
+    if result.state == "cancelled" and result.events:
+        head += f"<div class='vigie-scored-until'>{t('tuning.scored_until', seconds=f'{result.replayed_s:.1f}')}</div>"
     if not result.scores:
         note = t("tuning.no_labels") if not result.events else ""
         return f"<div>{head}<div><small>{note}</small></div></div>"
     rows = "".join(
-        f"<tr><td><code>{kind}</code></td><td>{len(s.found)}</td><td>{len(s.missed)}</td><td>{len(s.false_alert_times_s)}</td></tr>"
+        f"<tr><td>{html.escape(kind_title(kind))}</td><td>{len(s.found)}</td><td>{len(s.missed)}</td><td>{len(s.false_alert_times_s)}</td></tr>"
         for kind, s in result.scores.items()
     )
     return (
@@ -651,7 +684,7 @@ def _side_by_side(a: ReplayResult, b: ReplayResult) -> str:
     rows = ""
     for kind in sorted(set(a.kinds()) | set(b.kinds())):
         cells = "".join(f"<td>{x} → {y}</td>" for x, y in zip(counts(a, kind), counts(b, kind), strict=True))
-        rows += f"<tr><td><code>{kind}</code></td>{cells}</tr>"
+        rows += f"<tr><td>{html.escape(kind_title(kind))}</td>{cells}</tr>"
     return (
         f"<p><b>A</b> = {html.escape(a.label)} · <b>B</b> = {html.escape(b.label)}</p>"
         f"<table class='vigie-compare-table' style='border-collapse:collapse' border='1' cellpadding='3'>"
@@ -672,10 +705,17 @@ class TuningApp:
         work_dir: Path,
         pool_factory: PoolFactory = default_pool_factory,
         site: str | None = None,
+        audit_register_path: Path | None = None,
     ):
         self.zones_dir = Path(zones_dir)
         self.clips_dir = Path(clips_dir)
         self.session = TuningSession(Register(register_path), work_dir, pool_factory)
+        # Saved thresholds are a config export like the setup app's: same exporter, checks and audit
+        # log (the operators' register, not the tuning one).
+        audit_path = Path(audit_register_path) if audit_register_path else paths.register_path()
+        self.exporter = ConfigExporter(self.zones_dir, lambda: Register(audit_path))
+        self._clip_by_camera: dict[tuple[str, str], str] = {}  # the clip chosen for each (site, camera)
+        self._clip_key: tuple[str, str] | None = None
         self.config: SiteConfig | None = None  # the revision chosen as the starting point
         self.base_dir = self.zones_dir
         self.rule_form: ModelForm | None = None
@@ -700,6 +740,7 @@ class TuningApp:
             labels if labels.is_file() else None,
             paths.tuning_register_path().parent / "tuning",
             site=os.environ.get("VIGIE_SITE") or None,
+            audit_register_path=paths.register_path(),
         )
 
     def display(self) -> None:
@@ -740,7 +781,17 @@ class TuningApp:
         self.progress = widgets.FloatProgress(min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="300px"))
         self.status = widgets.HTML()
         # The thresholds scroll in their own box, so that the run controls and results stay in view.
-        self.form_box = widgets.VBox(layout=widgets.Layout(max_height="430px", overflow_y="auto", width="600px"))
+        # (`overflow`, not `overflow_y`: ipywidgets 8 ignores the latter, and the box then cut the fields off.)
+        self.form_box = widgets.VBox(layout=widgets.Layout(max_height="430px", overflow="hidden auto", width="600px"))
+        self.form_box.add_class("vigie-thresholds")
+        self.actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
+        self.actor.add_class("vigie-save-actor")
+        if login := login_from_env():  # a named login (workbench/auth.py): no name to type
+            self.actor.value, self.actor.disabled, self.actor.layout.display = login, True, "none"
+        self.save_button = widgets.Button(description=t("tuning.save"), icon="save")
+        self.save_button.add_class("vigie-save-revision")
+        self.save_output = widgets.HTML()
+        self.save_output.add_class("vigie-save-output")
         self.timeline = widgets.HTML()
         self.timeline.add_class("vigie-timeline-box")
         self.scores = widgets.HTML()
@@ -757,6 +808,7 @@ class TuningApp:
         self.run_button.on_click(lambda _: self._run())
         self.cancel_button.on_click(lambda _: self.session.cancel())
         self.compare_button.on_click(lambda _: self._compare())
+        self.save_button.on_click(lambda _: self._save_revision())
         narrow = widgets.Layout(width="290px")
         for picker in (self.site_picker, self.revision_picker, self.camera_picker, self.rule_picker):
             picker.layout = narrow
@@ -768,6 +820,9 @@ class TuningApp:
                 self.labels_path,
                 widgets.HTML(f"<b>{t('tuning.thresholds')}</b>"),
                 self.form_box,
+                widgets.HTML(f"<b>{t('tuning.save_title')}</b>"),
+                widgets.HBox([self.actor, self.save_button]),
+                self.save_output,
             ],
             layout=widgets.Layout(width="610px"),
         )
@@ -826,21 +881,31 @@ class TuningApp:
         if not camera_id or self.config is None:
             return
         camera = self.config.camera(camera_id)
-        rules = [(t("tuning.all_rules"), None)] + [(f"{r.id} ({r.kind})", r.id) for r in camera.rules]
+        rules = [(t("tuning.all_rules"), None)] + [(f"{r.id} ({kind_title(r.kind)})", r.id) for r in camera.rules]
         keep = (
             self.rule_picker.value
             if self.rule_picker.value in [r.id for r in camera.rules]
             else (camera.rules[0].id if camera.rules else None)
         )
         replace_options(self.rule_picker, rules, keep)
-        clips = [str(p) for p in list_clips(self.clips_dir)]
-        source = self.base_dir / camera.source
-        if "${" not in camera.source and source.is_file():
-            clips.insert(0, str(source))
-        self.clip_picker.options = clips
-        if not self.clip_picker.value and clips:
-            self.clip_picker.value = clips[0]
+        self._clip_follows(camera.id, camera.source)
         self._open_rule(keep)
+
+    def _clip_follows(self, camera_id: str, source: str) -> None:
+        """Offer the camera's own file and the clips folder; keep the clip chosen for this very camera only.
+
+        Another camera's (or site's) clip would replay footage this camera never filmed.
+        """
+        if self._clip_key is not None and self.clip_picker.value.strip():
+            self._clip_by_camera[self._clip_key] = self.clip_picker.value.strip()
+        self._clip_key = (self.config.site if self.config else "", camera_id)
+        clips = [str(p) for p in list_clips(self.clips_dir)]
+        own = self.base_dir / source
+        if "${" not in source and own.is_file():
+            clips.insert(0, str(own))
+        self.clip_picker.options = clips
+        own_clip = str(own) if clips and clips[0] == str(own) else ""
+        self.clip_picker.value = self._clip_by_camera.get(self._clip_key, own_clip)
 
     def _open_rule(self, rule_id: str | None) -> None:
         if self.config is None or self.camera_picker.value is None:
@@ -854,6 +919,8 @@ class TuningApp:
         self.rule_form = ModelForm(rule_models()[rule.kind], rule.model_dump(mode="json"))
         shapes = {"zone": [z.id for z in camera.zones], "line": [ln.id for ln in camera.lines]}
         self.rule_view = ModelFormView(self.rule_form, self._form_changed, lambda kind: shapes.get(kind, []))
+        # Its natural height inside the scrolling box: shrunk to the box, it would cut the fields off.
+        self.rule_view.widget.layout.flex = "0 0 auto"
         self.form_box.children = [self.rule_view.widget]
         self._form_changed()
 
@@ -938,6 +1005,45 @@ class TuningApp:
         for picker, fallback in ((self.run_a, values[-2:-1]), (self.run_b, values[-1:])):
             # The newest two runs by default: the usual question is "did my last change help?"
             replace_options(picker, options, fallback[0] if fallback else None)
+
+    def save_revision(self, actor: str) -> ExportResult:
+        """Export the chosen revision with the rule form's thresholds as the site's next revision.
+
+        Args:
+            actor: the agent's identity, as in the setup app's export.
+
+        Returns:
+            What was written.
+
+        Raises:
+            ExportConflict: the site moved on since the chosen revision (another export, or an older
+                revision chosen as the starting point); nothing written.
+            ExportError: invalid thresholds, no change, no identity.
+            PermissionDenied: the server's role may not export configs.
+        """
+        config, problems = self.draft()
+        if config is None:
+            raise ExportError(problems[0][1] if problems else t("tuning.no_config"), problems)
+        assert self.config is not None  # a valid draft exists only once a revision is open
+        return self.exporter.export(config, export_principal(actor, role_from_env()), self.config.revision)
+
+    def _save_revision(self) -> None:
+        try:
+            result = self.save_revision(self.actor.value)
+        except ExportConflict as exc:
+            theirs = "\n".join(change.describe() for change in exc.theirs)
+            self.save_output.value = (
+                f"<div class='vigie-conflict' style='color:#b26a00'>⚠ {html.escape(str(exc))}"
+                f"<pre style='max-height:200px;overflow:auto'>{html.escape(theirs)}</pre></div>"
+            )
+            return
+        except (ExportError, VigieError) as exc:
+            self.save_output.value = f"<span style='color:#c62828'>⚠ {html.escape(str(exc))}</span>"
+            return
+        rule = self.rule_picker.value or t("tuning.all_rules")
+        done = t("tuning.saved", rule=rule, revision=result.revision, site=result.site, path=result.revision_path)
+        self.save_output.value = f"<span style='color:#2e7d32'>✔ {html.escape(done)}</span>"
+        self._open_site(result.site)  # the new revision is the starting point now (same camera, rule, clip)
 
     def _compare(self) -> None:
         if self.run_a.value is None or self.run_b.value is None:

@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, Protocol, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
+
+from runner.core.geometry import segments_intersect
 
 # C0/C1 control characters (NUL, tab, line breaks, ESC...) and the invisible bidi overrides: in a path
 # they make open() raise ValueError at run time; in a name or label they forge lines in logs and messages.
@@ -26,7 +28,45 @@ NoControlCharacters = AfterValidator(_no_control_characters)
 
 NormCoord = Annotated[float, Field(ge=0.0, le=1.0)]
 NormPoint = tuple[NormCoord, NormCoord]
-Polygon = Annotated[list[NormPoint], Field(min_length=3, max_length=256)]
+
+
+def crossing_edges(polygon: list[NormPoint]) -> tuple[int, int] | None:
+    """The first two edges of a polygon that cross each other, if any (a bow-tie, a figure of eight).
+
+    Args:
+        polygon: the vertices in drawing order; edge i runs from vertex i to vertex i+1 (the last back to 0).
+
+    Returns:
+        (i, j), the numbers of the first crossing edges (i < j), or None for a simple polygon.
+    """
+    count = len(polygon)
+    edges = [(polygon[i], polygon[(i + 1) % count]) for i in range(count)]
+    for i in range(count):
+        for j in range(i + 2, count):
+            if i == 0 and j == count - 1:
+                continue  # the closing edge and the first one share vertex 0
+            if segments_intersect(*edges[i], *edges[j]):
+                return i, j
+    return None
+
+
+def _simple_polygon(polygon: list[NormPoint], info: ValidationInfo) -> list[NormPoint]:
+    """A self-intersecting polygon's area is not what it looks like (a bow-tie's halves cancel out, so
+    densities per m2 and "inside" tests go wrong): refused, naming the zone (or the camera's mask)."""
+    crossing = crossing_edges(polygon)
+    if crossing is None:
+        return polygon
+    i, j = crossing
+    count = len(polygon)
+    owner = f"'{info.data['id']}'" if info.data.get("id") else "(whose id is invalid)"
+    what = f"zone {owner}" if info.field_name == "polygon" else f"a privacy mask of camera {owner}"
+    raise ValueError(
+        f"{what} is not a simple polygon: edge {i + 1} (points {i + 1}-{(i + 1) % count + 1}) crosses edge {j + 1} "
+        f"(points {j + 1}-{(j + 1) % count + 1}); list the points in order around the outline"
+    )
+
+
+Polygon = Annotated[list[NormPoint], Field(min_length=3, max_length=256), AfterValidator(_simple_polygon)]
 Slug = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),

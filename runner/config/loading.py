@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,15 +407,25 @@ def expand_env(text: str, field: str) -> str:
     return _ENV_PLACEHOLDER.sub(substitute, text)
 
 
-# userinfo of a URL: `user:password@` (the password may itself hold '@' or '/': up to the last '@' of the word).
+# A URL's userinfo, by the URL grammar and its usual malformations: `scheme:` then 0 to 3 slashes (`rtsp:/`,
+# `rtsp:` and `rtsp:///` are typos FFmpeg still reads), then `user[:password]@`. The password may itself hold
+# '@', '/', '?' or ':' (unescaped by a careless config): the userinfo runs to the last '@' of the word.
 _URL_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*)(?P<password>:\S*)?@(?=[^@\s]*(?:\s|$))"
+    r"(?P<scheme>(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*:/{0,3})(?P<user>[^:/@\s'\"]*)(?P<password>:[^\s'\"]*)?@"
+    r"(?=[^@\s]*(?:[\s'\"]|$))"
 )
-# query / fragment parameters whose name says secret: token=, api_key=, access_token=, password=...
-_SECRET_PARAMS = re.compile(
-    r"(?i)(?P<name>(?<![a-z0-9])[a-z0-9_.-]*(?:password|passwd|pwd|token|key|secret|auth|signature|sig|credentials?))"
-    r"=(?P<value>[^&;#\s]+)"
-)
+# A `name=value` parameter (query, fragment, matrix `;`, or free text): the name may be percent-encoded.
+_PARAMETER = re.compile(r"(?P<name>(?<![a-zA-Z0-9%_.-])[a-zA-Z0-9%_.-]+)=(?P<value>[^&;#\s'\"]+)")
+# Parameter names that say "secret": pass (password, passwd, passphrase), pwd, token, key (apikey, api_key),
+# auth (authorization), sig (signature), secret, session (sessionid), cred (credential), jwt, bearer, ticket.
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|token|key|auth|sig|secret|session|cred|jwt|bearer|ticket")
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    name = match.group("name")
+    if _SECRET_NAME.search(urllib.parse.unquote(name)):
+        return f"{name}=***"
+    return match.group(0)
 
 
 # Environment variables whose value is a credential, by name (VIGIE_TOKEN, CAM1_PASSWORD, STREAM_KEY...).
@@ -433,15 +444,20 @@ def _secret_env_values() -> list[tuple[str, str]]:
 
 
 def redact(text: str) -> str:
-    """Hide credentials embedded in a source or weights reference before it is logged or stored.
+    """Hide credentials embedded in a source URL, a weights reference or any message quoting one, before it is
+    logged, stored, shown or raised. The one home of redaction: every log line, audit row, health line, status
+    and error that may quote a source goes through it.
 
-    `rtsp://user:pass@host/` -> `rtsp://user:***@host/`; a bare `token@host` userinfo -> `***@host`;
-    `?token=abc&api_key=xyz` -> `?token=***&api_key=***`; and the value of a secret-named environment
-    variable (`${CAM_PASSWORD}`, `${VIGIE_TOKEN}`...) put back as its placeholder wherever ${ENV}
-    expansion put it: in a path or a query no pattern would recognise it as a credential.
+    By the URL grammar: the userinfo's password (`rtsp://user:pass@host/` -> `rtsp://user:***@host/`; a lone
+    userinfo is often a token: `token@host` -> `***@host`), malformed URLs included (`rtsp:/u:p@h`, a password
+    with '@', '/' or '?' in it); the value of every parameter whose name suggests a secret (`pass`, `password`,
+    `pwd`, `token`, `key`, `apikey`, `auth`, `sig`, `signature`, `secret`, `session`, `credential`..., any case,
+    percent-encoded or not) in a query, a fragment, `;` parameters or free text; and the value of a secret-named
+    environment variable (`${CAM_PASSWORD}`, `${VIGIE_TOKEN}`...) put back as its placeholder wherever ${ENV}
+    expansion put it: in a path no pattern would recognise it as a credential.
 
     Args:
-        text: a source URL, path or weights reference, possibly with ${ENV} already expanded.
+        text: a source URL, path, weights reference or message, possibly with ${ENV} already expanded.
 
     Returns:
         The text with every credential it recognises masked.
@@ -455,7 +471,7 @@ def redact(text: str) -> str:
         return f"{m.group('scheme')}***@"  # a lone userinfo is often a token: hide it too
 
     text = _URL_USERINFO.sub(userinfo, text)
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group('name')}=***", text)
+    return _PARAMETER.sub(_redact_parameter, text)
 
 
 def dump_config(config: SiteConfig) -> str:

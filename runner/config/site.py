@@ -7,7 +7,7 @@ that a bad config fails at start with the path of the offending field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,12 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug, by_id
-from runner.config.rules import RULE_CONFIGS, RuleConfig
+from runner.config.rules import RULE_CONFIGS, RULE_CONFIGS_BY_KIND, RuleConfig
 from runner.core.geometry import polygon_area, quad_is_degenerate
 
 SCHEMA_VERSION = 1
 MAX_MEDIA_DAYS = 30  # alert images and clips: at most 30 days
 MAX_ALERT_DAYS = 365  # alert records and follow-up register: at most 12 months
+DEFAULT_MAX_CLOCK_JUMP_DAYS = 30  # a register idle longer than this needs `vigie purge --accept-clock` once
 
 # One of the kinds' configs, chosen by its `kind` tag (their models live in `runner.config.rules`).
 if TYPE_CHECKING:
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
 else:
     AnyRuleConfig = Annotated[Union[RULE_CONFIGS], Field(discriminator="kind")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+AlertPriority = Literal["high", "medium", "low"]
+PRIORITY_ORDER: tuple[str, ...] = ("high", "medium", "low")  # the console lists alerts in this order
+# What an operator must see first when a site sets nothing: a life or a fire at stake.
+DEFAULT_ALERT_PRIORITIES: dict[str, str] = {
+    "fire": "high",
+    "weapon": "high",
+    "person_down": "high",
+    "crowd_density": "medium",
+    "crowd_movement": "medium",
+    "abandoned_object": "medium",
+}
+DEFAULT_ALERT_PRIORITY = "low"
 
 
 class Retention(Frozen):
@@ -45,6 +58,13 @@ class Retention(Frozen):
         description="Alert records, decisions and audit rows are deleted after this many days (legal cap: 365).",
     )
     purge_every_s: float = Field(default=3600.0, ge=10.0, le=86400.0, description="How often the purge runs (seconds).")
+    max_clock_jump_days: int = Field(
+        default=DEFAULT_MAX_CLOCK_JUMP_DAYS,
+        ge=1,
+        le=MAX_ALERT_DAYS,
+        description="A purge is refused when the clock is this many days past the newest record (or before it), "
+        "or when the records themselves jump that far: a wrong clock must not delete legal records.",
+    )
 
 
 class Authorization(Frozen):
@@ -349,6 +369,31 @@ class SiteConfig(Frozen):
     )
     models: dict[Slug, ModelSpec] = Field(min_length=1, max_length=16, description="Detectors by name.")
     cameras: list[Camera] = Field(min_length=1, max_length=256, description="The site's cameras.")
+    alert_priorities: dict[str, AlertPriority] = Field(
+        {},
+        description="Priority of the alerts of each rule kind in the operator console (high, medium, low); "
+        "kinds not listed keep their default (fire, weapon, person_down high; crowds and abandoned objects "
+        "medium; others low).",
+    )
+
+    @field_validator("alert_priorities")
+    @classmethod
+    def _known_kinds(cls, priorities: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(priorities) - set(RULE_CONFIGS_BY_KIND))
+        if unknown:
+            raise ValueError(f"unknown rule kind(s) {', '.join(unknown)}; known: {', '.join(RULE_CONFIGS_BY_KIND)}")
+        return priorities
+
+    def alert_priority(self, kind: str) -> str:
+        """The console priority of a rule kind's alerts on this site.
+
+        Args:
+            kind: the alert's rule kind.
+
+        Returns:
+            "high", "medium" or "low".
+        """
+        return alert_priority(kind, self.alert_priorities)
 
     @field_validator("timezone")
     @classmethod
@@ -398,6 +443,21 @@ class SiteConfig(Frozen):
         if problems:
             raise ConfigProblems(problems)
         return self
+
+
+def alert_priority(kind: str, site_priorities: Mapping[str, str] | None = None) -> str:
+    """A rule kind's console priority: the site's choice, else the default.
+
+    Args:
+        kind: the alert's rule kind.
+        site_priorities: the site config's `alert_priorities`, or None.
+
+    Returns:
+        "high", "medium" or "low".
+    """
+    if site_priorities and kind in site_priorities:
+        return site_priorities[kind]
+    return DEFAULT_ALERT_PRIORITIES.get(kind, DEFAULT_ALERT_PRIORITY)
 
 
 def _listing(ids: set[str]) -> str:

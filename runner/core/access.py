@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -27,24 +28,33 @@ class Role(StrEnum):
     ANALYST = "analyst"  # reads the register, exports statistics; changes nothing
     DESIGN = "design"  # ministry agent in the design phase: edits and exports site configs
     RUNNER = "runner"  # the service itself: writes alerts and audit rows, purges by the retention schedule
+    DPO = "dpo"  # data protection officer: answers the rights requests of the persons filmed (vigie rights)
 
 
 class Action(StrEnum):
     DECIDE = "decide on an alert"
+    TAKE = "take or release an alert"
     PAUSE = "pause or resume analysis"
     PURGE = "purge the register"
     EXPORT_STATISTICS = "export statistics"
     EXPORT_CONFIG = "export a site config"
+    RIGHTS_ACCESS = "search or export records for a rights request"
+    RIGHTS_RESTRICT = "restrict records for a rights request"
+    RIGHTS_ERASE = "erase media for a rights request"
 
 
 # Reading the register (dashboards, `vigie alerts`, `vigie audit`) needs no write permission and is
 # limited by who can reach the file or the server, not by a role.
 PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.DECIDE: frozenset({Role.OPERATOR}),
+    Action.TAKE: frozenset({Role.OPERATOR}),
     Action.PAUSE: frozenset({Role.OPERATOR}),
     Action.PURGE: frozenset({Role.RUNNER}),
     Action.EXPORT_STATISTICS: frozenset({Role.ANALYST}),
     Action.EXPORT_CONFIG: frozenset({Role.DESIGN}),
+    Action.RIGHTS_ACCESS: frozenset({Role.DPO}),
+    Action.RIGHTS_RESTRICT: frozenset({Role.DPO}),
+    Action.RIGHTS_ERASE: frozenset({Role.DPO}),
 }
 
 
@@ -184,3 +194,31 @@ def role_from_env(environ: Mapping[str, str] | None = None) -> Role | None:
     environ = os.environ if environ is None else environ
     value = environ.get("VIGIE_ROLE", "").strip()
     return parse_role(value) if value else None
+
+
+# Set by the workbench server in the kernel of a page opened by a named login (workbench/auth.py), never
+# typed: the identity of every decision, export and pause made from that page.
+LOGIN_VARIABLE = "VIGIE_LOGIN"
+SESSION_END_VARIABLE = "VIGIE_SESSION_END_UTC"
+
+
+def login_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The named login the workbench server authenticated for this page, or None (a page opened with the token).
+
+    Args:
+        environ: the environment to read ($VIGIE_LOGIN, $VIGIE_SESSION_END_UTC); None reads os.environ.
+
+    Returns:
+        The login, or None when the page was not opened by a named login.
+
+    Raises:
+        PermissionDenied: the login's session has ended (an open page outlives its session): log in again.
+    """
+    environ = os.environ if environ is None else environ
+    login = environ.get(LOGIN_VARIABLE, "").strip()
+    if not login:
+        return None
+    session_end = environ.get(SESSION_END_VARIABLE, "").strip()
+    if session_end and datetime.now(UTC) >= datetime.fromisoformat(session_end):
+        raise PermissionDenied(f"{login}: session ended at {session_end[:16]} UTC; reload the page and log in again")
+    return login

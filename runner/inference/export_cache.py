@@ -23,7 +23,8 @@ Threads: one inference uses `$VIGIE_INFER_THREADS` threads (default: every core)
 Cache: `$VIGIE_CACHE_DIR` or `var/models-cache`, one folder per
 `<sha256 of the source weights>-<imgsz>-<export|reshape>-ul<ultralytics>-ov<openvino>_openvino_model`
 holding a regular Ultralytics OpenVINO folder plus `vigie-export.json` (sha256 of each file). An entry
-is built in a temporary folder then renamed (atomic); concurrent starts serialise on a lock file; an
+is built in a temporary folder then renamed (atomic), the temporary folders a killed build left are
+swept before the next build; concurrent starts serialise on a lock file; an
 entry whose files no longer match their listing is rebuilt, one that OpenVINO cannot load is dropped
 (rebuilt on the next start); a failure leaves `<key>.failed` (delete it to retry). The sha256 pinned in
 the config is checked on the source weights before any of this (modelref.resolve_weights). The export
@@ -303,6 +304,7 @@ def cached(name: str, key: str, build: Callable[[Path], Path], what: str) -> Pat
     with locked(key):
         if entry_is_valid(entry):  # built by a concurrent start while we waited
             return entry
+        sweep_leftovers(name, key)
         if marker.exists():
             # Said at warning level when it failed; each later start only notes it (no alarm fatigue).
             log.info(
@@ -331,6 +333,24 @@ def cached(name: str, key: str, build: Callable[[Path], Path], what: str) -> Pat
             shutil.rmtree(work, ignore_errors=True)
     log.info("model %s: %s cached in %s", name, what, entry)
     return entry
+
+
+def sweep_leftovers(name: str, key: str) -> list[Path]:
+    """Delete the work folders of entry `key` that a killed build left (kill -9, power cut: its `finally` never
+    ran). Called with the entry's lock held, so no live build of this entry owns any of them.
+
+    Args:
+        name: the model's config name (for the log).
+        key: the entry's `cache_key`.
+
+    Returns:
+        The folders deleted.
+    """
+    leftovers = [p for p in cache_dir().glob(f".tmp-{key[:16]}-*") if p.is_dir()]
+    for leftover in leftovers:
+        log.warning("model %s: removing %s, a partial build left by a crashed start", name, leftover.name)
+        shutil.rmtree(leftover, ignore_errors=True)
+    return leftovers
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -31,6 +31,7 @@ from runner.core.detections import empty_detections, merge_detections
 from runner.core.fields import KEYPOINTS
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
+from runner.pipeline.clips import ClipRecorder, FinishedClip, encode_clip
 from runner.pipeline.gate import AlertGate
 from runner.pipeline.snapshots import render_snapshot
 from runner.register import Register, StoredAlert, iso
@@ -190,6 +191,9 @@ class CameraPipeline:
         self._last_outputs: dict[str, sv.Detections] = {}  # tracked models' last real outputs (for gated frames)
         self._planned_to_run: set[str] = set()  # models planned on a frame since the last reset
         self.warm_shape: tuple[int, int] | None = None  # the frame size `warm_up` last compiled for
+        # The short clip around each stored alert, from the same masked frames as its snapshot.
+        self.clips = ClipRecorder() if register is not None else None
+        self.clip_stats: dict[str, float] = {"clips": 0, "encode_s": 0.0, "bytes": 0}
 
     # -- stages ----------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
@@ -322,6 +326,8 @@ class CameraPipeline:
             The alerts stored in line (none when a writer stores them: they reach `on_alert` once committed).
         """
         started = time.perf_counter()
+        if self.clips is not None:
+            self._save_clips(self.clips.observe(frame.t_s, image))
         height, width = image.shape[:2]
         tracked = self.tracker.update(detected.to_track, frame.t_s)
         ended = self.history.update(tracked, frame.t_s, width, height)
@@ -452,6 +458,7 @@ class CameraPipeline:
 
     def reset(self) -> None:
         """The stream restarted (reconnect or looped file): tracks and dwell clocks are void."""
+        self.finish_clips()  # the clips being filled end with the old stream
         self.tracker.reset()
         self.history.clear()
         for rule in self.rules:
@@ -542,11 +549,47 @@ class CameraPipeline:
         started = time.perf_counter()
         snapshot, note = self._snapshot(image, candidate)
         stored = self.register.add_alert(record, snapshot, note) if self.register is not None else None
+        if stored is not None and self.clips is not None:
+            self.clips.follow(stored.id, record.t_s)
         self.record_stage_s("store", time.perf_counter() - started)
         raised = RaisedAlert(record, stored, snapshot, latency_s=time.monotonic() - read_mono)
         if self.on_alert is not None:
             self.on_alert(raised)
         return raised
+
+    def finish_clips(self) -> None:
+        """Store the clips still being filled as they are (the stream ended or restarted)."""
+        if self.clips is not None:
+            self._save_clips(self.clips.flush())
+
+    def _save_clips(self, finished: list[FinishedClip]) -> None:
+        """Encode and store clips, off the analysis thread when a writer is given."""
+        for clip in finished:
+            if self._writer is not None:
+                self._writer.submit(self.camera.id, partial(self._store_clip, clip))
+            else:
+                self._store_clip(clip)
+
+    def _store_clip(self, clip: FinishedClip) -> None:
+        """One alert's clip, encoded and stored; a failure is logged and costs nothing else (the alert is stored)."""
+        if self.register is None:
+            return
+        try:
+            encoded = encode_clip(clip.frames)
+            self.register.add_clip(
+                clip.alert_id,
+                encoded.data,
+                extension=encoded.extension,
+                media_type=encoded.media_type,
+                frames=encoded.frames,
+                duration_s=encoded.duration_s,
+            )
+        except Exception as exc:
+            log.error("camera %s: clip of alert %s not stored: %s", self.camera.id, clip.alert_id, exc)
+            return
+        self.clip_stats["clips"] += 1
+        self.clip_stats["encode_s"] += encoded.encode_s
+        self.clip_stats["bytes"] += len(encoded.data)
 
     def _snapshot(self, image: np.ndarray, candidate: AlertCandidate) -> tuple[bytes | None, str | None]:
         """(JPEG, None), or (None, why) when the image could not be made: that never costs the alert."""

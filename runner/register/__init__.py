@@ -8,10 +8,15 @@ files) → `audit` (hash chain, anchor file, verify) → `records` (alerts, deci
 
 from runner.register.audit import VerifyReport, anchor_path_for, audit_hash, read_anchor
 from runner.register.clock import iso, utc_now
-from runner.register.database import REGISTER_HEALTH, STORAGE_HEALTH, STORAGE_HEALTH_KEYS
+from runner.register.database import REGISTER_HEALTH, STORAGE_HEALTH
+from runner.register.database import STORAGE_HEALTH_KEYS as _STORAGE_ROWS
 from runner.register.records import StoredAlert
 from runner.register.register import Register
+from runner.register.retention import RETENTION_HEALTH
 from runner.register.schema import DEFAULT_DB, GENESIS_HASH, SCHEMA_VERSION
+
+# The register's own health rows, which are no cameras: its file, the media folder, and the purge (`clock`).
+STORAGE_HEALTH_KEYS = (*_STORAGE_ROWS, RETENTION_HEALTH)
 
 __all__ = [
     "DEFAULT_DB",

@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import EllipsisType
 
 from runner.core.alerts import canonical_json, content_digest
 from runner.core.errors import StoreError
@@ -166,6 +168,13 @@ class VerifyReport:
     alerts_checked: int
     first_bad_row: int | None = None
     problem: str | None = None
+    checkpoints_checked: int = 0  # signed checkpoints whose row was found unchanged (see `checkpoints`)
+
+
+# A check run inside verify's read snapshot: (first bad row, problem) or None, and how many items it checked.
+SnapshotCheck = Callable[[sqlite3.Connection], tuple[tuple[int, str] | None, int]]
+# A snapshot file deleted by a purge that committed after verify's snapshot began reads as missing: look again.
+_FILE_RACE = "is missing (deleted outside the retention purge)"
 
 
 class AuditChain:
@@ -269,31 +278,56 @@ class AuditChain:
             )
 
     # -- verify ---------------------------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
+    def verify(self, extra_check: SnapshotCheck | None = None) -> VerifyReport:
         """The database file's own integrity (SQLite quick_check), the audit chain and every record
         against it, then the anchor file: a chain whose newest rows were cut off is still a valid
         chain, only the anchor file beside the register tells that rows are missing.
 
+        Every table is read in ONE read transaction (WAL: one consistent snapshot), so that a writer
+        appending alerts and decisions meanwhile is never mistaken for tampering.
+
+        Args:
+            extra_check: a further check on the same snapshot (the signed checkpoints), or None.
+
         Returns:
             The report: ok, or the problem on the earliest audit row.
         """
+        report = self._verify_snapshot(extra_check)
+        if not report.ok and _FILE_RACE in (report.problem or ""):
+            report = self._verify_snapshot(extra_check)  # a purge deleted the file after committing: see its commit
+        return report
+
+    def _verify_snapshot(self, extra_check: SnapshotCheck | None) -> VerifyReport:
+        # Read before the snapshot: a line is appended after its row's commit, so the snapshot holds that row.
+        witnessed = read_anchor(self.anchor_path)
         with self.database.lock:
             conn = self.database.conn
             try:
-                damage = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-                if damage != "ok":  # e.g. "*** in database main ***\nPage 86: btreeInitPage() returns error code 11"
-                    damage = " ".join(damage.replace("*** in database main ***", "").split())
-                    return VerifyReport(False, 0, 0, None, f"database file damaged: {damage}")
-                report = verify_records(conn, self.media)
-                tail = anchor_problem(conn, self.anchor_path)
+                conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read, and kept until COMMIT
+                try:
+                    damage = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                    if damage != "ok":  # "*** in database main ***\nPage 86: btreeInitPage() returns error code 11"
+                        damage = " ".join(damage.replace("*** in database main ***", "").split())
+                        return VerifyReport(False, 0, 0, None, f"database file damaged: {damage}")
+                    report = verify_records(conn, self.media)
+                    tail = anchor_problem(conn, self.anchor_path, witnessed)
+                    extra, extra_count = extra_check(conn) if extra_check else (None, 0)
+                finally:
+                    conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 return VerifyReport(False, 0, 0, None, f"database file damaged: {exc}")
-        if tail is not None and (report.ok or report.first_bad_row is None or tail[0] < report.first_bad_row):
-            return VerifyReport(False, report.rows_checked, report.alerts_checked, tail[0], tail[1])
-        return report
+        found = [p for p in (tail, extra) if p is not None]
+        if not found:
+            return replace(report, checkpoints_checked=extra_count)
+        if not report.ok and report.first_bad_row is not None:  # a problem on a row: the earliest row wins
+            found.append((report.first_bad_row, report.problem or ""))
+        first_row, problem = min(found, key=lambda p: p[0])
+        return VerifyReport(False, report.rows_checked, report.alerts_checked, first_row, problem, extra_count)
 
 
-def anchor_problem(conn: sqlite3.Connection, anchor_path: Path) -> tuple[int, str] | None:
+def anchor_problem(
+    conn: sqlite3.Connection, anchor_path: Path, witnessed: tuple[int, str] | None | EllipsisType = ...
+) -> tuple[int, str] | None:
     """(first bad row, problem) when the audit log does not reach, or does not match, the newest
     row the anchor file witnessed; None when it does (rows after it are fine: the line of the
     newest commit may have been lost in a crash).
@@ -301,13 +335,15 @@ def anchor_problem(conn: sqlite3.Connection, anchor_path: Path) -> tuple[int, st
     Args:
         conn: the register's connection (under its lock).
         anchor_path: the anchor file.
+        witnessed: what the anchor file witnessed, read *before* the snapshot conn reads (default: read it now).
 
     Returns:
         The first bad row and the problem, or None.
     """
     newest = conn.execute("SELECT MAX(id) FROM audit").fetchone()[0]
     purge_upto = int(read_meta(conn, "audit_purge_upto") or 0)
-    witnessed = read_anchor(anchor_path)
+    if isinstance(witnessed, EllipsisType):
+        witnessed = read_anchor(anchor_path)
     if witnessed is None:
         since = read_meta(conn, "anchor_from_row")
         if since and newest is not None and newest >= int(since):

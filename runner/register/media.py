@@ -47,11 +47,26 @@ class MediaStore:
         Raises:
             OSError: a part is not a plain file name.
         """
-        parts = (record.camera_id, record.ts_utc[:10], record.uid)
-        for label, part in zip(("camera id", "alert day", "alert uid"), parts, strict=True):
-            if not isinstance(part, str) or not SAFE_FILE_PART.fullmatch(part):
-                raise OSError(f"unsafe {label} for a file name: {str(part)[:60]!r}")
-        return Path(parts[0]) / parts[1] / f"{parts[2]}.jpg"
+        return _alert_media_path(record.camera_id, record.ts_utc, record.uid, "jpg")
+
+    def clip_path(self, camera_id: str, ts_utc: str, uid: str, extension: str) -> Path:
+        """media/<camera>/<day>/<uid>.<extension>: an alert's clip, beside its snapshot (purged with it).
+
+        Args:
+            camera_id: the alert's camera.
+            ts_utc: the alert's time stamp (its day names the folder).
+            uid: the alert's uid.
+            extension: the clip's file extension, without the dot.
+
+        Returns:
+            The path relative to the media folder.
+
+        Raises:
+            OSError: a part is not a plain file name, or the extension is that of a snapshot.
+        """
+        if extension in ("jpg", "tmp") or not extension.isalnum():
+            raise OSError(f"unsafe clip extension: {extension[:20]!r}")
+        return _alert_media_path(camera_id, ts_utc, uid, extension)
 
     def write_snapshot(self, relative: Path, data: bytes) -> None:
         """Write the file durably: temp file, fsync, rename, then fsync of its folder.
@@ -154,8 +169,15 @@ class MediaStore:
             relative = path.relative_to(self.media_dir).as_posix()
             if relative in referenced:
                 continue
+            # A clip lives and dies with its alert's snapshot: kept while the snapshot is there, gone with it.
+            snapshot = path.with_suffix(".jpg")
+            is_clip = path.suffix not in (".jpg", ".tmp")
+            if is_clip and snapshot.is_file():
+                continue
             try:
-                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < (
+                if (
+                    is_clip and snapshot.relative_to(self.media_dir).as_posix() in referenced
+                ) or datetime.fromtimestamp(path.stat().st_mtime, UTC) < (
                     temp_cutoff if path.suffix == ".tmp" else cutoff
                 ):
                     path.unlink()
@@ -175,3 +197,12 @@ class MediaStore:
                 folder.rmdir()  # only succeeds when empty
             except OSError:
                 continue
+
+
+def _alert_media_path(camera_id: str, ts_utc: str, uid: str, extension: str) -> Path:
+    """<camera>/<day>/<uid>.<extension>, every part a plain name, so none can lead out of the media folder."""
+    parts = (camera_id, ts_utc[:10], uid)
+    for label, part in zip(("camera id", "alert day", "alert uid"), parts, strict=True):
+        if not isinstance(part, str) or not SAFE_FILE_PART.fullmatch(part):
+            raise OSError(f"unsafe {label} for a file name: {str(part)[:60]!r}")
+    return Path(parts[0]) / parts[1] / f"{parts[2]}.{extension}"

@@ -148,8 +148,10 @@ class Records:
         since_utc: str | None = None,
         after_id: int | None = None,
         limit: int | None = None,
+        include_restricted: bool = False,
     ) -> list[dict]:
-        """Alerts with their decisions, oldest first.
+        """Alerts with their decisions, oldest first. Alerts the DPO restricted are left out unless asked for:
+        operators and analysts do not see them (see `RightsRecords.restrict`).
 
         Args:
             status: only "pending", "confirmed" or "rejected" ones.
@@ -159,6 +161,7 @@ class Records:
             since_utc: only those from this time stamp on.
             after_id: only those with a larger id.
             limit: at most this many.
+            include_restricted: include the restricted alerts (the DPO's view).
 
         Returns:
             The alerts as dicts (bbox, details and models decoded).
@@ -177,6 +180,8 @@ class Records:
         if after_id is not None:
             sql += " AND a.id > ?"
             params.append(after_id)
+        if not include_restricted:
+            sql += " AND a.id NOT IN (SELECT alert_id FROM restrictions)"
         sql += " ORDER BY a.id"
         if limit:
             sql += f" LIMIT {int(limit)}"
@@ -229,6 +234,7 @@ class Records:
                 "SELECT id, status, camera_id, is_test FROM alerts WHERE id = ?", (alert_id,)
             ).fetchone()
             _check_pending(conn, alert_id, alert)
+            _check_not_held_by_another(conn, alert_id, by.user)
             row: dict[str, Any] = {
                 "alert_id": alert_id,
                 "decision": decision,
@@ -245,6 +251,7 @@ class Records:
                 row,
             )
             conn.execute("UPDATE alerts SET status = ? WHERE id = ?", (decision, alert_id))
+            conn.execute("DELETE FROM alert_claims WHERE alert_id = ?", (alert_id,))  # decided: nobody holds it
             self.chain.append(
                 conn,
                 "decision",
@@ -262,25 +269,27 @@ class Records:
         return row
 
     # -- pause / resume ---------------------------------------------------------------------------------
-    def set_paused(self, scope: str, paused: bool, by: Principal) -> int:
+    def set_paused(self, scope: str, paused: bool, by: Principal, reason: str | None = None) -> int:
         """Pause or resume alerting; `by` must hold the operator role.
 
         Args:
             scope: '*' (everything) or a camera id.
             paused: True to pause, False to resume.
             by: the operator.
+            reason: why, in the operator's words (recorded in the audit row); None when not given.
 
         Returns:
             The audit row id.
         """
         require(by, Action.PAUSE)
+        reason = _clean_reason(reason)
         with self.database.transaction() as conn:
             audit_id = self.chain.append(
                 conn,
                 "pause" if paused else "resume",
                 by.user,
                 None if scope == "*" else scope,
-                {"scope": scope, **by.audit_details()},
+                {"scope": scope, **({"reason": reason} if reason else {}), **by.audit_details()},
             )
             conn.execute(
                 "INSERT OR REPLACE INTO control(scope, paused, actor, changed_utc, audit_id) VALUES (?,?,?,?,?)",
@@ -308,6 +317,162 @@ class Records:
         """
         state = self.control_state() if state is None else state
         return any(state.get(scope, {}).get("paused") for scope in ("*", camera_id))
+
+    # -- who holds which alert (new -> taken -> decided) ----------------------------------------------------
+    def take(self, alert_id: int, by: Principal, *, take_over: bool = False) -> dict:
+        """`by` takes a pending alert: the other operators see who holds it, and cannot decide on it.
+
+        Args:
+            alert_id: the pending alert.
+            by: the operator taking it.
+            take_over: take it from the operator holding it (audited with their name); else that is refused.
+
+        Returns:
+            The claim row (alert_id, operator, taken_utc).
+
+        Raises:
+            UsageError: an unknown or decided alert, or one held by another operator without take_over.
+        """
+        require(by, Action.TAKE)
+        with self.database.transaction() as conn:
+            alert = conn.execute("SELECT id, status, camera_id FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            _check_pending(conn, alert_id, alert)
+            held = conn.execute("SELECT operator FROM alert_claims WHERE alert_id = ?", (alert_id,)).fetchone()
+            if held is not None and held["operator"] == by.user:
+                return dict(conn.execute("SELECT * FROM alert_claims WHERE alert_id = ?", (alert_id,)).fetchone())
+            if held is not None and not take_over:
+                _check_not_held_by_another(conn, alert_id, by.user)
+            row = {"alert_id": alert_id, "operator": by.user, "taken_utc": clock.iso(clock.utc_now())}
+            conn.execute(
+                "INSERT OR REPLACE INTO alert_claims(alert_id, operator, taken_utc) VALUES (?, ?, ?)",
+                (alert_id, by.user, row["taken_utc"]),
+            )
+            details = {"alert_id": alert_id, **({"from": held["operator"]} if held else {}), **by.audit_details()}
+            self.chain.append(conn, "alert_taken", by.user, alert["camera_id"], details)
+        return row
+
+    def release(self, alert_id: int, by: Principal) -> bool:
+        """`by` gives back an alert they hold (it becomes new again for everyone).
+
+        Args:
+            alert_id: the alert.
+            by: the operator holding it.
+
+        Returns:
+            Whether a claim was released (False when `by` did not hold it).
+        """
+        require(by, Action.TAKE)
+        with self.database.transaction() as conn:
+            camera = conn.execute("SELECT camera_id FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            deleted = conn.execute(
+                "DELETE FROM alert_claims WHERE alert_id = ? AND operator = ?", (alert_id, by.user)
+            ).rowcount
+            if deleted:
+                self.chain.append(
+                    conn, "alert_released", by.user, camera["camera_id"], {"alert_id": alert_id, **by.audit_details()}
+                )
+        return bool(deleted)
+
+    def claims(self) -> dict[int, dict]:
+        """Who holds which pending alert.
+
+        Returns:
+            Alert id -> its claim row (alert_id, operator, taken_utc).
+        """
+        return {r["alert_id"]: dict(r) for r in self.database.query("SELECT * FROM alert_claims")}
+
+    # -- clips ------------------------------------------------------------------------------------------
+    def add_clip(
+        self, alert_id: int, data: bytes, *, extension: str, media_type: str, frames: int, duration_s: float
+    ) -> dict:
+        """Store an alert's short clip beside its snapshot (file first, then its row with its SHA-256).
+
+        Args:
+            alert_id: the stored alert the clip belongs to.
+            data: the encoded clip.
+            extension: its file extension without the dot ("mp4", "webm").
+            media_type: its MIME type, for the players.
+            frames: how many frames it holds.
+            duration_s: how long it plays.
+
+        Returns:
+            The clip row (alert_id, path, sha256, media_type, frames, duration_s, size_bytes, created_utc).
+
+        Raises:
+            UsageError: no such alert.
+            StoreError: the row could not be written (the file is then removed).
+            OSError: the file could not be written.
+        """
+        alert = self.database.query("SELECT camera_id, ts_utc, uid FROM alerts WHERE id = ?", (alert_id,))
+        if not alert:
+            raise UsageError(f"no alert with id {alert_id}")
+        relative = self.media.clip_path(alert[0]["camera_id"], alert[0]["ts_utc"], alert[0]["uid"], extension)
+        self.media.write_snapshot(relative, data)
+        row: dict[str, Any] = {
+            "alert_id": alert_id,
+            "path": relative.as_posix(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "media_type": media_type,
+            "frames": int(frames),
+            "duration_s": float(duration_s),
+            "size_bytes": len(data),
+            "created_utc": clock.iso(clock.utc_now()),
+        }
+        try:
+            with self.database.transaction() as conn:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO alert_clips({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
+                    row,
+                )
+        except StoreError:
+            self.media.discard(row["path"])
+            raise
+        return row
+
+    def clip(self, alert_id: int) -> dict | None:
+        """An alert's clip row, with the file's path when it is still there and intact.
+
+        Args:
+            alert_id: the alert.
+
+        Returns:
+            The clip row plus `file` (its Path, or None when purged, missing, outside the media folder or
+            altered), or None when the alert has no clip.
+        """
+        rows = self.database.query("SELECT * FROM alert_clips WHERE alert_id = ?", (alert_id,))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        path = self.media.media_path(row["path"])
+        try:
+            intact = path is not None and hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+        except OSError:
+            intact = False
+        row["file"] = path if intact else None
+        return row
+
+    def delete_purged_clips(self) -> int:
+        """Delete the clip files of alerts whose media were purged (their rows stay, like the snapshot columns).
+
+        Returns:
+            How many files were deleted; one that cannot be deleted is retried by the next purge.
+        """
+        rows = self.database.query(
+            "SELECT c.path FROM alert_clips c JOIN alerts a ON a.id = c.alert_id WHERE a.media_purged_utc IS NOT NULL"
+        )
+        deleted = 0
+        for row in rows:
+            path = self.media.media_path(row["path"])
+            if path is None:
+                continue  # never delete outside the media folder
+            try:
+                path.unlink()
+                deleted += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("purge: cannot delete the clip %s: %s", path, exc.strerror or exc)
+        return deleted
 
     # -- health -----------------------------------------------------------------------------------------
     def set_health(self, camera_id: str, status: str, detail: str = "") -> None:
@@ -359,6 +524,26 @@ def _check_pending(conn: sqlite3.Connection, alert_id: int, alert: sqlite3.Row |
             f"alert {alert_id} is already {alert['status']}"
             + (f" (by {existing['operator']} at {existing['decided_utc']})" if existing else "")
         )
+
+
+def _check_not_held_by_another(conn: sqlite3.Connection, alert_id: int, user: str) -> None:
+    """An alert another operator holds is theirs to decide on; the refusal names them and since when."""
+    held = conn.execute("SELECT operator, taken_utc FROM alert_claims WHERE alert_id = ?", (alert_id,)).fetchone()
+    if held is not None and held["operator"] != user:
+        raise UsageError(
+            f"alert {alert_id} is held by {held['operator']} (since {held['taken_utc']}): take it over first"
+        )
+
+
+_MAX_REASON_CHARS = 300
+
+
+def _clean_reason(reason: str | None) -> str | None:
+    """A pause's reason as recorded: trimmed, one line, bounded; blank counts as none."""
+    reason = " ".join((reason or "").split())
+    if len(reason) > _MAX_REASON_CHARS:
+        raise UsageError(f"a pause reason is at most {_MAX_REASON_CHARS} characters, not {len(reason)}")
+    return reason or None
 
 
 def _alert_row(record: AlertRecord, snapshot: str | None, snapshot_sha: str | None, note: str | None) -> dict[str, Any]:

@@ -7,7 +7,9 @@
 - `audit`: the hash chain, its anchor file and `verify`;
 - `media`: the snapshot files;
 - `records`: alerts, decisions, pause / resume, health;
-- `retention`: the purge, and its schedule.
+- `retention`: the purge, and its schedule;
+- `rights`: the DPO's rights requests, restrictions and erasures;
+- `users`: the workbench's named logins and their failed logins.
 """
 
 from __future__ import annotations
@@ -15,15 +17,26 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from runner.config.site import DEFAULT_MAX_CLOCK_JUMP_DAYS
 from runner.core.access import RETENTION_SCHEDULE, Principal
 from runner.core.alerts import AlertRecord
 from runner.core.errors import StoreError
 from runner.register.audit import AuditChain, VerifyReport, anchor_path_for, refuse_replaced_register
+from runner.register.checkpoints import (
+    Checkpoint,
+    checkpoint_check,
+    load_private_key,
+    load_public_key,
+    read_checkpoints,
+    sign_checkpoint,
+)
 from runner.register.database import Database
 from runner.register.media import MediaStore
 from runner.register.records import Records, StoredAlert
 from runner.register.retention import RetentionPurge
+from runner.register.rights import ErasedMedia, RightsRecords
 from runner.register.schema import DEFAULT_DB, refuse_unwritable
+from runner.register.users import Users
 
 
 class Register:
@@ -61,6 +74,8 @@ class Register:
         self.audit_chain = AuditChain(self.database, self.anchor_path, self.media)
         self.records = Records(self.database, self.audit_chain, self.media)
         self.retention = RetentionPurge(self.database, self.audit_chain, self.media)
+        self.users = Users(self.database, self.audit_chain)  # named logins (vigie users, workbench)
+        self.rights = RightsRecords(self.database, self.audit_chain, self.media)
         # The fault tests fill the disk and checkpoint the WAL through these.
         self._conn, self._lock = self.database.conn, self.database.lock
 
@@ -103,13 +118,36 @@ class Register:
         """
         return self.audit_chain.rows(limit, event)
 
-    def verify(self) -> VerifyReport:
-        """Check the file, the audit chain, every record against it, and the anchor file (see `AuditChain.verify`).
+    def verify(self, checkpoints: Path | None = None, public_key: Path | None = None) -> VerifyReport:
+        """Check the file, the audit chain, every record against it, and the anchor file (see `AuditChain.verify`);
+        with a checkpoint file and its public key, every signed checkpoint too (see `checkpoints`).
+
+        Args:
+            checkpoints: the signed checkpoint file, or None.
+            public_key: the public key that checks it (required with checkpoints).
 
         Returns:
             The report: ok, or the problem on the earliest audit row.
         """
-        return self.audit_chain.verify()
+        if checkpoints is None:
+            return self.audit_chain.verify()
+        if public_key is None:
+            raise StoreError("checking checkpoints needs the public key that signed them (--public-key)")
+        entries = read_checkpoints(checkpoints)  # before the snapshot: every row they name is committed
+        return self.audit_chain.verify(checkpoint_check(entries, load_public_key(public_key), checkpoints.name))
+
+    def checkpoint(self, private_key: Path) -> Checkpoint:
+        """Sign the newest audit row with the DPO's key (see `checkpoints.sign_checkpoint`); writes nothing.
+
+        Args:
+            private_key: the Ed25519 private key file (mode 0600).
+
+        Returns:
+            The signed checkpoint, to append to a file kept outside the register's folder.
+        """
+        key = load_private_key(private_key)
+        with self._lock:
+            return sign_checkpoint(self.database.conn, self.db_path.name, key)
 
     # -- meta -------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -181,6 +219,7 @@ class Register:
         since_utc: str | None = None,
         after_id: int | None = None,
         limit: int | None = None,
+        include_restricted: bool = False,
     ) -> list[dict]:
         """Alerts with their decisions, oldest first (see `Records.alerts` for the filters).
 
@@ -192,6 +231,7 @@ class Register:
             since_utc: only those from this time stamp on.
             after_id: only those with a larger id.
             limit: at most this many.
+            include_restricted: include the alerts the DPO restricted (hidden from operators and analysts).
 
         Returns:
             The alerts as dicts.
@@ -204,6 +244,7 @@ class Register:
             since_utc=since_utc,
             after_id=after_id,
             limit=limit,
+            include_restricted=include_restricted,
         )
 
     def snapshot_file(self, alert: dict) -> Path | None:
@@ -242,18 +283,83 @@ class Register:
         """
         return self.records.decide(alert_id, decision, by=by, follow_up=follow_up, reason=reason, note=note)
 
-    def set_paused(self, scope: str, paused: bool, by: Principal) -> int:
+    def set_paused(self, scope: str, paused: bool, by: Principal, reason: str | None = None) -> int:
         """Pause or resume alerting (see `Records.set_paused`).
 
         Args:
             scope: '*' (everything) or a camera id.
             paused: True to pause, False to resume.
             by: the operator.
+            reason: why, recorded in the audit row; None when not given.
 
         Returns:
             The audit row id.
         """
-        return self.records.set_paused(scope, paused, by)
+        return self.records.set_paused(scope, paused, by, reason)
+
+    def take(self, alert_id: int, by: Principal, *, take_over: bool = False) -> dict:
+        """An operator takes a pending alert (see `Records.take`).
+
+        Args:
+            alert_id: the pending alert.
+            by: the operator.
+            take_over: take it from the operator holding it.
+
+        Returns:
+            The claim row (alert_id, operator, taken_utc).
+        """
+        return self.records.take(alert_id, by, take_over=take_over)
+
+    def release(self, alert_id: int, by: Principal) -> bool:
+        """An operator gives back an alert they hold (see `Records.release`).
+
+        Args:
+            alert_id: the alert.
+            by: the operator.
+
+        Returns:
+            Whether a claim was released.
+        """
+        return self.records.release(alert_id, by)
+
+    def claims(self) -> dict[int, dict]:
+        """Who holds which pending alert.
+
+        Returns:
+            Alert id -> its claim row (alert_id, operator, taken_utc).
+        """
+        return self.records.claims()
+
+    def add_clip(
+        self, alert_id: int, data: bytes, *, extension: str, media_type: str, frames: int, duration_s: float
+    ) -> dict:
+        """Store an alert's short clip beside its snapshot (see `Records.add_clip`).
+
+        Args:
+            alert_id: the stored alert.
+            data: the encoded clip.
+            extension: its file extension ("mp4").
+            media_type: its MIME type.
+            frames: its frame count.
+            duration_s: how long it plays.
+
+        Returns:
+            The clip row.
+        """
+        return self.records.add_clip(
+            alert_id, data, extension=extension, media_type=media_type, frames=frames, duration_s=duration_s
+        )
+
+    def clip(self, alert_id: int) -> dict | None:
+        """An alert's clip row with its intact file's path, or None (see `Records.clip`).
+
+        Args:
+            alert_id: the alert.
+
+        Returns:
+            The clip row plus `file`, or None when the alert has no clip.
+        """
+        return self.records.clip(alert_id)
 
     def control_state(self) -> dict[str, dict]:
         """The control rows by scope.
@@ -299,18 +405,124 @@ class Register:
         *,
         media_days: int,
         alert_days: int,
+        site: str | None = None,
         by: Principal = RETENTION_SCHEDULE,
         now: datetime | None = None,
+        max_clock_jump_days: int = DEFAULT_MAX_CLOCK_JUMP_DAYS,
+        accept_clock: bool = False,
     ) -> dict[str, int]:
-        """Delete what is past its retention (see `RetentionPurge.purge`).
+        """Delete what is past its retention, refused when the clock cannot be trusted (see `RetentionPurge.purge`).
 
         Args:
             media_days: days snapshots are kept.
-            alert_days: days alerts, decisions and audit rows are kept.
+            alert_days: days alerts and decisions are kept.
+            site: only this site's records (None: every site's, and audit rows after alert_days).
             by: who purges (the runner's own identity by default).
             now: the time the cutoffs count from (default: now).
+            max_clock_jump_days: refuse when the clock or the records jump further than this.
+            accept_clock: record (audited) that the clock is right before purging.
 
         Returns:
-            Counts of deleted media_files, alerts, decisions and audit_rows.
+            Counts of media_files, alerts, decisions and audit_rows purged.
         """
-        return self.retention.purge(media_days=media_days, alert_days=alert_days, by=by, now=now)
+        counts = self.retention.purge(
+            media_days=media_days,
+            alert_days=alert_days,
+            site=site,
+            by=by,
+            now=now,
+            max_clock_jump_days=max_clock_jump_days,
+            accept_clock=accept_clock,
+        )
+        counts["media_files"] += self.records.delete_purged_clips()  # an alert's clip goes with its snapshot
+        return counts
+
+    # -- rights of the persons filmed (the DPO) ---------------------------------------------------------
+    def open_rights_request(
+        self, reference: str, *, by: Principal, kind: str, channel: str = "other", received: datetime | None = None
+    ) -> dict:
+        """Record a rights request (see `RightsRecords.open_request`).
+
+        Args:
+            reference: the request's reference.
+            by: the DPO.
+            kind: one of REQUEST_KINDS.
+            channel: one of REQUEST_CHANNELS.
+            received: when it was received; None for now.
+
+        Returns:
+            The request's row.
+        """
+        return self.rights.open_request(reference, by=by, kind=kind, channel=channel, received=received)
+
+    def close_rights_request(self, reference: str, status: str, *, by: Principal) -> dict:
+        """Close a rights request (see `RightsRecords.close_request`).
+
+        Args:
+            reference: the request's reference.
+            status: "answered", "rejected" or "withdrawn".
+            by: the DPO.
+
+        Returns:
+            The request's row.
+        """
+        return self.rights.close_request(reference, status, by=by)
+
+    def rights_requests(self, *, open_only: bool = False) -> list[dict]:
+        """The rights requests, oldest received first.
+
+        Args:
+            open_only: only those still open.
+
+        Returns:
+            Their rows.
+        """
+        return self.rights.requests(open_only=open_only)
+
+    def restrict_alerts(self, reference: str, alert_ids: list[int], *, by: Principal) -> tuple[list[int], int]:
+        """Hide alerts from operators and analysts (see `RightsRecords.restrict`).
+
+        Args:
+            reference: the request's reference.
+            alert_ids: the alerts.
+            by: the DPO.
+
+        Returns:
+            (the alerts newly restricted, the audit row's id).
+        """
+        return self.rights.restrict(reference, alert_ids, by=by)
+
+    def lift_restrictions(self, reference: str, alert_ids: list[int], *, by: Principal) -> tuple[list[int], int]:
+        """End restrictions (see `RightsRecords.lift`).
+
+        Args:
+            reference: the request's reference.
+            alert_ids: the alerts.
+            by: the DPO.
+
+        Returns:
+            (the alerts no longer restricted, the audit row's id).
+        """
+        return self.rights.lift(reference, alert_ids, by=by)
+
+    def restricted_alert_ids(self) -> set[int]:
+        """Every restricted alert.
+
+        Returns:
+            Their ids.
+        """
+        return self.rights.restricted_ids()
+
+    def erase_media(self, reference: str, alert_ids: list[int], *, by: Principal) -> tuple[ErasedMedia, int]:
+        """Erase the alerts' media for a rights request: recorded first, files deleted after the commit.
+
+        Args:
+            reference: the request's reference.
+            alert_ids: the alerts (their legal fields and decisions stay).
+            by: the DPO.
+
+        Returns:
+            (what was recorded, how many files were deleted).
+        """
+        erased = self.rights.erase_media(reference, alert_ids, by=by)
+        return erased, self.rights.delete_files(erased.files)

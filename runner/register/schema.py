@@ -17,7 +17,6 @@ from runner.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
-SCHEMA_VERSION = 1
 DEFAULT_DB = Path("var/vigie.db")
 _BUSY_TIMEOUT_S = 30.0
 
@@ -101,6 +100,89 @@ WHEN OLD.id > CAST((SELECT value FROM meta WHERE key = 'audit_purge_upto') AS IN
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 _SCHEMA = _SCHEMA % {"genesis": GENESIS_HASH, "triggers": _TRIGGERS}
+
+# Upgrades of an existing register, applied in order, each in the same transaction as its user_version.
+# Version 1 is `_SCHEMA` itself. A step only adds (tables, columns, indexes): an older Vigie refuses a newer
+# file rather than misread it. Each step's SQL must be a complete script (statements ending with `;`).
+MIGRATIONS: dict[int, str] = {
+    # records that survive a wrong clock: each site's retention (an operational one is not overridden by a
+    # design-phase config), and the media files a committed purge still has to delete (swept after a crash)
+    2: """
+CREATE TABLE IF NOT EXISTS site_retention (
+    site TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    media_days INTEGER NOT NULL,
+    alert_days INTEGER NOT NULL,
+    max_clock_jump_days INTEGER NOT NULL,
+    updated_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media_doomed (path TEXT PRIMARY KEY, purged_utc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_site_ts ON alerts(site, ts_utc);
+""",
+    # rights of the persons filmed: the DPO's requests, and the alerts hidden from operators and analysts
+    3: """
+CREATE TABLE IF NOT EXISTS rights_requests (
+    reference TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    camera_id TEXT,
+    from_utc TEXT,
+    to_utc TEXT,
+    received_utc TEXT NOT NULL,
+    opened_by TEXT NOT NULL,
+    opened_utc TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'answered', 'rejected', 'withdrawn')),
+    answered_utc TEXT,
+    answered_by TEXT
+);
+CREATE INDEX IF NOT EXISTS rights_requests_status ON rights_requests(status, received_utc);
+CREATE TABLE IF NOT EXISTS restrictions (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+    request_ref TEXT NOT NULL,
+    restricted_by TEXT NOT NULL,
+    restricted_utc TEXT NOT NULL
+);
+""",
+    # named logins of the workbench (runner/register/users.py): one role and an argon2 hash each, never
+    # deleted (their names stay in the audit log); failed logins per typed name, known or not
+    4: """
+CREATE TABLE IF NOT EXISTS users (
+    login TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_utc TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    changed_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    login TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_utc TEXT NOT NULL,
+    locked_until_utc TEXT
+);
+""",
+    # the operators' alarm workflow: who holds which alert (gone with its decision or its alert), and the
+    # short clip stored beside each alert's snapshot (same retention; its sha256 checked before playing)
+    5: """
+CREATE TABLE IF NOT EXISTS alert_claims (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+    operator TEXT NOT NULL,
+    taken_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_clips (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_utc TEXT NOT NULL
+);
+""",
+}
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Columns of an alert that its digest covers: everything but id, status (changes on decision) and digest.
 ALERT_DIGEST_FIELDS = (
@@ -198,14 +280,19 @@ def open_connection(
         ).fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(f"register {db_path}: schema {version} is newer than this Vigie ({SCHEMA_VERSION})")
-        if version < SCHEMA_VERSION and objects:
+        if version == 0 and objects:
             raise StoreError(
                 f"register {db_path}: an SQLite file but not a Vigie register; left untouched (pass another --db)"
             )
         if not read_only:
             _prepare_for_writing(conn, db_path, version)
-        elif version < SCHEMA_VERSION:
+        elif version == 0:
             raise StoreError(f"register {db_path}: empty file, not a Vigie register")
+        elif version < SCHEMA_VERSION:
+            raise StoreError(
+                f"register {db_path}: schema {version} is older than this Vigie ({SCHEMA_VERSION}); "
+                "any writing command (vigie run, purge, decide) upgrades it in place"
+            )
         on_open(conn)
         return conn
     except sqlite3.DatabaseError as exc:
@@ -225,9 +312,11 @@ def _prepare_for_writing(conn: sqlite3.Connection, db_path: Path, version: int) 
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    if version < SCHEMA_VERSION:  # in one transaction, so that no reader ever sees half a schema
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    elif (
+    if version == 0:
+        _create(conn)
+    else:
+        _upgrade(conn, db_path, version)
+    if (
         conn.execute(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' "
             "AND name IN ('audit_no_update', 'audit_no_delete')"
@@ -242,6 +331,55 @@ def _prepare_for_writing(conn: sqlite3.Connection, db_path: Path, version: int) 
         "(SELECT COALESCE(MAX(id), CAST((SELECT value FROM meta WHERE key = 'audit_purge_upto') AS INTEGER)) + 1"
         " FROM audit))"
     )
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """The whole schema (version 1 and every migration) in one transaction: no reader ever sees half of it,
+    and of two processes creating the same file at once, the second finds it done."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            for script in (_SCHEMA, *(MIGRATIONS[step] for step in sorted(MIGRATIONS))):
+                for statement in _statements(script):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
+    """Apply the MIGRATIONS after `version`, each step with its user_version in one transaction."""
+    for target in sorted(step for step in MIGRATIONS if step > version):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have upgraded between our version read and this lock.
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                conn.execute("COMMIT")
+                continue
+            for statement in _statements(MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("register %s: schema upgraded to %d", db_path, target)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete statements (sqlite3.complete_statement), blanks dropped."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip().rstrip(";").strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete statement in a register migration: {pending.strip()[:60]}")
+    return statements
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:

@@ -10,9 +10,14 @@ rows off the analysis thread).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,7 +28,7 @@ from runner.core.errors import AuthorizationError, ConfigError, SourceError, Usa
 from runner.inference.detector import ModelPool
 from runner.pipeline.camera import STAGES, AlertSink, CameraPipeline, RaisedAlert
 from runner.register import Register, iso, utc_now
-from runner.register.retention import start_retention
+from runner.register.retention import SitePolicy, start_retention
 from runner.service.scheduler import DetectionScheduler
 from runner.service.slots import RESTART, FrameSlot
 from runner.service.writer import AlertWriter
@@ -62,6 +67,10 @@ class RunSummary:
     alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
     frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
     rule_errors: dict[str, int] = field(default_factory=dict)  # "camera/rule" -> frames on which the rule raised
+    # Frames a live stream's slot dropped because the analysis was behind (a file never drops: it waits).
+    frames_dropped: dict[str, int] = field(default_factory=dict)
+    # Cameras whose file decoded far fewer frames than it declares (damaged or truncated): camera -> why.
+    source_warnings: dict[str, str] = field(default_factory=dict)
 
 
 class Runner:
@@ -205,14 +214,17 @@ class Runner:
             raise SourceError("no camera could start: " + "; ".join(self.summary.camera_errors.values()))
         purges = None
         if self.options.retention if self.options.retention is not None else self.live:
-            purges = start_retention(self.register, self.config.retention)
+            purges = start_retention(self.register, SitePolicy.of(self.config))  # this site's records only
         wakeup = threading.Event()
-        slots = {cid: FrameSlot(self.live, wakeup) for cid in pipelines}
+        # Only a live stream keeps just its newest frames: a file is not live, none of its frames is dropped
+        # (with `--fast` too: the reader waits for the analysis instead).
+        slots = {cid: FrameSlot(self.live and sources[cid].stream, wakeup) for cid in pipelines}
         threads = [
             threading.Thread(target=self._capture, args=(sources[cid], slots[cid]), name=f"capture-{cid}", daemon=True)
             for cid in pipelines
         ]
         self.register.audit("runner_started", ACTOR, None, {"cameras": list(pipelines), "mode": self.options.mode})
+        marker = self._mark_running(list(pipelines)) if self.live else None
         for cid in pipelines:  # before the capture threads start, so that their own reports win
             self.register.set_health(cid, "ok", "running")
         for thread in threads:
@@ -222,6 +234,8 @@ class Runner:
         finally:
             self._stop.set()
             self.scheduler.shutdown()
+            for pipeline in pipelines.values():
+                pipeline.finish_clips()  # a clip still filling ends with the run, shorter after its alert
             writer.close()  # every alert raised is stored before the runner says it stopped
             for thread in threads:
                 thread.join(timeout=5.0)
@@ -229,6 +243,7 @@ class Runner:
                 # A purge in progress ends before the runner returns: its caller closes the register next.
                 purges.shutdown(wait=True)
             self._summarise(pipelines, sources)
+            self.summary.frames_dropped = {c: s.dropped for c, s in slots.items()}
             self.summary.wall_s = time.monotonic() - started
             self.register.audit(
                 "runner_stopped",
@@ -243,7 +258,39 @@ class Runner:
                     "alerts_unstored": writer.given_up + writer.retained,
                 },
             )
+            if marker is not None:
+                _clear_marker(self.register, marker)  # a clean stop: the next start finds no crash
         return self.summary
+
+    # -- crash detection -------------------------------------------------------------------------
+    def _mark_running(self, camera_ids: list[str]) -> str:
+        """Report the runs of this register that died without stopping (`runner_crashed`), then leave this
+        run's own marker: the next start, or `vigie status`, finds it if this process dies (kill -9, power cut).
+
+        Args:
+            camera_ids: the cameras this run analyses.
+
+        Returns:
+            The marker's meta key, to clear at a clean stop.
+        """
+        for key, run in crashed_runs(self.register):
+            self.register.audit("runner_crashed", ACTOR, None, run)
+            for camera_id in run.get("cameras", []):
+                self.register.set_health(camera_id, "crashed", f"runner pid {run.get('pid')} died without stopping")
+            self.register.set_meta("runner_last_crash", json.dumps({**run, "detected_utc": iso(utc_now())}))
+            _clear_marker(self.register, key)
+            log.warning("the runner started %s (pid %s) died without stopping", run.get("started_utc"), run.get("pid"))
+        # One key per run: two runners of one process on one register keep a marker each.
+        key = f"{RUN_MARKER_PREFIX}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        marker = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "process_start": _process_start_ticks(os.getpid()),
+            "started_utc": iso(utc_now()),
+            "cameras": camera_ids,
+        }
+        self.register.set_meta(key, json.dumps(marker))
+        return key
 
     def _build(
         self, cameras: list[Camera], writer: AlertSink | None = None
@@ -331,7 +378,16 @@ class Runner:
             # Called from capture threads; the register is thread-safe.
             try:
                 self.register.audit(kind, ACTOR, camera_id, details)
-                status = {"camera_degraded": "degraded", "camera_recovered": "ok", "source_ended": "ended"}.get(kind)
+                status = {
+                    "camera_degraded": "degraded",
+                    "camera_recovered": "ok",
+                    "source_ended": "ended",
+                    "source_damaged": "damaged",
+                }.get(kind)
+                if kind == "source_damaged":
+                    self.summary.source_warnings[camera_id] = details["reason"]
+                if status == "ended" and camera_id in self.summary.source_warnings:
+                    return  # a damaged file's end: its health keeps saying so
                 if status:
                     self.register.set_health(camera_id, status, details.get("reason", ""))
             except VigieError as exc:
@@ -352,7 +408,9 @@ class Runner:
             self._camera_failed(source.camera_id, str(exc))
             slot.finish(str(exc))
         except Exception as exc:  # a decoder crash in one camera must not stop the others
-            log.exception("camera %s: capture crashed", source.camera_id)
+            # The traceback redacted too: FFmpeg's errors quote the source URL, credentials and all.
+            trace = redact("".join(traceback.format_exception(exc)))
+            log.error("camera %s: capture crashed\n%s", source.camera_id, trace)
             self._camera_failed(
                 source.camera_id, f"camera {source.camera_id}: capture failed: {type(exc).__name__}: {exc}"
             )
@@ -463,3 +521,48 @@ class Runner:
                     self.scheduler.drop_detected(cid)
                     pipelines[cid].reset()
                 log.info("camera %s %s", cid, "paused" if paused else "resumed")
+
+
+RUN_MARKER_PREFIX = "runner_run:"  # meta key of a live run's marker (host, pid, run), deleted when it stops cleanly
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/PID/stat), to tell it from a later one with its pid."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115 - one read
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _clear_marker(register: Register, key: str) -> None:
+    with register.database.transaction() as conn:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+
+def crashed_runs(register: Register) -> list[tuple[str, dict]]:
+    """The live runs of this register that died without stopping: their marker is left and, on this host,
+    their process is gone (or its pid now belongs to a later process). A marker of another host is trusted
+    to be alive (its process cannot be checked from here).
+
+    Args:
+        register: the register the runs wrote to.
+
+    Returns:
+        (meta key, marker) for each: pid, host, process_start, started_utc, cameras.
+    """
+    rows = register.database.query(
+        "SELECT key, value FROM meta WHERE key LIKE ? AND value != ''", (RUN_MARKER_PREFIX + "%",)
+    )
+    crashed = []
+    for key, value in rows:
+        try:
+            run = json.loads(value)
+        except ValueError:
+            run = {}
+        if run.get("host") != socket.gethostname():
+            continue
+        started = run.get("process_start")
+        if started is None or _process_start_ticks(int(run.get("pid", -1))) != started:
+            crashed.append((key, run))
+    return crashed

@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,10 +76,14 @@ def resolve_source(uri: str, base_dir: Path) -> str:
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff: 1, 2, 4 ... max_s seconds."""
+    """Capped exponential backoff: 0.5, 1, 2, 4 ... max_s seconds.
 
-    initial_s: float = 1.0
-    max_s: float = 30.0
+    The cap bounds how late a stream is picked up once it is back: at most `max_s` plus one open (a
+    camera that is away costs nothing while it waits, and nothing to the other cameras either: each has
+    its own thread and its own timeouts)."""
+
+    initial_s: float = 0.5
+    max_s: float = 4.0
     factor: float = 2.0
     _next: float = field(default=0.0, init=False)
 
@@ -98,22 +103,166 @@ class Backoff:
         self._next = self.initial_s
 
 
-def open_capture(uri: str, stream: bool, timeout_s: float = 10.0) -> cv2.VideoCapture:
-    """Open with FFmpeg; for streams, bounded open and read times so a stalled server is noticed.
+def open_capture(uri: str, stream: bool, timeout_s: float = 10.0) -> Any:
+    """Open a file with OpenCV's FFmpeg, a stream with PyAV (`StreamCapture`), both read the same way.
+
+    Streams do not go through OpenCV: its FFmpeg backend opens every capture of the process under one lock,
+    so a camera that accepts the connection and never answers held every other camera's open and reconnect
+    for its whole timeout. PyAV opens and reads each stream on its caller's thread, nothing shared.
 
     Args:
         uri: a file path or a stream URL.
-        stream: whether `uri` is a stream (only then are the timeouts set).
+        stream: whether `uri` is a stream (read through PyAV, with bounded open and read times).
         timeout_s: the open and read timeout for a stream, seconds.
 
     Returns:
-        The capture, possibly not opened (callers check `isOpened()`).
+        The capture, possibly not opened (callers check `isOpened()`; a stream's `error` then says why).
     """
     if stream:
-        timeout_ms = int(timeout_s * 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+        return StreamCapture.open(uri, timeout_s)
     return cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
+
+
+# RTSP answers FFmpeg maps to PyAV errors, with what the operator should look at.
+_RTSP_ANSWERS = {
+    "HTTPBadRequestError": "RTSP 400 Bad Request: check the stream URL",
+    "HTTPUnauthorizedError": "RTSP 401 Unauthorized: check the credentials",
+    "HTTPForbiddenError": "RTSP 403 Forbidden: this account may not view the stream",
+    "HTTPNotFoundError": "RTSP 404 Not Found: check the stream path",
+    "HTTPTooManyRequestsError": "RTSP 429 Too Many Requests: the camera refuses more viewers",
+    "HTTPOtherClientError": "RTSP 4xx client error: the camera refused the request",
+    "HTTPServerError": "RTSP 5xx server error: the camera's server failed",
+}
+
+
+def describe_open_error(exc: BaseException, elapsed_s: float, timeout_s: float) -> str:
+    """One line for the health and the audit log saying why a stream did not open, never its URL.
+
+    Args:
+        exc: what PyAV (FFmpeg) raised.
+        elapsed_s: how long the attempt took, seconds.
+        timeout_s: the open timeout, seconds (an attempt that lasted it got no answer in time).
+
+    Returns:
+        e.g. "RTSP 401 Unauthorized: check the credentials", "no answer within 10 s", "connection refused".
+    """
+    for kind in type(exc).__mro__:
+        if kind.__name__ in _RTSP_ANSWERS:
+            return _RTSP_ANSWERS[kind.__name__]
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is the camera (or its RTSP port) up?"
+    if elapsed_s >= 0.9 * timeout_s:
+        return f"no answer within {timeout_s:g} s"
+    detail = getattr(exc, "strerror", None) or type(exc).__name__  # FFmpeg's text, without the URL PyAV adds
+    return f"cannot open stream ({redact(str(detail))[:200]})"
+
+
+class StreamCapture:
+    """A live stream read through PyAV, with the part of OpenCV's capture interface the source uses
+    (`isOpened`, `grab`, `retrieve`, `get(CAP_PROP_POS_MSEC)`, `release`). Each instance blocks only its
+    own thread: PyAV lets go of the GIL in FFmpeg's open, read and decode calls."""
+
+    def __init__(self, container: Any = None, error: str = ""):
+        """A capture on an opened container, or an unopened one that says why.
+
+        Args:
+            container: the opened `av` input container; None when the open failed.
+            error: why the open failed (one line, no URL).
+        """
+        self.error = error
+        self._container = container
+        self._frames: deque[Any] = deque()
+        self._frame: Any = None
+        if container is not None:
+            self._stream = container.streams.video[0]
+            self._packets = container.demux(self._stream)
+
+    @classmethod
+    def open(cls, uri: str, timeout_s: float) -> StreamCapture:
+        """Open a stream (RTSP over TCP, as OpenCV did), giving up after `timeout_s` without an answer.
+
+        Args:
+            uri: the stream URL.
+            timeout_s: the open and read timeout, seconds.
+
+        Returns:
+            The capture; unopened, with `error` set, when FFmpeg refused the stream or nothing answered.
+        """
+        import av
+
+        started = time.monotonic()
+        options = {"rtsp_transport": "tcp"} if uri.lower().startswith(("rtsp://", "rtsps://")) else {}
+        try:
+            # Half the read timeout: FFmpeg's RTSP demuxer gives up on a stalled server after about twice it
+            # (measured on the loopback GStreamer server: 4.0 s for 2 s), so a stall is noticed after `timeout_s`.
+            container = av.open(uri, timeout=(timeout_s, timeout_s / 2), options=options)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            return cls(error=describe_open_error(exc, time.monotonic() - started, timeout_s))
+        if not container.streams.video:
+            container.close()
+            return cls(error="the stream has no video")
+        return cls(container)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name: the source reads files and streams alike
+        """Whether the stream opened (and was not released since).
+
+        Returns:
+            True while frames can be grabbed.
+        """
+        return self._container is not None
+
+    def grab(self) -> bool:
+        """Decode the next frame.
+
+        Returns:
+            False when the stream ended, timed out or broke (as OpenCV's `grab`; `error` then says which).
+        """
+        import av
+
+        while not self._frames:
+            try:
+                packet = next(self._packets, None)
+            except (av.FFmpegError, OSError) as exc:
+                self.error = "read timeout" if isinstance(exc, av.ExitError) else f"read error ({type(exc).__name__})"
+                return False
+            if packet is None:
+                self.error = "stream ended"
+                return False
+            try:
+                self._frames.extend(self._stream.codec_context.decode(packet))
+            except av.InvalidDataError:
+                continue  # a damaged packet (lost RTP packets): its frame is skipped, the stream goes on
+        self._frame = self._frames.popleft()
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        """The grabbed frame as a BGR image.
+
+        Returns:
+            (True, image), or (False, None) before the first grab.
+        """
+        if self._frame is None:
+            return False, None
+        return True, self._frame.to_ndarray(format="bgr24")
+
+    def get(self, prop: int) -> float:
+        """A property of the grabbed frame: only `cv2.CAP_PROP_POS_MSEC` (its presentation time) is known.
+
+        Args:
+            prop: an OpenCV capture property id.
+
+        Returns:
+            The frame's presentation time in milliseconds; NaN when unknown or for another property.
+        """
+        if prop != cv2.CAP_PROP_POS_MSEC or self._frame is None or self._frame.time is None:
+            return math.nan
+        return float(self._frame.time) * 1000.0
+
+    def release(self) -> None:
+        """Close the stream (idempotent)."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
 
 
 class VideoSource:
@@ -191,6 +340,7 @@ class VideoSource:
                 cap = self.opener(self.uri, True)
                 if cap is not None and cap.isOpened():
                     return cap
+                reason = redact(getattr(cap, "error", "") or reason)
             except Exception as exc:  # an opener that raises is one more failed attempt, never a crash
                 reason = f"cannot open stream ({type(exc).__name__})"
             if cap is not None:
@@ -234,11 +384,13 @@ class VideoSource:
         while not stop.is_set():
             reader = self._open_file_reader()
             schedule = DueFrames(reader.fps, self.period_s, t_offset_s)
+            analysed = 0
             try:
                 for frame_no, image in reader.frames(schedule, stop):
                     if image is None or image.size == 0:
                         self.frames_bad += 1
                         continue
+                    analysed += 1
                     t_s = schedule.t_s(frame_no)
                     if self.realtime:
                         delay = t_s - (self.monotonic() - start_mono)
@@ -254,12 +406,28 @@ class VideoSource:
             frame_no = reader.last_frame_no
             if frame_no < 0 and self.frames_read == 0:
                 raise SourceError(f"camera {self.camera_id}: no frame could be read from {self.safe_uri}")
+            self._check_complete(reader, analysed)
             if not self.loop or frame_no < 0:
                 self.on_event("source_ended", {"frames": self.frames_read, "bad_frames": self.frames_bad})
                 return
             self.restarts += 1
             t_offset_s = schedule.t_s(frame_no) + 1.0 / reader.fps
             index_offset += frame_no + 1
+
+    def _check_complete(self, reader, analysed: int) -> None:
+        """A file that decodes far fewer frames than its header declares (a damaged header or index, a cut)
+        is analysed only in part: said through `source_damaged`, so that the run does not look complete."""
+        declared = max(reader.declared_frames, reader.last_frame_no + 1)
+        schedule = DueFrames(reader.fps, self.period_s)
+        due = sum(1 for frame_no in range(declared) if schedule.is_due(frame_no))
+        if analysed >= due - max(1, due // 10):  # a frame or two lost at the end is not damage
+            return
+        message = (
+            f"decoded {analysed} of the {due} frames due in the {declared} frames {Path(self.safe_uri).name} "
+            f"declares: damaged or truncated file, the analysis is partial"
+        )
+        log.warning("camera %s: %s", self.camera_id, message)
+        self.on_event("source_damaged", {"reason": message, "analysed": analysed, "due": due, "declared": declared})
 
     def _open_file_reader(self):
         """PyAV for H.264/HEVC in MP4/MOV/MKV (frames that are neither analysed nor referenced are not
@@ -377,6 +545,9 @@ class DueFrames:
         return frame_no in self._due
 
 
+_COUNTING_CONTAINERS = frozenset({".avi", ".mp4", ".mov", ".m4v"})
+
+
 class _OpenCvFileReader:
     """Every frame grabbed (decoded), only the due ones retrieved (converted to BGR)."""
 
@@ -385,6 +556,9 @@ class _OpenCvFileReader:
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1.0 <= fps <= 1000.0 else 25.0
         self.last_frame_no = -1
+        # Trusted only from containers whose header counts frames (elsewhere FFmpeg guesses from the bit rate).
+        counted = Path(source.uri).suffix.lower() in _COUNTING_CONTAINERS
+        self.declared_frames = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if counted else 0
 
     def frames(self, schedule: DueFrames, stop: threading.Event) -> Iterator[tuple[int, np.ndarray | None]]:
         while not stop.is_set():
@@ -420,6 +594,7 @@ class _SkippingFileReader:
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate and 1.0 <= float(rate) <= 1000.0 else 25.0
         self.last_frame_no = -1
+        self.declared_frames = max(0, int(stream.frames or 0))  # the sample table's count (0 when unknown)
         self._shown = 0  # frames handed out by the decoder, or skipped before them
         self._pending: list[int] = []  # sorted time stamps of the packets read whose frames are not out yet
 

@@ -161,7 +161,10 @@ def test_a_bad_video_fails_one_camera_only(tmp_path, kind):
     else:
         assert summary.camera_errors == {} and errors == []
         assert summary.frames["cam-bad"] in expected, summary.frames
-        assert health["cam-bad"]["status"] == "ended"
+        # A cut file decodes fewer frames than its header declares: the partial analysis is said.
+        damaged = kind == "truncated"
+        assert health["cam-bad"]["status"] == ("damaged" if damaged else "ended")
+        assert (list(summary.source_warnings) == ["cam-bad"]) is damaged, summary.source_warnings
     assert health["cam-good"]["status"] == "ended"
     assert register.verify().ok
 
@@ -220,3 +223,30 @@ def test_every_rule_survives_frame_size_changes_without_a_reset(tmp_path):
     assert pipeline.frames_processed == len(sizes)
     assert not _events(register, "rule_error"), _events(register, "rule_error")
     assert {w for w in detector.widths} >= {320, 160, 240}
+
+
+def test_vigie_replay_of_a_video_with_a_damaged_index_says_the_analysis_is_partial(tmp_path):
+    """The header declares 100 frames, one decodes: a warning on stderr (exit 0, the frame analysed is kept),
+    `source_damaged` in the audit log and `damaged` in the health."""
+    from tests.runner.sources.test_capture import make_h264
+
+    clip = make_h264(tmp_path / "clip.mp4", 100, fps=25, size=(320, 192), faststart=True).read_bytes()
+    first_packet_end = clip.find(b"mdat") + 4 + 1500  # the index (moov) first, then the first key frame
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(clip[:first_packet_end])
+    write_config(tmp_path / "site.yaml", config_dict([], source="unused.avi"))  # no rule: no model is loaded
+    done = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "replay", str(tmp_path / "site.yaml"), "--camera", "cam-01"]
+        + ["--source", str(damaged), "--db", str(tmp_path / "vigie.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "on 1 processed frame(s)" in done.stdout, done.stdout
+    warning = next(line for line in done.stderr.splitlines() if line.startswith("warning: camera cam-01:"))
+    assert "decoded 1 of the 20 frames due in the 100 frames damaged.mp4 declares" in warning, done.stderr
+    with Register(tmp_path / "vigie.db", read_only=True) as register:
+        assert [e["details"]["declared"] for e in _events(register, "source_damaged")] == [100]
+        assert [h["status"] for h in register.health()] == ["damaged"]

@@ -8,6 +8,7 @@ docs/operations.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -162,3 +163,55 @@ def test_kill_9_while_writing_alerts_loses_nothing_committed(tmp_path, capsys):
             f"leftovers: {leftover_tmp} temp file(s), "
             f"{orphan_images} image(s) without a row"
         )
+
+
+def _run_markers(db: Path) -> list[str]:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT value FROM meta WHERE key LIKE 'runner_run:%' AND value != ''").fetchall()
+    except sqlite3.OperationalError:  # the register is being created
+        return []
+    return [value for (value,) in rows]
+
+
+def _wait_running(process: subprocess.Popen, db: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else "vigie run exited"
+        if db.exists() and any(f'"pid": {process.pid}' in m for m in _run_markers(db)):
+            return
+        time.sleep(0.1)
+    raise AssertionError("vigie run did not start")
+
+
+def test_a_killed_vigie_run_is_reported_as_crashed_by_status_and_the_next_start(tmp_path, capsys):
+    make_video(tmp_path / "clip.avi", 20, fps=10)
+    site = write_config(tmp_path / "site.yaml", config_dict([], source="clip.avi", loop=True))  # no rule: no model
+    db = tmp_path / "vigie.db"
+    command = [sys.executable, "-m", "runner.cli", "run", str(site), "--db", str(db)]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_running(first, db)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+
+    assert vigie(["status", "--db", str(db)]) == 0
+    status = capsys.readouterr().out
+    assert f"runner CRASHED: pid {first.pid}" in status, status
+    camera_line = next(line for line in status.splitlines() if "cam-01" in line)
+    assert "crashed" in camera_line and "ok " not in camera_line.split("cam-01")[1][:12], status
+
+    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_running(second, db)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert second.returncode == 0, second.stderr.read()
+    with Register(db, read_only=True) as register:
+        crashed = [r for r in register.audit_rows(event="runner_crashed")]
+        assert register.verify().ok
+    assert len(crashed) == 1 and json.loads(crashed[0]["details"])["pid"] == first.pid
+    assert _run_markers(db) == []  # the clean stop cleared its marker
+    assert vigie(["status", "--db", str(db)]) == 0
+    status = capsys.readouterr().out
+    assert "CRASHED" not in status and f"last crash: pid {first.pid}" in status

@@ -31,6 +31,9 @@ from tests.conftest import ROOT
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
 LITERAL_PASSWORD = "Lit3ral-s3cret"  # written in the config file itself
+# Secrets in a query string, by parameter name (issue 20: `pass=` reached stderr and an audit row).
+QUERY_SECRETS = {"pass": "Qpass-77d1", "sig": "Qsig-90ab", "session": "Qsess-1c2d", "apikey": "Qkey-5e6f"}
+MALFORMED_PASSWORD = "Malformed-pa55"  # in `rtsp:/user:...@host`, a URL with one slash
 ENV = {
     "VIGIE_TEST_CAM_USER": "operator7",
     "VIGIE_TEST_CAM_PASSWORD": "Env-pa55-9f3c",
@@ -38,7 +41,15 @@ ENV = {
     "VIGIE_TEST_STREAM_KEY": "streamkey-71be",
     "VIGIE_TEST_CAM5_URL": "rtsp://admin:Whole-url-pa55@127.0.0.1:{port}/whole",  # not secret by name: URL redaction
 }
-SECRETS = [LITERAL_PASSWORD, "Env-pa55-9f3c", "tok-4e1d9a7c2b", "streamkey-71be", "Whole-url-pa55"]
+SECRETS = [
+    LITERAL_PASSWORD,
+    "Env-pa55-9f3c",
+    "tok-4e1d9a7c2b",
+    "streamkey-71be",
+    "Whole-url-pa55",
+    *QUERY_SECRETS.values(),
+    MALFORMED_PASSWORD,
+]
 INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 0.5}
 PERSON_IN_LAWN = (box_at(0.75, 0.9), "person", 0.9)
 
@@ -67,6 +78,8 @@ def site_with_secrets(tmp_path: Path, port: int, rules=(INTRUSION,)) -> Path:
         ),
         ("cam-04", "missing/${VIGIE_TEST_STREAM_KEY}/clip.avi"),  # a file: its error names the (expanded) path
         ("cam-05", "${VIGIE_TEST_CAM5_URL}"),
+        ("cam-06", f"rtsp://127.0.0.1:{port}/q?user=viewer&" + "&".join(f"{k}={v}" for k, v in QUERY_SECRETS.items())),
+        ("cam-07", f"rtsp:/viewer:{MALFORMED_PASSWORD}@127.0.0.1:{port}/x"),  # not a URL FFmpeg reads: a file error
     ]:
         data["cameras"].append({**base, "id": camera_id, "source": source, "rules": []})
     return write_config(tmp_path / "site.yaml", data)
@@ -111,7 +124,8 @@ def run_until_every_camera_reported(config_path: Path, db: Path) -> tuple[Regist
         return (
             ("alert_created", "cam-01") in events
             and ("camera_error", "cam-04") in events
-            and all(("camera_degraded", c) in events for c in ("cam-02", "cam-03", "cam-05"))
+            and ("camera_error", "cam-07") in events
+            and all(("camera_degraded", c) in events for c in ("cam-02", "cam-03", "cam-05", "cam-06"))
         )
 
     try:
@@ -138,6 +152,10 @@ def test_no_secret_in_logs_register_errors_or_cli_output(tmp_path, secret_env, c
     assert degraded["cam-02"]["source"] == f"rtsp://viewer:***@127.0.0.1:{secret_env}/x"
     assert degraded["cam-03"]["source"].startswith("rtsp://operator7:***@127.0.0.1")
     assert degraded["cam-05"]["source"] == f"rtsp://admin:***@127.0.0.1:{secret_env}/whole"
+    assert degraded["cam-06"]["source"] == f"rtsp://127.0.0.1:{secret_env}/q?user=viewer&" + "&".join(
+        f"{k}=***" for k in QUERY_SECRETS
+    )
+    assert "rtsp:/viewer:***@127.0.0.1" in summary.camera_errors["cam-07"]
     (alert,) = register.alerts()[:1]
     assert alert["camera_id"] == "cam-01" and alert["source"] == "clip.avi"
     health = {h["camera_id"]: h for h in register.health()}
@@ -236,6 +254,7 @@ def test_vigie_run_stderr_and_status_never_show_credentials(tmp_path, secret_env
                     "cam-02",
                     "cam-03",
                     "cam-05",
+                    "cam-06",
                 }
 
         wait_for(degraded, timeout_s=120, what="streams degraded")

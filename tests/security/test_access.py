@@ -77,6 +77,10 @@ def test_the_documented_matrix():
         Action.PURGE: ["runner"],
         Action.EXPORT_STATISTICS: ["analyst"],
         Action.EXPORT_CONFIG: ["design"],
+        Action.TAKE: ["operator"],
+        Action.RIGHTS_ACCESS: ["dpo"],
+        Action.RIGHTS_RESTRICT: ["dpo"],
+        Action.RIGHTS_ERASE: ["dpo"],
     }
     table = (Path(__file__).resolve().parents[2] / "docs" / "threat_model.md").read_text(encoding="utf-8")
     for action in Action:  # the threat model's table names every action
@@ -296,6 +300,7 @@ def test_config_export_from_the_setup_app_is_for_the_design_role(workbench, monk
     write_config(site_dir / "site.yaml", config_dict())
     monkeypatch.setenv("VIGIE_ROLE", role)
     app = CameraSetupApp(workbench / "zones", workbench / "var" / "vigie.db")
+    app.setup.camera_form.values["process_fps"] = 2.0  # an export needs a change
     app.actor.value = "Agent Dupont (DGPN)"
     app.export_button.click()
     current = SiteFolder(workbench / "zones", "test-site").current().config

@@ -85,7 +85,7 @@ def test_nothing_the_apps_write_carries_the_token(tmp_path, monkeypatch, caplog)
     console.operator_input.value = "agent-7"
     console.operator_start.click()
     console.model.decide(1, "confirmed", follow_up="field_check")
-    console.model.set_paused("*", True)
+    console.model.set_paused("*", True, reason="exercise")
     console.model.set_paused("*", False)
     messages.append(console.message.value)
     monkeypatch.setenv("VIGIE_ROLE", "analyst")
@@ -96,6 +96,7 @@ def test_nothing_the_apps_write_carries_the_token(tmp_path, monkeypatch, caplog)
     messages.append(dashboard.export_result.value)
     monkeypatch.setenv("VIGIE_ROLE", "design")
     app = CameraSetupApp(zones, db)
+    app.setup.camera_form.values["process_fps"] = 2.0  # an export needs a change
     app.actor.value = "Agent Dupont"
     app.export_button.click()
     messages.append(app.export_output.value)

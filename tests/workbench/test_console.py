@@ -21,6 +21,7 @@ from workbench.console_app import (
     MAX_NOTE_CHARS,
     MAX_OPERATOR_CHARS,
     NOT_CHOSEN,
+    PRIORITY_COLOURS,
     ConsoleModel,
     OperatorConsole,
     clean_operator,
@@ -268,8 +269,16 @@ def test_pause_and_resume_are_audited_with_the_operator_and_shown(register, work
     assert "chef de poste" in console.control_state.value
 
     console.scope.value = ALL_CAMERAS
-    console.pause_button.click()
-    assert register.is_paused("cam-01")
+    console.pause_button.click()  # every camera: asks for a confirmation and a reason first
+    assert not register.is_paused("cam-01") and console.pause_confirm_box.layout.display == ""
+    assert t("console.pause_all_ask") in console.control_message.value
+    console.pause_confirm.click()  # no reason: refused, said beside the button
+    assert not register.is_paused("cam-01")
+    assert t("console.pause_reason_needed") in console.control_message.value
+    console.pause_reason.value = "  exercice   incendie "
+    console.pause_confirm.click()
+    assert register.is_paused("cam-01") and console.pause_confirm_box.layout.display == "none"
+    assert json.loads(register.audit_rows(event="pause")[-1]["details"])["reason"] == "exercice incendie"
     console.resume_button.click()
     console.scope.value = "cam-07"
     console.resume_button.click()
@@ -316,6 +325,131 @@ def test_polling_on_the_event_loop_shows_new_alerts(register, workbench_env):
     assert new in listed
 
 
+# -- the alarm workflow: priorities, new alerts, who holds what, shortcuts, clips -------------------------
+def test_list_is_sorted_by_priority_then_newest_with_colours(register, workbench_env):
+    intrusion = add_alert(register, minutes=0, kind="zone_intrusion")
+    fire = add_alert(register, minutes=1, kind="fire", rule_id="fire-1")
+    crowd = add_alert(register, minutes=2, kind="crowd_density", rule_id="crowd-1")
+    later_fire = add_alert(register, minutes=3, kind="fire", rule_id="fire-1")
+    console = console_for(register)
+    assert listed_ids(console) == [later_fire, fire, crowd, intrusion]
+    rows = {row["id"]: row for row in console.alert_list.rows}
+    assert (rows[fire]["priority"], rows[crowd]["priority"], rows[intrusion]["priority"]) == ("high", "medium", "low")
+    assert rows[fire]["priority_label"] == "haute" and rows[fire]["priority_colour"] == PRIORITY_COLOURS["high"]
+    assert rows[fire]["kind_colour"] != rows[intrusion]["kind_colour"]
+    assert not any(row["fresh"] for row in rows.values())  # there when the console opened: not "new"
+
+
+def test_site_config_sets_the_priority_of_a_kind(register, workbench_env):
+    (workbench_env / "zones" / "test-site").mkdir()
+    config = (ROOT / "zones" / "demo" / "site.yaml").read_text().replace("site: demo", "site: test-site", 1)
+    (workbench_env / "zones" / "test-site" / "site.yaml").write_text(
+        config + "alert_priorities:\n  zone_intrusion: high\n  fire: low\n"
+    )
+    intrusion = add_alert(register, minutes=0, kind="zone_intrusion")
+    fire = add_alert(register, minutes=1, kind="fire", rule_id="fire-1")
+    console = console_for(register, workbench_env / "zones")
+    assert listed_ids(console) == [intrusion, fire]
+    assert console.model.priority(register.alert(fire)) == "low"
+
+
+def test_a_new_high_priority_alert_is_highlighted_and_sounds_until_looked_at(register, workbench_env):
+    add_alert(register, minutes=0, kind="zone_intrusion")
+    console = console_for(register)
+    low = add_alert(register, minutes=1, kind="zone_intrusion")
+    console.refresh()
+    assert console.alert_list.alarm == 0 and not any(row["fresh"] for row in console.alert_list.rows)
+    high = add_alert(register, minutes=2, kind="person_down", rule_id="down-1")
+    console.refresh()
+    assert console.alert_list.alarm == 1
+    assert listed_ids(console)[0] == high
+    assert [row["id"] for row in console.alert_list.rows if row["fresh"]] == [high]
+    console.refresh()
+    assert console.alert_list.alarm == 1  # one alarm per new alert, not one per poll
+    console._on_board_message({"type": "select", "id": high})  # the operator clicks it
+    assert not any(row["fresh"] for row in console.alert_list.rows) and console.alert_list.value == high
+    assert low in listed_ids(console)
+
+
+def test_take_shows_who_holds_the_alert_to_the_other_operators(register, workbench_env):
+    alert_id = add_alert(register, minutes=0, is_test=False)
+    console_a, console_b = console_for(register), console_for(register)
+    start_session(console_a, "A")
+    start_session(console_b, "B")
+    console_a.take_button.click()
+    assert register.claims()[alert_id]["operator"] == "A"
+    assert console_a.release_button.layout.display == "" and console_a.take_button.layout.display == "none"
+    console_b.refresh()
+    row = console_b.alert_list.rows[0]
+    assert row["state_label"] == "pris par A" and "pris par A" in console_b.holder_info.value
+    assert console_b.take_button.description == t("console.take_over", operator="A")
+
+    console_b.follow_up.value = "intervention"
+    console_b.confirm_button.click()  # held by A: refused, and said so
+    assert register.alert(alert_id)["status"] == "pending" and "held by A" in console_b.message.value
+
+    console_b.take_button.click()  # B takes it over (audited with A's name)
+    taken = register.audit_rows(event="alert_taken")
+    assert [r["actor"] for r in taken] == ["A", "B"] and json.loads(taken[-1]["details"])["from"] == "A"
+    console_b.follow_up.value = "intervention"
+    console_b.confirm_button.click()
+    assert register.alert(alert_id)["operator"] == "B" and register.claims() == {}
+    with pytest.raises(Exception, match="already confirmed"):
+        console_a.model.decide(alert_id, "confirmed", follow_up="intervention")  # exactly once
+    assert register.verify().ok
+
+
+def test_release_makes_the_alert_new_again(register, workbench_env):
+    add_alert(register, minutes=0)
+    console = console_for(register)
+    start_session(console, "A")
+    console.take_button.click()
+    console.release_button.click()
+    assert register.claims() == {} and console.alert_list.rows[0]["state_label"] == "nouvelle"
+    assert [r["event"] for r in register.audit_rows() if r["event"].startswith("alert_")][-2:] == [
+        "alert_taken",
+        "alert_released",
+    ]
+
+
+def test_shortcut_keys_move_confirm_and_reject(register, workbench_env):
+    first = add_alert(register, minutes=0, is_test=False)
+    second = add_alert(register, minutes=1, is_test=False, subject="zone:other")
+    console = console_for(register)
+    start_session(console, "agent 7")
+    assert console.alert_list.value == second
+    console._on_board_message({"type": "key", "action": "next"})
+    assert console.alert_list.value == first
+    console._on_board_message({"type": "key", "action": "previous"})
+    assert console.alert_list.value == second
+    console.follow_up.value = "intervention"
+    console._on_board_message({"type": "key", "action": "confirm"})
+    assert register.alert(second)["decision"] == "confirmed"
+    console._on_board_message({"type": "key", "action": "reject"})  # no reason chosen: refused
+    assert register.alert(first)["status"] == "pending" and t("console.reason_needed") in console.message.value
+    console.reason.value = "shadow"
+    console._on_board_message({"type": "key", "action": "reject"})
+    assert register.alert(first)["decision"] == "rejected"
+
+
+def test_the_alert_s_clip_is_played_in_the_console(register, workbench_env):
+    import numpy as np
+
+    from runner.pipeline.clips import TimedFrame, encode_clip
+
+    with_clip = add_alert(register, minutes=0)
+    without = add_alert(register, minutes=1, subject="zone:other")
+    clip = encode_clip([TimedFrame(i / 5, np.full((72, 128, 3), 40, np.uint8)) for i in range(10)])
+    register.add_clip(
+        with_clip, clip.data, extension="mp4", media_type=clip.media_type, frames=10, duration_s=clip.duration_s
+    )
+    console = console_for(register)
+    assert console.alert_list.value == without and console.clip_box.layout.display == "none"
+    console.alert_list.value = with_clip
+    assert console.clip_box.layout.display == "" and console.clip.value == clip.data
+    assert console.clip.format == "mp4" and "2.0" in console.clip_caption.value
+
+
 # -- the notebooks hold no logic -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name, module",
@@ -360,3 +494,10 @@ def test_console_speaks_english_when_asked(register, workbench_env):
         assert "Forbidden zone" in console.alert_list.options[0][0]
     finally:
         set_language(None)
+
+
+@pytest.mark.parametrize("status", ["ok", "degraded", "error", "ended", "crashed", "damaged"])
+def test_every_camera_health_the_runner_writes_reads_in_words(status):
+    from workbench.console_app import _health_label
+
+    assert _health_label(status) != status

@@ -13,7 +13,7 @@ from runner.core.access import Principal
 from runner.core.errors import StoreError
 from tests.workbench.conftest import add_alert
 from workbench import register_data as rd
-from workbench.analysis_app import AnalysisDashboard, html_table, summary_tables
+from workbench.analysis_app import AnalysisDashboard, analyst_only, format_duration, html_table, summary_tables
 from workbench.i18n import t
 from workbench.stats import wilson_interval
 
@@ -88,10 +88,10 @@ def test_alerts_are_joined_with_their_decisions(known, register):
     assert alerts.row(6, named=True)["cx"] is None  # no box
 
 
-def test_time_to_decision_is_decided_minus_created(known, register):
+def test_time_to_decision_is_decided_minus_the_event_time_not_the_row_creation(known, register):
     with sqlite3.connect(register.db_path) as conn:
         rows = conn.execute(
-            "SELECT a.id, a.created_utc, d.decided_utc FROM alerts a JOIN decisions d ON d.alert_id = a.id"
+            "SELECT a.id, a.ts_utc, d.decided_utc FROM alerts a JOIN decisions d ON d.alert_id = a.id"
         ).fetchall()
     expected = {i: (datetime.fromisoformat(d) - datetime.fromisoformat(c)).total_seconds() for i, c, d in rows}
     delays = as_dict(known.alerts.filter(pl.col("decision_delay_s").is_not_null()), "id", "decision_delay_s")
@@ -320,3 +320,68 @@ def test_heatmap_over_the_cameras_latest_snapshot(known, register):
     assert path == (register.media_dir / newest).resolve()
     assert rd.latest_snapshot(known.alerts, "cam-99", register.media_dir) is None
     assert isinstance(rd.heatmap_counts(known.alerts), np.ndarray)
+
+
+# -- issue 19: sites, durations, the analysts' view ------------------------------------------------------
+def test_durations_read_in_seconds_minutes_and_hours():
+    assert [format_duration(s) for s in (0.4, 45, 245, 3599.4, 7620, 30 * 3600)] == [
+        "0 s",
+        "45 s",
+        "4 min 05 s",
+        "59 min 59 s",
+        "2 h 07 min",
+        "30 h 00 min",
+    ]
+    table = pl.DataFrame({"kind": ["fire"], "decisions": [2], "median_s": [245.0], "max_s": [7620.0]})
+    text = html_table(table)
+    assert "4 min 05 s" in text and "2 h 07 min" in text and "(s)" not in text
+
+
+def test_the_dashboard_shows_one_site_at_a_time_so_revisions_of_two_sites_never_mix(known, register, workbench_env):
+    add_alert(register, minutes=3, is_test=False, site="gare-nord", config_revision=7, camera_id="quai-1")
+    dashboard = AnalysisDashboard(register.db_path, export_root=workbench_env / "exports")
+    assert list(dashboard.site_filter.options) == ["gare-nord", "test-site"]
+    assert dashboard.site_filter.value == "gare-nord"
+    assert dashboard.filtered()["site"].unique().to_list() == ["gare-nord"]
+    assert list(dashboard.revisions.options) == [7] and list(dashboard.cameras.options) == ["quai-1"]
+    dashboard.site_filter.value = "test-site"
+    assert list(dashboard.revisions.options) == [1, 2]
+    revisions_html = dashboard.revisions_panel.children[0].value
+    assert dashboard.filtered()["site"].unique().to_list() == ["test-site"] and ">7<" not in revisions_html
+
+
+def test_analysts_see_pseudonymised_operators_and_no_snapshot_note_or_name(known, register, workbench_env, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "analyst")
+    monkeypatch.setenv("VIGIE_USER", "analyste-3")
+    register.decide(
+        add_alert(register, minutes=4, is_test=False),
+        "rejected",
+        by=Principal("a", "operator"),
+        reason="other",
+        note="M. Durand",
+    )
+    dashboard = AnalysisDashboard(register.db_path, export_root=workbench_env / "exports")
+    alerts = dashboard.frames.alerts
+    assert not {"snapshot", "snapshot_note", "note", "details"} & set(alerts.columns)
+    operators = set(alerts["operator"].drop_nulls().to_list())
+    assert len(operators) == 2 and all(o.startswith("op-") and len(o) == 13 for o in operators)
+    assert operators == set(AnalysisDashboard(register.db_path).frames.alerts["operator"].drop_nulls().to_list())
+    assert dashboard.heatmap_background.disabled and dashboard.heatmap_background.value is False
+    assert "a" not in set(dashboard.frames.audit["actor"].to_list()) and "details" not in dashboard.frames.audit.columns
+    by_operator = next(c.value for c in dashboard.validation.children if "pseudonyme" in getattr(c, "value", ""))
+    assert all(o in by_operator for o in operators)
+
+    dashboard.export_folder.value = "review"
+    written = {p.stem: p for p in dashboard.export()}
+    exported = written["alerts"].read_text()
+    assert "M. Durand" not in exported and ",a," not in exported and ".jpg" not in exported
+    monkeypatch.setenv(rd.PSEUDONYM_KEY_ENV, "another server secret")
+    assert rd.pseudonym("a", rd.pseudonym_key(register.db_path)) not in operators
+
+
+def test_only_operators_and_the_dpo_keep_the_full_view(monkeypatch):
+    views = {}
+    for role in ("operator", "dpo", "analyst", "design", "", "bogus"):
+        monkeypatch.setenv("VIGIE_ROLE", role)
+        views[role] = analyst_only()
+    assert views == {"operator": False, "dpo": False, "analyst": True, "design": True, "": True, "bogus": True}

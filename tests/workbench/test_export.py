@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 
 import pytest
 
@@ -13,7 +14,7 @@ from runner.config.loading import load_config
 from runner.core.access import PermissionDenied, Principal
 from runner.register import Register
 from tests.helpers import config_dict, write_config
-from workbench.export import ConfigExporter, ExportError, SiteFolder, field_diff
+from workbench.export import ConfigExporter, ExportConflict, ExportError, SiteFolder, field_diff, merge_configs
 
 INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 1.0}
 ACTOR = "Agent Martin (préfecture)"
@@ -146,7 +147,7 @@ def test_an_export_that_lost_the_race_for_its_revision_number_writes_nothing(sit
         edited(3.0), Principal("someone else", "design")
     )  # ... which another export takes
     winner = folder.current_path.read_bytes()
-    monkeypatch.setattr(exporter, "plan", lambda draft: plan)
+    monkeypatch.setattr(exporter, "plan", lambda draft, base_revision=None: plan)
     with pytest.raises(ExportError, match="site.r0002.yaml"):
         exporter.export(edited(2.5), DESIGNER)
     assert folder.current_path.read_bytes() == winner
@@ -167,3 +168,85 @@ def test_a_new_site_gets_its_folder_and_revision_1(tmp_path):
     result = exporter.export(edited(site="new-site", revision=7), DESIGNER)
     assert result.revision == 1
     assert load_config(tmp_path / "zones" / "new-site" / "site.yaml").config.revision == 1
+
+
+# -- optimistic concurrency ---------------------------------------------------------------------------------
+def test_an_export_built_on_an_older_revision_is_refused_with_what_the_other_agent_changed(site):
+    exporter, folder, register = site
+    theirs = edited(2.0)
+    theirs["cameras"][0]["process_fps"] = 2.0
+    exporter.export(theirs, Principal("Agent Autre", "design"), base_revision=1)
+    before = folder.current_path.read_bytes()
+
+    with pytest.raises(ExportConflict) as caught:
+        exporter.export(edited(3.0), DESIGNER, base_revision=1)
+
+    conflict = caught.value
+    assert "1 → 2" in str(conflict) and "fusionnez ou recommencez" in str(conflict)
+    assert sorted(c.path for c in conflict.theirs) == [
+        "cameras[cam-01].process_fps",
+        "cameras[cam-01].rules[lawn-intrusion].min_dwell_s",
+    ]
+    assert conflict.base["revision"] == 1 and conflict.current["revision"] == 2
+    assert folder.current_path.read_bytes() == before  # nothing written, nothing logged
+    assert [r["actor"] for r in register.audit_rows(event="config_exported")] == ["Agent Autre"]
+
+
+def test_a_new_site_created_twice_is_a_conflict_for_the_second(tmp_path):
+    exporter = ConfigExporter(tmp_path / "zones", Register(tmp_path / "vigie.db"))
+    exporter.export(edited(site="new-site"), DESIGNER, base_revision=0)
+    with pytest.raises(ExportConflict, match="existe déjà"):
+        exporter.export(edited(3.0, site="new-site"), DESIGNER, base_revision=0)
+
+
+def test_an_export_without_any_change_makes_no_revision(site):
+    exporter, folder, register = site
+    exporter.export(edited(2.0), DESIGNER, base_revision=1)
+    with pytest.raises(ExportError, match="rien à exporter"):
+        exporter.export(edited(2.0, revision=2), DESIGNER, base_revision=2)
+    assert [r.number for r in folder.revisions()] == [1, 2]
+    assert len(register.audit_rows(event="config_exported")) == 1
+
+
+def test_merge_keeps_both_agents_edits_and_their_value_where_both_changed_one_field():
+    base = config_dict([INTRUSION])
+    theirs = copy.deepcopy(base)
+    theirs["revision"] = 2
+    theirs["cameras"][0]["process_fps"] = 2.0  # they changed the rate ...
+    theirs["cameras"].append({"id": "salle", "source": "salle.avi"})  # ... and added a camera
+    mine = copy.deepcopy(base)
+    mine["cameras"][0]["rules"][0]["min_dwell_s"] = 4.0  # I changed a threshold ...
+    mine["cameras"][0]["zones"] = mine["cameras"][0]["zones"][:1]  # ... removed a zone ...
+    mine["cameras"][0]["process_fps"] = 8.0  # ... and changed the rate too: a conflict
+
+    merged, conflicts = merge_configs(base, theirs, mine)
+
+    assert conflicts == ["cameras[cam-01].process_fps"]
+    camera = merged["cameras"][0]
+    assert camera["process_fps"] == 2.0 and camera["rules"][0]["min_dwell_s"] == 4.0
+    assert [z["id"] for z in camera["zones"]] == ["lawn"]
+    assert [c["id"] for c in merged["cameras"]] == ["cam-01", "salle"] and merged["revision"] == 2
+
+
+def test_two_exports_racing_from_one_revision_give_one_revision_and_one_conflict(tmp_path):
+    zones = tmp_path / "zones"
+    (zones / "test-site").mkdir(parents=True)
+    write_config(zones / "test-site" / "site.yaml", config_dict([INTRUSION]))
+    Register(tmp_path / "vigie.db").close()
+    barrier, outcomes = threading.Barrier(4), []
+
+    def export(dwell: float) -> None:
+        exporter = ConfigExporter(zones, lambda: Register(tmp_path / "vigie.db"))
+        barrier.wait()
+        try:
+            outcomes.append(exporter.export(edited(dwell), DESIGNER, base_revision=1).revision)
+        except ExportConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=export, args=(2.0 + i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes, key=str) == [2, "conflict", "conflict", "conflict"]
+    assert [r.number for r in SiteFolder(zones, "test-site").revisions()] == [1, 2]

@@ -3,6 +3,8 @@ turned into a valid config, forms generated from every registered rule model, fi
 
 from __future__ import annotations
 
+import html
+import time
 import typing
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from runner.rules.registry import RULES
 from tests.helpers import config_dict, make_video, write_config
 from workbench import i18n
 from workbench.canvas import CanvasModel, CanvasWidget, EditError, apply_intent
+from workbench.config_text import field_help, field_title
 from workbench.export import ConfigExporter, ExportError, SiteFolder
 from workbench.forms import (
     CHOICE,
@@ -236,14 +239,14 @@ def test_renaming_a_zone_renames_it_inside_zone_lists_too(setup):
 def test_an_unfinished_polygon_is_reported_on_its_shape(setup):
     draw(setup.canvas, "zone", (0.1, 0.1), (0.2, 0.1))
     problems = setup.shape_problems()
-    assert problems == {"zone-1": ["polygon: must have at least 3 item(s)"]}
+    assert problems == {"zone-1": ["Polygone : au moins 3 élément(s)"]}
 
 
 def test_half_entered_calibration_metres_are_reported_on_the_calibration(setup):
     draw(setup.canvas, "calibration", (0.1, 0.9), (0.9, 0.9), (0.7, 0.4), (0.3, 0.4))
     setup.set_world_point(0, 0.0, 0.0)
-    assert "world_m" in " ".join(setup.shape_problems()["calibration"])
-    with pytest.raises(ExportError, match="calibration.world_m"):
+    assert "Points au sol (m)" in " ".join(setup.shape_problems()["calibration"])
+    with pytest.raises(ExportError, match=r"Caméra n°1, calibration au sol, point 2 \(x\) : nombre attendu"):
         setup.config()
 
 
@@ -266,7 +269,7 @@ def test_the_form_of_every_registered_rule_has_every_field_with_its_bounds_and_d
         if name == "kind":
             continue
         spec = specs[name]
-        assert spec.description == (field.description or "")
+        assert spec.description == field_help(model, name) and spec.title == field_title(model, name)
         bounds = _bounds(field)
         assert (spec.minimum, spec.exclusive_minimum, spec.maximum, spec.exclusive_maximum) == (
             bounds.get("ge"),
@@ -306,9 +309,12 @@ def test_an_invalid_value_shows_the_runner_message_next_to_its_field(setup):
     form.set("min_dwell_s", -1.0)
     form.set("crossing", "upwards")
     by_field, general = setup.rule_problems(len(setup.rules) - 1)
-    assert by_field == {"min_dwell_s": "must be >= 0", "crossing": "must be 'any', 'left_to_right' or 'right_to_left'"}
+    assert by_field == {
+        "min_dwell_s": "doit être ≥ 0",
+        "crossing": "valeur attendue parmi 'any', 'left_to_right' ou 'right_to_left'",
+    }
     view.show_problems(by_field, general)
-    assert "must be &gt;= 0" in view.errors["min_dwell_s"].value
+    assert "doit être ≥ 0" in view.errors["min_dwell_s"].value
     assert view.errors["clear_s"].value == ""
 
 
@@ -316,7 +322,7 @@ def test_a_rule_with_neither_zone_nor_line_says_so_on_the_field(setup):
     form = setup.add_rule("zone_intrusion", target="lawn")
     form.set("zone", None)
     by_field, _ = setup.rule_problems(len(setup.rules) - 1)
-    assert by_field == {"zone": "give exactly one of 'zone' or 'line'"}
+    assert by_field == {"zone": "donner une zone ou une ligne, pas les deux"}
 
 
 def test_text_inputs_accept_a_decimal_comma_and_report_unreadable_yaml(setup):
@@ -394,3 +400,124 @@ def test_planning_an_export_does_not_open_the_register(tmp_path, setup):
     plan = setup.plan_export(exporter)
     assert (plan.site, plan.revision, plan.previous_revision) == ("test-site", 1, None)  # a site never exported
     assert not (tmp_path / "zones").exists()
+
+
+# -- issue 19: cameras, sites, sources, concurrent exports ----------------------------------------------------
+def two_camera_app(tmp_path) -> CameraSetupApp:
+    site_dir = tmp_path / "zones" / "test-site"
+    site_dir.mkdir(parents=True)
+    make_video(site_dir / "clip.avi", 10)
+    write_config(site_dir / "site.yaml", config_dict())
+    return CameraSetupApp(tmp_path / "zones", tmp_path / "vigie.db")
+
+
+def test_adding_then_switching_cameras_keeps_each_camera_its_own_id_and_source(tmp_path):
+    app = two_camera_app(tmp_path)
+    app.new_camera_id.value, app.new_camera_source.value = "salle", "clip.avi"
+    app.add_camera_button.click()
+    assert list(app.camera_picker.options) == ["cam-01", "salle"] and app.camera_picker.value == "salle"
+    app.camera_picker.value = "cam-01"
+    app.camera_picker.value = "salle"
+    assert app.setup.camera_ids == ["cam-01", "salle"]
+    assert app.setup.camera_form.values["id"] == "salle"
+    assert [c["id"] for c in app.setup.draft()["cameras"]] == ["cam-01", "salle"]
+
+
+def test_a_new_camera_shows_the_defaults_it_will_export(tmp_path):
+    app = two_camera_app(tmp_path)
+    app.new_camera_id.value, app.new_camera_source.value = "salle", "clip.avi"
+    app.add_camera_button.click()
+    view = next(v for v in app._form_views.values() if v.form is app.setup.camera_form)
+    assert view.inputs["enabled"].value is True
+    assert float(str(view.inputs["process_fps"].value).replace(",", ".")) == 5.0
+    assert app.setup.config().camera("salle").process_fps == 5.0
+
+
+def test_a_source_outside_the_allowed_folders_is_refused_alike_whether_the_file_exists_or_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_CLIPS_DIR", str(tmp_path / "clips"))
+    app = two_camera_app(tmp_path)
+    messages = []
+    for source in ("/etc/shadow", "/etc/no-such-file-here", "../../../etc/shadow"):
+        app.setup.camera_form.values["source"] = source
+        problems = dict(app.setup.problems())
+        messages.append(problems["cameras[0].source"].replace(source, "SOURCE"))
+        with pytest.raises(SourceError):
+            app.setup.grab_snapshot()
+    assert len(set(messages)) == 1 and "refusée" in messages[0]
+    for allowed in ("clip.avi", str(tmp_path / "clips" / "a.mp4"), "rtsp://cam.example/stream"):
+        app.setup.camera_form.values["source"] = allowed
+        assert "cameras[0].source" not in dict(app.setup.problems())
+
+
+def test_the_stream_grab_shows_progress_and_can_be_cancelled(tmp_path):
+    app = two_camera_app(tmp_path)
+    app.setup.camera_form.values["source"] = "rtsp://viewer:secret@127.0.0.1:9/stream"
+    app.grab_button.click()
+    assert app.grab_cancel_button.layout.display == "flex" and app.grab_button.disabled
+    deadline = time.monotonic() + 3
+    while "connexion" not in app.status.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "connexion à la caméra cam-01" in app.status.value and "secret" not in app.status.value
+    started = time.monotonic()
+    app.grab_cancel_button.click()
+    while app._grab_cancel is not None and time.monotonic() - started < 3:
+        time.sleep(0.05)
+    assert time.monotonic() - started < 2 and "annulé" in app.status.value
+    assert app.grab_cancel_button.layout.display == "none" and not app.grab_button.disabled
+
+
+def test_a_new_site_is_created_from_the_app_and_exported_as_revision_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "design")
+    app = two_camera_app(tmp_path)
+    app.new_site_name.value, app.new_site_timezone.value = "gare-nord", "Europe/Paris"
+    app.new_site_camera.value, app.new_site_source.value = "quai-1", "rtsp://cam.example/quai1"
+    app.create_site_button.click()
+    assert app.site_picker.value == "gare-nord" and app.setup.camera_ids == ["quai-1"]
+    app.actor.value = "Agent Dupont (DGPN)"
+    app.export_button.click()
+    exported = SiteFolder(tmp_path / "zones", "gare-nord").current().config
+    assert (exported.revision, exported.timezone, exported.phase) == (1, "Europe/Paris", "design")
+    assert exported.camera("quai-1").source == "rtsp://cam.example/quai1"
+    app.create_site_button.click()  # the same name again
+    assert "existe déjà" in app.status.value
+    app._cancel_grab()  # the snapshot of the unreachable stream, still trying in the background
+
+
+def test_a_concurrent_export_is_refused_then_merged_without_losing_either_edit(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "design")
+    first, second = two_camera_app(tmp_path), CameraSetupApp(tmp_path / "zones", tmp_path / "vigie.db")
+    first.setup.camera_form.values["process_fps"] = 2.0
+    first.actor.value = second.actor.value = "Agent"
+    first.export_button.click()
+    second.new_camera_id.value, second.new_camera_source.value = "salle", "clip.avi"
+    second.add_camera_button.click()
+    second.export_button.click()
+    assert "process_fps: 5.0 -> 2.0" in html.unescape(second.export_output.value)
+    assert second.conflict_box.layout.display == "flex"
+    second.merge_button.click()
+    second.export_button.click()
+    exported = SiteFolder(tmp_path / "zones", "test-site").current().config
+    assert exported.revision == 3 and [c.id for c in exported.cameras] == ["cam-01", "salle"]
+    assert exported.camera("cam-01").process_fps == 2.0
+    second.export_button.click()  # nothing changed since
+    assert "rien à exporter" in second.export_output.value
+
+
+def test_tab_titles_are_full_words_and_lumino_is_told_not_to_cut_them(tmp_path):
+    app = two_camera_app(tmp_path)
+    assert all(not title.endswith("…") for title in app.tabs.titles)
+    assert "text-overflow:clip" in app.widget.children[0].value
+
+
+def test_starting_again_after_a_conflict_reloads_the_site_as_the_other_agent_left_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "design")
+    first, second = two_camera_app(tmp_path), CameraSetupApp(tmp_path / "zones", tmp_path / "vigie.db")
+    first.setup.camera_form.values["process_fps"] = 2.0
+    first.actor.value = second.actor.value = "Agent"
+    first.export_button.click()
+    second.setup.camera_form.values["process_fps"] = 8.0
+    second.export_button.click()
+    assert "vigie-conflict" in second.export_output.value
+    second.start_again_button.click()
+    assert second.setup.base_revision == 2 and second.setup.camera_form.values["process_fps"] == 2.0
+    assert second.conflict_box.layout.display == "none"

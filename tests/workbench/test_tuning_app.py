@@ -22,6 +22,7 @@ from workbench.tuning_app import (
     comparison_html,
     focus_on_rule,
     read_labels,
+    scores_html,
     timeline_svg,
 )
 
@@ -197,9 +198,9 @@ def test_the_app_runs_the_edited_threshold_and_fills_timeline_scores_and_compari
     app.run_button.click()
     app.session._job.wait(20)
     assert "class='alert found'" in app.timeline.value and "vigie-scores" in app.scores.value
-    app.rule_view.inputs["min_dwell_s"].value = -2.0
-    assert "must be &gt;= 0" in app.rule_view.errors["min_dwell_s"].value and app.run_button.disabled
-    app.rule_view.inputs["min_dwell_s"].value = 1.1
+    app.rule_view.inputs["min_dwell_s"].value = "-2"
+    assert "doit être ≥ 0" in app.rule_view.errors["min_dwell_s"].value and app.run_button.disabled
+    app.rule_view.inputs["min_dwell_s"].value = "1,1"
     assert not app.run_button.disabled
     app.run_button.click()
     app.session._job.wait(20)
@@ -207,3 +208,107 @@ def test_the_app_runs_the_edited_threshold_and_fills_timeline_scores_and_compari
     app.compare_button.click()
     assert "min_dwell_s: 1.0 -&gt; 1.1" in app.comparison.value
     assert SiteFolder(zones, "test-site").revisions() == []  # tuning never exports
+
+
+# -- issue 19 --------------------------------------------------------------------------------------------
+def two_camera_site(tmp_path) -> Path:
+    """zones/two-cams: cam-01 films clip.avi, cam-02 films salle.avi (both in the site folder)."""
+    site_dir = tmp_path / "zones" / "two-cams"
+    site_dir.mkdir(parents=True)
+    data = config_dict([INTRUSION], source="clip.avi")
+    second = {**data["cameras"][0], "id": "cam-02", "source": "salle.avi", "rules": []}
+    data["site"], data["cameras"] = "two-cams", [data["cameras"][0], second]
+    write_config(site_dir / "site.yaml", data)
+    for name in ("clip.avi", "salle.avi"):
+        make_video(site_dir / name, 4, fps=10, size=(64, 48))
+    return tmp_path / "zones"
+
+
+def tuning_app(tmp_path, zones, script=two_visits, labels=None) -> TuningApp:
+    return TuningApp(
+        zones,
+        tmp_path / "tuning.db",
+        tmp_path / "clips",
+        labels,
+        tmp_path / "runs",
+        pool_factory=lambda config, base_dir: FakePool(ScriptedDetector(script)),
+        audit_register_path=tmp_path / "vigie.db",
+    )
+
+
+def test_the_clip_follows_the_camera_and_each_camera_keeps_its_own_choice(tmp_path):
+    zones = two_camera_site(tmp_path)
+    app = tuning_app(tmp_path, zones)
+    site_dir = zones / "two-cams"
+    assert app.clip_picker.value == str(site_dir / "clip.avi")
+    app.camera_picker.value = "cam-02"
+    assert app.clip_picker.value == str(site_dir / "salle.avi")
+    app.clip_picker.value = str(tmp_path / "chosen-for-cam-02.avi")
+    app.camera_picker.value = "cam-01"
+    assert app.clip_picker.value == str(site_dir / "clip.avi")
+    app.camera_picker.value = "cam-02"
+    assert app.clip_picker.value == str(tmp_path / "chosen-for-cam-02.avi")
+
+
+def test_tuned_thresholds_are_saved_as_a_new_revision_through_the_export_checks(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIE_ROLE", "design")
+    zones = two_camera_site(tmp_path)
+    app = tuning_app(tmp_path, zones)
+    type_number(app.rule_view.inputs["min_dwell_s"], 2.5)
+    app.actor.value = "Agent Réglage (DGPN)"
+    app.save_button.click()
+    assert "révision 2" in app.save_output.value, app.save_output.value
+    folder = SiteFolder(zones, "two-cams")
+    assert folder.current().config.camera("cam-01").rules[0].min_dwell_s == 2.5
+    (row,) = Register(tmp_path / "vigie.db").audit_rows(event="config_exported")
+    assert row["actor"] == "Agent Réglage (DGPN)" and json.loads(row["details"])["revision"] == 2
+    assert app.config.revision == 2 and app.rule_form.values["min_dwell_s"] == 2.5
+    app.save_button.click()  # the same thresholds again: no new revision
+    assert "rien à exporter" in app.save_output.value and [r.number for r in folder.revisions()] == [1, 2]
+    app.revision_picker.value = folder.revision_path(1)  # tuning from an older revision: the site moved on
+    type_number(app.rule_view.inputs["min_dwell_s"], 3.0)
+    app.save_button.click()
+    assert "vigie-conflict" in app.save_output.value and "min_dwell_s: 1.0 -&gt; 2.5" in app.save_output.value
+    assert [r.number for r in folder.revisions()] == [1, 2]
+
+
+def test_a_cancelled_run_is_scored_on_what_it_replayed_only(tmp_path, site):
+    loaded, clip, labels = site
+    reached, release = threading.Event(), threading.Event()
+
+    def stop_after_the_first_visit(call: int):
+        if call == 12:  # t = 2.4 s: the first visit was found, the second (4.6 s) never replayed
+            reached.set()
+            release.wait(10)
+        return two_visits(call)
+
+    session = session_with(tmp_path, stop_after_the_first_visit)
+    labels_text = "clip,event_type,polarity,start_s,end_s\nclip.avi,intrusion,positive,0.5,1.5\n"
+    labels_text += "clip.avi,intrusion,positive,4.6,5.8\n"
+    events = read_labels(_write(tmp_path / "two.csv", labels_text))
+    job = session.start(request(loaded, clip), events)
+    assert reached.wait(10)
+    session.cancel()
+    release.set()
+    result = job.wait(10)
+    assert result.state == "cancelled" and 2.0 <= result.replayed_s < 4.0
+    score = result.scores["zone_intrusion"]
+    assert len(score.found) == 1 and score.missed == []  # the 4.6 s visit was never replayed
+    assert "annulé à" in scores_html(result)
+
+
+def type_number(control, value: float) -> None:
+    """What an agent types in a number field, whether it is a text box (locale-aware) or a number box."""
+    control.value = str(value).replace(".", ",") if isinstance(control.value, str) else value
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_the_thresholds_box_scrolls_over_every_field_instead_of_squeezing_them(tmp_path):
+    app = tuning_app(tmp_path, two_camera_site(tmp_path))
+    assert app.form_box.layout.overflow == "hidden auto"  # ipywidgets 8 has no overflow_y: it was ignored
+    assert app.rule_view.widget.layout.flex == "0 0 auto"
+    assert set(app.rule_view.inputs) == {spec.name for spec in app.rule_form.specs}

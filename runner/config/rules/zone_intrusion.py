@@ -54,6 +54,7 @@ class ZoneIntrusionConfig(RuleConfig):
 
     @model_validator(mode="after")
     def _zone_xor_line(self) -> ZoneIntrusionConfig:
-        if (self.zone is None) == (self.line is None):
-            raise ConfigProblems([("zone" if self.zone is None else "line", "give exactly one of 'zone' or 'line'")])
+        # An empty id is no id: `zone: ""` would pass the site's reference check and fail in the rule.
+        if bool(self.zone) == bool(self.line):
+            raise ConfigProblems([("zone" if not self.zone else "line", "give exactly one of 'zone' or 'line'")])
         return self

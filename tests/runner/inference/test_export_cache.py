@@ -347,3 +347,54 @@ def test_the_real_pose_model_gives_the_same_people_and_keypoints_in_openvino(tmp
                 assert np.abs(b.data["keypoints"][distance.argmin()][visible, :2] - keypoints[visible, :2]).max() < 6.0
     assert found_torch > 0 and abs(found_torch - found_ov) <= max(1, found_torch // 10)
     assert matched >= 0.9 * found_torch
+
+
+_KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+from runner.inference.export_cache import cached
+
+def build(work: Path) -> Path:
+    folder = work / "model_openvino_model"
+    folder.mkdir()
+    (folder / "model.xml").write_text("<net")  # half an IR: the build is killed here
+    print("writing", flush=True)
+    time.sleep(60)
+    return folder
+
+cached("tiny", sys.argv[1], build, "OpenVINO export")
+"""
+
+
+def test_a_partial_export_left_by_a_killed_start_is_swept_and_rebuilt(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("VIGIE_CACHE_DIR", str(root))
+    key = cache_key("ab" * 32, IMGSZ)
+    builder = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_BUILD, key],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "VIGIE_CACHE_DIR": str(root)},
+    )
+    try:
+        assert builder.stdout.readline().strip() == "writing"
+    finally:
+        builder.send_signal(signal.SIGKILL)
+        builder.wait(10)
+    assert list(root.glob(".tmp-*")), "the killed build left its work folder"
+
+    def build(work: Path) -> Path:
+        folder = work / "model_openvino_model"
+        folder.mkdir()
+        (folder / "model.xml").write_text("<net/>")
+        (folder / "model.bin").write_bytes(b"\0" * 8)
+        return folder
+
+    entry = accelerate.cached("tiny", key, build, "OpenVINO export")
+    assert entry == root / key and entry_is_valid(entry)
+    assert (entry / "model.xml").read_text() == "<net/>"
+    assert not list(root.glob(".tmp-*")), "the partial export is still in the cache"

@@ -15,7 +15,7 @@ import runner.register.clock as register_clock
 from runner.config.site import MAX_ALERT_DAYS, MAX_MEDIA_DAYS, Retention
 from runner.core.access import Principal
 from runner.register import Register, iso
-from runner.register.retention import effective_retention, run_purge, start_retention
+from runner.register.retention import SitePolicy, effective_retention, run_purge, site_retentions, start_retention
 from tests.helpers import alert_record, tiny_jpeg
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_purge_media_records_and_audit(register, clock):
 
     now = T0 + 390 * day
     clock.now = now
-    counts = register.purge(media_days=30, alert_days=365, now=now)
+    counts = register.purge(media_days=30, alert_days=365, now=now, max_clock_jump_days=365)  # time travel
 
     # media: A, B, C are past 30 days (A and B also past their records), D is not; two orphans swept
     assert counts == {"media_files": 5, "alerts": 2, "decisions": 1, "audit_rows": 3}
@@ -98,11 +98,12 @@ def test_purge_media_records_and_audit(register, clock):
 
     # A second purge long after: everything goes, the chain continues from the new anchor.
     clock.now = now + 400 * day
-    counts = register.purge(media_days=30, alert_days=365, now=clock.now)
+    counts = register.purge(media_days=30, alert_days=365, now=clock.now, max_clock_jump_days=365, accept_clock=True)
     assert counts["alerts"] == 2 and counts["media_files"] == 2 and counts["decisions"] == 1
     assert register.alerts() == []
-    (only,) = register.audit_rows()
-    assert only["event"] == "purge" and only["id"] == rows[-1]["id"] + 1
+    accepted, only = register.audit_rows()
+    assert accepted["event"] == "clock_accepted" and accepted["id"] == rows[-1]["id"] + 1
+    assert only["event"] == "purge" and only["id"] == rows[-1]["id"] + 2
     assert register.verify().ok
     register.audit("test", "alice")
     assert register.verify().ok
@@ -127,15 +128,25 @@ def test_purge_keeps_young_data(register, clock):
     assert register.verify().ok
 
 
-def test_undeletable_media_is_not_marked_purged(register, clock):
+def test_undeletable_media_stays_listed_and_is_retried(register, clock):
     stored = add(register, T0)
     path = register.media_dir / stored.snapshot
     path.unlink()
     path.mkdir()  # something the purge cannot unlink stands where the image was
     (path / "keep").write_bytes(b"x")
-    counts = register.purge(media_days=30, alert_days=365, now=T0 + timedelta(days=40))
-    assert counts["media_files"] == 0
-    assert register.alert(stored.id)["media_purged_utc"] is None
+    clock.now = T0 + timedelta(days=20)
+    register.audit("heartbeat", "test")  # the register was in use: no clock jump
+    counts = register.purge(media_days=10, alert_days=365, now=clock.now)
+    # The purge is recorded first (the image is purged for the law); the file is retried until it goes.
+    assert counts["media_files"] == 1 and register.alert(stored.id)["media_purged_utc"]
+    assert register.get_meta("audit_purge_upto") == "0"
+    assert [r["path"] for r in register.database.query("SELECT path FROM media_doomed")] == [stored.snapshot]
+    (path / "keep").unlink()
+    path.rmdir()
+    path.write_bytes(b"x")
+    register.purge(media_days=10, alert_days=365, now=clock.now)
+    assert not path.exists() and not register.database.query("SELECT path FROM media_doomed")
+    assert register.verify().ok
 
 
 def test_run_purge_uses_the_retention(register, clock):
@@ -148,7 +159,7 @@ def test_run_purge_uses_the_retention(register, clock):
 
 def test_start_retention_schedules_and_runs_once(register):
     retention = Retention(media_days=20, alert_days=200, purge_every_s=10)
-    scheduler = start_retention(register, retention)
+    scheduler = start_retention(register, SitePolicy("test-site", "operational", retention))
     try:
         job = scheduler.get_job("purge")
         assert isinstance(job.trigger, IntervalTrigger)
@@ -158,7 +169,7 @@ def test_start_retention_schedules_and_runs_once(register):
         assert json.loads(purge["details"])["media_days"] == 20
     finally:
         scheduler.shutdown(wait=False)
-    assert effective_retention(register, None) == Retention(media_days=20, alert_days=200)
+    assert site_retentions(register) == {"test-site": Retention(media_days=20, alert_days=200)}
 
 
 def test_a_failing_purge_is_not_fatal(register, monkeypatch, caplog):
@@ -166,7 +177,7 @@ def test_a_failing_purge_is_not_fatal(register, monkeypatch, caplog):
         raise OSError("disk full")
 
     monkeypatch.setattr(register, "purge", broken)
-    scheduler = start_retention(register, Retention())
+    scheduler = start_retention(register, SitePolicy("test-site", "design", Retention()))
     scheduler.shutdown(wait=False)
     assert "purge failed" in caplog.text
 

@@ -78,3 +78,45 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_write_blocker_on_a_writable_folder(tmp_path):
     assert write_blocker(tmp_path / "absent" / "vigie.db") is None
+
+
+def _version_1_register(db, monkeypatch) -> int:
+    """A register as the first schema wrote it (no migration applied), holding one alert; returns its id."""
+    from runner.register import schema
+
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", {})
+        patch.setattr(schema, "SCHEMA_VERSION", 1)
+        with Register(db) as old:
+            return old.add_alert(alert_record(), tiny_jpeg()).id
+
+
+def test_an_older_register_is_upgraded_in_place_with_its_records(tmp_path, monkeypatch, raw):
+    db = tmp_path / "vigie.db"
+    alert_id = _version_1_register(db, monkeypatch)
+    with Register(db) as upgraded:
+        assert raw(upgraded).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [a["id"] for a in upgraded.alerts()] == [alert_id]
+        assert upgraded.verify().ok
+
+
+def test_an_older_register_read_only_says_how_to_upgrade(tmp_path, monkeypatch):
+    db = tmp_path / "vigie.db"
+    _version_1_register(db, monkeypatch)
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=r"schema 1 is older than this Vigie .* upgrades it in place"):
+        Register(db, read_only=True)
+    assert db.read_bytes() == before
+
+
+def test_a_failed_migration_step_leaves_the_register_at_its_version(tmp_path, monkeypatch, raw):
+    from runner.register import schema
+
+    db = tmp_path / "vigie.db"
+    _version_1_register(db, monkeypatch)
+    monkeypatch.setitem(schema.MIGRATIONS, 2, "CREATE TABLE half (x INTEGER);\nTHIS IS NOT SQL;")
+    with pytest.raises(StoreError):
+        Register(db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'").fetchone()[0] == 0
