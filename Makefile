@@ -30,7 +30,7 @@ help:
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
 	@echo "make test-fast   the tests without real models or clips (under 2 minutes)"
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
-	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind"
+	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind and half"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
 	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600)"
 
@@ -84,7 +84,8 @@ workbench: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m workbench.serve --role $(ROLE) $(WORKBENCH_ARGS)
 
 eval: $(STAMP)
-	$(BIN)/vigie eval zones/eval/site.yaml zones/eval-*/site.yaml --extra-labels bench/labels/extra_events.csv --details
+	$(BIN)/vigie eval zones/eval/site.yaml zones/eval-*/site.yaml --extra-labels bench/labels/extra_events.csv \
+		--split zones/eval_split.csv --details
 
 # BENCH_ARGS, e.g. "--quick" or "--runs 5 --model coco"; see .venv/bin/python bench/perf.py --help.
 bench: $(STAMP)

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
     p.add_argument("--tolerance-s", type=float, default=1.0, help="slack around labelled windows (default 1 s)")
     p.add_argument("--details", action="store_true", help="one line per clip and kind")
+    p.add_argument("--split", default=None, help="clip,half CSV: totals per half too (make eval: zones/eval_split.csv)")
     p.add_argument("--json", action="store_true", help="machine-readable results")
     p.add_argument("--db", default=None, help="register for the replays (default: a temporary one)")
 
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     models_sub.add_parser("list", help="resolve every model of a config").add_argument("config")
     models_sub.add_parser("verify", help="check sha256 and load every model of a config").add_argument("config")
+    q = models_sub.add_parser("plan", help="per camera: which model serves which label for which rule, and its cost")
+    q.add_argument("config")
+    q.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
+    q.add_argument("--no-measure", action="store_true", help="do not time the models (no cost shown)")
     return parser
 
 
@@ -300,11 +305,18 @@ def cmd_validate(args) -> int:
         expand_env(camera.source, f"cameras[{index}].source")
     for name, spec in cfg.models.items():
         expand_env(spec.weights, f"models.{name}.weights")
+    from runner.tools.models_plan import config_checks
+
+    warnings, errors = config_checks(cfg)
+    if errors:
+        raise ConfigError(str(args.config), errors)
     rules = sum(len(c.rules) for c in cfg.cameras)
     print(
         f"{args.config}: valid (site {cfg.site}, revision {cfg.revision}, phase {cfg.phase}, "
         f"{len(cfg.cameras)} camera(s), {rules} rule(s), sha256 {loaded.sha256[:12]})"
     )
+    for warning in warnings:
+        print(f"{args.config}: warning: {warning}")
     return 0
 
 
@@ -432,7 +444,16 @@ def cmd_eval(args) -> int:
 
     from runner.config.loading import load_config
     from runner.register import Register
-    from runner.tools.evaluation import evaluate_site, format_details, format_summary, load_labels, summarise
+    from runner.tools.evaluation import (
+        UNSPLIT,
+        evaluate_site,
+        format_details,
+        format_summary,
+        load_labels,
+        load_split,
+        summarise,
+        unsplit_clips,
+    )
     from runner.tools.progress import ReplayProgress, eval_due_frames, wants_bar
 
     labels_path = args.labels or os.path.join(
@@ -441,6 +462,7 @@ def cmd_eval(args) -> int:
     if not Path(labels_path).is_file():
         raise UsageError(f"labels file not found: {labels_path} (set VIGIE_SHARED_DATA or pass --labels)")
     labels = load_labels(labels_path) + [e for extra in args.extra_labels for e in load_labels(extra)]
+    split = load_split(args.split) if args.split else None  # checked before the long replays
     sites = [load_config(path) for path in args.sites]
     bar = wants_bar(sys.stderr, args.json)
     progress = ReplayProgress(bar, eval_due_frames(sites, args.cameras) if bar else None)
@@ -458,21 +480,25 @@ def cmd_eval(args) -> int:
                     on_frame=progress.frame_analysed if progress.enabled else None,
                     on_alert=progress.alert_raised if progress.enabled else None,
                 )
-    summaries = summarise(results)
+    summaries = summarise(results, split)
+    unsplit = unsplit_clips(results, split) if split is not None else []
     if args.json:
         print(
             json.dumps(
                 {
-                    "kinds": [dict(vars(s), false_per_hour=s.false_per_hour) for s in summaries],
+                    "kinds": [s.as_dict() for s in summaries],
+                    "unsplit_clips": unsplit,
                     "clips": [
                         {
                             "site": r.site,
                             "camera": r.camera_id,
                             "clip": r.clip,
+                            "half": split.get(r.clip, UNSPLIT) if split is not None else None,
                             "kind": r.kind,
                             "alerts_t_s": r.alert_times_s,
                             "found": len(r.score.found),
                             "missed": len(r.score.missed),
+                            "alert_delays_s": r.score.alert_delays_s,
                             "false_t_s": r.score.false_alert_times_s,
                             "duration_s": r.duration_s,
                         }
@@ -484,9 +510,9 @@ def cmd_eval(args) -> int:
         )
         return 0
     if args.details:
-        print(format_details(results))
+        print(format_details(results, split))
         print()
-    print(format_summary(summaries))
+    print(format_summary(summaries, unsplit))
     return 0
 
 
@@ -803,7 +829,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    """`vigie models list|verify`: resolve (and with verify, check and load) every model of a config.
+    """`vigie models list|verify|plan`: resolve (and with verify, check and load) every model of a config;
+    plan: which model serves which label for which rule on each camera, at what cost.
 
     Args:
         args: the parsed command line.
@@ -816,6 +843,8 @@ def cmd_models(args) -> int:
     from runner.inference.modelref import resolve_weights
 
     loaded = load_config(args.config)
+    if args.models_command == "plan":
+        return _models_plan(args, loaded)
     failures = 0
     for name, spec in loaded.config.models.items():
         try:
@@ -838,6 +867,22 @@ def cmd_models(args) -> int:
                 line += f"  ERROR {exc}"
         print(line)
     return 1 if failures else 0
+
+
+def _models_plan(args, loaded) -> int:
+    """`vigie models plan`: the routing, input sizes and cost of each camera's models (runner.tools.models_plan)."""
+    from runner.inference.detector import ModelPool
+    from runner.tools.models_plan import plan_lines
+
+    cameras = loaded.config.cameras
+    if args.cameras:
+        unknown = sorted(set(args.cameras) - {c.id for c in cameras})
+        if unknown:
+            raise UsageError(f"unknown camera(s) {', '.join(unknown)} (cameras: {', '.join(c.id for c in cameras)})")
+        cameras = [c for c in cameras if c.id in args.cameras]
+    lines = plan_lines(ModelPool(loaded.config, loaded.base_dir), cameras, measure=not args.no_measure)
+    print("\n".join(lines))
+    return 1 if any(": ERROR " in line or line.lstrip().startswith("error:") for line in lines) else 0
 
 
 COMMANDS = {

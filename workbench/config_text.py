@@ -63,6 +63,12 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
         "Durée minimale, en secondes, entre deux alertes de cette règle pour le même sujet (piste ou zone).",
     ),
     "kind": ("Type de règle", "Le type de la règle (fixé à sa création)."),
+    "model": (
+        "Modèle",
+        "Le modèle (une clé de `models:`) qui fournit les classes de cette règle sur sa caméra, pour toutes ses "
+        "règles. Sur person_down, nommer le détecteur (ex. coco) donne la cascade : personnes du détecteur, points "
+        "du squelette par le modèle de pose sur leurs découpes (pour des personnes trop petites pour lui).",
+    ),
     "zone": ("Zone", "Zone surveillée (identifiant d'un polygone) ; vide = toute l'image."),
     "exclude_zones": ("Zones exclues", "Zones où rien n'est signalé (identifiants de zones)."),
     "labels": (_LABELS, "Classes du détecteur prises en compte (ex. person, car)."),
@@ -202,6 +208,11 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
         "Calibration au sol",
         "Quatre points de l'image et leur position au sol en mètres, pour les densités.",
     ),
+    "Camera.person_height_px": (
+        "Taille d'une personne (px)",
+        "Hauteur en pixels d'une personne debout au fond de la zone surveillée, mesurée sur un instantané : la "
+        "taille d'entrée du détecteur de personnes est augmentée (jusqu'à 1280) pour qu'elle y fasse au moins 40 px.",
+    ),
     "Camera.tracking": ("Suivi", "Réglages du suivi des personnes et objets."),
     "Camera.motion_gate": ("Filtre de mouvement", "Pas de détection là où rien ne bouge."),
     "Camera.zones": ("Zones", "Polygones auxquels les règles se réfèrent."),
@@ -308,6 +319,50 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
     "CrowdDensityConfig.tile_overlap_frac": (
         "Recouvrement des tuiles",
         "Recouvrement entre tuiles voisines (fraction d'une tuile).",
+    ),
+    "FireConfig.hit_confidence": (
+        "Confiance des détections qui comptent",
+        "La persistance compte les détections de flammes jusqu'à cette confiance, dès que la région en a une au "
+        "moins à la confiance minimale (la confiance du modèle varie d'une image à l'autre sur un vrai feu).",
+    ),
+    "FireConfig.min_history_s": (
+        "Historique avant de juger (s)",
+        "Juger dès que les images gardées couvrent cette durée après le démarrage d'une caméra ; en deçà des 3/4 "
+        "de la fenêtre de scintillement, le scintillement exigé augmente en proportion.",
+    ),
+    "FireConfig.flicker_contrast": (
+        "Contraste de scintillement",
+        "Le scintillement de la région doit aussi valoir ce multiple de celui du reste de l'image (une caméra qui "
+        "bouge change tous les pixels de façon irrégulière).",
+    ),
+    "FireConfig.low_fps_interval_s": (
+        "Intervalle d'une caméra lente (s)",
+        "Des images espacées d'au moins cette durée (time-lapse, flux d'instantanés) sont trop lentes pour le "
+        "scintillement : une région est confirmée par sa croissance, ou parce qu'elle change d'image en image "
+        "en restant en place (une lampe fixe ne change pas).",
+    ),
+    "CrowdDensityConfig.density_every_s": (
+        "Carte de densité toutes les (s)",
+        "Compter aussi avec un modèle de carte de densité (CSRNet) à cet intervalle : foules serrées vues sous "
+        "tout angle, ~100-200 ms par passage sur CPU ; vide = jamais (le modèle n'est pas chargé).",
+    ),
+    "CrowdDensityConfig.density_model": (
+        "Modèle de carte de densité",
+        "IR OpenVINO (.xml ou son dossier) ; vide = CSRNet du paquet csrnet, converti dans le cache des modèles "
+        "au premier usage.",
+    ),
+    "CrowdDensityConfig.density_width_px": (
+        "Largeur pour la carte de densité (px)",
+        "Largeur à laquelle l'image est ramenée pour la carte de densité (son coût et son plancher croissent avec).",
+    ),
+    "CrowdDensityConfig.density_floor": (
+        "Plancher de la carte de densité",
+        "Ce que la carte lit sur la zone vide (crowd_calibrate --density --empty) ; vide = 0,005 par cellule.",
+    ),
+    "CrowdDensityConfig.density_scale": (
+        "Échelle de la carte de densité",
+        "Personnes par tête comptée au-dessus du plancher (crowd_calibrate --density, ou --heads sur une image) ; "
+        "1,0 = la carte telle quelle.",
     ),
     "CrowdDensityConfig.foreground": (
         "Estimation par l'avant-plan",
@@ -590,6 +645,29 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
     "PersonDownConfig.upright_memory_s": (
         "Vue debout depuis (s)",
         "La personne disparue doit avoir été vue debout au plus cette durée avant (secondes).",
+    ),
+    "PersonDownConfig.require_fall": (
+        "Seulement après une chute",
+        "N'alerter que si la personne a été vue debout, puis au sol rapidement, et y reste immobile ; décoché : "
+        "toute personne allongée immobile (endroit où personne ne s'allonge volontairement).",
+    ),
+    "PersonDownConfig.fall_window_s": (
+        "Durée d'une chute (s)",
+        "Une chute va de la dernière vue debout à « au sol » en au plus cette durée (secondes).",
+    ),
+    "PersonDownConfig.fall_min_drop": (
+        "Descente des hanches (hauteurs)",
+        "Dans une chute, les hanches descendent au moins de cette fraction de la hauteur debout (une personne assise "
+        "qui s'allonge, ou qui fait des abdominaux, garde les hanches au sol).",
+    ),
+    "PersonDownConfig.fall_head_speed": (
+        "Vitesse de la tête (hauteurs/s)",
+        "…ou la tête descend d'au moins 0,3 hauteur à cette vitesse ou plus (hauteurs debout par seconde).",
+    ),
+    "PersonDownConfig.still_max_rise": (
+        "Remontée tolérée (hauteurs)",
+        "Au sol, la tête ne doit pas remonter de plus que cette fraction de la hauteur debout (abdominaux, pompes, "
+        "se rasseoir) ; sinon la chute est annulée.",
     ),
     "PersonDownConfig.keypoint_min_confidence": (
         "Confiance des points clés",

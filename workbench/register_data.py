@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from runner.core.access import Action, Principal, Role, require, role_from_env
+from runner.core.alerts import KIND_NAMES
 from runner.core.errors import StoreError, UsageError
 from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
 from workbench.i18n import add_messages, t
@@ -75,16 +76,11 @@ _TIME_COLUMNS = ("ts_utc", "created_utc", "decided_utc", "media_purged_utc")
 
 # The register's vocabulary as the apps show it (the values themselves stay the runner's identifiers).
 add_messages(
+    {lang: {f"register.kind.{kind}": name for kind, name in names.items()} for lang, names in KIND_NAMES.items()}
+)
+add_messages(
     {
         "fr": {
-            "register.kind.abandoned_object": "Objet abandonné",
-            "register.kind.weapon": "Arme",
-            "register.kind.wrong_way": "Contresens",
-            "register.kind.zone_intrusion": "Intrusion en zone interdite",
-            "register.kind.person_down": "Personne au sol",
-            "register.kind.crowd_movement": "Mouvement de foule",
-            "register.kind.crowd_density": "Densité excessive",
-            "register.kind.fire": "Départ de feu",
             "register.reason.fixture": "Élément fixe (mobilier, décor)",
             "register.reason.reflection": "Reflet",
             "register.reason.shadow": "Ombre",
@@ -101,14 +97,6 @@ add_messages(
             "register.status.rejected": "Rejetée",
         },
         "en": {
-            "register.kind.abandoned_object": "Abandoned object",
-            "register.kind.weapon": "Weapon",
-            "register.kind.wrong_way": "Wrong way",
-            "register.kind.zone_intrusion": "Forbidden zone",
-            "register.kind.person_down": "Person on the ground",
-            "register.kind.crowd_movement": "Crowd movement",
-            "register.kind.crowd_density": "Excessive density",
-            "register.kind.fire": "Fire start",
             "register.reason.fixture": "Fixture (furniture, scenery)",
             "register.reason.reflection": "Reflection",
             "register.reason.shadow": "Shadow",

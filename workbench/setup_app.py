@@ -23,9 +23,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from runner.config.loading import expand_env, load_config, redact, validation_problems
-from runner.config.site import Calibration, Camera, Line, Retention, SiteConfig, Zone
+from runner.config.site import Calibration, Camera, Line, ModelSpec, Retention, SiteConfig, Zone
 from runner.core.access import PermissionDenied, Principal, Role, login_from_env, role_from_env
 from runner.core.errors import ConfigError, SourceError, UsageError, VigieError
+from runner.inference.routing import PERSON_MIN_INPUT_PX, person_input_size, person_px_at_input, static_facts
 from runner.register import Register
 from runner.sources.capture import VideoSource, is_stream, resolve_source
 from runner.sources.privacy import PrivacyMasker
@@ -86,6 +87,10 @@ add_messages(
             "setup.site_created": "site {site} créé (pas encore exporté) : dessinez, puis exportez la révision 1",
             "setup.conflict_theirs": "Modifié par l'autre agent depuis la révision {base} :",
             "setup.merge": "Fusionner",
+            "setup.person_small": (
+                "des personnes de {height} px font {at_input} px à l'entrée du modèle {model} ({imgsz} px) : "
+                "sous ~40 px, beaucoup sont manquées (vue plus proche, ou découpage en tuiles)"
+            ),
             "setup.start_again": "Recommencer",
             "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
             "setup.merged_with_conflicts": (
@@ -110,6 +115,10 @@ add_messages(
             "setup.site_created": "site {site} created (not exported yet): draw, then export revision 1",
             "setup.conflict_theirs": "Changed by the other agent since revision {base}:",
             "setup.merge": "Merge",
+            "setup.person_small": (
+                "people of {height} px are {at_input} px at the input of model {model} ({imgsz} px): "
+                "under ~40 px many are missed (a closer view, or tiles)"
+            ),
             "setup.start_again": "Start again",
             "setup.merged": "merged onto revision {revision}: check, then export",
             "setup.merged_with_conflicts": (
@@ -118,6 +127,23 @@ add_messages(
         },
     }
 )
+
+
+def _person_model(models: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The model that would detect a camera's persons (a plain detector before a pose model) and its `imgsz`."""
+    candidates: list[tuple[bool, str, int]] = []
+    for name, raw in models.items():
+        try:
+            spec = ModelSpec.model_validate(raw)
+        except ValidationError:
+            continue
+        facts = static_facts(spec)
+        if not facts.on_demand and (facts.labels is None or "person" in facts.labels):
+            candidates.append((bool(facts.keypoints), name, spec.imgsz))
+    if not candidates:
+        return None
+    _, name, imgsz = min(candidates, key=lambda c: c[0])  # stable: config order among equals
+    return name, imgsz
 
 
 # -- camera sources -----------------------------------------------------------------------------------
@@ -663,6 +689,27 @@ class CameraSetup:
         )
         self.set_snapshot(image)
         return image
+
+    def person_size_warning(self) -> str | None:
+        """A warning when the camera's `person_height_px` leaves people under ~40 px at the input of the model
+        that would detect them, even at the largest size the runner picks for it (runner.inference.routing).
+
+        Returns:
+            The message, or None (no snapshot yet, no person height, no person model, or people large enough).
+        """
+        height = self.camera_form.values.get("person_height_px")
+        if self.snapshot is None or not isinstance(height, int | float) or height <= 0:
+            return None
+        chosen = _person_model(self.site.get("models") or {})
+        if chosen is None:
+            return None
+        name, imgsz = chosen
+        frame_hw = self.snapshot.shape[:2]
+        size = person_input_size(frame_hw, float(height), imgsz)
+        at_input = person_px_at_input(frame_hw, float(height), size)
+        if at_input >= PERSON_MIN_INPUT_PX:
+            return None
+        return t("setup.person_small", height=f"{height:g}", at_input=f"{at_input:.0f}", model=name, imgsz=size)
 
     def set_snapshot(self, image: np.ndarray) -> None:
         """Use `image` as the camera's snapshot; the canvas snaps in its pixels.
@@ -1230,6 +1277,9 @@ class CameraSetupApp:
             f"<div style='color:#c62828'>⚠ <b>{html.escape(k)}</b>: {html.escape('; '.join(v))}</div>"
             for k, v in shape_problems.items()
         )
+        person_warning = self.setup.person_size_warning()
+        if person_warning:
+            self.shape_problems.value += f"<div style='color:#e65100'>⚠ {html.escape(person_warning)}</div>"
         for index, view in enumerate(self.rule_views):
             view.refresh_refs()
             view.show_problems(*self.setup.rule_problems(index, problems))

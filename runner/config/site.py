@@ -254,6 +254,14 @@ class Camera(Frozen):
     calibration: Calibration | None = Field(
         None, description="Ground-plane calibration (four image points and their positions in metres), for densities."
     )
+    person_height_px: float | None = Field(
+        None,
+        ge=4.0,
+        le=4000.0,
+        description="Height in pixels of a standing person at the far end of the watched area, measured on a "
+        "snapshot: the person detector's input size is raised (up to 1280) so that such a person is at least 40 px "
+        "at the model's input; empty = the model's `imgsz`.",
+    )
     tracking: Tracking = Field(Tracking(), description="Tracker settings.")
     motion_gate: MotionGate = Field(MotionGate(), description="Motion gate: no detection where nothing moves.")
     zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")
@@ -426,6 +434,14 @@ class SiteConfig(Frozen):
             if camera.id in seen:
                 problems.append((f"cameras[{i}].id", f"duplicate camera id '{camera.id}'"))
             seen.add(camera.id)
+            for j, rule in enumerate(camera.rules):
+                if rule.model is not None and rule.model not in self.models:
+                    problems.append(
+                        (
+                            f"cameras[{i}].rules[{j}].model",
+                            f"unknown model '{rule.model}' (models: {_listing(set(self.models))})",
+                        )
+                    )
         if self.phase == "operational":
             if self.authorization is None:
                 problems.append(

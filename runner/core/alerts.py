@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +12,56 @@ from typing import Any
 DECISIONS = ("confirmed", "rejected")
 REJECT_REASONS = ("fixture", "reflection", "shadow", "wrong_class", "duplicate", "other")
 FOLLOW_UPS = ("none", "field_check", "intervention", "transmitted_to_police", "other")
+
+# The eight kinds as operators read them: on snapshots (drawn by the runner) and in the apps (workbench.i18n).
+KIND_NAMES: dict[str, dict[str, str]] = {
+    "fr": {
+        "abandoned_object": "Objet abandonné",
+        "weapon": "Arme",
+        "wrong_way": "Contresens",
+        "zone_intrusion": "Intrusion en zone interdite",
+        "person_down": "Personne au sol",
+        "crowd_movement": "Mouvement de foule",
+        "crowd_density": "Densité excessive",
+        "fire": "Départ de feu",
+    },
+    "en": {
+        "abandoned_object": "Abandoned object",
+        "weapon": "Weapon",
+        "wrong_way": "Wrong way",
+        "zone_intrusion": "Forbidden zone",
+        "person_down": "Person on the ground",
+        "crowd_movement": "Crowd movement",
+        "crowd_density": "Excessive density",
+        "fire": "Fire start",
+    },
+}
+
+
+def interface_language(environ: Mapping[str, str] | None = None) -> str:
+    """The language people read Vigie in: $VIGIE_LANG (fr | en), French by default or when unknown.
+
+    Args:
+        environ: the environment to read (default: os.environ).
+
+    Returns:
+        "fr" or "en".
+    """
+    wanted = (os.environ if environ is None else environ).get("VIGIE_LANG", "fr").strip().lower()[:2]
+    return wanted if wanted in KIND_NAMES else "fr"
+
+
+def kind_name(kind: str, language: str | None = None) -> str:
+    """An event kind in words, e.g. "Départ de feu" for `fire`.
+
+    Args:
+        kind: the rule kind (its identifier in configs and the register).
+        language: "fr" or "en"; default: interface_language().
+
+    Returns:
+        The name; the identifier itself for a kind without one.
+    """
+    return KIND_NAMES[language or interface_language()].get(kind, kind)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from runner.config.site import ModelSpec, SiteConfig
+from runner.config.site import Camera, ModelSpec, SiteConfig
 from runner.core.detections import empty_detections
 from runner.core.errors import ModelError
 from runner.inference import ov_engine
@@ -34,6 +34,7 @@ from runner.inference.export_cache import (
     recompile_openvino,
 )
 from runner.inference.modelref import PACKAGE_PREFIX, ResolvedModel, package_file, resolve_weights
+from runner.inference.routing import CameraRoutes, route_camera
 
 log = logging.getLogger(__name__)
 
@@ -125,19 +126,22 @@ class Detector:
         labels = None if labels is None else frozenset(labels)
         return self.detect_many(images, [labels] * len(images), imgsz=imgsz)
 
-    def detect_crops(self, images: list[np.ndarray], labels: Iterable[str] | None = None) -> list[sv.Detections]:
+    def detect_crops(
+        self, images: list[np.ndarray], labels: Iterable[str] | None = None, imgsz: int | None = None
+    ) -> list[sv.Detections]:
         """`detect` on crops of any shape (re-detection): the OpenVINO engine pads them to a square input,
         one compiled model for every crop, instead of compiling (about half a second) each new aspect ratio.
 
         Args:
             images: BGR crops, of any shapes.
             labels: the class names wanted in every crop; None for every class.
+            imgsz: the square input's side for this call (only where `any_input_size`); None for the configured one.
 
         Returns:
             One `sv.Detections` per crop, in order, in crop pixels.
         """
         labels = None if labels is None else frozenset(labels)
-        return self.start_detect_many(images, [labels] * len(images), square=True)()
+        return self.start_detect_many(images, [labels] * len(images), imgsz=imgsz, square=True)()
 
     def start_detect(
         self, images: list[np.ndarray], labels: Iterable[str] | None = None, imgsz: int | None = None
@@ -457,6 +461,34 @@ class ModelPool:
         """
         hint = self.config.models[name].classes
         return frozenset(hint) if hint is not None else frozenset(self.get(name).names.values())
+
+    def keypoints_of(self, name: str) -> bool:
+        """Whether a model gives keypoints: from its `task` when given (no loading), else from the weights.
+
+        Args:
+            name: a model's config name.
+
+        Returns:
+            True for a pose model.
+        """
+        task = self.config.models[name].task
+        if task is not None:
+            return task == "pose"
+        return bool(getattr(self.get(name), "has_keypoints", False))
+
+    def camera_routes(self, camera: Camera) -> CameraRoutes:
+        """Which model serves which label for each of the camera's rules (`runner.inference.routing`).
+
+        Args:
+            camera: one camera of the config.
+
+        Returns:
+            Its routing: models run on its frames, pose models run on the crops of its persons.
+
+        Raises:
+            ModelError: a required label no model provides, or a rule's `model:` that does not provide it.
+        """
+        return route_camera(camera, list(self.config.models), self.labels_of, self.keypoints_of)
 
     def loaded(self) -> dict[str, Detector]:
         """The models loaded so far.

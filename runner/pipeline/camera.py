@@ -10,6 +10,7 @@ when tests or the workbench call `process()`, they are done in line.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -28,12 +29,14 @@ from runner.config.site import Camera, ModelSpec
 from runner.core.alerts import AlertCandidate, AlertRecord
 from runner.core.boxes import NormBox
 from runner.core.detections import empty_detections, merge_detections
-from runner.core.fields import KEYPOINTS
+from runner.core.fields import CLASS_NAME, KEYPOINTS
+from runner.inference.cascade import CROP_SIDES_PX, LostPersons, attach_keypoints, find_lost
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
+from runner.inference.routing import PERSON_LABEL, CameraRoutes, person_input_size
 from runner.pipeline.clips import ClipRecorder, FinishedClip, encode_clip
 from runner.pipeline.gate import AlertGate
-from runner.pipeline.snapshots import render_snapshot
+from runner.pipeline.snapshots import render_snapshot, snapshot_label
 from runner.register import Register, StoredAlert, iso
 from runner.rules.base import FrameContext, Rule
 from runner.rules.registry import build_rule
@@ -53,10 +56,25 @@ class PlannedModel:
     labels: frozenset[str]
     spec: ModelSpec
     next_due_s: float | None = None
+    person_height_px: float | None = None  # the camera's: raises the input size when this model finds persons
 
     @property
     def name(self) -> str:
         return self.detector.name
+
+    def input_size(self, frame_hw: tuple[int, int]) -> int | None:
+        """The input size this camera's frames run at: raised for small people (`person_height_px`).
+
+        Args:
+            frame_hw: the frame's (height, width), pixels.
+
+        Returns:
+            The size, or None for the model's configured one.
+        """
+        if self.person_height_px is None or PERSON_LABEL not in self.labels or not self.detector.any_input_size:
+            return None
+        size = person_input_size(frame_hw, self.person_height_px, self.spec.imgsz)
+        return size if size != self.spec.imgsz else None
 
     def is_due(self, t_s: float) -> bool:
         """Whether the model's cadence lets it run on a frame.
@@ -167,11 +185,20 @@ class CameraPipeline:
         self.on_alert = on_alert
         self.timezone = ZoneInfo(self.site.timezone)
         self.rules: list[Rule] = [build_rule(r, camera) for r in camera.rules if r.enabled]
+        self.routes = _camera_routes(pool, camera)
         self.models = [
-            PlannedModel(pool.get(name), labels, self.site.models[name])
-            for name, labels in pool.plan(camera.required_labels(), camera.optional_labels()).items()
+            PlannedModel(pool.get(name), labels, self.site.models[name], person_height_px=camera.person_height_px)
+            for name, labels in self.routes.detect.items()
         ]
-        self.models_info = [m.detector.resolved.describe() for m in self.models]
+        # The person cascade: label -> pose model run on the crops of that label's detections.
+        self.keypoint_models: dict[str, Detector] = {
+            label: pool.get(name) for label, name in self.routes.keypoints.items()
+        }
+        self.pose_crops = 0  # crops the cascade's pose models ran on
+        self._lost = {label: LostPersons() for label in self.keypoint_models}  # where the detector lost persons
+        self.models_info = [m.detector.resolved.describe() for m in self.models] + [
+            d.resolved.describe() for d in {d.name: d for d in self.keypoint_models.values()}.values()
+        ]
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.tracker = CameraTracker(
             TrackerSettings(
@@ -259,25 +286,32 @@ class CameraPipeline:
         """
         started = time.perf_counter()
         plan = self.plan(image, t_s)
-        outputs = {m.name: m.detector.detect([image], m.labels)[0] for m in plan.run}
+        outputs = {m.name: _detect_one(m, image) for m in plan.run}
         self.record_stage_s("detect", time.perf_counter() - started)
-        return self.combine(outputs, t_s, plan)
+        return self.combine(outputs, t_s, plan, image)
 
     def combine(
-        self, outputs: dict[str, sv.Detections], t_s: float, plan: DetectionPlan | None = None
+        self,
+        outputs: dict[str, sv.Detections],
+        t_s: float,
+        plan: DetectionPlan | None = None,
+        image: np.ndarray | None = None,
     ) -> FrameDetections:
         """Group per-model outputs (plus those the plan reuses) into what goes through the tracker and
-        what bypasses it.
+        what bypasses it; with the person cascade, the pose model first runs on the crops of the persons.
 
         Args:
             outputs: model name -> its detections on this frame (pixel boxes).
             t_s: the frame's stream time, seconds.
             plan: the frame's plan; None when the caller planned nothing (the models' schedules are then
                 advanced here, and nothing is reused).
+            image: the masked frame the outputs were found on (the cascade crops it); None: no cascade.
 
         Returns:
             The merged detections to track and untracked, and the models whose output stands for this frame.
         """
+        if image is not None:
+            self.add_keypoints(image, outputs, t_s)
         for model in self.models:
             if model.name in outputs:
                 if plan is None:  # a caller that planned nothing: keep the models' schedules here
@@ -300,6 +334,36 @@ class CameraPipeline:
             frozenset(everything),
             gated=bool(reused),
         )
+
+    def add_keypoints(self, image: np.ndarray, outputs: dict[str, sv.Detections], t_s: float = 0.0) -> None:
+        """The person cascade: keypoints from the pose model on the crops of the persons the detector found,
+        attached to the detector's boxes, and the persons the pose model finds where the detector just lost
+        someone (a fall), added to its output (in place); nothing without a cascade.
+
+        Args:
+            image: the masked frame.
+            outputs: model name -> its detections on this frame (pixel boxes).
+            t_s: the frame's stream time, seconds.
+        """
+        started = time.perf_counter()
+        for label, pose in self.keypoint_models.items():
+            detector_name = self.routes.model_for(label)
+            if detector_name not in outputs:
+                continue
+            found = outputs[detector_name]
+            self.pose_crops += attach_keypoints(image, found, label, pose)
+            names = found.data.get(CLASS_NAME) if len(found) else None
+            persons = np.array([found.xyxy[i] for i in range(len(found)) if names is not None and names[i] == label])
+            lost = self._lost[label].update(t_s, persons.reshape(-1, 4))
+            extra = find_lost(image, lost, found, label, pose) if lost else None
+            self.pose_crops += len(lost)
+            if extra is not None:
+                detector = next(m.detector for m in self.models if m.name == detector_name)
+                ids = [i for i, name in detector.names.items() if name == label]
+                extra.class_id = np.full(len(extra), ids[0] if ids else 0, dtype=int)
+                outputs[detector_name] = merge_detections([found, extra])
+        if self.keypoint_models:
+            self.record_stage_s("detect", time.perf_counter() - started)
 
     def record_stage_s(self, stage: str, seconds: float) -> None:
         """Add time spent on this camera's frames to a stage (the runner's detector thread times its share).
@@ -351,9 +415,21 @@ class CameraPipeline:
             redetect_many=partial(self._redetect_many, image),
             redetect_enlarged=partial(self._redetect_enlarged, image),
         )
+        # Rules that read keypoints re-detect with the cascade's pose model (keypoints on the crop too).
+        pose_ctx = (
+            dataclasses.replace(
+                ctx,
+                redetect=partial(self._redetect, image, keypoints=True),
+                redetect_many=partial(self._redetect_many, image, keypoints=True),
+            )
+            if self.keypoint_models
+            else ctx
+        )
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
-            candidates += self._run_rule(rule, ctx)
+            config = getattr(rule, "config", None) if self.keypoint_models else None
+            wants_pose = config is not None and bool(config.keypoint_labels() & self.keypoint_models.keys())
+            candidates += self._run_rule(rule, pose_ctx if wants_pose else ctx)
         admitted = self.gate.admit(candidates, frame.t_s)
         self.frames_processed += 1
         self.record_stage_s("rules", time.perf_counter() - rules_started)
@@ -385,23 +461,42 @@ class CameraPipeline:
         return self.analyse(frame, image, self.detect(image, frame.t_s))
 
     def _redetect(
-        self, image: np.ndarray, label: str, box: NormBox, *, rotate_deg: int = 0, pad_frac: float = 0.5
+        self,
+        image: np.ndarray,
+        label: str,
+        box: NormBox,
+        *,
+        rotate_deg: int = 0,
+        pad_frac: float = 0.5,
+        keypoints: bool = False,
     ) -> sv.Detections:
         """Run the model that provides `label` on a (rotated) crop around `box`; full-frame pixel boxes."""
-        return self._redetect_many(image, label, [box], rotate_deg=rotate_deg, pad_frac=pad_frac)[0]
+        return self._redetect_many(image, label, [box], rotate_deg=rotate_deg, pad_frac=pad_frac, keypoints=keypoints)[
+            0
+        ]
 
     def _redetect_many(
-        self, image: np.ndarray, label: str, boxes: list[NormBox], *, rotate_deg: int = 0, pad_frac: float = 0.5
+        self,
+        image: np.ndarray,
+        label: str,
+        boxes: list[NormBox],
+        *,
+        rotate_deg: int = 0,
+        pad_frac: float = 0.5,
+        keypoints: bool = False,
     ) -> list[sv.Detections]:
-        """`_redetect` on several boxes in one inference call (crops of one size share a batch)."""
-        model = self._model_for(label)
-        if model is None:  # no configured model provides the label: nothing to find
+        """`_redetect` on several boxes in one inference call (crops of one size share a batch); with
+        `keypoints`, the cascade's pose model where the label has one."""
+        planned = self._model_for(label)
+        pose = self.keypoint_models.get(label) if keypoints else None
+        if planned is None and pose is None:  # no configured model provides the label: nothing to find
             return [empty_detections() for _ in boxes]
+        detector = pose if pose is not None else planned.detector  # type: ignore[union-attr]
         crops = [make_crop(image, box, pad_frac=pad_frac, rotate_deg=rotate_deg) for box in boxes]
         usable = [crop for crop in crops if crop is not None]
         # Crops of any shape share one square input; the whole frame (an on-demand model's pass) keeps its own.
         whole = all(crop.image.shape == image.shape for crop in usable)
-        detect = model.detector.detect if whole else model.detector.detect_crops
+        detect = detector.detect if whole else detector.detect_crops
         found_all = iter(detect([crop.image for crop in usable], {label}) if usable else [])
         results = []
         for crop in crops:
@@ -445,7 +540,13 @@ class CameraPipeline:
         for model in self.models:
             # The frame (on-demand models run on it too), and the square input of the crops rules re-detect.
             square = [(model.spec.imgsz, model.spec.imgsz)] if model.labels & cropped else []
-            model.detector.warm_up([(height, width), *square])
+            model.detector.warm_up([(height, width), *square], imgsz=model.input_size((height, width)))
+        for pose in {d.name: d for d in self.keypoint_models.values()}.values():
+            # The cascade's crops run at a few square sides; a rule's rotated re-detection at the model's own.
+            if pose.any_input_size:
+                for side in (s for s in CROP_SIDES_PX if s <= pose.spec.imgsz):
+                    pose.warm_up([(side, side)], imgsz=side)
+            pose.warm_up([(pose.spec.imgsz, pose.spec.imgsz)])
         blank = np.zeros((height, width, 3), np.uint8)
         for rule in self.rules:
             for label, box, scale, max_side_px in rule.enlarged_passes():
@@ -465,6 +566,8 @@ class CameraPipeline:
             rule.reset()
         for model in self.models:
             model.next_due_s = None
+        for lost in self._lost.values():
+            lost.clear()
         # The gate's reference frame and the reused detections belong to the old stream: detect at once.
         self._last_outputs.clear()
         self._planned_to_run.clear()
@@ -601,11 +704,28 @@ class CameraPipeline:
             ]
             lines = [(self.camera.line(ln).start, self.camera.line(ln).end) for ln in rule_cfg.line_refs().values()]
             arrows = [(_centroid(z.polygon), z.direction) for z in zones if z.direction is not None]
-            label = f"{candidate.kind} {candidate.score:.2f}"
+            label = snapshot_label(candidate.kind, candidate.score)
             return render_snapshot(image, candidate.bbox, label, [z.polygon for z in zones], lines, arrows), None
         except Exception as exc:
             log.error("camera %s: snapshot failed: %s", self.camera.id, exc)
             return None, f"snapshot failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def _camera_routes(pool: ModelPool, camera: Camera) -> CameraRoutes:
+    """The camera's routing; a pool that only plans labels (a test double, the workbench's scripted pools)
+    gets the order-of-models plan without a cascade."""
+    routes = getattr(pool, "camera_routes", None)
+    if routes is not None:
+        return routes(camera)
+    return CameraRoutes(detect=pool.plan(camera.required_labels(), camera.optional_labels()))
+
+
+def _detect_one(model: PlannedModel, image: np.ndarray) -> sv.Detections:
+    """One frame through one model, at the camera's input size for it."""
+    imgsz = model.input_size(image.shape[:2])
+    if imgsz is None:
+        return model.detector.detect([image], model.labels)[0]
+    return model.detector.detect([image], model.labels, imgsz=imgsz)[0]
 
 
 def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:

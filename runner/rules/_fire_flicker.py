@@ -17,6 +17,14 @@ window of downscaled frames (the same image area in every frame, so the statisti
   that of the first third (medians): a fire starting and spreading.
 - **brightness variance** (`brightness_std_frac`): plain temporal standard deviation of brightness,
   for the alert's details (a beacon has plenty of it, so it is not used to decide).
+- **background flicker** (`background_flicker`): the flicker statistic of the rest of the frame (every
+  pixel outside the region, not only flame-coloured ones): near 0 on a fixed camera, as high as the
+  region's own when the whole picture changes (a camera moving or shaking, a scene cut), where the
+  region's flicker says nothing about flames.
+
+The ring holds the frames of the last `window_s`, but never fewer than `min_samples` (the newest):
+on a camera at 1 frame per second or less (a time-lapse, a snapshot feed) the window then spans
+those samples, however long ago they were taken, so that growth and change can still be measured.
 
 Memory is bounded: a ring of at most `max_samples` frames downscaled to `width_px` (brightness and a
 flame-colour mask, 2 bytes per pixel).
@@ -40,7 +48,7 @@ HOT_MAX_HUE = 30  # 60 degrees: yellow
 HOT_MIN_HUE_WRAP = 170  # 340 degrees: red wrapping around 0
 HOT_MIN_SATURATION = 60
 HOT_WHITE_VALUE = 230
-MIN_SPAN_FRAC = 0.75  # judge only once the ring covers this much of the window (a period must fit in it)
+MIN_SAMPLES = 6  # the ring keeps at least this many samples, however old (low frame rates)
 MAX_PIXELS = 1024  # pixels compared per sample (a subset of large regions)
 CHANGED_PERCENTILE = 75.0
 MIN_AREA_PX = 4  # fewer flame-coloured pixels than this: nothing to measure
@@ -60,20 +68,55 @@ class RegionStats:
     growth_ratio: float
     brightness_std_frac: float
     hot_area_frac: float  # mean share of flame-coloured pixels in the region
+    background_flicker: float  # the same statistic on every pixel outside the region
+    first_t_s: float  # stream time of the oldest sample measured
+    span_s: float  # stream time from the oldest to the newest sample measured
 
     def as_details(self) -> dict[str, float]:
         """The statistics as an alert's details.
 
         Returns:
-            flicker, growth_ratio, brightness_std, hot_area_frac (rounded) and flicker_samples.
+            flicker, growth_ratio, brightness_std, hot_area_frac, background_flicker (rounded), flicker_samples and
+            flicker_span_s.
         """
         return {
             "flicker": round(self.irregular_flicker, 4),
             "growth_ratio": round(self.growth_ratio, 2),
             "brightness_std": round(self.brightness_std_frac, 4),
             "hot_area_frac": round(self.hot_area_frac, 3),
+            "background_flicker": round(self.background_flicker, 4),
             "flicker_samples": self.samples,
+            "flicker_span_s": round(self.span_s, 2),
         }
+
+
+def irregular_change(pixels: np.ndarray) -> float:
+    """The flicker statistic of some pixels over the samples (see the module docstring).
+
+    Args:
+        pixels: float (T, P) brightness, oldest sample first, at most `MAX_PIXELS` columns.
+
+    Returns:
+        The median, over the second half of the samples, of each sample's change to its most similar
+        earlier non-adjacent sample (the change that a quarter of the pixels exceed); 0.0 with fewer than
+        3 samples or no pixel.
+    """
+    n, count = pixels.shape
+    if n < 3 or count == 0:
+        return 0.0
+    rank = int(round(CHANGED_PERCENTILE / 100.0 * (count - 1)))
+    novelty = []
+    for t in range(max(2, n // 2), n):
+        change = np.partition(np.abs(pixels[: t - 1] - pixels[t]), rank, axis=1)[:, rank]
+        novelty.append(float(change.min()))
+    return float(np.median(novelty))
+
+
+def _spread(pixels: np.ndarray) -> np.ndarray:
+    """At most `MAX_PIXELS` columns of (T, P) pixels, evenly spread (bounded work on large areas)."""
+    if pixels.shape[1] <= MAX_PIXELS:
+        return pixels
+    return pixels[:, np.linspace(0, pixels.shape[1] - 1, MAX_PIXELS).astype(int)]
 
 
 def hot_mask(hsv: np.ndarray) -> np.ndarray:
@@ -93,10 +136,17 @@ def hot_mask(hsv: np.ndarray) -> np.ndarray:
 class FrameRing:
     """The last frames of a camera, downscaled, for the window the flicker statistics need."""
 
-    def __init__(self, window_s: float, max_samples: int = MAX_SAMPLES, width_px: int = DEFAULT_WIDTH_PX):
+    def __init__(
+        self,
+        window_s: float,
+        max_samples: int = MAX_SAMPLES,
+        width_px: int = DEFAULT_WIDTH_PX,
+        min_samples: int = MIN_SAMPLES,
+    ):
         self.window_s = window_s
         self.width_px = width_px
-        self._samples: deque[Sample] = deque(maxlen=max(3, min(MAX_SAMPLES, max_samples)))
+        self._samples: deque[Sample] = deque(maxlen=max(3, min_samples, min(MAX_SAMPLES, max_samples)))
+        self.min_samples = min_samples
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -111,6 +161,17 @@ class FrameRing:
 
     def clear(self) -> None:
         self._samples.clear()
+
+    def frame_interval_s(self) -> float | None:
+        """The camera's actual frame interval: the median time between consecutive samples.
+
+        Returns:
+            Seconds; None with fewer than 2 samples.
+        """
+        if len(self._samples) < 2:
+            return None
+        times = np.array([s.t_s for s in self._samples])
+        return float(np.median(np.diff(times)))
 
     def add(self, image: np.ndarray, t_s: float) -> None:
         """Adds a frame, downscaled, and drops samples older than the window.
@@ -131,51 +192,64 @@ class FrameRing:
             self._samples.clear()  # time went backwards (stream restarted) or the resolution changed
         hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
         self._samples.append(Sample(t_s, hsv[..., 2].copy(), hot_mask(hsv)))
-        while self._samples and t_s - self._samples[0].t_s > self.window_s + 1e-6:
+        while len(self._samples) > self.min_samples and t_s - self._samples[0].t_s > self.window_s + 1e-6:
             self._samples.popleft()
 
-    def region_stats(self, box: tuple[float, float, float, float], hot_only: bool = True) -> RegionStats | None:
-        """Statistics of the normalised `box` over the window.
+    def region_stats(
+        self,
+        box: tuple[float, float, float, float],
+        hot_only: bool = True,
+        min_span_s: float | None = None,
+    ) -> RegionStats | None:
+        """Statistics of the normalised `box` over the ring.
 
         Args:
             box: the region, normalised xyxy.
             hot_only: measure only the pixels that were flame-coloured in some sample; False: every pixel
                 counts, for smoke.
+            min_span_s: judge only once the ring covers this long (a light's period must fit in it); None:
+                3/4 of the window; 0: as soon as it holds `min_samples` samples (low frame rates).
 
         Returns:
-            The statistics, or None while the ring covers less than 3/4 of the window (or holds fewer than
-            4 samples), or when fewer than `MIN_AREA_PX` pixels are measured.
+            The statistics, or None while the ring covers less than `min_span_s` (or holds fewer than 4
+            samples), or when fewer than `MIN_AREA_PX` pixels are measured.
         """
-        if len(self._samples) < 4 or self.span_s() < MIN_SPAN_FRAC * self.window_s - 1e-6:
+        needed_s = 0.75 * self.window_s if min_span_s is None else min_span_s
+        samples = list(self._samples)
+        if len(samples) < (max(4, self.min_samples) if needed_s <= 0 else 4):
             return None
-        height, width = self._samples[-1].value.shape
+        span_s = samples[-1].t_s - samples[0].t_s
+        if span_s < needed_s - 1e-6:
+            return None
+        height, width = samples[-1].value.shape
         x1 = int(np.floor(max(0.0, box[0]) * width))
         y1 = int(np.floor(max(0.0, box[1]) * height))
         x2 = max(x1 + 1, int(np.ceil(min(1.0, box[2]) * width)))
         y2 = max(y1 + 1, int(np.ceil(min(1.0, box[3]) * height)))
-        values = np.stack([s.value[y1:y2, x1:x2] for s in self._samples]).astype(np.float32) / 255.0
-        hots = np.stack([s.hot[y1:y2, x1:x2] for s in self._samples])
+        values = np.stack([s.value[y1:y2, x1:x2] for s in samples]).astype(np.float32) / 255.0
+        hots = np.stack([s.hot[y1:y2, x1:x2] for s in samples])
         measured = hots.any(axis=0) if hot_only else np.ones(values.shape[1:], dtype=bool)
         if int(measured.sum()) < MIN_AREA_PX:
             return None
-        pixels = values[:, measured]  # (T, P)
-        if pixels.shape[1] > MAX_PIXELS:  # bounded work: an evenly spread subset of the region's pixels
-            pixels = pixels[:, np.linspace(0, pixels.shape[1] - 1, MAX_PIXELS).astype(int)]
+        pixels = _spread(values[:, measured])  # (T, P)
+        outside = np.ones((height, width), dtype=bool)  # the rest of the frame, for background_flicker
+        outside[y1:y2, x1:x2] = False
+        spots = np.flatnonzero(outside)
+        if len(spots) > MAX_PIXELS:
+            spots = spots[np.linspace(0, len(spots) - 1, MAX_PIXELS).astype(int)]
+        background = np.stack([s.value.ravel()[spots] for s in samples]).astype(np.float32) / 255.0
         n = len(pixels)
-        novelty = []
-        rank = int(round(CHANGED_PERCENTILE / 100.0 * (pixels.shape[1] - 1)))
-        for t in range(max(2, n // 2), n):
-            # Per earlier non-adjacent sample: the change that a quarter of the pixels exceed.
-            change = np.partition(np.abs(pixels[: t - 1] - pixels[t]), rank, axis=1)[:, rank]
-            novelty.append(float(change.min()))
         areas = hots.reshape(n, -1).sum(axis=1).astype(float)
         third = max(1, n // 3)
         first, last = float(np.median(areas[:third])), float(np.median(areas[-third:]))
         growth = last / max(first, float(MIN_AREA_PX))
         return RegionStats(
             samples=n,
-            irregular_flicker=float(np.median(novelty)),
+            irregular_flicker=irregular_change(pixels),
             growth_ratio=growth,
             brightness_std_frac=float(pixels.std(axis=0).mean()),
             hot_area_frac=float(hots.reshape(n, -1).mean()),
+            background_flicker=irregular_change(background),
+            first_t_s=samples[0].t_s,
+            span_s=span_s,
         )

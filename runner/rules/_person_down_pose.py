@@ -8,6 +8,11 @@ one lying across the image and up to 180 head-down. A person counts as *lying* o
 AND the box shape (wider than tall) agree: a seated person leans back but keeps a tall box, a person
 bending or crouching has a tilted torso but a compact box, and a box made wide by an arm or a
 partial detection keeps an upright torso.
+
+It also gives the image height of the head and of the hips (pixels, y grows downwards): the rule follows
+them over time to tell a fall (the hips come down fast from a standing position) from lying down on
+purpose (the hips of a seated person or of someone doing sit-ups hardly move), and to see whether a
+person on the ground lies still (the head does not rise again).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class PoseObservation:
     axis: Axis | None
     aspect: float  # box width / height
     head_side: int  # -1: head left of the hips in the image, +1: right, 0: unknown
+    head_y: float | None = None  # image height of the head (pixels, mean of the visible head keypoints)
+    hip_y: float | None = None  # image height of the mid-hips (pixels)
 
 
 def _mean_point(keypoints: np.ndarray, indices: tuple[int, ...], min_conf: float) -> np.ndarray | None:
@@ -132,4 +139,26 @@ def observe(
     else:
         state = "unclear"
     angle_deg = None if angle is None else round(angle, 1)
-    return PoseObservation(state, angle_deg, axis, round(aspect, 3), head_side)
+    head_y, hip_y = head_and_hip_heights(keypoints, thresholds.keypoint_min_confidence)
+    return PoseObservation(state, angle_deg, axis, round(aspect, 3), head_side, head_y, hip_y)
+
+
+def head_and_hip_heights(keypoints: np.ndarray | None, min_conf: float = 0.3) -> tuple[float | None, float | None]:
+    """The image heights of one person's head and mid-hips, from its keypoints.
+
+    Args:
+        keypoints: (K, 3) pixel keypoints (x, y, confidence) in COCO-17 order; None, or fewer than 17 rows,
+            gives neither.
+        min_conf: keypoints below this confidence (or not finite) are ignored.
+
+    Returns:
+        (head y, hip y) in pixels, each None when none of its keypoints is visible.
+    """
+    if keypoints is None:
+        return None, None
+    kp = np.asarray(keypoints, dtype=float)
+    if kp.ndim != 2 or kp.shape[0] < 17 or kp.shape[1] < 3:
+        return None, None
+    head = _mean_point(kp, HEAD, min_conf)
+    hips = _mean_point(kp, HIPS, min_conf)
+    return (None if head is None else float(head[1])), (None if hips is None else float(hips[1]))

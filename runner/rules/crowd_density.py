@@ -5,7 +5,7 @@ area gives persons per m²; the alert fires when the median over `sustain_s` exc
 `max_per_m2` (crowd-safety literature: flow degrades past ~2 p/m², danger from ~4-5 p/m²).
 Without calibration, or in addition, `max_count` is a plain head-count threshold.
 
-Three ways of counting, each reported as the alert's `method`:
+Four ways of counting, each reported as the alert's `method`:
 
 - `detections` (always): every detection (tracked or not) whose anchor is in the zone. Each
   frame's count is held for one more frame (max with the previous frame's count: a person missed
@@ -23,6 +23,13 @@ Three ways of counting, each reported as the alert's `method`:
   frame), each pixel weighted by 1 / (area of a person at its row, from the perspective fitted on
   the detections), gives *person-equivalents*; times `foreground_coef` (fitted per camera by
   `python -m runner.tools.crowd_calibrate`, on frames where counting works) it is a head count.
+- `density_map` (`density_every_s`): every few seconds a density-map network (CSRNet,
+  `runner.inference.crowd_counter`) reads the whole frame; the map's sum over the zone, less the
+  camera's empty-zone floor (`density_floor`, default 0.005 per map cell), times `density_scale`, is a
+  head count that holds until the next pass. It sees heads from any viewpoint, packed or occluded,
+  where the detector sees a few per cent; it cannot grade a few people (its floor is ~18 on a 640 px
+  frame) and under-counts moderate crowds seen from above. The network is loaded only by rules that set
+  the method, and runs at most once per `density_every_s` per camera.
 
 The level compared with the threshold is the largest of the methods' medians over the window;
 the method that produced it is reported. One alert per episode; the episode clears when the
@@ -32,12 +39,14 @@ level falls below `rearm_ratio` x the threshold.
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from statistics import median
 from typing import cast
 
 import numpy as np
 import supervision as sv
 
+from runner.config.loading import expand_env
 from runner.config.rules.crowd_density import CrowdDensityConfig
 from runner.core.alerts import AlertCandidate
 from runner.core.boxes import bounding
@@ -45,6 +54,7 @@ from runner.core.fields import CLASS_NAME
 from runner.core.geometry import ground_area_m2, ground_homography, normalised_anchors, points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
 from runner.cues.crowd_pixels import ForegroundModel, PersonScale, person_equivalents, person_weights, polygon_mask
+from runner.inference.crowd_counter import EMPTY_FLOOR_PER_CELL, DensityCounter
 from runner.inference.tiling import TileSettings, enlarged_pass, tiled_detect
 from runner.rules.base import CameraView, FrameContext, Rule
 
@@ -62,8 +72,8 @@ class CrowdDensityRule(Rule):
         if camera.calibration is not None and config.max_per_m2 is not None:
             homography = ground_homography(camera.calibration.image, camera.calibration.world_m)
             self._area_m2 = ground_area_m2(self._polygon, homography)
-        # (t_s, raw count, held count, tiled count or None, foreground estimate or None)
-        self._counts: deque[tuple[float, int, int, float | None, float | None]] = deque()
+        # (t_s, raw count, held count, tiled count or None, foreground estimate or None, density estimate or None)
+        self._counts: deque[tuple[float, int, int, float | None, float | None, float | None]] = deque()
         self._alerting = False
         self._tiled: tuple[float, int] | None = None  # (t_s of the last tiled pass, its count)
         self._tile_settings = TileSettings(
@@ -76,8 +86,12 @@ class CrowdDensityRule(Rule):
         )
         self._scale = PersonScale(fixed_frac=config.person_height_frac)
         self._zone_mask: np.ndarray | None = None
+        self._density = density_counter(config)
+        self._density_zone: np.ndarray | None = None  # the zone on the density map's cells
+        self._density_pass: tuple[float, float] | None = None  # (t_s of the last pass, its estimate)
         # The last frame's raw measures (for `runner.tools.crowd_calibrate`): detections in the zone, the
-        # foreground's person-equivalents (before the coefficient) and its cover of the zone.
+        # foreground's person-equivalents (before the coefficient) and its cover of the zone; on a density
+        # pass, the map's raw sum over the zone and the floor subtracted from it.
         self.last_measure: dict[str, float | int | None] = {}
 
     def state_size(self) -> int:
@@ -172,6 +186,52 @@ class CrowdDensityRule(Rule):
         )
         return self.config.foreground_coef * people_eq
 
+    def _density_estimate(self, ctx: FrameContext) -> float | None:
+        cfg = self.config
+        if self._density is None or cfg.density_every_s is None or ctx.image is None:
+            return None
+        if self._density_pass is None or ctx.t_s - self._density_pass[0] >= cfg.density_every_s - TIME_EPSILON_S:
+            raw, zone_cells = self.density_reading(ctx.image)
+            floor = self.density_floor(zone_cells)
+            self._density_pass = (ctx.t_s, cfg.density_scale * max(0.0, raw - floor))
+            self.last_measure.update(density_raw=raw, density_floor=floor)
+        # A pass holds until the next one is due (plus a frame's slack for the processing stride).
+        if ctx.t_s - self._density_pass[0] > 1.5 * cfg.density_every_s + TIME_EPSILON_S:
+            return None
+        return self._density_pass[1]
+
+    def density_reading(self, image: np.ndarray) -> tuple[float, int]:
+        """The density map's raw count over the zone (no floor, no scale), for one frame.
+
+        Args:
+            image: the frame, BGR.
+
+        Returns:
+            (sum of the map over the zone's cells, number of those cells).
+
+        Raises:
+            ValueError: the rule does not use the density_map method.
+        """
+        if self._density is None:
+            raise ValueError(f"rule {self.config.id}: density_every_s is not set")
+        density = self._density.density(image)
+        if self._density_zone is None or self._density_zone.shape != density.shape:
+            self._density_zone = polygon_mask(self._polygon, density.shape)
+        return float(density[self._density_zone].sum()), int(self._density_zone.sum())
+
+    def density_floor(self, zone_cells: int) -> float:
+        """What the density map reads on this rule's zone when nobody is in it.
+
+        Args:
+            zone_cells: the density map's cells inside the zone.
+
+        Returns:
+            `density_floor` when configured, else the empty-room level per cell times the zone's cells.
+        """
+        if self.config.density_floor is not None:
+            return self.config.density_floor
+        return EMPTY_FLOOR_PER_CELL * zone_cells
+
     # -- rule ----------------------------------------------------------------------------------
     def update(self, ctx: FrameContext) -> list[AlertCandidate]:
         """Counts the people in the zone by each configured method and compares the highest median over
@@ -191,10 +251,11 @@ class CrowdDensityRule(Rule):
         self.last_measure = {"count": count, "person_equivalents": None, "cover": None}
         tiled = self._tiled_count(ctx, people)
         estimate = self._foreground_estimate(ctx, people)
+        density = self._density_estimate(ctx)
         while self._counts and ctx.t_s - self._counts[0][0] > cfg.sustain_s + TIME_EPSILON_S:
             self._counts.popleft()
         held = max(count, self._counts[-1][1]) if self._counts else count
-        self._counts.append((ctx.t_s, count, held, tiled, estimate))
+        self._counts.append((ctx.t_s, count, held, tiled, estimate, density))
         covered_s = ctx.t_s - self._counts[0][0]
         levels = self._levels()
         method = max(levels, key=levels.__getitem__)
@@ -226,14 +287,28 @@ class CrowdDensityRule(Rule):
 
     def _levels(self) -> dict[str, float]:
         """Median over the window of each method that produced values (detections always)."""
-        levels = {"detections": float(median(h for _, _, h, _, _ in self._counts))}
-        tiled = [t for _, _, _, t, _ in self._counts if t is not None]
-        if tiled:
-            levels["tiled"] = float(median(tiled))
-        estimates = [e for _, _, _, _, e in self._counts if e is not None]
-        if estimates:
-            levels["foreground"] = float(median(estimates))
+        levels = {"detections": float(median(row[2] for row in self._counts))}
+        for method, column in (("tiled", 3), ("foreground", 4), ("density_map", 5)):
+            values = [float(v) for row in self._counts if (v := row[column]) is not None]
+            if values:
+                levels[method] = median(values)
         return levels
+
+
+def density_counter(config: CrowdDensityConfig) -> DensityCounter | None:
+    """The density-map network of a rule that uses the method (loaded, or built into the model cache, now).
+
+    Args:
+        config: the rule's config.
+
+    Returns:
+        A counter with its own inference request, or None when `density_every_s` is empty (nothing loaded).
+    """
+    if config.density_every_s is None:
+        return None
+    reference = config.density_model
+    path = Path(expand_env(reference, "density_model")).expanduser() if reference else None
+    return DensityCounter(path, width_px=config.density_width_px)
 
 
 PERSON_ASPECT = 0.4  # width / height of a standing person's box: a person covers about 0.4 h² pixels

@@ -3,36 +3,51 @@
 A fire model alone takes illuminated signs and police beacons for flames (the official evaluation of
 the 2024 experiments; on the shared clips the flame model calls a night neon sign "fire" with a
 confidence of 0.6 or more on 55 % of its frames at 640 px). So a region must pass two checks before
-it alerts, once it has stayed in place for `min_duration_s`:
+it alerts:
 
-1. **Persistence**: detected (above `min_confidence`, big enough, inside `zone`, outside every
-   `exclude_zones` polygon) on at least `min_hit_frames` of the last `window_frames` frames *on which
-   the fire model ran*. The fire model usually runs at its own rate (`max_fps` on an untracked model,
-   `track: false`), so frames it skipped do not count as misses.
-2. **Flicker or growth** (`confirm_by_flicker`): over the last `flicker_window_s`, the region's
-   flame-coloured pixels must change irregularly (the *aperiodic* flicker of
-   `runner.rules._fire_flicker`: a static sign never changes, a beacon or a chasing/blinking sign
-   repeats itself, flames never do) by at least `min_flicker_frac`, or their area must have grown by
-   `min_growth_ratio`. The statistics need frames at least twice as fast as the lights they must
+1. **Persistence**: detected (big enough, inside `zone`, outside every `exclude_zones` polygon) on at
+   least `min_hit_frames` of the last `window_frames` frames *on which the fire model ran*, the newest
+   included. Detections down to `hit_confidence` count as hits, provided one of the hits in the window
+   reaches `min_confidence` (the model's confidence on real flames wavers from frame to frame). The
+   fire model usually runs at its own rate (`max_fps` on an untracked model, `track: false`), so frames
+   it skipped do not count as misses. Overlapping boxes of one frame count as one hit, their union.
+2. **Flicker or growth** (`confirm_by_flicker`): the region's flame-coloured pixels over the frames
+   kept must change irregularly (the *aperiodic* flicker of `runner.rules._fire_flicker`: a static sign
+   never changes, a beacon or a chasing/blinking sign repeats itself, flames never do) by at least
+   `min_flicker_frac`, and at least `flicker_contrast` times as much as the rest of the frame (a moving
+   camera changes everything); or their area must have grown by `min_growth_ratio` while the region was
+   in place over all of them. The statistics need frames at least twice as fast as the lights they must
    recognise as periodic: a beacon turning close to a multiple of the processing rate aliases to a
    slow apparent period (at 6 processed fps only rates within ~0.1 Hz of 6 Hz do, at 3 fps
    2.65-3.35 Hz and 5.65-5.9 Hz did), hence 6 fps for the fire cameras of the evaluation site.
 
-"In place": a region whose base moves faster than 0.75 box sizes per second (a light on a vehicle
-driving in) restarts its `min_duration_s` clock, so that the flicker window holds the parked light,
-which repeats itself, and not its arrival, which does not. A light arriving more slowly than that
-is not recognised as moving and can be confirmed on its arrival.
+**When.** The rule keeps a ring of downscaled frames covering `flicker_window_s` (bounded: at most 64
+frames of 256 px width), from before the first detection, so a region that appears in place is judged
+at once, on its second hit: flames visible in a running camera alert within about a second of the
+model's second detection. Right after a camera starts the ring must cover `min_history_s`, and while
+it covers less than 3/4 of the window the flicker needed rises in proportion (fewer earlier frames in
+which to find a blinking light's repeat).
+
+**Arriving lights.** A region whose base moves faster than 0.75 box sizes per second (a light on a
+vehicle driving in) must then stay in place for `min_duration_s` before it can alert, so that the
+flicker statistics see the parked light, which repeats itself, and not its arrival, which does not. A
+light arriving more slowly than that is not recognised as moving and can be confirmed on its arrival.
+
+**Low frame rates.** Whatever `process_fps` says, the camera's actual frame interval (the median over
+the ring) decides: from `low_fps_interval_s` (1 s) up (a time-lapse, a snapshot feed) flicker cannot
+be measured (a beacon sampled once a second looks as irregular as flames), the ring keeps its last 6
+frames however old, and a region detected in place over all of them is confirmed by growth, or by
+persistence while its flame-coloured pixels change between frames (a steady lamp's do not).
 
 One alert per fire episode: after an alert the rule stays quiet until no region has been detected
 for `clear_s`. Smoke is off by default (`smoke: false`): the available model's smoke class fires on
 clouds, haze and grey walls. Regions bypass the tracker; the rule associates them over frames itself
-(`runner.rules._region_voting`). The rule keeps a ring of downscaled frames covering
-`flicker_window_s` (bounded: at most 64 frames of 256 px width) so that a region detected for the
-first time can be judged at once.
+(`runner.rules._region_voting`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -40,16 +55,41 @@ import numpy as np
 
 from runner.config.rules.fire import FireConfig
 from runner.core.alerts import AlertCandidate
-from runner.core.boxes import clamped, padded
+from runner.core.boxes import clamped, covered_share, padded, union
 from runner.core.geometry import points_in_polygon
 from runner.core.timebase import TIME_EPSILON_S
 from runner.rules._episode import EpisodeLatch
 from runner.rules._fire_flicker import FrameRing, RegionStats
-from runner.rules._region_voting import ModelFrames, Region, RegionVoter, hits_of
+from runner.rules._region_voting import Hit, ModelFrames, Region, RegionVoter, hits_of
 from runner.rules.base import CameraView, FrameContext, Rule
 
 log = logging.getLogger(__name__)
 ENVELOPE_PAD_FRAC = 0.1  # the flicker statistics look a little beyond the detected boxes
+# Kept frames covering this share of flicker_window_s give the flicker full weight (a period fits in it);
+# over less, the flicker needed rises in proportion.
+FULL_HISTORY_FRAC = 0.75
+
+
+def merged(hits: list[Hit]) -> list[Hit]:
+    """One hit per group of overlapping boxes of a frame: their union, with the most confident one's confidence
+    and label. A fire often comes as several overlapping boxes whose confidences swap from frame to frame; the
+    region's box would jump between them and look like a light driving in.
+
+    Args:
+        hits: one frame's hits.
+
+    Returns:
+        Hits whose boxes do not overlap, most confident first.
+    """
+    groups: list[Hit] = []
+    for hit in sorted(hits, key=lambda h: -h.confidence):
+        for k, group in enumerate(groups):
+            if covered_share(hit.box, group.box) > 0.0:
+                groups[k] = dataclasses.replace(group, box=union(group.box, hit.box))
+                break
+        else:
+            groups.append(hit)
+    return groups
 
 
 class FireRule(Rule):
@@ -95,10 +135,10 @@ class FireRule(Rule):
         if not self._model_frames.ran(ctx, of_fire | of_smoke):
             return []
         where = self._placed(ctx)
-        fire = where & ctx.select(set(self._fire_labels), self.config.min_confidence)
+        fire = where & ctx.select(set(self._fire_labels), self.config.hit_confidence)
         smoke = where & of_smoke & (ctx.confidences >= self.config.smoke_min_confidence)
-        self._fire.vote(hits_of(ctx, fire), ctx.models_run)
-        self._smoke.vote(hits_of(ctx, smoke), ctx.models_run)
+        self._fire.vote(merged(hits_of(ctx, fire)), ctx.models_run)
+        self._smoke.vote(merged(hits_of(ctx, smoke)), ctx.models_run)
         if fire.any() or smoke.any():
             self._episode.note_hit(ctx.t_s)
         if self._episode.holds(ctx.t_s):
@@ -123,38 +163,66 @@ class FireRule(Rule):
             keep &= ~points_in_polygon(centres, polygon)
         return keep
 
+    def _confirmation(self, region: Region, stats: RegionStats, low_fps: bool) -> str | None:
+        """What confirms a persistent region, if anything: "flicker", "growth" or, at a low frame rate, "persistence".
+
+        Flicker must exceed `min_flicker_frac` (scaled up in proportion while the ring covers less than 3/4 of
+        flicker_window_s: fewer earlier samples to find a light's repeat in) and `flicker_contrast` times the
+        flicker of the rest of the frame (a moving camera changes everything). Growth and low-fps persistence
+        count only for a region in place since the oldest sample measured: a light switched on or driven in
+        "grows" from nothing the moment it appears. Below 1 frame per `low_fps_interval_s` flicker cannot be
+        measured (a beacon sampled once a second looks as irregular as flames), so the region's change between
+        samples only supports its persistence over all of them.
+        """
+        config = self.config
+        needed = config.min_flicker_frac
+        if not low_fps:
+            needed *= max(1.0, FULL_HISTORY_FRAC * config.flicker_window_s / max(stats.span_s, TIME_EPSILON_S))
+        changing = (
+            stats.irregular_flicker >= needed
+            and stats.irregular_flicker >= config.flicker_contrast * stats.background_flicker
+        )
+        in_place_all_along = region.settled_s <= stats.first_t_s + TIME_EPSILON_S
+        if changing and not low_fps:
+            return "flicker"
+        if config.min_growth_ratio is not None and stats.growth_ratio >= config.min_growth_ratio and in_place_all_along:
+            return "growth"
+        if changing and in_place_all_along:
+            return "persistence"
+        return None
+
     def _judge(self, ctx: FrameContext, region: Region, hot_only: bool) -> AlertCandidate | None:
         if region.hit_count < self.config.min_hit_frames or not region.votes[-1]:
             return None
-        if ctx.t_s - region.settled_s < self.config.min_duration_s - TIME_EPSILON_S:
-            return None
+        if region.best().confidence < (self.config.min_confidence if hot_only else self.config.smoke_min_confidence):
+            return None  # hits down to hit_confidence keep a region alive; one of them must be confident
+        arrived_moving = region.settled_s > region.first_hit_s + TIME_EPSILON_S
+        if arrived_moving and ctx.t_s - region.settled_s < self.config.min_duration_s - TIME_EPSILON_S:
+            return None  # the flicker window must hold the parked light, not its arrival
         # Clamped to the frame: region boxes come from detections inside it, so only padding pokes out.
         envelope = clamped(region.envelope())
         stats: RegionStats | None = None
-        reason = "persistence"
+        reason: str | None = "persistence"
         if self._ring is not None:
-            stats = self._ring.region_stats(clamped(padded(envelope, ENVELOPE_PAD_FRAC)), hot_only=hot_only)
+            interval_s = self._ring.frame_interval_s()
+            low_fps = interval_s is not None and interval_s >= self.config.low_fps_interval_s - TIME_EPSILON_S
+            history_s = 0.0 if low_fps else self.config.min_history_s
+            stats = self._ring.region_stats(clamped(padded(envelope, ENVELOPE_PAD_FRAC)), hot_only, history_s)
             if stats is None:
                 return None
-            if stats.irregular_flicker >= self.config.min_flicker_frac:
-                reason = "flicker"
-            elif (
-                self.config.min_growth_ratio is not None
-                and stats.growth_ratio >= self.config.min_growth_ratio
-                and ctx.t_s - region.settled_s >= self.config.flicker_window_s - TIME_EPSILON_S
-            ):
-                # Growth counts only while the region was detected over the whole window: a light that
-                # is switched on or drives in "grows" from nothing the moment it appears.
-                reason = "growth"
-            else:
+            reason = self._confirmation(region, stats, low_fps)
+            if reason is None:
                 log.debug(
-                    "camera %s rule %s: region %d persistent, not confirmed at %.2f s (flicker %.4f, growth %.2f)",
+                    "camera %s rule %s: region %d persistent, not confirmed at %.2f s (flicker %.4f, background %.4f, "
+                    "growth %.2f, low fps %s)",
                     ctx.camera_id,
                     self.config.id,
                     region.id,
                     ctx.t_s,
                     stats.irregular_flicker,
+                    stats.background_flicker,
                     stats.growth_ratio,
+                    low_fps,
                 )
                 return None
         best = region.best()

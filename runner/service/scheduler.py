@@ -228,24 +228,32 @@ class DetectionScheduler:
                     job.pipeline.record_stage_s("detect", time.perf_counter() - started)
                 except Exception as exc:
                     job.error = exc
-            by_model: dict[str, list[tuple[_Job, PlannedModel]]] = {}
+            # One inference per model and input size (a camera with small people runs its person model larger).
+            by_model: dict[tuple[str, int | None], list[tuple[_Job, PlannedModel]]] = {}
             for job in handed.jobs:
                 if job.error is not None:
                     continue
                 assert job.plan is not None  # planned without an error
                 for model in job.plan.run:
-                    by_model.setdefault(model.name, []).append((job, model))
-            for name, members in by_model.items():
-                handed.inferences.append(self._start_inference(name, members))
+                    imgsz = model.input_size(job.masked_image().shape[:2])
+                    by_model.setdefault((model.name, imgsz), []).append((job, model))
+            for (name, imgsz), members in by_model.items():
+                handed.inferences.append(self._start_inference(name, members, imgsz))
         except Exception as exc:  # not a camera's fault: every frame of the round carries it
             handed.failure = exc
 
     @staticmethod
-    def _start_inference(name: str, members: list[tuple[_Job, PlannedModel]]) -> _Inference:
+    def _start_inference(name: str, members: list[tuple[_Job, PlannedModel]], imgsz: int | None = None) -> _Inference:
         labels = frozenset().union(*(model.labels for _, model in members))
         started = time.perf_counter()
         try:
-            collect = members[0][1].detector.start_detect([job.masked_image() for job, _ in members], labels)
+            images = [job.masked_image() for job, _ in members]
+            detector = members[0][1].detector
+            collect = (
+                detector.start_detect(images, labels)
+                if imgsz is None
+                else detector.start_detect(images, labels, imgsz=imgsz)
+            )
         except Exception as exc:
             collect = _raiser(exc)
         return _Inference(name, members, labels, collect, time.perf_counter() - started)
@@ -261,7 +269,7 @@ class DetectionScheduler:
             for job in started.jobs:
                 if job.error is None:
                     try:
-                        job.detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan)
+                        job.detected = job.pipeline.combine(job.outputs, job.frame.t_s, job.plan, job.image)
                     except Exception as exc:
                         job.error = exc
             started.detection.set_result(None)
@@ -302,7 +310,11 @@ class DetectionScheduler:
     @staticmethod
     def _detect_alone(job: _Job, model: PlannedModel) -> sv.Detections | None:
         try:
-            return model.detector.detect([job.masked_image()], model.labels)[0]
+            image = job.masked_image()
+            imgsz = model.input_size(image.shape[:2])
+            if imgsz is None:
+                return model.detector.detect([image], model.labels)[0]
+            return model.detector.detect([image], model.labels, imgsz=imgsz)[0]
         except Exception as exc:
             job.error = exc
             return None

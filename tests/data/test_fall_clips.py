@@ -59,6 +59,7 @@ def test_room_fall_alerts_and_the_sit_down_does_not(fall_site, shared_data, tmp_
     assert [e.start_s for e in score.missed] == []
     assert score.false_alert_times_s == []
     assert len(alerts) == 1  # one alert for the fall, not one per frame
+    assert alerts[0].details["fall"]["cue"] == "hips"  # upright, then the hips came down fast
 
 
 @pytest.mark.parametrize(
@@ -99,3 +100,11 @@ def test_cellar_fall_in_a_news_broadcast(fall_site, shared_data, tmp_path):
 def test_no_alert_on_a_clip_without_a_fall(fall_site, tmp_path):
     """Airport concourse: people walk, stop and handle luggage."""
     assert replay(fall_site, "concourse", tmp_path) == []
+
+
+@pytest.mark.parametrize("camera_id", ["situps", "pushups"])
+def test_no_alert_on_exercise_on_the_floor(fall_site, tmp_path, camera_id):
+    """Clips added 2026-12-06: repeated sit-ups on a gym mat (flat on the back for ~1.5 s at each rep) and
+    push-ups on a rooftop (the body horizontal at each rep). Both were lying poses long enough for an alert;
+    nobody was seen upright and then coming down fast."""
+    assert replay(fall_site, camera_id, tmp_path) == []

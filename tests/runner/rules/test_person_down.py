@@ -9,6 +9,7 @@ call, so the tests also check *when* the rule spends model time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,6 +126,49 @@ def pose(posture: str, cx: float = 320.0, bottom: float = 400.0, height: float =
             16: (cx + 0.04 * h, bottom - 0.02 * h),
         }
         box = (cx - 0.14 * h, bottom - 0.56 * h, cx + 0.24 * h, bottom)
+    elif posture == "floor_sitting":  # sitting on the ground, knees up (meditation, the top of a sit-up): upright
+        pts = {
+            0: (cx, bottom - 0.6 * h),
+            5: (cx - 0.08 * h, bottom - 0.45 * h),
+            6: (cx + 0.08 * h, bottom - 0.45 * h),
+            11: (cx - 0.06 * h, bottom - 0.08 * h),
+            12: (cx + 0.06 * h, bottom - 0.08 * h),
+            13: (cx + 0.2 * h, bottom - 0.25 * h),
+            14: (cx + 0.22 * h, bottom - 0.25 * h),
+            15: (cx + 0.3 * h, bottom - 0.02 * h),
+            16: (cx + 0.32 * h, bottom - 0.02 * h),
+        }
+        box = (cx - 0.1 * h, bottom - 0.62 * h, cx + 0.35 * h, bottom)
+    elif posture == "reclining":  # hips on the ground, torso 45 degrees back (half-way through a sit-up)
+        pts = {
+            0: (cx - 0.38 * h, bottom - 0.4 * h),
+            5: (cx - 0.28 * h, bottom - 0.3 * h),
+            6: (cx - 0.26 * h, bottom - 0.28 * h),
+            11: (cx - 0.06 * h, bottom - 0.08 * h),
+            12: (cx + 0.06 * h, bottom - 0.08 * h),
+            13: (cx + 0.2 * h, bottom - 0.25 * h),
+            14: (cx + 0.22 * h, bottom - 0.25 * h),
+            15: (cx + 0.3 * h, bottom - 0.02 * h),
+            16: (cx + 0.32 * h, bottom - 0.02 * h),
+        }
+        box = (cx - 0.42 * h, bottom - 0.45 * h, cx + 0.35 * h, bottom)
+    elif posture.startswith("recline"):  # "recline<deg>": hips on the ground, torso <deg> back from vertical
+        back = math.radians(float(posture.removeprefix("recline")))
+        hip = (cx, bottom - 0.08 * h)
+        along = (-math.sin(back), -math.cos(back))  # from the hips towards the head
+        pts = {
+            0: (hip[0] + 0.52 * h * along[0], hip[1] + 0.52 * h * along[1]),
+            5: (hip[0] + 0.37 * h * along[0], hip[1] + 0.37 * h * along[1] - 6),
+            6: (hip[0] + 0.37 * h * along[0], hip[1] + 0.37 * h * along[1] + 6),
+            11: (hip[0] - 4, hip[1]),
+            12: (hip[0] + 4, hip[1]),
+            13: (cx + 0.2 * h, bottom - 0.25 * h),
+            14: (cx + 0.22 * h, bottom - 0.25 * h),
+            15: (cx + 0.3 * h, bottom - 0.02 * h),
+            16: (cx + 0.32 * h, bottom - 0.02 * h),
+        }
+        xs, ys = [x for x, _ in pts.values()], [y for _, y in pts.values()]
+        box = (min(xs) - 0.05 * h, min(ys) - 0.05 * h, max(xs) + 0.03 * h, bottom)
     elif posture == "tilting":  # mid-fall: torso 55 degrees from vertical, box still taller than wide
         pts = {
             0: (cx + 0.38 * h, bottom - 0.72 * h),
@@ -337,11 +381,26 @@ def test_body_axis_and_head_side():
 # name, rule overrides, script, duration (s), expected alert times (s)
 CASES = [
     ("standing", {}, seq(1, (0, "standing")), 20.0, []),
-    ("lying-from-the-start", {}, seq(1, (0, "lying_head_left")), 20.0, [2.0]),
+    # Lying when first seen (sunbathing, asleep on a bench): nobody saw a fall, no alert...
+    ("lying-from-the-start", {}, seq(1, (0, "lying_head_left")), 20.0, []),
+    # ...unless the camera asks for anyone lying still (require_fall: false).
+    ("lying-from-the-start-anyone-down", {"require_fall": False}, seq(1, (0, "lying_head_left")), 20.0, [2.0]),
     ("falls-and-stays-down", {}, seq(1, (0, "standing"), (3.0, "tilting"), (3.2, "lying_head_right")), 20.0, [5.2]),
     ("down-s-longer", {"down_s": 5.0}, seq(1, (0, "standing"), (3.0, "lying_head_right")), 20.0, [8.0]),
-    ("down-s-zero-needs-min-frames", {"down_s": 0.0}, seq(1, (0, "lying_head_right")), 5.0, [0.4]),
-    ("min-down-frames-one", {"down_s": 0.0, "min_down_frames": 1}, seq(1, (0, "lying_head_right")), 5.0, [0.0]),
+    (
+        "down-s-zero-needs-min-frames",
+        {"down_s": 0.0, "require_fall": False},
+        seq(1, (0, "lying_head_right")),
+        5.0,
+        [0.4],
+    ),
+    (
+        "min-down-frames-one",
+        {"down_s": 0.0, "min_down_frames": 1, "require_fall": False},
+        seq(1, (0, "lying_head_right")),
+        5.0,
+        [0.0],
+    ),
     ("lying-shoulders-hidden", {}, seq(1, (0, "standing"), (2.0, "lying_no_shoulders")), 20.0, [4.0]),
     ("sits-down-and-gets-up", {}, seq(1, (0, "standing"), (2.0, "sitting"), (12.0, "standing")), 20.0, []),
     ("bends-over", {}, seq(1, (0, "standing"), (2.0, "bending"), (8.0, "standing")), 20.0, []),
@@ -356,9 +415,15 @@ CASES = [
         [8.0],
     ),
     # Lying but the keypoints say so only 1 frame in 3: not enough of the frames it was seen.
-    ("mostly-unclear", {}, lambda t: [P(1, "lying_head_left" if round(t * FPS) % 3 == 0 else "tilting")], 10.0, []),
-    ("below-min-confidence", {}, seq(1, (0, "lying_head_left"), conf=0.2), 10.0, []),
-    ("untracked-detections", {}, seq(-1, (0, "lying_head_left")), 10.0, [2.0]),
+    (
+        "mostly-unclear",
+        {"require_fall": False},
+        lambda t: [P(1, "lying_head_left" if round(t * FPS) % 3 == 0 else "tilting")],
+        10.0,
+        [],
+    ),
+    ("below-min-confidence", {"require_fall": False}, seq(1, (0, "lying_head_left"), conf=0.2), 10.0, []),
+    ("untracked-detections", {"require_fall": False}, seq(-1, (0, "lying_head_left")), 10.0, [2.0]),
     # The tracker changes the id of a lying person (their box changed shape): the same spot, one alert.
     (
         "id-switch-while-lying",
@@ -369,19 +434,19 @@ CASES = [
     ),
     (
         "two-people-down",
-        {},
+        {"require_fall": False},
         merge(seq(1, (0, "lying_head_left"), cx=150.0), seq(2, (1.0, "lying_head_right"), cx=500.0)),
         20.0,
         [2.0, 3.0],
     ),
     (
         "lying-person-and-bystander",
-        {},
+        {"require_fall": False},
         merge(seq(1, (0, "lying_head_left"), cx=250.0), seq(2, (0, "standing"), cx=420.0)),
         20.0,
         [2.0],
     ),
-    ("long-lie-one-alert", {}, seq(1, (0, "lying_head_left")), 120.0, [2.0]),
+    ("long-lie-one-alert", {"require_fall": False}, seq(1, (0, "lying_head_left")), 120.0, [2.0]),
 ]
 
 
@@ -394,7 +459,7 @@ def test_person_down_cases(name, overrides, script, duration, expected):
 
 
 def test_a_flickering_detection_is_still_down_and_searched_for_only_when_missing():
-    h = make(redetector=lambda t, label, box, rotate: [])
+    h = make(redetector=lambda t, label, box, rotate: [], require_fall=False)
     alerts = h.run(lambda t: [] if round(t * FPS) % 2 else [P(1, "lying_head_left")], 10.0)
     assert times(alerts) == [2.0]
     assert alerts[0].details["evidence"] == {"pose": 6}
@@ -606,7 +671,7 @@ def test_a_wide_box_alone_is_nothing():
     ],
 )
 def test_zones(name, overrides, cx, expected):
-    h = make(**overrides)
+    h = make(**overrides, require_fall=False)
     assert times(h.run(seq(1, (0, "lying_head_left"), cx=cx), 10.0)) == expected
 
 
@@ -754,7 +819,8 @@ def test_a_person_lost_while_lying_is_searched_for_without_a_fall_model(tmp_path
     assert config.cameras[0].rules[0].fall_labels == ["Fall"]
 
     class PoseOnFrames(ScriptedDetector):
-        """A person lying down for 1.2 s (less than `down_s`: no alert yet), then gone; nobody on the crops."""
+        """A person standing for 1 s, falling, lying down for 1.2 s (less than `down_s`: no alert yet), then
+        gone; nobody on the crops."""
 
         def __init__(self):
             super().__init__(lambda i: [])
@@ -768,7 +834,8 @@ def test_a_person_lost_while_lying_is_searched_for_without_a_fall_model(tmp_path
                     out.append(detections([]))
                     continue
                 self.frames += 1
-                found = detections([P(1, "lying_head_left")] if self.frames <= 6 else [])
+                posture = "standing" if self.frames <= 5 else "lying_head_left"
+                found = detections([P(1, posture)] if self.frames <= 11 else [])
                 found.tracker_id = None
                 found.data["model"] = np.array(["person"] * len(found), dtype=object)
                 out.append(found)
@@ -785,3 +852,118 @@ def test_a_person_lost_while_lying_is_searched_for_without_a_fall_model(tmp_path
         errors = register.audit_rows(event="rule_error")
     assert errors == [] and pipe.rule_errors == {}
     assert detector.crops > 0  # the turned crops around the vanished person were searched
+
+
+# -- a fall, not lying on purpose ------------------------------------------------------------------------
+# One sit-up as the gym clip shows it: 1.6 s down through a reclining torso, 2.2 s flat on the back, 0.8 s up.
+SIT_UP_CYCLE = (
+    *((f"recline{deg}", 0.2) for deg in (11, 22, 34, 45, 56, 67, 79, 90)),
+    ("lying_head_left", 2.2),
+    *((f"recline{deg}", 0.2) for deg in (67, 45, 22, 0)),
+    ("floor_sitting", 1.0),
+)
+
+
+def sit_ups(track_id: int = 1, start_s: float = 4.0) -> Script:
+    """Standing, sitting down on the floor at 2 s, then sit-ups from `start_s`: the head goes down and up
+    through a reclining torso, the hips stay on the ground."""
+    cycle_s = sum(d for _, d in SIT_UP_CYCLE)
+
+    def script(t: float) -> list[P]:
+        if t < 2.0:
+            return [P(track_id, "standing")]
+        if t < start_s:
+            return [P(track_id, "floor_sitting")]
+        phase_t = (t - start_s) % cycle_s
+        for posture, duration in SIT_UP_CYCLE:
+            if phase_t < duration - 1e-6:
+                return [P(track_id, posture)]
+            phase_t -= duration
+        return [P(track_id, "floor_sitting")]
+
+    return script
+
+
+# name, rule overrides, script, duration (s), expected alert times (s). Every case but the falls alerted before
+# the fall and lying-still cues (a lying pose for down_s was enough).
+ON_PURPOSE = [
+    ("fast-fall", {}, seq(1, (0, "standing"), (3.0, "tilting"), (3.2, "lying_head_right")), 20.0, [5.2]),
+    # Sat on the floor for 4 s, then lay back over 2 s: the hips never came down from upright, the head slowly.
+    (
+        "slow-lie-down",
+        {},
+        seq(
+            1,
+            (0, "standing"),
+            (2.0, "floor_sitting"),
+            *((6.0 + 0.4 * k, f"recline{deg}") for k, deg in enumerate((15, 30, 45, 60, 75))),
+            (8.0, "lying_head_left"),
+        ),
+        20.0,
+        [],
+    ),
+    ("repeated-sit-ups", {}, sit_ups(), 40.0, []),
+    # Crunches right after dropping to the mat fast: the head keeps rising again, the fall is cancelled.
+    (
+        "crunches-after-a-fast-drop",
+        {},
+        lambda t: [P(1, "standing" if t < 3.0 else "reclining" if 4.0 <= t % 1.6 + 3.0 < 4.6 else "lying_head_left")],
+        20.0,
+        [],
+    ),
+    ("sits-on-the-floor", {}, seq(1, (0, "standing"), (2.0, "floor_sitting")), 30.0, []),
+    ("sits-on-a-chair", {}, seq(1, (0, "standing"), (2.0, "sitting")), 30.0, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "script", "duration", "expected"), ON_PURPOSE, ids=[c[0] for c in ON_PURPOSE]
+)
+def test_a_fall_alerts_lying_down_on_purpose_does_not(name, overrides, script, duration, expected):
+    h = make(**overrides)
+    assert times(h.run(script, duration)) == expected
+
+
+def test_the_alert_says_how_they_fell():
+    [alert] = make().run(seq(1, (0, "standing"), (3.0, "tilting"), (3.2, "lying_head_right")), 10.0)
+    fall = alert.details["fall"]
+    assert fall["cue"] == "hips" and fall["drop"] == pytest.approx(76 / 200, abs=0.01)  # hips 300 -> 376 px
+    assert fall["speed_hps"] > 0.5 and alert.details["max_rise"] < 0.2
+
+
+def test_a_fall_seen_on_the_head_when_the_hips_stay_level():
+    """Falling head first into a hole: the hips stay where they were, the head comes down fast (0.4 heights in
+    0.2 s); the same drop slower than fall_head_speed is not a fall."""
+    script = lambda t: [P(1, "standing")] if t < 3.0 else [P(1, "lying_head_left", bottom=324.0)]  # noqa: E731
+    [alert] = make().run(script, 10.0)
+    assert alert.details["fall"]["cue"] == "head" and alert.details["fall"]["speed_hps"] > 2.0
+    assert make(fall_head_speed=3.0).run(script, 10.0) == []
+
+
+def test_a_fall_seen_on_the_box_when_no_hip_or_head_keypoint_shows():
+    """Between the upright and the lying sightings, a frame with no usable keypoints but a box gone wide: the
+    box shape tells the fall (a bystander keeps the frame's keypoints valid)."""
+    falling = lambda t: [P(1, "standing")] if t < 3.0 else [P(1, "lying_head_right", keypoints=t >= 3.2)]  # noqa: E731
+    [alert] = make().run(merge(BYSTANDER, falling), 10.0)
+    assert alert.details["fall"] == {"cue": "box"}
+
+
+def test_the_fall_must_come_within_the_window():
+    """Upright 2.8 s before lying (fall_window_s 3): a fall; with a 2 s window: not."""
+    script = seq(1, (0, "standing"), (3.0, "gone"), (5.6, "lying_head_left"))
+    assert times(make().run(script, 12.0)) == [7.6]
+    assert make(fall_window_s=2.0).run(script, 12.0) == []
+
+
+def test_lying_still_is_a_cue_of_its_own():
+    """Anyone lying (require_fall: false), but exercising: each rise restarts the still clock (down_s)."""
+    crunches = lambda t: [P(1, "reclining" if t % 1.6 < 0.6 else "lying_head_left")]  # noqa: E731
+    assert make(require_fall=False).run(crunches, 20.0) == []
+    assert times(make(require_fall=False, still_max_rise=2.0).run(crunches, 20.0)) != []
+
+
+def test_someone_lying_who_was_never_seen_falling_costs_no_model_time():
+    """Lying when first seen, then lost by the detector: nothing could alert there, so nothing is searched."""
+    h = make(redetector=lying_where_redetected("lying_head_left"), fall_on_demand=lambda t: [FALL_AT_SPOT])
+    assert h.run(seq(1, (0, "lying_head_left"), (2.0, "gone")), 10.0) == []
+    assert h.calls == []

