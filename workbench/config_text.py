@@ -1019,3 +1019,53 @@ def describe_problem(path: str, message: str, site: Mapping[str, Any] | None = N
         "Caméra « parvis », calibration, point 1 (x) : nombre attendu".
     """
     return f"{place(path, site)}{t('problem.separator')}{problem_message(message)}"
+
+
+_ID_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[([^\]]+)\]")
+
+
+def indexed_path(path: str, site: Mapping[str, Any] | None) -> str:
+    """An export diff's path, whose list items are named by id (`cameras[parvis].process_fps`), as the index
+    path `place` reads (`cameras[0].process_fps`); an id the site lacks (an item added or removed) stays named.
+
+    Args:
+        path: the diff path (workbench.export.FieldChange.path).
+        site: the config data the ids are looked up in.
+
+    Returns:
+        The path with every known id replaced by its index.
+    """
+    node: Any = site or {}
+    parts: list[str] = []
+    for name, key in _ID_STEP.findall(path):
+        if name:
+            parts.append(("." if parts else "") + name)
+            node = node.get(name) if isinstance(node, Mapping) else None
+            continue
+        items = node if isinstance(node, list) else []
+        index = next((i for i, item in enumerate(items) if isinstance(item, Mapping) and item.get("id") == key), None)
+        if index is None and key.isdigit():
+            index = int(key)
+        parts.append(f"[{index}]" if index is not None else f"[{key}]")
+        node = items[index] if index is not None and index < len(items) else {}
+    return "".join(parts)
+
+
+def describe_change(change: Any, site: Mapping[str, Any] | None = None) -> str:
+    """One line of an export plan or of another agent's changes, in the agent's words.
+
+    Args:
+        change: a workbench.export.FieldChange (path, old, new).
+        site: the config data its path points into (the newer side, where added items are).
+
+    Returns:
+        E.g. "~ Caméra « parvis », Fréquence d'analyse (img/s) : 5.0 → 2.0" (the values as in the config file).
+    """
+    line = change.describe()  # "+ path: new", "- path: old" or "~ path: old -> new"
+    sign, rest = line[:2], line[2:]
+    path_text, _, values = rest.partition(": ")
+    indexed = indexed_path(path_text, site)
+    if re.search(r"\[[^\]]*[^\d\]][^\]]*\]", indexed):  # an item the site no longer has: its id says it
+        return line.replace(" -> ", " → ")
+    where = place(indexed, site) if path_text else t("place.site")
+    return f"{sign}{where}{t('problem.separator')}{values.replace(' -> ', ' → ')}"

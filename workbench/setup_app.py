@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import ipywidgets as widgets
 import numpy as np
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.config.loading import expand_env, load_config, redact, validation_problems
@@ -32,7 +33,7 @@ from runner.sources.capture import VideoSource, is_stream, resolve_source
 from runner.sources.privacy import PrivacyMasker
 from workbench import _setup_paths as paths
 from workbench.canvas import CALIBRATION_KEY, TOOLS, CanvasModel, CanvasWidget, EditError
-from workbench.config_text import describe_problem, field_title, kind_title
+from workbench.config_text import describe_change, describe_problem, field_title, kind_title
 from workbench.export import (
     MAX_ACTOR_CHARS,
     ConfigExporter,
@@ -1300,7 +1301,8 @@ class CameraSetupApp:
         except (ExportError, VigieError) as exc:
             self.export_output.value = _error_html(exc)
             return
-        changes = "\n".join(c.describe() for c in plan.changes) or t("export.no_change")
+        drafted = yaml.safe_load(plan.text)
+        changes = "\n".join(describe_change(c, drafted) for c in plan.changes) or t("export.no_change")
         self.export_output.value = (
             f"<b>{t('export.plan', site=plan.site, revision=plan.revision, previous=plan.previous_revision or '—')}</b>"
             f"<pre style='max-height:320px;overflow:auto'>{html.escape(changes)}</pre>"
@@ -1339,7 +1341,7 @@ class CameraSetupApp:
         if conflict is None:
             return
         base = self._editing.base_revision
-        theirs = "\n".join(change.describe() for change in conflict.theirs)
+        theirs = "\n".join(describe_change(change, conflict.current) for change in conflict.theirs)
         self.export_output.value = (
             f"<div class='vigie-conflict' style='color:#b26a00'>⚠ {html.escape(str(conflict))}"
             f"<div>{html.escape(t('setup.conflict_theirs', base=base))}</div>"

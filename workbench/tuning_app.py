@@ -34,7 +34,7 @@ from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Frame
 from runner.tools.evaluation import EventScore, LabelledEvent, load_labels, score_clip
 from workbench import _setup_paths as paths
-from workbench.config_text import kind_title
+from workbench.config_text import describe_change, kind_title
 from workbench.export import ConfigExporter, ExportConflict, ExportError, ExportResult, SiteFolder, field_diff
 from workbench.forms import (
     ModelForm,
@@ -1031,7 +1031,7 @@ class TuningApp:
         try:
             result = self.save_revision(self.actor.value)
         except ExportConflict as exc:
-            theirs = "\n".join(change.describe() for change in exc.theirs)
+            theirs = "\n".join(describe_change(change, exc.current) for change in exc.theirs)
             self.save_output.value = (
                 f"<div class='vigie-conflict' style='color:#b26a00'>⚠ {html.escape(str(exc))}"
                 f"<pre style='max-height:200px;overflow:auto'>{html.escape(theirs)}</pre></div>"

@@ -502,13 +502,16 @@ def check_alerts(conn: sqlite3.Connection, walk: ChainWalk, media: MediaStore) -
     """
     problems: list[Problem] = []
     alive: set[int] = set()
+    clips = {row["alert_id"]: row for row in conn.execute("SELECT * FROM alert_clips")}
     for alert in conn.execute("SELECT * FROM alerts ORDER BY id"):
         alive.add(alert["id"])
-        problems += _alert_problems(alert, walk, media)
+        problems += _alert_problems(alert, walk, media, clips.get(alert["id"]))
     return problems, alive, len(alive)
 
 
-def _alert_problems(alert: sqlite3.Row, walk: ChainWalk, media: MediaStore) -> list[Problem]:
+def _alert_problems(
+    alert: sqlite3.Row, walk: ChainWalk, media: MediaStore, clip: sqlite3.Row | None = None
+) -> list[Problem]:
     alert_id = alert["id"]
     record = walk.alert_records.get(alert_id)
     if record is None:
@@ -529,9 +532,9 @@ def _alert_problems(alert: sqlite3.Row, walk: ChainWalk, media: MediaStore) -> l
                 f"record ('{expected_status}', row {row_no})",
             )
         )
-    snapshot_problem = media.snapshot_problem(alert)
-    if snapshot_problem:
-        problems.append((record[0], f"alert {alert_id}: {snapshot_problem}"))
+    for media_problem in (media.snapshot_problem(alert), media.clip_problem(alert, clip)):
+        if media_problem:
+            problems.append((record[0], f"alert {alert_id}: {media_problem}"))
     return problems
 
 

@@ -151,6 +151,30 @@ class MediaStore:
             return f"snapshot {alert['snapshot']} was altered"
         return None
 
+    def clip_problem(self, alert: sqlite3.Row, clip: sqlite3.Row | None) -> str | None:
+        """What is wrong with an alert's clip file, for `verify` (its row holds the sha256 the writer computed).
+
+        Args:
+            alert: the alert's row.
+            clip: its `alert_clips` row, or None when it has no clip.
+
+        Returns:
+            The problem (outside the media folder, missing, altered), or None when the file is intact or there
+            is none to check (no clip, or media purged).
+        """
+        if clip is None or alert["media_purged_utc"]:
+            return None
+        path = self.media_path(clip["path"])
+        if path is None:
+            return f"clip path {clip['path'][:80]!r} leads outside the media folder"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return f"clip {clip['path']} is missing (deleted outside the retention purge)"
+        if hashlib.sha256(data).hexdigest() != clip["sha256"]:
+            return f"clip {clip['path']} was altered"
+        return None
+
     def sweep_orphans(self, cutoff: datetime, referenced: Collection[str]) -> int:
         """Delete media files older than the cutoff that no alert references (crash leftovers).
 

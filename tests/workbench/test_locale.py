@@ -188,3 +188,19 @@ def test_the_runners_messages_for_common_mistakes_all_read_in_french():
     assert len(problems) >= 8
     untranslated = [message for _, message in problems if problem_message(message) == message]
     assert untranslated == []
+
+
+def test_an_export_change_names_the_field_as_the_agent_sees_it():
+    from workbench.config_text import describe_change
+    from workbench.export import MISSING, FieldChange
+
+    site = {"cameras": [{"id": "parvis", "rules": [{"id": "lawn", "kind": "zone_intrusion"}], "zones": [{"id": "z"}]}]}
+    rule_change = FieldChange("cameras[parvis].rules[lawn].min_dwell_s", 1.0, 1.5)
+    assert describe_change(rule_change, site) == (
+        "~ Caméra « parvis », règle « lawn », durée minimale de présence (s) : 1.0 → 1.5"
+    )
+    assert describe_change(FieldChange("cameras[parvis].zones[z]", MISSING, {"id": "z"}), site).startswith(
+        "+ Caméra « parvis », zone « z » : "
+    )
+    gone = FieldChange("cameras[salle]", {"id": "salle"}, MISSING)  # no longer in the site: named by its id
+    assert describe_change(gone, site) == "- cameras[salle]: {id: salle}"

@@ -268,7 +268,10 @@ def test_tuned_thresholds_are_saved_as_a_new_revision_through_the_export_checks(
     app.revision_picker.value = folder.revision_path(1)  # tuning from an older revision: the site moved on
     type_number(app.rule_view.inputs["min_dwell_s"], 3.0)
     app.save_button.click()
-    assert "vigie-conflict" in app.save_output.value and "min_dwell_s: 1.0 -&gt; 2.5" in app.save_output.value
+    assert (
+        "vigie-conflict" in app.save_output.value
+        and "durée minimale de présence (s) : 1.0 → 2.5" in app.save_output.value
+    )
     assert [r.number for r in folder.revisions()] == [1, 2]
 
 
