@@ -33,6 +33,7 @@ import ipywidgets as widgets
 import yaml
 from pydantic import BaseModel
 
+from runner.core.access import login_from_env
 from runner.rules.registry import RULES
 from workbench.config_text import choice_label, field_help, field_title, place, problem_message
 from workbench.export import list_sites
@@ -614,3 +615,20 @@ def open_first_site(app: Any, zones_dir: Path, site: str | None) -> None:
     chosen = site if site in sites else sites[0]
     replace_options(app.site_picker, sites, chosen)
     app._open_site(chosen)
+
+
+def actor_field(css_class: str) -> widgets.Text:
+    """The "who exports" name box of the setup and tuning apps: hidden and filled with the login on a page
+    opened by a named login (workbench/auth.py), typed on a page opened with a token.
+
+    Args:
+        css_class: the class the browser tests find it by.
+
+    Returns:
+        The text widget.
+    """
+    actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
+    actor.add_class(css_class)
+    if login := login_from_env():
+        actor.value, actor.disabled, actor.layout.display = login, True, "none"
+    return actor

@@ -52,6 +52,7 @@ from workbench.forms import (
     ZONES,
     ModelForm,
     ModelFormView,
+    actor_field,
     field_problems,
     new_rule,
     on_user_change,
@@ -916,10 +917,7 @@ class CameraSetupApp:
         self.new_camera_id.add_class("vigie-new-camera-id")
         self.new_camera_source.add_class("vigie-new-camera-source")
         self.add_camera_button.add_class("vigie-add-camera")
-        self.actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
-        self.actor.add_class("vigie-export-actor")
-        if login := login_from_env():  # a named login (workbench/auth.py): no name to type
-            self.actor.value, self.actor.disabled, self.actor.layout.display = login, True, "none"
+        self.actor = actor_field("vigie-export-actor")
         self.diff_button = widgets.Button(description=t("export.show_diff"), icon="eye")
         self.export_button = widgets.Button(description=t("export.export"), icon="save", button_style="primary")
         self.export_button.add_class("vigie-export-button")

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from runner.config.loading import dump_config, load_config, validation_problems
 from runner.config.site import SiteConfig
-from runner.core.access import login_from_env, role_from_env
+from runner.core.access import role_from_env
 from runner.core.errors import SourceError, VigieError
 from runner.inference.detector import ModelPool
 from runner.pipeline.camera import RaisedAlert
@@ -39,6 +39,7 @@ from workbench.export import ConfigExporter, ExportConflict, ExportError, Export
 from workbench.forms import (
     ModelForm,
     ModelFormView,
+    actor_field,
     field_problems,
     on_user_change,
     open_first_site,
@@ -784,10 +785,7 @@ class TuningApp:
         # (`overflow`, not `overflow_y`: ipywidgets 8 ignores the latter, and the box then cut the fields off.)
         self.form_box = widgets.VBox(layout=widgets.Layout(max_height="430px", overflow="hidden auto", width="600px"))
         self.form_box.add_class("vigie-thresholds")
-        self.actor = widgets.Text(description=t("export.actor"), placeholder=t("export.actor_placeholder"))
-        self.actor.add_class("vigie-save-actor")
-        if login := login_from_env():  # a named login (workbench/auth.py): no name to type
-            self.actor.value, self.actor.disabled, self.actor.layout.display = login, True, "none"
+        self.actor = actor_field("vigie-save-actor")
         self.save_button = widgets.Button(description=t("tuning.save"), icon="save")
         self.save_button.add_class("vigie-save-revision")
         self.save_output = widgets.HTML()

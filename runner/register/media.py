@@ -8,6 +8,7 @@ in the database must not make the purge delete, nor the apps show, a file elsewh
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from runner.core.alerts import AlertRecord
 from runner.register import clock
+
+log = logging.getLogger(__name__)
 
 # A camera id, day or uid used as a snapshot path part: no separator, no '..', no NUL, not hidden.
 SAFE_FILE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
@@ -110,6 +113,31 @@ class MediaStore:
             (self.media_dir / relative).unlink(missing_ok=True)
         except OSError:
             pass  # left for the orphan sweep of the retention purge
+
+    def delete(self, relative: str, why: str) -> bool | None:
+        """Delete one media file named by its stored path, never outside the media folder.
+
+        Args:
+            relative: the path as stored (snapshot, clip).
+            why: what deletes it, for the log line of a failure ("purge", "rights erasure").
+
+        Returns:
+            True when deleted now; False when there was nothing to delete (already gone, or a path leading
+            outside the media folder, which is never touched); None when it could not be deleted (logged:
+            the caller retries later).
+        """
+        path = self.media_path(relative)
+        if path is None:
+            log.warning("%s: %r leads outside the media folder; not deleted", why, relative[:80])
+            return False
+        try:
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False  # deleted before a crash, or by hand
+        except OSError as exc:
+            log.error("%s: cannot delete %s: %s (retried later)", why, path, exc.strerror or exc)
+            return None
 
     def media_path(self, relative: str) -> Path | None:
         """media_dir / relative, or None when it would lead outside the media folder ('..', absolute,

@@ -451,29 +451,6 @@ class Records:
         row["file"] = path if intact else None
         return row
 
-    def delete_purged_clips(self) -> int:
-        """Delete the clip files of alerts whose media were purged (their rows stay, like the snapshot columns).
-
-        Returns:
-            How many files were deleted; one that cannot be deleted is retried by the next purge.
-        """
-        rows = self.database.query(
-            "SELECT c.path FROM alert_clips c JOIN alerts a ON a.id = c.alert_id WHERE a.media_purged_utc IS NOT NULL"
-        )
-        deleted = 0
-        for row in rows:
-            path = self.media.media_path(row["path"])
-            if path is None:
-                continue  # never delete outside the media folder
-            try:
-                path.unlink()
-                deleted += 1
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.error("purge: cannot delete the clip %s: %s", path, exc.strerror or exc)
-        return deleted
-
     # -- health -----------------------------------------------------------------------------------------
     def set_health(self, camera_id: str, status: str, detail: str = "") -> None:
         """Set a camera's health row.

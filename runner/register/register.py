@@ -425,7 +425,7 @@ class Register:
         Returns:
             Counts of media_files, alerts, decisions and audit_rows purged.
         """
-        counts = self.retention.purge(
+        return self.retention.purge(
             media_days=media_days,
             alert_days=alert_days,
             site=site,
@@ -434,8 +434,6 @@ class Register:
             max_clock_jump_days=max_clock_jump_days,
             accept_clock=accept_clock,
         )
-        counts["media_files"] += self.records.delete_purged_clips()  # an alert's clip goes with its snapshot
-        return counts
 
     # -- rights of the persons filmed (the DPO) ---------------------------------------------------------
     def open_rights_request(

@@ -195,16 +195,10 @@ class RetentionPurge:
         doomed = [r["path"] for r in self.database.query("SELECT path FROM media_doomed ORDER BY path")]
         deleted, gone = 0, []
         for relative in doomed:
-            path = self.media.media_path(relative)
-            try:
-                if path is not None:
-                    path.unlink()
-                    deleted += 1
-            except FileNotFoundError:
-                pass  # deleted before a crash, or by hand
-            except OSError as exc:
-                log.error("purge: cannot delete %s: %s (retried at the next purge)", path, exc.strerror or exc)
-                continue
+            outcome = self.media.delete(relative, "purge")
+            if outcome is None:
+                continue  # stays listed: retried at the next purge
+            deleted += outcome
             gone.append(relative)
         for chunk in range(0, len(gone), _DELETE_CHUNK):
             paths = gone[chunk : chunk + _DELETE_CHUNK]
@@ -320,19 +314,21 @@ def _purge_records(
         The purge row's details besides the counts (ids purged and deleted, the new anchor).
     """
     media_cutoff, alert_cutoff = cutoffs
-    of_site, params = ("", []) if site is None else (" AND site = ?", [site])
+    of_site, params = ("", []) if site is None else (" AND a.site = ?", [site])
     old_media = conn.execute(
-        "SELECT id, snapshot FROM alerts WHERE snapshot IS NOT NULL AND media_purged_utc IS NULL "
-        f"AND ts_utc < ?{of_site}",
+        "SELECT a.id, a.snapshot, c.path AS clip FROM alerts a LEFT JOIN alert_clips c ON c.alert_id = a.id "
+        f"WHERE a.snapshot IS NOT NULL AND a.media_purged_utc IS NULL AND a.ts_utc < ?{of_site}",
         [media_cutoff, *params],
     ).fetchall()
     purged_ids = [r["id"] for r in old_media]
     conn.executemany("UPDATE alerts SET media_purged_utc = ? WHERE id = ?", [(clock.iso(now), i) for i in purged_ids])
     last_old = _last_expired_audit_row(conn, site, audit_cutoff)
     doomed_rows = _delete_expired_records(conn, alert_cutoff, site, last_old, counts)
-    files = [r["snapshot"] for r in old_media] + [
-        r["snapshot"] for r in doomed_rows if r["snapshot"] and not r["media_purged_utc"] and r["id"] not in purged_ids
+    # An alert's clip goes with its snapshot, in the same commit (clip rows of deleted alerts go by cascade).
+    losing_media = list(old_media) + [
+        r for r in doomed_rows if r["snapshot"] and not r["media_purged_utc"] and r["id"] not in purged_ids
     ]
+    files = [path for r in losing_media for path in (r["snapshot"], r["clip"]) if path]
     counts["media_files"] += _doom_files(conn, media, files, now)
     anchor = _move_audit_anchor(conn, last_old, counts)
     return {
@@ -384,12 +380,13 @@ def _delete_expired_records(
     counted in counts.
 
     Returns:
-        The deleted alerts' rows (id, snapshot, media_purged_utc).
+        The deleted alerts' rows (id, snapshot, media_purged_utc, clip).
     """
-    of_site, params = ("", []) if site is None else (" AND site = ?", [site])
+    of_site, params = ("", []) if site is None else (" AND a.site = ?", [site])
     doomed_rows = conn.execute(
-        f"SELECT id, snapshot, media_purged_utc FROM alerts WHERE (ts_utc < ?{of_site}) OR id IN ("
-        " SELECT CAST(json_extract(details, '$.alert_id') AS INTEGER) FROM audit"
+        "SELECT a.id, a.snapshot, a.media_purged_utc, c.path AS clip FROM alerts a "
+        f"LEFT JOIN alert_clips c ON c.alert_id = a.id WHERE (a.ts_utc < ?{of_site}) "
+        "OR a.id IN (SELECT CAST(json_extract(details, '$.alert_id') AS INTEGER) FROM audit"
         " WHERE id <= ? AND event IN ('alert_created', 'decision'))",
         [alert_cutoff, *params, last_old if last_old is not None else -1],
     ).fetchall()

@@ -370,19 +370,7 @@ class RightsRecords:
         Returns:
             How many files were deleted.
         """
-        deleted = 0
-        for relative in files:
-            path = self.media.media_path(relative)
-            if path is None:
-                log.error("rights: %r leads outside the media folder; not deleted", relative[:80])
-                continue
-            try:
-                path.unlink()
-                deleted += 1
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.error("rights: cannot delete %s: %s", path, exc.strerror or exc)
+        deleted = sum(self.media.delete(relative, "rights erasure") is True for relative in files)
         self.media.remove_empty_folders()
         return deleted
 

@@ -336,36 +336,36 @@ def _prepare_for_writing(conn: sqlite3.Connection, db_path: Path, version: int) 
 def _create(conn: sqlite3.Connection) -> None:
     """The whole schema (version 1 and every migration) in one transaction: no reader ever sees half of it,
     and of two processes creating the same file at once, the second finds it done."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            for script in (_SCHEMA, *(MIGRATIONS[step] for step in sorted(MIGRATIONS))):
-                for statement in _statements(script):
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    _apply(conn, [_SCHEMA, *(MIGRATIONS[step] for step in sorted(MIGRATIONS))], SCHEMA_VERSION, only_from=0)
 
 
 def _upgrade(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
     """Apply the MIGRATIONS after `version`, each step with its user_version in one transaction."""
     for target in sorted(step for step in MIGRATIONS if step > version):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have upgraded between our version read and this lock.
-            if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
-                conn.execute("COMMIT")
-                continue
-            for statement in _statements(MIGRATIONS[target]):
-                conn.execute(statement)
+        if _apply(conn, [MIGRATIONS[target]], target):
+            log.info("register %s: schema upgraded to %d", db_path, target)
+
+
+def _apply(conn: sqlite3.Connection, scripts: list[str], target: int, only_from: int | None = None) -> bool:
+    """Run scripts and set user_version to target in one IMMEDIATE transaction, unless the file already moved
+    on while we waited for the lock (another process upgraded it): then nothing is done.
+
+    only_from: apply only when the version is exactly this (creation: an empty file); default: below target.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        due = version == only_from if only_from is not None else version < target
+        if due:
+            for script in scripts:
+                for statement in _statements(script):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        log.info("register %s: schema upgraded to %d", db_path, target)
+        conn.execute("COMMIT")
+        return due
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _statements(script: str) -> list[str]:

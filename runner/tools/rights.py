@@ -315,52 +315,6 @@ def blur_except(image: np.ndarray, keep: tuple[float, float, float, float] | Non
     return blurred
 
 
-def restrict(register: Register, principal: Principal, reference: str, alert_ids: list[int]) -> tuple[list[int], int]:
-    """Hide alerts from operators and analysts (see `RightsRecords.restrict`).
-
-    Args:
-        register: the register.
-        principal: the DPO.
-        reference: the request's reference.
-        alert_ids: the alerts.
-
-    Returns:
-        (the alerts newly restricted, the audit row's id).
-    """
-    return register.restrict_alerts(reference, alert_ids, by=principal)
-
-
-def lift(register: Register, principal: Principal, reference: str, alert_ids: list[int]) -> tuple[list[int], int]:
-    """End restrictions (see `RightsRecords.lift`).
-
-    Args:
-        register: the register.
-        principal: the DPO.
-        reference: the request's reference.
-        alert_ids: the alerts.
-
-    Returns:
-        (the alerts no longer restricted, the audit row's id).
-    """
-    return register.lift_restrictions(reference, alert_ids, by=principal)
-
-
-def erase(register: Register, principal: Principal, reference: str, alert_ids: list[int]) -> tuple[list[int], int, int]:
-    """Erase the alerts' media; their legal fields and decisions stay (see `RightsRecords.erase_media`).
-
-    Args:
-        register: the register.
-        principal: the DPO.
-        reference: the request's reference.
-        alert_ids: the alerts.
-
-    Returns:
-        (the alerts concerned, the audit row's id, how many files were deleted).
-    """
-    erased, deleted = register.erase_media(reference, alert_ids, by=principal)
-    return erased.alert_ids, erased.audit_id, deleted
-
-
 def request_ages(requests: list[dict], now: datetime | None = None) -> list[dict]:
     """Each request with its age in days and whether it is past the legal month unanswered.
 
@@ -479,7 +433,7 @@ def _cmd_export(register: Register, principal: Principal, args: Any, span: TimeS
 
 def _cmd_restrict(register: Register, principal: Principal, args: Any, span: TimeSpan | None) -> int:
     ids = select_alerts(register, args.alert_ids, span)
-    done, audit_id = restrict(register, principal, args.request, ids)
+    done, audit_id = register.restrict_alerts(args.request, ids, by=principal)
     print(
         f"request {args.request}: {len(done)} alert(s) restricted ({len(ids) - len(done)} already were), "
         f"hidden from operators and analysts, kept for the legal duration (audit row {audit_id})"
@@ -489,14 +443,15 @@ def _cmd_restrict(register: Register, principal: Principal, args: Any, span: Tim
 
 def _cmd_lift(register: Register, principal: Principal, args: Any, span: TimeSpan | None) -> int:
     ids = select_alerts(register, args.alert_ids, span)
-    done, audit_id = lift(register, principal, args.request, ids)
+    done, audit_id = register.lift_restrictions(args.request, ids, by=principal)
     print(f"request {args.request}: restriction lifted on {len(done)} alert(s) (audit row {audit_id})")
     return 0
 
 
 def _cmd_erase(register: Register, principal: Principal, args: Any, span: TimeSpan | None) -> int:
     ids = select_alerts(register, args.alert_ids, span)
-    done, audit_id, deleted = erase(register, principal, args.request, ids)
+    erased, deleted = register.erase_media(args.request, ids, by=principal)
+    done, audit_id = erased.alert_ids, erased.audit_id
     print(
         f"request {args.request}: media of {len(done)} alert(s) erased ({deleted} file(s) deleted); "
         f"their legal fields and decisions are kept for the legal duration (audit row {audit_id})"

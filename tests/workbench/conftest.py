@@ -8,6 +8,7 @@ the server fixture fails loudly when the server does not come up, with the end o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -190,25 +191,36 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, role: str) -> Iterator[Work
     with Register(db_path) as reg:
         ids = fill_console_register(reg)
         reg.decide(ids["decided"], "rejected", by=Principal("agent-setup", "operator"), reason="shadow")
-    (root / "zones").mkdir()
     token = secrets.token_urlsafe(24)
+    args = ["--role", role, "--user", f"test-{role}"]
+    with serving(root, db_path, args, {"VIGIE_TOKEN": token}) as (base_url, log_path):
+        yield WorkbenchServer(base_url, token, db_path, ids, log_path)
+
+
+@contextlib.contextmanager
+def serving(root: Path, db_path: Path, args: list[str], extra_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`python -m workbench.serve ARGS` on a free loopback port, over the register at db_path and the zones,
+    exports and Jupyter folders under root, as `make workbench` starts it; stopped (SIGTERM to its process
+    group) when the block ends. Yields (base URL, server log path)."""
+    (root / "zones").mkdir(exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
         "VIGIE_DB": str(db_path),
         "VIGIE_ZONES_DIR": str(root / "zones"),
         "VIGIE_EXPORT_DIR": str(root / "exports"),
-        "VIGIE_TOKEN": token,
         "VIGIE_LANG": "fr",
         "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
+        **extra_env,
     }
-    env.pop("VIGIE_MEDIA_DIR", None)
-    env.pop("VIGIE_ROLE", None)  # the role comes from --role, as `make workbench WORKBENCH_ARGS="--role ..."` gives it
+    # The role comes from --role, as `make workbench WORKBENCH_ARGS="--role ..."` gives it.
+    for name in ("VIGIE_MEDIA_DIR", "VIGIE_ROLE", "VIGIE_LOGIN", "VIGIE_SESSION_HOURS"):
+        env.pop(name, None)
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.serve", "--role", role, "--user", f"test-{role}", "--port", str(port)],
+            [sys.executable, "-m", "workbench.serve", *args, "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -218,7 +230,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, role: str) -> Iterator[Work
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(process, base_url, log_path)
-        yield WorkbenchServer(base_url, token, db_path, ids, log_path)
+        yield base_url, log_path
     finally:
         _stop(process)
 

@@ -23,7 +23,7 @@ import pytest
 
 from runner.register import Register
 from runner.register.users import MAX_FAILURES
-from tests.workbench.conftest import ROOT, _stop, _wait_until_serving, fill_console_register, free_port
+from tests.workbench.conftest import ROOT, fill_console_register, serving
 
 OPERATOR, DESIGNER, LEAVER = "agent.martin", "agent.durand", "agent.ancien"
 PASSWORD = "un mot de passe assez long"
@@ -44,37 +44,9 @@ def _start(root: Path, session_hours: float) -> Iterator[LoginServer]:
         register.users.add(OPERATOR, "operator", PASSWORD, by="test-admin")
         register.users.add(DESIGNER, "design", PASSWORD, by="test-admin")
         register.users.add(LEAVER, "operator", PASSWORD, by="test-admin")
-    (root / "zones").mkdir()
-    port = free_port()
-    env = {
-        **os.environ,
-        "VIGIE_DB": str(db_path),
-        "VIGIE_ZONES_DIR": str(root / "zones"),
-        "VIGIE_EXPORT_DIR": str(root / "exports"),
-        "VIGIE_TOKEN": secrets.token_urlsafe(24),
-        "VIGIE_LANG": "fr",
-        "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
-        "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
-    }
-    for name in ("VIGIE_MEDIA_DIR", "VIGIE_ROLE", "VIGIE_LOGIN", "VIGIE_SESSION_HOURS"):
-        env.pop(name, None)
-    log_path = root / "server.log"
-    command = [sys.executable, "-m", "workbench.serve", "--role", "operator", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*command, "--session-hours", f"{session_hours}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(process, base_url, log_path)
+    args = ["--role", "operator", "--session-hours", f"{session_hours}"]
+    with serving(root, db_path, args, {"VIGIE_TOKEN": secrets.token_urlsafe(24)}) as (base_url, _):
         yield LoginServer(base_url, db_path, ids)
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="module")
