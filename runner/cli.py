@@ -65,8 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--db", default=_db_default(), help="alert register (SQLite); default $VIGIE_DB or var/vigie.db")
-        p.add_argument("--media-dir", default=None, help="snapshot folder; default: media/ beside the register")
+        p.add_argument(
+            "--db",
+            default=_db_default(),
+            help="alert register: an SQLite file or postgresql://user@host:port/name (password from ${ENV}, "
+            "PGPASSWORD or ~/.pgpass); default $VIGIE_DB or var/vigie.db",
+        )
+        p.add_argument(
+            "--media-dir",
+            default=os.environ.get("VIGIE_MEDIA_DIR") or None,
+            help="snapshot folder; default $VIGIE_MEDIA_DIR, else media/ beside an SQLite register, var/media for "
+            "PostgreSQL",
+        )
         return p
 
     p = sub.add_parser("validate", help="check a site config; one line per problem")
@@ -77,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
     p.add_argument(
         "--fast", action="store_true", help="read file sources as fast as possible instead of at their frame rate"
+    )
+    p.add_argument("--node", help="run as this node among several sharing the site's cameras (one register)")
+    p.add_argument("--max-cameras", type=positive_int, help="with --node: most cameras this node takes (default all)")
+    p.add_argument("--lease-renew-s", type=float, default=2.0, help="with --node: lease renewal period (default 2 s)")
+    p.add_argument(
+        "--lease-ttl-s", type=float, default=10.0, help="with --node: a lease not renewed expires after (default 10 s)"
     )
 
     p = with_db(
@@ -155,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = with_db(audit_sub.add_parser("show", help="print the latest audit rows"))
     q.add_argument("--limit", type=positive_int, default=50)
 
-    p = sub.add_parser("status", help="camera health and pause state")
+    p = sub.add_parser("status", help="camera health and pause state; runner nodes and their camera leases")
     with_db(p)
+    p.add_argument("--json", action="store_true", help="one JSON object (nodes, cameras, health, pauses)")
 
     p = sub.add_parser("users", help="named logins of the workbench (passwords from a prompt or stdin, never argv)")
     users_sub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -174,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     _add_rights_parser(sub, with_db)
+
+    p = sub.add_parser("register", help="the register itself: copy one into another backend")
+    register_sub = p.add_subparsers(dest="register_command", required=True, metavar="ACTION")
+    q = register_sub.add_parser(
+        "copy", help="copy a register (e.g. a design-phase SQLite file) into an empty one (e.g. PostgreSQL), ids kept"
+    )
+    q.add_argument("source", help="register to copy: an SQLite file or a postgresql:// URL (only read)")
+    q.add_argument("destination", help="empty register to fill: an SQLite file or a postgresql:// URL")
+    q.add_argument("--source-media-dir", type=Path, default=None, help="the source's snapshot folder")
+    q.add_argument("--media-dir", type=Path, default=None, help="the destination's snapshot folder (files copied)")
 
     p = sub.add_parser("models", help="configured models")
     models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -337,8 +364,10 @@ def cmd_run(args) -> int:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
     from runner.config.loading import load_config
+    from runner.service.cluster import NodeCluster
     from runner.service.lifecycle import Runner, RunOptions
 
+    node = _cluster_options(args)  # refused before anything is loaded
     loaded = load_config(args.config)
     with _register(args) as register:
         runner = Runner(
@@ -347,6 +376,15 @@ def cmd_run(args) -> int:
             RunOptions(mode="live", camera_ids=args.cameras, realtime=not args.fast),
             on_alert=lambda a: log.warning("ALERT %s", _one_line(a.record, a.stored)),
         )
+        if node is not None:
+            cameras = [c.id for c in runner.cameras()]
+            runner.cluster = NodeCluster(
+                register,
+                loaded.config.site,
+                cameras,
+                node(len(cameras)),
+                config=(loaded.config.revision, loaded.sha256),
+            )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
         summary = runner.run()
@@ -362,6 +400,20 @@ def cmd_run(args) -> int:
         for camera_id, warning in summary.source_warnings.items():
             log.warning("camera %s: %s", camera_id, warning)
     return 0
+
+
+def _cluster_options(args):
+    """`vigie run --node`'s options, checked (a function of the camera count, the default capacity), or None."""
+    from runner.service.cluster import ClusterOptions
+
+    if args.node is None:
+        if args.max_cameras is not None:
+            raise UsageError("--max-cameras is an option of a node: add --node NAME")
+        return None
+    ClusterOptions(args.node, args.max_cameras or 1, args.lease_renew_s, args.lease_ttl_s)  # refuses bad values now
+    return lambda cameras: ClusterOptions(
+        args.node, args.max_cameras or max(1, cameras), args.lease_renew_s, args.lease_ttl_s
+    )
 
 
 def cmd_replay(args) -> int:
@@ -418,7 +470,8 @@ def cmd_replay(args) -> int:
             f"all marked as tests",
             file=out,
         )
-        print(f"register: {Path(args.db).resolve()}   snapshots: {register.media_dir.resolve()}", file=out)
+        where = register.target.display if register.target.is_postgres else register.db_path.resolve()
+        print(f"register: {where}   snapshots: {register.media_dir.resolve()}", file=out)
         for camera_id, warning in summary.source_warnings.items():  # a damaged file: the run is partial
             print(f"warning: camera {camera_id}: {warning}", file=sys.stderr)
         if summary.rule_errors:  # the rule skipped those frames: its alerts may be missing (traceback in the log)
@@ -747,6 +800,28 @@ def cmd_rights(args) -> int:
     return run_command(args, _principal(args, "rights action"))
 
 
+def cmd_register(args) -> int:
+    """`vigie register copy SRC DST`: copy a register into an empty one, audit chain intact (see runner.register.copy).
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 (errors are raised: a non-empty destination is refused in one line).
+    """
+    from runner.register.backend import parse_target
+    from runner.register.copy import copy_register
+
+    counts = copy_register(args.source, args.destination, source_media=args.source_media_dir, media=args.media_dir)
+    rows = sum(count for table, count in counts.items() if table != "media_files")
+    print(
+        f"copied {rows} row(s) ({counts.get('alerts', 0)} alert(s), {counts.get('audit', 0)} audit row(s)) and "
+        f"{counts['media_files']} media file(s) from {parse_target(args.source).display} to "
+        f"{parse_target(args.destination).display}; check it: vigie audit verify --db DESTINATION"
+    )
+    return 0
+
+
 def cmd_users(args) -> int:
     """`vigie users add|disable|passwd|list`: manage the workbench's named logins (each change audited).
 
@@ -805,9 +880,13 @@ def cmd_status(args) -> int:
     Returns:
         The exit code: 0 (errors are raised, and `main` turns them into exit codes).
     """
+    from runner.register.outbox import Outbox, backlog_lines
     from runner.service.lifecycle import crashed_runs
 
     with _register(args, create=False, read_only=True) as register:
+        if args.json:
+            print(json.dumps(_status_document(register), indent=2, ensure_ascii=False, default=str))
+            return 0
         control = register.control_state()
         print(f"runner heartbeat: {register.get_meta('runner_heartbeat_utc') or 'never'}")
         crashed_cameras: set[str] = set()
@@ -825,7 +904,66 @@ def cmd_status(args) -> int:
             if row["camera_id"] in crashed_cameras and status not in ("error", "ended"):
                 status, detail = "crashed", f"runner died without stopping (last said: {status} {detail})"
             print(f"  {row['camera_id']:<16} {status:<9} {row['updated_utc']}  {detail}")
+        print("\n".join(backlog_lines(Outbox(register.database).backlog())) or "outbox: no output configured yet")
+        print("\n".join(_nodes_lines(register)))
     return 0
+
+
+def _status_document(register) -> dict:
+    """`vigie status --json`: pauses, health rows, runner nodes, camera leases (ages by the database's clock) and
+    the outbox's backlog per destination."""
+    from runner.register.leases import is_duty
+    from runner.register.outbox import Outbox
+
+    leases = register.leases.leases()
+    health = {row["camera_id"]: row for row in register.health()}
+    return {
+        "runner_heartbeat_utc": register.get_meta("runner_heartbeat_utc"),
+        "paused": sorted(scope for scope, row in register.control_state().items() if row["paused"]),
+        "health": list(health.values()),
+        "nodes": register.leases.nodes(),
+        "cameras": [_lease_view(row, health.get(row["camera_id"])) for row in leases if not is_duty(row["camera_id"])],
+        "duties": [_lease_view(row) for row in leases if is_duty(row["camera_id"])],
+        "outbox": Outbox(register.database).backlog(),  # per destination: rows owed, oldest, last error
+    }
+
+
+def _lease_view(row: dict, health: dict | None = None) -> dict:
+    """A lease row as `vigie status` shows it: owner, token, age of the lease and of its last renewal."""
+    from datetime import datetime
+
+    now = datetime.fromisoformat(row["now_utc"])
+    held = row["node"] is not None and row["expires_utc"] > row["now_utc"]
+    return {
+        "site": row["site"],
+        "camera": row["camera_id"],
+        "owner": row["node"] if held else None,
+        "token": row["token"],
+        "lease_age_s": round((now - datetime.fromisoformat(row["acquired_utc"])).total_seconds(), 1) if held else None,
+        "renewed_age_s": round((now - datetime.fromisoformat(row["renewed_utc"])).total_seconds(), 1) if held else None,
+        "health": health["status"] if health else None,
+    }
+
+
+def _nodes_lines(register) -> list[str]:
+    """The nodes and the camera leases, as `vigie status` prints them (nothing when no node ever ran)."""
+    document = _status_document(register)
+    if not document["nodes"]:
+        return []
+    lines = ["nodes:"]
+    for node in document["nodes"]:
+        state = "alive" if node["alive"] else ("stopped" if node["state"] == "stopped" else "DEAD")
+        lines.append(
+            f"  {node['name']:<12} {state:<7} heartbeat {node['heartbeat_age_s']:.1f} s ago  "
+            f"cameras {len(node['cameras'])}/{node['capacity']}  {', '.join(node['cameras'])}  "
+            f"(config revision {node['config_revision']}, {node['host']})"
+        )
+    lines.append("camera leases:")
+    for view in document["cameras"] + document["duties"]:
+        owner = view["owner"] or "(free)"
+        age = f"held {view['lease_age_s']} s, renewed {view['renewed_age_s']} s ago" if view["owner"] else ""
+        lines.append(f"  {view['camera']:<16} {owner:<12} token {view['token']:<4} {age}  {view['health'] or ''}")
+    return lines
 
 
 def cmd_models(args) -> int:
@@ -900,31 +1038,18 @@ COMMANDS = {
     "models": cmd_models,
     "users": cmd_users,
     "rights": cmd_rights,
+    "register": cmd_register,
 }
 
 
 # -- formatting ------------------------------------------------------------------------------------
 def _alert_json(record, stored, register) -> dict:
+    from runner.register.outbox import alert_fields  # the one home of this shape (the outbox pushes it too)
+
     snapshot = None
     if stored is not None and stored.snapshot:
         snapshot = str((register.media_dir / stored.snapshot).resolve())
-    return {
-        "id": stored.id if stored else None,
-        "kind": record.kind,
-        "rule_id": record.rule_id,
-        "camera": record.camera_id,
-        "t_s": record.t_s,
-        "ts_utc": record.ts_utc,
-        "track_id": record.track_id,
-        "subject": record.subject,
-        "score": record.score,
-        "bbox": record.bbox,
-        "snapshot": snapshot,
-        "config_revision": record.config_revision,
-        "config_sha256": record.config_sha256,
-        "is_test": record.is_test,
-        "details": record.details,
-    }
+    return alert_fields(record, stored.id if stored else None, snapshot)
 
 
 def _one_line(record, stored) -> str:

@@ -19,3 +19,18 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "clips").is_dir():
         pytest.skip(f"evaluation data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/servers/postgres.py); skips when it is absent."""
+    from tests.servers.postgres import TempPostgres
+
+    with TempPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database of the session's PostgreSQL server, for one test."""
+    return postgres_server.create_database()

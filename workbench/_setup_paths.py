@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runner.core.errors import StoreError
+from runner.register.backend import parse_target
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,13 +30,48 @@ def zones_dir() -> Path:
     return _path_from_env("VIGIE_ZONES_DIR", PROJECT_ROOT / "zones")
 
 
-def register_path() -> Path:
+def register_path() -> Path | str:
     """The alert register and audit log (VIGIE_DB, default var/vigie.db).
 
     Returns:
-        The SQLite file's path; the file may not exist yet.
+        The SQLite file's path (the file may not exist yet), or a `postgresql://` URL as it was given (a
+        Path would fold its `//`); `runner.register.backend.parse_target` reads both.
     """
+    value = os.environ.get("VIGIE_DB", "").strip()
+    if is_database_url(value):
+        return value
     return _path_from_env("VIGIE_DB", PROJECT_ROOT / "var" / "vigie.db")
+
+
+def is_database_url(location: str | Path) -> bool:
+    """Whether a register location is a database URL (PostgreSQL) rather than an SQLite file.
+
+    Args:
+        location: a `--db` / VIGIE_DB value.
+
+    Returns:
+        True for a `postgresql://` (or `postgres://`) URL.
+    """
+    if isinstance(location, Path):
+        return False
+    try:
+        return parse_target(location).is_postgres
+    except StoreError:  # only a URL fails to parse (a ${VAR} not set): the error is the opening's to report
+        return True
+
+
+def beside_register(name: str, location: str | Path | None = None) -> Path:
+    """A file or folder kept beside the SQLite register, or in var/ when the register is a PostgreSQL database.
+
+    Args:
+        name: its name.
+        location: the register (a file or a URL); None for `register_path()`.
+
+    Returns:
+        Its path.
+    """
+    location = register_path() if location is None else location
+    return PROJECT_ROOT / "var" / name if is_database_url(location) else Path(location).parent / name
 
 
 def tuning_register_path() -> Path:
@@ -45,7 +83,7 @@ def tuning_register_path() -> Path:
     Returns:
         The SQLite file's path; the file may not exist yet.
     """
-    return _path_from_env("VIGIE_TUNING_DB", register_path().parent / "tuning.db")
+    return _path_from_env("VIGIE_TUNING_DB", beside_register("tuning.db"))
 
 
 def shared_data_dir() -> Path:

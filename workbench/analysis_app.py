@@ -28,6 +28,7 @@ import polars as pl  # noqa: E402
 from runner.core.access import PermissionDenied, Principal, Role, principal_from_env, role_from_env  # noqa: E402
 from runner.core.errors import StoreError, UsageError, VigieError  # noqa: E402
 from workbench import register_data as rd  # noqa: E402
+from workbench._setup_paths import is_database_url  # noqa: E402
 from workbench.i18n import add_messages, t  # noqa: E402
 
 HEATMAP_BINS = (32, 18)  # columns, rows: a 16:9 image in cells of about 60 px at 1080p
@@ -480,7 +481,8 @@ class AnalysisDashboard:
     def __init__(
         self, db_path: Path | str | None = None, media: Path | str | None = None, export_root: Path | None = None
     ):
-        self.db_path = Path(db_path or rd.register_path())
+        location = db_path or rd.register_path()
+        self.db_path = location if is_database_url(location) else Path(location)  # a URL stays a URL
         self.media_dir = Path(media) if media else rd.media_dir(self.db_path)
         self.export_root = Path(export_root or rd.export_root())
         self.frames: rd.RegisterFrames | None = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from runner.config.outputs import MqttOutput, Outputs, WebhookOutput
 from runner.config.rules import RULE_CONFIGS_BY_KIND
 from runner.config.rules.time_windows import TimeWindow
 from runner.config.site import (
@@ -47,6 +48,9 @@ CONFIG_MODELS: tuple[type[BaseModel], ...] = (
     Tracking,
     MotionGate,
     TimeWindow,
+    Outputs,
+    MqttOutput,
+    WebhookOutput,
     *RULE_CONFIGS_BY_KIND.values(),
 )
 
@@ -132,6 +136,58 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
         "Priorité des alertes de chaque type de règle dans la console (high, medium, low) ; les types absents "
         "gardent leur priorité par défaut (feu, arme, personne au sol : haute ; foules et objets abandonnés : "
         "moyenne ; autres : basse).",
+    ),
+    "SiteConfig.outputs": (
+        "Sorties",
+        "Où les alertes et les décisions sont poussées une fois enregistrées (courtier MQTT, webhooks).",
+    ),
+    "Outputs.mqtt": ("Courtier MQTT", "Courtier MQTT où les alertes sont publiées ; vide : pas de MQTT."),
+    "Outputs.webhooks": ("Webhooks", "Adresses HTTP qui reçoivent chaque alerte et chaque décision (POST)."),
+    "MqttOutput.host": ("Hôte du courtier", "Nom ou adresse du courtier MQTT."),
+    "MqttOutput.port": ("Port du courtier", "Port TCP du courtier (1883 ; 8883 avec TLS)."),
+    "MqttOutput.username": ("Utilisateur", "Nom d'utilisateur sur le courtier ; vide : anonyme."),
+    "MqttOutput.password": (
+        "Mot de passe",
+        "Mot de passe du courtier sous forme ${VARIABLE} (ex. ${VIGIE_MQTT_PASSWORD}), jamais la valeur elle-même.",
+    ),
+    "MqttOutput.tls": ("TLS", "Connexion chiffrée, certificat du courtier vérifié par les autorités du système."),
+    "MqttOutput.topic_prefix": (
+        "Préfixe des sujets",
+        "Premier niveau des sujets : les alertes vont à <préfixe>/<site>/<caméra>/<type>.",
+    ),
+    "MqttOutput.qos": ("Qualité de service", "Qualité de service MQTT : 1 = au moins une fois (accusé PUBACK)."),
+    "MqttOutput.keepalive_s": ("Maintien de connexion (s)", "Secondes entre deux messages de maintien au courtier."),
+    "MqttOutput.max_backoff_s": (
+        "Attente maximale entre essais (s)",
+        "Attente la plus longue (secondes) entre deux tentatives de connexion ou d'envoi.",
+    ),
+    "MqttOutput.include_tests": (
+        "Envoyer les alertes de test",
+        "Pousse aussi les alertes de test (phase de conception, rejeux), marquées is_test : seulement pour mettre "
+        "au point le système récepteur ; par défaut elles ne parviennent à personne.",
+    ),
+    "WebhookOutput.name": ("Nom", "Nom de ce point de réception (son curseur dans le registre, sa ligne d'état)."),
+    "WebhookOutput.url": (
+        "Adresse",
+        "Adresse qui reçoit un POST HTTP par alerte et par décision (http:// ou https:// ; ${VARIABLE} permis).",
+    ),
+    "WebhookOutput.secret": (
+        "Secret de signature",
+        "Clé HMAC-SHA256 de l'en-tête X-Vigie-Signature, sous forme ${VARIABLE} (ex. ${HOOK_SECRET}).",
+    ),
+    "WebhookOutput.timeout_s": ("Délai de réponse (s)", "Secondes d'attente de la réponse du point de réception."),
+    "WebhookOutput.max_backoff_s": (
+        "Attente maximale entre essais (s)",
+        "Attente la plus longue (secondes) entre deux tentatives vers un point de réception en échec.",
+    ),
+    "WebhookOutput.headers": (
+        "En-têtes HTTP",
+        "En-têtes supplémentaires ; un identifiant (Authorization, jeton, clé) doit être une ${VARIABLE}.",
+    ),
+    "WebhookOutput.include_tests": (
+        "Envoyer les alertes de test",
+        "Pousse aussi les alertes de test (phase de conception, rejeux), marquées is_test ; par défaut elles ne "
+        "parviennent à personne.",
     ),
     "Authorization.order_ref": ("Référence de l'arrêté", "Référence de l'arrêté préfectoral autorisant le traitement."),
     "Authorization.valid_from": ("Début de l'autorisation", "Début de la période autorisée (ISO 8601 avec fuseau)."),

@@ -38,6 +38,7 @@ from runner.core.access import (
 from runner.core.alerts import FOLLOW_UPS, REJECT_REASONS
 from runner.core.errors import StoreError, VigieError
 from runner.register import STORAGE_HEALTH_KEYS, Register, iso
+from workbench._setup_paths import is_database_url
 from workbench.i18n import add_messages, t
 from workbench.register_data import (
     DEFAULT_TIMEZONE,
@@ -310,7 +311,7 @@ class ConsoleModel:
         zones: Path | None = None,
         role: Role | str | None = None,
     ):
-        self.db_path = Path(db_path)
+        self.db_path = db_path if is_database_url(db_path) else Path(db_path)  # a URL stays a URL
         # The server's role, not something the person at the browser chooses; None refuses every write.
         self.role: Role | None = parse_role(role) if role else role_from_env()
         self.media_dir = Path(media) if media else media_dir(self.db_path)
@@ -1336,7 +1337,7 @@ def operator_console(
     """The console over VIGIE_DB (or `db_path`), polling every second when a kernel loop runs.
 
     Args:
-        db_path: the register's file; None for VIGIE_DB (default var/vigie.db).
+        db_path: the register's file or `postgresql://` URL; None for VIGIE_DB (default var/vigie.db).
         media: the snapshots folder; None for VIGIE_MEDIA_DIR, else media/ beside the register.
         poll: start polling now (the tests poll by hand).
 

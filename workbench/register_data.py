@@ -26,7 +26,9 @@ import polars as pl
 from runner.core.access import Action, Principal, Role, require, role_from_env
 from runner.core.alerts import KIND_NAMES
 from runner.core.errors import StoreError, UsageError
-from workbench._setup_paths import PROJECT_ROOT, register_path, zones_dir
+from runner.register.backend import PgConnection, database_errors, parse_target
+from runner.register.schema import open_connection
+from workbench._setup_paths import PROJECT_ROOT, beside_register, register_path, zones_dir
 from workbench.i18n import add_messages, t
 from workbench.stats import wilson_interval
 
@@ -134,16 +136,17 @@ def value_label(field: str, value: object) -> str:
 
 
 # -- where things are (the register and zones dir come from workbench._setup_paths) ----------
-def media_dir(db_path: Path) -> Path:
-    """Snapshots folder: $VIGIE_MEDIA_DIR, else `media/` beside the register (the runner's default).
+def media_dir(db_path: str | Path) -> Path:
+    """Snapshots folder: $VIGIE_MEDIA_DIR, else `media/` beside the register (the runner's default), or
+    var/media for a PostgreSQL register.
 
     Args:
-        db_path: the register's file.
+        db_path: the register's file, or its `postgresql://` URL.
 
     Returns:
         The folder; it may not exist.
     """
-    return Path(os.environ.get("VIGIE_MEDIA_DIR") or Path(db_path).parent / "media")
+    return Path(os.environ.get("VIGIE_MEDIA_DIR") or beside_register("media", db_path))
 
 
 def export_root() -> Path:
@@ -156,18 +159,29 @@ def export_root() -> Path:
     return Path(value).expanduser() if value else PROJECT_ROOT / "var" / "exports"
 
 
-def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
+# A read-only register connection: an SQLite file, or a PostgreSQL database through the runner's adapter
+# (the same statements, rows read by name or position).
+RegisterConnection = sqlite3.Connection | PgConnection
+
+
+def connect_readonly(db_path: str | Path) -> RegisterConnection:
     """A read-only connection; a missing register is a one-line error, not an empty file created by mistake.
 
     Args:
-        db_path: the register's file.
+        db_path: the register's file, or its `postgresql://` URL (a read-only session; never a password in
+            an error).
 
     Returns:
-        An open connection (rows as sqlite3.Row, 30 s busy timeout) that the caller closes.
+        An open connection (rows by column name, SQLite with a 30 s busy timeout) that the caller closes.
 
     Raises:
-        StoreError: no such file, or not a readable register (no alerts table).
+        StoreError: no such file or database, or not a readable register (no alerts table).
     """
+    target = parse_target(db_path)
+    if target.is_postgres:
+        return open_connection(
+            target, read_only=True, on_open=lambda conn: conn.execute("SELECT 1 FROM alerts LIMIT 1")
+        )
     path = Path(db_path).resolve()
     if not path.is_file():
         raise StoreError(f"register {db_path}: no such file (start the runner first, or set VIGIE_DB)")
@@ -196,8 +210,8 @@ def latest_alert_id(db_path: str | Path) -> int:
     conn = connect_readonly(db_path)
     try:
         return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"register {db_path}: {exc}") from None
+    except database_errors() as exc:
+        raise StoreError(_read_problem(db_path, exc)) from None
     finally:
         conn.close()
 
@@ -230,8 +244,8 @@ def load_register(db_path: str | Path | None = None, include_restricted: bool | 
         if include_restricted is None:
             include_restricted = _role_is_dpo()
         return RegisterFrames(alerts=_load_alerts(conn, include_restricted), audit=_load_audit(conn))
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"register {db_path or register_path()}: {exc}") from None
+    except database_errors() as exc:
+        raise StoreError(_read_problem(db_path or register_path(), exc)) from None
     finally:
         conn.close()
 
@@ -243,13 +257,37 @@ def _role_is_dpo() -> bool:
         return False
 
 
-def _restricted_filter(conn: sqlite3.Connection, include_restricted: bool) -> str:
+def _read_problem(db_path: str | Path, exc: BaseException) -> str:
+    """A failed read in one line: the register (a URL without its password) and the error's first line."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"register {parse_target(db_path).display}: {first_line}"
+
+
+def has_table(conn: RegisterConnection, table: str) -> bool:
+    """Whether the register has this table (an older SQLite register may lack the newer ones), on either engine.
+
+    Args:
+        conn: a register connection outside a transaction.
+        table: the table's name (an identifier of the schema, never user input).
+
+    Returns:
+        True when a query of the table runs.
+    """
+    try:
+        conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+    except database_errors():
+        return False
+    return True
+
+
+def _restricted_filter(conn: RegisterConnection, include_restricted: bool) -> str:
     """The WHERE clause that leaves out restricted alerts (none on a register older than the rights tables)."""
-    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'restrictions'").fetchone()
-    return "" if include_restricted or not has_table else " WHERE a.id NOT IN (SELECT alert_id FROM restrictions)"
+    if include_restricted or not has_table(conn, "restrictions"):
+        return ""
+    return " WHERE a.id NOT IN (SELECT alert_id FROM restrictions)"
 
 
-def _load_alerts(conn: sqlite3.Connection, include_restricted: bool = False) -> pl.DataFrame:
+def _load_alerts(conn: RegisterConnection, include_restricted: bool = False) -> pl.DataFrame:
     rows = conn.execute(
         "SELECT a.id, a.site, a.camera_id, a.rule_id, a.kind, a.ts_utc, a.created_utc, a.t_s, a.subject, "
         "a.track_id, a.score, a.bbox, a.details, a.is_test, a.phase, a.mode, a.config_revision, a.config_sha256, "
@@ -283,7 +321,7 @@ def _bbox(text: str | None) -> tuple[float | None, ...]:
     return tuple(float(v) for v in values) if len(values) == 4 else (None, None, None, None)
 
 
-def _load_audit(conn: sqlite3.Connection) -> pl.DataFrame:
+def _load_audit(conn: RegisterConnection) -> pl.DataFrame:
     rows = conn.execute("SELECT id, ts_utc, event, actor, camera_id, details FROM audit ORDER BY id").fetchall()
     frame = pl.DataFrame([dict(r) for r in rows], schema=_AUDIT_SCHEMA, orient="row")
     return frame.with_columns(pl.col("ts_utc").str.to_datetime(time_zone="UTC", time_unit="ms"))
@@ -631,7 +669,7 @@ def export_statistics(
     fmt: str,
     *,
     by: Principal,
-    db_path: Path,
+    db_path: str | Path,
     media: Path | None = None,
 ) -> list[Path]:
     """An analyst's export: role checked, files written under the export root, then one audit row
@@ -643,7 +681,7 @@ def export_statistics(
         folder: the folder under root, as the analyst typed it.
         fmt: "csv" or "parquet".
         by: who exports; the role must allow exporting statistics.
-        db_path: the register the audit row goes to (opened for writing, never created).
+        db_path: the register the audit row goes to, a file or a URL (opened for writing, never created).
         media: the snapshots folder handed to the register; None for its default.
 
     Returns:
@@ -732,7 +770,7 @@ def pseudonym_key(db_path: str | Path) -> bytes:
     value = os.environ.get(PSEUDONYM_KEY_ENV, "").strip()
     if value:
         return value.encode("utf-8")
-    path = Path(db_path).parent / PSEUDONYM_KEY_FILE
+    path = beside_register(PSEUDONYM_KEY_FILE, db_path)
     try:  # created once, never overwritten: pseudonyms stay stable across restarts
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:

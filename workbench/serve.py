@@ -43,7 +43,7 @@ from runner.core.access import (
     principal_from_env,
 )
 from runner.core.errors import VigieError
-from workbench._setup_paths import PROJECT_ROOT
+from workbench._setup_paths import PROJECT_ROOT, is_database_url
 
 # Jupyter data folder holding Vigie's Voilà template `vigie`: Voilà's lab page without its CDN links.
 TEMPLATES_PATH = Path(__file__).resolve().parent / "static"
@@ -184,7 +184,7 @@ def server_environment(environ: dict[str, str], token: str, principal: Principal
     if principal is not None:  # the apps read who they serve from here (runner.core.access.role_from_env)
         env["VIGIE_ROLE"], env["VIGIE_USER"] = principal.role.value, principal.user
     for name in PATH_VARIABLES:
-        if env.get(name, "").strip():
+        if env.get(name, "").strip() and not is_database_url(env[name]):  # a postgresql:// VIGIE_DB stays a URL
             env[name] = str(Path(env[name]).expanduser().resolve())
     env["JUPYTER_TOKEN"] = token
     # Voilà finds its templates on the Jupyter path: ours first (voila/templates/vigie).

@@ -839,9 +839,9 @@ def _line(problem: Problem) -> str:
 class CameraSetupApp:
     """ipywidgets over CameraSetup: the notebook does `CameraSetupApp.from_env().display()`."""
 
-    def __init__(self, zones_dir: Path, register_path: Path, site: str | None = None):
+    def __init__(self, zones_dir: Path, register_path: Path | str, site: str | None = None):
         self.zones_dir = Path(zones_dir)
-        self.register_path = Path(register_path)
+        self.register_path = register_path if paths.is_database_url(register_path) else Path(register_path)
         self.exporter = ConfigExporter(self.zones_dir, lambda: Register(self.register_path))
         self.setup: CameraSetup | None = None
         self.rule_views: list[ModelFormView] = []

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sqlite3
 import sys
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from runner.core.errors import StoreError
+from runner.register.backend import database_errors, parse_target
 from runner.register.rights import (  # one home for the rights requests' vocabulary: the register's
     ANSWER_DEADLINE_DAYS,
     REQUEST_CHANNELS,
@@ -290,26 +290,26 @@ def requests_from_register(db_path: str | Path) -> pl.DataFrame | None:
     Only the reference, the dates, the kind, the channel and the status are read: nothing about the persons.
 
     Args:
-        db_path: the register's file.
+        db_path: the register's file, or its `postgresql://` URL.
 
     Returns:
         The frame, or None when the register is missing, unreadable or older than the rights requests
         (the CSV import is then the way in).
     """
-    from workbench.register_data import connect_readonly
+    from workbench.register_data import connect_readonly, has_table
 
     try:
         conn = connect_readonly(db_path)
     except StoreError:
         return None
     try:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rights_requests'").fetchone():
+        if not has_table(conn, "rights_requests"):
             return None
         rows = conn.execute(
             "SELECT reference, received_utc, kind, channel, status, answered_utc FROM rights_requests "
             "ORDER BY received_utc, reference"
         ).fetchall()
-    except sqlite3.DatabaseError:
+    except database_errors():
         return None
     finally:
         conn.close()
@@ -318,7 +318,7 @@ def requests_from_register(db_path: str | Path) -> pl.DataFrame | None:
     writer.writerow(REQUEST_COLUMNS)
     for reference, received, kind, channel, status, answered in rows:  # dates in UTC, as the register keeps them
         writer.writerow([reference, received[:10], kind, channel, status, (answered or "")[:10]])
-    return parse_requests(buffer.getvalue(), f"register {db_path}")
+    return parse_requests(buffer.getvalue(), f"register {parse_target(db_path).display}")
 
 
 def read_csv_file(path: str | Path) -> tuple[str, pl.DataFrame]:

@@ -291,7 +291,7 @@ def requests_figure(per_period: pl.DataFrame) -> plt.Figure:
 
 
 class SocialDashboard:
-    def __init__(self, db_path: Path | None = None) -> None:
+    def __init__(self, db_path: Path | str | None = None) -> None:
         """The dashboard; the rights requests recorded in the register are loaded at once (CSV import otherwise).
 
         Args:
@@ -362,7 +362,7 @@ class SocialDashboard:
         self.set_data(**{expected: frame})
         self._say(t("social.loaded", name=file["name"], rows=frame.height))
 
-    def load_register_requests(self, db_path: Path) -> bool:
+    def load_register_requests(self, db_path: Path | str) -> bool:
         """Show the rights requests the DPO recorded in the register (`vigie rights`), when it has any.
 
         Args:

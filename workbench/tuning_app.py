@@ -706,14 +706,14 @@ class TuningApp:
         work_dir: Path,
         pool_factory: PoolFactory = default_pool_factory,
         site: str | None = None,
-        audit_register_path: Path | None = None,
+        audit_register_path: Path | str | None = None,
     ):
         self.zones_dir = Path(zones_dir)
         self.clips_dir = Path(clips_dir)
         self.session = TuningSession(Register(register_path), work_dir, pool_factory)
         # Saved thresholds are a config export like the setup app's: same exporter, checks and audit
         # log (the operators' register, not the tuning one).
-        audit_path = Path(audit_register_path) if audit_register_path else paths.register_path()
+        audit_path = audit_register_path or paths.register_path()
         self.exporter = ConfigExporter(self.zones_dir, lambda: Register(audit_path))
         self._clip_by_camera: dict[tuple[str, str], str] = {}  # the clip chosen for each (site, camera)
         self._clip_key: tuple[str, str] | None = None

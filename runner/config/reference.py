@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from runner.config.outputs import MqttOutput, Outputs, WebhookOutput
 from runner.config.rules import RULE_CONFIGS_BY_KIND
 from runner.config.site import (
     Authorization,
@@ -37,6 +38,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cameras[].calibration", Calibration),
     ("cameras[].tracking", Tracking),
     ("cameras[].motion_gate", MotionGate),
+    ("outputs", Outputs),
+    ("outputs.mqtt", MqttOutput),
+    ("outputs.webhooks[]", WebhookOutput),
 ]
 
 

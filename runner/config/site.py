@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from runner.config.base import ConfigProblems, Frozen, Label, NoControlCharacters, NormPoint, Polygon, Slug, by_id
+from runner.config.outputs import Outputs
 from runner.config.rules import RULE_CONFIGS, RULE_CONFIGS_BY_KIND, RuleConfig
 from runner.core.geometry import polygon_area, quad_is_degenerate
 
@@ -382,6 +383,9 @@ class SiteConfig(Frozen):
         description="Priority of the alerts of each rule kind in the operator console (high, medium, low); "
         "kinds not listed keep their default (fire, weapon, person_down high; crowds and abandoned objects "
         "medium; others low).",
+    )
+    outputs: Outputs = Field(
+        Outputs(), description="Where alerts and decisions are pushed once stored (MQTT broker, webhooks)."
     )
 
     @field_validator("alert_priorities")

@@ -1,9 +1,10 @@
 """The register: alerts, decisions, the audit chain, snapshots and retention, behind `Register`.
 
 Callers import from here: `from runner.register import Register, iso`. The parts, for a reader:
-`schema` (the SQLite file) → `database` (the shared connection and transactions) → `media` (snapshot
-files) → `audit` (hash chain, anchor file, verify) → `records` (alerts, decisions, control, health) →
-`retention` (purge and its schedule) → `register` (the facade).
+`backend` (`--db`: an SQLite file or a PostgreSQL URL) → `schema` (DDL, opening, upgrades) → `database`
+(the shared connection and transactions) → `media` (snapshot files) → `audit` (hash chain, anchor file,
+verify) → `records` (alerts, decisions, control, health) → `retention` (purge and its schedule) → `register`
+(the facade); `copy` (`vigie register copy`).
 """
 
 from runner.register.audit import VerifyReport, anchor_path_for, audit_hash, read_anchor

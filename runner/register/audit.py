@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
+from typing import Any
 
 from runner.core.alerts import canonical_json, content_digest
 from runner.core.errors import StoreError
 from runner.register import clock
+from runner.register.backend import POSTGRESQL, database_errors
 from runner.register.database import REGISTER_HEALTH, Database, read_meta
 from runner.register.media import MediaStore
-from runner.register.schema import ALERT_DIGEST_FIELDS, DECISION_DIGEST_FIELDS
+from runner.register.schema import DECISION_DIGEST_FIELDS, alert_digest_fields
 
 # A problem found by verify: (the audit row it concerns, or None for a row with no audit record; message).
 Problem = tuple[int | None, str]
@@ -180,12 +182,13 @@ _FILE_RACE = "is missing (deleted outside the retention purge)"
 class AuditChain:
     """Appends audit rows (inside the caller's transaction), reads them back, and verifies the register."""
 
-    def __init__(self, database: Database, anchor_path: Path, media: MediaStore):
+    def __init__(self, database: Database, anchor_path: Path | None, media: MediaStore):
         """Append and verify through the register's shared connection.
 
         Args:
             database: the shared connection.
-            anchor_path: the anchor file (appended after each commit that adds audit rows).
+            anchor_path: the anchor file (appended after each commit that adds audit rows); None for a
+                PostgreSQL register, which has none (see docs/register.md: the signed checkpoints stand for it).
             media: the media folder, whose snapshot files `verify` checks.
         """
         self.database = database
@@ -221,7 +224,8 @@ class AuditChain:
             "INSERT INTO audit(id, ts_utc, event, actor, camera_id, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
             (next_id, ts, event, actor, camera_id, text, prev_hash, digest),
         )
-        self.database.run_after_commit(lambda: self._write_anchor(next_id, digest))
+        if self.anchor_path is not None:
+            self.database.run_after_commit(lambda: self._write_anchor(next_id, digest))
         return next_id
 
     def record(self, event: str, actor: str, camera_id: str | None = None, details: dict | None = None) -> int:
@@ -255,7 +259,7 @@ class AuditChain:
             params.append(event)
         sql += " ORDER BY id"
         if limit:
-            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) AS newest ORDER BY id"
         return [dict(r) for r in self.database.query(sql, params)]
 
     def close(self) -> None:
@@ -267,6 +271,7 @@ class AuditChain:
     def _write_anchor(self, row_id: int, row_hash: str) -> None:
         """Appended after the commit, so a line never names a row that was rolled back; fsynced, so
         that a crash cannot keep a row yet lose the line that names it more than once in a while."""
+        assert self.anchor_path is not None  # only registered when there is an anchor file
         try:
             if self._anchor_fd is None:
                 self._anchor_fd = os.open(self.anchor_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -297,24 +302,30 @@ class AuditChain:
             report = self._verify_snapshot(extra_check)  # a purge deleted the file after committing: see its commit
         return report
 
+    def _file_damage(self, conn: Any) -> str:
+        """SQLite's quick_check of the file ("ok" when sound); PostgreSQL checks its own pages (checksums)."""
+        if self.database.dialect == POSTGRESQL:
+            return "ok"
+        return str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+
     def _verify_snapshot(self, extra_check: SnapshotCheck | None) -> VerifyReport:
         # Read before the snapshot: a line is appended after its row's commit, so the snapshot holds that row.
-        witnessed = read_anchor(self.anchor_path)
+        witnessed = read_anchor(self.anchor_path) if self.anchor_path is not None else None
         with self.database.lock:
             conn = self.database.conn
             try:
                 conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read, and kept until COMMIT
                 try:
-                    damage = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                    damage = self._file_damage(conn)
                     if damage != "ok":  # "*** in database main ***\nPage 86: btreeInitPage() returns error code 11"
                         damage = " ".join(damage.replace("*** in database main ***", "").split())
                         return VerifyReport(False, 0, 0, None, f"database file damaged: {damage}")
                     report = verify_records(conn, self.media)
-                    tail = anchor_problem(conn, self.anchor_path, witnessed)
+                    tail = anchor_problem(conn, self.anchor_path, witnessed) if self.anchor_path is not None else None
                     extra, extra_count = extra_check(conn) if extra_check else (None, 0)
                 finally:
                     conn.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
+            except database_errors() as exc:
                 return VerifyReport(False, 0, 0, None, f"database file damaged: {exc}")
         found = [p for p in (tail, extra) if p is not None]
         if not found:
@@ -518,7 +529,7 @@ def _alert_problems(
         if walk.broken:  # a broken chain hides records: only the break is reported
             return []
         return [(None, f"alert {alert_id} has no audit record (inserted outside Vigie)")]
-    if row_digest(alert, ALERT_DIGEST_FIELDS) != record[1] or alert["digest"] != record[1]:
+    if row_digest(alert, alert_digest_fields(alert)) != record[1] or alert["digest"] != record[1]:
         return [(record[0], f"alert {alert_id} differs from its audit record (row {record[0]})")]
     problems: list[Problem] = []
     decided = walk.decision_records.get(alert_id)

@@ -4,23 +4,36 @@ and the storage health rows that say when the register or the snapshot folder ca
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from runner.config.loading import redact
 from runner.core.errors import StoreError
 from runner.register import clock
+from runner.register.backend import DbTarget, database_errors, parse_target
 from runner.register.schema import open_connection
 
 log = logging.getLogger(__name__)
 # Health rows that are not cameras: the database itself, and the snapshot folder.
 REGISTER_HEALTH, STORAGE_HEALTH = "register", "storage"
 STORAGE_HEALTH_KEYS = (REGISTER_HEALTH, STORAGE_HEALTH)
+# The tail of every write of a health row (SQLite and PostgreSQL alike): the newest report replaces the last.
+UPSERT_HEALTH = (
+    "ON CONFLICT (camera_id) DO UPDATE SET status = excluded.status, detail = excluded.detail, "
+    "updated_utc = excluded.updated_utc"
+)
 
 
-def read_meta(conn: sqlite3.Connection, key: str) -> str:
+def _one_line(exc: BaseException) -> str:
+    """A database error in one line (PostgreSQL's carry a DETAIL and a HINT on further lines)."""
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0]) if lines else type(exc).__name__
+
+
+def read_meta(conn: Any, key: str) -> str:
     """A meta value read inside an open transaction, or "" when the key is absent.
 
     Args:
@@ -35,23 +48,34 @@ def read_meta(conn: sqlite3.Connection, key: str) -> str:
 
 
 class Database:
-    """One SQLite connection behind one re-entrant lock; thread-safe."""
+    """One connection (SQLite, or PostgreSQL through `backend.PgConnection`) behind one re-entrant lock;
+    thread-safe."""
 
-    def __init__(self, db_path: Path, *, read_only: bool):
-        """Open the register's file (see `schema.open_connection`).
+    def __init__(self, target: DbTarget | Path | str, *, read_only: bool):
+        """Open the register (see `schema.open_connection`).
 
         Args:
-            db_path: the register's file.
+            target: the register: its SQLite file or its PostgreSQL database.
             read_only: open for reading only.
         """
-        self.db_path = db_path
+        self.target = parse_target(target)
+        self.db_path = self.target.display  # what messages name: the file, or the URL without its password
         self.lock = threading.RLock()
         self._after_commit: Callable[[], None] | None = None  # run once the open transaction commits
         self._storage_state: dict[str, tuple[str, str]] = {}  # health key -> (status, detail), as last known
         self._unrecorded_health: dict[str, dict] = {}  # storage health rows the register could not take
-        self.conn = open_connection(db_path, read_only=read_only, on_open=self._load_storage_state)
+        self.conn: Any = open_connection(self.target, read_only=read_only, on_open=self._load_storage_state)
 
-    def _load_storage_state(self, conn: sqlite3.Connection) -> None:
+    @property
+    def dialect(self) -> str:
+        """The engine.
+
+        Returns:
+            "sqlite" or "postgresql".
+        """
+        return self.target.dialect
+
+    def _load_storage_state(self, conn: Any) -> None:
         self._storage_state = {
             r["camera_id"]: (r["status"], r["detail"])
             for r in conn.execute("SELECT * FROM health WHERE camera_id IN (?, ?)", STORAGE_HEALTH_KEYS)
@@ -63,18 +87,19 @@ class Database:
             self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Any]:
         """One write transaction. A failed write (disk full, I/O error, read-only file) is rolled back
         and raised as a one-line StoreError, and the register's health entry says so.
 
         Yields:
-            The connection, inside BEGIN IMMEDIATE; committed when the block ends without an exception.
+            The connection, inside BEGIN IMMEDIATE (on PostgreSQL: BEGIN and the register's advisory write lock,
+            held to COMMIT by every writer of every node); committed when the block ends without an exception.
         """
         with self.lock:
             self._after_commit = None
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as exc:
+            except database_errors() as exc:
                 raise self._write_failed(exc) from None
             try:
                 yield self.conn
@@ -83,9 +108,9 @@ class Database:
                 self._after_commit = None
                 try:
                     self.conn.execute("ROLLBACK")
-                except sqlite3.DatabaseError:
-                    pass  # SQLite already rolled back (disk full, I/O error)
-                if isinstance(exc, sqlite3.DatabaseError):
+                except database_errors():
+                    pass  # SQLite already rolled back (disk full, I/O error); PostgreSQL's connection was lost
+                if isinstance(exc, database_errors()):
                     raise self._write_failed(exc) from None
                 raise
             if self._after_commit is not None:
@@ -105,13 +130,13 @@ class Database:
         """
         self._after_commit = action
 
-    def _write_failed(self, exc: sqlite3.DatabaseError) -> StoreError:
-        message = f"register {self.db_path}: cannot write ({exc})"
+    def _write_failed(self, exc: BaseException) -> StoreError:
+        message = f"register {self.db_path}: cannot write ({_one_line(exc)})"
         log.error("%s", message)
         self.set_storage_health(REGISTER_HEALTH, "error", message)
         return StoreError(message)
 
-    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple | list = ()) -> list[Any]:
         """Rows of one read, under the lock.
 
         Args:
@@ -127,8 +152,8 @@ class Database:
         with self.lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"register {self.db_path}: {exc}") from None
+            except database_errors() as exc:
+                raise StoreError(f"register {self.db_path}: {_one_line(exc)}") from None
 
     def get_meta(self, key: str) -> str | None:
         """One meta value.
@@ -150,7 +175,10 @@ class Database:
             value: its new value.
         """
         with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- storage health: the register's and the snapshot folder's own rows of the health table ----------
     def storage_status(self, key: str) -> str:
@@ -179,12 +207,12 @@ class Database:
         row = {"camera_id": key, "status": status, "detail": detail[:500], "updated_utc": clock.iso(clock.utc_now())}
         try:
             self.conn.execute(
-                "INSERT OR REPLACE INTO health(camera_id, status, detail, updated_utc) "
-                "VALUES (:camera_id, :status, :detail, :updated_utc)",
+                "INSERT INTO health(camera_id, status, detail, updated_utc) "
+                "VALUES (:camera_id, :status, :detail, :updated_utc) " + UPSERT_HEALTH,
                 row,
             )
             self._unrecorded_health.pop(key, None)
-        except sqlite3.DatabaseError as exc:
+        except database_errors() as exc:
             if key not in self._unrecorded_health:
                 log.error("register %s: cannot record %s health: %s", self.db_path, key, exc)
             self._unrecorded_health[key] = row  # health() still shows it; retried on the next report

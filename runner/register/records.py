@@ -13,16 +13,18 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from runner.core.access import Action, Principal, require
 from runner.core.alerts import DECISIONS, FOLLOW_UPS, REJECT_REASONS, AlertRecord, canonical_json, content_digest
 from runner.core.errors import StoreError, UsageError
 from runner.register import clock
 from runner.register.audit import AuditChain
-from runner.register.database import STORAGE_HEALTH, Database
+from runner.register.database import STORAGE_HEALTH, UPSERT_HEALTH, Database
+from runner.register.leases import Lease, LeaseLost, holds
 from runner.register.media import MediaStore
-from runner.register.schema import ALERT_DIGEST_FIELDS, DECISION_DIGEST_FIELDS
+from runner.register.outbox import enqueue_alert, enqueue_decision
+from runner.register.schema import DECISION_DIGEST_FIELDS, alert_digest_fields
 
 log = logging.getLogger(__name__)
 _ALERT_WITH_DECISION = (
@@ -56,7 +58,12 @@ class Records:
 
     # -- alerts -----------------------------------------------------------------------------------------
     def add_alert(
-        self, record: AlertRecord, snapshot_jpeg: bytes | None = None, snapshot_note: str | None = None
+        self,
+        record: AlertRecord,
+        snapshot_jpeg: bytes | None = None,
+        snapshot_note: str | None = None,
+        *,
+        owner: Lease | None = None,
     ) -> StoredAlert:
         """Store an alert (and its snapshot first). `snapshot_note` says why there is no image, when none is given.
 
@@ -64,23 +71,29 @@ class Records:
             record: the alert.
             snapshot_jpeg: its image, or None.
             snapshot_note: why there is no image, when snapshot_jpeg is None.
+            owner: the lease under which a runner node analysed the camera (None: a single runner, no lease).
+                The row carries its node and token, and is stored only while that lease stands.
 
         Returns:
             The stored alert's id, uid, snapshot path and note.
 
         Raises:
             StoreError: the row could not be written (its snapshot is then removed).
+            LeaseLost: the node no longer holds the camera under `owner`: no row, no image, one
+                `alert_fenced` audit row (the new owner analyses the camera from then on).
         """
         if snapshot_jpeg is not None:
             snapshot, snapshot_sha, note = self._save_snapshot(record, snapshot_jpeg)
         else:
             snapshot, snapshot_sha, note = None, None, snapshot_note or "no snapshot requested"
-        row = _alert_row(record, snapshot, snapshot_sha, note)
+        row = _alert_row(record, snapshot, snapshot_sha, note, owner)
         try:
-            alert_id = self._insert_alert(record, row)
-        except StoreError:
+            alert_id = self._insert_alert(record, row, owner)
+        except (StoreError, LeaseLost) as exc:
             if snapshot is not None:  # no row names it: give the room back (a full disk is the usual cause)
                 self.media.discard(snapshot)
+            if isinstance(exc, LeaseLost) and owner is not None:
+                self._audit_fenced(record, row, owner)
             raise
         return StoredAlert(alert_id, record.uid, snapshot, note)
 
@@ -101,15 +114,21 @@ class Records:
                 self.database.set_storage_health(STORAGE_HEALTH, "ok", "snapshots saved again")
         return relative.as_posix(), hashlib.sha256(jpeg).hexdigest(), None
 
-    def _insert_alert(self, record: AlertRecord, row: dict[str, Any]) -> int:
-        """The alert row and its audit row, in one transaction."""
+    def _insert_alert(self, record: AlertRecord, row: dict[str, Any], owner: Lease | None = None) -> int:
+        """The alert row and its audit row, in one transaction; with an owner, only while its lease stands."""
         columns = list(row)
         with self.database.transaction() as conn:
+            # In the insert's own transaction: no takeover can commit between the check and the row.
+            if owner is not None and not holds(conn, record.site, record.camera_id, owner.node, owner.token):
+                raise LeaseLost(
+                    f"camera {record.camera_id}: alert {record.uid} not stored: node {owner.node} no longer holds "
+                    f"the camera under token {owner.token}"
+                )
             cursor = conn.execute(
-                f"INSERT INTO alerts({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                f"INSERT INTO alerts({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
                 [row[c] for c in columns],
             )
-            alert_id = int(cast(int, cursor.lastrowid))  # set by every INSERT
+            alert_id = int(cursor.fetchone()[0])
             self.chain.append(
                 conn,
                 "alert_created",
@@ -124,7 +143,21 @@ class Records:
                     "digest": row["digest"],
                 },
             )
+            enqueue_alert(conn, alert_id, record, row)  # pushed out (MQTT, webhooks) exactly when stored
         return alert_id
+
+    def _audit_fenced(self, record: AlertRecord, row: dict[str, Any], owner: Lease) -> None:
+        """The trace of an alert refused to a node that lost its camera: what it was, never its image."""
+        details = {
+            "uid": record.uid,
+            "kind": record.kind,
+            "rule_id": record.rule_id,
+            "ts_utc": record.ts_utc,
+            "token": owner.token,
+            "digest": row["digest"],
+        }
+        log.warning("camera %s: node %s lost its lease: alert %s refused", record.camera_id, owner.node, record.uid)
+        self.chain.record("alert_fenced", owner.node, record.camera_id, details)
 
     def alert(self, alert_id: int) -> dict | None:
         """One alert, with its decision.
@@ -266,6 +299,7 @@ class Records:
                     **by.audit_details(),
                 },
             )
+            enqueue_decision(conn, alert_id, row)
         return row
 
     # -- pause / resume ---------------------------------------------------------------------------------
@@ -292,7 +326,9 @@ class Records:
                 {"scope": scope, **({"reason": reason} if reason else {}), **by.audit_details()},
             )
             conn.execute(
-                "INSERT OR REPLACE INTO control(scope, paused, actor, changed_utc, audit_id) VALUES (?,?,?,?,?)",
+                "INSERT INTO control(scope, paused, actor, changed_utc, audit_id) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (scope) DO UPDATE SET paused = excluded.paused, actor = excluded.actor, "
+                "changed_utc = excluded.changed_utc, audit_id = excluded.audit_id",
                 (scope, int(paused), by.user, clock.iso(clock.utc_now()), audit_id),
             )
         return audit_id
@@ -344,7 +380,8 @@ class Records:
                 _check_not_held_by_another(conn, alert_id, by.user)
             row = {"alert_id": alert_id, "operator": by.user, "taken_utc": clock.iso(clock.utc_now())}
             conn.execute(
-                "INSERT OR REPLACE INTO alert_claims(alert_id, operator, taken_utc) VALUES (?, ?, ?)",
+                "INSERT INTO alert_claims(alert_id, operator, taken_utc) VALUES (?, ?, ?) "
+                "ON CONFLICT (alert_id) DO UPDATE SET operator = excluded.operator, taken_utc = excluded.taken_utc",
                 (alert_id, by.user, row["taken_utc"]),
             )
             details = {"alert_id": alert_id, **({"from": held["operator"]} if held else {}), **by.audit_details()}
@@ -421,7 +458,8 @@ class Records:
         try:
             with self.database.transaction() as conn:
                 conn.execute(
-                    f"INSERT OR REPLACE INTO alert_clips({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
+                    f"INSERT INTO alert_clips({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)}) "
+                    f"ON CONFLICT (alert_id) DO UPDATE SET {', '.join(f'{k} = excluded.{k}' for k in row)}",
                     row,
                 )
         except StoreError:
@@ -462,7 +500,7 @@ class Records:
         """
         with self.database.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO health(camera_id, status, detail, updated_utc) VALUES (?,?,?,?)",
+                "INSERT INTO health(camera_id, status, detail, updated_utc) VALUES (?,?,?,?) " + UPSERT_HEALTH,
                 (camera_id, status, detail, clock.iso(clock.utc_now())),
             )
 
@@ -523,9 +561,13 @@ def _clean_reason(reason: str | None) -> str | None:
     return reason or None
 
 
-def _alert_row(record: AlertRecord, snapshot: str | None, snapshot_sha: str | None, note: str | None) -> dict[str, Any]:
-    """The alert's row as stored, with its content digest."""
+def _alert_row(
+    record: AlertRecord, snapshot: str | None, snapshot_sha: str | None, note: str | None, owner: Lease | None = None
+) -> dict[str, Any]:
+    """The alert's row as stored, with its content digest (covering its owner's node and token when it has one)."""
     row = record.as_row()
+    if owner is not None:
+        row.update(node=owner.node, lease_token=owner.token)
     row.update(
         bbox=json.dumps(record.bbox) if record.bbox is not None else None,
         details=canonical_json(record.details),
@@ -536,7 +578,7 @@ def _alert_row(record: AlertRecord, snapshot: str | None, snapshot_sha: str | No
         snapshot_note=note,
         created_utc=clock.iso(clock.utc_now()),
     )
-    row["digest"] = content_digest({k: row[k] for k in ALERT_DIGEST_FIELDS})
+    row["digest"] = content_digest({k: row[k] for k in alert_digest_fields(row)})
     return row
 
 

@@ -1,19 +1,23 @@
-"""The register: alerts, operator decisions and the hash-chained, append-only audit log (SQLite, WAL).
+"""The register: alerts, operator decisions and the hash-chained, append-only audit log (an SQLite file in WAL
+mode, or a PostgreSQL database shared by several runner nodes: see `backend`).
 
 `Register` is a thin facade over the parts, each in its own module and sharing one `Database`
 (connection, lock, transactions):
 
-- `schema`: the SQLite file (DDL, opening, WAL, read-only opening, refusals);
+- `backend`: where the register lives (`--db`: a file or a PostgreSQL URL), and PostgreSQL's connection;
+- `schema`: the DDL, opening, upgrades (Alembic, `migrations/`), read-only opening, refusals;
 - `audit`: the hash chain, its anchor file and `verify`;
 - `media`: the snapshot files;
 - `records`: alerts, decisions, pause / resume, health;
 - `retention`: the purge, and its schedule;
 - `rights`: the DPO's rights requests, restrictions and erasures;
 - `users`: the workbench's named logins and their failed logins.
+- `leases`: the runner nodes sharing a site's cameras, and their camera leases.
 """
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from runner.core.access import RETENTION_SCHEDULE, Principal
 from runner.core.alerts import AlertRecord
 from runner.core.errors import StoreError
 from runner.register.audit import AuditChain, VerifyReport, anchor_path_for, refuse_replaced_register
+from runner.register.backend import DbTarget, parse_target
 from runner.register.checkpoints import (
     Checkpoint,
     checkpoint_check,
@@ -31,6 +36,7 @@ from runner.register.checkpoints import (
     sign_checkpoint,
 )
 from runner.register.database import Database
+from runner.register.leases import Lease, Leases
 from runner.register.media import MediaStore
 from runner.register.records import Records, StoredAlert
 from runner.register.retention import RetentionPurge
@@ -40,11 +46,11 @@ from runner.register.users import Users
 
 
 class Register:
-    """One SQLite file (WAL) plus a media folder for snapshots. Thread-safe (one lock)."""
+    """One SQLite file (WAL) or PostgreSQL database, plus a media folder for snapshots. Thread-safe (one lock)."""
 
     def __init__(
         self,
-        db_path: str | Path = DEFAULT_DB,
+        db_path: str | Path | DbTarget = DEFAULT_DB,
         media_dir: str | Path | None = None,
         *,
         create: bool = True,
@@ -54,27 +60,34 @@ class Register:
         one-line StoreError.
 
         Args:
-            db_path: the SQLite file.
-            media_dir: the snapshot folder (default: `media` beside the file).
-            create: create the file when missing (else a missing file is a StoreError).
+            db_path: the SQLite file, or a `postgresql://user@host:port/name` URL (${ENV} expanded).
+            media_dir: the snapshot folder (default: `media` beside the file; `var/media` for PostgreSQL).
+            create: create the file when missing (else a missing file is a StoreError); a PostgreSQL
+                database must exist (its tables are created on a writing open).
             read_only: open an existing register for reading only (listing, verifying), which also
                 works on a read-only file or file system.
         """
-        self.db_path = Path(db_path)
-        self.media_dir = Path(media_dir) if media_dir else self.db_path.parent / "media"
-        self.anchor_path = anchor_path_for(self.db_path)
+        self.target = parse_target(db_path)
+        self.media_dir = Path(media_dir) if media_dir else self.target.default_media_dir()
+        # The file; for PostgreSQL, a name in the media folder that derived file names (checkpoints) start from.
+        self.db_path = self.target.path or self.media_dir / self.target.name
+        # PostgreSQL has no anchor file: the signed checkpoints witness its newest row (docs/register.md).
+        self.anchor_path = None if self.target.is_postgres else anchor_path_for(self.db_path)
         self.read_only = read_only
-        if (read_only or not create) and not self.db_path.exists():
-            raise StoreError(f"register {self.db_path}: no such file (run the runner first, or pass --db)")
-        if not read_only:
-            refuse_unwritable(self.db_path)
-            refuse_replaced_register(self.db_path, self.anchor_path)
-        self.database = Database(self.db_path, read_only=read_only)
+        if self.anchor_path is not None:
+            if (read_only or not create) and not self.db_path.exists():
+                raise StoreError(f"register {self.db_path}: no such file (run the runner first, or pass --db)")
+            if not read_only:
+                refuse_unwritable(self.db_path)
+                refuse_replaced_register(self.db_path, self.anchor_path)
+        self.database = Database(self.target, read_only=read_only)
         self.media = MediaStore(self.media_dir)
         self.audit_chain = AuditChain(self.database, self.anchor_path, self.media)
         self.records = Records(self.database, self.audit_chain, self.media)
         self.retention = RetentionPurge(self.database, self.audit_chain, self.media)
         self.users = Users(self.database, self.audit_chain)  # named logins (vigie users, workbench)
+        self.leases = Leases(self.database, self.audit_chain)  # runner nodes and their camera leases
+        self.owner: Lease | None = None  # set on the view `owned_by` gives a node's camera pipeline
         self.rights = RightsRecords(self.database, self.audit_chain, self.media)
         # The fault tests fill the disk and checkpoint the WAL through these.
         self._conn, self._lock = self.database.conn, self.database.lock
@@ -147,7 +160,7 @@ class Register:
         """
         key = load_private_key(private_key)
         with self._lock:
-            return sign_checkpoint(self.database.conn, self.db_path.name, key)
+            return sign_checkpoint(self.database.conn, self.target.name, key)
 
     # -- meta -------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -182,6 +195,21 @@ class Register:
         """
         return self.media.media_path(relative)
 
+    def owned_by(self, lease: Lease) -> Register:
+        """This register as seen by the pipeline of a camera a node holds: its alerts carry the lease's node and
+        token, and are refused once the lease is lost (see `Records.add_alert`). It shares every part (and the
+        connection) with this one; close this one, not the view.
+
+        Args:
+            lease: the node's lease on the camera.
+
+        Returns:
+            The view.
+        """
+        view = copy.copy(self)
+        view.owner = lease
+        return view
+
     # -- records ----------------------------------------------------------------------------------------
     def add_alert(
         self, record: AlertRecord, snapshot_jpeg: bytes | None = None, snapshot_note: str | None = None
@@ -195,8 +223,11 @@ class Register:
 
         Returns:
             The stored alert's id, uid, snapshot path and note.
+
+        Raises:
+            LeaseLost: on a node's view (`owned_by`), the node no longer holds the camera under that lease.
         """
-        return self.records.add_alert(record, snapshot_jpeg, snapshot_note)
+        return self.records.add_alert(record, snapshot_jpeg, snapshot_note, owner=self.owner)
 
     def alert(self, alert_id: int) -> dict | None:
         """One alert, with its decision.

@@ -35,7 +35,7 @@ from runner.core.access import RETENTION_SCHEDULE, Action, Principal, require
 from runner.core.errors import StoreError, UsageError
 from runner.register import clock
 from runner.register.audit import AuditChain, id_ranges
-from runner.register.database import Database
+from runner.register.database import UPSERT_HEALTH, Database
 from runner.register.media import MediaStore
 
 if TYPE_CHECKING:  # the facade composes this module: a type only, no import cycle
@@ -232,7 +232,7 @@ def _set_health(conn: sqlite3.Connection, status: str, detail: str, *, only_if_n
         if row is None or row[0] == status:
             return
     conn.execute(
-        "INSERT OR REPLACE INTO health(camera_id, status, detail, updated_utc) VALUES (?, ?, ?, ?)",
+        "INSERT INTO health(camera_id, status, detail, updated_utc) VALUES (?, ?, ?, ?) " + UPSERT_HEALTH,
         (RETENTION_HEALTH, status, detail[:500], clock.iso(clock.utc_now())),
     )
 
@@ -347,7 +347,10 @@ def _doom_files(conn: sqlite3.Connection, media: MediaStore, files: list[str], n
         if media.media_path(relative) is None:
             log.error("purge: a snapshot path leads outside the media folder; not deleted: %r", relative[:80])
             continue
-        conn.execute("INSERT OR IGNORE INTO media_doomed(path, purged_utc) VALUES (?, ?)", (relative, clock.iso(now)))
+        conn.execute(
+            "INSERT INTO media_doomed(path, purged_utc) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (relative, clock.iso(now)),
+        )
         listed += 1
     return listed
 
@@ -490,8 +493,10 @@ def record_site_retention(register: Register, policy: SitePolicy, by: Principal)
             return in_force.model_copy(update={"purge_every_s": wanted.purge_every_s}), refusal
         if kept != asked or (row is not None and row["phase"] != policy.phase):
             conn.execute(
-                "INSERT OR REPLACE INTO site_retention(site, phase, media_days, alert_days, max_clock_jump_days, "
-                "updated_utc) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO site_retention(site, phase, media_days, alert_days, max_clock_jump_days, "
+                "updated_utc) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET phase = excluded.phase, "
+                "media_days = excluded.media_days, alert_days = excluded.alert_days, "
+                "max_clock_jump_days = excluded.max_clock_jump_days, updated_utc = excluded.updated_utc",
                 (policy.site, policy.phase, *asked, clock.iso(clock.utc_now())),
             )
     return wanted, None

@@ -410,9 +410,7 @@ def _restricted_among(conn: sqlite3.Connection, alert_ids: list[int]) -> set[int
 
 
 def _clip_paths(conn: sqlite3.Connection, alert_ids: list[int]) -> list[str]:
-    """The alerts' clips (the alarm workflow's table, when this register has it); their rows go now."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_clips'").fetchone() is None:
-        return []
+    """The alerts' clips (every register this Vigie opens has the table: schema 5 on); their rows go now."""
     paths = [r["path"] for r in _rows_of(conn, "SELECT path FROM alert_clips WHERE alert_id IN ({})", alert_ids)]
     for start in range(0, len(alert_ids), _CHUNK):
         part = alert_ids[start : start + _CHUNK]

@@ -311,8 +311,9 @@ class Users:
             failures = (row[0] if row and row[1] >= window_start else 0) + 1
             locked_until = now + timedelta(minutes=LOCK_MINUTES) if failures >= MAX_FAILURES else None
             conn.execute(
-                "INSERT OR REPLACE INTO login_failures(login, failures, last_failure_utc, locked_until_utc) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO login_failures(login, failures, last_failure_utc, locked_until_utc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (login) DO UPDATE SET failures = excluded.failures, "
+                "last_failure_utc = excluded.last_failure_utc, locked_until_utc = excluded.locked_until_utc",
                 (key, failures, clock.iso(now), clock.iso(locked_until) if locked_until else None),
             )
             self._append_failure(conn, key, reason, role, failures)

@@ -19,23 +19,29 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from runner.config.loading import LoadedConfig, expand_env, redact
 from runner.config.site import Camera
-from runner.core.errors import AuthorizationError, ConfigError, SourceError, UsageError, VigieError
+from runner.core.errors import AuthorizationError, ConfigError, SourceError, StoreError, UsageError, VigieError
 from runner.inference.detector import ModelPool
+from runner.outputs.dispatcher import Dispatcher, start_dispatcher
 from runner.pipeline.camera import STAGES, AlertSink, CameraPipeline, RaisedAlert
 from runner.register import Register, iso, utc_now
+from runner.register.leases import OUTBOX_DUTY, PURGE_DUTY, Lease, LeaseLost
 from runner.register.retention import SitePolicy, start_retention
+from runner.service.cluster import NodeCluster
 from runner.service.scheduler import DetectionScheduler
 from runner.service.slots import RESTART, FrameSlot
+from runner.service.systemd_notify import ServiceNotifier, SystemdNotifier
 from runner.service.writer import AlertWriter
 from runner.sources.capture import Frame, VideoSource, resolve_source
 
 log = logging.getLogger(__name__)
 ACTOR = "runner"
+OUTPUTS_DRAIN_S = 5.0  # at a stop, the outbox's backlog gets this long to go out; the rest goes at the next start
 LIVE_SUMMARY_ALERTS = 1000  # alerts (and latencies) a live run's summary keeps in memory, newest first to go
 
 
@@ -86,6 +92,7 @@ class Runner:
         pool: ModelPool | None = None,
         on_alert: Callable[[RaisedAlert], None] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        cluster: NodeCluster | None = None,
     ):
         """A runner for the cameras of a loaded config; `run()` starts it.
 
@@ -96,6 +103,8 @@ class Runner:
             pool: the detectors (default: built from the config's models).
             on_alert: called on the writer thread with each alert once its register row is committed.
             clock: the time the authorisation window is checked against.
+            cluster: a node among several (`vigie run --node`): the cameras run are those whose lease it holds,
+                started and stopped as leases come and go; None: every camera, from start to stop.
         """
         self.loaded = loaded
         self.config = loaded.config
@@ -105,12 +114,25 @@ class Runner:
         self.pool = pool or ModelPool(self.config, loaded.base_dir)
         self.on_alert = on_alert
         self.clock = clock
+        self.cluster = cluster
+        # A node's cameras come and go with its leases (see `_follow_leases`).
+        self._leases_run: dict[str, Lease] = {}  # camera -> the lease its pipeline stores alerts under
+        self._camera_stops: dict[str, threading.Event] = {}
+        self._retired_frames: dict[str, int] = {}  # frames analysed by the pipelines of cameras given up
+        self._duty_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duties")  # off the lease thread
+        self._purges = None  # a node's purge schedule, while it holds the purge duty
+        self._capture_threads: list[threading.Thread] = []  # those of the cameras a node started
+        self._start_retry_at: dict[str, float] = {}  # camera -> when to try again to start it (monotonic)
         self.summary = RunSummary()
         self._stop = threading.Event()
         self._paused: dict[str, bool] = {}
         self._errors: dict[str, int] = {}
         self._errors_lock = threading.Lock()  # the writer thread reports failures too
         self.scheduler = DetectionScheduler(self._analysis_failed, self.options.on_frame)
+        # Under systemd (Type=notify, WatchdogSec=): READY, STOPPING, and watchdog pings while the loop progresses.
+        self.notifier = ServiceNotifier(
+            SystemdNotifier.from_env() if self.live else SystemdNotifier(None), status=self._status_line
+        )
 
     # -- checks ----------------------------------------------------------------------------------
     def cameras(self) -> list[Camera]:
@@ -177,6 +199,15 @@ class Runner:
     def stop(self) -> None:
         """Ask the analysis loop to stop (from any thread); `run()` returns once the frames detected are analysed."""
         self._stop.set()
+        self.notifier.stopping()
+
+    def _status_line(self) -> str:
+        """The line `systemctl status` shows while the service runs (sent with each watchdog ping)."""
+        paused = sum(self._paused.values())
+        stored = f"running: {self.summary.alerts_total} alert(s) stored"
+        if self.cluster is not None:
+            stored += f", {len(self._leases_run)} camera(s) leased"
+        return f"{stored}, {paused} camera(s) paused" if paused else stored
 
     def run(self) -> RunSummary:
         """Run until the sources end, `stop()` or the end of the authorisation window.
@@ -204,16 +235,17 @@ class Runner:
         # The pipelines hand their alerts to the writer; it stores nothing until the loop analyses frames.
         writer = AlertWriter(self._store_failed)
         try:
-            pipelines, sources = self._build(cameras, writer)
+            # A node starts with no camera: the lease loop hands it its share once the analysis loop runs.
+            pipelines, sources = self._build([] if self.cluster else cameras, writer)
         except BaseException:
             writer.close()
             raise
-        if not pipelines:
+        if not pipelines and self.cluster is None:
             writer.close()
             self.register.audit("runner_stopped", ACTOR, None, {"reason": "no camera could start"})
             raise SourceError("no camera could start: " + "; ".join(self.summary.camera_errors.values()))
         purges = None
-        if self.options.retention if self.options.retention is not None else self.live:
+        if self.cluster is None and (self.options.retention if self.options.retention is not None else self.live):
             purges = start_retention(self.register, SitePolicy.of(self.config))  # this site's records only
         wakeup = threading.Event()
         # Only a live stream keeps just its newest frames: a file is not live, none of its frames is dropped
@@ -229,20 +261,48 @@ class Runner:
             self.register.set_health(cid, "ok", "running")
         for thread in threads:
             thread.start()
+        self.notifier.ready(
+            f"node {self.cluster.node}: cameras follow the leases"
+            if self.cluster is not None
+            else f"analysing {len(pipelines)} camera(s): {', '.join(pipelines)}"
+        )
+        dispatcher: Dispatcher | None = None
+        self._writer, self._wakeup = writer, wakeup
         try:
+            if self.cluster is not None:
+                self.cluster.on_duty = self._duty_changed
+                self.cluster.loop_silent_s = self.notifier.silent_s  # a hung loop stops renewing its leases
+                self.cluster.start()
+                # One node of the site pushes its outbox out: the one holding the outbox duty.
+                dispatcher = start_dispatcher(
+                    self.register, self.config, node=self.cluster.node, should_run=self.cluster.should_run(OUTBOX_DUTY)
+                )
+            else:
+                dispatcher = start_dispatcher(self.register, self.config)  # alerts pushed out (MQTT, webhooks)
             self._loop(pipelines, slots, sources, wakeup)
         finally:
             self._stop.set()
+            for camera_stop in self._camera_stops.values():
+                camera_stop.set()
+            self.notifier.stopping(f"stopping: {self.summary.stop_reason}")
             self.scheduler.shutdown()
             for pipeline in pipelines.values():
                 pipeline.finish_clips()  # a clip still filling ends with the run, shorter after its alert
             writer.close()  # every alert raised is stored before the runner says it stopped
-            for thread in threads:
+            if dispatcher is not None:
+                dispatcher.stop(drain_s=OUTPUTS_DRAIN_S)
+            if self.cluster is not None:
+                self.cluster.close()  # after the writer: the alerts above were stored under leases still held
+                self._duty_thread.shutdown(wait=True)
+                purges = self._purges
+            for thread in threads + self._capture_threads:
                 thread.join(timeout=5.0)
             if purges is not None:
                 # A purge in progress ends before the runner returns: its caller closes the register next.
                 purges.shutdown(wait=True)
             self._summarise(pipelines, sources)
+            for cid, frames in self._retired_frames.items():
+                self.summary.frames[cid] = self.summary.frames.get(cid, 0) + frames
             self.summary.frames_dropped = {c: s.dropped for c, s in slots.items()}
             self.summary.wall_s = time.monotonic() - started
             self.register.audit(
@@ -260,6 +320,7 @@ class Runner:
             )
             if marker is not None:
                 _clear_marker(self.register, marker)  # a clean stop: the next start finds no crash
+            self.notifier.close()
         return self.summary
 
     # -- crash detection -------------------------------------------------------------------------
@@ -293,13 +354,14 @@ class Runner:
         return key
 
     def _build(
-        self, cameras: list[Camera], writer: AlertSink | None = None
+        self, cameras: list[Camera], writer: AlertSink | None = None, register: Register | None = None
     ) -> tuple[dict[str, CameraPipeline], dict[str, VideoSource]]:
         """One pipeline and one source per camera that can start (the others are reported and skipped).
 
         Args:
             cameras: the cameras to run.
             writer: where the pipelines hand the storing of their alerts (None: stored in line).
+            register: where the pipelines store (default: the runner's; a node's view under its lease).
 
         Returns:
             The pipelines and the sources, by camera id.
@@ -316,7 +378,7 @@ class Runner:
                     self.loaded,
                     camera,
                     self.pool,
-                    self.register,
+                    register or self.register,
                     mode=self.options.mode,
                     source_label=raw_source,
                     on_alert=self._record_alert,
@@ -335,6 +397,118 @@ class Runner:
             )
             pipelines[camera.id] = pipeline
         return pipelines, sources
+
+    # -- a node among several: cameras follow the leases ------------------------------------------
+    def _poll_control(self, pipelines, slots) -> None:
+        """Pause / resume from the register. A node outlives a register out of reach (its leases stop its
+        cameras in time, its writer keeps their alerts): the next poll tries again. A single runner stops."""
+        try:
+            self._apply_control(pipelines, slots)
+        except StoreError as exc:
+            if self.cluster is None:
+                raise
+            log.warning("control not read (register out of reach): %s", exc)
+
+    def _follow_leases(self, pipelines, slots, sources) -> None:
+        """Start the cameras whose lease the node just took; stop those it lost or gives back (every round:
+        a lease past its local deadline stops its camera within one round, before it can expire for others)."""
+        assert self.cluster is not None
+        wanted = self.cluster.wanted()
+        for cid, lease in list(self._leases_run.items()):
+            if cid not in wanted or wanted[cid].token != lease.token:
+                self.stop_camera(cid, pipelines, slots, sources)
+        now = time.monotonic()
+        for cid, lease in wanted.items():
+            if cid not in self._leases_run and now >= self._start_retry_at.get(cid, 0.0):
+                try:
+                    self.start_camera(self.config.camera(cid), lease, pipelines, slots, sources)
+                except StoreError as exc:  # nothing started: tried again in a second
+                    self._start_retry_at[cid] = now + 1.0
+                    log.warning("camera %s not started (register out of reach): %s", cid, exc)
+
+    def start_camera(self, camera: Camera, lease: Lease, pipelines, slots, sources) -> bool:
+        """Start analysing one camera under a node's lease: its pipeline (storing under the lease), its source
+        and its capture thread. A camera that cannot start is reported and keeps its lease (the other nodes
+        would fail on it too); it is not retried under that lease.
+
+        Args:
+            camera: the camera.
+            lease: the node's lease on it.
+            pipelines: the running pipelines by camera (the new one is added).
+            slots: their frame slots (likewise).
+            sources: their sources (likewise).
+
+        Returns:
+            Whether the camera started.
+        """
+        assert self.cluster is not None
+        if not self.cluster.claim(camera.id, lease.token):  # lost or given back since `wanted()`
+            return False
+        try:
+            paused = self.register.is_paused(camera.id)  # a pause set before this node took it
+            built, built_sources = self._build([camera], self._writer, self.register.owned_by(lease))
+        except StoreError:  # nothing started: the lease thread may release it; tried again once the register answers
+            self.cluster.camera_stopped(camera.id, lease.token)
+            raise
+        self._leases_run[camera.id] = lease
+        if camera.id not in built:
+            return False
+        source = built_sources[camera.id]
+        pipelines[camera.id], sources[camera.id] = built[camera.id], source
+        slots[camera.id] = FrameSlot(self.live and source.stream, self._wakeup)
+        self._camera_stops[camera.id] = stop = threading.Event()
+        self._paused[camera.id] = paused
+        thread = threading.Thread(
+            target=self._capture, args=(source, slots[camera.id], stop), name=f"capture-{camera.id}", daemon=True
+        )
+        self._capture_threads.append(thread)
+        thread.start()
+        try:
+            self.register.set_health(camera.id, "ok", f"running on node {lease.node} (lease {lease.token})")
+        except StoreError as exc:
+            log.warning("camera %s: health not recorded: %s", camera.id, exc)
+        log.info("camera %s started on node %s (lease %d)", camera.id, lease.node, lease.token)
+        return True
+
+    def stop_camera(self, camera_id: str, pipelines, slots, sources) -> None:
+        """Stop analysing one camera (lease lost or given back), writing nothing to the register: it may be
+        out of reach, and the camera's next owner writes its health. The lease is released by the lease thread
+        once told (`NodeCluster.camera_stopped`); alerts already raised are still stored under it if it stands.
+
+        Args:
+            camera_id: the camera.
+            pipelines: the running pipelines by camera (its own is removed).
+            slots: their frame slots (likewise).
+            sources: their sources (likewise).
+        """
+        assert self.cluster is not None
+        lease = self._leases_run.pop(camera_id)
+        if camera_id in pipelines:
+            self._camera_stops.pop(camera_id).set()
+            self.scheduler.drop_detected(camera_id)  # its frames detected but not analysed are not analysed
+            pipeline = pipelines.pop(camera_id)
+            pipeline.finish_clips()
+            self._retired_frames[camera_id] = self._retired_frames.get(camera_id, 0) + pipeline.frames_processed
+            slots.pop(camera_id).drain()
+            sources.pop(camera_id)
+            self._paused.pop(camera_id, None)
+        self.cluster.camera_stopped(camera_id, lease.token)
+        log.warning("camera %s stopped on node %s (lease %d)", camera_id, lease.node, lease.token)
+
+    def _duty_changed(self, duty: str, held: bool) -> None:
+        """On the lease thread: the node gained or lost a site-wide duty. The purge schedule starts or stops
+        on its own thread (a purge takes longer than a lease's renewal period)."""
+        if duty == PURGE_DUTY and (self.options.retention if self.options.retention is not None else self.live):
+            self._duty_thread.submit(self._start_purges if held else self._stop_purges)
+
+    def _start_purges(self) -> None:
+        if self._purges is None and not self._stop.is_set():
+            self._purges = start_retention(self.register, SitePolicy.of(self.config))
+
+    def _stop_purges(self) -> None:
+        if self._purges is not None:
+            purges, self._purges = self._purges, None
+            purges.shutdown(wait=True)  # on the duty thread: a purge in progress ends first
 
     def _summarise(self, pipelines: dict[str, CameraPipeline], sources: dict[str, VideoSource]) -> None:
         self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
@@ -395,14 +569,15 @@ class Runner:
 
         return on_event
 
-    def _capture(self, source: VideoSource, slot: FrameSlot) -> None:
+    def _capture(self, source: VideoSource, slot: FrameSlot, stop: threading.Event | None = None) -> None:
+        stop = stop or self._stop  # a node's camera has its own: it may stop before the run does
         restarts = 0
         try:
-            for frame in source.frames(self._stop):
+            for frame in source.frames(stop):
                 if source.restarts != restarts:  # reconnect or loop: tell the pipeline to reset
                     restarts = source.restarts
-                    slot.put(RESTART, self._stop)
-                slot.put(frame, self._stop)
+                    slot.put(RESTART, stop)
+                slot.put(frame, stop)
             slot.finish()
         except SourceError as exc:
             self._camera_failed(source.camera_id, str(exc))
@@ -420,12 +595,15 @@ class Runner:
         next_poll = 0.0
         self.register.set_meta("runner_heartbeat_utc", iso(utc_now()))
         while not self._stop.is_set():
+            self.notifier.beat()  # a loop blocked on a hung inference stops beating: the watchdog pings stop
             now_mono = time.monotonic()
             if now_mono >= next_poll:
                 next_poll = now_mono + self.options.control_poll_s
                 if self._authorization_ended():
                     return
-                self._apply_control(pipelines, slots)
+                self._poll_control(pipelines, slots)
+            if self.cluster is not None:
+                self._follow_leases(pipelines, slots, sources)
             ready, worked = self._collect(pipelines, slots)
             if ready:
                 self.scheduler.hand(ready)
@@ -434,7 +612,7 @@ class Runner:
                 self.scheduler.finish_oldest()
                 continue
             if not worked:
-                if all(s.finished and not s.frames for s in slots.values()):
+                if self.cluster is None and all(s.finished and not s.frames for s in slots.values()):
                     self.summary.stop_reason = "sources ended"
                     return
                 wakeup.wait(0.05)
@@ -459,6 +637,8 @@ class Runner:
 
     def _store_failed(self, camera_id: str, exc: Exception) -> None:
         """A snapshot or register write failed on the writer thread (the frame is long gone)."""
+        if isinstance(exc, LeaseLost):  # a node's camera taken over: already logged and audited (alert_fenced)
+            return
         self._report_error(camera_id, exc, "storing an alert failed")
 
     def _analysis_failed(self, camera_id: str, frame: Frame, exc: Exception) -> None:

@@ -495,7 +495,7 @@ TAMPERING = [
             "INSERT INTO alerts SELECT 3, 'forged', site, camera_id, rule_id, kind, ts_utc, "
             "t_s, frame_index, subject, track_id, score, bbox, details, is_test, phase, mode, "
             "source, config_revision, config_sha256, models, NULL, NULL, NULL, created_utc, "
-            "digest, NULL, 'pending' FROM alerts WHERE id = 1",
+            "digest, NULL, 'pending', NULL, NULL FROM alerts WHERE id = 1",  # node, lease_token: a single runner's
         ),
         None,
         "alert 3 has no audit record",

@@ -3,7 +3,8 @@
 Layers, lowest first (a package may import its own modules and any lower layer, never a higher one or a
 sibling of its own layer):
 
-    core ← config ← {sources, inference, tracking, cues, register} ← rules ← pipeline ← service ← tools ← cli
+    core ← config ← {sources, inference, tracking, cues, register} ← {rules, outputs} ← pipeline ← service ← tools
+    ← cli
 """
 
 import ast
@@ -25,6 +26,7 @@ LAYERS: dict[str, int] = {
     "cues": 2,
     "register": 2,
     "rules": 3,
+    "outputs": 3,  # the outbox's dispatcher (MQTT, webhooks): reads the register, started by the service
     "pipeline": 4,
     "service": 5,
     "tools": 6,

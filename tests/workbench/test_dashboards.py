@@ -22,6 +22,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture
 def known(register):
+    """The register of `known_frames`, loaded."""
+    return known_frames(register)
+
+
+def known_frames(register):
     """Eight real alerts and one test alert, 10:00 UTC on 2025-05-14 + the minutes given:
 
     id  camera  kind            revision  box centre    decision
@@ -63,7 +68,7 @@ def known(register):
     decide(ids[3], "confirmed", by=B, follow_up="field_check")
     decide(ids[4], "rejected", by=B, reason="reflection")
     decide(ids[7], "confirmed", by=A, follow_up="none")
-    return rd.load_register(register.db_path)
+    return rd.load_register(register.target.url or register.db_path)  # a PostgreSQL register: its URL
 
 
 def as_dict(frame: pl.DataFrame, key: str | list[str], value: str) -> dict:

@@ -16,6 +16,8 @@ from runner.register.checkpoints import (
     read_checkpoints,
 )
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 
 @pytest.fixture
 def keys(tmp_path):
@@ -70,7 +72,7 @@ def test_the_checkpoint_line_carries_what_it_signs(register, keys, tmp_path):
     fields = json.loads(checkpoint.line())
     newest = register.audit_rows()[-1]
     assert (fields["row_id"], fields["row_hash"], fields["rows"]) == (newest["id"], newest["hash"], 1)
-    assert fields["register"] == "vigie.db" and fields["sig"] and "\n" not in checkpoint.log_line()
+    assert fields["register"] == register.target.name and fields["sig"] and "\n" not in checkpoint.log_line()
 
 
 def test_verify_needs_the_public_key(register, keys, tmp_path):

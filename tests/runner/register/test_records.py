@@ -16,6 +16,8 @@ from runner.register.audit import AuditChain
 from runner.register.media import MediaStore
 from tests.helpers import alert_record, tiny_jpeg
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 ALICE, BOB = Principal("alice", "operator"), Principal("bob", "operator")
 
 

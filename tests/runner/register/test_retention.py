@@ -18,6 +18,8 @@ from runner.register import Register, iso
 from runner.register.retention import SitePolicy, effective_retention, run_purge, site_retentions, start_retention
 from tests.helpers import alert_record, tiny_jpeg
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 

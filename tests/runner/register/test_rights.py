@@ -14,6 +14,8 @@ from runner.register import Register, clock
 from runner.register.schema import ALERT_DIGEST_FIELDS, DECISION_DIGEST_FIELDS
 from tests.helpers import alert_record, tiny_jpeg
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 DPO = Principal("dpo.martin", "dpo")
 OPERATOR = Principal("op.durand", "operator")
 
@@ -162,7 +164,8 @@ def test_a_restriction_ends_with_its_alert_when_retention_deletes_it(register, r
     (alert_id,) = _decided(register)
     register.restrict_alerts("DPO-2026-006", [alert_id], by=DPO)
     conn = raw(register)
-    conn.execute("PRAGMA foreign_keys = ON")
+    if not register.target.is_postgres:  # PostgreSQL always enforces foreign keys
+        conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("DELETE FROM decisions WHERE alert_id = ?", (alert_id,))
     conn.execute("DELETE FROM alerts WHERE id = ?", (alert_id,))
     conn.close()

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from runner.core.errors import StoreError
-from runner.register import Register
+from runner.register import Register, schema
+from runner.register.backend import database_errors
 from runner.register.schema import SCHEMA_VERSION, write_blocker
 from tests.helpers import alert_record, tiny_jpeg
+from tests.runner.register.old_registers import older_register
+
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register_target` fixture run on SQLite and PostgreSQL
 
 
 def test_wal_mode_and_schema(register, raw):
+    if register.target.is_postgres:
+        pytest.skip("SQLite's journal mode")
     conn = raw(register)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -31,8 +41,8 @@ def test_dropped_triggers_are_restored_on_open(register, raw):
     conn.execute("DROP TRIGGER audit_no_update")
     conn.execute("DROP TRIGGER audit_no_delete")
     conn.close()
-    with Register(register.db_path) as again:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with Register(register.target, register.media_dir) as again:
+        with pytest.raises(database_errors(), match="append-only"):
             raw(again).execute("DELETE FROM audit")
 
 
@@ -52,6 +62,8 @@ def test_read_only_register_reads_but_never_writes(tmp_path):
 
 
 def test_user_version_is_the_schema_version(register, raw):
+    if register.target.is_postgres:
+        pytest.skip("SQLite's user_version (PostgreSQL has only the Alembic stamp)")
     assert raw(register).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
@@ -80,42 +92,72 @@ def test_write_blocker_on_a_writable_folder(tmp_path):
     assert write_blocker(tmp_path / "absent" / "vigie.db") is None
 
 
-def _version_1_register(db, monkeypatch) -> int:
-    """A register as the first schema wrote it (no migration applied), holding one alert; returns its id."""
-    from runner.register import schema
-
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", {})
-        patch.setattr(schema, "SCHEMA_VERSION", 1)
-        with Register(db) as old:
-            return old.add_alert(alert_record(), tiny_jpeg()).id
+def _tables(register: Register) -> set[str]:
+    if register.target.is_postgres:
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    return {row[0] for row in register.database.query(sql)}
 
 
-def test_an_older_register_is_upgraded_in_place_with_its_records(tmp_path, monkeypatch, raw):
-    db = tmp_path / "vigie.db"
-    alert_id = _version_1_register(db, monkeypatch)
-    with Register(db) as upgraded:
-        assert raw(upgraded).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+@pytest.mark.parametrize("version", [1, 5])
+def test_an_older_register_is_upgraded_in_place_with_its_records(register_target, tmp_path, version):
+    alert_id = older_register(register_target, tmp_path / "media", version)
+    with Register(register_target, tmp_path / "media") as upgraded:
+        assert upgraded.database.query("SELECT version_num FROM alembic_version")[0][0] == f"{SCHEMA_VERSION:04d}"
+        if not upgraded.target.is_postgres:
+            assert upgraded.database.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
         assert [a["id"] for a in upgraded.alerts()] == [alert_id]
         assert upgraded.verify().ok
+        assert {"users", "alert_clips", "nodes"} <= _tables(upgraded)
 
 
-def test_an_older_register_read_only_says_how_to_upgrade(tmp_path, monkeypatch):
+def test_upgrading_step_by_step_gives_the_schema_of_a_new_register(register_target, tmp_path):
+    """The Alembic revisions (one per step) build the same tables as a new register's one-transaction schema."""
+    with Register(register_target, tmp_path / "media") as new:
+        expected = _tables(new)
+    older_register(register_target, tmp_path / "media", 1)
+    with Register(register_target, tmp_path / "media") as upgraded:
+        assert _tables(upgraded) == expected
+
+
+def test_every_schema_step_has_its_alembic_revision():
+    versions = Path(schema.__file__).with_name("migrations") / "versions"
+    revisions = {}
+    for path in versions.glob("*.py"):
+        found = re.search(r'^revision = "(\d+)"', path.read_text(), re.M)
+        step = re.search(r"upgrade_step\((\d+)\)", path.read_text())
+        assert found and step, f"{path.name}: no revision or no upgrade_step"
+        revisions[found.group(1)] = int(step.group(1))
+    for step in [1, *schema.MIGRATIONS]:
+        assert revisions.get(schema.revision_id(step)) == step, f"schema step {step} has no Alembic revision"
+
+
+def test_an_older_register_read_only_says_how_to_upgrade(tmp_path):
     db = tmp_path / "vigie.db"
-    _version_1_register(db, monkeypatch)
+    older_register(str(db), tmp_path / "media", 1)
     before = db.read_bytes()
     with pytest.raises(StoreError, match=r"schema 1 is older than this Vigie .* upgrades it in place"):
         Register(db, read_only=True)
     assert db.read_bytes() == before
 
 
-def test_a_failed_migration_step_leaves_the_register_at_its_version(tmp_path, monkeypatch, raw):
-    from runner.register import schema
-
+def test_an_up_to_date_register_opens_without_importing_alembic(tmp_path):
     db = tmp_path / "vigie.db"
-    _version_1_register(db, monkeypatch)
+    Register(db).close()
+    code = (
+        f"import sys; from runner.register import Register; Register({str(db)!r}).close(); "
+        "print('alembic' in sys.modules, 'psycopg' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False False"
+
+
+def test_a_failed_migration_step_leaves_the_register_at_its_version(tmp_path, monkeypatch):
+    db = tmp_path / "vigie.db"
+    older_register(str(db), tmp_path / "media", 1)
     monkeypatch.setitem(schema.MIGRATIONS, 2, "CREATE TABLE half (x INTEGER);\nTHIS IS NOT SQL;")
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="schema upgrade failed"):
         Register(db)
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1

@@ -15,6 +15,8 @@ from runner.register import Register, iso
 from runner.register.retention import SitePolicy, purge_preview, record_site_retention, run_purge, site_retentions
 from tests.helpers import alert_record, tiny_jpeg
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 OPERATOR = Principal("alice", "operator")

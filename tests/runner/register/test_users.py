@@ -13,6 +13,8 @@ from runner.register import Register
 from runner.register import clock as register_clock
 from runner.register.users import LOCK_MINUTES, MAX_FAILURES
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 PASSWORD = "correct horse battery"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

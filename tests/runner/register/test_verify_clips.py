@@ -8,6 +8,8 @@ from runner.register import Register
 from runner.register.retention import RETENTION_SCHEDULE
 from tests.helpers import alert_record, tiny_jpeg
 
+RUN_ON_BOTH_BACKENDS = True  # tests that use the `register` fixture run on SQLite and PostgreSQL
+
 
 def _alert_with_clip(register: Register) -> tuple[int, object]:
     stored = register.add_alert(alert_record(), tiny_jpeg())
