@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -365,9 +366,11 @@ def cmd_run(args) -> int:
     """
     from runner.config.loading import load_config
     from runner.service.cluster import NodeCluster
+    from runner.service.config_watch import CONFIG_CHANGED, reexecute
     from runner.service.lifecycle import Runner, RunOptions
 
     node = _cluster_options(args)  # refused before anything is loaded
+    stop_requested = threading.Event()  # a SIGTERM during a reload stops the node instead
     loaded = load_config(args.config)
     with _register(args) as register:
         runner = Runner(
@@ -385,8 +388,13 @@ def cmd_run(args) -> int:
                 node(len(cameras)),
                 config=(loaded.config.revision, loaded.sha256),
             )
+
+        def stop(*_) -> None:
+            stop_requested.set()
+            runner.stop()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: runner.stop())
+            signal.signal(signum, stop)
         summary = runner.run()
         dropped = {c: n for c, n in summary.frames_dropped.items() if n}
         log.log(
@@ -399,6 +407,9 @@ def cmd_run(args) -> int:
         )
         for camera_id, warning in summary.source_warnings.items():
             log.warning("camera %s: %s", camera_id, warning)
+    if summary.stop_reason == CONFIG_CHANGED and not stop_requested.is_set():
+        log.warning("node %s: re-executing on the new site file %s (same PID)", args.node, args.config)
+        reexecute()  # the register is closed, the leases released: the node starts again as if just started
     return 0
 
 
@@ -914,14 +925,18 @@ def _status_document(register) -> dict:
     the outbox's backlog per destination."""
     from runner.register.leases import is_duty
     from runner.register.outbox import Outbox
+    from runner.service.config_watch import rejected_meta_key
 
     leases = register.leases.leases()
     health = {row["camera_id"]: row for row in register.health()}
+    nodes = register.leases.nodes()
+    for node in nodes:  # the last new site file each node refused, until it starts on a valid one
+        node["config_rejected"] = json.loads(register.get_meta(rejected_meta_key(node["name"])) or "null")
     return {
         "runner_heartbeat_utc": register.get_meta("runner_heartbeat_utc"),
         "paused": sorted(scope for scope, row in register.control_state().items() if row["paused"]),
         "health": list(health.values()),
-        "nodes": register.leases.nodes(),
+        "nodes": nodes,
         "cameras": [_lease_view(row, health.get(row["camera_id"])) for row in leases if not is_duty(row["camera_id"])],
         "duties": [_lease_view(row) for row in leases if is_duty(row["camera_id"])],
         "outbox": Outbox(register.database).backlog(),  # per destination: rows owed, oldest, last error
@@ -958,6 +973,11 @@ def _nodes_lines(register) -> list[str]:
             f"cameras {len(node['cameras'])}/{node['capacity']}  {', '.join(node['cameras'])}  "
             f"(config revision {node['config_revision']}, {node['host']})"
         )
+        if refused := node["config_rejected"]:
+            lines.append(
+                f"    site file REFUSED at {refused['refused_utc']} (sha256 {refused['sha256'][:12]}, still on "
+                f"revision {refused['running_revision']}): {refused['problems'][0]}"
+            )
     lines.append("camera leases:")
     for view in document["cameras"] + document["duties"]:
         owner = view["owner"] or "(free)"

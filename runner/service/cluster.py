@@ -422,7 +422,7 @@ class NodeCluster:
 
     def _warn_if_config_behind(self, alive: list[dict]) -> None:
         """A node still on an older site config than another node alive says so, once per newer revision
-        (each node reads its config at start: restart it on the new file)."""
+        (a node reloads its own site file when it changes: this one's copy was not updated, or was refused)."""
         mine = self.config[0] if self.config else None
         newest = max((n["config_revision"] for n in alive if n["config_revision"] is not None), default=None)
         if mine is not None and newest is not None and newest > mine and newest != self._newer_config_seen:

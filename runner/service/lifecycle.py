@@ -33,6 +33,7 @@ from runner.register import Register, iso, utc_now
 from runner.register.leases import OUTBOX_DUTY, PURGE_DUTY, Lease, LeaseLost
 from runner.register.retention import SitePolicy, start_retention
 from runner.service.cluster import NodeCluster
+from runner.service.config_watch import CONFIG_CHANGED, ConfigWatch
 from runner.service.scheduler import DetectionScheduler
 from runner.service.slots import RESTART, FrameSlot
 from runner.service.systemd_notify import ServiceNotifier, SystemdNotifier
@@ -124,6 +125,7 @@ class Runner:
         self._capture_threads: list[threading.Thread] = []  # those of the cameras a node started
         self._start_retry_at: dict[str, float] = {}  # camera -> when to try again to start it (monotonic)
         self.summary = RunSummary()
+        self._config_watch: ConfigWatch | None = None  # a node's watch on its site file (made by `run`)
         self._stop = threading.Event()
         self._paused: dict[str, bool] = {}
         self._errors: dict[str, int] = {}
@@ -232,6 +234,8 @@ class Runner:
                 "cameras": [c.id for c in cameras],
             },
         )
+        if self.cluster is not None and self.live:  # a new revision of the site file reaches the node (re-executed)
+            self._config_watch = ConfigWatch(self.loaded, self.register, self.cluster.node, ACTOR)
         # The pipelines hand their alerts to the writer; it stores nothing until the loop analyses frames.
         writer = AlertWriter(self._store_failed)
         try:
@@ -284,7 +288,10 @@ class Runner:
             self._stop.set()
             for camera_stop in self._camera_stops.values():
                 camera_stop.set()
-            self.notifier.stopping(f"stopping: {self.summary.stop_reason}")
+            if self.summary.stop_reason == CONFIG_CHANGED:  # `vigie run` re-executes the node: same PID, no stop
+                self.notifier.reloading(f"reloading: {self.summary.stop_reason}")
+            else:
+                self.notifier.stopping(f"stopping: {self.summary.stop_reason}")
             self.scheduler.shutdown()
             for pipeline in pipelines.values():
                 pipeline.finish_clips()  # a clip still filling ends with the run, shorter after its alert
@@ -601,6 +608,9 @@ class Runner:
                 next_poll = now_mono + self.options.control_poll_s
                 if self._authorization_ended():
                     return
+                if self._config_changed():
+                    self.scheduler.finish_detected()  # as a stop: the frames already detected are analysed
+                    return
                 self._poll_control(pipelines, slots)
             if self.cluster is not None:
                 self._follow_leases(pipelines, slots, sources)
@@ -675,6 +685,14 @@ class Runner:
             },
         )
         log.warning("authorisation %s expired: stopping", self.config.authorization.order_ref)
+        return True
+
+    def _config_changed(self) -> bool:
+        """A node's site file holds a new valid revision (audited by the watch): the run stops, and `vigie run`
+        re-executes the node on it. A file refused, or none watched (a single runner, replay): False."""
+        if self._config_watch is None or self._config_watch.poll() is None:
+            return False
+        self.summary.stop_reason = CONFIG_CHANGED
         return True
 
     def _apply_control(self, pipelines, slots) -> None:

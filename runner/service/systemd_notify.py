@@ -212,6 +212,19 @@ class ServiceNotifier:
         self._stopping_sent = True
         self.notifier.send("STOPPING=1", status_line(status))
 
+    def reloading(self, status: str = "reloading") -> None:
+        """The node re-executes itself on a new site file (same PID): RELOADING=1, with the MONOTONIC_USEC that
+        `Type=notify-reload` asks for; the watchdog pings end, and the new process's READY=1 ends the reload.
+        Not STOPPING=1: systemd would then wait for the process to exit. A SIGTERM meanwhile still says STOPPING.
+
+        Args:
+            status: the status line.
+        """
+        self._stop.set()
+        if self._stopping_sent or not self.notifier.enabled:
+            return
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", status_line(status))
+
     def close(self) -> None:
         """End the health thread and close the socket."""
         self._stop.set()

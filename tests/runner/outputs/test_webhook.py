@@ -24,7 +24,7 @@ OPERATOR = Principal("op.durand", "operator")
 DPO = Principal("dpo.martin", "dpo")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.cluster)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def register(request, tmp_path):
     """A register on SQLite, and on a fresh PostgreSQL database (a real server, hence `cluster`)."""
     target = request.getfixturevalue("postgres_url") if request.param == "postgresql" else tmp_path / "vigie.db"

@@ -1,7 +1,7 @@
 """Fixtures of the register's tests: a fresh register, and a second raw connection to its database.
 
 The register is an SQLite file; a module that sets `RUN_ON_BOTH_BACKENDS = True` runs each test that uses it
-on SQLite and on a fresh PostgreSQL database too (a real server: those variants are marked `cluster`).
+on SQLite and on a fresh PostgreSQL database too (a real server: those variants are marked `postgres`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from runner.register import Register
 from runner.register.backend import PgConnection, parse_target
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.cluster)]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,7 +1,7 @@
 """Camera leases (runner/register/leases.py): take, renew, expiry and takeover with a larger token, renewal
 refused after a takeover, release, and the fencing of alerts; several processes racing for one camera.
 
-On SQLite, and on PostgreSQL (marked `cluster`: it starts a server, tests/servers/postgres.py).
+On SQLite, and on PostgreSQL (marked `postgres`: it starts a server, tests/servers/postgres.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from runner.register.leases import PURGE_DUTY, LeaseLost
 from tests.helpers import alert_record, tiny_jpeg
 
 SITE = "demo"
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.cluster)]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,7 +15,7 @@ from runner.register import Register, iso
 from runner.register.outbox import Outbox, alert_fields, backlog_lines
 from tests.helpers import alert_record, tiny_jpeg
 
-RUN_ON_BOTH_BACKENDS = True  # each test on SQLite, and on PostgreSQL (marked cluster) by the conftest
+RUN_ON_BOTH_BACKENDS = True  # each test on SQLite, and on PostgreSQL (marked postgres) by the conftest
 OPERATOR = Principal("op.durand", "operator")
 DPO = Principal("dpo.martin", "dpo")
 
