@@ -81,7 +81,7 @@ demo: $(STAMP) $(VTEST)
 # browsers and servers one at a time (their timings and ports must not compete).
 test: lint $(VTEST) $(CHROMIUM) $(GST_RTSP_SERVER) $(FAKETIME) $(PG_INITDB) $(MOSQUITTO)
 	$(BIN)/python -m pytest -n auto -m "not slow and not data and not cluster"
-	$(BIN)/python -m pytest -m "slow or data or cluster"
+	$(BIN)/python -m pytest -m "slow or data or cluster" --durations=25
 
 # Lint and format check (ruff), then the type checker (mypy); settings in pyproject.toml.
 lint: $(STAMP)
