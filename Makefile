@@ -32,7 +32,7 @@ export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
-	@echo "make test-fast   the tests without real models or clips (under 2 minutes)"
+	@echo "make test-fast   the tests without real models, clips, browsers or several nodes (about 3 minutes)"
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind and half"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
