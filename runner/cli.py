@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = models_sub.add_parser("plan", help="per camera: which model serves which label for which rule, and its cost")
     q.add_argument("config")
     q.add_argument("--camera", action="append", dest="cameras", help="only this camera (repeatable)")
-    q.add_argument("--no-measure", action="store_true", help="do not time the models (no cost shown)")
+    q.add_argument("--no-measure", action="store_true", help="do not time the models (cost estimated from input sizes)")
     return parser
 
 

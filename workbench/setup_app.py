@@ -27,7 +27,15 @@ from runner.config.loading import expand_env, load_config, redact, validation_pr
 from runner.config.site import Calibration, Camera, Line, ModelSpec, Retention, SiteConfig, Zone
 from runner.core.access import PermissionDenied, Principal, Role, login_from_env, role_from_env
 from runner.core.errors import ConfigError, SourceError, UsageError, VigieError
-from runner.inference.routing import PERSON_MIN_INPUT_PX, person_input_size, person_px_at_input, static_facts
+from runner.inference.routing import (
+    MAX_AUTO_IMGSZ,
+    PERSON_MIN_INPUT_PX,
+    WHOLE_FRAME,
+    input_px,
+    person_pass,
+    person_region,
+    static_facts,
+)
 from runner.register import Register
 from runner.sources.capture import VideoSource, is_stream, resolve_source
 from runner.sources.privacy import PrivacyMasker
@@ -54,6 +62,7 @@ from workbench.forms import (
     ModelFormView,
     actor_field,
     field_problems,
+    format_decimal,
     new_rule,
     on_user_change,
     open_first_site,
@@ -91,7 +100,12 @@ add_messages(
             "setup.merge": "Fusionner",
             "setup.person_small": (
                 "des personnes de {height} px font {at_input} px à l'entrée du modèle {model} ({imgsz} px) : "
-                "sous ~40 px, beaucoup sont manquées (vue plus proche, ou découpage en tuiles)"
+                "sous ~40 px, beaucoup sont manquées (vue plus proche, ou zones des règles de personnes plus petites)"
+            ),
+            "setup.person_region_pass": (
+                "des personnes de {height} px : au-delà d'une entrée de {cap} px, le modèle {model} passe aussi sur "
+                "la zone des règles de personnes ({region} px), agrandie ×{scale} en une entrée de {side} px, où "
+                "elles font {at_input} px ; coût ~{ratio}× une image à {imgsz} px ({mpx} Mpx par image)"
             ),
             "setup.start_again": "Recommencer",
             "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
@@ -119,7 +133,12 @@ add_messages(
             "setup.merge": "Merge",
             "setup.person_small": (
                 "people of {height} px are {at_input} px at the input of model {model} ({imgsz} px): "
-                "under ~40 px many are missed (a closer view, or tiles)"
+                "under ~40 px many are missed (a closer view, or smaller zones for the person rules)"
+            ),
+            "setup.person_region_pass": (
+                "people of {height} px: beyond a {cap} px input, model {model} also runs on the person rules' "
+                "region ({region} px), enlarged x{scale} in one {side} px input, where they are {at_input} px; "
+                "cost ~{ratio}x a frame at {imgsz} px ({mpx} Mpx per frame)"
             ),
             "setup.start_again": "Start again",
             "setup.merged": "merged onto revision {revision}: check, then export",
@@ -693,25 +712,57 @@ class CameraSetup:
         return image
 
     def person_size_warning(self) -> str | None:
-        """A warning when the camera's `person_height_px` leaves people under ~40 px at the input of the model
-        that would detect them, even at the largest size the runner picks for it (runner.inference.routing).
+        """How the runner will see the camera's small people (`person_height_px`) when the largest input size is
+        not enough: the second pass on the person rules' region it chooses (`runner.inference.routing.person_pass`,
+        for a model that takes any input size), its cost, and a warning when people stay under ~40 px even so.
 
         Returns:
-            The message, or None (no snapshot yet, no person height, no person model, or people large enough).
+            The message, or None (no snapshot yet, no person height, no person model, or a raised input size
+            enough for people of that height).
         """
         height = self.camera_form.values.get("person_height_px")
         if self.snapshot is None or not isinstance(height, int | float) or height <= 0:
             return None
-        chosen = _person_model(self.site.get("models") or {})
-        if chosen is None:
+        model = _person_model(self.site.get("models") or {})
+        if model is None:
             return None
-        name, imgsz = chosen
+        name, imgsz = model
         frame_hw = self.snapshot.shape[:2]
-        size = person_input_size(frame_hw, float(height), imgsz)
-        at_input = person_px_at_input(frame_hw, float(height), size)
-        if at_input >= PERSON_MIN_INPUT_PX:
-            return None
-        return t("setup.person_small", height=f"{height:g}", at_input=f"{at_input:.0f}", model=name, imgsz=size)
+        chosen = person_pass(frame_hw, float(height), imgsz, region=self._person_region())
+        if chosen.region is None or chosen.enlarged_side_px is None:
+            return None  # the input size alone shows them at 40 px
+        x0, y0, x1, y1 = chosen.region
+        region = f"{(x1 - x0) * frame_hw[1]:.0f}x{(y1 - y0) * frame_hw[0]:.0f}"
+        text = t(
+            "setup.person_region_pass",
+            height=f"{height:g}",
+            cap=MAX_AUTO_IMGSZ,
+            model=name,
+            region=region,
+            scale=format_decimal(round(chosen.scale, 1)),
+            side=chosen.enlarged_side_px,
+            at_input=f"{chosen.person_px:.0f}",
+            ratio=format_decimal(round(chosen.total_input_px() / input_px(frame_hw, imgsz), 1)),
+            imgsz=imgsz,
+            mpx=format_decimal(round(chosen.total_input_px() / 1e6, 1)),
+        )
+        if chosen.person_px >= PERSON_MIN_INPUT_PX:
+            return text
+        small = t(
+            "setup.person_small",
+            height=f"{height:g}",
+            at_input=f"{chosen.person_px:.0f}",
+            model=name,
+            imgsz=chosen.enlarged_side_px,
+        )
+        return f"{text}. {small}"
+
+    def _person_region(self) -> tuple[float, float, float, float]:
+        """Where the camera's person rules look, from the draft (the whole frame while it is not valid)."""
+        try:
+            return person_region(Camera.model_validate(self.draft()["cameras"][self.camera_index]))
+        except (ValidationError, IndexError, KeyError, TypeError):
+            return WHOLE_FRAME
 
     def set_snapshot(self, image: np.ndarray) -> None:
         """Use `image` as the camera's snapshot; the canvas snaps in its pixels.

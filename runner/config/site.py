@@ -261,7 +261,9 @@ class Camera(Frozen):
         le=4000.0,
         description="Height in pixels of a standing person at the far end of the watched area, measured on a "
         "snapshot: the person detector's input size is raised (up to 1280) so that such a person is at least 40 px "
-        "at the model's input; empty = the model's `imgsz`.",
+        "at the model's input; beyond that, the model also runs on the person rules' zones enlarged (or tiled, for "
+        "a fixed-size export), at most 16 inputs' worth of pixels a frame (`vigie models plan` shows the pass and "
+        "its cost); empty = the model's `imgsz`.",
     )
     tracking: Tracking = Field(Tracking(), description="Tracker settings.")
     motion_gate: MotionGate = Field(MotionGate(), description="Motion gate: no detection where nothing moves.")

@@ -2,13 +2,14 @@
 
 A camera's labels go to the models of `models:` in config order, except that a plain detector is preferred
 over a pose model for a label both provide (a pose model used as a detector finds far fewer small people:
-13 % of the PETS pedestrians the COCO model finds at 640 px), unless a rule of the camera reads that label's
-keypoints (`person_down`): its persons then come from the pose model, which on the fall clips keeps finding
-a person as they fall and lie where the COCO model loses them (with the cascade, 1 of 5 falls of
-zones/eval-fall found against 5 of 5, see docs/config.md). The cascade is chosen by naming the detector on
-the keypoint rule (`model: coco`): persons, for every rule of the camera, then come from the detector, and
-the keypoint rule gets keypoints from the pose model run on the crops of the detector's persons
-(`runner.pipeline.camera`), so a far person found by the detector still gets keypoints. A rule's `model:`
+13 % of the PETS pedestrians the COCO model finds at 640 px). A keypoint rule (`person_down`) then gets the
+person cascade: persons, for every rule of the camera, come from the detector, and the keypoint rule gets
+keypoints from the pose model run on the crops of the detector's persons (`runner.pipeline.camera`), so a
+far person found by the detector still gets keypoints. One exception: on a camera where every rule that
+asks for persons reads their keypoints (a fall-only camera), the pose model finds the persons on the
+frames, since it keeps finding a person as they fall and lie where the COCO model loses them (with the
+cascade, 2 of 8 falls of zones/eval-fall found against 6 of 8, see docs/config.md); naming the detector on
+the rule (`model: coco`) gives the cascade there too. A rule's `model:`
 names the model that serves its labels on its camera (all the camera's rules then see those labels from it:
 one camera never gets a class from two models).
 
@@ -22,16 +23,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import PurePath
 
 from runner.config.site import Camera, ModelSpec
+from runner.core.boxes import NormBox, bounding, clamped, union
 from runner.core.errors import ModelError
+from runner.inference.tiling import TileSettings, tile_grid
 
 PERSON_LABEL = "person"
 PERSON_MIN_INPUT_PX = 40  # a detector finds people down to ~40 px at its input (docs/config.md, PETS table)
 POSE_DETECTOR_MIN_INPUT_PX = 100  # a pose model used as a detector needs ~100 px (14 % of PETS at ~50 px)
 MAX_AUTO_IMGSZ = 1280  # `person_height_px` raises the input size up to this (cost grows with its square)
 INPUT_SIZE_STEP_PX = 32  # the models' largest stride
+# Beyond MAX_AUTO_IMGSZ, the person pass on the region the person rules watch runs at most this many model inputs'
+# worth of pixels per frame: this many tiles, or one enlarged input of this many imgsz x imgsz squares.
+MAX_PERSON_PASS_INPUTS = 16
+MAX_ENLARGED_SIDE_PX = 3840  # the enlarged pass's longest input side (a 1080p region at scale 2)
+WHOLE_FRAME: NormBox = (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,7 @@ def route_camera(
                 offered = "; ".join(_offered(name, labels_of(name) or frozenset()) for name in model_names)
                 raise ModelError(f"no configured model detects {[label]} (models: {offered})")
             continue
-        if label in keypoint_labels:  # measured better on falls than the cascade: see the module's docstring
+        if label in keypoint_labels and _only_read_for_keypoints(rules, label):  # see the module's docstring
             preferred = next((n for n in model_names if provides(n, label) and keypoints_of(n)), None)
         else:
             preferred = (
@@ -166,6 +175,14 @@ def route_camera(
             served[label] = f"{chosen[label]} + {pose} keypoints on its crops"
         routes.by_rule[rule.id] = served
     return routes
+
+
+def _only_read_for_keypoints(rules: list, label: str) -> bool:
+    """Whether every rule that asks for `label` reads its keypoints (a fall-only camera): the pose model then
+    finds those people on the frames, else the detector does and the pose model runs on its crops."""
+    return all(
+        label in rule.keypoint_labels() for rule in rules if label in rule.required_labels() | rule.optional_labels()
+    )
 
 
 def _overrides(rules: list, provides: Callable[[str, str], bool]) -> dict[str, str]:
@@ -218,3 +235,173 @@ def person_px_at_input(frame_hw: tuple[int, int], person_height_px: float, imgsz
         The height at the input, pixels.
     """
     return person_height_px * imgsz / max(frame_hw)
+
+
+@dataclass(frozen=True)
+class PersonPass:
+    """How the model that detects a camera's persons sees its frames, chosen from `person_height_px`.
+
+    Up to `MAX_AUTO_IMGSZ` (a fixed-size model: its own size) the whole frame runs at a raised input size
+    (`imgsz`) and nothing else. Beyond it, the whole frame runs at the model's own size and a second pass looks
+    for persons in the region the camera's person rules watch: that region enlarged `scale` times in one
+    inference of long side `enlarged_side_px` (models that take any input size), or cut into `tiles` (fixed-size
+    exports), both at most `MAX_PERSON_PASS_INPUTS` model inputs' worth of pixels. The two passes are merged by
+    `runner.inference.tiling.merge_passes`.
+    """
+
+    frame_hw: tuple[int, int]  # the frame's (height, width), pixels
+    imgsz: int  # the whole frame's input size
+    person_px: float  # a person `person_height_px` tall at the model's input (the region pass's, when there is one)
+    region: NormBox | None = None  # the region pass's box, normalised; None: no region pass
+    scale: float = 1.0  # the region pass's enlargement: input pixels per frame pixel
+    enlarged_side_px: int | None = None  # the enlarged inference's input long side; None: tiles
+    tiles: tuple[tuple[int, int, int, int], ...] = ()  # the tiled pass's tiles, frame pixels xyxy
+    tile_imgsz: int = 0  # the tiles' input side (the model's own)
+
+    @property
+    def kind(self) -> str:
+        """What the pass is: "input" (the whole frame only), "enlarged" or "tiles"."""
+        if self.region is None:
+            return "input"
+        return "enlarged" if self.enlarged_side_px is not None else "tiles"
+
+    @property
+    def boxes(self) -> list[NormBox]:
+        """The region pass's crops, normalised xyxy: the region, or each tile; none without a region pass."""
+        if self.region is None:
+            return []
+        if self.enlarged_side_px is not None:
+            return [self.region]
+        height, width = self.frame_hw
+        return [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in self.tiles]
+
+    @property
+    def region_imgsz(self) -> int | None:
+        """The input size of the region pass's inference: the enlarged side, or None for the tiles (the model's)."""
+        return self.enlarged_side_px
+
+    @property
+    def inferences(self) -> int:
+        """Inputs run per frame: the whole frame, plus the enlarged region or each tile."""
+        return 1 + (1 if self.enlarged_side_px is not None else len(self.tiles))
+
+    def total_input_px(self) -> int:
+        """Input pixels run per frame, every pass included (the cost grows with them).
+
+        Returns:
+            The whole frame's letterboxed input area plus the region pass's (the enlarged input, or a square
+            of `tile_imgsz` per tile).
+        """
+        total = input_px(self.frame_hw, self.imgsz)
+        if self.enlarged_side_px is not None and self.region is not None:
+            height, width = self.frame_hw
+            region_hw = ((self.region[3] - self.region[1]) * height, (self.region[2] - self.region[0]) * width)
+            total += input_px(region_hw, self.enlarged_side_px)
+        return total + len(self.tiles) * self.tile_imgsz**2
+
+
+def input_px(image_hw: tuple[float, float], side_px: int) -> int:
+    """Input pixels of an image letterboxed to a long side of `side_px` (what an inference's cost grows with).
+
+    Args:
+        image_hw: the image's (height, width), pixels.
+        side_px: the input size (its long side).
+
+    Returns:
+        `side_px` times the short side, rounded up to the stride.
+    """
+    short = min(image_hw) * side_px / max(max(image_hw), 1e-6)
+    return side_px * math.ceil(short / INPUT_SIZE_STEP_PX) * INPUT_SIZE_STEP_PX
+
+
+def person_region(camera: Camera) -> NormBox:
+    """Where the camera's person rules look: the bounding box of their zones (exclusion zones left out).
+
+    Args:
+        camera: the camera (its enabled rules that use the person label).
+
+    Returns:
+        That box, normalised; the whole frame when one of them watches no zone (a tripwire, a whole-frame rule)
+        or none uses persons.
+    """
+    region: NormBox | None = None
+    for rule in camera.rules:
+        if not rule.enabled or PERSON_LABEL not in rule.required_labels() | rule.optional_labels():
+            continue
+        zones = [z for name, z in rule.zone_refs().items() if not name.startswith("exclude")]
+        if not zones:
+            return WHOLE_FRAME
+        for zone in zones:
+            box = bounding(camera.zone(zone).polygon)
+            region = box if region is None else union(region, box)
+    return clamped(region) if region is not None else WHOLE_FRAME
+
+
+@lru_cache(maxsize=256)
+def person_pass(
+    frame_hw: tuple[int, int],
+    person_height_px: float,
+    imgsz: int,
+    *,
+    any_input_size: bool = True,
+    region: NormBox = WHOLE_FRAME,
+) -> PersonPass:
+    """The pass that shows a person `person_height_px` tall at `PERSON_MIN_INPUT_PX` or more to the model (see
+    `PersonPass`): the raised input size up to `MAX_AUTO_IMGSZ` (`person_input_size`; a fixed-size model's own
+    size), else a second pass on `region` grown by one person height on each side (a person standing on a
+    zone's edge is whole in it), enlarged, or tiled for a fixed-size model, within `MAX_PERSON_PASS_INPUTS`
+    inputs' worth of pixels (the enlargement drops below the needed one where the region is too large for them).
+
+    Args:
+        frame_hw: the frame's (height, width), pixels.
+        person_height_px: the smallest person's height in the frame, pixels.
+        imgsz: the model's configured input size.
+        any_input_size: whether the model takes any input size (else its size is kept, and where people are
+            under `PERSON_MIN_INPUT_PX` at it, the region is tiled).
+        region: where the person rules look, normalised xyxy (`person_region`).
+
+    Returns:
+        The pass.
+    """
+    needed = math.ceil(max(frame_hw) * PERSON_MIN_INPUT_PX / person_height_px / INPUT_SIZE_STEP_PX)
+    if needed * INPUT_SIZE_STEP_PX <= (MAX_AUTO_IMGSZ if any_input_size else imgsz):
+        size = person_input_size(frame_hw, person_height_px, imgsz) if any_input_size else imgsz
+        return PersonPass(frame_hw, size, person_px_at_input(frame_hw, person_height_px, size))
+    height, width = frame_hw
+    pad_x, pad_y = person_height_px / width, person_height_px / height
+    box = clamped((region[0] - pad_x, region[1] - pad_y, region[2] + pad_x, region[3] + pad_y))
+    region_hw = ((box[3] - box[1]) * height, (box[2] - box[0]) * width)
+    scale = PERSON_MIN_INPUT_PX / person_height_px
+    if any_input_size:
+        side = _enlarged_side_px(region_hw, scale, imgsz)
+        return PersonPass(
+            frame_hw,
+            imgsz,
+            person_height_px * side / max(region_hw),
+            box,
+            side / max(region_hw),
+            enlarged_side_px=side,
+        )
+    settings = TileSettings(scale=scale, imgsz=imgsz, max_tiles=MAX_PERSON_PASS_INPUTS)
+    region_px = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+    tiles = tuple(tile_grid(region_px, (width, height), settings))
+    tile_side = tiles[0][2] - tiles[0][0]
+    return PersonPass(
+        frame_hw,
+        imgsz,
+        person_height_px * imgsz / tile_side,
+        box,
+        imgsz / tile_side,
+        tiles=tiles,
+        tile_imgsz=imgsz,
+    )
+
+
+def _enlarged_side_px(region_hw: tuple[float, float], scale: float, imgsz: int) -> int:
+    """The enlarged region's input long side: `scale` times the region's, rounded up to the stride, lowered by
+    strides until the input fits `MAX_ENLARGED_SIDE_PX` and `MAX_PERSON_PASS_INPUTS` squares of `imgsz`."""
+    side = math.ceil(max(region_hw) * scale / INPUT_SIZE_STEP_PX) * INPUT_SIZE_STEP_PX
+    budget_px = MAX_PERSON_PASS_INPUTS * imgsz * imgsz
+    while side > INPUT_SIZE_STEP_PX and (side > MAX_ENLARGED_SIDE_PX or input_px(region_hw, side) > budget_px):
+        side -= INPUT_SIZE_STEP_PX
+    return side

@@ -18,10 +18,16 @@ the same size as in the tiles, but no pixel is run twice (overlaps) and no tile 
 square. A 640x360 zone at scale 2 is one 1280x736 input instead of six 640x640 tiles: 2.6 x fewer
 pixels (measured on the crossing clips: the same counts within a few people, 3 x faster). The grid
 remains for fixed-size exports and for regions that would exceed `max_enlarged_px`.
+
+A camera whose people are too small for the largest input size (`person_height_px`) gets the same two passes
+on every frame, chosen by `runner.inference.routing.person_pass` and run by the pipeline's detection; their
+persons are merged with the whole frame's by `merge_passes`, which keeps the model's own columns (its name,
+keypoints) for the tracker and the rules.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,6 +132,35 @@ def merge_nms(parts: Sequence[sv.Detections], iou: float = 0.5, containment: flo
     if not plain:
         return empty_detections(with_model=False)
     merged = sv.Detections.merge(plain) if len(plain) > 1 else plain[0]
+    return _deduplicated(merged, iou, containment)
+
+
+def merge_passes(parts: Sequence[sv.Detections], iou: float = 0.5, containment: float = 0.8) -> sv.Detections:
+    """`merge_nms` over passes of one model on one frame (the whole frame, then an enlarged region or tiles,
+    each in frame pixels), keeping every column they share (the model's name, keypoints); no tracker ids.
+
+    Args:
+        parts: one model's detections per pass, with the same data columns; the first may be the only one.
+        iou: IoU above which a box of the same class as a kept one is a duplicate.
+        containment: share of the smaller box's area inside the other above which it is a duplicate.
+
+    Returns:
+        The kept boxes; the first part itself when every other part is empty (nothing to merge).
+    """
+    rest = [part for part in parts[1:] if len(part)]
+    if not rest:
+        return parts[0]
+    untracked = []
+    for part in [parts[0], *rest] if len(parts[0]) else rest:
+        part = copy.copy(part)  # the caller's detections keep their tracker ids
+        part.tracker_id = None
+        untracked.append(part)
+    merged = sv.Detections.merge(untracked) if len(untracked) > 1 else untracked[0]
+    return _deduplicated(merged, iou, containment)
+
+
+def _deduplicated(merged: sv.Detections, iou: float, containment: float) -> sv.Detections:
+    """The boxes `nms_with_containment` keeps, by class name (see `merge_nms`)."""
     if len(merged) <= 1:
         return merged
     conf = merged.confidence if merged.confidence is not None else np.ones(len(merged))

@@ -33,7 +33,8 @@ from runner.core.fields import CLASS_NAME, KEYPOINTS
 from runner.inference.cascade import CROP_SIDES_PX, LostPersons, attach_keypoints, find_lost
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
-from runner.inference.routing import PERSON_LABEL, CameraRoutes, person_input_size
+from runner.inference.routing import PERSON_LABEL, WHOLE_FRAME, CameraRoutes, PersonPass, person_pass, person_region
+from runner.inference.tiling import merge_passes
 from runner.pipeline.clips import ClipRecorder, FinishedClip, encode_clip
 from runner.pipeline.gate import AlertGate
 from runner.pipeline.snapshots import render_snapshot, snapshot_label
@@ -57,10 +58,31 @@ class PlannedModel:
     spec: ModelSpec
     next_due_s: float | None = None
     person_height_px: float | None = None  # the camera's: raises the input size when this model finds persons
+    person_region: NormBox = WHOLE_FRAME  # where the camera's person rules look (`routing.person_region`)
 
     @property
     def name(self) -> str:
         return self.detector.name
+
+    def person_pass(self, frame_hw: tuple[int, int]) -> PersonPass | None:
+        """How this model sees the camera's small people (`person_height_px`): a raised input size, or a second
+        pass on the person rules' region (`runner.inference.routing.person_pass`).
+
+        Args:
+            frame_hw: the frame's (height, width), pixels.
+
+        Returns:
+            The pass, or None when the camera gives no person height or this model does not find its persons.
+        """
+        if self.person_height_px is None or PERSON_LABEL not in self.labels:
+            return None
+        return person_pass(
+            frame_hw,
+            self.person_height_px,
+            self.spec.imgsz,
+            any_input_size=self.detector.any_input_size,
+            region=self.person_region,
+        )
 
     def input_size(self, frame_hw: tuple[int, int]) -> int | None:
         """The input size this camera's frames run at: raised for small people (`person_height_px`).
@@ -71,10 +93,8 @@ class PlannedModel:
         Returns:
             The size, or None for the model's configured one.
         """
-        if self.person_height_px is None or PERSON_LABEL not in self.labels or not self.detector.any_input_size:
-            return None
-        size = person_input_size(frame_hw, self.person_height_px, self.spec.imgsz)
-        return size if size != self.spec.imgsz else None
+        chosen = self.person_pass(frame_hw)
+        return chosen.imgsz if chosen is not None and chosen.imgsz != self.spec.imgsz else None
 
     def is_due(self, t_s: float) -> bool:
         """Whether the model's cadence lets it run on a frame.
@@ -187,7 +207,13 @@ class CameraPipeline:
         self.rules: list[Rule] = [build_rule(r, camera) for r in camera.rules if r.enabled]
         self.routes = _camera_routes(pool, camera)
         self.models = [
-            PlannedModel(pool.get(name), labels, self.site.models[name], person_height_px=camera.person_height_px)
+            PlannedModel(
+                pool.get(name),
+                labels,
+                self.site.models[name],
+                person_height_px=camera.person_height_px,
+                person_region=person_region(camera),
+            )
             for name, labels in self.routes.detect.items()
         ]
         # The person cascade: label -> pose model run on the crops of that label's detections.
@@ -311,6 +337,7 @@ class CameraPipeline:
             The merged detections to track and untracked, and the models whose output stands for this frame.
         """
         if image is not None:
+            self.add_person_passes(image, outputs)
             self.add_keypoints(image, outputs, t_s)
         for model in self.models:
             if model.name in outputs:
@@ -334,6 +361,26 @@ class CameraPipeline:
             frozenset(everything),
             gated=bool(reused),
         )
+
+    def add_person_passes(self, image: np.ndarray, outputs: dict[str, sv.Detections]) -> None:
+        """Small people beyond the largest input size: the persons found by each model's region pass (the person
+        rules' region enlarged, or tiled; `PlannedModel.person_pass`), merged into its whole-frame output (in
+        place); nothing for a model without one.
+
+        Args:
+            image: the masked frame.
+            outputs: model name -> its detections on this frame (pixel boxes).
+        """
+        for model in self.models:
+            chosen = model.person_pass(image.shape[:2]) if model.name in outputs else None
+            if chosen is None or chosen.region is None:
+                continue
+            started = time.perf_counter()
+            crops = [crop for crop in (make_crop(image, box, pad_frac=0.0) for box in chosen.boxes) if crop is not None]
+            found = model.detector.detect([crop.image for crop in crops], {PERSON_LABEL}, imgsz=chosen.region_imgsz)
+            passes = [_crop_to_frame(part, crop) for part, crop in zip(found, crops)]
+            outputs[model.name] = merge_passes([outputs[model.name], *passes])
+            self.record_stage_s("detect", time.perf_counter() - started)
 
     def add_keypoints(self, image: np.ndarray, outputs: dict[str, sv.Detections], t_s: float = 0.0) -> None:
         """The person cascade: keypoints from the pose model on the crops of the persons the detector found,
@@ -541,6 +588,11 @@ class CameraPipeline:
             # The frame (on-demand models run on it too), and the square input of the crops rules re-detect.
             square = [(model.spec.imgsz, model.spec.imgsz)] if model.labels & cropped else []
             model.detector.warm_up([(height, width), *square], imgsz=model.input_size((height, width)))
+            chosen = model.person_pass((height, width))
+            if chosen is not None and chosen.region is not None:  # the small people's region pass: one crop shape
+                crop = make_crop(np.zeros((height, width, 3), np.uint8), chosen.boxes[0], pad_frac=0.0)
+                if crop is not None:
+                    model.detector.warm_up([crop.image.shape[:2]], imgsz=chosen.region_imgsz)
         for pose in {d.name: d for d in self.keypoint_models.values()}.values():
             # The cascade's crops run at a few square sides; a rule's rotated re-detection at the model's own.
             if pose.any_input_size:

@@ -31,8 +31,8 @@ from runner.core.boxes import NormBox, covered_share, padded, union
 from runner.core.fields import MODEL
 from runner.rules.base import FrameContext
 
-MOVING_SIZES_PER_S = 0.75  # a region whose base moves faster than this many box sizes per second is moving
-MOVING_BASE_S = 1.0  # ... measured over about this long
+MOVING_SIZES_PER_S = 0.75  # a region whose box translates faster than this many box sizes per second is moving
+MOVING_OVER_S = 1.0  # ... measured over about this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,27 +89,46 @@ class Region:
         return max(self.hits, key=lambda h: h.confidence)
 
 
+def shared_shift(edge_a: float, edge_b: float) -> float:
+    """The shift two opposite edges of a box share: the smaller one when both moved the same way, else none.
+
+    Args:
+        edge_a: how far one edge moved (signed, normalised).
+        edge_b: how far the opposite edge moved, along the same axis.
+
+    Returns:
+        The translation along that axis (signed); 0.0 when the edges moved apart, towards each other or not at all.
+    """
+    if edge_a * edge_b <= 0.0:
+        return 0.0
+    return edge_a if abs(edge_a) < abs(edge_b) else edge_b
+
+
 def moving(hits: deque[Hit], after: Hit) -> bool:
-    """Whether the base (bottom-centre) of a region moved faster than MOVING_SIZES_PER_S box sizes per
-    second over about the last MOVING_BASE_S (from the latest earlier hit at least that old, else the
-    oldest kept): a light on a vehicle driving in. Flames flare up and down from a base that stays
-    put (measured over a second, their jitter cancels out) and a spreading fire drifts far slower.
+    """Whether a region's box translated faster than MOVING_SIZES_PER_S box sizes per second over about the last
+    MOVING_OVER_S (from the latest earlier hit at least that old, else the oldest kept): a light on a vehicle
+    driving in. Along each axis the translation is the shift both opposite edges share (`shared_shift`): a box that
+    only grows or shrinks has not moved, whether about a fixed edge or its centre. Flames rise from a base that
+    stays put, a fire spreads from where it started, and the model boxes now their tips, now the whole fire down to
+    its base; a light carried by a vehicle shifts all its edges. (Measured over a second, flame jitter cancels out,
+    and a spreading fire drifts far slower.)
 
     Args:
         hits: the region's hits, oldest first (not empty).
         after: the newest hit, the one judged.
 
     Returns:
-        True when the base moved faster than that; False over less than a microsecond.
+        True when the box translated faster than that; False over less than a microsecond.
     """
-    before = next((h for h in reversed(hits) if h.t_s <= after.t_s - MOVING_BASE_S + 1e-6), hits[0])
+    before = next((h for h in reversed(hits) if h.t_s <= after.t_s - MOVING_OVER_S + 1e-6), hits[0])
     dt = after.t_s - before.t_s
     if dt <= 1e-6:
         return False
-    width = max(before.box[2] - before.box[0], after.box[2] - after.box[0], 1e-6)
-    height = max(before.box[3] - before.box[1], after.box[3] - after.box[1], 1e-6)
-    dx = abs((after.box[0] + after.box[2]) - (before.box[0] + before.box[2])) / 2 / width
-    dy = abs(after.box[3] - before.box[3]) / height
+    old, new = before.box, after.box
+    width = max(old[2] - old[0], new[2] - new[0], 1e-6)
+    height = max(old[3] - old[1], new[3] - new[1], 1e-6)
+    dx = abs(shared_shift(new[0] - old[0], new[2] - old[2])) / width
+    dy = abs(shared_shift(new[1] - old[1], new[3] - old[3])) / height
     return max(dx, dy) / dt > MOVING_SIZES_PER_S
 
 

@@ -28,10 +28,15 @@ model's second detection. Right after a camera starts the ring must cover `min_h
 it covers less than 3/4 of the window the flicker needed rises in proportion (fewer earlier frames in
 which to find a blinking light's repeat).
 
-**Arriving lights.** A region whose base moves faster than 0.75 box sizes per second (a light on a
-vehicle driving in) must then stay in place for `min_duration_s` before it can alert, so that the
-flicker statistics see the parked light, which repeats itself, and not its arrival, which does not. A
-light arriving more slowly than that is not recognised as moving and can be confirmed on its arrival.
+**Arriving lights.** A region whose box translates faster than 0.75 box sizes per second (a light on a
+vehicle driving in, or headlights coming down the image towards the camera) must then stay in place for
+`min_duration_s` before it can alert, so that the flicker statistics see the parked light, which repeats
+itself, and not its arrival, which does not. Only the shift that opposite edges of the box share counts
+(`runner.rules._region_voting.moving`): a box that grows or shrinks in place (flames rising from their
+base, a fire spreading, the model boxing now the tips, now the whole fire) has not moved. A light arriving
+more slowly than that is not recognised as moving and can be confirmed on its arrival; nor is one coming
+straight at a camera mounted at its own height, which only grows (its approach is new on every frame, so it
+passes the flicker check: exclude such a lane with `exclude_zones`).
 
 **Low frame rates.** Whatever `process_fps` says, the camera's actual frame interval (the median over
 the ring) decides: from `low_fps_interval_s` (1 s) up (a time-lapse, a snapshot feed) flicker cannot

@@ -20,14 +20,19 @@ from runner.config.loading import expand_env
 from runner.config.site import Camera, SiteConfig
 from runner.core.errors import ConfigError, VigieError
 from runner.inference.cascade import crop_side_px
-from runner.inference.detector import ModelPool
+from runner.inference.crops import make_crop
+from runner.inference.detector import Detector, ModelPool
 from runner.inference.routing import (
+    MAX_PERSON_PASS_INPUTS,
     PERSON_LABEL,
     PERSON_MIN_INPUT_PX,
     POSE_DETECTOR_MIN_INPUT_PX,
     ModelFacts,
-    person_input_size,
+    PersonPass,
+    input_px,
+    person_pass,
     person_px_at_input,
+    person_region,
     static_facts,
 )
 
@@ -118,13 +123,21 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
     total_ms = 0.0
     for name, labels in routes.detect.items():
         spec, detector = pool.config.models[name], pool.get(name)
-        imgsz = _input_size(spec.imgsz, detector.any_input_size, labels, camera, hw)
+        chosen = (
+            person_pass(
+                hw,
+                camera.person_height_px,
+                spec.imgsz,
+                any_input_size=detector.any_input_size,
+                region=person_region(camera),
+            )
+            if camera.person_height_px and PERSON_LABEL in labels
+            else None
+        )
+        imgsz = chosen.imgsz if chosen is not None else spec.imgsz
         line = f"  model {name}: {', '.join(sorted(labels))} at imgsz {imgsz}"
-        if PERSON_LABEL in labels and camera.person_height_px:
-            at_input = person_px_at_input(hw, camera.person_height_px, imgsz)
-            line += f", people {at_input:.0f} px at the input"
-            if at_input < PERSON_MIN_INPUT_PX:
-                line += f" (under {PERSON_MIN_INPUT_PX} px even at the largest size: many will be missed)"
+        if chosen is not None:
+            line += person_pass_text(chosen, spec.imgsz)
         if spec.on_demand:
             line += ", on demand only"
         elif spec.max_fps is not None:
@@ -132,7 +145,7 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
         if measure and not spec.on_demand:
             frame = np.zeros((*hw, 3), np.uint8)
             cost = time_ms(
-                lambda: detector.detect([frame], labels, **({"imgsz": imgsz} if imgsz != spec.imgsz else {}))
+                lambda: _detect_as_planned(detector, frame, labels, imgsz if imgsz != spec.imgsz else None, chosen)
             )
             rate = min(camera.process_fps, spec.max_fps or camera.process_fps) / camera.process_fps
             total_ms += cost * rate
@@ -166,10 +179,63 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
     return plan
 
 
-def _input_size(imgsz: int, any_size: bool, labels: frozenset[str], camera: Camera, hw: tuple[int, int]) -> int:
-    if camera.person_height_px and PERSON_LABEL in labels and any_size:
-        return person_input_size(hw, camera.person_height_px, imgsz)
-    return imgsz
+def person_pass_text(chosen: PersonPass, imgsz: int) -> str:
+    """How a model sees a camera's small people, for the plan's model line: the people's height at its input,
+    the region pass (enlarged region or tiles, with the budget that bounds it) and the cost estimated from the
+    input pixels.
+
+    Args:
+        chosen: the model's person pass.
+        imgsz: the model's configured input size (the cost is given as a multiple of one frame at it).
+
+    Returns:
+        The text to append to the line, from ", people ..." or "; small people: ...".
+    """
+    people = f"people {chosen.person_px:.0f} px at the input"
+    missed = f"under {PERSON_MIN_INPUT_PX} px: many will be missed"
+    if chosen.region is None:
+        text = f", {people}"
+        if chosen.person_px < PERSON_MIN_INPUT_PX:
+            text += f" ({missed})"
+        if chosen.imgsz == imgsz:
+            return text
+    else:
+        height, width = chosen.frame_hw
+        region = chosen.region
+        region_px = f"{(region[2] - region[0]) * width:.0f}x{(region[3] - region[1]) * height:.0f} px"
+        if chosen.enlarged_side_px is not None:
+            way = (
+                f"the person rules' region ({region_px}) enlarged x{chosen.scale:.2f} in one "
+                f"{chosen.enlarged_side_px} px input"
+            )
+            budget = f"{MAX_PERSON_PASS_INPUTS} x {imgsz}x{imgsz} input pixels"
+        else:
+            tile_px = chosen.tiles[0][2] - chosen.tiles[0][0]
+            tiles = f"{len(chosen.tiles)} tiles of {tile_px} px"
+            way = f"{tiles} over the person rules' region ({region_px}), x{chosen.scale:.2f}"
+            budget = f"{MAX_PERSON_PASS_INPUTS} tiles"
+        if chosen.person_px < PERSON_MIN_INPUT_PX:
+            bound = f"{missed}; the budget is {budget} per frame: narrow the person rules' zones"
+        else:
+            bound = f"budget: {budget} per frame"
+        text = f"; small people: {way}, {people} ({bound})"
+    ratio = chosen.total_input_px() / input_px(chosen.frame_hw, imgsz)
+    pixels = f"{chosen.total_input_px() / 1e6:.1f} Mpx"
+    inputs = f"{chosen.inferences} input{'s' if chosen.inferences > 1 else ''}"
+    return text + f"; {inputs}, {pixels} per frame, ~{ratio:.1f}x the cost at imgsz {imgsz}"
+
+
+def _detect_as_planned(
+    detector: Detector, frame: np.ndarray, labels: frozenset[str], imgsz: int | None, chosen: PersonPass | None
+) -> None:
+    """One frame through a model as the pipeline runs it: at its input size (None: its own), then its small
+    people's region pass."""
+    detector.detect([frame], labels, **({"imgsz": imgsz} if imgsz is not None else {}))
+    if chosen is not None and chosen.region is not None:
+        crops = [
+            crop.image for crop in (make_crop(frame, box, pad_frac=0.0) for box in chosen.boxes) if crop is not None
+        ]
+        detector.detect(crops, {PERSON_LABEL}, imgsz=chosen.region_imgsz)
 
 
 def _typical_crop(camera: Camera, hw: tuple[int, int]) -> tuple[int, int]:

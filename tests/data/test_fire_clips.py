@@ -41,15 +41,16 @@ def labels_of(shared_data: Path, clip: str):
     return [e for e in load_labels(shared_data / "labels" / "events.csv") if e.clip == clip and e.kind == "fire"]
 
 
-# camera, clip, most seconds from the labelled start of the flames to the alert (measured: 1.67, 2.34, 2.72,
-# 3.41; the news clip cuts to another camera 0.5 s after the flames appear, which restarts the in-place clock)
+# camera, clip, most seconds from the labelled start of the flames to the alert (issue 18: at most 3 s; measured
+# 1.67, 2.00, 2.72, 1.40. The news clip cuts to a close-up 0.5 s after the flames appear, where the model boxes a
+# taller fire: growth in place, no longer taken for a light driving in, which used to delay the alert to 3.41 s)
 @pytest.mark.parametrize(
     ("camera_id", "clip", "max_delay_s"),
     [
         ("kitchen", "fire_emoykim_test2_kitchen_sink_fire.mp4", 3.0),
         ("bonfire", "fire_emoykim_test5_bonfire_closeup.mp4", 3.0),
         ("nvr-motorbike", "fire_l0kxh_petrol_station_nvr_motorbike_fire_start.mp4", 3.0),
-        ("cgtn-minibus", "fire_l0kxh_cgtn_petrol_station_minibus_fire_news.mp4", 3.5),
+        ("cgtn-minibus", "fire_l0kxh_cgtn_petrol_station_minibus_fire_news.mp4", 3.0),
     ],
 )
 def test_visible_flames_alert_once_soon_after_their_labelled_start(

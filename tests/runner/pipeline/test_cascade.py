@@ -76,20 +76,28 @@ def test_a_detector_serves_persons_before_a_pose_model_whatever_the_order():
     assert routes.detect == {"coco": frozenset({"person", "car"})} and routes.keypoints == {}
 
 
-def test_a_keypoint_rule_gets_the_pose_model_as_person_detector_by_default():
-    config, pool = pool_for([INTRUSION, DOWN])  # measured better on falls: the detector loses people who fall
+def test_a_keypoint_rule_beside_other_person_rules_gets_the_cascade_by_default():
+    config, pool = pool_for([INTRUSION, DOWN])
+    routes = pool.camera_routes(config.cameras[0])
+    assert routes.detect == {"coco": frozenset({"person", "car"})}  # the pose model runs on no frame
+    assert routes.keypoints == {"person": "pose"} and routes.pose_as_detector == {}
+    assert routes.by_rule["down"] == {"person": "coco + pose keypoints on its crops"}
+    assert routes.by_rule["z"] == {"car": "coco", "person": "coco"}
+
+
+def test_a_fall_only_camera_gets_the_pose_model_as_person_detector_by_default():
+    config, pool = pool_for([DOWN, {**INTRUSION, "labels": ["car"]}])  # measured better on falls (docs/config.md)
     routes = pool.camera_routes(config.cameras[0])
     assert routes.detect == {"pose": frozenset({"person"}), "coco": frozenset({"car"})}
     assert routes.keypoints == {} and routes.pose_as_detector == {"person": "pose"}
 
 
 def test_naming_the_detector_on_the_keypoint_rule_gives_the_cascade():
-    config, pool = pool_for([INTRUSION, CASCADE_DOWN])
+    config, pool = pool_for([CASCADE_DOWN])
     routes = pool.camera_routes(config.cameras[0])
-    assert routes.detect == {"coco": frozenset({"person", "car"})}  # the pose model runs on no frame
+    assert routes.detect == {"coco": frozenset({"person"})}
     assert routes.keypoints == {"person": "pose"}
     assert routes.by_rule["down"] == {"person": "coco + pose keypoints on its crops"}
-    assert routes.by_rule["z"] == {"car": "coco", "person": "coco"}
 
 
 def test_a_rule_naming_the_pose_model_takes_persons_from_it_for_the_camera():

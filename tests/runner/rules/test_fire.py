@@ -131,6 +131,51 @@ def beacon_boxes(t: float):
     return [((cx / W - half_w, cy / H - half_h, cx / W + half_w, cy / H + half_h), "fire", 0.8)]
 
 
+def tips_then_whole(t: float):
+    """The fire model boxes the flames' tips on one frame and the whole fire down to its base on the next: the
+    region's bottom edge jumps by half its height, but the fire has not moved."""
+    x1, y1, x2, y2 = REGION
+    tips = (x1, y1, x2, (y1 + y2) / 2)
+    return [(tips if round(t * 3) % 2 else REGION, "fire", 0.8)]
+
+
+# Headlights of a car coming towards a camera mounted 4 m above them (focal length 120 px, horizon at 30 % of the
+# height), from 30 m at 8 m/s, stopping 6 m away with its lights on.
+FOCAL_PX, ABOVE_M, HORIZON_Y = 120.0, 4.0, 0.3 * H
+
+
+def _headlights(t: float, stop_s: float) -> tuple[float, float, float, float]:
+    """Where the headlights are: centre (px), half their spacing and their glare's radius (px)."""
+    distance_m = 30.0 - 8.0 * min(t, stop_s)
+    return W / 2, HORIZON_Y + FOCAL_PX * ABOVE_M / distance_m, FOCAL_PX * 0.7 / distance_m, FOCAL_PX * 0.35 / distance_m
+
+
+def approaching_headlights(stop_s: float = 3.0) -> Scene:
+    def scene(t: float) -> np.ndarray:
+        image = _background(t)
+        cx, cy, half_gap, glare = _headlights(t, stop_s)
+        for side in (-1, 1):
+            centre = (int(cx + side * half_gap), int(cy))
+            cv2.circle(image, centre, max(2, int(glare)), (60, 170, 255), -1)  # warm halogen glare
+            cv2.circle(image, centre, max(1, int(glare / 2)), (220, 245, 255), -1)  # the lamp, saturated
+        return image
+
+    return scene
+
+
+def headlight_boxes(stop_s: float = 3.0, seen_from_s: float = 0.5) -> Regions:
+    """The fire model takes the pair of headlights for flames once they are close enough."""
+
+    def script(t: float):
+        if t < seen_from_s:
+            return []
+        cx, cy, half_gap, glare = _headlights(t, stop_s)
+        pad = glare + 2
+        return [(((cx - half_gap - pad) / W, (cy - pad) / H, (cx + half_gap + pad) / W, (cy + pad) / H), "fire", 0.8)]
+
+    return script
+
+
 def growing_glow(t: float) -> np.ndarray:
     """A fire starting: a smooth orange glow whose size grows steadily, with little frame-to-frame change."""
     image = _background(t)
@@ -342,6 +387,14 @@ CASES = [
     ("nothing-detected", flames, no_regions, {}, []),
     # A glow growing smoothly: its early growth is novel on every frame (flicker); judged only from 3 s on, it
     # grows too slowly for flicker and is confirmed by growth alone.
+    # The model boxing now the flames' tips, now the whole fire: growth and shrinking in place, not a light driving
+    # in, so the region is judged at once like steady flames (it used to wait min_duration_s from the last jump).
+    ("flames-tips-then-whole", flames, tips_then_whole, {}, [1.7]),
+    # Headlights coming towards the camera translate down the image as they grow: they must stop for min_duration_s
+    # before they are judged, and parked they are a steady light. Without that wait their approach, new on every
+    # frame, looks like flicker.
+    ("headlights-approach-and-stop", approaching_headlights(), headlight_boxes(), {}, []),
+    ("headlights-approach-no-wait", approaching_headlights(), headlight_boxes(), {"min_duration_s": 0.0}, [1.7]),
     ("growing-glow", growing_glow, regions(), {}, [1.7]),
     ("growing-glow-later", growing_glow, regions(), {"min_history_s": 3.0}, [3.0]),
     ("growing-glow-later-growth-off", growing_glow, regions(), {"min_history_s": 3.0, "min_growth_ratio": None}, []),

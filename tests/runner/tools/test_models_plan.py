@@ -76,8 +76,37 @@ def test_models_plan_shows_which_model_serves_which_rule_and_the_input_size(pers
     assert lines[2] == "  rule down (person_down): person <- coco + pose keypoints on its crops"
     if person_height_px is None:
         assert lines[3].startswith("  model coco: car, person at imgsz 640: ")
-    else:  # 25 px of a 1920-px stream (assumed: not a readable file) need 3072: capped at 1280, 17 px
-        assert lines[3].startswith("  model coco: car, person at imgsz 1280, people 17 px at the input (under 40 px")
+    else:  # 25 px of a 1920-px stream (assumed: not a readable file) need 3072, beyond 1280: the region pass
+        assert lines[3] == (
+            "  model coco: car, person at imgsz 640; small people: the person rules' region (1920x1080 px) enlarged "
+            "x1.60 in one 3072 px input, people 40 px at the input (budget: 16 x 640x640 input pixels per frame); "
+            "2 inputs, 5.6 Mpx per frame, ~22.6x the cost at imgsz 640"
+        )  # the whole frame: person_down watches no zone
     assert lines[4].startswith("  model pose: keypoints of each person on its crop (")
     if measure:
         assert lines[-1].startswith("  cost: ~") and "(one person)" in lines[-1]
+
+
+@pytest.mark.parametrize("person_height_px", [60, 10])
+def test_models_plan_shows_the_tiles_of_a_fixed_size_model_and_times_both_passes(person_height_px):
+    from tests.runner.pipeline.test_small_people import Sized
+
+    config, pool = pool_for([INTRUSION], models={"coco": MODELS["coco"]})
+    pool.detectors["coco"] = detector = Sized(any_input_size=False)
+    camera = config.cameras[0].model_copy(update={"person_height_px": person_height_px})
+    lines = plan_camera(pool, camera, measure=True).lines
+    # The lawn (the lower right quarter of 1920x1080) grown by a person height, in 640-px tiles.
+    if person_height_px == 60:  # 20 px at 640 in the whole frame; 40 px in 960-px tiles run at 640
+        assert lines[2].startswith(
+            "  model coco: car, person at imgsz 640; small people: 2 tiles of 960 px over the person rules' region "
+            "(1020x600 px), x0.67, people 40 px at the input (budget: 16 tiles per frame); 3 inputs, 1.1 Mpx per "
+            "frame, ~4.3x the cost at imgsz 640: "
+        )
+    else:  # 10 px need x4: 16 tiles of 160 px would not cover it, so the tiles grow and people stay small
+        assert (
+            ", people 26 px at the input (under 40 px: many will be missed; the budget is 16 tiles per frame: "
+            in (lines[2])
+        )
+    assert lines[2].endswith(" ms per frame") and lines[3].startswith("  cost: ~")
+    shapes, imgsz = detector.seen[-1]  # the last timed run: the tiles, at the model's own size
+    assert imgsz is None and len(shapes) == int(lines[2].split("small people: ")[1].split(" tiles")[0])
