@@ -50,6 +50,24 @@ SMALL_GRID = (4, 4)  # PETS frames per mosaic by default: columns, rows
 SMALL_BINS_PX = [(0, 15), (15, 20), (20, 30), (30, 10_000)]
 
 
+def print_header(first: str, heights: np.ndarray, bins: list[tuple[int, int]], extra: str = "") -> None:
+    """The table's header and its row of reference persons per height bin.
+
+    Args:
+        first: the first column's title.
+        heights: the reference persons' heights, pixels.
+        bins: the height bins, pixels (low, high).
+        extra: a last column's title (its reference cell is left empty); "" for none.
+    """
+    header = " | ".join(f"{lo}-{hi if hi < 10_000 else ''} px" for lo, hi in bins)
+    tail = f" {extra} |" if extra else ""
+    print(f"| {first} | all | {header} |{tail}")
+    counts = [int(((heights >= lo) & (heights < hi)).sum()) for lo, hi in bins]
+    print(
+        f"| reference persons | {len(heights)} | " + " | ".join(str(c) for c in counts) + " |" + (" |" if extra else "")
+    )
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of `a` with every box of `b` (pixel xyxy)."""
     if len(a) == 0 or len(b) == 0:
@@ -91,10 +109,7 @@ def main() -> None:
         f"{len(frames)} frames of {CLIP.name} ({frames[0].shape[1]}x{frames[0].shape[0]}), "
         f"{len(heights)} reference persons"
     )
-    header = " | ".join(f"{lo}-{hi if hi < 10_000 else ''} px" for lo, hi in BINS_PX)
-    print(f"| model @ input | all | {header} |")
-    counts = [int(((heights >= lo) & (heights < hi)).sum()) for lo, hi in BINS_PX]
-    print(f"| reference persons | {len(heights)} | " + " | ".join(str(c) for c in counts) + " |")
+    print_header("model @ input", heights, BINS_PX)
     for name, imgsz in CANDIDATES:
         found = [d.xyxy for d in detectors[name].detect(frames, {"person"}, imgsz=imgsz)]
         hit = np.concatenate(
@@ -192,10 +207,7 @@ def small_people(frames: list[np.ndarray], reference: list[np.ndarray], small_px
         f"{len(images)} mosaics of {grid[0]}x{grid[1]} PETS frames, {hw[1]}x{hw[0]} px, "
         f"{len(sizes)} reference persons, median {np.median(sizes):.0f} px (person_height_px {small_px:g})"
     )
-    header = " | ".join(f"{lo}-{hi if hi < 10_000 else ''} px" for lo, hi in SMALL_BINS_PX)
-    print(f"| pass | all | {header} | ms per mosaic |")
-    counts = [int(((sizes >= lo) & (sizes < hi)).sum()) for lo, hi in SMALL_BINS_PX]
-    print(f"| reference persons | {len(sizes)} | " + " | ".join(str(c) for c in counts) + " | |")
+    print_header("pass", sizes, SMALL_BINS_PX, extra="ms per mosaic")
     for name, run in candidates:
         run(images[0])  # compiled and warm
         started = time.perf_counter()

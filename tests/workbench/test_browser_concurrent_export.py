@@ -107,10 +107,20 @@ def test_tuning_clip_follows_the_camera_and_every_threshold_can_be_scrolled_to(p
     assert clip.input_value() == str(folder / "salle.avi")
 
     box = page.locator(".vigie-thresholds")
-    last = box.locator("input, select, textarea").last  # the last field's control
-    last.scroll_into_view_if_needed()
     assert box.evaluate("e => e.scrollHeight > e.clientHeight && getComputedStyle(e).overflowY === 'auto'")
-    assert last.is_visible() and last.bounding_box()["height"] > 10
+    # The camera's fields may be redrawn just after the switch: scroll to the last field's control and measure
+    # it in one step, within the box's visible part (a control redrawn between two calls is measured again).
+    page.wait_for_function(
+        """() => {
+            const box = document.querySelector('.vigie-thresholds');
+            const last = [...box.querySelectorAll('input, select, textarea')].pop();
+            if (!last) return false;
+            last.scrollIntoView({block: 'nearest'});
+            const r = last.getBoundingClientRect(), b = box.getBoundingClientRect();
+            return r.height > 10 && r.top >= b.top - 1 && r.bottom <= b.bottom + 1;
+        }""",
+        timeout=10_000,
+    )
 
 
 @pytest.mark.slow
