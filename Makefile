@@ -28,7 +28,7 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo faketime test test-fast lint workbench eval bench bench-scale soak lock clean help
+.PHONY: demo faketime test test-fast lint workbench eval bench bench-site bench-scale soak lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
@@ -36,6 +36,7 @@ help:
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind and half"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
+	@echo "make bench-site   17 cameras of a Cannes-like site live: cameras kept in real time, CPU, per-stage cost, alerts lost against a plain replay (~4 min; SITE_ARGS=--quick: ~3 min)"
 	@echo "make bench-scale   register alerts/s with N writers (PostgreSQL, SQLite), lease takeover, outbox latency (SCALE_ARGS=--quick: ~3.5 min)"
 	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600)"
 
@@ -103,6 +104,10 @@ eval: $(STAMP)
 # BENCH_ARGS, e.g. "--quick" or "--runs 5 --model coco"; see .venv/bin/python bench/perf.py --help.
 bench: $(STAMP)
 	$(BIN)/python bench/perf.py $(BENCH_ARGS)
+
+# SITE_ARGS, e.g. "--quick", "--duration-s 300" or "--no-ratio --no-capacity"; see .venv/bin/python bench/site.py --help.
+bench-site: $(STAMP)
+	$(BIN)/python bench/site.py $(SITE_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
