@@ -31,7 +31,6 @@ from runner.inference.routing import (
     MAX_AUTO_IMGSZ,
     PERSON_MIN_INPUT_PX,
     WHOLE_FRAME,
-    input_px,
     person_pass,
     person_region,
     static_facts,
@@ -731,8 +730,8 @@ class CameraSetup:
         chosen = person_pass(frame_hw, float(height), imgsz, region=self._person_region())
         if chosen.region is None or chosen.enlarged_side_px is None:
             return None  # the input size alone shows them at 40 px
-        x0, y0, x1, y1 = chosen.region
-        region = f"{(x1 - x0) * frame_hw[1]:.0f}x{(y1 - y0) * frame_hw[0]:.0f}"
+        region_w, region_h = chosen.region_size_px()
+        region = f"{region_w:.0f}x{region_h:.0f}"
         text = t(
             "setup.person_region_pass",
             height=f"{height:g}",
@@ -742,7 +741,7 @@ class CameraSetup:
             scale=format_decimal(round(chosen.scale, 1)),
             side=chosen.enlarged_side_px,
             at_input=f"{chosen.person_px:.0f}",
-            ratio=format_decimal(round(chosen.total_input_px() / input_px(frame_hw, imgsz), 1)),
+            ratio=format_decimal(round(chosen.cost_ratio(imgsz), 1)),
             imgsz=imgsz,
             mpx=format_decimal(round(chosen.total_input_px() / 1e6, 1)),
         )

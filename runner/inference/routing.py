@@ -285,6 +285,28 @@ class PersonPass:
         """Inputs run per frame: the whole frame, plus the enlarged region or each tile."""
         return 1 + (1 if self.enlarged_side_px is not None else len(self.tiles))
 
+    def region_size_px(self) -> tuple[float, float]:
+        """The region pass's size in the frame.
+
+        Returns:
+            Its (width, height), frame pixels; (0, 0) without a region pass.
+        """
+        if self.region is None:
+            return (0.0, 0.0)
+        height, width = self.frame_hw
+        return ((self.region[2] - self.region[0]) * width, (self.region[3] - self.region[1]) * height)
+
+    def cost_ratio(self, imgsz: int) -> float:
+        """The input pixels run per frame, every pass included, as a multiple of one frame at `imgsz`.
+
+        Args:
+            imgsz: the model's configured input size.
+
+        Returns:
+            The ratio (what the cost grows with).
+        """
+        return self.total_input_px() / input_px(self.frame_hw, imgsz)
+
     def total_input_px(self) -> int:
         """Input pixels run per frame, every pass included (the cost grows with them).
 
@@ -293,10 +315,9 @@ class PersonPass:
             of `tile_imgsz` per tile).
         """
         total = input_px(self.frame_hw, self.imgsz)
-        if self.enlarged_side_px is not None and self.region is not None:
-            height, width = self.frame_hw
-            region_hw = ((self.region[3] - self.region[1]) * height, (self.region[2] - self.region[0]) * width)
-            total += input_px(region_hw, self.enlarged_side_px)
+        if self.enlarged_side_px is not None:
+            width, height = self.region_size_px()
+            total += input_px((height, width), self.enlarged_side_px)
         return total + len(self.tiles) * self.tile_imgsz**2
 
 

@@ -376,10 +376,7 @@ class CameraPipeline:
             if chosen is None or chosen.region is None:
                 continue
             started = time.perf_counter()
-            crops = [crop for crop in (make_crop(image, box, pad_frac=0.0) for box in chosen.boxes) if crop is not None]
-            found = model.detector.detect([crop.image for crop in crops], {PERSON_LABEL}, imgsz=chosen.region_imgsz)
-            passes = [_crop_to_frame(part, crop) for part, crop in zip(found, crops)]
-            outputs[model.name] = merge_passes([outputs[model.name], *passes])
+            outputs[model.name] = merge_passes([outputs[model.name], *run_person_pass(model.detector, image, chosen)])
             self.record_stage_s("detect", time.perf_counter() - started)
 
     def add_keypoints(self, image: np.ndarray, outputs: dict[str, sv.Detections], t_s: float = 0.0) -> None:
@@ -791,6 +788,24 @@ def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:
         The side, pixels: a multiple of `ENLARGED_SIZE_STEP_PX`.
     """
     return math.ceil(max(crop_hw) * scale / ENLARGED_SIZE_STEP_PX) * ENLARGED_SIZE_STEP_PX
+
+
+def run_person_pass(detector: Detector, image: np.ndarray, chosen: PersonPass) -> list[sv.Detections]:
+    """The persons a model finds in a frame's small people's region pass (the region enlarged, or each tile).
+
+    Args:
+        detector: the model that detects the camera's persons.
+        image: the masked frame.
+        chosen: its person pass (`PlannedModel.person_pass`).
+
+    Returns:
+        One `sv.Detections` per crop, in frame pixels, untracked; none without a region pass.
+    """
+    crops = [crop for crop in (make_crop(image, box, pad_frac=0.0) for box in chosen.boxes) if crop is not None]
+    if not crops:
+        return []
+    found = detector.detect([crop.image for crop in crops], {PERSON_LABEL}, imgsz=chosen.region_imgsz)
+    return [_crop_to_frame(part, crop) for part, crop in zip(found, crops)]
 
 
 def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:

@@ -20,7 +20,6 @@ from runner.config.loading import expand_env
 from runner.config.site import Camera, SiteConfig
 from runner.core.errors import ConfigError, VigieError
 from runner.inference.cascade import crop_side_px
-from runner.inference.crops import make_crop
 from runner.inference.detector import Detector, ModelPool
 from runner.inference.routing import (
     MAX_PERSON_PASS_INPUTS,
@@ -29,12 +28,12 @@ from runner.inference.routing import (
     POSE_DETECTOR_MIN_INPUT_PX,
     ModelFacts,
     PersonPass,
-    input_px,
     person_pass,
     person_px_at_input,
     person_region,
     static_facts,
 )
+from runner.pipeline.camera import run_person_pass
 
 DEFAULT_FRAME_HW = (1080, 1920)  # a stream whose size is unknown until it plays
 TIMED_RUNS = 3
@@ -200,9 +199,8 @@ def person_pass_text(chosen: PersonPass, imgsz: int) -> str:
         if chosen.imgsz == imgsz:
             return text
     else:
-        height, width = chosen.frame_hw
-        region = chosen.region
-        region_px = f"{(region[2] - region[0]) * width:.0f}x{(region[3] - region[1]) * height:.0f} px"
+        region_w, region_h = chosen.region_size_px()
+        region_px = f"{region_w:.0f}x{region_h:.0f} px"
         if chosen.enlarged_side_px is not None:
             way = (
                 f"the person rules' region ({region_px}) enlarged x{chosen.scale:.2f} in one "
@@ -219,7 +217,7 @@ def person_pass_text(chosen: PersonPass, imgsz: int) -> str:
         else:
             bound = f"budget: {budget} per frame"
         text = f"; small people: {way}, {people} ({bound})"
-    ratio = chosen.total_input_px() / input_px(chosen.frame_hw, imgsz)
+    ratio = chosen.cost_ratio(imgsz)
     pixels = f"{chosen.total_input_px() / 1e6:.1f} Mpx"
     inputs = f"{chosen.inferences} input{'s' if chosen.inferences > 1 else ''}"
     return text + f"; {inputs}, {pixels} per frame, ~{ratio:.1f}x the cost at imgsz {imgsz}"
@@ -231,11 +229,8 @@ def _detect_as_planned(
     """One frame through a model as the pipeline runs it: at its input size (None: its own), then its small
     people's region pass."""
     detector.detect([frame], labels, **({"imgsz": imgsz} if imgsz is not None else {}))
-    if chosen is not None and chosen.region is not None:
-        crops = [
-            crop.image for crop in (make_crop(frame, box, pad_frac=0.0) for box in chosen.boxes) if crop is not None
-        ]
-        detector.detect(crops, {PERSON_LABEL}, imgsz=chosen.region_imgsz)
+    if chosen is not None:
+        run_person_pass(detector, frame, chosen)
 
 
 def _typical_crop(camera: Camera, hw: tuple[int, int]) -> tuple[int, int]:
