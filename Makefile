@@ -36,9 +36,9 @@ help:
 	@echo "make workbench   serve the Voila apps of notebooks/ on 127.0.0.1 with a token (prints the URL); ROLE=design|operator|analyst"
 	@echo "make eval   replay every labelled clip of ../shared/data and print the quality table per event kind and half"
 	@echo "make bench  throughput against the naive Ultralytics loop, camera capacity, latency (BENCH_ARGS=--quick: ~3 min)"
-	@echo "make bench-site   17 cameras of a Cannes-like site live: cameras kept in real time, CPU, per-stage cost, alerts lost against a plain replay (~4 min; SITE_ARGS=--quick: ~3 min)"
+	@echo "make bench-site   17 cameras of a Cannes-like site live: cameras kept in real time, CPU, per-stage cost, alerts lost against a plain replay, sites per node (~5 min; SITE_ARGS=--quick: ~3 min)"
 	@echo "make bench-scale   register alerts/s with N writers (PostgreSQL, SQLite), lease takeover, outbox latency (SCALE_ARGS=--quick: ~3.5 min)"
-	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600)"
+	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600; --site: the 17-camera site)"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,7 +105,7 @@ eval: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/perf.py $(BENCH_ARGS)
 
-# SITE_ARGS, e.g. "--quick", "--duration-s 300" or "--no-ratio --no-capacity"; see .venv/bin/python bench/site.py --help.
+# SITE_ARGS, e.g. "--quick", "--duration-s 300", "--no-ratio --no-capacity" or "--site-capacity-s 60"; see .venv/bin/python bench/site.py --help.
 bench-site: $(STAMP)
 	$(BIN)/python bench/site.py $(SITE_ARGS)
 

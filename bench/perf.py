@@ -358,6 +358,23 @@ def cpu_line(cpu_s: dict | None, frames: int) -> str:
     return f"CPU by thread (ms per processed frame, total {total / max(frames, 1) * 1000:.1f}): " + ", ".join(parts)
 
 
+def busy_line(cpu_s: dict | None, wall_s: float, cores: int) -> str:
+    """How busy the node's cores were: the threads' CPU time over the wall time the cores offered.
+
+    Args:
+        cpu_s: CPU seconds by kind of thread (`bench.cputime`).
+        wall_s: the run's wall time, seconds.
+        cores: the cores the process may use.
+
+    Returns:
+        The line ("cores busy: n/a" without the figures).
+    """
+    if not cpu_s or wall_s <= 0 or cores <= 0:
+        return "cores busy: n/a"
+    total = sum(cpu_s.values())
+    return f"cores busy: {total:.1f} CPU s in {wall_s:.1f} s on {cores} cores = {total / wall_s / cores * 100:.0f} %"
+
+
 def gated_text(gated: dict | int | None, frames: int) -> str:
     """Frames whose detection the motion gate skipped: a count, or a count per camera."""
     if gated is None:
@@ -378,6 +395,7 @@ def runner_lines(result: dict) -> list[str]:
     lines += stage_lines(result.get("stage_s"), result["frames_total"])
     lines.append(rule_line(result.get("rule_s"), result["frames_total"]))
     lines.append(cpu_line(result.get("cpu_s"), result["frames_total"]))
+    lines.append(busy_line(result.get("cpu_s"), result["wall_s"], len(os.sched_getaffinity(0))))
     latency = latency_line(result.get("alert_latency_s"))
     if not result.get("live"):
         latency += " [replay: includes the wait in the replay queue; see the latency run]"

@@ -5,10 +5,11 @@
 The site (`SITE_CAMERAS`) is a mix like Cannes, built from the evaluation clips and the rules their evaluation
 sites give them (zones, calibration and tracking merged by `bench.sites.merged_camera`): a station forecourt
 (abandoned objects, density, a fall), a boulevard (wrong way, intrusion, crowded pavements), the Palais steps
-(crowd movement and density), a car park (fire) and quiet night views. Each camera runs at the highest
-`process_fps` its evaluation cameras ask for; the models are those a new user's config names: the COCO INT8
-OpenVINO detector for persons, bags and vehicles, the pose model only for the keypoints of `person_down` (the
-person cascade), the flame model for `fire`.
+(crowd movement and density), a car park (fire) and quiet night views. Each camera's `process_fps` is the highest
+its evaluation cameras ask for, and it analyses the frames its rules need (`Camera.analysed_fps`:
+abandoned objects and density 1 a second, intrusion and wrong way 5...); the models are those a new user's
+config names: the COCO INT8 OpenVINO detector for persons, bags and vehicles, the pose model only for the
+keypoints of `person_down` (the person cascade), the flame model for `fire`.
 
 1. Live run: every camera at once through the real runner (`runner.service.lifecycle.Runner`, live mode as
    bench/perf.py's latency run: each file paced at its own frame rate, looped when shorter than the run), in
@@ -25,7 +26,10 @@ person cascade), the flame model for `fire`.
    the events; each must be found again live (same camera and kind, same pass of the clip, within 1 s) in
    every pass the live run analysed past it, else it is "lost", unless the rule's cooldown held it back (the
    cooldown runs on stream time, which goes on across a loop: a clip shorter than it cannot alert again at once).
-3. The ratio and capacity runs of `bench/perf.py --quick` (its workers, one process each).
+3. Site capacity (`--site-capacity-s`, 30 s): the same cameras at once, looped, as fast as the node goes (no
+   pacing, no frame dropped): processed fps over what one site asks for is how many sites of this mix the node
+   carries, printed as `sites_per_node: N` (`bench/gpu_capacity.sh` runs it on a GPU).
+4. The ratio and capacity runs of `bench/perf.py --quick` (its workers, one process each).
 
 The last three lines are machine-readable: `site_cameras_realtime: N/17`, `ratio_vs_naive: X` and
 `camera_capacity_5fps: N` (`n/a` with `--no-ratio` / `--no-capacity`).
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import resource
 import sys
@@ -60,6 +65,7 @@ from bench.sites import BenchModel, BenchSite, bench_models, catalogue, merged_c
 
 DEFAULT_DURATION_S = 120.0
 QUICK_DURATION_S = 45.0
+DEFAULT_SITE_CAPACITY_S = 30.0
 REALTIME_LIMIT_S = 1.0  # backlog and alert latency beyond the dwell a real-time camera stays within
 MATCH_TOLERANCE_S = 1.0  # a live alert within this of a plain replay's alert (same camera, kind, pass) is the same
 EVAL_SITE_FILES = {site.parent.name: site for site in sorted((ROOT / "zones").glob("eval*/site.yaml"))}
@@ -164,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default=os.environ.get("VIGIE_DEVICE", "cpu"), help="cpu or cuda:0 (sets VIGIE_DEVICE)"
     )
+    parser.add_argument(
+        "--site-capacity-s",
+        type=float,
+        default=DEFAULT_SITE_CAPACITY_S,
+        help=f"length of the site capacity run (default {DEFAULT_SITE_CAPACITY_S:g})",
+    )
+    parser.add_argument(
+        "--no-site-capacity", action="store_true", help="skip the site capacity run (no sites_per_node line)"
+    )
     parser.add_argument("--no-ratio", action="store_true", help="skip the ratio run (ratio_vs_naive: n/a)")
     parser.add_argument("--no-capacity", action="store_true", help="skip the capacity run (camera_capacity_5fps: n/a)")
     return parser
@@ -195,6 +210,8 @@ def check_args(args: argparse.Namespace) -> str | None:
     duration_s = duration_of(args)
     if not duration_s > 0 or duration_s == float("inf"):
         return f"--duration-s must be a positive number of seconds, not {duration_s:g}"
+    if not args.site_capacity_s > 0 or args.site_capacity_s == float("inf"):
+        return f"--site-capacity-s must be a positive number of seconds, not {args.site_capacity_s:g}"
     known = [c.id for c in SITE_CAMERAS]
     unknown = [c for c in args.cameras or () if c not in known]
     if unknown:
@@ -353,6 +370,18 @@ def warm_up(loaded, pool) -> None:
         CameraPipeline(loaded, camera, pool, None, mode="replay").warm_up(height, width)
 
 
+def site_demand_fps(cameras) -> float:
+    """The frames per second a site's cameras ask for: each at the rate its rules need.
+
+    Args:
+        cameras: the site's validated cameras.
+
+    Returns:
+        The sum of their `analysed_fps`.
+    """
+    return sum(camera.analysed_fps for camera in cameras)
+
+
 def cpu_s_now() -> float:
     """This process's CPU time so far (user + system, every thread).
 
@@ -418,6 +447,59 @@ def run_live(loaded, pool, scratch: Path, duration_s: float, device: str) -> tup
         "device": device,
         "live": True,
     }, trace
+
+
+def run_site_capacity(loaded, pool, scratch: Path, max_s: float) -> dict:
+    """Every camera at once, looped, as fast as the node goes (no pacing, no frame dropped), for `max_s`: how
+    many frames a second the node analyses on this site's mix.
+
+    Args:
+        loaded: the site config (looping cameras).
+        pool: its models, warmed up.
+        scratch: a folder for the register.
+        max_s: how long to run.
+
+    Returns:
+        {"fps": processed frames per second, "frames": per camera, "wall_s": seconds, "cpu_total_s": CPU seconds}.
+    """
+    from runner.register import Register
+    from runner.service.lifecycle import Runner, RunOptions
+
+    with Register(scratch / "capacity.db") as register:
+        runner = Runner(loaded, register, RunOptions(mode="live", realtime=False, retention=False), pool=pool)
+        timer = threading.Timer(max_s, runner.stop)
+        cpu_before = cpu_s_now()
+        timer.start()
+        summary = runner.run()
+        timer.cancel()
+        cpu_total_s = cpu_s_now() - cpu_before
+    frames = sum(summary.frames.values())
+    return {
+        "fps": frames / summary.wall_s if summary.wall_s else 0.0,
+        "frames": summary.frames,
+        "wall_s": summary.wall_s,
+        "cpu_total_s": cpu_total_s,
+    }
+
+
+def site_capacity_lines(result: dict, demand_fps: float, cores: int) -> tuple[list[str], float]:
+    """The report of the site capacity run.
+
+    Args:
+        result: `run_site_capacity`'s figures.
+        demand_fps: what one site's cameras ask for (`site_demand_fps`).
+        cores: the CPU cores the process may use.
+
+    Returns:
+        (the lines, sites the node carries: processed fps / one site's demand).
+    """
+    sites = result["fps"] / demand_fps if demand_fps else 0.0
+    return [
+        "",
+        f"== Site capacity: the same cameras at once, as fast as the node goes, {result['wall_s']:.0f} s",
+        f"{result['fps']:.1f} processed fps against {demand_fps:g} asked by one site: {sites:.2f} sites of this mix",
+        cpu_used_line(result["cpu_total_s"], result["wall_s"], cores),
+    ], sites
 
 
 @dataclass
@@ -638,26 +720,26 @@ def seconds_text(value: float | None) -> str:
     return "never" if value == float("inf") else f"{value:.2f}"
 
 
-def camera_lines(figures: list[CameraFigures], site: dict) -> list[str]:
+def camera_lines(figures: list[CameraFigures], cameras: list) -> list[str]:
     """The per-camera table of the live run.
 
     Args:
         figures: each camera's figures.
-        site: the site config data (for process_fps and the rule kinds).
+        cameras: the site's validated cameras (their analysed rate and rule kinds).
 
     Returns:
         The table's lines.
     """
-    cameras = {c["id"]: c for c in site["cameras"]}
+    by_id = {c.id: c for c in cameras}
     lines = [
         f"  {'camera':<21}{'fps':>5}{'frames':>8}{'backlog p95':>13}{'at stop':>9}{'alerts':>8}"
         f"{'latency p95':>13}  real time  rules"
     ]
     for f in figures:
-        camera = cameras[f.camera_id]
-        kinds = ",".join(sorted({r["kind"] for r in camera["rules"]}))
+        camera = by_id[f.camera_id]
+        kinds = ",".join(sorted({r.kind for r in camera.rules}))
         lines.append(
-            f"  {f.camera_id:<21}{camera['process_fps']:>5g}{f.frames:>8}{seconds_text(f.backlog_p95_s):>13}"
+            f"  {f.camera_id:<21}{camera.analysed_fps:>5g}{f.frames:>8}{seconds_text(f.backlog_p95_s):>13}"
             f"{seconds_text(f.backlog_end_s):>9}{len(f.latencies_s):>8}{seconds_text(f.latency_p95_s):>13}"
             f"  {'yes' if f.realtime else 'NO':<9}  {kinds}"
         )
@@ -708,16 +790,19 @@ def last_lines(realtime: int, cameras: int, ratio: float | None, capacity: int |
 
 
 # -- main -------------------------------------------------------------------------------------------------
-def measure_site(cameras: tuple[SiteCamera, ...], duration_s: float, device: str) -> tuple[list[str], int]:
-    """The live run and the plain replay of the site, in this process.
+def measure_site(
+    cameras: tuple[SiteCamera, ...], duration_s: float, device: str, capacity_s: float | None
+) -> tuple[list[str], int, float | None]:
+    """The live run, the plain replay and the capacity run of the site, in this process.
 
     Args:
         cameras: the site's cameras to run.
         duration_s: the live run's length.
         device: where the models run.
+        capacity_s: the capacity run's length; None: no capacity run.
 
     Returns:
-        (the report's lines, cameras kept in real time).
+        (the report's lines, cameras kept in real time, sites of this mix the node carries or None).
     """
     from bench.perf import quality_lines, runner_lines
     from bench.sites import write_site
@@ -734,6 +819,10 @@ def measure_site(cameras: tuple[SiteCamera, ...], duration_s: float, device: str
         print("plain replay: one camera at a time ...", file=sys.stderr, flush=True)
         plain_loaded = write_site(build_cannes_site(cameras, loop=False), scratch / "plain")
         plain = run_plain(plain_loaded, pool, scratch)
+        capacity = None
+        if capacity_s is not None:
+            print(f"site capacity: {len(loaded.config.cameras)} cameras as fast as possible ...", file=sys.stderr)
+            capacity = run_site_capacity(loaded, pool, scratch, capacity_s)
         del pool
         gc.collect()
     figures = [
@@ -750,11 +839,13 @@ def measure_site(cameras: tuple[SiteCamera, ...], duration_s: float, device: str
         f"cameras kept in real time: {realtime}/{len(figures)} (backlog p95 over the second half, backlog at the "
         f"stop and alert latency p95 beyond the dwell, each <= {REALTIME_LIMIT_S:g} s; seconds below)",
     ]
-    lines += camera_lines(figures, live_site.data)
-    demand_fps = sum(c["process_fps"] for c in live_site.data["cameras"])
+    lines += camera_lines(figures, loaded.config.cameras)
+    demand_fps = site_demand_fps(loaded.config.cameras)
+    asked_fps = sum(c.process_fps for c in loaded.config.cameras)
     lines.append(
-        f"the cameras ask for {demand_fps:g} processed fps in all; the node analysed {live['fps']:.1f} fps "
-        f"(each round takes one frame of every camera that has one: an overloaded node slows them all alike)"
+        f"the cameras ask for {demand_fps:g} processed fps in all (the rate their rules need; {asked_fps:g} at their "
+        f"process_fps); the node analysed {live['fps']:.1f} fps (each round takes one frame of every camera that "
+        f"has one: an overloaded node slows them all alike)"
     )
     lines.append(cpu_used_line(live["cpu_total_s"], live["wall_s"], len(os.sched_getaffinity(0))))
     lines += runner_lines(live)
@@ -767,7 +858,11 @@ def measure_site(cameras: tuple[SiteCamera, ...], duration_s: float, device: str
     }
     lines += ["", "Quality of the plain replay's alerts against the labels (vigie eval's scoring):"]
     lines += quality_lines(plain_result)
-    return lines, realtime
+    sites = None
+    if capacity is not None:
+        capacity_lines, sites = site_capacity_lines(capacity, demand_fps, len(os.sched_getaffinity(0)))
+        lines += capacity_lines
+    return lines, realtime, sites
 
 
 def measure_perf(args: argparse.Namespace) -> tuple[list[str], float | None, int | None]:
@@ -830,13 +925,16 @@ def main(argv: list[str] | None = None) -> int:
     cameras = selected_cameras(args.cameras)
     started = time.monotonic()
     try:
-        lines, realtime = measure_site(cameras, duration_of(args), args.device)
+        capacity_s = None if args.no_site_capacity else args.site_capacity_s
+        lines, realtime, sites = measure_site(cameras, duration_of(args), args.device, capacity_s)
         perf_lines, ratio, capacity = measure_perf(args)
     except (RuntimeError, ValueError) as exc:
         print(f"bench-site: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines + ([""] + perf_lines if perf_lines else [])))
     print(f"(bench took {time.monotonic() - started:.0f} s)")
+    if sites is not None:
+        print(f"sites_per_node: {math.floor(sites + 1e-9)} ({sites:.2f})")
     print("\n".join(last_lines(realtime, len(cameras), ratio, capacity)))
     return 0
 

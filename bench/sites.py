@@ -207,8 +207,12 @@ def merged_camera(
     process_fps: float,
     loop: bool,
     notes: list[str],
+    *,
+    rules_at_camera_rate: bool = False,
 ) -> dict | None:
-    """One camera with the rules of every evaluation camera on `clip` that `model` can serve."""
+    """One camera with the rules of every evaluation camera on `clip` that `model` can serve; with
+    `rules_at_camera_rate`, each of them evaluated on every frame of `process_fps` (their own `process_fps` set to
+    it) rather than at the rate its kind needs."""
     zones: dict[str, dict] = {}
     rules: list[dict] = []
     rule_ids: set[str] = set()
@@ -230,6 +234,8 @@ def merged_camera(
                 continue
             zones.update(wanted)
             dumped = rule.model_dump(mode="json")
+            if rules_at_camera_rate:
+                dumped["process_fps"] = process_fps
             if dumped["id"] in rule_ids:
                 dumped["id"] = f"{dumped['id']}-{site}"[:63]
             rule_ids.add(dumped["id"])
@@ -274,7 +280,9 @@ def build_site(
     cameras, ids, taken = [], {}, set()
     for clip in clips:
         camera_id = camera_id_for(clip, taken)
-        camera = merged_camera(clip, known[clip], model, camera_id, process_fps, loop, notes)
+        # Every rule on every frame of 5 fps: `camera_capacity_5fps` counts cameras at 5 fps, and the ratio run's
+        # frames are the naive loop's (bench/site.py lets each rule run at the rate its kind needs).
+        camera = merged_camera(clip, known[clip], model, camera_id, process_fps, loop, notes, rules_at_camera_rate=True)
         if camera is not None:
             cameras.append(camera)
             ids[camera_id] = clip

@@ -1,9 +1,10 @@
 """Soak test (`make soak`): the runner in live mode on looping clips for an hour, RSS printed as it goes.
 
-    .venv/bin/python bench/soak.py [--duration-s 3600] [--every-s 60] [--model coco] [--clips A B ...]
+    .venv/bin/python bench/soak.py [--duration-s 3600] [--every-s 60] [--model coco] [--clips A B ...] [--site]
 
 Each clip is a camera (the benchmark's cameras, `bench/sites.py`) with `loop: true`, read at its own
-frame rate as a live camera would be, through the real runner (capture threads, detection, tracking,
+frame rate as a live camera would be (`--site`: the 17 cameras of `bench/site.py`'s Cannes-like site, each
+at the rate its rules need), through the real runner (capture threads, detection, tracking,
 rules, register, retention schedule). Every `--every-s` seconds one line: elapsed time, RSS, alerts
 so far. At the end: the growth of the RSS high-water mark from the first `--baseline-s` (10 minutes;
 a third of the run when shorter) to the same length of time at the end, against the 5 % target, and
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--clips", nargs="+", default=None, help="clip file names (default: four clips of the model's set)"
     )
+    parser.add_argument(
+        "--site", action="store_true", help="the 17-camera site of bench/site.py instead of --model and --clips"
+    )
     parser.add_argument("--db", default=None, help="register (default: a temporary one, deleted at the end)")
     return parser
 
@@ -94,7 +98,7 @@ def soak(args) -> int:
     import numpy as np
 
     from bench.perf import latency_line
-    from bench.sites import BENCH_PROCESS_FPS, build_site, write_site
+    from bench.sites import build_site, write_site
     from runner.inference.detector import ModelPool
     from runner.register import Register
     from runner.service.lifecycle import Runner, RunOptions
@@ -102,17 +106,28 @@ def soak(args) -> int:
     clips = args.clips or SOAK_CLIPS[args.model]
     window_s = min(args.baseline_s, args.duration_s / 3.0)
     with tempfile.TemporaryDirectory(prefix="vigie-soak-") as scratch:
-        site = build_site(clips, args.model, loop=True)
+        if args.site:
+            from bench.site import build_cannes_site
+            from bench.site import warm_up as warm_up_site
+
+            site = build_cannes_site(loop=True)
+        else:
+            site = build_site(clips, args.model, loop=True)
         loaded = write_site(site, Path(scratch) / "site")
         pool = ModelPool(loaded.config, loaded.base_dir)
-        for name in loaded.config.models:
-            pool.get(name).detect([np.zeros((480, 640, 3), dtype=np.uint8)])
+        if args.site:
+            warm_up_site(loaded, pool)
+        else:
+            for name in loaded.config.models:
+                pool.get(name).detect([np.zeros((480, 640, 3), dtype=np.uint8)])
+        wanted_fps = sum(c.analysed_fps for c in loaded.config.cameras)
         with Register(args.db or Path(scratch) / "soak.db") as register:
             runner = Runner(loaded, register, RunOptions(mode="live", realtime=True), pool=pool)
             outcome: dict = {}
             thread = threading.Thread(target=lambda: outcome.setdefault("summary", runner.run()), name="soak-runner")
             print(
-                f"soak: {len(site.clips)} looping cameras, model {args.model}, {args.duration_s:g} s, "
+                f"soak: {len(site.clips)} looping cameras, model {'of the site' if args.site else args.model}, "
+                f"{args.duration_s:g} s, "
                 f"RSS every {args.every_s:g} s; windows compared: {window_s:g} s",
                 flush=True,
             )
@@ -138,10 +153,11 @@ def soak(args) -> int:
         print(f"camera errors: {summary.camera_errors}")
     base, final, growth = growth_pct(samples, window_s)
     frames = sum(summary.frames.values())
-    wanted = len(site.clips) * BENCH_PROCESS_FPS * summary.wall_s
+    wanted = wanted_fps * summary.wall_s
     print(
         f"processed {frames} frames in {summary.wall_s:.0f} s ({frames / max(summary.wall_s, 1e-9):.1f} fps; "
-        f"~{wanted:.0f} at {BENCH_PROCESS_FPS:g} fps per camera: fewer means the machine could not keep up), "
+        f"~{wanted:.0f} at the cameras' rates, {wanted_fps:g} fps in all: fewer means the machine could not keep "
+        "up), "
         f"{summary.alerts_total} alerts, stop: {summary.stop_reason}"
     )
     print(latency_line(getattr(summary, "alert_latency_s", None)))

@@ -62,6 +62,13 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
     # -- shared by several models ---------------------------------------------------------------
     "id": ("Identifiant", _ID_HELP),
     "enabled": ("Active", "Désactivée, elle reste dans la configuration mais n'est pas évaluée."),
+    "process_fps": (
+        "Images évaluées par seconde",
+        "Nombre d'images par seconde sur lesquelles la règle est évaluée ; vide = le besoin de son type (objet "
+        "abandonné et densité de foule 1 (5 avec `foreground`), intrusion, contresens et personne au sol 5, mouvement "
+        "de foule 10, "
+        "incendie et arme toutes les images de la caméra), jamais plus que le `process_fps` de la caméra.",
+    ),
     "cooldown_s": (
         "Délai entre deux alertes (s)",
         "Durée minimale, en secondes, entre deux alertes de cette règle pour le même sujet (piste ou zone).",
@@ -252,8 +259,12 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
     ),
     "Camera.enabled": ("Active", "Désactivée, la caméra reste dans la configuration mais n'est pas analysée."),
     "Camera.process_fps": (
-        "Images analysées par seconde",
-        "Nombre d'images analysées par seconde (les autres sont sautées sans être décodées).",
+        "Images analysées par seconde (au plus)",
+        "Nombre maximal d'images analysées par seconde : la caméra est analysée au rythme le plus élevé dont ses "
+        "règles ont besoin (objet abandonné et densité de foule 1, densité de foule avec `foreground` 5, intrusion, "
+        "contresens et personne au sol 5, "
+        "mouvement de foule 10, incendie et arme toutes les images permises ; le champ `process_fps` d'une règle "
+        "remplace celui de son type), sans dépasser cette valeur (les autres images sont sautées sans être décodées).",
     ),
     "Camera.loop": ("Lecture en boucle", "Relire un fichier depuis le début à sa fin (essais, démonstrations)."),
     "Camera.privacy_masks": (

@@ -106,6 +106,10 @@ add_messages(
                 "la zone des règles de personnes ({region} px), agrandie ×{scale} en une entrée de {side} px, où "
                 "elles font {at_input} px ; coût ~{ratio}× une image à {imgsz} px ({mpx} Mpx par image)"
             ),
+            "setup.rule_rates": (
+                "caméra analysée à {fps} image(s)/s sur les {allowed} permises : ses règles n'en demandent pas plus "
+                "({rules})"
+            ),
             "setup.start_again": "Recommencer",
             "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
             "setup.merged_with_conflicts": (
@@ -138,6 +142,9 @@ add_messages(
                 "people of {height} px: beyond a {cap} px input, model {model} also runs on the person rules' "
                 "region ({region} px), enlarged x{scale} in one {side} px input, where they are {at_input} px; "
                 "cost ~{ratio}x a frame at {imgsz} px ({mpx} Mpx per frame)"
+            ),
+            "setup.rule_rates": (
+                "camera analysed at {fps} frame(s)/s of the {allowed} allowed: its rules need no more ({rules})"
             ),
             "setup.start_again": "Start again",
             "setup.merged": "merged onto revision {revision}: check, then export",
@@ -756,6 +763,29 @@ class CameraSetup:
         )
         return f"{text}. {small}"
 
+    def rate_note(self) -> str | None:
+        """Why the camera will analyse fewer frames than its `process_fps` allows: each rule's rate (its kind's need,
+        or its own `process_fps`; `Camera.analysed_fps`).
+
+        Returns:
+            The note, or None when the draft camera is not valid yet or analyses every frame it allows.
+        """
+        try:
+            camera = Camera.model_validate(self.draft()["cameras"][self.camera_index])
+        except (ValidationError, IndexError, KeyError, TypeError):
+            return None
+        if camera.analysed_fps >= camera.process_fps - 1e-9:
+            return None
+        rules = ", ".join(
+            f"{rule.id} {format_decimal(rule.rate_fps(camera.process_fps))}" for rule in camera.rules if rule.enabled
+        )
+        return t(
+            "setup.rule_rates",
+            fps=format_decimal(camera.analysed_fps),
+            allowed=format_decimal(camera.process_fps),
+            rules=rules,
+        )
+
     def _person_region(self) -> tuple[float, float, float, float]:
         """Where the camera's person rules look, from the draft (the whole frame while it is not valid)."""
         try:
@@ -1329,6 +1359,9 @@ class CameraSetupApp:
         person_warning = self.setup.person_size_warning()
         if person_warning:
             self.shape_problems.value += f"<div style='color:#e65100'>⚠ {html.escape(person_warning)}</div>"
+        rate_note = self.setup.rate_note()
+        if rate_note:
+            self.shape_problems.value += f"<div style='color:#1565c0'>ℹ {html.escape(rate_note)}</div>"
         for index, view in enumerate(self.rule_views):
             view.refresh_refs()
             view.show_problems(*self.setup.rule_problems(index, problems))

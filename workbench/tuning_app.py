@@ -415,7 +415,7 @@ class TuningSession:
             raise RuntimeError(t("tuning.busy"))
         request.config.camera(request.camera_id)  # KeyError on an unknown camera, before any thread
         info = clip_info(request.clip)
-        process_fps = request.config.camera(request.camera_id).process_fps
+        process_fps = request.config.camera(request.camera_id).analysed_fps
         clip_events = [e for e in events or [] if e.clip == Path(request.clip).name]
         result = ReplayResult(
             len(self.results) + 1,

@@ -246,7 +246,13 @@ class Camera(Frozen):
     )
     enabled: bool = Field(True, description="A disabled camera is kept in the config but not analysed.")
     process_fps: float = Field(
-        5.0, ge=0.2, le=30.0, description="Frames analysed per second (the rest are skipped undecoded)."
+        5.0,
+        ge=0.2,
+        le=30.0,
+        description="The most frames analysed per second: the camera analyses at the highest rate its rules need "
+        "(abandoned_object and crowd_density 1, crowd_density with `foreground` 5, zone_intrusion, wrong_way and "
+        "person_down 5, crowd_movement 10, fire and weapon every frame allowed; a rule's own `process_fps` overrides "
+        "its kind's), at most this (the rest are skipped undecoded).",
     )
     loop: bool = Field(False, description="Replay a file source from the start when it ends (tests, demos).")
     privacy_masks: list[Polygon] = Field(
@@ -270,6 +276,17 @@ class Camera(Frozen):
     zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")
     lines: list[Line] = Field([], max_length=64, description="Tripwires the rules refer to by id.")
     rules: list[AnyRuleConfig] = Field([], max_length=64, description="The event rules evaluated on this camera.")
+
+    @property
+    def analysed_fps(self) -> float:
+        """Frames per second the camera is analysed at: the highest rate its enabled rules need (`rate_fps`),
+        at most `process_fps`; `process_fps` when no rule is enabled.
+
+        Returns:
+            Frames per second.
+        """
+        rates = [rule.rate_fps(self.process_fps) for rule in self.rules if rule.enabled]
+        return max(rates, default=self.process_fps)
 
     def find_zone(self, zone_id: str) -> Zone | None:
         """The camera's zone with an id, if any.

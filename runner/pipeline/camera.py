@@ -25,11 +25,13 @@ import numpy as np
 import supervision as sv
 
 from runner.config.loading import LoadedConfig, redact
+from runner.config.rules.base import RuleConfig
 from runner.config.site import Camera, ModelSpec
 from runner.core.alerts import AlertCandidate, AlertRecord
 from runner.core.boxes import NormBox
 from runner.core.detections import empty_detections, merge_detections
 from runner.core.fields import CLASS_NAME, KEYPOINTS
+from runner.core.timebase import Cadence
 from runner.inference.cascade import CROP_SIDES_PX, LostPersons, attach_keypoints, find_lost
 from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
@@ -56,9 +58,12 @@ class PlannedModel:
     detector: Detector
     labels: frozenset[str]
     spec: ModelSpec
-    next_due_s: float | None = None
     person_height_px: float | None = None  # the camera's: raises the input size when this model finds persons
     person_region: NormBox = WHOLE_FRAME  # where the camera's person rules look (`routing.person_region`)
+    cadence: Cadence = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cadence = Cadence(self.spec.max_fps)
 
     @property
     def name(self) -> str:
@@ -97,7 +102,7 @@ class PlannedModel:
         return chosen.imgsz if chosen is not None and chosen.imgsz != self.spec.imgsz else None
 
     def is_due(self, t_s: float) -> bool:
-        """Whether the model's cadence lets it run on a frame.
+        """Whether the model's cadence (`max_fps`) lets it run on a frame.
 
         Args:
             t_s: the frame's stream time, seconds.
@@ -105,7 +110,7 @@ class PlannedModel:
         Returns:
             True when it has no schedule yet (first frame, no `max_fps`) or the frame is at or past its due time.
         """
-        return self.next_due_s is None or t_s >= self.next_due_s - 1e-6
+        return self.cadence.is_due(t_s)
 
     def mark_run(self, t_s: float) -> None:
         """Schedules the next run after one at `t_s` (no schedule without `max_fps`: every frame is due).
@@ -113,13 +118,7 @@ class PlannedModel:
         Args:
             t_s: the stream time of the frame the model runs on, seconds.
         """
-        if self.spec.max_fps is None:
-            return
-        period_s = 1.0 / self.spec.max_fps
-        # Keep to the schedule (0, 0.5, 1.0 ... at 2 fps) rather than to the last run, which would
-        # drift to a lower rate whenever frames do not fall exactly on it; restart after a gap.
-        due = (self.next_due_s if self.next_due_s is not None else t_s) + period_s
-        self.next_due_s = due if due > t_s else t_s + period_s
+        self.cadence.mark(t_s)
 
 
 @dataclass
@@ -205,6 +204,10 @@ class CameraPipeline:
         self.on_alert = on_alert
         self.timezone = ZoneInfo(self.site.timezone)
         self.rules: list[Rule] = [build_rule(r, camera) for r in camera.rules if r.enabled]
+        # Rules needing fewer frames than the camera analyses (a still bag, a crowd's level) skip the others;
+        # the track ids ended meanwhile wait for their next frame.
+        self.analysed_fps = camera.analysed_fps
+        self._rule_cadences: dict[int, tuple[Cadence, set[int]]] = {}  # id(rule) -> (schedule, ended ids waiting)
         self.routes = _camera_routes(pool, camera)
         self.models = [
             PlannedModel(
@@ -228,7 +231,7 @@ class CameraPipeline:
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.tracker = CameraTracker(
             TrackerSettings(
-                process_fps=camera.process_fps,
+                process_fps=camera.analysed_fps,
                 lost_s=camera.tracking.lost_s,
                 activation_conf=camera.tracking.activation_conf,
             )
@@ -247,6 +250,25 @@ class CameraPipeline:
         # The short clip around each stored alert, from the same masked frames as its snapshot.
         self.clips = ClipRecorder() if register is not None else None
         self.clip_stats: dict[str, float] = {"clips": 0, "encode_s": 0.0, "bytes": 0}
+
+    def _rule_schedule(self, rule: Rule) -> tuple[Cadence, set[int]]:
+        """When a rule runs: on every analysed frame when it needs the camera's rate, else on the first frame at or
+        after each step of its own (within half a camera frame: frames fall near, not on, its grid); and the track
+        ids ended on the frames it skipped.
+
+        Args:
+            rule: one of the pipeline's rules.
+
+        Returns:
+            Its schedule and the ended ids waiting for it (made on first use, void after a reset).
+        """
+        if id(rule) not in self._rule_cadences:
+            config: RuleConfig | None = getattr(rule, "config", None)
+            rate_fps = config.rate_fps(self.camera.process_fps) if config is not None else self.analysed_fps
+            every_frame = rate_fps >= self.analysed_fps - 1e-9
+            cadence = Cadence(None) if every_frame else Cadence(rate_fps, tolerance_s=0.5 / self.analysed_fps)
+            self._rule_cadences[id(rule)] = (cadence, set())
+        return self._rule_cadences[id(rule)]
 
     # -- stages ----------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
@@ -471,9 +493,18 @@ class CameraPipeline:
         )
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
+            cadence, ended_waiting = self._rule_schedule(rule)
+            if not cadence.is_due(frame.t_s):
+                ended_waiting |= ended
+                continue
+            cadence.mark(frame.t_s)
             config = getattr(rule, "config", None) if self.keypoint_models else None
             wants_pose = config is not None and bool(config.keypoint_labels() & self.keypoint_models.keys())
-            candidates += self._run_rule(rule, pose_ctx if wants_pose else ctx)
+            rule_ctx = pose_ctx if wants_pose else ctx
+            if ended_waiting:
+                rule_ctx = dataclasses.replace(rule_ctx, ended_track_ids=frozenset(ended_waiting | ended))
+                ended_waiting.clear()
+            candidates += self._run_rule(rule, rule_ctx)
         admitted = self.gate.admit(candidates, frame.t_s)
         self.frames_processed += 1
         self.record_stage_s("rules", time.perf_counter() - rules_started)
@@ -613,8 +644,9 @@ class CameraPipeline:
         self.history.clear()
         for rule in self.rules:
             rule.reset()
+        self._rule_cadences.clear()
         for model in self.models:
-            model.next_due_s = None
+            model.cadence.reset()
         for lost in self._lost.values():
             lost.clear()
         # The gate's reference frame and the reused detections belong to the old stream: detect at once.

@@ -65,7 +65,7 @@ class RedetectEnlarged(Protocol):
 
 @dataclass(frozen=True)
 class CameraView:
-    """What a rule may know about its camera: the geometry it refers to by id and the processing rate.
+    """What a rule may know about its camera: the geometry it refers to by id and the rate the rule is evaluated at.
 
     Not the whole `Camera` (source, privacy masks, tracker and motion-gate settings, the other rules):
     a rule reads only this, so what it can depend on is visible here. Built by
@@ -79,18 +79,20 @@ class CameraView:
     calibration: Calibration | None = None
 
     @classmethod
-    def of(cls, camera: Camera) -> CameraView:
-        """The view of a configured camera.
+    def of(cls, camera: Camera, rule: RuleConfig | None = None) -> CameraView:
+        """The view of a configured camera, as one of its rules sees it.
 
         Args:
             camera: the camera's validated config.
+            rule: the rule that will read the view: its rate is the view's (`RuleConfig.rate_fps`); None: the
+                camera's analysed rate.
 
         Returns:
             Its id, rate, zones, lines and ground calibration.
         """
         return cls(
             camera_id=camera.id,
-            process_fps=camera.process_fps,
+            process_fps=rule.rate_fps(camera.process_fps) if rule is not None else camera.analysed_fps,
             zones=tuple(camera.zones),
             lines=tuple(camera.lines),
             calibration=camera.calibration,

@@ -39,4 +39,4 @@ def build_rule(config: RuleConfig, camera: Camera) -> Rule:
     Returns:
         A fresh rule, with no state yet.
     """
-    return RULES[config.kind](config, CameraView.of(camera))
+    return RULES[config.kind](config, CameraView.of(camera, config))

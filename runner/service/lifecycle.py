@@ -397,7 +397,7 @@ class Runner:
             sources[camera.id] = VideoSource(
                 camera.id,
                 uri,
-                camera.process_fps,
+                camera.analysed_fps,
                 realtime=realtime,
                 loop=camera.loop and self.live,
                 on_event=self._event_callback(camera.id),

@@ -119,6 +119,7 @@ def calibrate(
         min_confidence=rule_cfg.min_confidence,
         max_per_m2=None,
         max_count=1,
+        process_fps=rule_cfg.rate_fps(camera.process_fps),  # the frames the calibrated rule sees
         foreground=not density,
         person_height_frac=rule_cfg.person_height_frac,
         density_every_s=(getattr(rule_cfg, "density_every_s", None) or 2.0) if density else None,
@@ -132,10 +133,10 @@ def calibrate(
     uri = source or resolve_source(expand_env(camera.source, "source"), loaded.base_dir)
     floor: float | None = None
     if density and empty_source is not None:
-        floor = empty_floor(rule, empty_source, camera.id, camera.process_fps, max_seconds)
+        floor = empty_floor(rule, empty_source, camera.id, camera.analysed_fps, max_seconds)
     frames, used, start = 0, [], None
     passes: list[tuple[float, float]] = []  # density mode: (t_s, map count net of the floor) of every pass
-    for frame in VideoSource(camera.id, uri, camera.process_fps).frames():
+    for frame in VideoSource(camera.id, uri, camera.analysed_fps).frames():
         if max_seconds is not None and frame.t_s > max_seconds:
             break
         pipe.process(frame)

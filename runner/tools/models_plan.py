@@ -114,11 +114,15 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
     routes = pool.camera_routes(camera)
     size = f"{hw[1]}x{hw[0]}" + ("" if frame_hw else " (assumed: not a readable file)")
     height = f", person_height_px {camera.person_height_px:g}" if camera.person_height_px else ""
-    plan.lines.append(f"camera {camera.id} ({size}{height}, {camera.process_fps:g} fps)")
+    fps = camera.analysed_fps
+    plan.lines.append(f"camera {camera.id} ({size}{height}, {fps:g} fps{rate_text(fps, camera.process_fps)})")
     for rule in camera.rules:
         if rule.enabled:
             served = ", ".join(f"{label} <- {model}" for label, model in routes.by_rule.get(rule.id, {}).items())
-            plan.lines.append(f"  rule {rule.id} ({rule.kind}): {served or 'no detector labels'}")
+            plan.lines.append(
+                f"  rule {rule.id} ({rule.kind}, {rule.rate_fps(camera.process_fps):g} fps): "
+                f"{served or 'no detector labels'}"
+            )
     total_ms = 0.0
     for name, labels in routes.detect.items():
         spec, detector = pool.config.models[name], pool.get(name)
@@ -146,7 +150,7 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
             cost = time_ms(
                 lambda: _detect_as_planned(detector, frame, labels, imgsz if imgsz != spec.imgsz else None, chosen)
             )
-            rate = min(camera.process_fps, spec.max_fps or camera.process_fps) / camera.process_fps
+            rate = min(fps, spec.max_fps or fps) / fps
             total_ms += cost * rate
             line += f": {cost:.0f} ms per frame"
         plan.lines.append(line)
@@ -172,7 +176,7 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
         )
     if measure:
         plan.cost_ms = total_ms
-        share = total_ms * camera.process_fps / 1000.0
+        share = total_ms * fps / 1000.0
         per = " (one person)" if routes.keypoints else ""
         plan.lines.append(f"  cost: ~{total_ms:.0f} ms per processed frame{per}, ~{share:.2f} core-seconds per second")
     return plan
@@ -231,6 +235,21 @@ def _detect_as_planned(
     detector.detect([frame], labels, **({"imgsz": imgsz} if imgsz is not None else {}))
     if chosen is not None:
         run_person_pass(detector, frame, chosen)
+
+
+def rate_text(analysed_fps: float, process_fps: float) -> str:
+    """Why a camera analyses fewer frames than its `process_fps` allows, for the plan's camera line.
+
+    Args:
+        analysed_fps: the highest rate its rules need (`Camera.analysed_fps`).
+        process_fps: the camera's ceiling.
+
+    Returns:
+        " analysed, N allowed: its rules need no more" when below the ceiling, else "".
+    """
+    if analysed_fps >= process_fps - 1e-9:
+        return ""
+    return f" analysed, {process_fps:g} allowed: its rules need no more"
 
 
 def _typical_crop(camera: Camera, hw: tuple[int, int]) -> tuple[int, int]:

@@ -78,7 +78,7 @@ def replay_due_frames(loaded: LoadedConfig, camera_id: str, source: str | None =
     try:
         camera = next(c for c in loaded.config.cameras if c.id == camera_id)
         uri = resolve_source(expand_env(source or camera.source, f"cameras[{camera.id}].source"), loaded.base_dir)
-        return due_frames(uri, camera.process_fps)
+        return due_frames(uri, camera.analysed_fps)
     except Exception:  # only a bar's total: never fail a replay for it
         return None
 
@@ -97,7 +97,7 @@ def eval_due_frames(sites: list[LoadedConfig], camera_ids: list[str] | None = No
 
     try:
         counts = [
-            due_frames(clip, camera.process_fps) for loaded in sites for camera, clip in site_clips(loaded, camera_ids)
+            due_frames(clip, camera.analysed_fps) for loaded in sites for camera, clip in site_clips(loaded, camera_ids)
         ]
     except Exception:  # the evaluation itself reports a bad source, in its turn
         return None

@@ -265,3 +265,13 @@ def test_cpu_time_is_grouped_by_kind_of_thread():
         "CPU by thread (ms per processed frame, total 40.0): analysis thread 10.0, inference workers 30.0"
     )
     assert cpu_line(None, 5) == "CPU by thread: n/a"
+
+
+def test_cores_busy_is_the_threads_cpu_over_what_the_cores_offered():
+    from bench.perf import busy_line
+
+    assert busy_line({"analysis thread": 9.0, "inference workers": 27.0}, 20.0, 2) == (
+        "cores busy: 36.0 CPU s in 20.0 s on 2 cores = 90 %"
+    )
+    assert busy_line(None, 20.0, 2) == "cores busy: n/a"
+    assert busy_line({"analysis thread": 1.0}, 0.0, 2) == "cores busy: n/a"

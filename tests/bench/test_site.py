@@ -21,6 +21,8 @@ from bench.site import (
     last_lines,
     main,
     selected_cameras,
+    site_capacity_lines,
+    site_demand_fps,
 )
 from bench.sites import write_site
 
@@ -59,6 +61,10 @@ def test_models_are_those_a_new_users_config_names(tmp_path):
     # Each camera runs at the highest rate its evaluation cameras ask for (fire: 6, abandoned objects alone: 3).
     fps = {c.id: c.process_fps for c in loaded.config.cameras}
     assert fps["carpark-pumps"] == 6.0 and fps["forecourt-platform"] == 3.0 and fps["forecourt-junction"] == 5.0
+    # and analyses the frames its rules need: abandoned objects 1 a second, fire every frame allowed.
+    analysed = {c.id: c.analysed_fps for c in loaded.config.cameras}
+    assert analysed["forecourt-platform"] == 1.0 and analysed["forecourt-hall"] == 1.0
+    assert analysed["carpark-pumps"] == 6.0 and analysed["boulevard-crossing"] == 5.0
 
 
 def test_a_subset_without_falls_or_fire_loads_neither_model():
@@ -186,12 +192,14 @@ def test_cpu_line_and_last_lines():
 def test_a_tiny_live_site_prints_its_figures(shared_data, monkeypatch, capsys):
     monkeypatch.setenv("VIGIE_SHARED_DATA", str(shared_data))
     cameras = ["boulevard-shops", "night-fence"]  # 4 s and 9 s clips: they loop within the run
-    assert main(["--cameras", *cameras, "--duration-s", "12", "--no-ratio", "--no-capacity"]) == 0
+    argv = ["--cameras", *cameras, "--duration-s", "12", "--site-capacity-s", "5", "--no-ratio", "--no-capacity"]
+    assert main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
     for pattern, line in zip(LAST_LINES, out[-3:]):
         assert re.fullmatch(pattern, line), line
     assert re.fullmatch(r"site_cameras_realtime: \d+/2", out[-3])
     assert out[-2:] == ["ratio_vs_naive: n/a", "camera_capacity_5fps: n/a"]
+    assert re.fullmatch(r"sites_per_node: \d+ \(\d+\.\d\d\)", out[-4])  # the site capacity run
     text = "\n".join(out)
     assert re.search(r"CPU used: [\d.]+ CPU s in [\d.]+ s = [\d.]+ cores of \d+", text)
     assert re.search(r"^  detect\s+[\d.]+\s+[\d.]+", text, re.MULTILINE)  # the per-stage cost
@@ -199,3 +207,20 @@ def test_a_tiny_live_site_prints_its_figures(shared_data, monkeypatch, capsys):
     assert set(rows) == set(cameras) and all(int(row[2]) > 0 for row in rows.values())  # frames analysed
     # Both clips ended at least once: the events of the first pass were compared.
     assert re.search(r"events \(the plain replay's alerts.*\): \d+; found live \d+; .*; lost \d+;", text)
+
+
+def test_site_capacity_is_processed_fps_over_what_one_site_asks(tmp_path):
+    loaded = write_site(build_cannes_site(loop=True), tmp_path)
+    demand = site_demand_fps(loaded.config.cameras)
+    assert (
+        demand == sum(c.analysed_fps for c in loaded.config.cameras) < sum(c.process_fps for c in loaded.config.cameras)
+    )
+    lines, sites = site_capacity_lines({"fps": 2.5 * demand, "wall_s": 30.0, "cpu_total_s": 54.0}, demand, 2)
+    assert sites == pytest.approx(2.5)
+    assert f"against {demand:g} asked by one site: 2.50 sites of this mix" in lines[2]
+    assert lines[3] == "CPU used: 54.0 CPU s in 30.0 s = 1.80 cores of 2 (90 % per core)"
+
+
+def test_a_capacity_run_of_no_time_is_refused():
+    args = build_parser().parse_args(["--site-capacity-s", "0"])
+    assert check_args(args) == "--site-capacity-s must be a positive number of seconds, not 0"

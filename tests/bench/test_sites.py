@@ -67,6 +67,16 @@ def test_the_site_passes_the_runner_loader(tmp_path):
     assert all(c.rules for c in loaded.config.cameras)
 
 
+def test_the_capacity_and_ratio_cameras_run_every_rule_on_every_frame_of_their_rate(tmp_path):
+    # camera_capacity_5fps counts cameras at 5 fps: a camera watched only for abandoned objects (1 fps by its
+    # kind) still analyses 5 frames a second here, as the naive loop's stride does.
+    loaded = write_site(build_site(capacity_clips("coco", 8), "coco"), tmp_path)
+    kinds = {c.id: {r.kind for r in c.rules} for c in loaded.config.cameras}
+    assert any(k == {"abandoned_object"} for k in kinds.values())
+    assert all(c.analysed_fps == c.process_fps == 5.0 for c in loaded.config.cameras)
+    assert all(r.rate_fps(c.process_fps) == 5.0 for c in loaded.config.cameras for r in c.rules)
+
+
 def test_levers_switched_off_reach_the_loaded_config(tmp_path):
     site = build_site(QUICK_RATIO_CLIPS, "pose")
     default = write_site(site, tmp_path / "on").config

@@ -69,7 +69,7 @@ def test_two_browsers_export_one_site_the_second_is_warned_and_merges_without_lo
         export(second, "Agent Deux (DGPN)")
         conflict = second.locator(".vigie-conflict")
         conflict.wait_for()
-        assert "images analysées par seconde : 3.0 → 2.0" in conflict.inner_text()
+        assert "images analysées par seconde (au plus) : 3.0 → 2.0" in conflict.inner_text()
         assert not (folder / "revisions" / "site.r0003.yaml").exists()
 
         second.locator(".vigie-merge").click()

@@ -6,7 +6,7 @@ This module holds the rule's config only (fields, bounds, descriptions, checks);
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,8 @@ from runner.config.rules.base import RuleConfig
 
 
 class AbandonedObjectConfig(RuleConfig):
+    NEEDED_FPS: ClassVar[float | None] = 1.0
+
     kind: Literal["abandoned_object"]
     zone: str | None = Field(None, description="Watched area (zone id); empty = the whole image.")
     exclude_zones: list[Slug] = Field(

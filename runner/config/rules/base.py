@@ -24,12 +24,26 @@ class RuleConfig(Frozen):
         le=86400.0,
         description="Minimum time in seconds between two alerts of this rule for the same subject (track or zone).",
     )
+    process_fps: float | None = Field(
+        None,
+        ge=0.2,
+        le=30.0,
+        description="Frames per second this rule is evaluated on; empty = what its kind needs (abandoned_object and "
+        "crowd_density 1 (5 with `foreground`), zone_intrusion, wrong_way and person_down 5, crowd_movement 10, fire "
+        "and weapon every frame "
+        "of the camera), never more than the camera's `process_fps`. The camera analyses frames at the highest rate "
+        "its rules need; the others run on a subset of those frames.",
+    )
     model: Slug | None = Field(
         None,
         description="The model (a key of `models:`) that serves this rule's labels on its camera, for all its rules, "
         "instead of the default routing. On a person_down rule, naming the detector (e.g. coco) gives the cascade: "
         "persons from the detector, keypoints from the pose model on their crops (for people too small for it).",
     )
+
+    # Frames per second a kind needs (None: every frame of its camera). A still bag or a crowd's level changes over
+    # seconds; a walker crosses a zone in a few; a fall, a surge and a flame's flicker need more.
+    NEEDED_FPS: ClassVar[float | None] = None
 
     # Rule kinds that read body keypoints of their labels (a pose model's 17 COCO keypoints).
     KEYPOINT_KINDS: ClassVar[frozenset[str]] = frozenset({"person_down"})
@@ -42,6 +56,26 @@ class RuleConfig(Frozen):
             The tag, e.g. "zone_intrusion".
         """
         return get_args(cls.model_fields["kind"].annotation)[0]
+
+    def rate_fps(self, camera_fps: float) -> float:
+        """Frames per second this rule is evaluated on, on a camera analysing at most `camera_fps`.
+
+        Args:
+            camera_fps: the camera's `process_fps`.
+
+        Returns:
+            `process_fps`, else the kind's need, at most `camera_fps`.
+        """
+        wanted = self.process_fps if self.process_fps is not None else self.needed_fps()
+        return camera_fps if wanted is None else min(wanted, camera_fps)
+
+    def needed_fps(self) -> float | None:
+        """Frames per second this rule's kind needs with its settings.
+
+        Returns:
+            `NEEDED_FPS`; kinds whose settings change it override this; None: every frame of the camera.
+        """
+        return self.NEEDED_FPS
 
     def zone_refs(self) -> dict[str, str]:
         """Field path -> zone id, for every zone this rule reads (`zone`, `exclude_zones[i]`), checked

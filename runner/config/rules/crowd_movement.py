@@ -6,7 +6,7 @@ This module holds the rule's config only (fields, bounds, descriptions, checks);
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,8 @@ from runner.config.rules.base import RuleConfig
 
 
 class CrowdMovementConfig(RuleConfig):
+    NEEDED_FPS: ClassVar[float | None] = 10.0
+
     kind: Literal["crowd_movement"]
     zone: str | None = Field(None, description="Zone watched; empty = the whole image.")
     labels: Labels = Field(["person"], description="Detector classes that are people.")

@@ -6,7 +6,7 @@ This module holds the rule's config only (fields, bounds, descriptions, checks);
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,8 @@ from runner.config.rules.base import RuleConfig
 
 
 class PersonDownConfig(RuleConfig):
+    NEEDED_FPS: ClassVar[float | None] = 5.0
+
     kind: Literal["person_down"]
     zone: str | None = Field(None, description="Only people whose feet are in this zone; empty = the whole image.")
     exclude_zones: list[Slug] = Field(

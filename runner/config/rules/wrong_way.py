@@ -6,7 +6,7 @@ This module holds the rule's config only (fields, bounds, descriptions, checks);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 
 class WrongWayConfig(RuleConfig):
+    NEEDED_FPS: ClassVar[float | None] = 5.0
+
     kind: Literal["wrong_way"]
     zone: str = Field(description="Lane or corridor zone; it must have an allowed `direction` arrow.")
     labels: Labels = Field(["person"], description="Detector classes to check (e.g. person, car, bicycle).")

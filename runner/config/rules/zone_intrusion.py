@@ -6,7 +6,7 @@ This module holds the rule's config only (fields, bounds, descriptions, checks);
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,8 @@ from runner.config.rules.time_windows import TimeWindow
 
 
 class ZoneIntrusionConfig(RuleConfig):
+    NEEDED_FPS: ClassVar[float | None] = 5.0
+
     kind: Literal["zone_intrusion"]
     zone: str | None = Field(None, description="Forbidden zone (polygon id). Give either a zone or a line.")
     line: str | None = Field(None, description="Tripwire (line id). Give either a zone or a line.")

@@ -11,7 +11,15 @@ from runner.register import Register
 from runner.service.lifecycle import Runner, RunOptions
 from tests.helpers import FakePool, ScriptedDetector, box_at, config_dict, make_video, write_config
 
-INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn", "min_dwell_s": 0.6, "cooldown_s": 1.0}
+# At the camera's 10 fps (an intrusion rule alone would need 5).
+INTRUSION = {
+    "kind": "zone_intrusion",
+    "id": "lawn-intrusion",
+    "zone": "lawn",
+    "min_dwell_s": 0.6,
+    "cooldown_s": 1.0,
+    "process_fps": 10,
+}
 
 
 class SlowDetector(ScriptedDetector):

@@ -72,8 +72,8 @@ def test_models_plan_shows_which_model_serves_which_rule_and_the_input_size(pers
     pool.detectors["coco"].any_input_size = True
     measure = person_height_px is None  # the scripted detector runs at its own size only
     lines = plan_camera(pool, camera, measure=measure).lines
-    assert lines[1] == "  rule z (zone_intrusion): car <- coco, person <- coco"
-    assert lines[2] == "  rule down (person_down): person <- coco + pose keypoints on its crops"
+    assert lines[1] == "  rule z (zone_intrusion, 5 fps): car <- coco, person <- coco"
+    assert lines[2] == "  rule down (person_down, 5 fps): person <- coco + pose keypoints on its crops"
     if person_height_px is None:
         assert lines[3].startswith("  model coco: car, person at imgsz 640: ")
     else:  # 25 px of a 1920-px stream (assumed: not a readable file) need 3072, beyond 1280: the region pass

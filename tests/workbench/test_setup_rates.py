@@ -1,0 +1,47 @@
+"""The setup app says when a camera will analyse fewer frames than its `process_fps` allows, and why: the rate each
+of its rules needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.config.site import SiteConfig
+from tests.helpers import config_dict
+from workbench.i18n import set_language
+from workbench.setup_app import CameraSetup
+
+INTRUSION = {"kind": "zone_intrusion", "id": "lawn-intrusion", "zone": "lawn"}
+BAGS = {"kind": "abandoned_object", "id": "lawn-bags", "zone": "lawn"}
+DENSITY = {"kind": "crowd_density", "id": "lawn-density", "zone": "lawn", "max_count": 10}
+
+
+@pytest.fixture
+def language():
+    yield set_language
+    set_language(None)
+
+
+def _setup(rules, **camera) -> CameraSetup:
+    return CameraSetup(SiteConfig.model_validate(config_dict(rules, **camera)).model_dump(mode="json"))
+
+
+def test_a_camera_whose_rules_need_fewer_frames_says_so_in_french(language):
+    language("fr")
+    setup = _setup([BAGS, DENSITY], process_fps=5)
+    assert setup.rate_note() == (
+        "caméra analysée à 1 image(s)/s sur les 5 permises : ses règles n'en demandent pas plus "
+        "(lawn-bags 1, lawn-density 1)"
+    )
+    language("en")
+    setup.camera_form.values["process_fps"] = 2.5
+    assert setup.rate_note() == (
+        "camera analysed at 1 frame(s)/s of the 2.5 allowed: its rules need no more (lawn-bags 1, lawn-density 1)"
+    )
+
+
+def test_no_note_when_a_rule_needs_every_frame_allowed_or_the_draft_is_invalid(language):
+    language("en")
+    assert _setup([BAGS, INTRUSION], process_fps=5).rate_note() is None  # intrusion needs 5
+    setup = _setup([BAGS], process_fps=5)
+    setup.camera_form.values["process_fps"] = 0  # out of bounds: the form shows that problem instead
+    assert setup.rate_note() is None
