@@ -56,7 +56,7 @@ def test_two_browsers_export_one_site_the_second_is_warned_and_merges_without_lo
             assert len(labels) == 6 and all(whole for _, whole in labels), labels
 
         show_tab(first, "Caméra")  # agent 1 lowers the camera's rate and exports r2
-        rate = first.locator(".vigie-field-process_fps input")
+        rate = first.locator(".vigie-field-process_fps input:visible")  # the camera's, not a rule's
         rate.fill("2")
         rate.press("Tab")
         export(first, "Agent Un (DGPN)")
