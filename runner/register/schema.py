@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -428,12 +429,26 @@ def _check_sqlite(conn: sqlite3.Connection, db_path: Path, read_only: bool) -> N
             f"register {db_path}: an SQLite file but not a Vigie register; left untouched (pass another --db)"
         )
     if not read_only:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         _prepare_for_writing(conn, parse_target(db_path))
     else:
         _refuse_unusable(str(db_path), version)
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL journal mode, retried while the file is locked: of several processes switching a new register at
+    once, SQLite answers 'database is locked' at once to all but one, without waiting its busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _check_postgres(conn: PgConnection, target: DbTarget, read_only: bool) -> None:

@@ -33,7 +33,9 @@ def run_migrations_online() -> None:
 
     try:
         with engine.connect() as connection:
-            context.configure(connection=connection, transaction_per_migration=False)
+            # transactional_ddl: Alembic takes SQLite for a database without transactional DDL and would commit
+            # after each step, letting another opener in between (it then applies a step already applied).
+            context.configure(connection=connection, transactional_ddl=True, transaction_per_migration=False)
             with context.begin_transaction():
                 if target.is_postgres:
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
