@@ -280,6 +280,15 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
         "Hauteur en pixels d'une personne debout au fond de la zone surveillée, mesurée sur un instantané : la "
         "taille d'entrée du détecteur de personnes est augmentée (jusqu'à 1280) pour qu'elle y fasse au moins 40 px.",
     ),
+    "Camera.detect_margin_frac": (
+        "Marge autour des zones",
+        "Chaque modèle ne regarde que le rectangle englobant les zones de ses règles, agrandi de cette fraction de "
+        "l'image de chaque côté et du double vers le haut (un objet est vu et suivi avant d'entrer dans une zone, une "
+        "personne debout sur son bord est entière), à l'échelle de l'image "
+        "entière : moins de pixels, les mêmes détections. L'image entière quand une règle ne surveille aucune zone "
+        "ou que le rectangle couvrirait plus de 80 % de l'image ; vide = toujours l'image entière (pour voir toutes "
+        "les détections, par exemple pendant le réglage).",
+    ),
     "Camera.tracking": ("Suivi", "Réglages du suivi des personnes et objets."),
     "Camera.motion_gate": ("Filtre de mouvement", "Pas de détection là où rien ne bouge."),
     "Camera.zones": ("Zones", "Polygones auxquels les règles se réfèrent."),

@@ -31,9 +31,11 @@ from runner.inference.routing import (
     MAX_AUTO_IMGSZ,
     PERSON_MIN_INPUT_PX,
     WHOLE_FRAME,
+    detection_box,
     person_pass,
     person_region,
     static_facts,
+    watched_region,
 )
 from runner.register import Register
 from runner.sources.capture import VideoSource, is_stream, resolve_source
@@ -110,6 +112,11 @@ add_messages(
                 "caméra analysée à {fps} image(s)/s sur les {allowed} permises : ses règles n'en demandent pas plus "
                 "({rules})"
             ),
+            "setup.detect_crop": (
+                "le détecteur ne regarde que le rectangle autour des zones, {percent} % de l'image (marge {margin}) : "
+                "un objet hors de ce rectangle n'est ni détecté ni suivi ; videz « Marge autour des zones » pour "
+                "voir toute l'image"
+            ),
             "setup.start_again": "Recommencer",
             "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
             "setup.merged_with_conflicts": (
@@ -145,6 +152,10 @@ add_messages(
             ),
             "setup.rule_rates": (
                 "camera analysed at {fps} frame(s)/s of the {allowed} allowed: its rules need no more ({rules})"
+            ),
+            "setup.detect_crop": (
+                "the detector looks only at the box around the zones, {percent} % of the image (margin {margin}): an "
+                "object outside it is neither detected nor tracked; empty detect_margin_frac to see the whole image"
             ),
             "setup.start_again": "Start again",
             "setup.merged": "merged onto revision {revision}: check, then export",
@@ -786,6 +797,24 @@ class CameraSetup:
             rules=rules,
         )
 
+    def crop_note(self) -> str | None:
+        """Where the camera's detector will look: the box around the zones of its rules (`detect_margin_frac`;
+        `runner.inference.routing.detection_box`), with every rule's labels from one model.
+
+        Returns:
+            The note, or None when the draft camera is not valid yet or the detector sees the whole frame.
+        """
+        try:
+            camera = Camera.model_validate(self.draft()["cameras"][self.camera_index])
+        except (ValidationError, IndexError, KeyError, TypeError):
+            return None
+        labels = frozenset().union(*(r.required_labels() | r.optional_labels() for r in camera.rules if r.enabled))
+        box = detection_box(watched_region(camera, labels), camera.detect_margin_frac)
+        if box is None:
+            return None
+        percent = round((box[2] - box[0]) * (box[3] - box[1]) * 100)
+        return t("setup.detect_crop", percent=percent, margin=format_decimal(camera.detect_margin_frac or 0.0))
+
     def _person_region(self) -> tuple[float, float, float, float]:
         """Where the camera's person rules look, from the draft (the whole frame while it is not valid)."""
         try:
@@ -1359,9 +1388,9 @@ class CameraSetupApp:
         person_warning = self.setup.person_size_warning()
         if person_warning:
             self.shape_problems.value += f"<div style='color:#e65100'>⚠ {html.escape(person_warning)}</div>"
-        rate_note = self.setup.rate_note()
-        if rate_note:
-            self.shape_problems.value += f"<div style='color:#1565c0'>ℹ {html.escape(rate_note)}</div>"
+        for note in (self.setup.rate_note(), self.setup.crop_note()):
+            if note:
+                self.shape_problems.value += f"<div style='color:#1565c0'>ℹ {html.escape(note)}</div>"
         for index, view in enumerate(self.rule_views):
             view.refresh_refs()
             view.show_problems(*self.setup.rule_problems(index, problems))

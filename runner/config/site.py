@@ -271,6 +271,17 @@ class Camera(Frozen):
         "a fixed-size export), at most 16 inputs' worth of pixels a frame (`vigie models plan` shows the pass and "
         "its cost); empty = the model's `imgsz`.",
     )
+    detect_margin_frac: float | None = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Each model looks only at the bounding box of the zones its rules watch, grown by this fraction "
+        "of the image on each side and twice that above (objects are found and tracked before they enter a zone, a "
+        "person standing on its edge is whole), at the scale it would "
+        "see them on the whole image: fewer pixels, the same detections there. The whole image where a rule watches "
+        "no zone or the box would cover over 80 % of it; empty = always the whole image (to see every detection, "
+        "e.g. while tuning).",
+    )
     tracking: Tracking = Field(Tracking(), description="Tracker settings.")
     motion_gate: MotionGate = Field(MotionGate(), description="Motion gate: no detection where nothing moves.")
     zones: list[Zone] = Field([], max_length=64, description="Polygons the rules refer to by id.")

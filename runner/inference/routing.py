@@ -41,6 +41,9 @@ INPUT_SIZE_STEP_PX = 32  # the models' largest stride
 MAX_PERSON_PASS_INPUTS = 16
 MAX_ENLARGED_SIDE_PX = 3840  # the enlarged pass's longest input side (a 1080p region at scale 2)
 WHOLE_FRAME: NormBox = (0.0, 0.0, 1.0, 1.0)
+# A model runs on the crop around its rules' zones only where that crop is at most this share of the frame: a
+# larger crop spares few pixels, and the whole frame keeps every object in view.
+DETECTION_CROP_MAX_AREA_FRAC = 0.8
 
 
 @dataclass(frozen=True)
@@ -345,9 +348,24 @@ def person_region(camera: Camera) -> NormBox:
         That box, normalised; the whole frame when one of them watches no zone (a tripwire, a whole-frame rule)
         or none uses persons.
     """
+    return watched_region(camera, frozenset({PERSON_LABEL}))
+
+
+def watched_region(camera: Camera, labels: frozenset[str]) -> NormBox:
+    """Where the camera's rules that use any of `labels` look: the bounding box of their zones (exclusion zones
+    left out).
+
+    Args:
+        camera: the camera (its enabled rules).
+        labels: the class names a model serves on the camera.
+
+    Returns:
+        That box, normalised; the whole frame when one of those rules watches no zone (a tripwire, a whole-frame
+        rule) or none uses the labels.
+    """
     region: NormBox | None = None
     for rule in camera.rules:
-        if not rule.enabled or PERSON_LABEL not in rule.required_labels() | rule.optional_labels():
+        if not rule.enabled or not labels & (rule.required_labels() | rule.optional_labels()):
             continue
         zones = [z for name, z in rule.zone_refs().items() if not name.startswith("exclude")]
         if not zones:
@@ -356,6 +374,45 @@ def person_region(camera: Camera) -> NormBox:
             box = bounding(camera.zone(zone).polygon)
             region = box if region is None else union(region, box)
     return clamped(region) if region is not None else WHOLE_FRAME
+
+
+def detection_box(region: NormBox, margin_frac: float | None) -> NormBox | None:
+    """The part of the frame a model's frame pass runs on: the region its rules watch (`watched_region`) grown by
+    `margin_frac` of the frame on each side and twice that above (the rules place a person by their feet: one
+    standing on a zone's top edge rises above it), so that an object is found, and tracked, before it enters a
+    zone and a person on its edge is whole. None (the whole frame) where that part would spare too little.
+
+    Args:
+        region: where the rules look, normalised xyxy.
+        margin_frac: the margin, a fraction of the frame's width (left, right) and height (bottom; twice that at
+            the top); None: the whole frame always (`Camera.detect_margin_frac` empty).
+
+    Returns:
+        The crop's box, normalised xyxy, or None.
+    """
+    if margin_frac is None or region == WHOLE_FRAME:
+        return None
+    margin = margin_frac
+    box = clamped((region[0] - margin, region[1] - 2.0 * margin, region[2] + margin, region[3] + margin))
+    if (box[2] - box[0]) * (box[3] - box[1]) > DETECTION_CROP_MAX_AREA_FRAC:
+        return None
+    return box
+
+
+def crop_input_size(frame_hw: tuple[int, int], crop_hw: tuple[int, int], frame_imgsz: int) -> int:
+    """The input size that runs a crop at the scale the whole frame runs at `frame_imgsz` (or just above: the
+    size is rounded up to the stride), so that the crop's objects look the same size to the model.
+
+    Args:
+        frame_hw: the frame's (height, width), pixels.
+        crop_hw: the crop's (height, width), pixels.
+        frame_imgsz: the whole frame's input size (its long side at the model's input).
+
+    Returns:
+        The crop's input size (long side), a multiple of `INPUT_SIZE_STEP_PX`, at most `frame_imgsz`.
+    """
+    side = frame_imgsz * max(crop_hw) / max(frame_hw)
+    return min(frame_imgsz, max(INPUT_SIZE_STEP_PX, math.ceil(side / INPUT_SIZE_STEP_PX) * INPUT_SIZE_STEP_PX))
 
 
 @lru_cache(maxsize=256)

@@ -33,9 +33,19 @@ from runner.core.detections import empty_detections, merge_detections
 from runner.core.fields import CLASS_NAME, KEYPOINTS
 from runner.core.timebase import Cadence
 from runner.inference.cascade import CROP_SIDES_PX, LostPersons, attach_keypoints, find_lost
-from runner.inference.crops import boxes_to_frame, make_crop, points_to_frame
+from runner.inference.crops import Crop, boxes_to_frame, make_crop, points_to_frame
 from runner.inference.detector import Detector, ModelPool
-from runner.inference.routing import PERSON_LABEL, WHOLE_FRAME, CameraRoutes, PersonPass, person_pass, person_region
+from runner.inference.routing import (
+    PERSON_LABEL,
+    WHOLE_FRAME,
+    CameraRoutes,
+    PersonPass,
+    crop_input_size,
+    detection_box,
+    person_pass,
+    person_region,
+    watched_region,
+)
 from runner.inference.tiling import merge_passes
 from runner.pipeline.clips import ClipRecorder, FinishedClip, encode_clip
 from runner.pipeline.gate import AlertGate
@@ -60,6 +70,8 @@ class PlannedModel:
     spec: ModelSpec
     person_height_px: float | None = None  # the camera's: raises the input size when this model finds persons
     person_region: NormBox = WHOLE_FRAME  # where the camera's person rules look (`routing.person_region`)
+    watched: NormBox = WHOLE_FRAME  # where the rules this model serves look (`routing.watched_region`)
+    detect_margin_frac: float | None = None  # the camera's: the frame pass runs on `watched` grown by this
     cadence: Cadence = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +113,24 @@ class PlannedModel:
         chosen = self.person_pass(frame_hw)
         return chosen.imgsz if chosen is not None and chosen.imgsz != self.spec.imgsz else None
 
+    def frame_input(self, image: np.ndarray) -> FrameInput:
+        """What this model's frame pass runs on: the crop around the zones its rules watch (`routing.detection_box`)
+        at the whole frame's scale, or the whole frame; at the camera's input size for it (`input_size`).
+
+        Args:
+            image: the masked frame.
+
+        Returns:
+            The input image, its input size (None: the model's own) and the crop (None: the whole frame).
+        """
+        imgsz = self.input_size(image.shape[:2])
+        box = detection_box(self.watched, self.detect_margin_frac) if self.detector.any_input_size else None
+        crop = make_crop(image, box, pad_frac=0.0) if box is not None else None
+        if crop is None:
+            return FrameInput(image, imgsz, None)
+        size = crop_input_size(image.shape[:2], crop.image.shape[:2], imgsz or self.spec.imgsz)
+        return FrameInput(crop.image, size, crop)
+
     def is_due(self, t_s: float) -> bool:
         """Whether the model's cadence (`max_fps`) lets it run on a frame.
 
@@ -119,6 +149,26 @@ class PlannedModel:
             t_s: the stream time of the frame the model runs on, seconds.
         """
         self.cadence.mark(t_s)
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """The image a model's frame pass runs on (`PlannedModel.frame_input`)."""
+
+    image: np.ndarray  # the frame, or the crop around the zones
+    imgsz: int | None  # its input size; None: the model's own
+    crop: Crop | None  # where the crop lies in the frame; None: the whole frame
+
+    def to_frame(self, found: sv.Detections) -> sv.Detections:
+        """Detections found on this input, in frame pixels (boxes and keypoints moved by the crop's offset).
+
+        Args:
+            found: the model's detections on `image`.
+
+        Returns:
+            The same detections, moved (the object itself).
+        """
+        return found if self.crop is None else _moved_to_frame(found, self.crop)
 
 
 @dataclass
@@ -216,6 +266,8 @@ class CameraPipeline:
                 self.site.models[name],
                 person_height_px=camera.person_height_px,
                 person_region=person_region(camera),
+                watched=watched_region(camera, labels),
+                detect_margin_frac=camera.detect_margin_frac,
             )
             for name, labels in self.routes.detect.items()
         ]
@@ -334,7 +386,7 @@ class CameraPipeline:
         """
         started = time.perf_counter()
         plan = self.plan(image, t_s)
-        outputs = {m.name: _detect_one(m, image) for m in plan.run}
+        outputs = {m.name: detect_one(m, image) for m in plan.run}
         self.record_stage_s("detect", time.perf_counter() - started)
         return self.combine(outputs, t_s, plan, image)
 
@@ -612,13 +664,20 @@ class CameraPipeline:
         """
         self.warm_shape = (height, width)  # tried once per size, even when it fails (detection compiles anyway)
         cropped = frozenset().union(*(rule.crop_labels() for rule in self.rules))
+        blank = np.zeros((height, width, 3), np.uint8)
         for model in self.models:
-            # The frame (on-demand models run on it too), and the square input of the crops rules re-detect.
+            # The frame pass's input (the frame, or the crop around the zones), the whole frame for an on-demand
+            # model, and the square input of the crops rules re-detect.
+            given = FrameInput(blank, None, None) if model.spec.on_demand else model.frame_input(blank)
             square = [(model.spec.imgsz, model.spec.imgsz)] if model.labels & cropped else []
-            model.detector.warm_up([(height, width), *square], imgsz=model.input_size((height, width)))
+            if given.crop is None:
+                model.detector.warm_up([(height, width), *square], imgsz=model.input_size((height, width)))
+            else:
+                model.detector.warm_up([given.image.shape[:2]], imgsz=given.imgsz)
+                model.detector.warm_up(square, imgsz=model.input_size((height, width)))
             chosen = model.person_pass((height, width))
             if chosen is not None and chosen.region is not None:  # the small people's region pass: one crop shape
-                crop = make_crop(np.zeros((height, width, 3), np.uint8), chosen.boxes[0], pad_frac=0.0)
+                crop = make_crop(blank, chosen.boxes[0], pad_frac=0.0)
                 if crop is not None:
                     model.detector.warm_up([crop.image.shape[:2]], imgsz=chosen.region_imgsz)
         for pose in {d.name: d for d in self.keypoint_models.values()}.values():
@@ -627,7 +686,6 @@ class CameraPipeline:
                 for side in (s for s in CROP_SIDES_PX if s <= pose.spec.imgsz):
                     pose.warm_up([(side, side)], imgsz=side)
             pose.warm_up([(pose.spec.imgsz, pose.spec.imgsz)])
-        blank = np.zeros((height, width, 3), np.uint8)
         for rule in self.rules:
             for label, box, scale, max_side_px in rule.enlarged_passes():
                 provider, crop = self._model_for(label), make_crop(blank, box, pad_frac=0.0)
@@ -801,12 +859,20 @@ def _camera_routes(pool: ModelPool, camera: Camera) -> CameraRoutes:
     return CameraRoutes(detect=pool.plan(camera.required_labels(), camera.optional_labels()))
 
 
-def _detect_one(model: PlannedModel, image: np.ndarray) -> sv.Detections:
-    """One frame through one model, at the camera's input size for it."""
-    imgsz = model.input_size(image.shape[:2])
-    if imgsz is None:
-        return model.detector.detect([image], model.labels)[0]
-    return model.detector.detect([image], model.labels, imgsz=imgsz)[0]
+def detect_one(model: PlannedModel, image: np.ndarray) -> sv.Detections:
+    """One frame through one model, on its input for the camera (`PlannedModel.frame_input`).
+
+    Args:
+        model: the camera's model.
+        image: the masked frame.
+
+    Returns:
+        The model's detections, in frame pixels.
+    """
+    given = model.frame_input(image)
+    if given.imgsz is None:
+        return given.to_frame(model.detector.detect([given.image], model.labels)[0])
+    return given.to_frame(model.detector.detect([given.image], model.labels, imgsz=given.imgsz)[0])
 
 
 def enlarged_side_px(crop_hw: tuple[int, int], scale: float) -> int:
@@ -840,15 +906,21 @@ def run_person_pass(detector: Detector, image: np.ndarray, chosen: PersonPass) -
     return [_crop_to_frame(part, crop) for part, crop in zip(found, crops)]
 
 
-def _crop_to_frame(found: sv.Detections, crop) -> sv.Detections:
+def _crop_to_frame(found: sv.Detections, crop: Crop) -> sv.Detections:
     """Detections found in a crop, moved to full-frame pixels (boxes and keypoints), untracked."""
+    found = _moved_to_frame(found, crop)
+    found.tracker_id = np.full(len(found), -1, dtype=int)
+    return found
+
+
+def _moved_to_frame(found: sv.Detections, crop: Crop) -> sv.Detections:
+    """Detections found in a crop, their boxes and keypoints moved to full-frame pixels (the object itself)."""
     if len(found):
         found.xyxy = boxes_to_frame(found.xyxy, crop)
         if KEYPOINTS in found.data:
             keypoints = np.array(found.data[KEYPOINTS], dtype=np.float32)
             keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
             found.data[KEYPOINTS] = keypoints
-    found.tracker_id = np.full(len(found), -1, dtype=int)
     return found
 
 

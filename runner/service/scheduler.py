@@ -21,7 +21,7 @@ import numpy as np
 import supervision as sv
 
 from runner.core.fields import CLASS_NAME
-from runner.pipeline.camera import CameraPipeline, DetectionPlan, FrameDetections, PlannedModel
+from runner.pipeline.camera import CameraPipeline, DetectionPlan, FrameDetections, FrameInput, PlannedModel, detect_one
 from runner.sources.capture import Frame
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class _Inference:
     """One model's inference over a round's images, started; `collect()` waits for its detections."""
 
     name: str
-    members: list[tuple[_Job, PlannedModel]]
+    members: list[tuple[_Job, PlannedModel, FrameInput]]
     labels: frozenset[str]
     collect: Callable[[], list[sv.Detections]]
     start_s: float  # time spent starting it (letterbox, queueing), counted with the frames' detection
@@ -228,26 +228,29 @@ class DetectionScheduler:
                     job.pipeline.record_stage_s("detect", time.perf_counter() - started)
                 except Exception as exc:
                     job.error = exc
-            # One inference per model and input size (a camera with small people runs its person model larger).
-            by_model: dict[tuple[str, int | None], list[tuple[_Job, PlannedModel]]] = {}
+            # One inference per model and input size (a camera with small people runs its person model larger, a
+            # crop around the zones smaller).
+            by_model: dict[tuple[str, int | None], list[tuple[_Job, PlannedModel, FrameInput]]] = {}
             for job in handed.jobs:
                 if job.error is not None:
                     continue
                 assert job.plan is not None  # planned without an error
                 for model in job.plan.run:
-                    imgsz = model.input_size(job.masked_image().shape[:2])
-                    by_model.setdefault((model.name, imgsz), []).append((job, model))
+                    given = model.frame_input(job.masked_image())
+                    by_model.setdefault((model.name, given.imgsz), []).append((job, model, given))
             for (name, imgsz), members in by_model.items():
                 handed.inferences.append(self._start_inference(name, members, imgsz))
         except Exception as exc:  # not a camera's fault: every frame of the round carries it
             handed.failure = exc
 
     @staticmethod
-    def _start_inference(name: str, members: list[tuple[_Job, PlannedModel]], imgsz: int | None = None) -> _Inference:
-        labels = frozenset().union(*(model.labels for _, model in members))
+    def _start_inference(
+        name: str, members: list[tuple[_Job, PlannedModel, FrameInput]], imgsz: int | None = None
+    ) -> _Inference:
+        labels = frozenset().union(*(model.labels for _, model, _ in members))
         started = time.perf_counter()
         try:
-            images = [job.masked_image() for job, _ in members]
+            images = [given.image for _, _, given in members]
             detector = members[0][1].detector
             collect = (
                 detector.start_detect(images, labels)
@@ -291,11 +294,13 @@ class DetectionScheduler:
                 members[0][0].error = exc
                 outputs = [None]
             else:
-                outputs = [self._detect_alone(job, model) for job, model in members]
+                outputs = [self._detect_alone(job, model) for job, model, _ in members]
+                members = [(job, model, FrameInput(job.masked_image(), None, None)) for job, model, _ in members]
         share_s = (inference.start_s + time.perf_counter() - started) / len(members)
-        for (job, model), output in zip(members, outputs):
+        for (job, model, given), output in zip(members, outputs):
             job.pipeline.record_stage_s("detect", share_s)
             if output is not None:
+                output = given.to_frame(output)
                 job.outputs[inference.name] = (
                     output if model.labels == inference.labels else only_labels(output, model.labels)
                 )
@@ -310,11 +315,7 @@ class DetectionScheduler:
     @staticmethod
     def _detect_alone(job: _Job, model: PlannedModel) -> sv.Detections | None:
         try:
-            image = job.masked_image()
-            imgsz = model.input_size(image.shape[:2])
-            if imgsz is None:
-                return model.detector.detect([image], model.labels)[0]
-            return model.detector.detect([image], model.labels, imgsz=imgsz)[0]
+            return detect_one(model, job.masked_image())
         except Exception as exc:
             job.error = exc
             return None

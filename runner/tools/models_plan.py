@@ -28,12 +28,13 @@ from runner.inference.routing import (
     POSE_DETECTOR_MIN_INPUT_PX,
     ModelFacts,
     PersonPass,
-    person_pass,
+    input_px,
     person_px_at_input,
     person_region,
     static_facts,
+    watched_region,
 )
-from runner.pipeline.camera import run_person_pass
+from runner.pipeline.camera import FrameInput, PlannedModel, run_person_pass
 
 DEFAULT_FRAME_HW = (1080, 1920)  # a stream whose size is unknown until it plays
 TIMED_RUNS = 3
@@ -124,21 +125,24 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
                 f"{served or 'no detector labels'}"
             )
     total_ms = 0.0
+    frame = np.zeros((*hw, 3), np.uint8)
     for name, labels in routes.detect.items():
         spec, detector = pool.config.models[name], pool.get(name)
-        chosen = (
-            person_pass(
-                hw,
-                camera.person_height_px,
-                spec.imgsz,
-                any_input_size=detector.any_input_size,
-                region=person_region(camera),
-            )
-            if camera.person_height_px and PERSON_LABEL in labels
-            else None
+        planned = PlannedModel(
+            detector,
+            labels,
+            spec,
+            person_height_px=camera.person_height_px,
+            person_region=person_region(camera),
+            watched=watched_region(camera, labels),
+            detect_margin_frac=camera.detect_margin_frac,
         )
+        chosen = planned.person_pass(hw)
         imgsz = chosen.imgsz if chosen is not None else spec.imgsz
         line = f"  model {name}: {', '.join(sorted(labels))} at imgsz {imgsz}"
+        given = FrameInput(frame, planned.input_size(hw), None) if spec.on_demand else planned.frame_input(frame)
+        if given.crop is not None:
+            line += crop_text(given, hw, imgsz)
         if chosen is not None:
             line += person_pass_text(chosen, spec.imgsz)
         if spec.on_demand:
@@ -146,10 +150,7 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
         elif spec.max_fps is not None:
             line += f", at most {spec.max_fps:g} fps"
         if measure and not spec.on_demand:
-            frame = np.zeros((*hw, 3), np.uint8)
-            cost = time_ms(
-                lambda: _detect_as_planned(detector, frame, labels, imgsz if imgsz != spec.imgsz else None, chosen)
-            )
+            cost = time_ms(lambda: _detect_as_planned(detector, frame, labels, given, chosen))
             rate = min(fps, spec.max_fps or fps) / fps
             total_ms += cost * rate
             line += f": {cost:.0f} ms per frame"
@@ -228,13 +229,32 @@ def person_pass_text(chosen: PersonPass, imgsz: int) -> str:
 
 
 def _detect_as_planned(
-    detector: Detector, frame: np.ndarray, labels: frozenset[str], imgsz: int | None, chosen: PersonPass | None
+    detector: Detector, frame: np.ndarray, labels: frozenset[str], given: FrameInput, chosen: PersonPass | None
 ) -> None:
-    """One frame through a model as the pipeline runs it: at its input size (None: its own), then its small
-    people's region pass."""
-    detector.detect([frame], labels, **({"imgsz": imgsz} if imgsz is not None else {}))
+    """One frame through a model as the pipeline runs it: its frame pass (the frame or the crop around the zones,
+    at its input size), then its small people's region pass."""
+    detector.detect([given.image], labels, **({"imgsz": given.imgsz} if given.imgsz is not None else {}))
     if chosen is not None:
         run_person_pass(detector, frame, chosen)
+
+
+def crop_text(given: FrameInput, frame_hw: tuple[int, int], frame_imgsz: int) -> str:
+    """The crop a model's frame pass runs on, for the plan's model line.
+
+    Args:
+        given: the model's frame input, cropped (`PlannedModel.frame_input`).
+        frame_hw: the frame's (height, width), pixels.
+        frame_imgsz: the whole frame's input size.
+
+    Returns:
+        ", on its zones' crop WxH px at imgsz N (P % of the frame's input pixels)".
+    """
+    height, width = given.image.shape[:2]
+    share = input_px((height, width), given.imgsz or frame_imgsz) / input_px(frame_hw, frame_imgsz)
+    return (
+        f", on its zones' crop {width}x{height} px at imgsz {given.imgsz} "
+        f"({share * 100:.0f} % of the frame's input pixels)"
+    )
 
 
 def rate_text(analysed_fps: float, process_fps: float) -> str:

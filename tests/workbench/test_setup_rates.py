@@ -45,3 +45,18 @@ def test_no_note_when_a_rule_needs_every_frame_allowed_or_the_draft_is_invalid(l
     setup = _setup([BAGS], process_fps=5)
     setup.camera_form.values["process_fps"] = 0  # out of bounds: the form shows that problem instead
     assert setup.rate_note() is None
+
+
+def test_a_camera_whose_zones_leave_most_of_the_image_says_where_its_detector_looks(language):
+    language("fr")
+    setup = _setup([INTRUSION])  # the lawn, the lower right quarter: grown by 0.2 (0.4 above), 0.7 x 0.9 of it
+    assert setup.crop_note() == (
+        "le détecteur ne regarde que le rectangle autour des zones, 63 % de l'image (marge 0,2) : un objet hors de "
+        "ce rectangle n'est ni détecté ni suivi ; videz « Marge autour des zones » pour voir toute l'image"
+    )
+    setup.camera_form.values["detect_margin_frac"] = None
+    assert setup.crop_note() is None  # the whole image
+    setup.camera_form.values["detect_margin_frac"] = 0.35  # 0.85 x 1.0: too little spared, the whole image
+    assert setup.crop_note() is None
+    whole_image_rule = {"kind": "crowd_movement", "id": "moves"}  # no zone: the detector sees the whole image
+    assert _setup([INTRUSION, whole_image_rule]).crop_note() is None

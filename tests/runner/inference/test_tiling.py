@@ -205,7 +205,8 @@ def test_a_model_of_any_input_size_counts_the_enlarged_zone_in_one_inference():
                 "tile_scale": 3.0,
                 "cooldown_s": 0.0,
             }
-        ]
+        ],
+        detect_margin_frac=None,  # the frame pass on the whole frame (imgsz None below), not on the lawn's crop
     )
     enlarged: list[tuple[tuple[int, int], int | None]] = []
     five_small_people = [((0.1 + 0.15 * k, 0.4, 0.15 + 0.15 * k, 0.6), "person", 0.8) for k in range(5)]
@@ -258,7 +259,8 @@ def test_warming_up_a_camera_compiles_its_frame_size_and_its_enlarged_passes(any
                 "tile_scale": 3.0,
                 "tile_pass": tile_pass,
             }
-        ]
+        ],
+        detect_margin_frac=None,  # the whole frame's pass (the crop's shape: tests/runner/pipeline/test_zone_crops.py)
     )
     detector = ScriptedDetector(lambda i: [])
     detector.any_input_size = any_input_size

@@ -227,9 +227,10 @@ def test_a_camera_with_small_people_runs_its_person_detector_at_a_larger_input()
             return super().detect(images, labels)
 
     config = config_with_models({"coco": MODELS["coco"]}, [INTRUSION])
-    camera = config.cameras[0].model_copy(update={"person_height_px": 25.0})
-    pool = ScriptedPool(config, {"coco": Sized()})
-    pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), camera, pool, None, mode="replay")
-    pipe.process(Frame("cam-01", 0, 0.0, START, np.zeros((HEIGHT, WIDTH, 3), np.uint8)))
-    assert pool.detectors["coco"].sizes == [1024]  # 25 px of 640 -> 40 px at 1024
-    assert pipe.models[0].input_size((HEIGHT, WIDTH)) == 1024
+    for margin, size in [(None, 1024), (0.2, 736)]:  # 25 px of 640 -> 40 px at 1024; the crop 0.7 of it
+        camera = config.cameras[0].model_copy(update={"person_height_px": 25.0, "detect_margin_frac": margin})
+        pool = ScriptedPool(config, {"coco": Sized()})
+        pipe = CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), camera, pool, None, mode="replay")
+        pipe.process(Frame("cam-01", 0, 0.0, START, np.zeros((HEIGHT, WIDTH, 3), np.uint8)))
+        assert pool.detectors["coco"].sizes == [size]
+        assert pipe.models[0].input_size((HEIGHT, WIDTH)) == 1024

@@ -44,7 +44,8 @@ class Sized(ScriptedDetector):
 
 def _pipeline(detector, person_height_px):
     config = config_with_models(COCO, [INTRUSION])
-    camera = config.cameras[0].model_copy(update={"person_height_px": person_height_px})
+    # The whole frame's pass (not the lawn's crop, tests/runner/pipeline/test_zone_crops.py), as before the crops.
+    camera = config.cameras[0].model_copy(update={"person_height_px": person_height_px, "detect_margin_frac": None})
     pool = ScriptedPool(config, {"coco": detector})
     return CameraPipeline(LoadedConfig(config, Path("site.yaml"), "0" * 64), camera, pool, None, mode="replay")
 
@@ -102,7 +103,8 @@ def person_pt(tmp_path_factory) -> Path:
 def test_a_real_model_runs_the_region_pass_and_returns_frame_boxes(person_pt, fixed_size, monkeypatch):
     models = {"tiny": {"weights": str(person_pt), "imgsz": 320, "runtime": "torch", "task": "detect"}}
     config = config_with_models(models, [{**INTRUSION, "labels": ["person"]}])
-    camera = config.cameras[0].model_copy(update={"person_height_px": 20.0})  # 20 px of 1280: 2560 px needed
+    # 20 px of 1280: 2560 px needed; the frame pass on the whole frame (silenced below by its shape)
+    camera = config.cameras[0].model_copy(update={"person_height_px": 20.0, "detect_margin_frac": None})
     pool = ModelPool(config)
     detector = pool.get("tiny")
     if fixed_size:  # as an export of fixed input size: the region is tiled

@@ -110,3 +110,22 @@ def test_models_plan_shows_the_tiles_of_a_fixed_size_model_and_times_both_passes
     assert lines[2].endswith(" ms per frame") and lines[3].startswith("  cost: ~")
     shapes, imgsz = detector.seen[-1]  # the last timed run: the tiles, at the model's own size
     assert imgsz is None and len(shapes) == int(lines[2].split("small people: ")[1].split(" tiles")[0])
+
+
+def test_models_plan_shows_and_times_the_crop_around_the_zones():
+    from tests.runner.pipeline.test_small_people import Sized
+
+    config, pool = pool_for([INTRUSION], models={"coco": MODELS["coco"]})
+    pool.detectors["coco"] = detector = Sized(any_input_size=True)
+    lines = plan_camera(pool, config.cameras[0], measure=True).lines
+    # The lawn, the lower right quarter of 1920x1080 (assumed), grown by 0.2 of the frame (0.4 above): 0.7 of its
+    # width, 0.9 of its height, run at 0.7 x 640 = 448 px: its pixels at the whole frame's scale, 64 % of the input
+    # (448x352 against 640x384).
+    assert lines[2].startswith(
+        "  model coco: car, person at imgsz 640, on its zones' crop 1344x973 px at imgsz 448 (64 % of the frame's "
+        "input pixels): "
+    )
+    assert detector.seen[-1] == ([(973, 1344)], 448)  # timed as it runs
+    whole = config.cameras[0].model_copy(update={"detect_margin_frac": None})
+    assert plan_camera(pool, whole, measure=True).lines[2].startswith("  model coco: car, person at imgsz 640: ")
+    assert detector.seen[-1] == ([(1080, 1920)], None)
