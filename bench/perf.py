@@ -391,6 +391,12 @@ def runner_lines(result: dict) -> list[str]:
     ]
     lines.append(
         f"frames gated (no detection, motion gate): {gated_text(result.get('frames_gated'), result['frames_total'])}"
+        + (
+            f"; predicted (no detection, the tracker's predictions): "
+            f"{gated_text(result['frames_predicted'], result['frames_total'])}"
+            if result.get("frames_predicted")
+            else ""
+        )
     )
     lines += stage_lines(result.get("stage_s"), result["frames_total"])
     lines.append(rule_line(result.get("rule_s"), result["frames_total"]))

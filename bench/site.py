@@ -439,6 +439,7 @@ def run_live(loaded, pool, scratch: Path, duration_s: float, device: str) -> tup
         "cpu_total_s": cpu_total_s,
         "alert_latency_s": summary.alert_latency_s,
         "frames_gated": summary.frames_gated,
+        "frames_predicted": summary.frames_predicted,
         "stop_reason": summary.stop_reason,
         "camera_errors": summary.camera_errors,
         "rule_errors": summary.rule_errors,

@@ -212,7 +212,8 @@ def merged_camera(
 ) -> dict | None:
     """One camera with the rules of every evaluation camera on `clip` that `model` can serve; with
     `rules_at_camera_rate`, each of them evaluated on every frame of `process_fps` (their own `process_fps` set to
-    it) rather than at the rate its kind needs."""
+    it) rather than at the rate its kind needs, with a detection on every one of those frames (no tracker
+    prediction between)."""
     zones: dict[str, dict] = {}
     rules: list[dict] = []
     rule_ids: set[str] = set()
@@ -253,6 +254,8 @@ def merged_camera(
         "zones": list(zones.values()),
         "rules": rules,
     }
+    if rules_at_camera_rate:  # and a detection on each of those frames: the ratio compares costs per frame
+        camera["tracking"]["predict_between_detections"] = False
     if calibration is not None:
         camera["calibration"] = calibration.model_dump(mode="json")
     if masks:

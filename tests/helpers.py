@@ -46,6 +46,8 @@ BASE_CONFIG: dict[str, Any] = {
             "rules": [],
             # Scripted detections change on unchanging synthetic images: the motion gate would skip them.
             "motion_gate": {"enabled": False},
+            # Scripted detectors answer by call: a detection on every analysed frame, no tracker prediction between.
+            "tracking": {"predict_between_detections": False},
         }
     ],
 }
@@ -340,3 +342,33 @@ def run_gated(
         candidates += raised
         admitted += gate.admit(raised, t)
     return candidates, admitted
+
+
+class WhiteBoxFinder(ScriptedDetector):
+    """A model that takes any input size and finds every white rectangle of the image it is given, in that
+    image's pixels: what it reports depends on the pixels alone, so a crop's offset shows if it is not undone."""
+
+    any_input_size = True
+
+    def __init__(self):
+        super().__init__(lambda i: [], names={0: "person"}, name="person")
+        self.seen: list[tuple[tuple[int, int], int | None]] = []  # (image height, width), imgsz of each image
+
+    def detect(self, images, labels=None, imgsz=None):
+        self.seen += [(image.shape[:2], imgsz) for image in images]
+        return [self._boxes(image) for image in images]
+
+    def start_detect(self, images, labels=None, imgsz=None):
+        found = self.detect(images, labels, imgsz)
+        return lambda: found
+
+    @staticmethod
+    def _boxes(image: np.ndarray) -> sv.Detections:
+        count, _, stats, _ = cv2.connectedComponentsWithStats((image[..., 0] > 200).astype(np.uint8))
+        xyxy = [(x, y, x + w, y + h) for x, y, w, h, _ in stats[1:count]]
+        return sv.Detections(
+            xyxy=np.array(xyxy, dtype=float).reshape(-1, 4),
+            confidence=np.full(len(xyxy), 0.9),
+            class_id=np.zeros(len(xyxy), dtype=int),
+            data={"class_name": np.array(["person"] * len(xyxy), dtype=object)},
+        )

@@ -306,6 +306,14 @@ FIELDS_FR: dict[str, tuple[str, str]] = {
     "Tracking.lost_s": ("Perte de piste (s)", "Une piste non revue pendant cette durée (secondes) est close."),
     "Tracking.activation_conf": ("Confiance d'activation", "Confiance minimale pour ouvrir une nouvelle piste."),
     "Tracking.history_points": ("Historique (points)", "Points conservés par piste (mémoire bornée)."),
+    "Tracking.predict_between_detections": (
+        "Prédire entre deux détections",
+        "Le détecteur tourne au plus haut rythme de détections que demandent les règles de la caméra (intrusion et "
+        "contresens : une image sur deux des leurs, au moins 2,5 par seconde ; densité : une par seconde ; les autres "
+        "règles : chacune de leurs images) et le suivi prédit la position des pistes confirmées sur les images "
+        "analysées entre deux détections ; un nouvel arrivant est détecté à chaque image jusqu'à ce que sa piste soit "
+        "confirmée. Désactivé : une détection à chaque image analysée.",
+    ),
     "MotionGate.enabled": (
         "Actif",
         "Sauter la détection sur les images où rien n'a bougé dans les zones surveillées (les dernières "

@@ -117,6 +117,11 @@ add_messages(
                 "un objet hors de ce rectangle n'est ni détecté ni suivi ; videz « Marge autour des zones » pour "
                 "voir toute l'image"
             ),
+            "setup.predicted_tracks": (
+                "le détecteur tourne sur {detect} des {fps} image(s)/s analysées : entre deux détections, le suivi "
+                "prédit la position des pistes, dès qu'elles sont toutes confirmées ; décochez « Prédire entre deux "
+                "détections » pour détecter à chaque image"
+            ),
             "setup.start_again": "Recommencer",
             "setup.merged": "fusion faite sur la révision {revision} : vérifiez, puis exportez",
             "setup.merged_with_conflicts": (
@@ -156,6 +161,11 @@ add_messages(
             "setup.detect_crop": (
                 "the detector looks only at the box around the zones, {percent} % of the image (margin {margin}): an "
                 "object outside it is neither detected nor tracked; empty detect_margin_frac to see the whole image"
+            ),
+            "setup.predicted_tracks": (
+                "the detector runs on {detect} of the {fps} analysed frame(s)/s: between two detections the tracker "
+                "predicts the tracks' positions, once they are all confirmed; turn off "
+                "tracking.predict_between_detections to detect on every frame"
             ),
             "setup.start_again": "Start again",
             "setup.merged": "merged onto revision {revision}: check, then export",
@@ -781,11 +791,8 @@ class CameraSetup:
         Returns:
             The note, or None when the draft camera is not valid yet or analyses every frame it allows.
         """
-        try:
-            camera = Camera.model_validate(self.draft()["cameras"][self.camera_index])
-        except (ValidationError, IndexError, KeyError, TypeError):
-            return None
-        if camera.analysed_fps >= camera.process_fps - 1e-9:
+        camera = self._draft_camera()
+        if camera is None or camera.analysed_fps >= camera.process_fps - 1e-9:
             return None
         rules = ", ".join(
             f"{rule.id} {format_decimal(rule.rate_fps(camera.process_fps))}" for rule in camera.rules if rule.enabled
@@ -804,9 +811,8 @@ class CameraSetup:
         Returns:
             The note, or None when the draft camera is not valid yet or the detector sees the whole frame.
         """
-        try:
-            camera = Camera.model_validate(self.draft()["cameras"][self.camera_index])
-        except (ValidationError, IndexError, KeyError, TypeError):
+        camera = self._draft_camera()
+        if camera is None:
             return None
         labels = frozenset().union(*(r.required_labels() | r.optional_labels() for r in camera.rules if r.enabled))
         box = detection_box(watched_region(camera, labels), camera.detect_margin_frac)
@@ -815,12 +821,33 @@ class CameraSetup:
         percent = round((box[2] - box[0]) * (box[3] - box[1]) * 100)
         return t("setup.detect_crop", percent=percent, margin=format_decimal(camera.detect_margin_frac or 0.0))
 
+    def prediction_note(self) -> str | None:
+        """How often the camera's tracked models will detect, when the tracker predicts the frames between
+        (`Camera.detect_fps`).
+
+        Returns:
+            The note, or None when the draft camera is not valid yet or detects on every analysed frame.
+        """
+        camera = self._draft_camera()
+        if camera is None or camera.detect_fps >= camera.analysed_fps - 1e-9:
+            return None
+        return t(
+            "setup.predicted_tracks",
+            detect=format_decimal(camera.detect_fps),
+            fps=format_decimal(camera.analysed_fps),
+        )
+
     def _person_region(self) -> tuple[float, float, float, float]:
         """Where the camera's person rules look, from the draft (the whole frame while it is not valid)."""
+        camera = self._draft_camera()
+        return person_region(camera) if camera is not None else WHOLE_FRAME
+
+    def _draft_camera(self) -> Camera | None:
+        """The draft's camera as the runner will read it, or None while it is not valid."""
         try:
-            return person_region(Camera.model_validate(self.draft()["cameras"][self.camera_index]))
+            return Camera.model_validate(self.draft()["cameras"][self.camera_index])
         except (ValidationError, IndexError, KeyError, TypeError):
-            return WHOLE_FRAME
+            return None
 
     def set_snapshot(self, image: np.ndarray) -> None:
         """Use `image` as the camera's snapshot; the canvas snaps in its pixels.
@@ -1388,7 +1415,7 @@ class CameraSetupApp:
         person_warning = self.setup.person_size_warning()
         if person_warning:
             self.shape_problems.value += f"<div style='color:#e65100'>⚠ {html.escape(person_warning)}</div>"
-        for note in (self.setup.rate_note(), self.setup.crop_note()):
+        for note in (self.setup.rate_note(), self.setup.prediction_note(), self.setup.crop_note()):
             if note:
                 self.shape_problems.value += f"<div style='color:#1565c0'>ℹ {html.escape(note)}</div>"
         for index, view in enumerate(self.rule_views):

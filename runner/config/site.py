@@ -213,6 +213,14 @@ class Tracking(Frozen):
     lost_s: float = Field(default=2.0, ge=0.1, le=60.0, description="A track missed for this long (seconds) is ended.")
     activation_conf: float = Field(default=0.45, ge=0.0, le=1.0, description="Minimum confidence to start a new track.")
     history_points: int = Field(default=150, ge=2, le=2000, description="Points kept per track (bounded memory).")
+    predict_between_detections: bool = Field(
+        default=True,
+        description="The tracked models detect at the highest rate of fresh detections the camera's rules need "
+        "(zone_intrusion and wrong_way: every other of their frames, at least 2.5 a second; crowd_density: 1 a "
+        "second; the other kinds: each of their frames) and the tracker predicts its confirmed tracks' boxes on the "
+        "analysed frames between; a newcomer is detected on every frame until its track is confirmed. Off: a "
+        "detection on every analysed frame.",
+    )
 
 
 class MotionGate(Frozen):
@@ -298,6 +306,20 @@ class Camera(Frozen):
         """
         rates = [rule.rate_fps(self.process_fps) for rule in self.rules if rule.enabled]
         return max(rates, default=self.process_fps)
+
+    @property
+    def detect_fps(self) -> float:
+        """Frames per second the tracked models must detect on (the tracker predicts the analysed frames between):
+        the highest rate of fresh detections its enabled rules need (`RuleConfig.detect_fps`), at most
+        `analysed_fps`; `analysed_fps` with `tracking.predict_between_detections` off.
+
+        Returns:
+            Frames per second.
+        """
+        if not self.tracking.predict_between_detections:
+            return self.analysed_fps
+        rates = [rule.detect_fps(self.process_fps) for rule in self.rules if rule.enabled]
+        return min(self.analysed_fps, max(rates, default=self.analysed_fps))
 
     def find_zone(self, zone_id: str) -> Zone | None:
         """The camera's zone with an id, if any.

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -178,6 +179,7 @@ class DetectionPlan:
 
     run: list[PlannedModel]
     reuse: frozenset[str] = frozenset()
+    predicted: bool = False  # the tracked models do not run: the tracker predicts their tracks on this frame
 
     @property
     def gated(self) -> bool:
@@ -192,6 +194,7 @@ class FrameDetections:
     # gate reused (the detector would have seen the same: nothing moved).
     models_run: frozenset[str]
     gated: bool = False
+    predicted: bool = False  # no tracked model ran: `to_track` is empty and the tracker predicts the tracks
 
 
 @dataclass
@@ -216,6 +219,10 @@ class AlertSink(Protocol):
 
 
 STAGES = ("detect", "track", "rules", "store")
+# A plan reads whether every track was confirmed this many of the camera's frames before it: the scheduler's detector
+# runs at most two rounds ahead of the rules (`runner.service.scheduler.ROUNDS_AHEAD`), so that frame is always
+# analysed by then, and the threads' timing never changes which frames are detected.
+SETTLED_LAG_FRAMES = 3
 ENLARGED_SIZE_STEP_PX = 32  # an enlarged crop's input side is a multiple of the models' largest stride
 
 
@@ -289,6 +296,17 @@ class CameraPipeline:
             )
         )
         self.history = TrackHistory(max_points=camera.tracking.history_points, expiry_s=camera.tracking.lost_s + 1.0)
+        # Fresh detections for the tracked models at the rate the rules need (`Camera.detect_fps`); the analysed
+        # frames between get the tracker's predictions, while every track is confirmed.
+        self.detect_fps = camera.detect_fps
+        self._detect_cadence = (
+            Cadence(self.detect_fps, tolerance_s=0.5 / self.analysed_fps)
+            if self.detect_fps < self.analysed_fps - 1e-9
+            else None
+        )
+        self._planned_t: deque[float] = deque(maxlen=SETTLED_LAG_FRAMES + 1)  # the last frames planned, by time
+        self._settled_at: dict[float, bool] = {}  # frame time -> every track confirmed after it (recent frames)
+        self.frames_predicted = 0
         self.gate = AlertGate({r.id: r.cooldown_s for r in camera.rules})
         self.rule_errors: dict[str, int] = {}  # rule id -> updates that raised (the rule skipped that frame)
         self.frames_processed = 0
@@ -365,6 +383,13 @@ class CameraPipeline:
         run = self.due_models(t_s)
         reuse: frozenset[str] = frozenset()
         gated = [m for m in run if m.spec.track]
+        if gated and self._predicts(t_s):
+            run = [m for m in run if not m.spec.track]
+            for model in run:
+                model.mark_run(t_s)
+            return DetectionPlan(run, predicted=True)
+        if gated and self._detect_cadence is not None and self._detect_cadence.is_due(t_s):
+            self._detect_cadence.mark(t_s)  # a newcomer's extra detections leave the grid as it is
         if self.motion is not None and gated:
             ran_before = all(m.name in self._planned_to_run for m in gated)
             if not self.motion.wants_detection(image, t_s, force=not ran_before):
@@ -373,6 +398,18 @@ class CameraPipeline:
             model.mark_run(t_s)
             self._planned_to_run.add(model.name)
         return DetectionPlan(run, reuse)
+
+    def _predicts(self, t_s: float) -> bool:
+        """Whether the tracker predicts the tracked models' objects on the frame at `t_s`: a frame between two due
+        detections, with every track confirmed `SETTLED_LAG_FRAMES` frames before (a frame the rules have analysed
+        whatever the threads' timing, so the same frames are detected on every run)."""
+        self._planned_t.append(t_s)
+        cadence = self._detect_cadence
+        if cadence is None or cadence.next_due_s is None or cadence.is_due(t_s):
+            return False
+        if len(self._planned_t) <= SETTLED_LAG_FRAMES:
+            return False  # the stream just (re)started
+        return self._settled_at.get(self._planned_t[0], False)  # unknown (its analysis failed): detect
 
     def detect(self, image: np.ndarray, t_s: float) -> FrameDetections:
         """Plans, runs the planned models on this one frame and combines their outputs (`process`'s detection).
@@ -434,6 +471,7 @@ class CameraPipeline:
             merge_detections(by_track[False]),
             frozenset(everything),
             gated=bool(reused),
+            predicted=plan is not None and plan.predicted,
         )
 
     def add_person_passes(self, image: np.ndarray, outputs: dict[str, sv.Detections]) -> None:
@@ -511,7 +549,13 @@ class CameraPipeline:
         if self.clips is not None:
             self._save_clips(self.clips.observe(frame.t_s, image))
         height, width = image.shape[:2]
-        tracked = self.tracker.update(detected.to_track, frame.t_s)
+        if detected.predicted:
+            tracked = self.tracker.predict(frame.t_s)
+            self.frames_predicted += 1
+        else:
+            tracked = self.tracker.update(detected.to_track, frame.t_s)
+        if self._detect_cadence is not None:
+            self._record_settled(frame.t_s)
         ended = self.history.update(tracked, frame.t_s, width, height)
         rules_started = time.perf_counter()
         self.record_stage_s("track", rules_started - started)
@@ -529,6 +573,7 @@ class CameraPipeline:
             ended_track_ids=ended,
             image=image,
             models_run=detected.models_run,
+            predicted=detected.predicted,
             redetect=partial(self._redetect, image),
             redetect_many=partial(self._redetect_many, image),
             redetect_enlarged=partial(self._redetect_enlarged, image),
@@ -546,8 +591,8 @@ class CameraPipeline:
         candidates: list[AlertCandidate] = []
         for rule in self.rules:
             cadence, ended_waiting = self._rule_schedule(rule)
-            if not cadence.is_due(frame.t_s):
-                ended_waiting |= ended
+            if not cadence.is_due(frame.t_s) or (detected.predicted and not _reads_predicted(rule)):
+                ended_waiting |= ended  # a rule needing fresh detections stays due until the next detected frame
                 continue
             cadence.mark(frame.t_s)
             config = getattr(rule, "config", None) if self.keypoint_models else None
@@ -705,6 +750,10 @@ class CameraPipeline:
         self._rule_cadences.clear()
         for model in self.models:
             model.cadence.reset()
+        if self._detect_cadence is not None:
+            self._detect_cadence.reset()
+        self._planned_t.clear()
+        self._settled_at.clear()
         for lost in self._lost.values():
             lost.clear()
         # The gate's reference frame and the reused detections belong to the old stream: detect at once.
@@ -722,6 +771,14 @@ class CameraPipeline:
         return len(self.history) + sum(r.state_size() for r in self.rules)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _record_settled(self, t_s: float) -> None:
+        """Keep whether every track is confirmed after the frame at `t_s`, for the plan `SETTLED_LAG_FRAMES` frames
+        on (bounded: the frames older than the oldest planned one are dropped)."""
+        self._settled_at[t_s] = self.tracker.settled
+        oldest = self._planned_t[0] if self._planned_t else t_s
+        for old in [t for t in self._settled_at if t < oldest]:
+            del self._settled_at[old]
+
     def _run_rule(self, rule: Rule, ctx: FrameContext) -> list[AlertCandidate]:
         # Error boundary: one rule's bug must not stop the camera's other rules or other cameras.
         started = time.perf_counter()
@@ -922,6 +979,12 @@ def _moved_to_frame(found: sv.Detections, crop: Crop) -> sv.Detections:
             keypoints[..., :2] = points_to_frame(keypoints[..., :2], crop)
             found.data[KEYPOINTS] = keypoints
     return found
+
+
+def _reads_predicted(rule: Rule) -> bool:
+    """Whether a rule may run on a frame whose tracks the tracker predicted (`RuleConfig.READS_PREDICTED_TRACKS`)."""
+    config: RuleConfig | None = getattr(rule, "config", None)
+    return config is not None and config.READS_PREDICTED_TRACKS
 
 
 def _centroid(polygon: list[tuple[float, float]]) -> tuple[float, float]:

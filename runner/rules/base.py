@@ -144,6 +144,9 @@ class FrameContext:
     # Models that ran on this frame: a model with `max_fps` skips frames, and a rule voting over
     # frames (fire, weapon) must only count the frames its model actually looked at.
     models_run: frozenset[str] = frozenset()
+    # The tracked detections are the tracker's predictions (no tracked model ran on this frame): only confirmed
+    # tracks, no untracked row; counts and fits that need fresh detections hold their last value.
+    predicted: bool = False
     # Re-detection around a region (e.g. a person lost while lying down): see `Redetect`.
     redetect: Redetect | None = None
     redetect_many: RedetectMany | None = None

@@ -170,7 +170,7 @@ class CrowdDensityRule(Rule):
     def _foreground_estimate(self, ctx: FrameContext, people) -> float | None:
         if self._foreground is None or ctx.image is None:
             return None
-        if people.any():
+        if people.any() and not ctx.predicted:
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
         small = ctx.downscaled(self._foreground.width_px)
         assert small is not None  # ctx.image is set
@@ -248,6 +248,8 @@ class CrowdDensityRule(Rule):
         people = ctx.select(cfg.labels, cfg.min_confidence)
         inside = people & ctx.in_polygon(self._polygon)
         count = int(inside.sum())
+        if ctx.predicted and self._counts:
+            count = self._counts[-1][1]  # predicted tracks leave out the unconfirmed: the last detected count holds
         self.last_measure = {"count": count, "person_equivalents": None, "cover": None}
         tiled = self._tiled_count(ctx, people)
         estimate = self._foreground_estimate(ctx, people)

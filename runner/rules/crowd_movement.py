@@ -141,7 +141,7 @@ class CrowdMovementRule(Rule):
         """Flow share of the zone, its person-equivalents and whether it counts as packed."""
         if self._flow is None or self._foreground is None or ctx.image is None:
             return None
-        if people.any():
+        if people.any() and not ctx.predicted:  # the perspective fit reads detected boxes only
             self._scale.add_boxes(ctx.detections.xyxy[people] / np.array([ctx.width, ctx.height] * 2, dtype=float))
         small_foreground = ctx.downscaled(self._foreground.width_px)
         small_flow = ctx.downscaled(self._flow.width_px)

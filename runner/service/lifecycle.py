@@ -73,6 +73,7 @@ class RunSummary:
     alert_latency_s: list[float] = field(default_factory=list)
     alerts_total: int = 0  # every alert stored (a live run keeps only the newest in `alerts`)
     frames_gated: dict[str, int] = field(default_factory=dict)  # frames whose detection the motion gate skipped
+    frames_predicted: dict[str, int] = field(default_factory=dict)  # frames whose tracks the tracker predicted
     rule_errors: dict[str, int] = field(default_factory=dict)  # "camera/rule" -> frames on which the rule raised
     # Frames a live stream's slot dropped because the analysis was behind (a file never drops: it waits).
     frames_dropped: dict[str, int] = field(default_factory=dict)
@@ -520,6 +521,7 @@ class Runner:
     def _summarise(self, pipelines: dict[str, CameraPipeline], sources: dict[str, VideoSource]) -> None:
         self.summary.frames = {cid: p.frames_processed for cid, p in pipelines.items()}
         self.summary.frames_gated = {cid: p.frames_gated for cid, p in pipelines.items()}
+        self.summary.frames_predicted = {cid: p.frames_predicted for cid, p in pipelines.items()}
         self.summary.rule_errors = {
             f"{cid}/{rule_id}": count for cid, p in pipelines.items() for rule_id, count in p.rule_errors.items()
         }

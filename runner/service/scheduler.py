@@ -21,7 +21,15 @@ import numpy as np
 import supervision as sv
 
 from runner.core.fields import CLASS_NAME
-from runner.pipeline.camera import CameraPipeline, DetectionPlan, FrameDetections, FrameInput, PlannedModel, detect_one
+from runner.pipeline.camera import (
+    SETTLED_LAG_FRAMES,
+    CameraPipeline,
+    DetectionPlan,
+    FrameDetections,
+    FrameInput,
+    PlannedModel,
+    detect_one,
+)
 from runner.sources.capture import Frame
 
 log = logging.getLogger(__name__)
@@ -102,6 +110,9 @@ class DetectionScheduler:
             on_analysed: called (camera id, frame) on the analysis thread after each analysed frame.
             rounds_ahead: rounds the detector may run ahead of the rules.
         """
+        if not 0 <= rounds_ahead < SETTLED_LAG_FRAMES:
+            # A camera's plan reads its tracker's state SETTLED_LAG_FRAMES frames back: that frame must be analysed.
+            raise ValueError(f"rounds_ahead must be 0 to {SETTLED_LAG_FRAMES - 1}, not {rounds_ahead}")
         self.on_failed = on_failed
         self.on_analysed = on_analysed
         self.rounds_ahead = rounds_ahead

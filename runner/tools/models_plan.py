@@ -149,9 +149,15 @@ def plan_camera(pool: ModelPool, camera: Camera, measure: bool = True) -> Camera
             line += ", on demand only"
         elif spec.max_fps is not None:
             line += f", at most {spec.max_fps:g} fps"
+        detect_fps = camera.detect_fps if spec.track else fps
+        if not spec.on_demand and detect_fps < fps - 1e-9:
+            line += (
+                f", detecting on {detect_fps:g} of its {fps:g} fps (the tracker predicts the frames between while "
+                "every track is confirmed)"
+            )
         if measure and not spec.on_demand:
             cost = time_ms(lambda: _detect_as_planned(detector, frame, labels, given, chosen))
-            rate = min(fps, spec.max_fps or fps) / fps
+            rate = min(detect_fps, spec.max_fps or fps) / fps
             total_ms += cost * rate
             line += f": {cost:.0f} ms per frame"
         plan.lines.append(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -157,6 +158,8 @@ class CameraTracker:
     def __init__(self, settings: TrackerSettings):
         self.settings = settings
         self._tracker = self._new()
+        self._last_tracked = sv.Detections.empty()  # the last update's confirmed rows (labels, scores, data)
+        self._last_update_s: float | None = None
 
     def _new(self) -> ByteTrackTracker:
         s = self.settings
@@ -184,7 +187,64 @@ class CameraTracker:
         tracked = self._tracker.update(detections, timestamp=t_s)
         if tracked.tracker_id is None:
             tracked.tracker_id = np.full(len(tracked), -1, dtype=int)
+        self._last_tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])
+        self._last_update_s = t_s
         return tracked
+
+    @property
+    def settled(self) -> bool:
+        """Whether every live track is confirmed: no newcomer is waiting for the detections that confirm its track
+        (predicting over a newcomer's frames would delay, or at a distance lose, its track).
+
+        Returns:
+            True with no tentative track (and with none at all).
+        """
+        return all(track.tracker_id >= 0 for track in self._tracker.tracks)
+
+    def predict(self, t_s: float) -> sv.Detections:
+        """The boxes of the tracks matched by the last update, moved to `t_s` by their Kalman velocity; the
+        tracker's state is left as it is (the next update predicts from the last detection itself).
+
+        Args:
+            t_s: the stream time of a frame after the last update, seconds.
+
+        Returns:
+            One row per such track, as the last update returned it (label, score, data) with the predicted box;
+            empty before any update.
+        """
+        ids = self._last_tracked.tracker_id
+        if self._last_update_s is None or ids is None or not len(ids):
+            empty = sv.Detections.empty()
+            empty.tracker_id = np.zeros(0, dtype=int)
+            return empty
+        frame_steps = max(0.0, t_s - self._last_update_s) * self.settings.process_fps
+        moved = {
+            int(track.tracker_id): predicted_box(track.state_estimator.kf.state, frame_steps)
+            for track in self._tracker.tracks
+            if track.tracker_id >= 0 and track.time_since_update == 0
+        }
+        rows = [i for i, tid in enumerate(ids.tolist()) if tid in moved]
+        predicted = cast(sv.Detections, self._last_tracked[rows])
+        if rows:
+            predicted.xyxy = np.stack([moved[tid] for tid in ids[rows].tolist()]).astype(np.float64)
+        return predicted
 
     def reset(self) -> None:
         self._tracker = self._new()
+        self._last_tracked = sv.Detections.empty()
+        self._last_update_s = None
+
+
+def predicted_box(state: np.ndarray, frame_steps: float) -> np.ndarray:
+    """A corner-state Kalman box (x1, y1, x2, y2 and their velocities per frame) moved `frame_steps` frames on.
+
+    Args:
+        state: the filter's state, at least 8 values: the corners then their velocities, pixels per frame.
+        frame_steps: frames (of the tracker's rate) since the state's time.
+
+    Returns:
+        The (4,) xyxy box; never inverted (corners that crossed are re-ordered).
+    """
+    flat = np.asarray(state, dtype=float).reshape(-1)
+    x1, y1, x2, y2 = flat[:4] + flat[4:8] * frame_steps
+    return np.array([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])

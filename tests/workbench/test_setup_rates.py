@@ -60,3 +60,17 @@ def test_a_camera_whose_zones_leave_most_of_the_image_says_where_its_detector_lo
     assert setup.crop_note() is None
     whole_image_rule = {"kind": "crowd_movement", "id": "moves"}  # no zone: the detector sees the whole image
     assert _setup([INTRUSION, whole_image_rule]).crop_note() is None
+
+
+def test_a_camera_whose_tracker_predicts_between_detections_says_how_often_it_detects(language):
+    language("fr")
+    setup = _setup([INTRUSION], tracking={"predict_between_detections": True})
+    assert setup.prediction_note() == (
+        "le détecteur tourne sur 2,5 des 5 image(s)/s analysées : entre deux détections, le suivi prédit la position "
+        "des pistes, dès qu'elles sont toutes confirmées ; décochez « Prédire entre deux détections » pour détecter à "
+        "chaque image"
+    )
+    setup.camera_form.values["tracking"] = {"predict_between_detections": False}
+    assert setup.prediction_note() is None
+    falls = {"kind": "person_down", "id": "falls", "zone": "lawn"}  # keypoints on every frame: no prediction
+    assert _setup([INTRUSION, falls], tracking={"predict_between_detections": True}).prediction_note() is None

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from runner.config.site import Camera
 
 
+MIN_TRACKED_DETECT_FPS = 2.5  # the fewest fresh detections a second for a rule reading predicted tracks
+
+
 class RuleConfig(Frozen):
     """Fields every rule has. Subclasses add `kind: Literal[...]` and their own thresholds."""
 
@@ -45,6 +48,10 @@ class RuleConfig(Frozen):
     # seconds; a walker crosses a zone in a few; a fall, a surge and a flame's flicker need more.
     NEEDED_FPS: ClassVar[float | None] = None
 
+    # Whether the kind's rule stays sound on frames where the tracker predicted the tracks' boxes (no detector ran):
+    # true for kinds that read only tracks' positions; they then need fresh detections at `detect_fps` only.
+    READS_PREDICTED_TRACKS: ClassVar[bool] = False
+
     # Rule kinds that read body keypoints of their labels (a pose model's 17 COCO keypoints).
     KEYPOINT_KINDS: ClassVar[frozenset[str]] = frozenset({"person_down"})
 
@@ -68,6 +75,25 @@ class RuleConfig(Frozen):
         """
         wanted = self.process_fps if self.process_fps is not None else self.needed_fps()
         return camera_fps if wanted is None else min(wanted, camera_fps)
+
+    def detect_fps(self, camera_fps: float) -> float:
+        """Fresh detections per second this rule needs when the tracker predicts the frames between them.
+
+        Every other of its frames, but never below `MIN_TRACKED_DETECT_FPS` (ByteTrack matches a box with the
+        prediction of a track by overlap: at 2.5 fps a walker moves about a body width between two detections),
+        for a kind that reads predicted tracks; kinds override it.
+
+        Args:
+            camera_fps: the camera's `process_fps`.
+
+        Returns:
+            Frames per second, at most `rate_fps`; `rate_fps` itself for a kind that needs a detection on each of
+            its frames.
+        """
+        rate = self.rate_fps(camera_fps)
+        if not self.READS_PREDICTED_TRACKS:
+            return rate
+        return max(rate / 2.0, min(rate, MIN_TRACKED_DETECT_FPS))
 
     def needed_fps(self) -> float | None:
         """Frames per second this rule's kind needs with its settings.

@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     from runner.config.site import Camera
 
 
+DETECTION_COUNT_FPS = 1.0  # fresh detections a second for the `detections` count
+
+
 class CrowdDensityConfig(RuleConfig):
     NEEDED_FPS: ClassVar[float | None] = 1.0
+    READS_PREDICTED_TRACKS: ClassVar[bool] = True
 
     kind: Literal["crowd_density"]
     zone: str = Field(description="Zone whose density is measured.")
@@ -134,6 +138,18 @@ class CrowdDensityConfig(RuleConfig):
             1, or 5 with `foreground`.
         """
         return 5.0 if self.foreground else self.NEEDED_FPS
+
+    def detect_fps(self, camera_fps: float) -> float:
+        """The detections' count needs one fresh detection a second (its median over `sustain_s` smooths the rest);
+        the frames between hold the last count, and the foreground reads every frame's pixels.
+
+        Args:
+            camera_fps: the camera's `process_fps`.
+
+        Returns:
+            1, at most `rate_fps`.
+        """
+        return min(self.rate_fps(camera_fps), DETECTION_COUNT_FPS)
 
     @model_validator(mode="after")
     def _some_threshold(self) -> CrowdDensityConfig:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class WrongWayConfig(RuleConfig):
     NEEDED_FPS: ClassVar[float | None] = 5.0
+    READS_PREDICTED_TRACKS: ClassVar[bool] = True
 
     kind: Literal["wrong_way"]
     zone: str = Field(description="Lane or corridor zone; it must have an allowed `direction` arrow.")

@@ -17,6 +17,7 @@ from runner.config.rules.time_windows import TimeWindow
 
 class ZoneIntrusionConfig(RuleConfig):
     NEEDED_FPS: ClassVar[float | None] = 5.0
+    READS_PREDICTED_TRACKS: ClassVar[bool] = True
 
     kind: Literal["zone_intrusion"]
     zone: str | None = Field(None, description="Forbidden zone (polygon id). Give either a zone or a line.")

@@ -7,17 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-import supervision as sv
 
 from runner.config.loading import LoadedConfig
 from runner.inference.routing import WHOLE_FRAME, crop_input_size, detection_box, watched_region
 from runner.pipeline.camera import CameraPipeline
 from runner.service.lifecycle import Runner, RunOptions
 from runner.sources.capture import Frame
-from tests.helpers import FakePool, ScriptedDetector, site_config
+from tests.helpers import FakePool, WhiteBoxFinder, site_config
 from tests.runner.service.helpers import INSIDE, INTRUSION, Site, two_cameras
 
 HEIGHT, WIDTH = 480, 640
@@ -27,36 +25,6 @@ assert LAWN_CROP is not None
 CROP_X0, CROP_Y0 = int(LAWN_CROP[0] * WIDTH), int(LAWN_CROP[1] * HEIGHT)
 IN_LAWN = (400, 300, 440, 420)  # a white box in the lawn, frame pixels xyxy
 FAR_AWAY = (20, 20, 60, 120)  # one in the top-left corner, outside the crop
-
-
-class WhiteBoxFinder(ScriptedDetector):
-    """A model that takes any input size and finds every white rectangle of the image it is given, in that
-    image's pixels: what it reports depends on the pixels alone, so a crop's offset shows if it is not undone."""
-
-    any_input_size = True
-
-    def __init__(self):
-        super().__init__(lambda i: [], names={0: "person"}, name="person")
-        self.seen: list[tuple[tuple[int, int], int | None]] = []  # (image height, width), imgsz of each image
-
-    def detect(self, images, labels=None, imgsz=None):
-        self.seen += [(image.shape[:2], imgsz) for image in images]
-        return [self._boxes(image) for image in images]
-
-    def start_detect(self, images, labels=None, imgsz=None):
-        found = self.detect(images, labels, imgsz)
-        return lambda: found
-
-    @staticmethod
-    def _boxes(image: np.ndarray) -> sv.Detections:
-        count, _, stats, _ = cv2.connectedComponentsWithStats((image[..., 0] > 200).astype(np.uint8))
-        xyxy = [(x, y, x + w, y + h) for x, y, w, h, _ in stats[1:count]]
-        return sv.Detections(
-            xyxy=np.array(xyxy, dtype=float).reshape(-1, 4),
-            confidence=np.full(len(xyxy), 0.9),
-            class_id=np.zeros(len(xyxy), dtype=int),
-            data={"class_name": np.array(["person"] * len(xyxy), dtype=object)},
-        )
 
 
 def _frame_with(*boxes: tuple[int, int, int, int]) -> np.ndarray:

@@ -129,3 +129,15 @@ def test_models_plan_shows_and_times_the_crop_around_the_zones():
     whole = config.cameras[0].model_copy(update={"detect_margin_frac": None})
     assert plan_camera(pool, whole, measure=True).lines[2].startswith("  model coco: car, person at imgsz 640: ")
     assert detector.seen[-1] == ([(1080, 1920)], None)
+
+
+def test_models_plan_shows_the_detections_the_tracker_s_predictions_spare():
+    config, pool = pool_for([INTRUSION], models={"coco": MODELS["coco"]})
+    predicting = config.cameras[0].model_copy(
+        update={"tracking": config.cameras[0].tracking.model_copy(update={"predict_between_detections": True})}
+    )
+    line = plan_camera(pool, predicting, measure=False).lines[2]
+    assert line.endswith(
+        ", detecting on 2.5 of its 5 fps (the tracker predicts the frames between while every track is confirmed)"
+    )
+    assert "detecting on" not in plan_camera(pool, config.cameras[0], measure=False).lines[2]  # prediction off
