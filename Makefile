@@ -28,7 +28,7 @@ DEMO_DB := var/demo/vigie.db
 # Evaluation data (clips, labels, COCO model): never copied into the repository.
 export VIGIE_SHARED_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: demo faketime test test-fast lint workbench eval bench bench-site bench-scale soak lock clean help
+.PHONY: demo faketime test test-fast lint workbench eval bench bench-site bench-scale soak soak-native lock clean help
 help:
 	@echo "make demo   run the runner on the PETS 2009 sample clip and print its alerts"
 	@echo "make test   lint (ruff), type check (mypy), then the whole test suite"
@@ -39,6 +39,7 @@ help:
 	@echo "make bench-site   17 cameras of a Cannes-like site live: cameras kept in real time, CPU, per-stage cost, alerts lost against a plain replay, sites per node (~5 min; SITE_ARGS=--quick: ~3 min)"
 	@echo "make bench-scale   register alerts/s with N writers (PostgreSQL, SQLite), lease takeover, outbox latency (SCALE_ARGS=--quick: ~3.5 min)"
 	@echo "make soak   one hour of the runner on looping clips, RSS printed every minute (SOAK_ARGS=--duration-s 600; --site: the 17-camera site)"
+	@echo "make soak-native  the soak with bench/native_blocks.c preloaded: the call stacks keeping more large native blocks (needs cc)"
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -111,6 +112,11 @@ bench-site: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# The soak with bench/native_blocks.c preloaded: which call stacks keep more and more large native blocks.
+soak-native: $(STAMP)
+	$(BIN)/python -c "from pathlib import Path; from bench.native_blocks import build; build(Path('var/native_blocks.so'))"
+	LD_PRELOAD=$(CURDIR)/var/native_blocks.so $(BIN)/python bench/soak.py --native-blocks $(SOAK_ARGS)
 
 # SCALE_ARGS, e.g. "--quick" or "--backends postgresql --kills 20"; see .venv/bin/python bench/scale.py --help.
 bench-scale: $(STAMP) $(PG_INITDB) $(MOSQUITTO)

@@ -6,7 +6,11 @@ Each clip is a camera (the benchmark's cameras, `bench/sites.py`) with `loop: tr
 frame rate as a live camera would be (`--site`: the 17 cameras of `bench/site.py`'s Cannes-like site, each
 at the rate its rules need), through the real runner (capture threads, detection, tracking,
 rules, register, retention schedule). Every `--every-s` seconds one line: elapsed time, RSS, alerts
-so far. At the end: the growth of the RSS high-water mark from the first `--baseline-s` (10 minutes;
+so far, and where glibc's malloc holds its memory (`mallinfo2`): its arenas and the free space inside
+them (fragmentation: holes a later block may not fit), and the blocks it mapped on their own (128 kB
+and more, until freed large blocks raise that threshold). Most of a runner's memory is native, out of
+`tracemalloc`'s sight: PyAV hands out numpy views of FFmpeg's frame buffers, OpenVINO keeps its own.
+At the end: the growth of the RSS high-water mark from the first `--baseline-s` (10 minutes;
 a third of the run when shorter) to the same length of time at the end, against the 5 % target, and
 the alert latency when the runner reports it. The last line is machine-readable:
 `rss_growth_pct: X.X`. Not part of the test suite.
@@ -15,11 +19,15 @@ the alert latency when the runner reports it. The last line is machine-readable:
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import functools
 import os
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", action="store_true", help="the 17-camera site of bench/site.py instead of --model and --clips"
     )
     parser.add_argument("--db", default=None, help="register (default: a temporary one, deleted at the end)")
+    parser.add_argument(
+        "--native-blocks",
+        action="store_true",
+        help="with bench/native_blocks.c preloaded (make soak-native): the call stacks keeping more large blocks",
+    )
     return parser
 
 
@@ -78,6 +91,56 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33+): sizes in bytes, summed over every arena."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+@dataclass(frozen=True)
+class MallocFigures:
+    """Where glibc's malloc holds its memory."""
+
+    arenas_mb: float  # taken from the kernel for the arenas
+    in_use_mb: float  # of which handed out
+    free_in_arenas_mb: float  # of which free
+    mapped_mb: float  # blocks mapped on their own
+    mapped_blocks: int
+
+    def describe(self) -> str:
+        return (
+            f"malloc arenas {self.arenas_mb:.0f} MB ({self.free_in_arenas_mb:.0f} free), "
+            f"mapped {self.mapped_mb:.0f} MB in {self.mapped_blocks} blocks"
+        )
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc 2.33 or later (it has `mallinfo2`), else None."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None  # musl, or an older glibc
+    libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+def malloc_figures() -> MallocFigures | None:
+    """glibc malloc's figures now; None under another C library."""
+    libc = _glibc()
+    if libc is None:
+        return None
+    info = libc.mallinfo2()
+    mb = 1024.0 * 1024.0
+    return MallocFigures(info.arena / mb, info.uordblks / mb, info.fordblks / mb, info.hblkhd / mb, int(info.hblks))
 
 
 def growth_pct(samples: list[tuple[float, float]], window_s: float) -> tuple[float, float, float]:
@@ -94,15 +157,28 @@ def growth_pct(samples: list[tuple[float, float]], window_s: float) -> tuple[flo
     return base, final, (final - base) / base * 100.0 if base else 0.0
 
 
+def native_growth_lines(dumps: list[tuple[float, Path]], window_s: float) -> list[str]:
+    """The native blocks' growth from the last dump of the first window to the last dump (none: no lines)."""
+    from bench.native_blocks import growth_lines, read_dump
+
+    readable = [(t, path) for t, path in dumps if path.is_file()]
+    if len(readable) < 2:
+        return []
+    first = [path for t, path in readable if t <= window_s][-1:] or [readable[0][1]]
+    return growth_lines(read_dump(first[0].read_text()), read_dump(readable[-1][1].read_text()))
+
+
 def soak(args) -> int:
     import numpy as np
 
+    from bench.native_blocks import preloaded_dump
     from bench.perf import latency_line
     from bench.sites import build_site, write_site
     from runner.inference.detector import ModelPool
     from runner.register import Register
     from runner.service.lifecycle import Runner, RunOptions
 
+    dump = preloaded_dump() if args.native_blocks else None
     clips = args.clips or SOAK_CLIPS[args.model]
     window_s = min(args.baseline_s, args.duration_s / 3.0)
     with tempfile.TemporaryDirectory(prefix="vigie-soak-") as scratch:
@@ -136,11 +212,16 @@ def soak(args) -> int:
             started = time.monotonic()
             thread.start()
             samples: list[tuple[float, float]] = []
+            dumps: list[tuple[float, Path]] = []
             while thread.is_alive():
                 elapsed = time.monotonic() - started
                 samples.append((elapsed, rss_mb()))
+                if dump is not None:
+                    dumps.append((elapsed, Path(scratch) / f"native-blocks-{len(dumps):04d}.txt"))
+                    dump(str(dumps[-1][1]).encode())
                 print(
-                    f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={runner.summary.alerts_total}",
+                    f"t={elapsed:7.0f} s  rss={samples[-1][1]:8.1f} MB  alerts={runner.summary.alerts_total}"
+                    + (f"  {figures.describe()}" if (figures := malloc_figures()) else ""),
                     flush=True,
                 )
                 if elapsed >= args.duration_s:
@@ -149,6 +230,7 @@ def soak(args) -> int:
             runner.stop()
             thread.join(timeout=30.0)
             summary = outcome.get("summary", runner.summary)
+            native_lines = native_growth_lines(dumps, window_s)
     if summary.camera_errors:
         print(f"camera errors: {summary.camera_errors}")
     base, final, growth = growth_pct(samples, window_s)
@@ -161,6 +243,8 @@ def soak(args) -> int:
         f"{summary.alerts_total} alerts, stop: {summary.stop_reason}"
     )
     print(latency_line(getattr(summary, "alert_latency_s", None)))
+    for line in native_lines:
+        print(line)
     verdict = "within" if growth < GROWTH_TARGET_PCT else "ABOVE"
     print(
         f"RSS peak first {window_s:g} s: {base:.1f} MB; last {window_s:g} s: {final:.1f} MB; "
@@ -181,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.native_blocks:
+        from bench.native_blocks import preloaded_dump
+
+        if preloaded_dump() is None:
+            print("soak: --native-blocks needs bench/native_blocks.c preloaded: run make soak-native", file=sys.stderr)
+            return 2
     try:
         return soak(args)
     except ValueError as exc:

@@ -343,14 +343,39 @@ class _Slots:
 
 
 @dataclass(eq=False)
+class _Held:
+    """The slots a started request holds, given back once: by OpenVINO's completion callback or by `_collect`.
+
+    It references neither the request nor the engine. OpenVINO keeps the callback and its argument inside
+    the request, where Python's garbage collector cannot see them: a reference back to the request made a
+    cycle that was never freed, so each request dropped from a full pool stayed alive with its tensors
+    (about 2 MB each; 9 MB a minute on the 17-camera site, docs/performance.md)."""
+
+    semaphore: _Slots
+    count: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    released: bool = False
+
+    def release(self) -> None:
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+        self.semaphore.give(self.count)
+
+
+def _release(held: _Held) -> None:
+    """OpenVINO's completion callback (a plain function: a bound method would hold its object)."""
+    held.release()
+
+
+@dataclass(eq=False)
 class _Started:
     """A request in flight: its slots go back once (when it ends), the request itself when it is collected."""
 
     request: Any
     key: tuple[int, int, str]
-    slots: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    released: bool = False
+    held: _Held
 
 
 class OpenVinoEngine:
@@ -475,8 +500,8 @@ class OpenVinoEngine:
                 self._slots.take(slots_each)
                 try:
                     request, key = self._request_for(blob.shape[1], blob.shape[2], mode)
-                    entry = _Started(request, key, slots_each)
-                    request.set_callback(self._release_slots, entry)
+                    entry = _Started(request, key, _Held(self._slots, slots_each))
+                    request.set_callback(_release, entry.held)
                     request.start_async({0: blob})
                 except BaseException:
                     self._slots.give(slots_each)
@@ -501,19 +526,11 @@ class OpenVinoEngine:
             except Exception as exc:
                 error = error or exc
             finally:
-                self._release_slots(entry)  # when the completion callback has not (yet) done it
+                entry.held.release()  # when the completion callback has not (yet) done it
                 self._give_back(entry.request, entry.key)
         if error is not None:
             raise error
         return outputs
-
-    def _release_slots(self, entry: _Started) -> None:
-        """Once per request: from OpenVINO's completion callback (success or failure), or from `_collect`."""
-        with entry.lock:
-            if entry.released:
-                return
-            entry.released = True
-        self._slots.give(entry.slots)
 
     def _request_for(self, input_h: int, input_w: int, mode: str):
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import build_parser, growth_pct, main, rss_mb
+from bench.soak import build_parser, growth_pct, main, malloc_figures, rss_mb
 
 
 def test_growth_compares_the_peaks_of_the_first_and_last_windows():
@@ -33,3 +33,22 @@ def test_defaults_and_bad_values(capsys):
     assert (args.duration_s, args.every_s, args.baseline_s, args.model) == (3600.0, 60.0, 600.0, "coco")
     assert main(["--duration-s", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(malloc_figures() is None, reason="the C library is not glibc 2.33+")
+def test_malloc_figures_see_a_block_mapped_on_its_own():
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = malloc_figures()
+    block = libc.malloc(64 << 20)  # above glibc's highest mmap threshold (32 MB): always mapped on its own
+    try:
+        during = malloc_figures()
+    finally:
+        libc.free(block)
+    assert during.mapped_blocks == before.mapped_blocks + 1
+    assert during.mapped_mb - before.mapped_mb == pytest.approx(64.0, abs=0.1)
+    assert during.arenas_mb >= during.in_use_mb > 0 and during.free_in_arenas_mb >= 0
+    assert "malloc arenas" in during.describe()

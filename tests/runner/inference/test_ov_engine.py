@@ -170,6 +170,32 @@ def test_several_frames_in_parallel_requests_find_what_one_frame_finds(dynamic_e
     assert list(engine._compiled) == [(256, 320, "throughput"), (256, 320, "latency")]
 
 
+def test_requests_beyond_the_pool_are_freed_once_collected(dynamic_export, monkeypatch):
+    """More frames in flight than the pool keeps: the extra requests are dropped, and freed. OpenVINO holds
+    each request's completion callback where the garbage collector cannot see it; with the request reachable
+    from the callback's argument, every dropped request stayed alive with its tensors, for ever."""
+    import gc
+    import weakref
+
+    monkeypatch.setattr(ov_engine, "REQUESTS_KEPT", 2)
+    engine = OpenVinoEngine(dynamic_export, IMGSZ, threads=2)
+    real, created = engine._request_for, []
+
+    def tracked(input_h, input_w, mode):
+        request, key = real(input_h, input_w, mode)
+        created.append(weakref.ref(request))
+        return request, key
+
+    monkeypatch.setattr(engine, "_request_for", tracked)
+    frames = vtest_frames(3) * 3
+    for _ in range(3):
+        assert len(engine.predict(frames, conf=0.5)) == 9
+    gc.collect()
+    alive = {id(ref()) for ref in created if ref() is not None}
+    assert len(created) == 27 and len(alive) <= ov_engine.REQUESTS_KEPT
+    assert engine._slots.free == 2
+
+
 @pytest.mark.slow
 def test_two_threads_share_the_engine_and_find_what_each_finds_alone(dynamic_export):
     """The detector thread's round and a rule's re-detection on the analysis thread run at once: their
