@@ -357,16 +357,13 @@ class _Held:
     released: bool = False
 
     def release(self) -> None:
+        """Give the slots back (the second call does nothing); also OpenVINO's completion callback, called
+        as `_Held.release(held)`."""
         with self.lock:
             if self.released:
                 return
             self.released = True
         self.semaphore.give(self.count)
-
-
-def _release(held: _Held) -> None:
-    """OpenVINO's completion callback (a plain function: a bound method would hold its object)."""
-    held.release()
 
 
 @dataclass(eq=False)
@@ -501,7 +498,7 @@ class OpenVinoEngine:
                 try:
                     request, key = self._request_for(blob.shape[1], blob.shape[2], mode)
                     entry = _Started(request, key, _Held(self._slots, slots_each))
-                    request.set_callback(_release, entry.held)
+                    request.set_callback(_Held.release, entry.held)
                     request.start_async({0: blob})
                 except BaseException:
                     self._slots.give(slots_each)
