@@ -168,17 +168,16 @@ def native_growth_lines(dumps: list[tuple[float, Path]], window_s: float) -> lis
     return growth_lines(read_dump(first[0].read_text()), read_dump(readable[-1][1].read_text()))
 
 
-def soak(args) -> int:
+def soak(args, dump=None) -> int:
+    """The soak itself; `dump` is the preloaded shim's dump function (`--native-blocks`), else None."""
     import numpy as np
 
-    from bench.native_blocks import preloaded_dump
     from bench.perf import latency_line
     from bench.sites import build_site, write_site
     from runner.inference.detector import ModelPool
     from runner.register import Register
     from runner.service.lifecycle import Runner, RunOptions
 
-    dump = preloaded_dump() if args.native_blocks else None
     clips = args.clips or SOAK_CLIPS[args.model]
     window_s = min(args.baseline_s, args.duration_s / 3.0)
     with tempfile.TemporaryDirectory(prefix="vigie-soak-") as scratch:
@@ -265,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    dump = None
     if args.native_blocks:
         from bench.native_blocks import preloaded_dump
 
-        if preloaded_dump() is None:
+        dump = preloaded_dump()
+        if dump is None:
             print("soak: --native-blocks needs bench/native_blocks.c preloaded: run make soak-native", file=sys.stderr)
             return 2
     try:
-        return soak(args)
+        return soak(args, dump)
     except ValueError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 1
